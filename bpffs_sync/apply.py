@@ -1,0 +1,67 @@
+"""Carry out a Plan against bpffs. Idempotent: every op tolerates having been done already.
+
+One failed op does not stop the pass: it is logged and counted, and the next pass (event or
+periodic) tries again. A cgroup that vanished before its pin was made is not a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import bpffs, log
+from .diff import Op, OpKind, Plan, Reason
+from .errors import CgroupGone, SyncError
+from .paths import Layout, display
+from .stats import LoadedStat
+
+_log = log.get(__name__)
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    done: Counter[str] = field(default_factory=Counter)
+    gone: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _apply_one(op: Op, layout: Layout, stats: dict[str, LoadedStat], live_ids: set[int]) -> None:
+    path = layout.mirror_path(op.path)
+    if op.kind is OpKind.REMOVE:
+        bpffs.remove_tree(path)
+        forget = op.reason in (Reason.STALE, Reason.WRONG_CGROUP) and op.actual_cgroup_id
+        if forget and op.actual_cgroup_id not in live_ids:
+            for loaded in stats.values():
+                loaded.forget_cgroup(op.actual_cgroup_id)
+    elif op.kind is OpKind.MKDIR:
+        bpffs.mkdir(path)
+    elif op.kind is OpKind.CHMOD:
+        bpffs.chmod(path)
+    elif op.kind is OpKind.PIN:
+        loaded = stats.get(op.stat)
+        if loaded is None:
+            raise SyncError("pin", path, 0, f"stat program {op.stat} is not loaded")
+        loaded.pin_cgroup(layout.cgroup_path(op.path[:-1]), path)
+
+
+def apply(plan: Plan, layout: Layout, stats: dict[str, LoadedStat], live_ids: set[int]) -> ApplyResult:
+    result = ApplyResult()
+    for op in plan.ops:
+        try:
+            _apply_one(op, layout, stats, live_ids)
+        except CgroupGone:
+            result.gone += 1
+            _log.debug("cgroup_gone", op=str(op.kind), path=display(op.path))
+            continue
+        except (SyncError, OSError) as err:
+            result.errors.append(f"{op.describe()}: {err}")
+            _log.warning("op_failed", op=str(op.kind), path=display(op.path), reason=str(op.reason),
+                         error=str(err), errno=getattr(err, "errno", 0))
+            continue
+        result.done[str(op.kind)] += 1
+    return result
+
+
+def mirror_exists(layout: Layout) -> bool:
+    return os.path.isdir(layout.mirror_root)

@@ -1,0 +1,104 @@
+"""diff(desired, actual) -> Plan. Pure: no I/O, unit-tested without root.
+
+Every path is judged on its own: equal kind and identity -> nothing; otherwise the actual entry
+goes and the desired one comes. Removals run first, deepest first (a directory is emptied before
+it is removed); creations follow, shallowest first (a directory exists before its files).
+Applying a plan and diffing again yields an empty plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .paths import DIR_MODE, RelPath, display
+from .tree import Actual, ActualTree, Conflict, Desired, DesiredTree, Kind
+
+
+class OpKind(StrEnum):
+    REMOVE = "remove"
+    MKDIR = "mkdir"
+    PIN = "pin"
+    CHMOD = "chmod"
+
+
+class Reason(StrEnum):
+    MISSING = "missing"  # desired, absent
+    STALE = "stale"  # present, not desired (e.g. its cgroup was removed)
+    WRONG_CGROUP = "wrong_cgroup"  # a pin serving another cgroup than the one at its path
+    WRONG_PROGRAM = "wrong_program"  # a pin whose program is not the current one of its stat
+    WRONG_KIND = "wrong_kind"  # e.g. a directory where a stat file belongs
+    BAD_MODE = "bad_mode"  # a mirror directory with the wrong permission bits
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: OpKind
+    path: RelPath
+    reason: Reason
+    cgroup_id: int = 0
+    stat: str = ""
+    actual_cgroup_id: int = 0
+
+    def describe(self) -> str:
+        return f"{self.kind} {display(self.path)} ({self.reason})"
+
+
+@dataclass(slots=True)
+class Plan:
+    ops: list[Op] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def drift(self) -> list[Op]:
+        """One op per drifted path: the creation for replacements, else the op itself."""
+        seen: dict[RelPath, Op] = {}
+        for op in self.ops:
+            if op.kind is OpKind.REMOVE and op.reason is not Reason.STALE:
+                continue
+            seen.setdefault(op.path, op)
+        return sorted(seen.values(), key=lambda op: (op.path, op.kind))
+
+
+def _matches(want: Desired, have: Actual) -> Reason | None:
+    """None when `have` fulfils `want`, else why it does not."""
+    if want.kind is not have.kind:
+        return Reason.WRONG_KIND
+    if want.kind is Kind.PIN:
+        if have.cgroup_id != want.cgroup_id:
+            return Reason.WRONG_CGROUP
+        if not have.prog_ok:
+            return Reason.WRONG_PROGRAM
+    return None
+
+
+def _create(path: RelPath, want: Desired, reason: Reason, actual_cgroup_id: int = 0) -> Op:
+    if want.kind is Kind.DIR:
+        return Op(OpKind.MKDIR, path, reason)
+    return Op(OpKind.PIN, path, reason, want.cgroup_id, want.stat, actual_cgroup_id)
+
+
+def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | None = None) -> Plan:
+    removes: list[Op] = []
+    creates: list[Op] = []
+    chmods: list[Op] = []
+    for path, have in actual.items():
+        want = desired.get(path)
+        if want is None:
+            removes.append(Op(OpKind.REMOVE, path, Reason.STALE, actual_cgroup_id=have.cgroup_id))
+            continue
+        reason = _matches(want, have)
+        if reason is not None:
+            removes.append(Op(OpKind.REMOVE, path, reason, actual_cgroup_id=have.cgroup_id))
+            creates.append(_create(path, want, reason, have.cgroup_id))
+        elif want.kind is Kind.DIR and have.mode != DIR_MODE:
+            chmods.append(Op(OpKind.CHMOD, path, Reason.BAD_MODE))
+    for path, want in desired.items():
+        if path not in actual:
+            creates.append(_create(path, want, Reason.MISSING))
+    removes.sort(key=lambda op: (-len(op.path), op.path))
+    creates.sort(key=lambda op: (len(op.path), op.kind is OpKind.PIN, op.path))
+    chmods.sort(key=lambda op: op.path)
+    return Plan(removes + creates + chmods, list(conflicts or []))

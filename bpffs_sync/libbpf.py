@@ -1,0 +1,476 @@
+"""The only ctypes module: a thin, typed binding of the libbpf.so.1 calls bpffs-sync needs.
+
+Each foreign function is declared once with argtypes/restype and use_errno=True. A negative int
+result raises LibbpfError with -ret as errno; a NULL pointer result raises with ctypes.get_errno().
+Every error names the operation and the path (or object) it was about, and carries the last
+message libbpf printed (often the verifier's verdict).
+
+Struct layouts are the kernel UAPI's (include/uapi/linux/bpf.h); only the prefixes we read are
+declared, which the kernel accepts (info_len may be shorter than the kernel's struct).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as errno_mod
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator
+from ctypes import (
+    POINTER,
+    Structure,
+    c_bool,
+    c_char,
+    c_char_p,
+    c_int,
+    c_size_t,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from dataclasses import dataclass
+
+from .errors import LibbpfError
+
+# --- globals -------------------------------------------------------------------------------------
+
+BPF_LINK_TYPE_ITER = 4
+BPF_CGROUP_ITER_SELF_ONLY = 1
+BTF_KIND_TYPEDEF = 8
+BPF_NOEXIST = 1
+BPF_OBJ_NAME_LEN = 16
+
+try:
+    _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+except OSError as err:  # pragma: no cover - exercised only on a host without libbpf
+    _lib = None
+    _LOAD_ERROR: OSError | None = err
+else:
+    _LOAD_ERROR = None
+
+
+def available() -> bool:
+    """True when libbpf.so.1 could be loaded."""
+    return _lib is not None
+
+
+# --- structs -------------------------------------------------------------------------------------
+
+
+class IterLinkInfoCgroup(Structure):
+    """union bpf_iter_link_info, cgroup member (16 bytes)."""
+
+    _fields_ = (("order", c_uint32), ("cgroup_fd", c_uint32), ("cgroup_id", c_uint64))
+
+
+class IterAttachOpts(Structure):
+    """struct bpf_iter_attach_opts (24 bytes)."""
+
+    _fields_ = (("sz", c_size_t), ("link_info", c_void_p), ("link_info_len", c_uint32))
+
+
+class LinkInfo(Structure):
+    """struct bpf_link_info, up to the iter member's cgroup fields (48 bytes)."""
+
+    _fields_ = (
+        ("type", c_uint32),
+        ("id", c_uint32),
+        ("prog_id", c_uint32),
+        ("_pad", c_uint32),
+        ("iter_target_name", c_uint64),
+        ("iter_target_name_len", c_uint32),
+        ("iter_map_id", c_uint32),
+        ("iter_cgroup_id", c_uint64),
+        ("iter_cgroup_order", c_uint32),
+        ("_pad2", c_uint32),
+    )
+
+
+class ProgInfo(Structure):
+    """struct bpf_prog_info, up to name (80 bytes)."""
+
+    _fields_ = (
+        ("type", c_uint32),
+        ("id", c_uint32),
+        ("tag", c_uint8 * 8),
+        ("jited_prog_len", c_uint32),
+        ("xlated_prog_len", c_uint32),
+        ("jited_prog_insns", c_uint64),
+        ("xlated_prog_insns", c_uint64),
+        ("load_time", c_uint64),
+        ("created_by_uid", c_uint32),
+        ("nr_map_ids", c_uint32),
+        ("map_ids", c_uint64),
+        ("name", c_char * BPF_OBJ_NAME_LEN),
+    )
+
+
+class MapInfo(Structure):
+    """struct bpf_map_info, up to name (40 bytes)."""
+
+    _fields_ = (
+        ("type", c_uint32),
+        ("id", c_uint32),
+        ("key_size", c_uint32),
+        ("value_size", c_uint32),
+        ("max_entries", c_uint32),
+        ("map_flags", c_uint32),
+        ("name", c_char * BPF_OBJ_NAME_LEN),
+    )
+
+
+# --- libbpf's own log ----------------------------------------------------------------------------
+
+# libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *fmt, va_list)
+_PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
+_log_lock = threading.Lock()
+_recent: deque[str] = deque(maxlen=40)
+
+
+def _on_libbpf_print(level: int, fmt: bytes | None, args: int | None) -> int:
+    buf = ctypes.create_string_buffer(1024)
+    _vsnprintf(buf, len(buf), fmt, args)
+    line = buf.value.decode(errors="replace").rstrip("\n")
+    if line:
+        with _log_lock:
+            _recent.append(line)
+    return 0
+
+
+_print_cb = _PRINT_FN(_on_libbpf_print)
+
+
+def _last_messages(limit: int = 6) -> str:
+    with _log_lock:
+        lines = [line for line in _recent if line.strip()][-limit:]
+        _recent.clear()
+    return " | ".join(lines)
+
+
+def _clear_messages() -> None:
+    with _log_lock:
+        _recent.clear()
+
+
+# --- foreign functions ---------------------------------------------------------------------------
+
+
+def _fn(name: str, restype: object, *argtypes: object) -> ctypes._CFuncPtr:
+    if _lib is None:
+        raise LibbpfError("dlopen", "libbpf.so.1", errno_mod.ENOENT, str(_LOAD_ERROR))
+    fn = getattr(_lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn  # type: ignore[no-any-return]
+
+
+if _lib is not None:
+    _vsnprintf = _libc.vsnprintf
+    _vsnprintf.restype = c_int
+    _vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+
+    _set_print = _fn("libbpf_set_print", c_void_p, _PRINT_FN)
+    _obj_open_file = _fn("bpf_object__open_file", c_void_p, c_char_p, c_void_p)
+    _obj_load = _fn("bpf_object__load", c_int, c_void_p)
+    _obj_close = _fn("bpf_object__close", None, c_void_p)
+    _obj_find_map = _fn("bpf_object__find_map_by_name", c_void_p, c_void_p, c_char_p)
+    _obj_find_prog = _fn("bpf_object__find_program_by_name", c_void_p, c_void_p, c_char_p)
+    _map_set_pin_path = _fn("bpf_map__set_pin_path", c_int, c_void_p, c_char_p)
+    _map_fd = _fn("bpf_map__fd", c_int, c_void_p)
+    _prog_set_autoload = _fn("bpf_program__set_autoload", c_int, c_void_p, c_bool)
+    _prog_fd = _fn("bpf_program__fd", c_int, c_void_p)
+    _prog_attach = _fn("bpf_program__attach", c_void_p, c_void_p)
+    _prog_attach_iter = _fn("bpf_program__attach_iter", c_void_p, c_void_p, POINTER(IterAttachOpts))
+    _link_pin = _fn("bpf_link__pin", c_int, c_void_p, c_char_p)
+    _link_fd = _fn("bpf_link__fd", c_int, c_void_p)
+    _link_destroy = _fn("bpf_link__destroy", c_int, c_void_p)
+    _obj_get = _fn("bpf_obj_get", c_int, c_char_p)
+    _obj_pin = _fn("bpf_obj_pin", c_int, c_int, c_char_p)
+    _obj_get_info = _fn("bpf_obj_get_info_by_fd", c_int, c_int, c_void_p, POINTER(c_uint32))
+    _prog_get_fd_by_id = _fn("bpf_prog_get_fd_by_id", c_int, c_uint32)
+    _map_lookup = _fn("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
+    _map_delete = _fn("bpf_map_delete_elem", c_int, c_int, c_void_p)
+    _map_next_key = _fn("bpf_map_get_next_key", c_int, c_int, c_void_p, c_void_p)
+    _btf_load_vmlinux = _fn("btf__load_vmlinux_btf", c_void_p)
+    _btf_find = _fn("btf__find_by_name_kind", c_int, c_void_p, c_char_p, c_uint32)
+    _btf_free = _fn("btf__free", None, c_void_p)
+    _set_print(_print_cb)
+
+
+# --- error helpers -------------------------------------------------------------------------------
+
+
+def _check_int(ret: int, op: str, what: str) -> int:
+    if ret < 0:
+        err = -ret if ret != -1 else (ctypes.get_errno() or errno_mod.EINVAL)
+        raise LibbpfError(op, what, err, _last_messages())
+    return ret
+
+
+def _check_ptr(ptr: int | None, op: str, what: str) -> int:
+    if not ptr:
+        raise LibbpfError(op, what, ctypes.get_errno() or errno_mod.EINVAL, _last_messages())
+    return ptr
+
+
+def _b(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+# --- objects -------------------------------------------------------------------------------------
+
+
+class BpfObject:
+    """An opened (and, after load(), loaded) BPF object file. Close it, or use it as a context."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        _clear_messages()
+        ctypes.set_errno(0)
+        self._obj: int | None = _check_ptr(_obj_open_file(_b(path), None), "bpf_object__open_file", path)
+
+    def _handle(self) -> int:
+        if self._obj is None:
+            raise LibbpfError("use", self.path, errno_mod.EBADF, "object closed")
+        return self._obj
+
+    def set_map_pin_path(self, map_name: str, pin_path: str) -> None:
+        m = _check_ptr(_obj_find_map(self._handle(), map_name.encode()), "find_map", map_name)
+        _check_int(_map_set_pin_path(m, _b(pin_path)), "bpf_map__set_pin_path", pin_path)
+
+    def map_fd(self, map_name: str) -> int:
+        m = _check_ptr(_obj_find_map(self._handle(), map_name.encode()), "find_map", map_name)
+        return _check_int(_map_fd(m), "bpf_map__fd", map_name)
+
+    def program(self, name: str) -> BpfProgram:
+        ctypes.set_errno(0)
+        p = _obj_find_prog(self._handle(), name.encode())
+        _check_ptr(p, "bpf_object__find_program_by_name", f"{self.path}:{name}")
+        return BpfProgram(self, name, p)
+
+    def load(self) -> None:
+        _clear_messages()
+        _check_int(_obj_load(self._handle()), "bpf_object__load", self.path)
+
+    def close(self) -> None:
+        if self._obj is not None:
+            _obj_close(self._obj)
+            self._obj = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BpfProgram:
+    """A program inside a BpfObject (borrowed: valid while the object is open)."""
+
+    def __init__(self, obj: BpfObject, name: str, handle: int) -> None:
+        self.obj = obj
+        self.name = name
+        self._p = handle
+
+    def set_autoload(self, autoload: bool) -> None:
+        _check_int(_prog_set_autoload(self._p, autoload), "bpf_program__set_autoload", self.name)
+
+    def fd(self) -> int:
+        return _check_int(_prog_fd(self._p), "bpf_program__fd", self.name)
+
+    def attach(self) -> BpfLink:
+        """Attach by section (tp_btf/raw_tp collectors)."""
+        _clear_messages()
+        ctypes.set_errno(0)
+        return BpfLink(_check_ptr(_prog_attach(self._p), "bpf_program__attach", self.name))
+
+    def attach_cgroup_iter(self, cgroup_fd: int, what: str) -> BpfLink:
+        """Attach a SELF_ONLY cgroup iterator for the cgroup open at cgroup_fd."""
+        info = IterLinkInfoCgroup(order=BPF_CGROUP_ITER_SELF_ONLY, cgroup_fd=cgroup_fd, cgroup_id=0)
+        opts = IterAttachOpts(
+            sz=ctypes.sizeof(IterAttachOpts),
+            link_info=ctypes.addressof(info),
+            link_info_len=ctypes.sizeof(info),
+        )
+        ctypes.set_errno(0)
+        link = _prog_attach_iter(self._p, ctypes.byref(opts))
+        return BpfLink(_check_ptr(link, "bpf_program__attach_iter", what))
+
+
+class BpfLink:
+    """A libbpf bpf_link; destroy() closes our fd (a pin keeps the link alive)."""
+
+    def __init__(self, handle: int) -> None:
+        self._l: int | None = handle
+
+    def pin(self, path: str) -> None:
+        if self._l is None:
+            raise LibbpfError("bpf_link__pin", path, errno_mod.EBADF, "link destroyed")
+        _check_int(_link_pin(self._l, _b(path)), "bpf_link__pin", path)
+
+    def fd(self) -> int:
+        if self._l is None:
+            raise LibbpfError("bpf_link__fd", "link", errno_mod.EBADF, "link destroyed")
+        return _check_int(_link_fd(self._l), "bpf_link__fd", "link")
+
+    def destroy(self) -> None:
+        if self._l is not None:
+            _link_destroy(self._l)
+            self._l = None
+
+    def __enter__(self) -> BpfLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+# --- raw fds: pins, info, maps -------------------------------------------------------------------
+
+
+def obj_get(path: str) -> int:
+    """Open the object pinned at path; returns an fd the caller closes."""
+    ctypes.set_errno(0)
+    return _check_int(_obj_get(_b(path)), "bpf_obj_get", path)
+
+
+def obj_pin(fd: int, path: str) -> None:
+    _check_int(_obj_pin(fd, _b(path)), "bpf_obj_pin", path)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDesc:
+    """What a link fd says about itself."""
+
+    link_id: int
+    link_type: int
+    prog_id: int
+    cgroup_id: int  # iterator links only; 0 otherwise
+    order: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProgDesc:
+    prog_id: int
+    name: str
+    map_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MapDesc:
+    map_id: int
+    name: str
+    key_size: int
+    value_size: int
+    max_entries: int
+
+
+def _get_info(fd: int, info: Structure, what: str) -> None:
+    size = c_uint32(ctypes.sizeof(info))
+    _check_int(_obj_get_info(fd, ctypes.byref(info), ctypes.byref(size)), "bpf_obj_get_info_by_fd", what)
+
+
+def link_info(fd: int, what: str = "link") -> LinkDesc:
+    info = LinkInfo()
+    _get_info(fd, info, what)
+    iter_cgroup = info.type == BPF_LINK_TYPE_ITER
+    return LinkDesc(
+        link_id=info.id,
+        link_type=info.type,
+        prog_id=info.prog_id,
+        cgroup_id=info.iter_cgroup_id if iter_cgroup else 0,
+        order=info.iter_cgroup_order if iter_cgroup else 0,
+    )
+
+
+def map_info(fd: int, what: str = "map") -> MapDesc:
+    info = MapInfo()
+    _get_info(fd, info, what)
+    return MapDesc(
+        map_id=info.id,
+        name=info.name.decode(errors="replace"),
+        key_size=info.key_size,
+        value_size=info.value_size,
+        max_entries=info.max_entries,
+    )
+
+
+def prog_info(fd: int, what: str = "prog") -> ProgDesc:
+    info = ProgInfo()
+    _get_info(fd, info, what)
+    n = info.nr_map_ids
+    if n:
+        ids = (c_uint32 * n)()
+        info = ProgInfo(nr_map_ids=n, map_ids=ctypes.addressof(ids))
+        _get_info(fd, info, what)
+        map_ids = tuple(ids[: min(n, info.nr_map_ids)])
+    else:
+        map_ids = ()
+    return ProgDesc(prog_id=info.id, name=info.name.decode(errors="replace"), map_ids=map_ids)
+
+
+def prog_info_by_id(prog_id: int) -> ProgDesc:
+    ctypes.set_errno(0)
+    fd = _check_int(_prog_get_fd_by_id(prog_id), "bpf_prog_get_fd_by_id", f"prog id {prog_id}")
+    try:
+        return prog_info(fd, f"prog id {prog_id}")
+    finally:
+        os.close(fd)
+
+
+def map_lookup(fd: int, key: bytes, value_size: int, what: str = "map") -> bytes | None:
+    """Value for key, or None when the key is absent."""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value_size)
+    ctypes.set_errno(0)
+    ret = _map_lookup(fd, k, v)
+    if ret < 0:
+        err = -ret if ret != -1 else ctypes.get_errno()
+        if err == errno_mod.ENOENT:
+            return None
+        raise LibbpfError("bpf_map_lookup_elem", what, err, "")
+    return v.raw
+
+
+def map_delete(fd: int, key: bytes, what: str = "map") -> bool:
+    """Delete key; False when it was already absent."""
+    k = ctypes.create_string_buffer(key, len(key))
+    ret = _map_delete(fd, k)
+    if ret < 0:
+        err = -ret if ret != -1 else ctypes.get_errno()
+        if err == errno_mod.ENOENT:
+            return False
+        raise LibbpfError("bpf_map_delete_elem", what, err, "")
+    return True
+
+
+def map_keys(fd: int, key_size: int, what: str = "map") -> Iterator[bytes]:
+    """Iterate the keys of a hash map (a snapshot-ish walk; concurrent deletes may restart it)."""
+    cur: ctypes.Array[ctypes.c_char] | None = None
+    nxt = ctypes.create_string_buffer(key_size)
+    while True:
+        ret = _map_next_key(fd, cur, nxt)
+        if ret < 0:
+            err = -ret if ret != -1 else ctypes.get_errno()
+            if err == errno_mod.ENOENT:
+                return
+            raise LibbpfError("bpf_map_get_next_key", what, err, "")
+        key = nxt.raw
+        yield key
+        cur = ctypes.create_string_buffer(key, key_size)
+
+
+def vmlinux_has_typedef(name: str) -> bool:
+    """Feature probe: does the running kernel's BTF carry typedef `name` (e.g. btf_trace_sched_switch)?"""
+    ctypes.set_errno(0)
+    btf = _btf_load_vmlinux()
+    if not btf:
+        return False
+    try:
+        return int(_btf_find(btf, name.encode(), BTF_KIND_TYPEDEF)) > 0
+    finally:
+        _btf_free(btf)

@@ -1,0 +1,85 @@
+"""Where things live, and how names map between cgroupfs and bpffs.
+
+Relative paths are tuples of components (`("jobs", "a")`; the root is `()`), so names with dots,
+spaces, newlines-free UTF-8 or undecodable bytes (kept as surrogate escapes) never need quoting.
+
+bpffs layout (DESIGN.md §1):
+    <bpffs>/cgroup/<v2 cgroup path>/<stat>     the mirror (kernel-owned on a patched kernel)
+    <bpffs>/bpffs-sync/<stat>/...              pinned maps and collector links, outside the mirror
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+RelPath = tuple[str, ...]
+
+MIRROR_V2 = "cgroup"
+PRIVATE_DIR = "bpffs-sync"
+DIR_MODE = 0o755
+_STAT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,14}$")  # a BPF program name: BPF_OBJ_NAME_LEN - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The two roots a mirror joins: a bpffs mount and a cgroup (sub)tree."""
+
+    bpffs: str
+    cgroup_root: str
+
+    @property
+    def mirror_root(self) -> str:
+        return os.path.join(self.bpffs, MIRROR_V2)
+
+    @property
+    def private_root(self) -> str:
+        return os.path.join(self.bpffs, PRIVATE_DIR)
+
+    def mirror_path(self, rel: RelPath) -> str:
+        return os.path.join(self.mirror_root, *rel)
+
+    def cgroup_path(self, rel: RelPath) -> str:
+        return os.path.join(self.cgroup_root, *rel)
+
+    def private_path(self, stat: str, *names: str) -> str:
+        return os.path.join(self.private_root, stat, *names)
+
+
+def display(rel: RelPath) -> str:
+    """Human form of a relative path: `jobs/a`, or `.` for the root."""
+    return "/".join(rel) if rel else "."
+
+
+def parse_rel(text: str) -> RelPath:
+    """Inverse of display(): `jobs/a` -> ("jobs", "a"); `.`, `` and `/` -> ()."""
+    return tuple(part for part in text.split("/") if part and part != ".")
+
+
+def rel_of(root: str, path: str) -> RelPath | None:
+    """`path` relative to `root` as components, or None when path is outside root."""
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return ()
+    if rel == ".." or rel.startswith("../"):
+        return None
+    return tuple(rel.split(os.sep))
+
+
+def needs_dot_trick(name: str) -> bool:
+    """bpffs' lookup refuses names with a dot unless the parent's mode is 0 (kernel/bpf/inode.c)."""
+    return "." in name
+
+
+def valid_stat_name(name: str) -> bool:
+    return bool(_STAT_NAME.match(name))
+
+
+def mirrored_scope(scope: RelPath, stats: frozenset[str]) -> RelPath:
+    """The smallest scope that owns `scope`: a cgroup named like a stat file is shadowed by the
+    parent's stat file, so work on such a path belongs to the parent."""
+    for i, name in enumerate(scope):
+        if name in stats:
+            return scope[:i]
+    return scope

@@ -1,0 +1,70 @@
+"""The catalogue of stat programs bpffs-sync ships, and where their objects are.
+
+A stat's file name is its reader program's name. Collectors fill `stats_map`, which the loader
+pins under <bpffs>/bpffs-sync/<stat>/ so a restarted daemon adopts it with the collector link.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EnvironmentProblem, SyncError
+
+
+@dataclass(frozen=True, slots=True)
+class Collector:
+    program: str
+    probe_typedef: str | None  # BTF typedef that must exist for this variant (None: always usable)
+
+
+@dataclass(frozen=True, slots=True)
+class StatProgram:
+    name: str
+    object_file: str
+    stats_map: str
+    collectors: tuple[Collector, ...]  # in order of preference; exactly one is loaded
+    description: str
+
+
+CATALOGUE: dict[str, StatProgram] = {
+    "hist_oncpu": StatProgram(
+        name="hist_oncpu",
+        object_file="hist_oncpu.bpf.o",
+        stats_map="oncpu_stats",
+        collectors=(
+            Collector("sched_switch_btf", "btf_trace_sched_switch"),
+            Collector("sched_switch_raw", None),
+        ),
+        description="on-CPU time and log2 histogram of on-CPU slice lengths (usecs), hierarchical",
+    ),
+}
+DEFAULT_PROGRAMS: tuple[str, ...] = ("hist_oncpu",)
+
+
+class UnknownProgram(SyncError):
+    pass
+
+
+def lookup(name: str) -> StatProgram:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        known = ", ".join(sorted(CATALOGUE))
+        raise UnknownProgram("program", name, 0, f"unknown stat program (known: {known})") from None
+
+
+def object_dir() -> Path:
+    """$BPFFS_SYNC_BPF_DIR, else build/bpf next to the source tree (editable install)."""
+    env = os.environ.get("BPFFS_SYNC_BPF_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "build" / "bpf"
+
+
+def object_path(spec: StatProgram) -> str:
+    path = object_dir() / spec.object_file
+    if not path.is_file():
+        raise EnvironmentProblem("bpf object", str(path), 0, "not built (run `make bpf`)")
+    return str(path)

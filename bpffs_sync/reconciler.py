@@ -1,0 +1,65 @@
+"""One reconcile pass: desired (cgroupfs walk) vs actual (bpffs walk + link info) -> plan -> apply.
+
+Level-triggered: a request is only a scope (a relative cgroup path). The pass re-reads both trees
+below that scope, so a missed, duplicated or reordered event cannot leave the mirror wrong.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import structlog
+
+from . import bpffs, cgroupfs, log
+from .apply import ApplyResult, apply
+from .diff import Plan, diff
+from .paths import Layout, RelPath, display, mirrored_scope
+from .stats import Generations, LoadedStat
+from .tree import Kind
+
+_log = log.get(__name__)
+
+
+@dataclass(slots=True)
+class PassResult:
+    reconcile_id: str
+    scope: RelPath
+    plan: Plan
+    applied: ApplyResult
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.applied.errors
+
+
+class Reconciler:
+    def __init__(self, layout: Layout, stats: dict[str, LoadedStat]) -> None:
+        self.layout = layout
+        self.stats = stats
+        self.stat_names = tuple(stats)
+        self.generations = Generations({name: s.map_id for name, s in stats.items()})
+
+    def observe(self, scope: RelPath) -> tuple[Plan, set[int]]:
+        """The plan for scope (already normalised) and the live cgroup ids seen below it."""
+        view = cgroupfs.walk(self.layout, self.stat_names, scope)
+        actual = bpffs.walk(self.layout, self.generations.judge, scope)
+        live = {d.cgroup_id for d in view.tree.values() if d.kind is Kind.PIN}
+        return diff(view.tree, actual, view.conflicts), live
+
+    def reconcile(self, scope: RelPath = ()) -> PassResult:
+        started = time.monotonic()
+        rid = uuid.uuid4().hex[:12]
+        scope = mirrored_scope(scope, frozenset(self.stat_names))
+        with structlog.contextvars.bound_contextvars(reconcile_id=rid):
+            plan, live = self.observe(scope)
+            applied = apply(plan, self.layout, self.stats, live) if plan else ApplyResult()
+            seconds = time.monotonic() - started
+            if plan or applied.errors:
+                _log.info("reconcile_pass", scope=display(scope), ops=len(plan.ops), done=dict(applied.done),
+                          gone=applied.gone, errors=len(applied.errors), seconds=round(seconds, 4))
+            for c in plan.conflicts:
+                _log.debug("name_conflict", path=display(c.path), cgroup_id=c.cgroup_id)
+        return PassResult(rid, scope, plan, applied, seconds)
