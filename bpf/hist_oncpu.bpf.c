@@ -92,13 +92,13 @@ static __always_inline int handle_switch(struct task_struct *prev)
 }
 
 SEC("tp_btf/sched_switch")
-int BPF_PROG(sched_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
+int BPF_PROG(oncpu_tp_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	return handle_switch(prev);
 }
 
 SEC("raw_tp/sched_switch")
-int BPF_PROG(sched_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+int BPF_PROG(oncpu_raw_tp, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	return handle_switch(prev);
 }

@@ -34,8 +34,8 @@ CATALOGUE: dict[str, StatProgram] = {
         object_file="hist_oncpu.bpf.o",
         stats_map="oncpu_stats",
         collectors=(
-            Collector("sched_switch_btf", "btf_trace_sched_switch"),
-            Collector("sched_switch_raw", None),
+            Collector("oncpu_tp_btf", "btf_trace_sched_switch"),
+            Collector("oncpu_raw_tp", None),
         ),
         description="on-CPU time and log2 histogram of on-CPU slice lengths (usecs), hierarchical",
     ),

@@ -6,6 +6,7 @@ below that scope, so a missed, duplicated or reordered event cannot leave the mi
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ class Reconciler:
         self.stat_names = tuple(stats)
         self.generations = Generations({name: s.map_id for name, s in stats.items()})
 
+    def normalise(self, scope: RelPath) -> RelPath:
+        """The scope a pass must cover: the owner of a stat-shadowed name, and for a removal the
+        topmost cgroup that is gone (so every pin below it is seen, unpinned and forgotten)."""
+        scope = mirrored_scope(scope, frozenset(self.stat_names))
+        for depth in range(1, len(scope)):
+            if not os.path.isdir(self.layout.cgroup_path(scope[:depth])):
+                return scope[:depth]
+        return scope
+
     def observe(self, scope: RelPath) -> tuple[Plan, set[int]]:
         """The plan for scope (already normalised) and the live cgroup ids seen below it."""
         view = cgroupfs.walk(self.layout, self.stat_names, scope)
@@ -52,7 +62,7 @@ class Reconciler:
     def reconcile(self, scope: RelPath = ()) -> PassResult:
         started = time.monotonic()
         rid = uuid.uuid4().hex[:12]
-        scope = mirrored_scope(scope, frozenset(self.stat_names))
+        scope = self.normalise(scope)
         with structlog.contextvars.bound_contextvars(reconcile_id=rid):
             plan, live = self.observe(scope)
             applied = apply(plan, self.layout, self.stats, live) if plan else ApplyResult()

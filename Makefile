@@ -1,0 +1,57 @@
+# bpffs-sync. The two set-up commands of the README:
+#   make demo   install everything, start the mirror (bpffs-sync run) and run the demo
+#   make test   install everything and run the whole test suite (lint, types, pytest)
+SHELL := /bin/bash
+BPF_OUT := build/bpf
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(BPF_SRCS))
+# The same sources built as SEC("cgroup/stat") for the patched kernel (BPF_PROG_TYPE_CGROUP_STAT).
+BPF_STAT_OBJS := $(patsubst bpf/%.bpf.c,$(BPF_OUT)/%.stat.bpf.o,$(BPF_SRCS))
+BPF_HDRS := $(wildcard bpf/*.h)
+CLANG ?= clang
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
+VENV := .venv/bin
+
+.PHONY: all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench
+
+all: bpf
+
+deps:
+	@scripts/install-deps.sh
+
+$(BPF_OUT)/vmlinux.h: /sys/kernel/btf/vmlinux
+	@mkdir -p $(BPF_OUT)
+	bpftool btf dump file $< format c > $@.tmp && mv $@.tmp $@
+
+$(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(BPF_OUT)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BPF_OUT)/%.stat.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(BPF_OUT)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -DBPFFS_SYNC_CGROUP_STAT -c $< -o $@
+
+bpf: deps $(BPF_OBJS) $(BPF_STAT_OBJS)
+
+start-daemon: bpf
+	@scripts/start-daemon.sh
+
+stop-daemon:
+	@scripts/stop-daemon.sh
+
+demo: start-daemon
+	$(VENV)/bpffs-sync demo
+
+lint: deps
+	$(VENV)/ruff check bpffs_sync v1_controllers tests
+	$(VENV)/mypy
+
+test: bpf lint
+	$(VENV)/pytest -q
+
+unit: deps
+	$(VENV)/pytest -q -m unit
+
+bench: bpf
+	$(VENV)/bpffs-sync bench
+
+clean-build:
+	rm -rf build

@@ -1,0 +1,23 @@
+"""`bpffs-sync clean`: remove the mirror and the pinned collectors/maps. Refuses while a daemon
+holds the bpffs (it would rebuild the mirror at once)."""
+
+from __future__ import annotations
+
+import os
+
+from . import bpffs
+from .errors import EnvironmentProblem
+from .paths import Layout
+from .programs import StatProgram
+from .status import status
+
+
+def clean(layout: Layout, specs: list[StatProgram]) -> int:
+    doc = status(layout, specs)
+    if doc["daemon"].get("running"):
+        raise EnvironmentProblem("clean", layout.bpffs, 0, f"bpffs-sync run is active (pid {doc['daemon']['pid']})")
+    removed = 0
+    for top in (layout.mirror_root, layout.private_root):
+        if os.path.lexists(top):
+            removed += bpffs.remove_tree(top)
+    return removed

@@ -1,0 +1,177 @@
+"""The `bpffs-sync` command line. Exit codes: 0 ok / in sync, 1 drift (verify), 2 usage or
+environment error (one line on stderr, never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from . import log, preflight
+from .errors import SyncError
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"bpffs-sync: error: {message} (see --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bpffs", help="bpffs mount to populate (default /sys/fs/bpf, mounted if absent)")
+    p.add_argument("--cgroup-root", help="cgroup v2 directory to mirror (default: the cgroup2 mount)")
+    p.add_argument("--program", action="append", metavar="NAME",
+                   help="stat program to expose (repeatable; default hist_oncpu)")
+
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import RunOptions, run
+
+    layout, specs = _prepare(args)
+    opts = RunOptions(resync_interval=args.resync_interval, watch=not args.no_watch, once=args.once,
+                      force_raw_tp=args.raw_tp)
+    return run(layout, specs, opts)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    layout, specs = _prepare(args, mount=False)
+    report = verify(layout, specs)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.to_text())
+    return EXIT_OK if report.in_sync else EXIT_DRIFT
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import status, to_text
+
+    layout, specs = _prepare(args, mount=False, objects=False)
+    doc = status(layout, specs)
+    if args.json:
+        _print_json(doc)
+    else:
+        print(to_text(doc))
+    return EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from .clean import clean
+
+    layout, specs = _prepare(args, mount=False, objects=False)
+    removed = clean(layout, specs)
+    if args.json:
+        _print_json({"removed": removed})
+    else:
+        print(f"removed {removed} entries under {layout.bpffs}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    layout, specs = _prepare(args, mount=False)
+    return demo(layout, specs, seconds=args.seconds)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench
+
+    preflight.require_root()
+    preflight.require_kernel()
+    doc = bench(args.what, counts=args.count, reads=args.reads)
+    if args.json:
+        _print_json(doc)
+    return EXIT_OK
+
+
+def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True) -> tuple[Any, Any]:
+    preflight.require_root()
+    preflight.require_kernel()
+    layout, specs = preflight.resolve(args.bpffs, args.cgroup_root, getattr(args, "program", None))
+    if objects:
+        preflight.require_objects(specs)
+    if mount:
+        preflight.prepare_bpffs(layout)
+    else:
+        from . import bpffs
+
+        bpffs.ensure_bpffs(layout.bpffs, mount_if_absent=False)
+    return layout, specs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bpffs-sync", description="Mirror cgroupfs into bpffs with per-cgroup BPF stat files.")
+    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="keep the mirror in step with cgroupfs (foreground daemon)")
+    _common(p)
+    p.add_argument("--resync-interval", type=float, default=30.0, metavar="S",
+                   help="seconds between full passes (±10%% jitter; default 30)")
+    p.add_argument("--no-watch", action="store_true", help="no inotify: periodic full passes only")
+    p.add_argument("--once", action="store_true", help="one full pass, then exit")
+    p.add_argument("--raw-tp", action="store_true", help="use the raw_tp collector even if tp_btf works")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("verify", help="check that bpffs mirrors cgroupfs (exit 1 on drift)")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("status", help="daemon and kernel-object status")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("clean", help="remove the mirror and the pinned collectors (daemon must be stopped)")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("demo", help="make jobs/a, burn CPU in it, show its hist_oncpu, verify, clean up")
+    _common(p)
+    p.add_argument("--seconds", type=float, default=1.0, help="how long the CPU burner runs")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
+    p.add_argument("what", nargs="*", choices=("lag", "sync", "read"), default=["lag", "sync", "read"])
+    p.add_argument("--count", type=int, action="append", help="cgroups for lag/sync (repeatable)")
+    p.add_argument("--reads", type=int, default=2000, help="reads per file for `read`")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log.setup(args.log_format, args.log_level)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SyncError as err:
+        print(f"bpffs-sync: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a bug: still one line, with a pointer to the full story
+        if args.log_level == "debug":
+            raise
+        print(f"bpffs-sync: internal error: {type(err).__name__}: {err} (rerun with --log-level debug)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

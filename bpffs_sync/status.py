@@ -1,0 +1,104 @@
+"""`bpffs-sync status`: the daemon (from its status file and lock) and the kernel objects it owns."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from . import libbpf
+from .daemon import status_path
+from .errors import LibbpfError
+from .paths import Layout
+from .programs import StatProgram
+from .stats import COLLECTOR_PIN
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _daemon(layout: Layout) -> dict[str, Any]:
+    try:
+        with open(status_path(layout.bpffs), encoding="utf-8") as f:
+            doc: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return {"running": False}
+    doc["running"] = _alive(int(doc.get("pid", 0)))
+    if doc.get("last_pass_at"):
+        doc["seconds_since_last_pass"] = round(time.time() - float(doc["last_pass_at"]), 3)
+    return doc
+
+
+def _program(layout: Layout, spec: StatProgram) -> dict[str, Any]:
+    out: dict[str, Any] = {"map_pinned": False, "collector_pinned": False}
+    map_pin = layout.private_path(spec.name, spec.stats_map)
+    try:
+        fd = libbpf.obj_get(map_pin)
+        try:
+            info = libbpf.map_info(fd, map_pin)
+            entries = sum(1 for _ in libbpf.map_keys(fd, info.key_size, map_pin))
+        finally:
+            os.close(fd)
+        out.update(map_pinned=True, map_id=info.map_id, map_entries=entries, map_max_entries=info.max_entries)
+    except LibbpfError as err:
+        out["map_error"] = str(err)
+    pin = layout.private_path(spec.name, COLLECTOR_PIN)
+    try:
+        fd = libbpf.obj_get(pin)
+        try:
+            link = libbpf.link_info(fd, pin)
+        finally:
+            os.close(fd)
+        out.update(collector_pinned=True, collector_link_id=link.link_id,
+                   collector_program=libbpf.prog_info_by_id(link.prog_id).name)
+    except LibbpfError as err:
+        out["collector_error"] = str(err)
+    return out
+
+
+def _mirror(layout: Layout, stats: frozenset[str]) -> dict[str, int]:
+    dirs = files = 0
+    for _root, dirnames, filenames in os.walk(layout.mirror_root):
+        dirs += 1
+        files += sum(1 for n in filenames if n in stats)
+        dirnames[:] = [d for d in dirnames if d not in stats]
+    return {"dirs": dirs, "stat_files": files}
+
+
+def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
+    return {
+        "bpffs": layout.bpffs,
+        "cgroup_root": layout.cgroup_root,
+        "mirror_root": layout.mirror_root,
+        "daemon": _daemon(layout),
+        "programs": {s.name: _program(layout, s) for s in specs},
+        "mirror": _mirror(layout, frozenset(s.name for s in specs)),
+    }
+
+
+def to_text(doc: dict[str, Any]) -> str:
+    d = doc["daemon"]
+    lines = [f"mirror   {doc['mirror_root']}  <-  {doc['cgroup_root']}"]
+    if d.get("running"):
+        lines.append(f"daemon   running (pid {d['pid']}), {d['passes']} passes, {d['full_passes']} full, "
+                     f"{d['ops_applied']} ops, {d['op_errors']} errors, {d['watches']} watches, "
+                     f"last full pass {d['last_full_seconds']:.3f} s")
+    else:
+        lines.append("daemon   not running")
+    for name, p in doc["programs"].items():
+        if p["map_pinned"]:
+            lines.append(f"program  {name}: map {p['map_id']} ({p['map_entries']}/{p['map_max_entries']} entries), "
+                         f"collector {p.get('collector_program', 'MISSING')}")
+        else:
+            lines.append(f"program  {name}: not loaded")
+    m = doc["mirror"]
+    lines.append(f"files    {m['dirs']} directories, {m['stat_files']} stat files")
+    return "\n".join(lines)

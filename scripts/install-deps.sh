@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what bpffs-sync needs on a Debian host, idempotently: system packages (only those
+# missing; `apt-get update` only when something is), the Python venv in .venv, and the BPF objects.
+# Usage: scripts/install-deps.sh [--kernel]   (--kernel adds the kernel-series toolchain)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(clang llvm bpftool libbpf1 libbpf-dev make python3-venv)
+if [[ ${1:-} == --kernel ]]; then
+	pkgs+=(flex bison libelf-dev libssl-dev dwarves bc qemu-system-x86 ccache cpio rsync busybox-static zstd)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "install-deps: apt-get install ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >&2
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The venv: rebuilt only when pyproject.toml changes.
+stamp=.venv/.pyproject-$(sha256sum pyproject.toml | cut -c1-16)
+if [[ ! -f $stamp ]]; then
+	python3 -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >&2
+	rm -f .venv/.pyproject-*
+	touch "$stamp"
+fi

@@ -1,0 +1,66 @@
+"""Fixtures: each test that touches the kernel gets its own bpffs mount and cgroup subtree,
+removed by finalizers whatever the test's outcome."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import Mirror, make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs  # noqa: E402
+
+
+def _capabilities() -> str:
+    """Why kernel tests cannot run here, or '' when they can (a feature probe, not a version check)."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "kernel has no BTF"
+    if not (Path(__file__).resolve().parent.parent / "build" / "bpf" / "hist_oncpu.bpf.o").exists():
+        return "BPF objects not built (make bpf)"
+    return ""
+
+
+@pytest.fixture
+def kernel() -> None:
+    reason = _capabilities()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def bpffs_mount(kernel: None) -> Iterator[str]:
+    path = mount_bpffs()
+    try:
+        yield path
+    finally:
+        umount_bpffs(path)
+
+
+@pytest.fixture
+def cgroup_root(kernel: None) -> Iterator[str]:
+    path = make_cgroup_root()
+    try:
+        yield path
+    finally:
+        remove_cgroup_tree(path)
+
+
+@pytest.fixture
+def mirror(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
+    run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
+    m = Mirror(bpffs_mount, cgroup_root, run_dir)
+    try:
+        yield m
+    finally:
+        m.stop()
+        # Unpin the mirror before the cgroups go: a pin keeps a removed cgroup alive.
+        shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
