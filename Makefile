@@ -12,16 +12,20 @@ CLANG ?= clang
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
 VENV := .venv/bin
 
-.PHONY: all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench
+.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench
 
 all: bpf
 
 deps:
 	@scripts/install-deps.sh
 
-$(BPF_OUT)/vmlinux.h: /sys/kernel/btf/vmlinux
+# sysfs mtimes are not content mtimes: regenerate always, replace only when the BTF changed.
+$(BPF_OUT)/vmlinux.h: FORCE
 	@mkdir -p $(BPF_OUT)
-	bpftool btf dump file $< format c > $@.tmp && mv $@.tmp $@
+	@bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; echo "  GEN     $@"; fi
+
+FORCE:
 
 $(BPF_OUT)/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(BPF_OUT)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@

@@ -39,10 +39,10 @@ def _apply_one(op: Op, layout: Layout, stats: dict[str, LoadedStat], live_ids: s
     elif op.kind is OpKind.CHMOD:
         bpffs.chmod(path)
     elif op.kind is OpKind.PIN:
-        loaded = stats.get(op.stat)
-        if loaded is None:
+        target = stats.get(op.stat)
+        if target is None:
             raise SyncError("pin", path, 0, f"stat program {op.stat} is not loaded")
-        loaded.pin_cgroup(layout.cgroup_path(op.path[:-1]), path)
+        target.pin_cgroup(layout.cgroup_path(op.path[:-1]), path)
 
 
 def apply(plan: Plan, layout: Layout, stats: dict[str, LoadedStat], live_ids: set[int]) -> ApplyResult:

@@ -12,8 +12,8 @@ bpffs quirks handled here:
 from __future__ import annotations
 
 import errno
-import stat as stat_mod
 import os
+import stat as stat_mod
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -20,7 +20,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"bpffs-sync: error: {message} (see --help)\n")
 
 
+def _logging(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """--log-format/--log-level, accepted before and after the subcommand."""
+    default: object = argparse.SUPPRESS
+    p.add_argument("--log-format", choices=("auto", "console", "json"),
+                   default="auto" if top else default, help="console on a TTY, else JSON lines (auto)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info" if top else default)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    _logging(p)
     p.add_argument("--bpffs", help="bpffs mount to populate (default /sys/fs/bpf, mounted if absent)")
     p.add_argument("--cgroup-root", help="cgroup v2 directory to mirror (default: the cgroup2 mount)")
     p.add_argument("--program", action="append", metavar="NAME",
@@ -85,13 +94,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench
+    from .bench import bench, render
 
     preflight.require_root()
     preflight.require_kernel()
+    preflight.require_objects([preflight.lookup("hist_oncpu")])
+    if args.log_level == "info":  # the figures are the output; keep the loader's chatter out
+        log.setup(args.log_format, "warning")
     doc = bench(args.what, counts=args.count, reads=args.reads)
     if args.json:
         _print_json(doc)
+    else:
+        print(render(doc))
     return EXIT_OK
 
 
@@ -112,8 +126,7 @@ def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bpffs-sync", description="Mirror cgroupfs into bpffs with per-cgroup BPF stat files.")
-    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    _logging(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("run", help="keep the mirror in step with cgroupfs (foreground daemon)")
@@ -146,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
+    _logging(p)
     p.add_argument("what", nargs="*", choices=("lag", "sync", "read"), default=["lag", "sync", "read"])
     p.add_argument("--count", type=int, action="append", help="cgroups for lag/sync (repeatable)")
     p.add_argument("--reads", type=int, default=2000, help="reads per file for `read`")

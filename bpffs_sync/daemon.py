@@ -98,7 +98,8 @@ def instance_lock(bpffs: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise EnvironmentProblem("run", bpffs, 0, f"another bpffs-sync run holds this bpffs (pid {holder})")
+            raise EnvironmentProblem(
+                "run", bpffs, 0, f"another bpffs-sync run holds this bpffs (pid {holder})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -201,24 +202,24 @@ class Daemon:
         self.telemetry.record(res)
 
     def run(self) -> int:
-        with instance_lock(self.layout.bpffs):
-            stats: dict[str, LoadedStat] = {}
-            watcher: CgroupWatcher | None = None
-            try:
-                for spec in self.specs:
-                    loaded = LoadedStat(self.layout, spec, force_raw_tp=self.opts.force_raw_tp)
-                    stats[spec.name] = loaded
-                    self.telemetry.collectors[spec.name] = loaded.collector
-                reconciler = Reconciler(self.layout, stats)
-                if self.opts.watch and not self.opts.once:
-                    watcher = CgroupWatcher(self.layout.cgroup_root, self.queue.put)
-                    watcher.start()
-                self._loop(reconciler, watcher)
-            finally:
-                if watcher is not None:
-                    watcher.stop()
-                for loaded in stats.values():
-                    loaded.close()
+        """Load, watch, loop until stopped. The caller holds the instance lock."""
+        stats: dict[str, LoadedStat] = {}
+        watcher: CgroupWatcher | None = None
+        try:
+            for spec in self.specs:
+                loaded = LoadedStat(self.layout, spec, force_raw_tp=self.opts.force_raw_tp)
+                stats[spec.name] = loaded
+                self.telemetry.collectors[spec.name] = loaded.collector
+            reconciler = Reconciler(self.layout, stats)
+            if self.opts.watch and not self.opts.once:
+                watcher = CgroupWatcher(self.layout.cgroup_root, self.queue.put)
+                watcher.start()
+            self._loop(reconciler, watcher)
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            for loaded in stats.values():
+                loaded.close()
         return 0
 
     def _loop(self, reconciler: Reconciler, watcher: CgroupWatcher | None) -> None:
@@ -249,6 +250,7 @@ def run(layout: Layout, specs: list[StatProgram], opts: RunOptions) -> int:
     daemon = Daemon(layout, specs, opts)
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)
-    _log.info("starting", bpffs=layout.bpffs, cgroup_root=layout.cgroup_root,
-              programs=[s.name for s in specs], resync_interval=opts.resync_interval, watch=opts.watch)
-    return daemon.run()
+    with instance_lock(layout.bpffs):
+        _log.info("starting", bpffs=layout.bpffs, cgroup_root=layout.cgroup_root,
+                  programs=[s.name for s in specs], resync_interval=opts.resync_interval, watch=opts.watch)
+        return daemon.run()

@@ -11,13 +11,13 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 from .errors import EnvironmentProblem
 from .histogram import parse_stat
 from .paths import Layout
 from .programs import StatProgram
+from .scratch import wait_until
 from .status import status
 from .verify import verify
 
@@ -27,13 +27,10 @@ _BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time()
 
 
 def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll pred until true; returns seconds waited. Raises EnvironmentProblem on timeout."""
-    start = time.monotonic()
-    while not pred():
-        if time.monotonic() - start > timeout:
-            raise EnvironmentProblem("demo", what, 0, f"not there after {timeout:.0f} s")
-        time.sleep(0.005)
-    return time.monotonic() - start
+    try:
+        return wait_until(pred, timeout, what)
+    except TimeoutError as err:
+        raise EnvironmentProblem("demo", what, 0, f"not there after {timeout:.0f} s") from err
 
 
 def burn_in(cgroup_dir: str, seconds: float) -> float:

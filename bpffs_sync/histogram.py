@@ -72,9 +72,9 @@ def parse_stat(text: str) -> StatFile:
         elif line.rstrip().endswith("distribution"):
             out.unit = line.split(":")[0].strip()
         else:
-            key, sep, value = line.partition(":")
+            key, sep, text_value = line.partition(":")
             try:
-                out.summary[key.strip()] = int(value)
+                out.summary[key.strip()] = int(text_value)
             except ValueError as err:
                 raise ParseError(f"bad summary line: {line!r}") from err
             if not sep:

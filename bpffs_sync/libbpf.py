@@ -32,6 +32,7 @@ from ctypes import (
     c_void_p,
 )
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import LibbpfError
 
@@ -43,14 +44,14 @@ BTF_KIND_TYPEDEF = 8
 BPF_NOEXIST = 1
 BPF_OBJ_NAME_LEN = 16
 
+_lib: ctypes.CDLL | None
+_LOAD_ERROR: OSError | None = None
 try:
     _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 except OSError as err:  # pragma: no cover - exercised only on a host without libbpf
     _lib = None
-    _LOAD_ERROR: OSError | None = err
-else:
-    _LOAD_ERROR = None
+    _LOAD_ERROR = err
 
 
 def available() -> bool:
@@ -159,13 +160,14 @@ def _clear_messages() -> None:
 # --- foreign functions ---------------------------------------------------------------------------
 
 
-def _fn(name: str, restype: object, *argtypes: object) -> ctypes._CFuncPtr:
+def _fn(name: str, restype: object, *argtypes: object) -> Any:
+    """Declare one libbpf function: argtypes, restype; errno is captured (use_errno=True)."""
     if _lib is None:
         raise LibbpfError("dlopen", "libbpf.so.1", errno_mod.ENOENT, str(_LOAD_ERROR))
     fn = getattr(_lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 if _lib is not None:

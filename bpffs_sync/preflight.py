@@ -10,6 +10,8 @@ from .errors import EnvironmentProblem, KernelUnsupported
 from .paths import Layout
 from .programs import StatProgram, lookup, object_path
 
+__all__ = ["lookup"]
+
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 DEFAULT_BPFFS = "/sys/fs/bpf"
 

@@ -66,7 +66,8 @@ class Report:
         lines.extend(f"{'collector':<14} {p}" for p in self.collector_problems)
         lines.extend(f"{'conflict':<14} {display(c.path)} (cgroup named like a stat file; not mirrored)"
                      for c in self.plan.conflicts)
-        verdict = "in sync" if self.in_sync else f"DRIFT: {len(self.plan.drift()) + len(self.collector_problems)} entries"
+        drifted = len(self.plan.drift()) + len(self.collector_problems)
+        verdict = "in sync" if self.in_sync else f"DRIFT: {drifted} entries"
         lines.append(f"{verdict}: {self.cgroups} cgroups, {self.files} stat files under {self.layout.mirror_root}")
         return "\n".join(lines)
 

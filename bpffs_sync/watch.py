@@ -18,11 +18,12 @@ import os
 import threading
 from collections.abc import Callable
 
-from watchdog.observers.inotify_c import (  # type: ignore[attr-defined]
+from watchdog.observers.inotify_c import (
     CallbackId,
     InotifyConstants,
     InotifyEvent,
     InotifyFD,
+    Mask,
     WatchDescriptor,
 )
 
@@ -31,7 +32,7 @@ from .paths import RelPath
 
 Hint = Callable[[RelPath | None], None]
 
-_MASK = (
+_MASK = Mask(
     InotifyConstants.IN_CREATE
     | InotifyConstants.IN_DELETE
     | InotifyConstants.IN_MOVED_FROM
@@ -75,8 +76,8 @@ class CgroupWatcher:
     # --- watches
 
     def _rel(self, path: bytes) -> RelPath:
-        rel = os.path.relpath(path, self.root)
-        return () if rel == "." else tuple(os.fsdecode(rel).split("/"))
+        rel = os.fsdecode(os.path.relpath(path, self.root))
+        return () if rel == "." else tuple(rel.split("/"))
 
     def _watch_one(self, path: bytes) -> bool:
         fd = self._fd

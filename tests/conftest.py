@@ -14,7 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import Mirror, make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs  # noqa: E402
+from helpers import Mirror
+
+from bpffs_sync.scratch import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
 
 def _capabilities() -> str:

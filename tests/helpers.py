@@ -10,87 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpffs_sync.paths import Layout
+from bpffs_sync.scratch import wait_until
+
+wait_for = wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> float:
-    start = time.monotonic()
-    while not pred():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
-def v2_mount() -> str:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[0] == "cgroup2":
-                return left.split()[4]
-    raise RuntimeError("no cgroup2 mount")
-
-
-# --- bpffs ---------------------------------------------------------------------------------------
-
-
-def mount_bpffs(options: str = "") -> str:
-    path = tempfile.mkdtemp(prefix="bpffs-sync-test-")
-    cmd = ["mount", "-t", "bpf", "bpf", path]
-    if options:
-        cmd[1:1] = ["-o", options]
-    subprocess.run(cmd, check=True)
-    return path
-
-
-def umount_bpffs(path: str) -> None:
-    subprocess.run(["umount", path], check=False)
-    if os.path.ismount(path):
-        subprocess.run(["umount", "-l", path], check=False)
-    os.rmdir(path)
-
-
-# --- cgroups -------------------------------------------------------------------------------------
-
-
-def make_cgroup_root() -> str:
-    path = os.path.join(v2_mount(), f"bpffs-sync-test-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    return path
-
-
-def remove_cgroup_tree(root: str) -> None:
-    """Kill every process below root, then rmdir post-order (retrying while tasks exit)."""
-    if not os.path.isdir(root):
-        return
-    kill = os.path.join(root, "cgroup.kill")
-    if os.path.exists(kill):
-        with open(kill, "w", encoding="ascii") as f:
-            f.write("1")
-    deadline = time.monotonic() + 10
-    while os.path.isdir(root):
-        dirs = [d for d, _, _ in os.walk(root)]
-        for d in sorted(dirs, key=len, reverse=True):
-            try:
-                os.rmdir(d)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.02)
-
-
-# --- the daemon and the CLI ----------------------------------------------------------------------
 
 
 def cli(*args: str, env: dict[str, str] | None = None, check: bool = False,

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from bpffs_sync.daemon import HintQueue, coalesce
-from bpffs_sync.paths import Layout, display, mirrored_scope, needs_dot_trick, parse_rel, rel_of, valid_stat_name
+from bpffs_sync.paths import (
+    Layout,
+    display,
+    mirrored_scope,
+    needs_dot_trick,
+    parse_rel,
+    rel_of,
+    valid_stat_name,
+)
 
 pytestmark = pytest.mark.unit
 

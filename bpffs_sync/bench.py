@@ -1,0 +1,231 @@
+"""`bpffs-sync bench`: figures, each printed as a ratio to a baseline measured in the same run.
+
+lag   mkdir -> stat file readable, for a burst of N mkdirs, with the daemon as a separate process.
+      Baseline: mkdir -> IN_CREATE seen by another process (the floor any user-space mirror pays).
+      Both are timed by event-driven probe processes (inotify on cgroupfs / on the bpffs mirror,
+      which sees the pin's creation; the probe then opens and reads the file), so nothing polls.
+sync  initial full pass over N cgroups from an empty mirror (programs already loaded).
+      Baselines: making those N cgroups (mkdir), and the cgroupfs walk alone.
+read  open+read+parse of a cgroup's hist_oncpu vs open+read+parse of cgroup-v1 memory.stat
+      (what Borglet parses today, per the RFC).
+
+Everything runs on a private bpffs and a private cgroup subtree, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import cgroupfs
+from .demo import burn_in
+from .histogram import parse_stat
+from .paths import Layout
+from .programs import lookup
+from .reconciler import Reconciler
+from .scratch import private_bpffs, private_cgroup_root, wait_until
+from .stats import LoadedStat
+
+MEMORY_V1_STAT = "/sys/fs/cgroup/memory/memory.stat"
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _probe(mode: str, watch_dir: str, count: int, out: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "bpffs_sync.benchprobe", mode, watch_dir, str(count), out],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"{mode} probe failed to start")
+    return proc
+
+
+def _daemon(layout: Layout, run_dir: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "BPFFS_SYNC_RUN_DIR": run_dir}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "--log-level", "warning", "run",
+         "--bpffs", layout.bpffs, "--cgroup-root", layout.cgroup_root, "--resync-interval", "3600"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    status = os.path.join(run_dir, os.path.realpath(layout.bpffs).strip("/").replace("/", "_") + ".json")
+
+    def ready() -> bool:
+        try:
+            with open(status, encoding="utf-8") as f:
+                return int(json.load(f).get("full_passes", 0)) >= 1
+        except (OSError, ValueError):
+            return False
+
+    wait_until(lambda: ready() or proc.poll() is not None, 60, "daemon start")
+    if proc.poll() is not None:
+        raise RuntimeError("bench daemon exited during start-up")
+    return proc
+
+
+def bench_lag(count: int) -> dict[str, Any]:
+    with private_bpffs() as mnt, private_cgroup_root("bpffs-sync-bench") as root, \
+            tempfile.TemporaryDirectory() as tmp:
+        layout = Layout(mnt, root)
+        os.mkdir(os.path.join(root, "burst"))
+        daemon = _daemon(layout, tmp)
+        try:
+            wait_until(lambda: os.path.exists(layout.mirror_path(("burst", "hist_oncpu"))), 10, "burst mirrored")
+            base_out, mir_out = os.path.join(tmp, "base.json"), os.path.join(tmp, "mirror.json")
+            base = _probe("cgroup", os.path.join(root, "burst"), count, base_out)
+            mirror = _probe("mirror", layout.mirror_path(("burst",)), count, mir_out)
+            made: dict[str, float] = {}
+            started = time.monotonic()
+            for i in range(count):
+                name = f"c{i}"
+                made[name] = time.monotonic()
+                os.mkdir(os.path.join(root, "burst", name))
+            burst_seconds = time.monotonic() - started
+            base.wait(120)
+            mirror.wait(120)
+            with open(base_out, encoding="utf-8") as f:
+                seen = json.load(f)
+            with open(mir_out, encoding="utf-8") as f:
+                readable = json.load(f)
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            subprocess.run(["rm", "-rf", layout.mirror_root], check=False)
+    lag = [(readable[n] - t) * 1e3 for n, t in made.items() if n in readable]
+    floor = [(seen[n] - t) * 1e3 for n, t in made.items() if n in seen]
+    p50, p99, b50, b99 = _pct(lag, 0.5), _pct(lag, 0.99), _pct(floor, 0.5), _pct(floor, 0.99)
+    return {
+        "count": count, "mirrored": len(lag), "burst_seconds": round(burst_seconds, 4),
+        "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3), "max": round(max(lag), 3)},
+        "inotify_floor_ms": {"p50": round(b50, 3), "p99": round(b99, 3)},
+        "ratio_p50": round(p50 / b50, 1) if b50 else None,
+        "ratio_p99": round(p99 / b99, 1) if b99 else None,
+    }
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def bench_sync(count: int) -> dict[str, Any]:
+    fanout = 100
+    with private_bpffs() as mnt, private_cgroup_root("bpffs-sync-bench") as root:
+        layout = Layout(mnt, root)
+
+        def make() -> None:
+            for i in range(count):
+                parent = os.path.join(root, f"p{i // fanout}")
+                if i % fanout == 0:
+                    os.mkdir(parent)
+                os.mkdir(os.path.join(parent, f"c{i}"))
+
+        mkdir_s = _timed(make)
+        walk_s = _timed(lambda: cgroupfs.walk(layout, ("hist_oncpu",)))
+        loaded = LoadedStat(layout, lookup("hist_oncpu"))
+        try:
+            rec = Reconciler(layout, {"hist_oncpu": loaded})
+            started = time.perf_counter()
+            res = rec.reconcile(())
+            sync_s = time.perf_counter() - started
+            noop_s = _timed(lambda: rec.reconcile(()))
+            pins = res.applied.done.get("pin", 0)
+            teardown_s = _timed(lambda: subprocess.run(["rm", "-rf", layout.mirror_root], check=True))
+        finally:
+            loaded.close()
+    cgroups = count + count // fanout + 1
+    return {
+        "cgroups": cgroups, "pins": pins,
+        "sync_seconds": round(sync_s, 3), "per_cgroup_us": round(sync_s / cgroups * 1e6, 1),
+        "noop_pass_seconds": round(noop_s, 3), "teardown_seconds": round(teardown_s, 3),
+        "baseline_mkdir_seconds": round(mkdir_s, 3), "baseline_walk_seconds": round(walk_s, 4),
+        "ratio_vs_mkdir": round(sync_s / mkdir_s, 2), "ratio_vs_walk": round(sync_s / walk_s, 1),
+    }
+
+
+def _parse_memory_stat(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        out[key] = int(value)
+    return out
+
+
+def _read_loop(path: str, reads: int, parse: Callable[[str], object]) -> float:
+    started = time.perf_counter()
+    for _ in range(reads):
+        with open(path, encoding="utf-8") as f:
+            parse(f.read())
+    return (time.perf_counter() - started) / reads
+
+
+def bench_read(reads: int) -> dict[str, Any]:
+    with private_bpffs() as mnt, private_cgroup_root("bpffs-sync-bench") as root:
+        layout = Layout(mnt, root)
+        os.mkdir(os.path.join(root, "busy"))
+        loaded = LoadedStat(layout, lookup("hist_oncpu"))
+        try:
+            Reconciler(layout, {"hist_oncpu": loaded}).reconcile(())
+            burn_in(os.path.join(root, "busy"), 0.3)
+            stat_file = layout.mirror_path(("busy", "hist_oncpu"))
+            hist_s = _read_loop(stat_file, reads, parse_stat)
+            hist_raw_s = _read_loop(stat_file, reads, len)
+            with open(stat_file, encoding="utf-8") as f:
+                hist_bytes = len(f.read())
+            subprocess.run(["rm", "-rf", layout.mirror_root], check=True)
+        finally:
+            loaded.close()
+    out: dict[str, Any] = {"reads": reads, "hist_oncpu_us": round(hist_s * 1e6, 2),
+                           "hist_oncpu_raw_us": round(hist_raw_s * 1e6, 2), "hist_oncpu_bytes": hist_bytes}
+    if os.path.exists(MEMORY_V1_STAT):
+        mem_s = _read_loop(MEMORY_V1_STAT, reads, _parse_memory_stat)
+        mem_raw_s = _read_loop(MEMORY_V1_STAT, reads, len)
+        with open(MEMORY_V1_STAT, encoding="utf-8") as f:
+            mem_bytes = len(f.read())
+        out.update(memory_stat_us=round(mem_s * 1e6, 2), memory_stat_raw_us=round(mem_raw_s * 1e6, 2),
+                   memory_stat_bytes=mem_bytes, ratio=round(hist_s / mem_s, 2),
+                   ratio_raw=round(hist_raw_s / mem_raw_s, 2))
+    else:
+        out["baseline"] = f"{MEMORY_V1_STAT} absent (no cgroup-v1 memory hierarchy)"
+    return out
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines = []
+    if "lag" in doc:
+        r = doc["lag"]
+        lines.append(f"lag   burst of {r['count']} mkdirs ({r['burst_seconds']} s): mkdir -> file readable "
+                     f"p50 {r['lag_ms']['p50']} ms, p99 {r['lag_ms']['p99']} ms; inotify floor p50 "
+                     f"{r['inotify_floor_ms']['p50']} ms, p99 {r['inotify_floor_ms']['p99']} ms; "
+                     f"ratio p50 {r['ratio_p50']}x, p99 {r['ratio_p99']}x")
+    for r in doc.get("sync", []):
+        lines.append(f"sync  {r['cgroups']} cgroups: {r['sync_seconds']} s ({r['per_cgroup_us']} us/cgroup); "
+                     f"mkdir of them {r['baseline_mkdir_seconds']} s -> {r['ratio_vs_mkdir']}x; cgroupfs walk "
+                     f"{r['baseline_walk_seconds']} s -> {r['ratio_vs_walk']}x; no-op pass {r['noop_pass_seconds']} s")
+    if "read" in doc:
+        r = doc["read"]
+        line = f"read  hist_oncpu open+read+parse {r['hist_oncpu_us']} us ({r['hist_oncpu_bytes']} B)"
+        if "ratio" in r:
+            line += (f"; v1 memory.stat {r['memory_stat_us']} us ({r['memory_stat_bytes']} B) -> {r['ratio']}x "
+                     f"(read only: {r['hist_oncpu_raw_us']} vs {r['memory_stat_raw_us']} us -> {r['ratio_raw']}x)")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def bench(what: list[str], counts: list[int] | None, reads: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"kernel": os.uname().release, "cpus": os.cpu_count()}
+    if "lag" in what:
+        doc["lag"] = bench_lag(counts[0] if counts else 1000)
+    if "sync" in what:
+        doc["sync"] = [bench_sync(n) for n in (counts or [1000, 10000])]
+    if "read" in what:
+        doc["read"] = bench_read(reads)
+    return doc

@@ -1,0 +1,92 @@
+"""Private, throw-away kernel state for benchmarks and tests: a bpffs mount in a temp dir and a
+cgroup subtree under the v2 root. Both context managers undo everything, also on error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .bpffs import mount_of, mounts
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str = "condition", poll: float = 0.005) -> float:
+    """Poll pred until true; returns the seconds waited. TimeoutError after timeout seconds."""
+    start = time.monotonic()
+    while not pred():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{what}: not true after {timeout:g} s")
+        time.sleep(poll)
+    return time.monotonic() - start
+
+
+def mount_bpffs(options: str = "") -> str:
+    path = tempfile.mkdtemp(prefix="bpffs-sync-test-")
+    cmd = ["mount", "-t", "bpf", *(["-o", options] if options else []), "bpf", path]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def umount_bpffs(path: str) -> None:
+    subprocess.run(["umount", path], check=False, capture_output=True)
+    m = mount_of(path)
+    if m is not None and m.mount_point == os.path.realpath(path):
+        subprocess.run(["umount", "-l", path], check=False)
+    os.rmdir(path)
+
+
+def v2_mount() -> str:
+    for m in mounts():
+        if m.fstype == "cgroup2":
+            return m.mount_point
+    raise RuntimeError("no cgroup2 mount")
+
+
+def make_cgroup_root(prefix: str = "bpffs-sync-test") -> str:
+    path = os.path.join(v2_mount(), f"{prefix}-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    return path
+
+
+def remove_cgroup_tree(root: str, timeout: float = 10.0) -> None:
+    """Kill every process below root (cgroup.kill), then rmdir post-order, retrying while tasks exit."""
+    if not os.path.isdir(root):
+        return
+    kill = os.path.join(root, "cgroup.kill")
+    if os.path.exists(kill):
+        with open(kill, "w", encoding="ascii") as f:
+            f.write("1")
+    deadline = time.monotonic() + timeout
+    while os.path.isdir(root):
+        dirs = [d for d, _, _ in os.walk(root)]
+        for d in sorted(dirs, key=len, reverse=True):
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.02)
+
+
+@contextmanager
+def private_bpffs(options: str = "") -> Iterator[str]:
+    path = mount_bpffs(options)
+    try:
+        yield path
+    finally:
+        umount_bpffs(path)
+
+
+@contextmanager
+def private_cgroup_root(prefix: str = "bpffs-sync-test") -> Iterator[str]:
+    path = make_cgroup_root(prefix)
+    try:
+        yield path
+    finally:
+        remove_cgroup_tree(path)

@@ -1,0 +1,101 @@
+"""Bad input: one clear line on stderr, exit 2, no traceback, no state touched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, Mirror, cli
+
+from bpffs_sync.scratch import mount_bpffs, umount_bpffs
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("bpffs-sync: error: "), lines[0]
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_unknown_program(mirror: Mirror) -> None:
+    """--program nope names the program and the known ones."""
+    assert_one_line_error(mirror.cli("run", "--program", "nope"), "nope", "hist_oncpu")
+
+
+def test_missing_cgroup_root(bpffs_mount: str) -> None:
+    """A cgroup root that does not exist."""
+    res = cli("verify", "--bpffs", bpffs_mount, "--cgroup-root", "/sys/fs/cgroup/unified/no-such-cgroup")
+    assert_one_line_error(res, "no-such-cgroup", "No such file")
+
+
+def test_cgroup_root_not_v2(bpffs_mount: str) -> None:
+    """A directory that is not a cgroup."""
+    assert_one_line_error(cli("verify", "--bpffs", bpffs_mount, "--cgroup-root", "/tmp"), "not a cgroup")
+
+
+def test_bpffs_not_bpffs(cgroup_root: str) -> None:
+    """--bpffs pointing at a non-bpffs directory is refused, not mounted over."""
+    res = cli("run", "--bpffs", "/tmp", "--cgroup-root", cgroup_root, "--once")
+    assert_one_line_error(res, "/tmp", "not a bpf filesystem")
+
+
+def test_unwritable_bpffs(cgroup_root: str) -> None:
+    """A read-only bpffs mount."""
+    path = mount_bpffs("ro")
+    try:
+        res = cli("run", "--bpffs", path, "--cgroup-root", cgroup_root, "--once")
+        assert_one_line_error(res, path, "read-only")
+        assert os.listdir(path) == [] or "cgroup" not in os.listdir(path)
+    finally:
+        umount_bpffs(path)
+
+
+def test_objects_not_built(mirror: Mirror) -> None:
+    """A missing BPF object says how to build it."""
+    res = cli("run", *mirror.args(), "--once", env={**mirror.env, "BPFFS_SYNC_BPF_DIR": "/nonexistent"})
+    assert_one_line_error(res, "make bpf")
+
+
+def test_not_root(mirror: Mirror) -> None:
+    """An unprivileged user is told to be root."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    res = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "bpffs_sync",
+         "verify", *mirror.args()],
+        capture_output=True, text=True, cwd=REPO, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HOME": "/tmp"},
+    )
+    assert_one_line_error(res, "must run as root")
+
+
+def test_usage_error_is_one_line() -> None:
+    """An unknown option: argparse's message, on one line, exit 2."""
+    res = cli("verify", "--no-such-flag")
+    assert_one_line_error(res, "--no-such-flag")
+
+
+def test_second_daemon_on_same_bpffs(mirror: Mirror) -> None:
+    """Two daemons on one bpffs would fight: the second is refused with the holder's pid."""
+    mirror.start()
+    assert mirror.proc is not None
+    res = mirror.cli("run")
+    assert_one_line_error(res, f"pid {mirror.proc.pid}")
+
+
+def test_clean_refuses_while_running_then_removes(mirror: Mirror) -> None:
+    """clean is refused while the daemon runs; afterwards it removes mirror and collectors."""
+    os.mkdir(mirror.cg("x"))
+    mirror.start()
+    assert_one_line_error(mirror.cli("clean"), "active")
+    mirror.stop()
+    res = mirror.cli("clean", check=True)
+    assert res.stdout.startswith("removed ")
+    assert sorted(os.listdir(mirror.bpffs)) == ["maps.debug", "progs.debug"] or "cgroup" not in os.listdir(
+        mirror.bpffs)
