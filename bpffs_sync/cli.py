@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Cgroup names are bytes; undecodable ones travel as surrogate escapes and print back verbatim.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
     log.setup(args.log_format, args.log_level)
     func: Callable[[argparse.Namespace], int] = args.func

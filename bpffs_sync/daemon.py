@@ -32,6 +32,7 @@ from .watch import CgroupWatcher
 
 _log = log.get(__name__)
 MAX_SCOPES_PER_BATCH = 256  # past this many distinct hints, one full pass is cheaper
+MAX_BACKOFF = 30.0  # seconds between retries of a pass that keeps failing
 RUN_DIR = os.environ.get("BPFFS_SYNC_RUN_DIR", "/run/bpffs-sync")
 
 
@@ -185,6 +186,7 @@ class Daemon:
         self.queue = HintQueue()
         self.stop_event = threading.Event()
         self.telemetry = Telemetry(layout, [s.name for s in specs])
+        self.failures = 0  # consecutive failed passes
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stop_event.set()
@@ -194,11 +196,15 @@ class Daemon:
         try:
             res = reconciler.reconcile(scope)
         except SyncError as err:
-            _log.warning("reconcile_failed", scope="/".join(scope) or ".", error=str(err), errno=err.errno)
+            self.failures += 1
+            backoff = min(MAX_BACKOFF, 0.1 * 2**self.failures)
+            _log.warning("reconcile_failed", scope="/".join(scope) or ".", error=str(err), errno=err.errno,
+                         retry_in=backoff)
             self.telemetry.last_error = str(err)
-            self.queue.put(None)  # heal by a full pass
-            time.sleep(0.2)  # and do not spin on a persistent error
+            self.queue.put(None)  # heal by a full pass, after an exponential back-off
+            self.stop_event.wait(backoff)
             return
+        self.failures = 0
         self.telemetry.record(res)
 
     def run(self) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from helpers import Mirror, wait_for
@@ -33,6 +36,22 @@ def test_odd_name_is_mirrored(mirror: Mirror, name: str) -> None:
     assert mirror.in_sync()
     # Mirror directories keep their mode: the dot trick restores the parent's.
     assert os.stat(os.path.join(mirror.bpffs, "cgroup", name)).st_mode & 0o777 == 0o755
+
+
+def test_undecodable_name(mirror: Mirror) -> None:
+    """A name that is not UTF-8 is mirrored byte for byte and printed back verbatim by verify."""
+    name = b"raw-\xff\xfe.bin"
+    os.mkdir(os.path.join(os.fsencode(mirror.cgroup_root), name))
+    mirror.cli("run", "--once", check=True)
+    assert name in os.listdir(os.fsencode(os.path.join(mirror.bpffs, "cgroup")))
+    assert os.path.exists(os.path.join(os.fsencode(mirror.bpffs), b"cgroup", name, b"hist_oncpu"))
+    os.unlink(os.path.join(os.fsencode(mirror.bpffs), b"cgroup", name, b"hist_oncpu"))
+    res = subprocess.run([sys.executable, "-m", "bpffs_sync", "verify", *mirror.args()], capture_output=True,
+                         env={**os.environ, **mirror.env}, check=False)
+    assert res.returncode == 1, res.stderr
+    assert b"missing        " + name + b"/hist_oncpu" in res.stdout
+    doc = json.loads(mirror.cli("verify", "--json").stdout)
+    assert os.fsencode(doc["drift"]["missing"][0]["path"]) == name + b"/hist_oncpu"
 
 
 def test_dotted_entries_survive_drop_caches(mirror: Mirror) -> None:
