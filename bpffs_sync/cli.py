@@ -138,20 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-tp", action="store_true", help="use the raw_tp collector even if tp_btf works")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("verify", help="check that bpffs mirrors cgroupfs (exit 1 on drift)")
-    _common(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser("status", help="daemon and kernel-object status")
-    _common(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("clean", help="remove the mirror and the pinned collectors (daemon must be stopped)")
-    _common(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_clean)
+    for name, func, text in (
+        ("verify", cmd_verify, "check that bpffs mirrors cgroupfs (exit 1 on drift)"),
+        ("status", cmd_status, "daemon and kernel-object status"),
+        ("clean", cmd_clean, "remove the mirror and the pinned collectors (daemon must be stopped)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="make jobs/a, burn CPU in it, show its hist_oncpu, verify, clean up")
     _common(p)

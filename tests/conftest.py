@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import Mirror
 
-from bpffs_sync.scratch import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+from bpffs_sync.scratch import private_bpffs, private_cgroup_root
 
 
 def _capabilities() -> str:
@@ -39,20 +39,14 @@ def kernel() -> None:
 
 @pytest.fixture
 def bpffs_mount(kernel: None) -> Iterator[str]:
-    path = mount_bpffs()
-    try:
+    with private_bpffs() as path:
         yield path
-    finally:
-        umount_bpffs(path)
 
 
 @pytest.fixture
 def cgroup_root(kernel: None) -> Iterator[str]:
-    path = make_cgroup_root()
-    try:
+    with private_cgroup_root() as path:
         yield path
-    finally:
-        remove_cgroup_tree(path)
 
 
 @pytest.fixture

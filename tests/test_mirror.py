@@ -136,3 +136,15 @@ def test_restart_adopts_collector_and_mirror(mirror: Mirror) -> None:
     assert progs_before["map_id"] == progs_after["map_id"]
     assert progs_before["collector_link_id"] == progs_after["collector_link_id"]
     assert after["daemon"]["passes"] >= 1  # type: ignore[index]
+
+
+def test_sigint_stops_cleanly_and_leaves_mirror(mirror: Mirror) -> None:
+    """SIGINT (Ctrl-C) ends the daemon with exit 0; files stay readable with no daemon."""
+    import signal
+
+    os.mkdir(mirror.cg("stay"))
+    mirror.start()
+    assert mirror.stop(signal.SIGINT) == 0
+    with open(mirror.stat_path("stay"), encoding="utf-8") as f:
+        assert f.read().startswith("cgroup_id: ")
+    assert mirror.in_sync()

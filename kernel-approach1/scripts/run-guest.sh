@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Boot the kernel that build.sh made under virtme-ng and run a command inside, as root.
+# KVM is not usable here (nested KVM aborts on MSR 0x10a), so the guest runs under TCG.
+# Under TCG vng has no script I/O port: the command's output and exit code travel through an
+# --rwdir directory instead of the console. The guest sees the host's rootfs (Python, libbpf).
+#
+# Usage: run-guest.sh [--variant plain|debug] [--mem 2G] CMD...
+# Prints the command's stdout/stderr, saves dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir),
+# and exits with the command's exit code (125 when the guest gave none: it did not boot or crashed).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$here/.." && pwd)
+variant=plain mem=2G
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--variant) variant=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--) shift; break ;;
+	*) break ;;
+	esac
+done
+[[ $# -gt 0 ]] || { echo "usage: run-guest.sh [--variant plain|debug] [--mem 2G] CMD..." >&2; exit 2; }
+
+CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
+VNG=${VNG:-$(command -v vng || echo "$repo/.venv/bin/vng")}
+tree=$CACHE/build-$variant
+kernel=$tree/arch/x86/boot/bzImage
+[[ -f $kernel ]] || { echo "run-guest: no kernel at $kernel (run scripts/build.sh $variant)" >&2; exit 2; }
+
+out=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-guest.XXXXXX)}
+mkdir -p "$out"
+rm -f "$out"/{stdout,stderr,rc,dmesg}
+printf '%q ' "$@" >"$out/cmd"
+cat >"$out/guest.sh" <<GUEST
+#!/bin/bash
+cd "$repo"
+bash "$out/cmd.sh" >"$out/stdout" 2>"$out/stderr"
+echo \$? >"$out/rc"
+dmesg >"$out/dmesg"
+GUEST
+{ echo '#!/bin/bash'; cat "$out/cmd"; echo; } >"$out/cmd.sh"
+chmod +x "$out/guest.sh" "$out/cmd.sh"
+
+cd "$tree"
+timeout 900 "$VNG" -r "$kernel" --disable-kvm --user root -m "$mem" -p 2 --rwdir "$out" \
+	--exec "$out/guest.sh" >"$out/console" 2>&1 || true
+
+cat "$out/stdout" 2>/dev/null || true
+cat "$out/stderr" >&2 2>/dev/null || true
+if [[ ! -f $out/rc ]]; then
+	echo "run-guest: the guest returned no exit code; console log: $out/console" >&2
+	tail -n 20 "$out/console" >&2
+	exit 125
+fi
+if grep -qE 'WARNING:|BUG:|KASAN|possible circular locking|kmemleak' "$out/dmesg"; then
+	echo "run-guest: kernel reported problems, see $out/dmesg" >&2
+fi
+exit "$(cat "$out/rc")"
