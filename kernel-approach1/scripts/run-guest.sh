@@ -24,6 +24,7 @@ done
 
 CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
 VNG=${VNG:-$(command -v vng || echo "$repo/.venv/bin/vng")}
+export PATH="$(dirname "$VNG"):$PATH"  # vng runs virtme-run from its own bin dir
 tree=$CACHE/build-$variant
 kernel=$tree/arch/x86/boot/bzImage
 [[ -f $kernel ]] || { echo "run-guest: no kernel at $kernel (run scripts/build.sh $variant)" >&2; exit 2; }
