@@ -70,44 +70,55 @@ def _daemon(layout: Layout, run_dir: str) -> subprocess.Popen[str]:
     return proc
 
 
-def bench_lag(count: int) -> dict[str, Any]:
-    with private_bpffs() as mnt, private_cgroup_root("bpffs-sync-bench") as root, \
-            tempfile.TemporaryDirectory() as tmp:
-        layout = Layout(mnt, root)
-        os.mkdir(os.path.join(root, "burst"))
-        daemon = _daemon(layout, tmp)
-        try:
-            wait_until(lambda: os.path.exists(layout.mirror_path(("burst", "hist_oncpu"))), 10, "burst mirrored")
-            base_out, mir_out = os.path.join(tmp, "base.json"), os.path.join(tmp, "mirror.json")
-            base = _probe("cgroup", os.path.join(root, "burst"), count, base_out)
-            mirror = _probe("mirror", layout.mirror_path(("burst",)), count, mir_out)
-            made: dict[str, float] = {}
-            started = time.monotonic()
-            for i in range(count):
-                name = f"c{i}"
-                made[name] = time.monotonic()
-                os.mkdir(os.path.join(root, "burst", name))
-            burst_seconds = time.monotonic() - started
-            base.wait(120)
-            mirror.wait(120)
-            with open(base_out, encoding="utf-8") as f:
-                seen = json.load(f)
-            with open(mir_out, encoding="utf-8") as f:
-                readable = json.load(f)
-        finally:
-            daemon.terminate()
-            daemon.wait(30)
-            subprocess.run(["rm", "-rf", layout.mirror_root], check=False)
+def _lag_run(layout: Layout, tmp: str, group: str, count: int, spacing: float) -> dict[str, Any]:
+    """mkdir `count` cgroups under `group`, `spacing` seconds apart; lag and floor per cgroup."""
+    parent = os.path.join(layout.cgroup_root, group)
+    os.mkdir(parent)
+    wait_until(lambda: os.path.exists(layout.mirror_path((group, "hist_oncpu"))), 10, f"{group} mirrored")
+    base_out, mir_out = os.path.join(tmp, f"{group}-base.json"), os.path.join(tmp, f"{group}-mirror.json")
+    base = _probe("cgroup", parent, count, base_out)
+    mirror = _probe("mirror", layout.mirror_path((group,)), count, mir_out)
+    made: dict[str, float] = {}
+    started = time.monotonic()
+    for i in range(count):
+        name = f"c{i}"
+        made[name] = time.monotonic()
+        os.mkdir(os.path.join(parent, name))
+        if spacing:
+            time.sleep(spacing)
+    burst_seconds = time.monotonic() - started
+    base.wait(120)
+    mirror.wait(120)
+    with open(base_out, encoding="utf-8") as f:
+        seen = json.load(f)
+    with open(mir_out, encoding="utf-8") as f:
+        readable = json.load(f)
     lag = [(readable[n] - t) * 1e3 for n, t in made.items() if n in readable]
     floor = [(seen[n] - t) * 1e3 for n, t in made.items() if n in seen]
     p50, p99, b50, b99 = _pct(lag, 0.5), _pct(lag, 0.99), _pct(floor, 0.5), _pct(floor, 0.99)
     return {
-        "count": count, "mirrored": len(lag), "burst_seconds": round(burst_seconds, 4),
+        "count": count, "spacing_ms": spacing * 1e3, "mirrored": len(lag), "burst_seconds": round(burst_seconds, 4),
         "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3), "max": round(max(lag), 3)},
         "inotify_floor_ms": {"p50": round(b50, 3), "p99": round(b99, 3)},
         "ratio_p50": round(p50 / b50, 1) if b50 else None,
         "ratio_p99": round(p99 / b99, 1) if b99 else None,
     }
+
+
+def bench_lag(count: int) -> dict[str, Any]:
+    """A burst of `count` back-to-back mkdirs, then 50 isolated mkdirs 20 ms apart."""
+    with private_bpffs() as mnt, private_cgroup_root("bpffs-sync-bench") as root, \
+            tempfile.TemporaryDirectory() as tmp:
+        layout = Layout(mnt, root)
+        daemon = _daemon(layout, tmp)
+        try:
+            burst = _lag_run(layout, tmp, "burst", count, 0.0)
+            isolated = _lag_run(layout, tmp, "isolated", 50, 0.02)
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            subprocess.run(["rm", "-rf", layout.mirror_root], check=False)
+    return {"burst": burst, "isolated": isolated}
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -200,9 +211,10 @@ def bench_read(reads: int) -> dict[str, Any]:
 
 def render(doc: dict[str, Any]) -> str:
     lines = []
-    if "lag" in doc:
-        r = doc["lag"]
-        lines.append(f"lag   burst of {r['count']} mkdirs ({r['burst_seconds']} s): mkdir -> file readable "
+    for kind, r in doc.get("lag", {}).items():
+        what = f"burst of {r['count']} mkdirs ({r['burst_seconds']} s)" if kind == "burst" else \
+            f"{r['count']} mkdirs {r['spacing_ms']:g} ms apart"
+        lines.append(f"lag   {what}: mkdir -> file readable "
                      f"p50 {r['lag_ms']['p50']} ms, p99 {r['lag_ms']['p99']} ms; inotify floor p50 "
                      f"{r['inotify_floor_ms']['p50']} ms, p99 {r['inotify_floor_ms']['p99']} ms; "
                      f"ratio p50 {r['ratio_p50']}x, p99 {r['ratio_p99']}x")

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from . import log, preflight
-from .errors import SyncError
+from .errors import SyncError, UsageError
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+BENCHES = ("lag", "sync", "read")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,12 +97,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench, render
 
+    unknown = sorted(set(args.what) - set(BENCHES))
+    if unknown:  # checked here: argparse's choices reject an empty nargs="*" list on 3.11
+        raise UsageError("bench", ", ".join(unknown), 0, f"unknown benchmark (choose from {', '.join(BENCHES)})")
+
     preflight.require_root()
     preflight.require_kernel()
     preflight.require_objects([preflight.lookup("hist_oncpu")])
     if args.log_level == "info":  # the figures are the output; keep the loader's chatter out
         log.setup(args.log_format, "warning")
-    doc = bench(args.what, counts=args.count, reads=args.reads)
+    doc = bench(args.what or list(BENCHES), counts=args.count, reads=args.reads)
     if args.json:
         _print_json(doc)
     else:
@@ -155,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
     _logging(p)
-    p.add_argument("what", nargs="*", choices=("lag", "sync", "read"), default=["lag", "sync", "read"])
+    p.add_argument("what", nargs="*", metavar="{lag,sync,read}",
+                   help="which benchmarks (default: all)")
     p.add_argument("--count", type=int, action="append", help="cgroups for lag/sync (repeatable)")
     p.add_argument("--reads", type=int, default=2000, help="reads per file for `read`")
     p.add_argument("--json", action="store_true")

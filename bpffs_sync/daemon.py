@@ -1,7 +1,10 @@
 """`bpffs-sync run`: load the stat programs, then keep the mirror in step with cgroupfs.
 
-    cgroupfs --inotify--> CgroupWatcher --scope--> HintQueue --> worker --> Reconciler.reconcile(scope)
+    cgroupfs --inotify--> CgroupWatcher --scope--> HintQueue --> worker --> Reconciler.reconcile(*scopes)
     start-up / overflow / every --resync-interval (±10 % jitter) ------> Reconciler.reconcile(())
+
+The worker takes every pending hint at once and runs one pass over all of them (one diff, one
+apply), so a burst of N mkdirs costs a few passes, not N.
 
 The watcher starts before the first full pass, so nothing made during start-up is missed. One
 worker (this thread) runs passes, so two passes never race on the same path. SIGTERM/SIGINT end
@@ -31,7 +34,6 @@ from .stats import LoadedStat
 from .watch import CgroupWatcher
 
 _log = log.get(__name__)
-MAX_SCOPES_PER_BATCH = 256  # past this many distinct hints, one full pass is cheaper
 MAX_BACKOFF = 30.0  # seconds between retries of a pass that keeps failing
 RUN_DIR = os.environ.get("BPFFS_SYNC_RUN_DIR", "/run/bpffs-sync")
 
@@ -65,15 +67,6 @@ class HintQueue:
             self._full = False
             self._scopes.clear()
         return full, scopes
-
-
-def coalesce(scopes: list[RelPath]) -> list[RelPath]:
-    """Drop scopes covered by another scope in the list (an ancestor's pass covers its subtree)."""
-    out: list[RelPath] = []
-    for scope in sorted(set(scopes), key=lambda s: (len(s), s)):
-        if not any(scope[: len(kept)] == kept for kept in out):
-            out.append(scope)
-    return out
 
 
 # --- status file and single-instance lock ---------------------------------------------------------
@@ -129,7 +122,7 @@ class Telemetry:
     def record(self, res: PassResult) -> None:
         self.passes += 1
         self.last_pass_at = time.time()
-        if res.scope == ():
+        if res.full:
             self.full_passes += 1
             self.last_full_at = self.last_pass_at
             self.last_full_seconds = res.seconds
@@ -192,13 +185,13 @@ class Daemon:
         self.stop_event.set()
         self.queue.put(None)  # wake the worker
 
-    def _pass(self, reconciler: Reconciler, scope: RelPath) -> None:
+    def _pass(self, reconciler: Reconciler, scopes: list[RelPath]) -> None:
         try:
-            res = reconciler.reconcile(scope)
+            res = reconciler.reconcile(*scopes)
         except SyncError as err:
             self.failures += 1
             backoff = min(MAX_BACKOFF, 0.1 * 2**self.failures)
-            _log.warning("reconcile_failed", scope="/".join(scope) or ".", error=str(err), errno=err.errno,
+            _log.warning("reconcile_failed", scopes=len(scopes), error=str(err), errno=err.errno,
                          retry_in=backoff)
             self.telemetry.last_error = str(err)
             self.queue.put(None)  # heal by a full pass, after an exponential back-off
@@ -235,16 +228,13 @@ class Daemon:
             full, scopes = (True, []) if now >= next_full else self.queue.take(next_full - now)
             if self.stop_event.is_set():
                 break
-            if not full and len(scopes) > MAX_SCOPES_PER_BATCH:
-                full = True
             if full or time.monotonic() >= next_full:
                 if watcher is not None:
                     watcher.resync()
-                self._pass(reconciler, ())
+                self._pass(reconciler, [()])
                 next_full = time.monotonic() + _jittered(self.opts.resync_interval)
-            else:
-                for scope in coalesce(scopes):
-                    self._pass(reconciler, scope)
+            else:  # every hint taken together: one pass, one diff, however large the burst
+                self._pass(reconciler, scopes)
             self.telemetry.watches = watcher.watch_count if watcher is not None else 0
             self.telemetry.write()
             if self.opts.once:

@@ -6,6 +6,7 @@ SyncError
  +-- KernelUnsupported   the kernel lacks what we need (no BTF, no cgroup iterator, no bpffs...)
  +-- EnvironmentProblem  the host is not set up for us (not root, cgroup root missing, lock held...)
  +-- LibbpfError         a libbpf call failed: operation, path, errno, strerror, libbpf's last words
+ +-- UsageError          the command line asked for something that does not exist
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class EnvironmentProblem(SyncError):
 
 class LibbpfError(SyncError):
     pass
+
+
+class UsageError(SyncError):
+    """The command line asked for something that does not exist."""
 
 
 def translate_oserror(err: OSError, op: str, path: str) -> SyncError:

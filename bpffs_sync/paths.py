@@ -83,3 +83,14 @@ def mirrored_scope(scope: RelPath, stats: frozenset[str]) -> RelPath:
         if name in stats:
             return scope[:i]
     return scope
+
+
+def coalesce(scopes: list[RelPath]) -> list[RelPath]:
+    """Drop scopes covered by another scope in the list (an ancestor's pass covers its subtree)."""
+    kept: set[RelPath] = set()
+    out: list[RelPath] = []
+    for scope in sorted(set(scopes), key=lambda s: (len(s), s)):
+        if not any(scope[:depth] in kept for depth in range(len(scope))):  # O(depth), not O(n)
+            kept.add(scope)
+            out.append(scope)
+    return out

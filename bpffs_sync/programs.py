@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EnvironmentProblem, SyncError
+from .errors import EnvironmentProblem, UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ CATALOGUE: dict[str, StatProgram] = {
 DEFAULT_PROGRAMS: tuple[str, ...] = ("hist_oncpu",)
 
 
-class UnknownProgram(SyncError):
+class UnknownProgram(UsageError):
     pass
 
 

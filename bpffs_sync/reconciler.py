@@ -16,9 +16,9 @@ import structlog
 from . import bpffs, cgroupfs, log
 from .apply import ApplyResult, apply
 from .diff import Plan, diff
-from .paths import Layout, RelPath, display, mirrored_scope
+from .paths import Layout, RelPath, coalesce, display, mirrored_scope
 from .stats import Generations, LoadedStat
-from .tree import Kind
+from .tree import ActualTree, Conflict, DesiredTree, Kind
 
 _log = log.get(__name__)
 
@@ -26,14 +26,14 @@ _log = log.get(__name__)
 @dataclass(slots=True)
 class PassResult:
     reconcile_id: str
-    scope: RelPath
+    scopes: list[RelPath]
     plan: Plan
     applied: ApplyResult
     seconds: float
 
     @property
-    def ok(self) -> bool:
-        return not self.applied.errors
+    def full(self) -> bool:
+        return () in self.scopes
 
 
 class Reconciler:
@@ -52,24 +52,33 @@ class Reconciler:
                 return scope[:depth]
         return scope
 
-    def observe(self, scope: RelPath) -> tuple[Plan, set[int]]:
-        """The plan for scope (already normalised) and the live cgroup ids seen below it."""
-        view = cgroupfs.walk(self.layout, self.stat_names, scope)
-        actual = bpffs.walk(self.layout, self.generations.judge, scope)
-        live = {d.cgroup_id for d in view.tree.values() if d.kind is Kind.PIN}
-        return diff(view.tree, actual, view.conflicts), live
+    def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int]]:
+        """The plan for the (normalised, coalesced) scopes and the live cgroup ids seen below them.
+        Scopes do not nest, so their trees only share ancestors, which both walks report alike."""
+        desired: DesiredTree = {}
+        actual: ActualTree = {}
+        conflicts: list[Conflict] = []
+        for scope in scopes:
+            view = cgroupfs.walk(self.layout, self.stat_names, scope)
+            desired.update(view.tree)
+            conflicts.extend(view.conflicts)
+            actual.update(bpffs.walk(self.layout, self.generations.judge, scope))
+        live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
+        return diff(desired, actual, conflicts), live
 
-    def reconcile(self, scope: RelPath = ()) -> PassResult:
+    def reconcile(self, *scopes: RelPath) -> PassResult:
+        """One pass over the given scopes (none: the whole tree). One diff, one apply, one log line."""
         started = time.monotonic()
         rid = uuid.uuid4().hex[:12]
-        scope = self.normalise(scope)
+        todo = coalesce([self.normalise(s) for s in scopes] or [()])
         with structlog.contextvars.bound_contextvars(reconcile_id=rid):
-            plan, live = self.observe(scope)
+            plan, live = self.observe(todo)
             applied = apply(plan, self.layout, self.stats, live) if plan else ApplyResult()
             seconds = time.monotonic() - started
             if plan or applied.errors:
-                _log.info("reconcile_pass", scope=display(scope), ops=len(plan.ops), done=dict(applied.done),
-                          gone=applied.gone, errors=len(applied.errors), seconds=round(seconds, 4))
+                _log.info("reconcile_pass", scope=display(todo[0]), scopes=len(todo), ops=len(plan.ops),
+                          done=dict(applied.done), gone=applied.gone, errors=len(applied.errors),
+                          seconds=round(seconds, 4))
             for c in plan.conflicts:
                 _log.debug("name_conflict", path=display(c.path), cgroup_id=c.cgroup_id)
-        return PassResult(rid, scope, plan, applied, seconds)
+        return PassResult(rid, todo, plan, applied, seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,3 +100,17 @@ def test_clean_refuses_while_running_then_removes(mirror: Mirror) -> None:
     assert res.stdout.startswith("removed ")
     assert sorted(os.listdir(mirror.bpffs)) == ["maps.debug", "progs.debug"] or "cgroup" not in os.listdir(
         mirror.bpffs)
+
+
+def test_bench_read_runs_and_reports_ratio(kernel: None) -> None:
+    """`bench read --json` (no positional default trap): figures plus a same-run ratio."""
+    res = cli("bench", "read", "--reads", "50", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)["read"]
+    assert doc["hist_oncpu_us"] > 0 and doc["reads"] == 50
+    assert "ratio" in doc or "baseline" in doc
+
+
+def test_bench_rejects_unknown_benchmark() -> None:
+    """An unknown benchmark name is a usage error."""
+    assert_one_line_error(cli("bench", "nope"), "nope")

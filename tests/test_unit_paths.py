@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bpffs_sync.daemon import HintQueue, coalesce
+from bpffs_sync.daemon import HintQueue
 from bpffs_sync.paths import (
     Layout,
+    coalesce,
     display,
     mirrored_scope,
     needs_dot_trick,
