@@ -12,7 +12,7 @@ CLANG ?= clang
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
 VENV := .venv/bin
 
-.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench
+.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-smoke
 
 all: bpf
 
@@ -59,3 +59,13 @@ bench: bpf
 
 clean-build:
 	rm -rf build
+
+# The kernel track (not part of `make test`: a from-scratch build takes ~21 min here).
+kernel: deps
+	@scripts/install-deps.sh --kernel
+	kernel-approach1/scripts/build.sh plain
+
+# The user-space mirror's kernel tests, inside a 7.3 guest (virtme-ng under TCG, ~4 min).
+kernel-smoke: kernel bpf
+	kernel-approach1/scripts/run-guest.sh --mem 4G .venv/bin/pytest -q -p no:cacheprovider \
+		tests/test_hist_oncpu.py tests/test_mirror.py
