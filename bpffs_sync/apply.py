@@ -6,7 +6,6 @@ periodic) tries again. A cgroup that vanished before its pin was made is not a f
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -62,6 +61,3 @@ def apply(plan: Plan, layout: Layout, stats: dict[str, LoadedStat], live_ids: se
         result.done[str(op.kind)] += 1
     return result
 
-
-def mirror_exists(layout: Layout) -> bool:
-    return os.path.isdir(layout.mirror_root)

@@ -8,14 +8,13 @@ import os
 from . import bpffs
 from .errors import EnvironmentProblem
 from .paths import Layout
-from .programs import StatProgram
-from .status import status
+from .status import daemon_status
 
 
-def clean(layout: Layout, specs: list[StatProgram]) -> int:
-    doc = status(layout, specs)
-    if doc["daemon"].get("running"):
-        raise EnvironmentProblem("clean", layout.bpffs, 0, f"bpffs-sync run is active (pid {doc['daemon']['pid']})")
+def clean(layout: Layout) -> int:
+    daemon = daemon_status(layout)
+    if daemon.get("running"):
+        raise EnvironmentProblem("clean", layout.bpffs, 0, f"bpffs-sync run is active (pid {daemon['pid']})")
     removed = 0
     for top in (layout.mirror_root, layout.private_root):
         if os.path.lexists(top):

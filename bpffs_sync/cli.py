@@ -78,8 +78,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from .clean import clean
 
-    layout, specs = _prepare(args, mount=False, objects=False)
-    removed = clean(layout, specs)
+    layout, _specs = _prepare(args, mount=False, objects=False)
+    removed = clean(layout)
     if args.json:
         _print_json({"removed": removed})
     else:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import FrameType
 
 from . import log
@@ -132,23 +132,8 @@ class Telemetry:
             self.last_error = res.applied.errors[-1]
 
     def write(self) -> None:
-        doc = {
-            "pid": os.getpid(),
-            "bpffs": self.layout.bpffs,
-            "cgroup_root": self.layout.cgroup_root,
-            "programs": self.programs,
-            "collectors": self.collectors,
-            "started_at": self.started_at,
-            "passes": self.passes,
-            "full_passes": self.full_passes,
-            "ops_applied": self.ops_applied,
-            "op_errors": self.op_errors,
-            "last_pass_at": self.last_pass_at,
-            "last_full_at": self.last_full_at,
-            "last_full_seconds": round(self.last_full_seconds, 6),
-            "last_error": self.last_error,
-            "watches": self.watches,
-        }
+        doc = {k: v for k, v in asdict(self).items() if k != "layout"}
+        doc.update(pid=os.getpid(), bpffs=self.layout.bpffs, cgroup_root=self.layout.cgroup_root)
         path = status_path(self.layout.bpffs)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:

@@ -18,7 +18,7 @@ from .histogram import parse_stat
 from .paths import Layout
 from .programs import StatProgram
 from .scratch import wait_until
-from .status import status
+from .status import daemon_status
 from .verify import verify
 
 DEMO = ("jobs", "a")
@@ -51,7 +51,7 @@ def _total_ns(stat_file: str) -> int:
 
 
 def demo(layout: Layout, specs: list[StatProgram], seconds: float) -> int:
-    if not status(layout, [])["daemon"].get("running"):
+    if not daemon_status(layout).get("running"):
         raise EnvironmentProblem("demo", layout.bpffs, 0, "no `bpffs-sync run` is mirroring this bpffs; start it first")
     made: list[str] = []
     try:

@@ -41,7 +41,6 @@ from .errors import LibbpfError
 BPF_LINK_TYPE_ITER = 4
 BPF_CGROUP_ITER_SELF_ONLY = 1
 BTF_KIND_TYPEDEF = 8
-BPF_NOEXIST = 1
 BPF_OBJ_NAME_LEN = 16
 
 _lib: ctypes.CDLL | None
@@ -184,17 +183,14 @@ if _lib is not None:
     _map_set_pin_path = _fn("bpf_map__set_pin_path", c_int, c_void_p, c_char_p)
     _map_fd = _fn("bpf_map__fd", c_int, c_void_p)
     _prog_set_autoload = _fn("bpf_program__set_autoload", c_int, c_void_p, c_bool)
-    _prog_fd = _fn("bpf_program__fd", c_int, c_void_p)
     _prog_attach = _fn("bpf_program__attach", c_void_p, c_void_p)
     _prog_attach_iter = _fn("bpf_program__attach_iter", c_void_p, c_void_p, POINTER(IterAttachOpts))
     _link_pin = _fn("bpf_link__pin", c_int, c_void_p, c_char_p)
-    _link_fd = _fn("bpf_link__fd", c_int, c_void_p)
     _link_destroy = _fn("bpf_link__destroy", c_int, c_void_p)
     _obj_get = _fn("bpf_obj_get", c_int, c_char_p)
     _obj_pin = _fn("bpf_obj_pin", c_int, c_int, c_char_p)
     _obj_get_info = _fn("bpf_obj_get_info_by_fd", c_int, c_int, c_void_p, POINTER(c_uint32))
     _prog_get_fd_by_id = _fn("bpf_prog_get_fd_by_id", c_int, c_uint32)
-    _map_lookup = _fn("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
     _map_delete = _fn("bpf_map_delete_elem", c_int, c_int, c_void_p)
     _map_next_key = _fn("bpf_map_get_next_key", c_int, c_int, c_void_p, c_void_p)
     _btf_load_vmlinux = _fn("btf__load_vmlinux_btf", c_void_p)
@@ -281,9 +277,6 @@ class BpfProgram:
     def set_autoload(self, autoload: bool) -> None:
         _check_int(_prog_set_autoload(self._p, autoload), "bpf_program__set_autoload", self.name)
 
-    def fd(self) -> int:
-        return _check_int(_prog_fd(self._p), "bpf_program__fd", self.name)
-
     def attach(self) -> BpfLink:
         """Attach by section (tp_btf/raw_tp collectors)."""
         _clear_messages()
@@ -313,11 +306,6 @@ class BpfLink:
         if self._l is None:
             raise LibbpfError("bpf_link__pin", path, errno_mod.EBADF, "link destroyed")
         _check_int(_link_pin(self._l, _b(path)), "bpf_link__pin", path)
-
-    def fd(self) -> int:
-        if self._l is None:
-            raise LibbpfError("bpf_link__fd", "link", errno_mod.EBADF, "link destroyed")
-        return _check_int(_link_fd(self._l), "bpf_link__fd", "link")
 
     def destroy(self) -> None:
         if self._l is not None:
@@ -422,20 +410,6 @@ def prog_info_by_id(prog_id: int) -> ProgDesc:
         return prog_info(fd, f"prog id {prog_id}")
     finally:
         os.close(fd)
-
-
-def map_lookup(fd: int, key: bytes, value_size: int, what: str = "map") -> bytes | None:
-    """Value for key, or None when the key is absent."""
-    k = ctypes.create_string_buffer(key, len(key))
-    v = ctypes.create_string_buffer(value_size)
-    ctypes.set_errno(0)
-    ret = _map_lookup(fd, k, v)
-    if ret < 0:
-        err = -ret if ret != -1 else ctypes.get_errno()
-        if err == errno_mod.ENOENT:
-            return None
-        raise LibbpfError("bpf_map_lookup_elem", what, err, "")
-    return v.raw
 
 
 def map_delete(fd: int, key: bytes, what: str = "map") -> bool:

@@ -57,16 +57,6 @@ def parse_rel(text: str) -> RelPath:
     return tuple(part for part in text.split("/") if part and part != ".")
 
 
-def rel_of(root: str, path: str) -> RelPath | None:
-    """`path` relative to `root` as components, or None when path is outside root."""
-    rel = os.path.relpath(path, root)
-    if rel == ".":
-        return ()
-    if rel == ".." or rel.startswith("../"):
-        return None
-    return tuple(rel.split(os.sep))
-
-
 def needs_dot_trick(name: str) -> bool:
     """bpffs' lookup refuses names with a dot unless the parent's mode is 0 (kernel/bpf/inode.c)."""
     return "." in name

@@ -25,7 +25,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _daemon(layout: Layout) -> dict[str, Any]:
+def daemon_status(layout: Layout) -> dict[str, Any]:
+    """The running daemon's telemetry for this bpffs, or {"running": False}."""
     try:
         with open(status_path(layout.bpffs), encoding="utf-8") as f:
             doc: dict[str, Any] = json.load(f)
@@ -78,7 +79,7 @@ def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
         "bpffs": layout.bpffs,
         "cgroup_root": layout.cgroup_root,
         "mirror_root": layout.mirror_root,
-        "daemon": _daemon(layout),
+        "daemon": daemon_status(layout),
         "programs": {s.name: _program(layout, s) for s in specs},
         "mirror": _mirror(layout, frozenset(s.name for s in specs)),
     }

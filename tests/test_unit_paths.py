@@ -12,9 +12,9 @@ from bpffs_sync.paths import (
     mirrored_scope,
     needs_dot_trick,
     parse_rel,
-    rel_of,
     valid_stat_name,
 )
+from bpffs_sync.programs import CATALOGUE
 
 pytestmark = pytest.mark.unit
 
@@ -41,17 +41,11 @@ def test_root_display() -> None:
     assert parse_rel(".") == () == parse_rel("/")
 
 
-def test_rel_of() -> None:
-    """Paths outside the root are refused."""
-    assert rel_of("/a/b", "/a/b/c/d") == ("c", "d")
-    assert rel_of("/a/b", "/a/b") == ()
-    assert rel_of("/a/b", "/a/c") is None
-
-
 def test_stat_names() -> None:
     """Stat names are BPF program names: identifiers of at most 15 characters."""
     assert valid_stat_name("hist_oncpu") and valid_stat_name("memcg_histo")
     assert not valid_stat_name("a.b") and not valid_stat_name("x" * 16) and not valid_stat_name("1abc")
+    assert all(valid_stat_name(name) for name in CATALOGUE), "every shipped stat has a usable file name"
 
 
 def test_shadowed_scope_moves_to_owner() -> None:
