@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import cgroupfs
+from .daemon import status_path
 from .demo import burn_in
 from .histogram import parse_stat
 from .paths import Layout
@@ -55,7 +56,7 @@ def _daemon(layout: Layout, run_dir: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "--log-level", "warning", "run",
          "--bpffs", layout.bpffs, "--cgroup-root", layout.cgroup_root, "--resync-interval", "3600"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    status = os.path.join(run_dir, os.path.realpath(layout.bpffs).strip("/").replace("/", "_") + ".json")
+    status = status_path(layout.bpffs, run_dir)
 
     def ready() -> bool:
         try:

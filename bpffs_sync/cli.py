@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from . import log, preflight
 from .errors import SyncError, UsageError
+from .programs import lookup
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 BENCHES = ("lag", "sync", "read")
@@ -103,7 +104,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     preflight.require_root()
     preflight.require_kernel()
-    preflight.require_objects([preflight.lookup("hist_oncpu")])
+    preflight.require_objects([lookup("hist_oncpu")])
     if args.log_level == "info":  # the figures are the output; keep the loader's chatter out
         log.setup(args.log_format, "warning")
     doc = bench(args.what or list(BENCHES), counts=args.count, reads=args.reads)

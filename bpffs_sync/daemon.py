@@ -77,8 +77,9 @@ def state_key(bpffs: str) -> str:
     return real.strip("/").replace("/", "_") or "root"
 
 
-def status_path(bpffs: str) -> str:
-    return os.path.join(RUN_DIR, state_key(bpffs) + ".json")
+def status_path(bpffs: str, run_dir: str = RUN_DIR) -> str:
+    """Where the daemon for this bpffs writes its telemetry (run_dir: another daemon's RUN_DIR)."""
+    return os.path.join(run_dir, state_key(bpffs) + ".json")
 
 
 @contextmanager

@@ -8,9 +8,7 @@ import os
 from . import bpffs, cgroupfs, libbpf
 from .errors import EnvironmentProblem, KernelUnsupported
 from .paths import Layout
-from .programs import StatProgram, lookup, object_path
-
-__all__ = ["lookup"]
+from .programs import DEFAULT_PROGRAMS, StatProgram, lookup, object_path
 
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 DEFAULT_BPFFS = "/sys/fs/bpf"
@@ -40,7 +38,7 @@ def resolve(bpffs_path: str | None, cgroup_root: str | None, programs: list[str]
     Layout, list[StatProgram]
 ]:
     """Validate the user's choices; nothing is created or mounted here."""
-    specs = [lookup(p) for p in (programs or ["hist_oncpu"])]
+    specs = [lookup(p) for p in (programs or DEFAULT_PROGRAMS)]
     root = os.path.abspath(cgroup_root) if cgroup_root else default_cgroup_root()
     cgroupfs.check_root(root)
     m = bpffs.mount_of(root)

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .bpffs import mount_of, mounts
+from .bpffs import mount_of
+from .preflight import default_cgroup_root
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str = "condition", poll: float = 0.005) -> float:
@@ -39,15 +40,8 @@ def umount_bpffs(path: str) -> None:
     os.rmdir(path)
 
 
-def v2_mount() -> str:
-    for m in mounts():
-        if m.fstype == "cgroup2":
-            return m.mount_point
-    raise RuntimeError("no cgroup2 mount")
-
-
 def make_cgroup_root(prefix: str = "bpffs-sync-test") -> str:
-    path = os.path.join(v2_mount(), f"{prefix}-{uuid.uuid4().hex[:8]}")
+    path = os.path.join(default_cgroup_root(), f"{prefix}-{uuid.uuid4().hex[:8]}")
     os.mkdir(path)
     return path
 

@@ -23,13 +23,9 @@ COLLECTOR_PIN = "collector"
 
 def _pinned_map_id(path: str) -> int | None:
     try:
-        fd = libbpf.obj_get(path)
+        return libbpf.pinned_map_info(path).map_id
     except LibbpfError:
         return None
-    try:
-        return libbpf.map_info(fd, path).map_id
-    finally:
-        os.close(fd)
 
 
 @dataclass(slots=True)
@@ -120,11 +116,7 @@ class LoadedStat:
         pin = self._collector_pin()
         if os.path.exists(pin):
             try:
-                fd = libbpf.obj_get(pin)
-                try:
-                    prog_id = libbpf.link_info(fd, pin).prog_id
-                finally:
-                    os.close(fd)
+                prog_id = libbpf.pinned_link_info(pin).prog_id
                 if self.map_id in libbpf.prog_info_by_id(prog_id).map_ids:
                     return True
             except LibbpfError as err:
@@ -156,9 +148,6 @@ class LoadedStat:
     def forget_cgroup(self, cgroup_id: int) -> bool:
         """Drop the map entry of a removed cgroup (ids are never reused)."""
         return libbpf.map_delete(self.map_fd, struct.pack("=Q", cgroup_id), self.spec.stats_map)
-
-    def map_entries(self) -> int:
-        return sum(1 for _ in libbpf.map_keys(self.map_fd, 8, self.spec.stats_map))
 
     def close(self) -> None:
         self.obj.close()

@@ -53,11 +53,7 @@ def _program(layout: Layout, spec: StatProgram) -> dict[str, Any]:
         out["map_error"] = str(err)
     pin = layout.private_path(spec.name, COLLECTOR_PIN)
     try:
-        fd = libbpf.obj_get(pin)
-        try:
-            link = libbpf.link_info(fd, pin)
-        finally:
-            os.close(fd)
+        link = libbpf.pinned_link_info(pin)
         out.update(collector_pinned=True, collector_link_id=link.link_id,
                    collector_program=libbpf.prog_info_by_id(link.prog_id).name)
     except LibbpfError as err:

@@ -6,7 +6,6 @@ The same diff the daemon applies, reported instead of applied, plus the collecto
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,18 +79,12 @@ def _collector_problems(layout: Layout, specs: list[StatProgram], gens: Generati
             continue
         pin = layout.private_path(spec.name, COLLECTOR_PIN)
         try:
-            fd = libbpf.obj_get(pin)
-        except LibbpfError:
-            problems.append(f"{spec.name}: no collector link pinned at {pin}")
-            continue
-        try:
-            prog_id = libbpf.link_info(fd, pin).prog_id
+            prog_id = libbpf.pinned_link_info(pin).prog_id
             if gens.map_ids[spec.name] not in libbpf.prog_info_by_id(prog_id).map_ids:
                 problems.append(f"{spec.name}: collector at {pin} does not feed the pinned stats map")
         except LibbpfError as err:
-            problems.append(f"{spec.name}: {err}")
-        finally:
-            os.close(fd)
+            gone = err.op == "bpf_obj_get"
+            problems.append(f"{spec.name}: no collector link pinned at {pin}" if gone else f"{spec.name}: {err}")
     return problems
 
 

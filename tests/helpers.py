@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bpffs_sync.daemon import status_path
 from bpffs_sync.paths import Layout
 from bpffs_sync.scratch import wait_until
 
@@ -63,7 +64,7 @@ class Mirror:
         return doc
 
     def full_passes(self) -> int:
-        path = os.path.join(self.run_dir, os.path.realpath(self.bpffs).strip("/").replace("/", "_") + ".json")
+        path = status_path(self.bpffs, self.run_dir)
         try:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
