@@ -114,3 +114,13 @@ def test_bench_read_runs_and_reports_ratio(kernel: None) -> None:
 def test_bench_rejects_unknown_benchmark() -> None:
     """An unknown benchmark name is a usage error."""
     assert_one_line_error(cli("bench", "nope"), "nope")
+
+
+def test_closed_stdout_is_quiet(mirror: Mirror) -> None:
+    """`status --json | head -c1`: the reader leaves early; no error line, exit 141 like SIGPIPE."""
+    cmd = f"{sys.executable} -m bpffs_sync status --json {' '.join(mirror.args())} | head -c1 >/dev/null; " \
+          "echo ${PIPESTATUS[0]}"
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=False,
+                         env={**os.environ, **mirror.env})
+    assert res.stderr == ""
+    assert res.stdout.strip() in ("0", "141")  # 0 when the whole document fit the pipe before head left
