@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * hist_oncpu: per cgroup-v2 on-CPU time and a log2 histogram of on-CPU slice lengths.
+ * hist_oncpu: per cgroup on-CPU time and a log2 histogram of on-CPU slice lengths.
  *
  * Collector: sched_switch (tp_btf, raw_tp fallback) charges the slice that just ended on this
  * CPU (now - last switch on this CPU) to the previous task's v2 cgroup and to its ancestors,
- * so a cgroup's figures are hierarchical, like cpu.stat's usage_usec. The idle task is skipped.
- * Reader: for ctx->cgroup, prints
+ * so a cgroup's figures are hierarchical, like cpu.stat's usage_usec. When the cpu or cpuacct
+ * controller is on a cgroup-v1 hierarchy, the slice is charged to the task's cgroup there too
+ * (task->cgroups->subsys[ssid]->cgroup and its ancestors), like cpuacct.usage. Keys are
+ * (hierarchy id, cgroup id). The idle task is skipped.
+ * Reader: for ctx->cgroup (any hierarchy), prints
  *	cgroup_id: <id>
  *	total_ns: <ns>
  *	slices: <n>
@@ -16,7 +19,6 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "hist_oncpu.h"
-#include "bits.bpf.h"
 #include "stat_common.bpf.h"
 
 #define MAX_ENTRIES 65536
@@ -25,8 +27,8 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_ENTRIES);
-	__type(key, __u64);
-	__type(value, struct oncpu_stat);
+	__type(key, struct cg_key);
+	__type(value, struct hist_value);
 } oncpu_stats SEC(".maps");
 
 /* Time of the last context switch on each CPU: the start of the running slice. */
@@ -37,31 +39,11 @@ struct {
 	__type(value, __u64);
 } last_switch SEC(".maps");
 
-static const struct oncpu_stat zero_stat;
-
-static __always_inline void charge(__u64 cgid, __u64 delta_ns, __u64 slot)
-{
-	struct oncpu_stat *st;
-
-	st = bpf_map_lookup_elem(&oncpu_stats, &cgid);
-	if (!st) {
-		/* -EEXIST from a racing insert is fine: look it up again. */
-		bpf_map_update_elem(&oncpu_stats, &cgid, &zero_stat, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&oncpu_stats, &cgid);
-		if (!st)
-			return;
-	}
-	__sync_fetch_and_add(&st->total_ns, delta_ns);
-	__sync_fetch_and_add(&st->slices, 1);
-	__sync_fetch_and_add(&st->slots[slot], 1);
-}
-
 static __always_inline int handle_switch(struct task_struct *prev)
 {
-	struct cgroup *cgrp, *anc;
-	__u64 now, *last, delta, slot;
+	struct cgroup *cpu = NULL, *acct = NULL;
+	__u64 now, *last, delta;
 	__u32 zero = 0;
-	int level, i;
 
 	now = bpf_ktime_get_ns();
 	last = bpf_map_lookup_elem(&last_switch, &zero);
@@ -72,22 +54,15 @@ static __always_inline int handle_switch(struct task_struct *prev)
 	if (!delta || BPF_CORE_READ(prev, pid) == 0)
 		return 0;
 
-	slot = log2l(delta / 1000);
-	if (slot >= MAX_SLOTS)
-		slot = MAX_SLOTS - 1;
-
-	cgrp = BPF_CORE_READ(prev, cgroups, dfl_cgrp);
-	if (!cgrp)
-		return 0;
-	level = BPF_CORE_READ(cgrp, level);
-	for (i = 0; i < MAX_CGROUP_DEPTH; i++) {
-		if (level - i < 0)
-			break;
-		anc = BPF_CORE_READ(cgrp, ancestors[level - i]);
-		if (!anc)
-			break;
-		charge(BPF_CORE_READ(anc, kn, id), delta, slot);
-	}
+	charge_hierarchy(&oncpu_stats, BPF_CORE_READ(prev, cgroups, dfl_cgrp), delta);
+	/* cgroup v1: the task's cgroups in the cpu and cpuacct hierarchies, once when co-mounted. */
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, cpu_cgrp_id))
+		cpu = task_v1_cgroup(prev, bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id));
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, cpuacct_cgrp_id))
+		acct = task_v1_cgroup(prev, bpf_core_enum_value(enum cgroup_subsys_id, cpuacct_cgrp_id));
+	charge_hierarchy(&oncpu_stats, cpu, delta);
+	if (acct != cpu)
+		charge_hierarchy(&oncpu_stats, acct, delta);
 	return 0;
 }
 
@@ -108,16 +83,16 @@ int hist_oncpu(struct bpf_iter__cgroup *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct cgroup *cgrp = ctx->cgroup;
-	struct oncpu_stat *st;
-	__u64 cgid;
+	struct hist_value *st;
+	struct cg_key key;
 
 	if (!cgrp)
 		return 0;
-	cgid = cgrp->kn->id;
-	st = bpf_map_lookup_elem(&oncpu_stats, &cgid);
-	BPF_SEQ_PRINTF(seq, "cgroup_id: %llu\n", cgid);
+	cg_key_set(&key, cgrp);
+	st = bpf_map_lookup_elem(&oncpu_stats, &key);
+	BPF_SEQ_PRINTF(seq, "cgroup_id: %llu\n", key.cgroup_id);
 	BPF_SEQ_PRINTF(seq, "total_ns: %llu\n", st ? st->total_ns : 0);
-	BPF_SEQ_PRINTF(seq, "slices: %llu\n", st ? st->slices : 0);
+	BPF_SEQ_PRINTF(seq, "slices: %llu\n", st ? st->count : 0);
 	if (st)
 		print_log2_hist(seq, st->slots, "     usecs               : count    distribution\n");
 	return 0;

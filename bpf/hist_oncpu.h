@@ -4,11 +4,12 @@
 
 #include "stat_common.h"
 
-/* Value of the oncpu_stats map, keyed by v2 cgroup id (kernfs id, == inode number in cgroupfs). */
-struct oncpu_stat {
-	__u64 total_ns;		/* on-CPU time of tasks in the cgroup and its descendants */
-	__u64 slices;		/* number of on-CPU slices ended by a context switch */
-	__u64 slots[MAX_SLOTS];	/* log2 histogram of slice lengths, in usecs */
-};
+/*
+ * The oncpu_stats map: struct cg_key -> struct hist_value, where total_ns is the on-CPU time of
+ * the cgroup's tasks and its descendants', count the number of on-CPU slices ended by a context
+ * switch, slots the log2 histogram of slice lengths in usecs. Keys: the task's v2 cgroup
+ * (hierarchy 0) and, when those controllers are on cgroup v1, its cgroups in the cpu and cpuacct
+ * hierarchies.
+ */
 
 #endif /* __HIST_ONCPU_H */

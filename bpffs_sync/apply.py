@@ -32,7 +32,7 @@ def _apply_one(op: Op, layout: Layout, stats: dict[str, LoadedStat], live_ids: s
         forget = op.reason in (Reason.STALE, Reason.WRONG_CGROUP) and op.actual_cgroup_id
         if forget and op.actual_cgroup_id not in live_ids:
             for loaded in stats.values():
-                loaded.forget_cgroup(op.actual_cgroup_id)
+                loaded.forget_cgroup(layout.hierarchy_id, op.actual_cgroup_id)
     elif op.kind is OpKind.MKDIR:
         bpffs.mkdir(path)
     elif op.kind is OpKind.CHMOD:

@@ -16,10 +16,10 @@ import os
 import stat as stat_mod
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from . import libbpf
+from . import libbpf, mountinfo
 from .errors import EnvironmentProblem, LibbpfError, SyncError, translate_oserror
+from .mountinfo import MountEntry
 from .paths import DIR_MODE, Layout, RelPath, needs_dot_trick
 from .tree import Actual, ActualTree, Kind
 
@@ -29,29 +29,9 @@ ProgJudge = Callable[[str, int], bool]
 # --- the mount -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class MountEntry:
-    mount_point: str
-    fstype: str
-    options: frozenset[str]
-
-
-def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
-
-
 def mounts() -> list[MountEntry]:
-    """Parse /proc/self/mountinfo (proc(5)): mount point is field 5, fstype follows the ' - '."""
-    out: list[MountEntry] = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            rfields = right.split()
-            if len(fields) < 6 or not rfields:
-                continue
-            out.append(MountEntry(_unescape(fields[4]), rfields[0], frozenset(fields[5].split(","))))
-    return out
+    """The mounts this process sees, in /proc/self/mountinfo order."""
+    return mountinfo.read()
 
 
 def mount_of(path: str) -> MountEntry | None:
@@ -107,6 +87,17 @@ def mkdir(path: str, mode: int = DIR_MODE) -> None:
             raise SyncError("mkdir", path, errno.EEXIST, "exists and is not a directory") from None
     except OSError as err:
         raise translate_oserror(err, "mkdir", path) from err
+
+
+def symlink(target: str, path: str) -> None:
+    """A symlink at path (a dotless name: controller names have no dots) pointing at target."""
+    try:
+        os.symlink(target, path)
+    except FileExistsError:
+        if not (os.path.islink(path) and os.readlink(path) == target):
+            raise SyncError("symlink", path, errno.EEXIST, "exists and is not that symlink") from None
+    except OSError as err:
+        raise translate_oserror(err, "symlink", path) from err
 
 
 def chmod(path: str, mode: int = DIR_MODE) -> None:

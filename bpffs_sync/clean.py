@@ -1,11 +1,11 @@
-"""`bpffs-sync clean`: remove the mirror and the pinned collectors/maps. Refuses while a daemon
+"""`bpffs-sync clean`: remove the mirrors (v2 and v1) and the pinned collectors/maps. Refuses while a daemon
 holds the bpffs (it would rebuild the mirror at once)."""
 
 from __future__ import annotations
 
 import os
 
-from . import bpffs
+from . import bpffs, forest
 from .errors import EnvironmentProblem
 from .paths import Layout
 from .status import daemon_status
@@ -16,7 +16,7 @@ def clean(layout: Layout) -> int:
     if daemon.get("running"):
         raise EnvironmentProblem("clean", layout.bpffs, 0, f"bpffs-sync run is active (pid {daemon['pid']})")
     removed = 0
-    for top in (layout.mirror_root, layout.private_root):
+    for top in (layout.mirror_root, forest.v1_root(layout.bpffs), layout.private_root):
         if os.path.lexists(top):
             removed += bpffs.remove_tree(top)
     return removed

@@ -36,7 +36,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bpffs", help="bpffs mount to populate (default /sys/fs/bpf, mounted if absent)")
     p.add_argument("--cgroup-root", help="cgroup v2 directory to mirror (default: the cgroup2 mount)")
     p.add_argument("--program", action="append", metavar="NAME",
-                   help="stat program to expose (repeatable; default hist_oncpu)")
+                   help="stat program to expose in the v2 tree (repeatable; default hist_oncpu)")
+
+
+def _v1(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--v1", action="append", metavar="CTRL|HIERARCHY|all|DIR",
+                   help=f"{what} a cgroup-v1 hierarchy too: a controller (memory), a hierarchy name "
+                        "(cpu,cpuacct, name=systemd), all, or a v1 cgroup directory (repeatable)")
 
 
 def _print_json(doc: Any) -> None:
@@ -44,20 +50,36 @@ def _print_json(doc: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _selection(args: argparse.Namespace) -> Any:
+    """The --v1 selectors, validated (an unknown controller is KernelUnsupported), or None."""
+    from .forest import Selection
+
+    return Selection(args.v1) if getattr(args, "v1", None) else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import RunOptions, run
 
+    selection = _selection(args)
     layout, specs = _prepare(args)
     opts = RunOptions(resync_interval=args.resync_interval, watch=not args.no_watch, once=args.once,
                       force_raw_tp=args.raw_tp)
-    return run(layout, specs, opts)
+    return run(layout, specs, opts, selection)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .forest import resolve_now
+    from .programs import lookup as lookup_program
+    from .verify import verify, verify_forest
 
+    selection = _selection(args)
     layout, specs = _prepare(args, mount=False)
-    report = verify(layout, specs)
+    if selection is not None:
+        trees = resolve_now(selection, layout.bpffs)
+        preflight.require_objects([lookup_program(n) for t in trees for n in t.stats])
+        report: Any = verify_forest(selection, trees, layout.bpffs)
+    else:
+        report = verify(layout, specs)
     if args.json:
         _print_json(report.to_json())
     else:
@@ -143,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="no inotify: periodic full passes only")
     p.add_argument("--once", action="store_true", help="one full pass, then exit")
     p.add_argument("--raw-tp", action="store_true", help="use the raw_tp collector even if tp_btf works")
+    _v1(p, "mirror")
     p.set_defaults(func=cmd_run)
 
     for name, func, text in (
@@ -153,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _common(p)
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        if name == "verify":
+            _v1(p, "verify only")
         p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="make jobs/a, burn CPU in it, show its hist_oncpu, verify, clean up")

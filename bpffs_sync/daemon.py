@@ -1,10 +1,13 @@
-"""`bpffs-sync run`: load the stat programs, then keep the mirror in step with cgroupfs.
+"""`bpffs-sync run`: load the stat programs, then keep the mirrors in step with cgroupfs.
 
-    cgroupfs --inotify--> CgroupWatcher --scope--> HintQueue --> worker --> Reconciler.reconcile(*scopes)
-    start-up / overflow / every --resync-interval (±10 % jitter) ------> Reconciler.reconcile(())
+    cgroupfs --inotify--> CgroupWatcher --(tree, scope)--> HintQueue --> worker --> Reconciler.reconcile(*scopes)
+    mount table --poll--> MountWatcher --(MOUNTS, ())----> HintQueue --> worker --> Mirrors.refresh()
+    start-up / overflow / every --resync-interval (±10 % jitter) --> refresh + every tree's Reconciler.reconcile(())
 
-The worker takes every pending hint at once and runs one pass over all of them (one diff, one
-apply), so a burst of N mkdirs costs a few passes, not N.
+One tree is the v2 hierarchy; `--v1` adds one tree per selected v1 hierarchy (mirrors.py). Every
+tree has its own Reconciler instance of the same class; hints carry the tree they belong to.
+The worker takes every pending hint at once and runs one pass per tree over all of them (one
+diff, one apply), so a burst of N mkdirs costs a few passes, not N.
 
 The watcher starts before the first full pass, so nothing made during start-up is missed. One
 worker (this thread) runs passes, so two passes never race on the same path. SIGTERM/SIGINT end
@@ -20,36 +23,41 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from types import FrameType
+from typing import Any, Generic, TypeVar
 
 from . import log
 from .errors import EnvironmentProblem, SyncError
+from .forest import Selection, Tree
+from .mirrors import Mirrors, TreeHint
 from .paths import Layout, RelPath
-from .programs import StatProgram
-from .reconciler import PassResult, Reconciler
+from .programs import StatProgram, lookup
+from .reconciler import PassResult
 from .stats import LoadedStat
-from .watch import CgroupWatcher
+from .watch import MountWatcher
 
 _log = log.get(__name__)
 MAX_BACKOFF = 30.0  # seconds between retries of a pass that keeps failing
 RUN_DIR = os.environ.get("BPFFS_SYNC_RUN_DIR", "/run/bpffs-sync")
+MOUNTS = "\0mounts"  # the tree key of "the mount table changed": re-discover the v1 hierarchies
 
+T = TypeVar("T", bound=Hashable)
 
 # --- the hint queue ------------------------------------------------------------------------------
 
 
-class HintQueue:
-    """De-duplicating queue of scopes; a full-resync request absorbs everything pending."""
+class HintQueue(Generic[T]):
+    """De-duplicating queue of hints (scopes); a full-resync request absorbs everything pending."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._scopes: dict[RelPath, None] = {}
+        self._scopes: dict[T, None] = {}
         self._full = False
 
-    def put(self, scope: RelPath | None) -> None:
+    def put(self, scope: T | None) -> None:
         with self._cond:
             if scope is None:
                 self._full = True
@@ -58,7 +66,7 @@ class HintQueue:
                 self._scopes[scope] = None
             self._cond.notify()
 
-    def take(self, timeout: float) -> tuple[bool, list[RelPath]]:
+    def take(self, timeout: float) -> tuple[bool, list[T]]:
         """Wait up to timeout; returns (full, scopes) and empties the queue."""
         with self._cond:
             if not self._full and not self._scopes:
@@ -119,14 +127,11 @@ class Telemetry:
     last_error: str = ""
     watches: int = 0
     collectors: dict[str, str] = field(default_factory=dict)
+    trees: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def record(self, res: PassResult) -> None:
         self.passes += 1
         self.last_pass_at = time.time()
-        if res.full:
-            self.full_passes += 1
-            self.last_full_at = self.last_pass_at
-            self.last_full_seconds = res.seconds
         self.ops_applied += sum(res.applied.done.values())
         self.op_errors += len(res.applied.errors)
         if res.applied.errors:
@@ -158,81 +163,114 @@ def _jittered(interval: float) -> float:
 
 
 class Daemon:
-    def __init__(self, layout: Layout, specs: list[StatProgram], opts: RunOptions) -> None:
+    def __init__(self, layout: Layout, specs: list[StatProgram], opts: RunOptions,
+                 selection: Selection | None = None) -> None:
         self.layout = layout
         self.specs = specs
         self.opts = opts
-        self.queue = HintQueue()
+        self.selection = selection
+        self.queue: HintQueue[TreeHint] = HintQueue()
         self.stop_event = threading.Event()
         self.telemetry = Telemetry(layout, [s.name for s in specs])
         self.failures = 0  # consecutive failed passes
+        self.stats: dict[str, LoadedStat] = {}
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stop_event.set()
         self.queue.put(None)  # wake the worker
 
-    def _pass(self, reconciler: Reconciler, scopes: list[RelPath]) -> None:
+    def _load(self, name: str) -> LoadedStat:
+        """A stat program, loaded (or adopted) the first time a tree needs it; shared by all trees."""
+        loaded = self.stats.get(name)
+        if loaded is None:
+            loaded = LoadedStat(self.layout, lookup(name), force_raw_tp=self.opts.force_raw_tp)
+            self.stats[name] = loaded
+            self.telemetry.collectors[name] = loaded.collector_name
+        return loaded
+
+    def _pass(self, mirrors: Mirrors, key: str, scopes: list[RelPath]) -> None:
         try:
-            res = reconciler.reconcile(*scopes)
+            res = mirrors.reconcile(key, scopes)
         except SyncError as err:
             self.failures += 1
             backoff = min(MAX_BACKOFF, 0.1 * 2**self.failures)
-            _log.warning("reconcile_failed", scopes=len(scopes), error=str(err), errno=err.errno,
+            _log.warning("reconcile_failed", tree=key, scopes=len(scopes), error=str(err), errno=err.errno,
                          retry_in=backoff)
             self.telemetry.last_error = str(err)
             self.queue.put(None)  # heal by a full pass, after an exponential back-off
             self.stop_event.wait(backoff)
             return
         self.failures = 0
-        self.telemetry.record(res)
+        if res is not None:
+            self.telemetry.record(res)
 
     def run(self) -> int:
         """Load, watch, loop until stopped. The caller holds the instance lock."""
-        stats: dict[str, LoadedStat] = {}
-        watcher: CgroupWatcher | None = None
+        watching = self.opts.watch and not self.opts.once
+        base = Tree(self.layout, tuple(s.name for s in self.specs))
+        mirrors = Mirrors(base, self.selection, self._load, self.queue.put, watching)
+        mounts = MountWatcher(lambda: self.queue.put((MOUNTS, ()))) if watching and self.selection else None
         try:
             for spec in self.specs:
-                loaded = LoadedStat(self.layout, spec, force_raw_tp=self.opts.force_raw_tp)
-                stats[spec.name] = loaded
-                self.telemetry.collectors[spec.name] = loaded.collector
-            reconciler = Reconciler(self.layout, stats)
-            if self.opts.watch and not self.opts.once:
-                watcher = CgroupWatcher(self.layout.cgroup_root, self.queue.put)
-                watcher.start()
-            self._loop(reconciler, watcher)
+                self._load(spec.name)
+            if mounts is not None:
+                mounts.start()
+            self._loop(mirrors)
         finally:
-            if watcher is not None:
-                watcher.stop()
-            for loaded in stats.values():
+            if mounts is not None:
+                mounts.stop()
+            mirrors.close()
+            for loaded in self.stats.values():
                 loaded.close()
         return 0
 
-    def _loop(self, reconciler: Reconciler, watcher: CgroupWatcher | None) -> None:
+    def _full_round(self, mirrors: Mirrors) -> None:
+        started = time.monotonic()
+        mirrors.refresh()
+        mirrors.resync_watches()
+        for key in list(mirrors.active):
+            self._pass(mirrors, key, [()])
+        self.telemetry.full_passes += 1
+        self.telemetry.last_full_at = time.time()
+        self.telemetry.last_full_seconds = time.monotonic() - started
+
+    def _hinted_round(self, mirrors: Mirrors, hints: list[TreeHint]) -> None:
+        """Every hint taken together: one pass per tree, however large the burst."""
+        by_tree: dict[str, list[RelPath]] = {}
+        for key, scope in hints:
+            by_tree.setdefault(key, []).append(scope)
+        if by_tree.pop(MOUNTS, None) is not None:
+            for key in mirrors.refresh():
+                by_tree[key] = [()]
+        for key, scopes in by_tree.items():
+            self._pass(mirrors, key, scopes)
+
+    def _loop(self, mirrors: Mirrors) -> None:
         next_full = 0.0  # the first pass is a full one
         while not self.stop_event.is_set():
             now = time.monotonic()
-            full, scopes = (True, []) if now >= next_full else self.queue.take(next_full - now)
+            full, hints = (True, []) if now >= next_full else self.queue.take(next_full - now)
             if self.stop_event.is_set():
                 break
             if full or time.monotonic() >= next_full:
-                if watcher is not None:
-                    watcher.resync()
-                self._pass(reconciler, [()])
+                self._full_round(mirrors)
                 next_full = time.monotonic() + _jittered(self.opts.resync_interval)
-            else:  # every hint taken together: one pass, one diff, however large the burst
-                self._pass(reconciler, scopes)
-            self.telemetry.watches = watcher.watch_count if watcher is not None else 0
+            else:
+                self._hinted_round(mirrors, hints)
+            self.telemetry.watches = mirrors.watch_count
+            self.telemetry.trees = mirrors.describe()
             self.telemetry.write()
             if self.opts.once:
                 break
         _log.info("stopping", passes=self.telemetry.passes)
 
 
-def run(layout: Layout, specs: list[StatProgram], opts: RunOptions) -> int:
-    daemon = Daemon(layout, specs, opts)
+def run(layout: Layout, specs: list[StatProgram], opts: RunOptions, selection: Selection | None = None) -> int:
+    daemon = Daemon(layout, specs, opts, selection)
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)
     with instance_lock(layout.bpffs):
         _log.info("starting", bpffs=layout.bpffs, cgroup_root=layout.cgroup_root,
-                  programs=[s.name for s in specs], resync_interval=opts.resync_interval, watch=opts.watch)
+                  programs=[s.name for s in specs], resync_interval=opts.resync_interval, watch=opts.watch,
+                  v1=selection.selectors if selection else [])
         return daemon.run()

@@ -4,8 +4,10 @@ Relative paths are tuples of components (`("jobs", "a")`; the root is `()`), so 
 spaces, newlines-free UTF-8 or undecodable bytes (kept as surrogate escapes) never need quoting.
 
 bpffs layout (DESIGN.md §1):
-    <bpffs>/cgroup/<v2 cgroup path>/<stat>     the mirror (kernel-owned on a patched kernel)
-    <bpffs>/bpffs-sync/<stat>/...              pinned maps and collector links, outside the mirror
+    <bpffs>/cgroup/<v2 cgroup path>/<stat>                     the v2 mirror (kernel-owned on a patched kernel)
+    <bpffs>/cgroup-v1/<hierarchy>/<v1 cgroup path>/<stat>      one mirror per v1 hierarchy
+    <bpffs>/cgroup-v1/<controller> -> <hierarchy>              when the two names differ
+    <bpffs>/bpffs-sync/<stat>/...                              pinned maps and collector links, outside the mirror
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 RelPath = tuple[str, ...]
 
 MIRROR_V2 = "cgroup"
+MIRROR_V1 = "cgroup-v1"
 PRIVATE_DIR = "bpffs-sync"
 DIR_MODE = 0o755
 _STAT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,14}$")  # a BPF program name: BPF_OBJ_NAME_LEN - 1
@@ -24,14 +27,21 @@ _STAT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,14}$")  # a BPF program name:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """The two roots a mirror joins: a bpffs mount and a cgroup (sub)tree."""
+    """The two roots a mirror joins: a bpffs mount and a cgroup (sub)tree. One Layout per tree:
+    the v2 tree (hierarchy 0, mirrored at <bpffs>/cgroup) or one v1 hierarchy (see for_v1)."""
 
     bpffs: str
     cgroup_root: str
+    mirror: str = MIRROR_V2  # the mirror root, relative to bpffs
+    hierarchy_id: int = 0  # cgroup_root->hierarchy_id: 0 is v2; half of every stats-map key
+
+    @classmethod
+    def for_v1(cls, bpffs: str, cgroup_root: str, hierarchy: str, hierarchy_id: int) -> Layout:
+        return cls(bpffs, cgroup_root, os.path.join(MIRROR_V1, hierarchy), hierarchy_id)
 
     @property
     def mirror_root(self) -> str:
-        return os.path.join(self.bpffs, MIRROR_V2)
+        return os.path.join(self.bpffs, self.mirror)
 
     @property
     def private_root(self) -> str:

@@ -15,7 +15,7 @@ from .errors import EnvironmentProblem, UsageError
 
 @dataclass(frozen=True, slots=True)
 class Collector:
-    program: str
+    programs: tuple[str, ...]  # attached together, pinned as collector, collector1, ...
     probe_typedef: str | None  # BTF typedef that must exist for this variant (None: always usable)
 
 
@@ -34,10 +34,20 @@ CATALOGUE: dict[str, StatProgram] = {
         object_file="hist_oncpu.bpf.o",
         stats_map="oncpu_stats",
         collectors=(
-            Collector("oncpu_tp_btf", "btf_trace_sched_switch"),
-            Collector("oncpu_raw_tp", None),
+            Collector(("oncpu_tp_btf",), "btf_trace_sched_switch"),
+            Collector(("oncpu_raw_tp",), None),
         ),
         description="on-CPU time and log2 histogram of on-CPU slice lengths (usecs), hierarchical",
+    ),
+    "memcg_histo": StatProgram(
+        name="memcg_histo",
+        object_file="memcg_histo.bpf.o",
+        stats_map="memcg_stats",
+        collectors=(
+            Collector(("memcg_begin_btf", "memcg_end_btf"), "btf_trace_mm_vmscan_memcg_reclaim_begin"),
+            Collector(("memcg_begin_raw", "memcg_end_raw"), None),
+        ),
+        description="memcg usage/limit/failcnt from the page counters and a log2 histogram of reclaim stalls",
     ),
 }
 DEFAULT_PROGRAMS: tuple[str, ...] = ("hist_oncpu",)

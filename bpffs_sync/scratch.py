@@ -3,6 +3,7 @@ cgroup subtree under the v2 root. Both context managers undo everything, also on
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import tempfile
@@ -10,6 +11,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from v1_controllers import discover
+from v1_controllers.discovery import SELF_CGROUP, parse_self_cgroup
 
 from .bpffs import mount_of
 from .preflight import default_cgroup_root
@@ -84,3 +88,94 @@ def private_cgroup_root(prefix: str = "bpffs-sync-test") -> Iterator[str]:
         yield path
     finally:
         remove_cgroup_tree(path)
+
+
+# --- cgroup v1 ----------------------------------------------------------------------------------
+# No cgroup.kill on v1: tasks are moved to the parent (cgroup.procs), then directories go post-order.
+
+
+def _evacuate(cgroup_dir: str, parent: str) -> None:
+    try:
+        with open(os.path.join(cgroup_dir, "cgroup.procs"), encoding="ascii") as f:
+            pids = f.read().split()
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(os.path.join(parent, "cgroup.procs"), "w", encoding="ascii") as f:
+                f.write(pid)
+        except OSError:
+            pass  # exited meanwhile
+
+
+def remove_v1_cgroup_tree(root: str, timeout: float = 10.0) -> None:
+    """Move every task below root to root's parent, then rmdir post-order (retrying while they move)."""
+    parent = os.path.dirname(root.rstrip("/"))
+    deadline = time.monotonic() + timeout
+    while os.path.isdir(root):
+        dirs = sorted((d for d, _, _ in os.walk(root)), key=len, reverse=True)
+        for d in dirs:
+            _evacuate(d, parent)
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.02)
+
+
+@contextmanager
+def private_v1_cgroup(hierarchy_root: str, prefix: str = "bpffs-sync-test") -> Iterator[str]:
+    """A fresh cgroup directly below a v1 hierarchy's root, removed afterwards."""
+    path = os.path.join(hierarchy_root, f"{prefix}-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    try:
+        yield path
+    finally:
+        remove_v1_cgroup_tree(path)
+
+
+def _hierarchy_alive(name: str) -> bool:
+    with open(SELF_CGROUP, encoding="utf-8") as f:
+        return name in parse_self_cgroup(f.read())
+
+
+def _mount_cgroup_v1(options: str, path: str) -> None:
+    subprocess.run(["mount", "-t", "cgroup", "-o", options, "none", path], check=True, capture_output=True)
+
+
+@contextmanager
+def mounted_v1_hierarchy(options: str, timeout: float = 10.0) -> Iterator[str]:
+    """Mount a cgroup v1 hierarchy (`-o options`) on a temp dir, one such test at a time (free
+    controllers are a host-wide resource). Afterwards its child cgroups go first, then the mount;
+    the hierarchy must be gone too: a umount racing the release of a just-removed child leaves it
+    alive and unmounted, holding its controllers, so it is mounted and unmounted again until gone."""
+    os.makedirs("/run/bpffs-sync", exist_ok=True)
+    with open("/run/bpffs-sync/test-v1-mount.lock", "w", encoding="ascii") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = tempfile.mkdtemp(prefix="bpffs-sync-v1-")
+        try:
+            _mount_cgroup_v1(options, path)
+        except BaseException:
+            os.rmdir(path)
+            raise
+        name = next(h.name for h in discover() if path in h.mount_points)
+        try:
+            yield path
+        finally:
+            for child in os.listdir(path):
+                if os.path.isdir(os.path.join(path, child)):
+                    remove_v1_cgroup_tree(os.path.join(path, child))
+            deadline = time.monotonic() + timeout
+            while True:
+                subprocess.run(["umount", path], check=False, capture_output=True)
+                try:  # the root is released asynchronously (percpu ref, RCU, work queue)
+                    wait_until(lambda: not _hierarchy_alive(name), 1.0, "hierarchy released", poll=0.02)
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        break
+                _mount_cgroup_v1(options, path)
+            os.rmdir(path)

@@ -3,6 +3,9 @@ ready to serve per-cgroup pins. This is the stock-kernel Pinner of DESIGN.md §3
 
 Generation: a per-cgroup pin is current when its program is the stat's reader *and* uses the
 map pinned now (map ids are checked, so pins left by a daemon whose map was replaced are found).
+
+Stats maps are keyed by struct cg_key (bpf/stat_common.h): (hierarchy id, pad, cgroup id), so
+one loaded stat serves the v2 tree and any number of v1 hierarchies.
 """
 
 from __future__ import annotations
@@ -15,10 +18,21 @@ from dataclasses import dataclass, field
 from . import bpffs, libbpf, log
 from .errors import CgroupGone, LibbpfError, translate_oserror
 from .paths import Layout
-from .programs import StatProgram, object_path
+from .programs import Collector, StatProgram, object_path
 
 _log = log.get(__name__)
 COLLECTOR_PIN = "collector"
+_KEY = struct.Struct("=IIQ")  # struct cg_key
+
+
+def cg_key(hierarchy_id: int, cgroup_id: int) -> bytes:
+    return _KEY.pack(hierarchy_id, 0, cgroup_id)
+
+
+def collector_pins(spec: StatProgram) -> list[str]:
+    """Pin names of a stat's collector programs: collector, collector1, ... (one per program)."""
+    n = max(len(c.programs) for c in spec.collectors)
+    return [COLLECTOR_PIN + (str(i) if i else "") for i in range(n)]
 
 
 def _pinned_map_id(path: str) -> int | None:
@@ -26,6 +40,27 @@ def _pinned_map_id(path: str) -> int | None:
         return libbpf.pinned_map_info(path).map_id
     except LibbpfError:
         return None
+
+
+def collector_problem(layout: Layout, spec: StatProgram, map_id: int | None) -> str | None:
+    """None when the pinned collector links form one current collector: every pin is there, one
+    program feeds the stats map `map_id`, and every other shares a map with it (its generation's
+    private state, e.g. memcg_histo's reclaim start times). Else what is wrong, in one line."""
+    names = collector_pins(spec)
+    maps: list[set[int]] = []
+    for name in names:
+        pin = layout.private_path(spec.name, name)
+        try:
+            maps.append(set(libbpf.prog_info_by_id(libbpf.pinned_link_info(pin).prog_id).map_ids))
+        except LibbpfError as err:
+            return f"no collector link pinned at {pin}" if err.op == "bpf_obj_get" else str(err)
+    feeders = [m for m in maps if map_id in m]
+    first = layout.private_path(spec.name, names[0])
+    if not feeders:
+        return f"collector at {first} does not feed the pinned stats map"
+    if any(not m & feeders[0] for m in maps):
+        return f"collector links next to {first} are not of one generation"
+    return None
 
 
 @dataclass(slots=True)
@@ -71,20 +106,25 @@ class LoadedStat:
         self.reader = self.obj.program(spec.name)
         self.collector_adopted = self._ensure_collector()
 
-    def _choose_collector(self, force_raw_tp: bool) -> str:
+    def _choose_collector(self, force_raw_tp: bool) -> Collector:
         for c in self.spec.collectors:
             if force_raw_tp and c.probe_typedef is not None:
                 continue
             if c.probe_typedef is None or libbpf.vmlinux_has_typedef(c.probe_typedef):
-                return c.program
-        return self.spec.collectors[-1].program
+                return c
+        return self.spec.collectors[-1]
+
+    @property
+    def collector_name(self) -> str:
+        return "+".join(self.collector.programs)
 
     def _open(self) -> libbpf.BpfObject:
         obj = libbpf.BpfObject(object_path(self.spec))
         try:
             obj.set_map_pin_path(self.spec.stats_map, self.layout.private_path(self.spec.name, self.spec.stats_map))
             for c in self.spec.collectors:
-                obj.program(c.program).set_autoload(c.program == self.collector)
+                for prog in c.programs:
+                    obj.program(prog).set_autoload(c is self.collector)
             obj.load()
         except BaseException:
             obj.close()
@@ -102,29 +142,28 @@ class LoadedStat:
                 raise
             _log.warning("stats_map_incompatible", stat=self.spec.name, path=self._map_pin(), error=str(err))
             bpffs.remove(self._map_pin())
-            bpffs.remove(self._collector_pin())
+            for name in collector_pins(self.spec):
+                bpffs.remove(self.layout.private_path(self.spec.name, name))
             return self._open()
 
     def _map_pin(self) -> str:
         return self.layout.private_path(self.spec.name, self.spec.stats_map)
 
-    def _collector_pin(self) -> str:
-        return self.layout.private_path(self.spec.name, COLLECTOR_PIN)
-
     def _ensure_collector(self) -> bool:
-        """Adopt the pinned collector if it feeds our map, else attach ours and pin it."""
-        pin = self._collector_pin()
-        if os.path.exists(pin):
-            try:
-                prog_id = libbpf.pinned_link_info(pin).prog_id
-                if self.map_id in libbpf.prog_info_by_id(prog_id).map_ids:
-                    return True
-            except LibbpfError as err:
-                _log.warning("collector_unreadable", stat=self.spec.name, path=pin, error=str(err))
+        """Adopt the pinned collector links if they are one current collector, else attach ours
+        and pin them. All or nothing: a begin/end pair shares a private map of its generation."""
+        pins = [self.layout.private_path(self.spec.name, n) for n in collector_pins(self.spec)]
+        problem = collector_problem(self.layout, self.spec, self.map_id)
+        if problem is None:
+            return True
+        if any(os.path.exists(p) for p in pins):
+            _log.warning("collector_replaced", stat=self.spec.name, reason=problem)
+        for pin in pins:
             bpffs.remove(pin)
-        with self.obj.program(self.collector).attach() as link:
-            link.pin(pin)
-        _log.info("collector_attached", stat=self.spec.name, program=self.collector, pin=pin)
+        for prog, pin in zip(self.collector.programs, pins, strict=False):
+            with self.obj.program(prog).attach() as link:
+                link.pin(pin)
+            _log.info("collector_attached", stat=self.spec.name, program=prog, pin=pin)
         return False
 
     def pin_cgroup(self, cgroup_path: str, pin_path: str) -> int:
@@ -145,9 +184,16 @@ class LoadedStat:
         finally:
             os.close(cg_fd)
 
-    def forget_cgroup(self, cgroup_id: int) -> bool:
-        """Drop the map entry of a removed cgroup (ids are never reused)."""
-        return libbpf.map_delete(self.map_fd, struct.pack("=Q", cgroup_id), self.spec.stats_map)
+    def forget_cgroup(self, hierarchy_id: int, cgroup_id: int) -> bool:
+        """Drop the map entry of a removed cgroup (ids are not reused within a hierarchy)."""
+        return libbpf.map_delete(self.map_fd, cg_key(hierarchy_id, cgroup_id), self.spec.stats_map)
+
+    def forget_hierarchies_except(self, live: frozenset[int]) -> int:
+        """Drop every entry of a v1 hierarchy not in `live` (a gone hierarchy's id may be reused by
+        the next one mounted, whose cgroup ids start again at 1). Returns how many went."""
+        keys = [k for k in libbpf.map_keys(self.map_fd, _KEY.size, self.spec.stats_map)
+                if _KEY.unpack(k)[0] not in live and _KEY.unpack(k)[0] != 0]
+        return sum(libbpf.map_delete(self.map_fd, k, self.spec.stats_map) for k in keys)
 
     def close(self) -> None:
         self.obj.close()

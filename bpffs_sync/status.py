@@ -7,11 +7,11 @@ import os
 import time
 from typing import Any
 
-from . import libbpf
+from . import forest, libbpf
 from .daemon import status_path
 from .errors import LibbpfError
 from .paths import Layout
-from .programs import StatProgram
+from .programs import CATALOGUE, StatProgram
 from .stats import COLLECTOR_PIN
 
 
@@ -61,23 +61,38 @@ def _program(layout: Layout, spec: StatProgram) -> dict[str, Any]:
     return out
 
 
-def _mirror(layout: Layout, stats: frozenset[str]) -> dict[str, int]:
+def _mirror(mirror_root: str, stats: frozenset[str]) -> dict[str, int]:
     dirs = files = 0
-    for _root, dirnames, filenames in os.walk(layout.mirror_root):
+    for _root, dirnames, filenames in os.walk(mirror_root):
         dirs += 1
         files += sum(1 for n in filenames if n in stats)
         dirnames[:] = [d for d in dirnames if d not in stats]
     return {"dirs": dirs, "stat_files": files}
 
 
+def _v1_trees(layout: Layout) -> dict[str, Any]:
+    """What is under <bpffs>/cgroup-v1: each hierarchy's counts, each controller symlink's target."""
+    out: dict[str, Any] = {}
+    stats = frozenset(CATALOGUE)
+    for name, target in sorted(forest.top_actual(layout.bpffs).items()):
+        if target == "":
+            out[name] = _mirror(os.path.join(forest.v1_root(layout.bpffs), name), stats)
+        elif target is not None:
+            out[name] = {"symlink": target}
+    return out
+
+
 def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
+    names = {s.name for s in specs}
+    names |= {n for n in CATALOGUE if os.path.isdir(layout.private_path(n))}  # loaded for a v1 tree
     return {
         "bpffs": layout.bpffs,
         "cgroup_root": layout.cgroup_root,
         "mirror_root": layout.mirror_root,
         "daemon": daemon_status(layout),
-        "programs": {s.name: _program(layout, s) for s in specs},
-        "mirror": _mirror(layout, frozenset(s.name for s in specs)),
+        "programs": {n: _program(layout, CATALOGUE[n]) for n in sorted(names)},
+        "mirror": _mirror(layout.mirror_root, frozenset(names)),
+        "v1": _v1_trees(layout),
     }
 
 
@@ -98,4 +113,12 @@ def to_text(doc: dict[str, Any]) -> str:
             lines.append(f"program  {name}: not loaded")
     m = doc["mirror"]
     lines.append(f"files    {m['dirs']} directories, {m['stat_files']} stat files")
+    trees = d.get("trees", {}) if d.get("running") else {}
+    for name, v in doc["v1"].items():
+        if "symlink" in v:
+            lines.append(f"v1       cgroup-v1/{name} -> {v['symlink']}")
+            continue
+        t = trees.get(f"cgroup-v1/{name}", {})
+        src = f"  <-  {t['cgroup_root']} ({', '.join(t['stats']) or 'no stats'})" if t else ""
+        lines.append(f"v1       cgroup-v1/{name}: {v['dirs']} directories, {v['stat_files']} stat files{src}")
     return "\n".join(lines)

@@ -1,7 +1,9 @@
 """`bpffs-sync verify`: does bpffs mirror cgroupfs? Kernel state only, no daemon needed.
 
 The same diff the daemon applies, reported instead of applied, plus the collectors' health
-(a mirror whose collector is gone shows files full of zeros).
+(a mirror whose collector is gone shows files full of zeros). `--v1` verifies the selected v1
+trees the same way, one Report per tree, plus the top of the v1 mirror (hierarchy directories
+and controller symlinks) in a ForestReport.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import bpffs, cgroupfs, libbpf
+from . import bpffs, cgroupfs
 from .diff import OpKind, Plan, diff
-from .errors import LibbpfError
+from .forest import ALL, Selection, TopDrift, Tree, top_actual, top_desired, top_diff, v1_root
 from .paths import Layout, display
-from .programs import StatProgram
-from .stats import COLLECTOR_PIN, Generations
+from .programs import StatProgram, lookup
+from .stats import Generations, collector_problem
 from .tree import Kind
 
 
@@ -71,21 +73,66 @@ class Report:
         return "\n".join(lines)
 
 
+@dataclass(slots=True)
+class ForestReport:
+    """`verify --v1`: the top of the v1 mirror and one Report per selected tree."""
+
+    bpffs: str
+    top: list[TopDrift]
+    trees: list[Report]
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.top and all(r.in_sync for r in self.trees)
+
+    def to_json(self) -> dict[str, Any]:
+        top: dict[str, list[dict[str, str]]] = {}
+        for d in self.top:
+            item = {"path": d.name, "kind": "symlink" if d.target else "dir"}
+            if d.target:
+                item["target"] = d.target
+            top.setdefault(d.reason, []).append(item)
+        trees = []
+        for r in self.trees:
+            doc = r.to_json()
+            doc.update(tree=r.layout.mirror, hierarchy_id=r.layout.hierarchy_id)
+            trees.append(doc)
+        return {"in_sync": self.in_sync, "bpffs": self.bpffs, "v1_root": v1_root(self.bpffs),
+                "top_drift": top, "trees": trees}
+
+    def to_text(self) -> str:
+        lines = []
+        for d in self.top:
+            what = f" -> {d.target} (symlink)" if d.target else ""
+            lines.append(f"{d.reason:<14} {d.name}{what}")
+        verdict = "in sync" if not self.top else f"DRIFT: {len(self.top)} entries"
+        lines.append(f"{verdict}: {v1_root(self.bpffs)} (hierarchy directories and controller symlinks)")
+        for r in self.trees:
+            lines.append("")
+            lines.append(f"== {r.layout.mirror} <- {r.layout.cgroup_root}")
+            lines.append(r.to_text())
+        return "\n".join(lines)
+
+
 def _collector_problems(layout: Layout, specs: list[StatProgram], gens: Generations) -> list[str]:
     problems = []
     for spec in specs:
-        if gens.map_ids.get(spec.name) is None:
+        map_id = gens.map_ids.get(spec.name)
+        if map_id is None:
             problems.append(f"{spec.name}: no stats map pinned at {layout.private_path(spec.name, spec.stats_map)}")
             continue
-        pin = layout.private_path(spec.name, COLLECTOR_PIN)
-        try:
-            prog_id = libbpf.pinned_link_info(pin).prog_id
-            if gens.map_ids[spec.name] not in libbpf.prog_info_by_id(prog_id).map_ids:
-                problems.append(f"{spec.name}: collector at {pin} does not feed the pinned stats map")
-        except LibbpfError as err:
-            gone = err.op == "bpf_obj_get"
-            problems.append(f"{spec.name}: no collector link pinned at {pin}" if gone else f"{spec.name}: {err}")
+        problem = collector_problem(layout, spec, map_id)
+        if problem is not None:
+            problems.append(f"{spec.name}: {problem}")
     return problems
+
+
+def verify_forest(selection: Selection, trees: list[Tree], bpffs_root: str) -> ForestReport:
+    """Every selected v1 tree, and the entries above them. With `all`, an entry under
+    <bpffs>/cgroup-v1 that no mounted hierarchy explains is stale drift."""
+    top = top_diff(top_desired(trees), top_actual(bpffs_root), prune=ALL in selection.selectors)
+    reports = [verify(t.layout, [lookup(n) for n in t.stats]) for t in trees]
+    return ForestReport(bpffs_root, top, reports)
 
 
 def verify(layout: Layout, specs: list[StatProgram]) -> Report:

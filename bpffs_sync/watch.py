@@ -15,6 +15,7 @@ IN_IGNORED for clean-up and does not tell its user about an overflow.
 from __future__ import annotations
 
 import os
+import select
 import threading
 from collections.abc import Callable
 
@@ -161,3 +162,37 @@ class CgroupWatcher:
     def on_queue_overflow(self) -> None:
         _log.warning("inotify_overflow", root=os.fsdecode(self.root))
         self._hint(None)
+
+
+class MountWatcher:
+    """Calls hint() whenever this mount namespace's mount table changes: /proc/self/mountinfo
+    polls with POLLPRI|POLLERR then (proc_pid_mountinfo(5)); reading it again re-arms the poll.
+    Cheap: a thread asleep in poll(2), so a v1 hierarchy mounted or unmounted is seen at once."""
+
+    def __init__(self, hint: Callable[[], None], path: str = "/proc/self/mountinfo") -> None:
+        self._hint = hint
+        self._path = path
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mountinfo", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        with open(self._path, "rb") as f:
+            f.read()
+            poller = select.poll()
+            poller.register(f.fileno(), select.POLLPRI | select.POLLERR)
+            while not self._stop.is_set():
+                if not poller.poll(200):
+                    continue
+                f.seek(0)
+                f.read()
+                _log.debug("mounts_changed")
+                self._hint()

@@ -60,3 +60,31 @@ def mirror(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
         # Unpin the mirror before the cgroups go: a pin keeps a removed cgroup alive.
         shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# --- cgroup v1: private subtrees of the host's hierarchies (tasks moved out, then removed) -------
+
+
+def _v1_subtree(hierarchy: str) -> Iterator[str]:
+    from bpffs_sync.scratch import private_v1_cgroup
+
+    root = os.path.join("/sys/fs/cgroup", hierarchy)
+    if not os.path.exists(os.path.join(root, "cgroup.procs")):
+        pytest.skip(f"no cgroup v1 {hierarchy} hierarchy at {root}")
+    with private_v1_cgroup(root) as path:
+        yield path
+
+
+@pytest.fixture
+def v1_memory(kernel: None) -> Iterator[str]:
+    yield from _v1_subtree("memory")
+
+
+@pytest.fixture
+def v1_cpu(kernel: None) -> Iterator[str]:
+    yield from _v1_subtree("cpu")
+
+
+@pytest.fixture
+def v1_cpuacct(kernel: None) -> Iterator[str]:
+    yield from _v1_subtree("cpuacct")

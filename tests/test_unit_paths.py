@@ -63,7 +63,7 @@ def test_coalesce_keeps_only_topmost() -> None:
 
 def test_hint_queue_dedups_and_full_absorbs() -> None:
     """Duplicate hints collapse; a full-resync request swallows pending scopes."""
-    q = HintQueue()
+    q: HintQueue[tuple[str, ...]] = HintQueue()
     q.put(("a",))
     q.put(("a",))
     assert q.take(0) == (False, [("a",)])

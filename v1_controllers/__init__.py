@@ -1,5 +1,53 @@
-"""Per-controller cgroup-v1 knowledge: discovery, co-mounted and named hierarchies, naming.
+"""Per-controller cgroup-v1 knowledge, chosen from a registry (like psutil's _psplatform).
 
-Empty until the v1 issue lands: one module per controller with the same small interface, chosen
-from a registry; an unknown controller raises KernelUnsupported.
+Each controller whose behaviour differs has a module with the same small interface:
+
+    CONTROLLERS: tuple[str, ...]        the v1 controller names it covers (legacy_name, as in /proc/cgroups)
+    STATS: tuple[str, ...]              stat programs a hierarchy carrying it gets by default
+    kernel_figures(cgroup_dir) -> dict  the kernel's own figures for that cgroup, which the stat
+                                        files must agree with (tests and `demo` compare them)
+
+`memory` (memcg_histo) and `cpu` (cpu and cpuacct: hist_oncpu keyed by the task's cgroup in that
+hierarchy) have modules; every other known controller is a row of the plain table in `table.py`
+(mirrored as directories, no stat file by default). A name the registry does not know raises
+KernelUnsupported: never a silent skip.
 """
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from bpffs_sync.errors import KernelUnsupported
+
+from . import cpu, memory, table
+from .discovery import Hierarchy, discover, hierarchy_name, parse_hierarchies
+
+__all__ = ["Hierarchy", "controller", "default_stats", "discover", "hierarchy_name", "known",
+           "parse_hierarchies"]
+
+_MODULES: tuple[ModuleType, ...] = (memory, cpu)
+REGISTRY: dict[str, ModuleType] = {name: table for name in table.CONTROLLERS}
+REGISTRY.update({name: mod for mod in _MODULES for name in mod.CONTROLLERS})
+
+
+def known(name: str) -> bool:
+    return name in REGISTRY
+
+
+def controller(name: str) -> ModuleType:
+    """The module that knows controller `name`; KernelUnsupported for a name nobody knows."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known_names = ", ".join(sorted(REGISTRY))
+        raise KernelUnsupported("cgroup v1 controller", name, 0,
+                                f"unknown controller (known: {known_names})") from None
+
+
+def default_stats(controllers: tuple[str, ...]) -> tuple[str, ...]:
+    """The stat programs a hierarchy carrying these controllers gets, in controller order, once each."""
+    out: dict[str, None] = {}
+    for name in controllers:
+        for stat in controller(name).STATS:
+            out[stat] = None
+    return tuple(out)

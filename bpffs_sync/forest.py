@@ -1,0 +1,189 @@
+"""Many trees, one reconciler: the v2 tree and the selected cgroup-v1 hierarchies.
+
+A Tree is a Layout (bpffs + cgroup root + mirror root + hierarchy id) and the stat programs its
+cgroups get. Every tree runs through the same Reconciler; this module only decides *which* trees
+exist (from `--v1` selectors and the hierarchies mounted now) and keeps the top of the v1 mirror
+in step:
+
+    <bpffs>/cgroup-v1/<hierarchy>/                 a tree's mirror root (made by its own pass)
+    <bpffs>/cgroup-v1/<controller> -> <hierarchy>  a symlink per controller not named like its hierarchy
+
+`--v1` selectors: `all`, a controller (`memory`), a hierarchy name (`cpu,cpuacct`, `name=systemd`),
+or an absolute cgroup directory on a v1 hierarchy (that subtree is the tree's root, like
+`--cgroup-root` for v2). A name no registry knows is KernelUnsupported; a known one that is not
+mounted now is `pending` (the daemon picks it up when it is mounted).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+import v1_controllers
+from v1_controllers import Hierarchy
+
+from . import bpffs
+from .errors import EnvironmentProblem, UsageError, translate_oserror
+from .paths import MIRROR_V1, Layout
+
+ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    layout: Layout
+    stats: tuple[str, ...]
+    hierarchy: Hierarchy | None = None  # None: the v2 tree
+
+    @property
+    def key(self) -> str:
+        """`cgroup` or `cgroup-v1/<hierarchy>`: the mirror root relative to bpffs."""
+        return self.layout.mirror
+
+
+def _check_name(selector: str) -> None:
+    """KernelUnsupported unless every controller named in `selector` is known."""
+    for part in selector.split(","):
+        if not part.startswith("name="):
+            v1_controllers.controller(part)
+
+
+@dataclass(slots=True)
+class Selection:
+    """What `--v1` asked for. Validated once; resolved against the mounted hierarchies each pass."""
+
+    selectors: list[str]
+    paths: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for sel in self.selectors:
+            if sel == ALL:
+                self.names.append(sel)
+            elif sel.startswith("/"):
+                self.paths.append(os.path.realpath(sel))
+            elif sel:
+                _check_name(sel)
+                self.names.append(sel)
+            else:
+                raise UsageError("--v1", sel, 0, "empty selector")
+
+    def _matches(self, h: Hierarchy) -> bool:
+        return any(n in (ALL, h.name) or n in h.controllers for n in self.names)
+
+    def pending(self, hierarchies: list[Hierarchy]) -> list[str]:
+        """Selectors no mounted hierarchy answers now."""
+        out = [n for n in self.names if n != ALL and not any(n == h.name or n in h.controllers for h in hierarchies)]
+        return out + [p for p in self.paths if _containing(p, hierarchies) is None]
+
+    def trees(self, bpffs_root: str, hierarchies: list[Hierarchy]) -> list[Tree]:
+        """One tree per selected hierarchy; a path selector makes that subtree the tree's root."""
+        roots: dict[str, tuple[Hierarchy, str]] = {h.name: (h, h.mount_point) for h in hierarchies if self._matches(h)}
+        for path in self.paths:
+            found = _containing(path, hierarchies)
+            if found is not None:
+                roots[found.name] = (found, path)
+        return [Tree(Layout.for_v1(bpffs_root, root, h.name, h.hierarchy_id),
+                     v1_controllers.default_stats(h.controllers), h)
+                for h, root in roots.values()]
+
+
+def _containing(path: str, hierarchies: list[Hierarchy]) -> Hierarchy | None:
+    """The hierarchy whose mount holds the cgroup directory `path` (None: not a mounted v1 cgroup)."""
+    if not os.path.exists(os.path.join(path, "cgroup.procs")):
+        return None
+    for h in hierarchies:
+        for mp in h.mount_points:
+            if path == mp or path.startswith(mp.rstrip("/") + "/"):
+                return h
+    return None
+
+
+def resolve_now(selection: Selection, bpffs_root: str) -> list[Tree]:
+    """The trees for a one-shot command: every selector must be answered now."""
+    hierarchies = v1_controllers.discover()
+    missing = selection.pending(hierarchies)
+    if missing:
+        raise EnvironmentProblem("--v1", ", ".join(missing), errno.ENOENT, "no such cgroup v1 hierarchy mounted")
+    return selection.trees(bpffs_root, hierarchies)
+
+
+# --- the top of the v1 mirror: hierarchy directories and controller symlinks ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TopDrift:
+    name: str
+    reason: str  # missing | stale | wrong_target
+    target: str = ""  # the symlink's wanted target ("" for a hierarchy directory)
+
+
+def v1_root(bpffs_root: str) -> str:
+    return os.path.join(bpffs_root, MIRROR_V1)
+
+
+def top_desired(trees: list[Tree]) -> dict[str, str]:
+    """name -> "" (a hierarchy directory) or the symlink target, for the v1 trees in `trees`."""
+    out: dict[str, str] = {}
+    for t in trees:
+        if t.hierarchy is not None:
+            out.setdefault(t.hierarchy.name, "")
+            for ctrl, target in t.hierarchy.symlinks().items():
+                out.setdefault(ctrl, target)
+    return out
+
+
+def top_actual(bpffs_root: str) -> dict[str, str | None]:
+    """name -> "" (a directory), the symlink target, or None (something else)."""
+    root = v1_root(bpffs_root)
+    out: dict[str, str | None] = {}
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return out
+    except OSError as err:
+        raise translate_oserror(err, "listdir", root) from err
+    for name in names:
+        path = os.path.join(root, name)
+        if os.path.islink(path):
+            out[name] = os.readlink(path)
+        else:
+            out[name] = "" if os.path.isdir(path) else None
+    return out
+
+
+def top_diff(desired: dict[str, str], actual: dict[str, str | None], prune: bool) -> list[TopDrift]:
+    """Pure. `prune`: entries nobody wants are drift too (only when every hierarchy is selected)."""
+    out = []
+    for name, want in sorted(desired.items()):
+        if name not in actual:
+            out.append(TopDrift(name, "missing", want))
+            continue
+        have = actual[name]
+        if have != want:
+            wrong_target = bool(want) and bool(have)  # both symlinks, pointing elsewhere
+            out.append(TopDrift(name, "wrong_target" if wrong_target else "wrong_kind", want))
+    if prune:
+        out.extend(TopDrift(name, "stale") for name in sorted(set(actual) - set(desired)))
+    return out
+
+
+def top_apply(bpffs_root: str, drift: list[TopDrift]) -> list[str]:
+    """Make the top match; a hierarchy directory's contents come from its own tree's pass. Returns
+    the stale hierarchy directories removed (every pin below them is unpinned)."""
+    root = v1_root(bpffs_root)
+    bpffs.mkdir(root)
+    removed = []
+    for d in drift:
+        path = os.path.join(root, d.name)
+        gone = bpffs.remove_tree(path) if d.reason != "missing" else 0
+        if d.reason == "stale":
+            if gone:
+                removed.append(d.name)
+            continue
+        if d.target:
+            bpffs.symlink(d.target, path)
+        else:
+            bpffs.mkdir(path)
+    return removed

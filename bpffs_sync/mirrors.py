@@ -1,0 +1,139 @@
+"""The trees a running daemon keeps in step: one Reconciler (and one CgroupWatcher) per tree.
+
+The v2 tree is always there. v1 trees come from the `--v1` selection, resolved against the
+hierarchies mounted now; refresh() re-discovers them (every full pass, and whenever the mount
+table changes), adds a tree for a hierarchy that appeared and drops the tree of one that went:
+its mirror is removed (every pin under it unpinned) and the stats-map entries of hierarchies that
+no longer exist are forgotten (hierarchy ids are reused, and cgroup ids restart at 1 in a new one).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import v1_controllers
+
+from . import bpffs, forest, log
+from .forest import Selection, Tree
+from .paths import RelPath
+from .reconciler import PassResult, Reconciler
+from .stats import LoadedStat
+from .watch import CgroupWatcher
+
+_log = log.get(__name__)
+
+TreeHint = tuple[str, RelPath]  # (tree key, scope)
+Hint = Callable[[TreeHint | None], None]
+
+
+@dataclass(slots=True)
+class Active:
+    tree: Tree
+    reconciler: Reconciler
+    watcher: CgroupWatcher | None
+
+
+class Mirrors:
+    def __init__(self, base: Tree, selection: Selection | None, load: Callable[[str], LoadedStat],
+                 hint: Hint, watch: bool) -> None:
+        self.base = base
+        self.selection = selection
+        self._load = load
+        self._hint = hint
+        self._watch = watch
+        self.active: dict[str, Active] = {}
+        self._live_hierarchies: frozenset[int] | None = None
+        self._pending: list[str] = []
+
+    # --- the set of trees
+
+    def refresh(self) -> list[str]:
+        """Bring the set of trees in line with the mounted hierarchies. Returns the keys of the
+        trees added (each wants a full pass)."""
+        hierarchies = v1_controllers.discover()
+        wanted = [self.base, *(self.selection.trees(self.base.layout.bpffs, hierarchies) if self.selection else [])]
+        by_key = {t.key: t for t in wanted}
+        pending = self.selection.pending(hierarchies) if self.selection else []
+        if pending != self._pending:
+            self._pending = pending
+            if pending:
+                _log.warning("v1_not_mounted", selectors=pending)
+        for key in list(self.active):
+            old = self.active[key].tree
+            new = by_key.get(key)
+            if new is None or (new.layout, new.stats) != (old.layout, old.stats):
+                self._drop(key)
+        added = [t.key for t in wanted if t.key not in self.active]
+        for key in added:
+            self._add(by_key[key])
+        self._sync_top(wanted)
+        self._forget_gone({h.hierarchy_id for h in hierarchies})
+        return added
+
+    def _add(self, tree: Tree) -> None:
+        stats = {name: self._load(name) for name in tree.stats}
+        watcher = None
+        if self._watch:
+            key = tree.key
+            watcher = CgroupWatcher(tree.layout.cgroup_root,
+                                    lambda rel: self._hint(None if rel is None else (key, rel)))
+            watcher.start()
+        self.active[tree.key] = Active(tree, Reconciler(tree.layout, stats), watcher)
+        if tree.hierarchy is not None:
+            _log.info("tree_added", tree=tree.key, cgroup_root=tree.layout.cgroup_root,
+                      hierarchy_id=tree.layout.hierarchy_id, stats=list(tree.stats))
+
+    def _drop(self, key: str) -> None:
+        act = self.active.pop(key)
+        if act.watcher is not None:
+            act.watcher.stop()
+        removed = bpffs.remove_tree(act.tree.layout.mirror_root)
+        _log.info("tree_dropped", tree=key, removed=removed)
+
+    def _sync_top(self, wanted: list[Tree]) -> None:
+        desired = forest.top_desired(wanted)
+        if not desired and not os.path.isdir(forest.v1_root(self.base.layout.bpffs)):
+            return
+        drift = forest.top_diff(desired, forest.top_actual(self.base.layout.bpffs), prune=True)
+        if drift:
+            removed = forest.top_apply(self.base.layout.bpffs, drift)
+            _log.info("v1_top_synced", changes=len(drift), stale_removed=removed)
+
+    def _forget_gone(self, live: set[int]) -> None:
+        """Drop stats-map entries of v1 hierarchies that are gone (once per change of the set)."""
+        ids = frozenset(live)
+        if ids == self._live_hierarchies:
+            return
+        self._live_hierarchies = ids
+        for loaded in {id(a): s for a in self.active.values() for s in a.reconciler.stats.values()}.values():
+            n = loaded.forget_hierarchies_except(ids)
+            if n:
+                _log.info("stats_forgotten", stat=loaded.spec.name, entries=n)
+
+    # --- passes
+
+    def reconcile(self, key: str, scopes: list[RelPath]) -> PassResult | None:
+        act = self.active.get(key)
+        return None if act is None else act.reconciler.reconcile(*scopes)
+
+    def resync_watches(self) -> None:
+        for act in self.active.values():
+            if act.watcher is not None:
+                act.watcher.resync()
+
+    @property
+    def watch_count(self) -> int:
+        return sum(a.watcher.watch_count for a in self.active.values() if a.watcher is not None)
+
+    def describe(self) -> dict[str, dict[str, object]]:
+        return {key: {"cgroup_root": a.tree.layout.cgroup_root, "hierarchy_id": a.tree.layout.hierarchy_id,
+                      "stats": list(a.tree.stats),
+                      "watches": a.watcher.watch_count if a.watcher is not None else 0}
+                for key, a in self.active.items()}
+
+    def close(self) -> None:
+        for act in self.active.values():
+            if act.watcher is not None:
+                act.watcher.stop()
