@@ -16,7 +16,6 @@ mounted now is `pending` (the daemon picks it up when it is mounted).
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass, field
 
@@ -70,11 +69,11 @@ class Selection:
                 raise UsageError("--v1", sel, 0, "empty selector")
 
     def _matches(self, h: Hierarchy) -> bool:
-        return any(n in (ALL, h.name) or n in h.controllers for n in self.names)
+        return any(n == ALL or h.answers(n) for n in self.names)
 
     def pending(self, hierarchies: list[Hierarchy]) -> list[str]:
         """Selectors no mounted hierarchy answers now."""
-        out = [n for n in self.names if n != ALL and not any(n == h.name or n in h.controllers for h in hierarchies)]
+        out = [n for n in self.names if n != ALL and not any(h.answers(n) for h in hierarchies)]
         return out + [p for p in self.paths if _containing(p, hierarchies) is None]
 
     def trees(self, bpffs_root: str, hierarchies: list[Hierarchy]) -> list[Tree]:
@@ -105,7 +104,8 @@ def resolve_now(selection: Selection, bpffs_root: str) -> list[Tree]:
     hierarchies = v1_controllers.discover()
     missing = selection.pending(hierarchies)
     if missing:
-        raise EnvironmentProblem("--v1", ", ".join(missing), errno.ENOENT, "no such cgroup v1 hierarchy mounted")
+        raise EnvironmentProblem("--v1", ", ".join(missing), 0,
+                                 "not mounted (no cgroup v1 hierarchy, controller or cgroup directory by that name)")
     return selection.trees(bpffs_root, hierarchies)
 
 

@@ -152,6 +152,7 @@ def test_selection_resolves_controller_hierarchy_and_all() -> None:
     assert trees[0].layout.mirror_root == "/b/cgroup-v1/cpu,cpuacct"
     assert len(Selection(["all"]).trees("/b", hs)) == len(hs)
     assert Selection(["freezer", "memory", "name=nope"]).pending(hs) == ["freezer", "name=nope"]
+    assert [t.key for t in Selection(["name=foo"]).trees("/b", hs)] == ["cgroup-v1/perf_event,name=foo"]
 
 
 def test_top_diff() -> None:

@@ -34,6 +34,13 @@ class Hierarchy:
     def mount_point(self) -> str:
         return self.mount_points[0]
 
+    def answers(self, selector: str) -> bool:
+        """Is this the hierarchy `selector` names: its full name, one of its controllers, or its
+        `name=<name>` part (`name=foo` selects `cpu,name=foo` too)?"""
+        if selector in (self.name, *self.controllers):
+            return True
+        return selector.startswith("name=") and self.name.endswith("," + selector)
+
     def symlinks(self) -> dict[str, str]:
         """<bpffs>/cgroup-v1/<controller> -> <hierarchy>, for each controller not named like it."""
         return {c: self.name for c in self.controllers if c != self.name}
