@@ -12,7 +12,7 @@ CLANG ?= clang
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
 VENV := .venv/bin
 
-.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-smoke
+.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-test kernel-smoke
 
 all: bpf
 
@@ -45,11 +45,13 @@ demo: start-daemon
 	$(VENV)/bpffs-sync demo
 
 lint: deps
-	$(VENV)/ruff check bpffs_sync v1_controllers tests
+	$(VENV)/ruff check bpffs_sync v1_controllers tests kernel-approach1/tests
 	$(VENV)/mypy
+	$(VENV)/mypy kernel-approach1/tests
 
 test: bpf lint
 	$(VENV)/pytest -q
+	$(MAKE) --no-print-directory kernel-test
 
 unit: deps
 	$(VENV)/pytest -q -m unit
@@ -60,10 +62,15 @@ bench: bpf
 clean-build:
 	rm -rf build
 
-# The kernel track (not part of `make test`: a from-scratch build takes ~21 min here).
+# The kernel series: build (from scratch ~21 min here, then incremental with ccache) ...
 kernel: deps
 	@scripts/install-deps.sh --kernel
 	kernel-approach1/scripts/build.sh plain
+
+# ... and fetch -> apply -> build -> boot -> in-guest tests (kernel-approach1/tests), part of `make test`.
+kernel-test: deps
+	@scripts/install-deps.sh --kernel
+	kernel-approach1/scripts/test.sh
 
 # The user-space mirror's kernel tests, inside a 7.3 guest (virtme-ng under TCG, ~4 min).
 kernel-smoke: kernel bpf

@@ -72,6 +72,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .programs import lookup as lookup_program
     from .verify import verify, verify_forest
 
+    if args.kernel:
+        return _verify_kernel(args)
     selection = _selection(args)
     layout, specs = _prepare(args, mount=False)
     if selection is not None:
@@ -80,6 +82,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report: Any = verify_forest(selection, trees, layout.bpffs)
     else:
         report = verify(layout, specs)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.to_text())
+    return EXIT_OK if report.in_sync else EXIT_DRIFT
+
+
+def _verify_kernel(args: argparse.Namespace) -> int:
+    """verify --kernel: the mirror a patched kernel keeps itself (native.py)."""
+    from . import native
+
+    preflight.require_root()
+    native.require_supported()
+    bpffs_dir = args.bpffs or preflight.DEFAULT_BPFFS
+    report = native.verify(bpffs_dir, args.cgroup_root or preflight.default_cgroup_root())
     if args.json:
         _print_json(report.to_json())
     else:
@@ -178,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
         if name == "verify":
             _v1(p, "verify only")
+            p.add_argument("--kernel", action="store_true",
+                           help="verify the mirror a patched kernel keeps (kernel-approach1 cgroup stat links)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="make jobs/a, burn CPU in it, show its hist_oncpu, verify, clean up")

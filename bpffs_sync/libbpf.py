@@ -40,7 +40,14 @@ from .errors import LibbpfError
 
 BPF_LINK_TYPE_ITER = 4
 BPF_CGROUP_ITER_SELF_ONLY = 1
+BTF_KIND_STRUCT = 4
 BTF_KIND_TYPEDEF = 8
+# The kernel series of kernel-approach1/ (UAPI values of its include/uapi/linux/bpf.h).
+BPF_PROG_TYPE_CGROUP_STAT = 33
+BPF_CGROUP_STAT = 62
+BPF_LINK_TYPE_CGROUP_STAT = 16
+_BPF_LINK_CREATE = 28
+_NR_BPF = 321  # x86_64
 BPF_OBJ_NAME_LEN = 16
 
 _lib: ctypes.CDLL | None
@@ -87,6 +94,37 @@ class LinkInfo(Structure):
         ("iter_cgroup_id", c_uint64),
         ("iter_cgroup_order", c_uint32),
         ("_pad2", c_uint32),
+    )
+
+
+class CgroupStatLinkInfo(Structure):
+    """struct bpf_link_info, cgroup_stat member (48 bytes)."""
+
+    _fields_ = (
+        ("type", c_uint32),
+        ("id", c_uint32),
+        ("prog_id", c_uint32),
+        ("_pad", c_uint32),
+        ("cgroup_id", c_uint64),
+        ("name", c_uint64),
+        ("name_len", c_uint32),
+        ("nr_files", c_uint32),
+        ("nr_errors", c_uint32),
+        ("_pad2", c_uint32),
+    )
+
+
+class LinkCreateCgroupStat(Structure):
+    """union bpf_attr, link_create with its cgroup_stat member (32 bytes)."""
+
+    _fields_ = (
+        ("prog_fd", c_uint32),
+        ("cgroup_root", c_uint32),
+        ("attach_type", c_uint32),
+        ("flags", c_uint32),
+        ("name", c_uint64),
+        ("name_len", c_uint32),
+        ("name_flags", c_uint32),
     )
 
 
@@ -183,6 +221,15 @@ if _lib is not None:
     _map_set_pin_path = _fn("bpf_map__set_pin_path", c_int, c_void_p, c_char_p)
     _map_fd = _fn("bpf_map__fd", c_int, c_void_p)
     _prog_set_autoload = _fn("bpf_program__set_autoload", c_int, c_void_p, c_bool)
+    _prog_set_type = _fn("bpf_program__set_type", c_int, c_void_p, c_int)
+    _prog_set_expected_attach_type = _fn("bpf_program__set_expected_attach_type", c_int, c_void_p, c_int)
+    _prog_fd = _fn("bpf_program__fd", c_int, c_void_p)
+    _link_detach = _fn("bpf_link_detach", c_int, c_int)
+    _link_get_fd_by_id = _fn("bpf_link_get_fd_by_id", c_int, c_uint32)
+    _link_get_next_id = _fn("bpf_link_get_next_id", c_int, c_uint32, POINTER(c_uint32))
+    _syscall = _libc.syscall
+    _syscall.restype = ctypes.c_long
+    _syscall.argtypes = [ctypes.c_long, c_int, c_void_p, c_uint32]
     _prog_attach = _fn("bpf_program__attach", c_void_p, c_void_p)
     _prog_attach_iter = _fn("bpf_program__attach_iter", c_void_p, c_void_p, POINTER(IterAttachOpts))
     _link_pin = _fn("bpf_link__pin", c_int, c_void_p, c_char_p)
@@ -276,6 +323,16 @@ class BpfProgram:
 
     def set_autoload(self, autoload: bool) -> None:
         _check_int(_prog_set_autoload(self._p, autoload), "bpf_program__set_autoload", self.name)
+
+    def set_cgroup_stat(self) -> None:
+        """Load as BPF_PROG_TYPE_CGROUP_STAT: a libbpf older than the series has no SEC("cgroup/stat")."""
+        _check_int(_prog_set_type(self._p, BPF_PROG_TYPE_CGROUP_STAT), "bpf_program__set_type", self.name)
+        _check_int(_prog_set_expected_attach_type(self._p, BPF_CGROUP_STAT),
+                   "bpf_program__set_expected_attach_type", self.name)
+
+    def fd(self) -> int:
+        """The loaded program's fd (owned by the object)."""
+        return _check_int(_prog_fd(self._p), "bpf_program__fd", self.name)
 
     def attach(self) -> BpfLink:
         """Attach by section (tp_btf/raw_tp collectors)."""
@@ -458,13 +515,115 @@ def map_keys(fd: int, key_size: int, what: str = "map") -> Iterator[bytes]:
         cur = ctypes.create_string_buffer(key, key_size)
 
 
-def vmlinux_has_typedef(name: str) -> bool:
-    """Feature probe: does the running kernel's BTF carry typedef `name` (e.g. btf_trace_sched_switch)?"""
+def _vmlinux_has(name: str, kind: int) -> bool:
     ctypes.set_errno(0)
     btf = _btf_load_vmlinux()
     if not btf:
         return False
     try:
-        return int(_btf_find(btf, name.encode(), BTF_KIND_TYPEDEF)) > 0
+        return int(_btf_find(btf, name.encode(), kind)) > 0
     finally:
         _btf_free(btf)
+
+
+def vmlinux_has_typedef(name: str) -> bool:
+    """Feature probe: does the running kernel's BTF carry typedef `name` (e.g. btf_trace_sched_switch)?"""
+    return _vmlinux_has(name, BTF_KIND_TYPEDEF)
+
+
+# --- cgroup stat links (the patched kernel of kernel-approach1/) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupStatLinkDesc:
+    """What a cgroup stat link says about itself (bpf_link_info.cgroup_stat)."""
+
+    link_id: int
+    prog_id: int
+    cgroup_id: int  # the link's cgroup_root
+    name: str  # file name in each cgroup's directory
+    nr_files: int
+    nr_errors: int
+
+
+def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None) -> int:
+    """BPF_LINK_CREATE of a cgroup stat link at the cgroup open at cgroup_fd; returns the link fd.
+
+    A raw bpf(2) call: the link's optional file name needs the series' bpf_attr layout, which an
+    installed libbpf may predate.
+    """
+    raw = os.fsencode(name) if name is not None else b""
+    buf = ctypes.create_string_buffer(raw, len(raw) + 1)
+    attr = LinkCreateCgroupStat(
+        prog_fd=prog_fd,
+        cgroup_root=cgroup_fd,
+        attach_type=BPF_CGROUP_STAT,
+        name=ctypes.addressof(buf) if name is not None else 0,
+        name_len=len(raw),
+    )
+    ctypes.set_errno(0)
+    ret = int(_syscall(_NR_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
+    if ret < 0:
+        raise LibbpfError("BPF_LINK_CREATE cgroup_stat", name or f"prog fd {prog_fd}", ctypes.get_errno(), "")
+    return ret
+
+
+def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | None:
+    """The cgroup stat view of the link at fd, None for any other link type."""
+    name = ctypes.create_string_buffer(256)
+    info = CgroupStatLinkInfo(name=ctypes.addressof(name), name_len=len(name))
+    _get_info(fd, info, what)
+    if info.type != BPF_LINK_TYPE_CGROUP_STAT:
+        return None
+    return CgroupStatLinkDesc(
+        link_id=info.id,
+        prog_id=info.prog_id,
+        cgroup_id=info.cgroup_id,
+        name=os.fsdecode(name.value),
+        nr_files=info.nr_files,
+        nr_errors=info.nr_errors,
+    )
+
+
+def link_ids() -> Iterator[int]:
+    """Ids of every BPF link in the system."""
+    cur = c_uint32(0)
+    nxt = c_uint32(0)
+    while _link_get_next_id(cur.value, ctypes.byref(nxt)) == 0:
+        yield nxt.value
+        cur.value = nxt.value
+
+
+def link_fd_by_id(link_id: int) -> int:
+    """Open link link_id; returns an fd the caller closes."""
+    ctypes.set_errno(0)
+    return _check_int(_link_get_fd_by_id(link_id), "bpf_link_get_fd_by_id", f"link id {link_id}")
+
+
+def link_detach(fd: int, what: str = "link") -> None:
+    """BPF_LINK_DETACH: for a cgroup stat link, remove every file it made."""
+    _check_int(_link_detach(fd), "bpf_link_detach", what)
+
+
+def cgroup_stat_links() -> list[CgroupStatLinkDesc]:
+    """Every cgroup stat link in the system (links that vanish mid-walk are skipped)."""
+    found = []
+    for link_id in link_ids():
+        try:
+            fd = link_fd_by_id(link_id)
+        except LibbpfError as err:
+            if err.errno == errno_mod.ENOENT:
+                continue
+            raise
+        try:
+            desc = cgroup_stat_link_info(fd, f"link id {link_id}")
+        finally:
+            os.close(fd)
+        if desc is not None:
+            found.append(desc)
+    return found
+
+
+def vmlinux_has_struct(name: str) -> bool:
+    """Feature probe: does the running kernel's BTF carry `struct name`?"""
+    return _vmlinux_has(name, BTF_KIND_STRUCT)

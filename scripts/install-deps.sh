@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(clang llvm bpftool libbpf1 libbpf-dev make python3-venv)
 if [[ ${1:-} == --kernel ]]; then
-	pkgs+=(flex bison libelf-dev libssl-dev dwarves bc qemu-system-x86 ccache cpio rsync busybox-static zstd)
+	pkgs+=(flex bison libelf-dev libssl-dev zlib1g-dev pkg-config dwarves bc qemu-system-x86 ccache cpio rsync
+		busybox-static zstd util-linux)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

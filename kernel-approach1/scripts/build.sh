@@ -1,36 +1,66 @@
 #!/usr/bin/env bash
-# Build Linux 7.3 for virtme-ng, with the series in ../patches applied (none yet: a baseline build).
-# Usage: build.sh [plain|debug]   Output tree: $BPFFS_SYNC_KCACHE/build-<variant>; ccache keeps rebuilds cheap.
+# Build Linux 7.3 for virtme-ng with the series in ../patches applied.
+# Usage: build.sh [plain|debug]     prints the bzImage path on stdout, logs on stderr.
+#
+# Tree: $BPFFS_SYNC_KCACHE/build-<variant>, a git tree whose first commit (tag `baseline`) is the
+# pristine linux-source-7.3. When the series changes, the tree is reset to the baseline and the
+# series applied with `git am`; files the series does not touch keep their mtimes, so the build
+# is incremental, and ccache covers the rest. A tree whose HEAD already is the series (a
+# developer's tree) is left as it is. An unchanged series and config rebuild nothing.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 variant=${1:-plain}
 CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
 VNG=${VNG:-$(command -v vng || echo "$here/../.venv/bin/vng")}
+GIT=(git -c user.name=bpffs-sync -c user.email=bpffs-sync@localhost -c advice.detachedHead=false)
 src=$("$here/scripts/fetch-source.sh")
 tree=$CACHE/build-$variant
+patches=("$here"/patches/*.patch)
+[[ -e ${patches[0]} ]] || patches=()
 
 export CCACHE_DIR=$CACHE/ccache
-# A work tree per variant: pristine source plus the series, rebuilt only when the series changes.
-series_sum=$(shopt -s nullglob; cat /dev/null "$here"/patches/*.patch | sha256sum | cut -c1-16)
-if [[ ! -f $tree/.series-$series_sum ]]; then
+frag_files=("$here/config/base.config")
+[[ $variant == debug ]] && frag_files+=("$here/config/debug.config")
+frags=()
+for f in "${frag_files[@]}"; do frags+=(--config "$f"); done
+
+if [[ ! -d $tree/.git ]]; then
+	echo "build: new tree $tree from $src" >&2
 	rm -rf "$tree"
 	mkdir -p "$tree"
 	cp -a "$src/." "$tree/"
-	(cd "$tree" && git init -q && git add -A -f && git -c user.name=bpffs-sync -c user.email=bpffs-sync@localhost commit -qm "linux-source-7.3 baseline")
-	for p in "$here"/patches/*.patch; do
-		[[ -e $p ]] || continue
-		(cd "$tree" && git -c user.name=bpffs-sync -c user.email=bpffs-sync@localhost am -q "$p")
+	(cd "$tree" && "${GIT[@]}" init -q && "${GIT[@]}" add -A -f &&
+		"${GIT[@]}" commit -qm "linux-source-7.3 baseline" && "${GIT[@]}" tag baseline)
+fi
+cd "$tree"
+"${GIT[@]}" rev-parse -q --verify baseline >/dev/null ||
+	"${GIT[@]}" tag baseline "$("${GIT[@]}" rev-list --max-parents=0 HEAD)"
+
+# The tree the series yields, computed in a scratch index without touching the work tree.
+index=$(mktemp)
+trap 'rm -f "$index"' EXIT
+GIT_INDEX_FILE=$index "${GIT[@]}" read-tree baseline
+for p in "${patches[@]}"; do
+	GIT_INDEX_FILE=$index "${GIT[@]}" apply --cached "$p"
+done
+want=$(GIT_INDEX_FILE=$index "${GIT[@]}" write-tree)
+if [[ $("${GIT[@]}" rev-parse 'HEAD^{tree}') != "$want" ]] || ! "${GIT[@]}" diff --quiet HEAD; then
+	echo "build: applying ${#patches[@]} patches to the baseline" >&2
+	"${GIT[@]}" am --abort >/dev/null 2>&1 || true
+	"${GIT[@]}" reset -q --hard baseline
+	for p in "${patches[@]}"; do
+		"${GIT[@]}" am -q "$p"
 	done
-	touch "$tree/.series-$series_sum"
 fi
 
-cd "$tree"
-frags=(--config "$here/config/cgstat.config")
-[[ $variant == debug ]] && frags+=(--config "$here/config/debug.config")
-if [[ ! -f .config || ! -f .config-$series_sum ]]; then
+cfg_sum=$(cat "${frag_files[@]}" | sha256sum | cut -c1-16)
+if [[ ! -f .config || ! -f .config-$cfg_sum ]]; then
+	rm -f .config-*
 	"$VNG" --kconfig "${frags[@]}" >&2
-	touch ".config-$series_sum"
+	touch ".config-$cfg_sum"
 fi
+start=$(date +%s)
 make -s -j"$(nproc)" CC="ccache gcc" bzImage >&2
+echo "build: bzImage up to date after $(($(date +%s) - start)) s" >&2
 echo "$tree/arch/x86/boot/bzImage"

@@ -6,7 +6,8 @@
 #
 # Usage: run-guest.sh [--variant plain|debug] [--mem 2G] CMD...
 # Prints the command's stdout/stderr, saves dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir),
-# and exits with the command's exit code (125 when the guest gave none: it did not boot or crashed).
+# and exits with the command's exit code (125 when the guest gave none: it did not boot or crashed;
+# 3 when the command passed but the guest's dmesg has a WARNING, BUG, Oops, KASAN or lockdep report).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,7 +55,12 @@ if [[ ! -f $out/rc ]]; then
 	tail -n 20 "$out/console" >&2
 	exit 125
 fi
-if grep -qE 'WARNING:|BUG:|KASAN|possible circular locking|kmemleak' "$out/dmesg"; then
-	echo "run-guest: kernel reported problems, see $out/dmesg" >&2
+rc=$(cat "$out/rc")
+# A run whose kernel complained fails, whatever the command said.
+problems='WARNING:|BUG:|Oops|KASAN|lockdep|possible (circular|recursive) locking|kmemleak: [0-9]+ new'
+if grep -qE "$problems" "$out/dmesg"; then
+	echo "run-guest: the guest kernel reported problems (from $out/dmesg):" >&2
+	grep -E -A 12 "$problems" "$out/dmesg" | head -n 60 >&2
+	[[ $rc -ne 0 ]] || rc=3
 fi
-exit "$(cat "$out/rc")"
+exit "$rc"

@@ -1,0 +1,282 @@
+"""The kernel's own mirror (kernel-approach1/): cgroup stat links on a patched kernel.
+
+There the kernel keeps `<bpffs>/cgroup/<path>/<name>` in step with cgroupfs itself, so user space
+only attaches one link per stat (KernelMirror.attach) and checks the result (verify). Nothing
+here runs per cgroup: no watcher, no reconciler.
+
+- supported(): the running kernel has BPF_PROG_TYPE_CGROUP_STAT (feature probe on its BTF).
+- The mirror lives in the bpffs instance mounted with `-o cgroup_mirror` (one per system);
+  enable_mirror() remounts a bpffs with it.
+- attach() loads the stat's `.stat.bpf.o` as BPF_PROG_TYPE_CGROUP_STAT with its collector, shares
+  the stats map pinned under <bpffs>/bpffs-sync/<stat>/ with the user-space mirror, and pins the
+  link there as `native_link` so it can be found and detached later. The files hold the link, so
+  the pin is for bookkeeping, not lifetime.
+- verify() compares the files the kernel made with the cgroups each link's subtree holds.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import bpffs, libbpf
+from .errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
+from .paths import Layout
+from .programs import Collector, StatProgram, object_dir
+
+NATIVE_LINK_PIN = "native_link"
+MIRROR_OPTION = "cgroup_mirror"
+
+
+def supported() -> bool:
+    """Does the running kernel carry the series (BPF_PROG_TYPE_CGROUP_STAT)?"""
+    return libbpf.vmlinux_has_struct("bpf_cgroup_stat_ctx")
+
+
+def require_supported() -> None:
+    if not supported():
+        raise KernelUnsupported("cgroup stat link", "/sys/kernel/btf/vmlinux", errno.EOPNOTSUPP,
+                                "kernel lacks BPF_PROG_TYPE_CGROUP_STAT (kernel-approach1 series)")
+
+
+def mirror_enabled(bpffs_dir: str) -> bool:
+    """Is the bpffs at bpffs_dir the instance holding the kernel's mirror?"""
+    mount = bpffs.mount_of(bpffs_dir)
+    return mount is not None and mount.fstype == "bpf" and MIRROR_OPTION in mount.super_options
+
+
+def enable_mirror(bpffs_dir: str) -> None:
+    """Remount the bpffs at bpffs_dir with cgroup_mirror (the kernel then makes <bpffs>/cgroup)."""
+    if mirror_enabled(bpffs_dir):
+        return
+    res = subprocess.run(["mount", "-o", f"remount,{MIRROR_OPTION}", bpffs_dir],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0 or not mirror_enabled(bpffs_dir):
+        hint = ("EBUSY: another bpffs instance holds the mirror; EEXIST: an entry named `cgroup` is in the "
+                "way (a user-space mirror? `bpffs-sync clean`)")
+        raise EnvironmentProblem("remount cgroup_mirror", bpffs_dir, 0,
+                                 f"{res.stderr.strip() or 'option not taken'} ({hint})")
+
+
+def stat_object_path(spec: StatProgram) -> str:
+    """The stat's object built as SEC("cgroup/stat")."""
+    path = object_dir() / spec.object_file.replace(".bpf.o", ".stat.bpf.o")
+    if not path.is_file():
+        raise EnvironmentProblem("bpf object", str(path), 0, "not built (run `make bpf`)")
+    return str(path)
+
+
+class KernelMirror:
+    """One stat program attached as a cgroup stat link. close() drops our fds; the files stay."""
+
+    def __init__(self, layout: Layout, spec: StatProgram, collector: Collector) -> None:
+        self.layout = layout
+        self.spec = spec
+        self.obj = libbpf.BpfObject(stat_object_path(spec))
+        try:
+            bpffs.mkdir(layout.private_root)
+            bpffs.mkdir(layout.private_path(spec.name))
+            self.obj.set_map_pin_path(spec.stats_map, layout.private_path(spec.name, spec.stats_map))
+            for c in spec.collectors:
+                for prog in c.programs:
+                    self.obj.program(prog).set_autoload(c == collector)
+            self.reader = self.obj.program(spec.name)
+            self.reader.set_cgroup_stat()
+            self.obj.load()
+        except BaseException:
+            self.obj.close()
+            raise
+        self.collector = collector
+
+    @property
+    def link_pin(self) -> str:
+        return self.layout.private_path(self.spec.name, NATIVE_LINK_PIN)
+
+    def attach_collector(self) -> list[libbpf.BpfLink]:
+        """Attach the collector's programs (the caller keeps or pins the links)."""
+        return [self.obj.program(prog).attach() for prog in self.collector.programs]
+
+    def attach(self, cgroup_dir: str, name: str | None = None) -> int:
+        """Create the link at cgroup_dir (file name: name, else the program's); returns the link fd."""
+        try:
+            cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise UsageError("open cgroup", cgroup_dir, err.errno or 0, os.strerror(err.errno or 0)) from err
+        try:
+            return libbpf.link_create_cgroup_stat(self.reader.fd(), cg_fd, name)
+        finally:
+            os.close(cg_fd)
+
+    def close(self) -> None:
+        self.obj.close()
+
+    def __enter__(self) -> KernelMirror:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def detach_all(names: Iterable[str] | None = None) -> int:
+    """BPF_LINK_DETACH every cgroup stat link (or those whose file name is in names); returns how many."""
+    wanted = set(names) if names is not None else None
+    done = 0
+    for desc in libbpf.cgroup_stat_links():
+        if wanted is not None and desc.name not in wanted:
+            continue
+        try:
+            fd = libbpf.link_fd_by_id(desc.link_id)
+        except LibbpfError as err:
+            if err.errno == errno.ENOENT:
+                continue
+            raise
+        try:
+            libbpf.link_detach(fd, f"link id {desc.link_id}")
+            done += 1
+        finally:
+            os.close(fd)
+    return done
+
+
+# --- verify --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NativeReport:
+    """The kernel's mirror against cgroupfs, for every cgroup stat link."""
+
+    mirror_root: str
+    cgroup_root: str
+    links: list[libbpf.CgroupStatLinkDesc]
+    cgroups: int = 0
+    files: int = 0
+    missing: list[str] = field(default_factory=list)  # expected files absent
+    stale: list[str] = field(default_factory=list)  # entries no link accounts for
+    miscounted: list[str] = field(default_factory=list)  # link nr_files != files found
+    unrooted: list[str] = field(default_factory=list)  # links whose root is not under cgroup_root
+    conflicts: list[str] = field(default_factory=list)  # cgroups named like a link's file
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.missing or self.stale or self.miscounted)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "in_sync": self.in_sync,
+            "approach": "kernel",
+            "mirror_root": self.mirror_root,
+            "cgroup_root": self.cgroup_root,
+            "links": [
+                {"id": d.link_id, "name": d.name, "cgroup_id": d.cgroup_id, "nr_files": d.nr_files,
+                 "nr_errors": d.nr_errors}
+                for d in self.links
+            ],
+            "cgroups": self.cgroups,
+            "files": self.files,
+            "drift": {"missing": self.missing, "stale": self.stale, "miscounted": self.miscounted},
+            "unrooted": self.unrooted,
+            "conflicts": self.conflicts,
+        }
+
+    def to_text(self) -> str:
+        lines = [f"{'missing':<14} {p}" for p in self.missing]
+        lines += [f"{'stale':<14} {p}" for p in self.stale]
+        lines += [f"{'miscounted':<14} {p}" for p in self.miscounted]
+        lines += [f"{'unrooted':<14} {p}" for p in self.unrooted]
+        lines += [f"{'conflict':<14} {p} (cgroup named like a stat file; not mirrored)" for p in self.conflicts]
+        drifted = len(self.missing) + len(self.stale) + len(self.miscounted)
+        verdict = "in sync" if self.in_sync else f"DRIFT: {drifted} entries"
+        lines.append(f"{verdict}: {len(self.links)} kernel links, {self.cgroups} cgroups, "
+                     f"{self.files} stat files under {self.mirror_root}")
+        return "\n".join(lines)
+
+
+def _cgroup_paths(cgroup_root: str) -> dict[int, str]:
+    """cgroup id (the v2 directory's inode number) -> path relative to cgroup_root ('' = root)."""
+    ids: dict[int, str] = {}
+    for dirpath, _dirs, _files in os.walk(cgroup_root):
+        try:
+            ino = os.stat(dirpath).st_ino
+        except FileNotFoundError:
+            continue
+        rel = os.path.relpath(dirpath, cgroup_root)
+        ids[ino] = "" if rel == "." else rel
+    return ids
+
+
+def _walk_mirror(mirror_root: str) -> tuple[set[str], set[str]]:
+    """(directories, files) under mirror_root, relative to it ('' = mirror_root itself)."""
+    dirs: set[str] = set()
+    files: set[str] = set()
+    if not os.path.isdir(mirror_root):
+        return dirs, files
+    dirs.add("")
+    for dirpath, dirnames, filenames in os.walk(mirror_root):
+        rel = os.path.relpath(dirpath, mirror_root)
+        base = "" if rel == "." else rel
+        for d in dirnames:
+            dirs.add(os.path.join(base, d))
+        for f in filenames:
+            mode = os.lstat(os.path.join(dirpath, f)).st_mode
+            if stat_mod.S_ISREG(mode):
+                files.add(os.path.join(base, f))
+            else:
+                files.add(os.path.join(base, f) + "?")  # never expected
+    return dirs, files
+
+
+def _ancestors(rel: str) -> Iterable[str]:
+    while rel:
+        rel = os.path.dirname(rel)
+        yield rel
+
+
+def verify(bpffs_dir: str, cgroup_root: str) -> NativeReport:
+    """Compare <bpffs>/cgroup with what every cgroup stat link's subtree under cgroup_root should show."""
+    mirror_root = os.path.join(bpffs_dir, "cgroup")
+    report = NativeReport(mirror_root=mirror_root, cgroup_root=cgroup_root, links=libbpf.cgroup_stat_links())
+    paths = _cgroup_paths(cgroup_root)
+    report.cgroups = len(paths)
+    names = {d.name for d in report.links}
+
+    want_files: dict[str, int] = {}  # rel file -> link id
+    want_dirs: set[str] = {""}
+    shadowed: list[str] = []  # subtrees not mirrored because of a name conflict
+    for desc in report.links:
+        root = paths.get(desc.cgroup_id)
+        if root is None:
+            report.unrooted.append(f"link {desc.link_id} ({desc.name}): cgroup {desc.cgroup_id}")
+            continue
+        for rel in sorted(p for p in paths.values() if p == root or p.startswith(root + "/") or root == ""):
+            if os.path.basename(rel) in names and rel != "":
+                if rel not in shadowed:
+                    shadowed.append(rel)
+                continue
+            want_files[os.path.join(rel, desc.name)] = desc.link_id
+            want_dirs.add(rel)
+            want_dirs.update(_ancestors(rel))
+
+    def is_shadowed(rel: str) -> bool:
+        return any(rel == s or rel.startswith(s + "/") for s in shadowed)
+
+    report.conflicts = sorted(shadowed)
+    want_files = {f: i for f, i in want_files.items() if not is_shadowed(os.path.dirname(f))}
+    dirs, files = _walk_mirror(mirror_root)
+    report.files = len(files)
+    report.missing = sorted(os.path.join(mirror_root, f) for f in want_files if f not in files)
+    report.stale = sorted(
+        [os.path.join(mirror_root, f) for f in files if f not in want_files and not is_shadowed(f)]
+        + [os.path.join(mirror_root, d) + "/" for d in dirs if d not in want_dirs and not is_shadowed(d)]
+    )
+    if os.path.isdir(mirror_root):
+        for desc in report.links:
+            found = sum(1 for f, i in want_files.items() if i == desc.link_id and f in files)
+            if found != desc.nr_files:
+                report.miscounted.append(f"link {desc.link_id} ({desc.name}): nr_files {desc.nr_files}, "
+                                         f"{found} files found")
+    return report

@@ -1,0 +1,77 @@
+"""Fixtures of the kernel series' tests. They run inside the patched 7.3 guest (make kernel-test):
+a bpffs instance with the cgroup mirror, private cgroup subtrees, and a loaded hist_oncpu built
+as SEC("cgroup/stat"). Finalizers detach every link and remove every mount and cgroup made."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from bpffs_sync import libbpf, native
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import lookup
+from bpffs_sync.scratch import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+
+CGROUP2 = "/sys/fs/cgroup"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def patched_kernel() -> None:
+    if not native.supported():
+        pytest.skip("not the kernel-approach1 kernel (run these with `make kernel-test`, inside its guest)")
+
+
+@pytest.fixture
+def mirror_fs() -> Iterator[str]:
+    """A bpffs mounted with cgroup_mirror; its cgroup/ directory is the kernel's mirror."""
+    path = mount_bpffs("cgroup_mirror")
+    try:
+        yield path
+    finally:
+        native.detach_all()
+        umount_bpffs(path)
+
+
+@pytest.fixture
+def cg() -> Iterator[str]:
+    """A private cgroup v2 subtree."""
+    path = make_cgroup_root("cgstat")
+    try:
+        yield path
+    finally:
+        remove_cgroup_tree(path)
+
+
+@pytest.fixture
+def stat(mirror_fs: str) -> Iterator[native.KernelMirror]:
+    """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT, its collector attached."""
+    spec = lookup("hist_oncpu")
+    collector = spec.collectors[0]
+    with native.KernelMirror(Layout(mirror_fs, CGROUP2), spec, collector) as km:
+        links = km.attach_collector()
+        try:
+            yield km
+        finally:
+            for link in links:
+                link.destroy()
+
+
+@pytest.fixture
+def link_fds() -> Iterator[list[int]]:
+    """Link fds a test opens; closed at the end (the files keep the links until detached)."""
+    fds: list[int] = []
+    try:
+        yield fds
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def link_desc(fd: int) -> libbpf.CgroupStatLinkDesc:
+    desc = libbpf.cgroup_stat_link_info(fd)
+    assert desc is not None
+    return desc

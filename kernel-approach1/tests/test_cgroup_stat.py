@@ -1,0 +1,359 @@
+"""The series' behaviour, one test per behaviour, against the running patched kernel.
+
+Every check reads ground truth from cgroupfs and the bpffs mirror the kernel made; nothing is
+mocked. Run inside the guest by `make kernel-test` (kernel-approach1/scripts/test.sh).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import CGROUP2, link_desc
+
+from bpffs_sync import libbpf, native
+from bpffs_sync.errors import LibbpfError
+from bpffs_sync.histogram import parse_stat
+from bpffs_sync.scratch import mount_bpffs, umount_bpffs
+
+NAME = "hist_oncpu"
+
+
+def mirror_of(mirror_fs: str, cgroup_dir: str) -> str:
+    """The kernel's mirror directory of a cgroup v2 directory."""
+    rel = os.path.relpath(cgroup_dir, CGROUP2)
+    return os.path.join(mirror_fs, "cgroup") if rel == "." else os.path.join(mirror_fs, "cgroup", rel)
+
+
+def stat_files(mirror_fs: str, name: str = NAME) -> set[str]:
+    """Every file called name under the mirror, as cgroup paths relative to the mirror root."""
+    top = os.path.join(mirror_fs, "cgroup")
+    found = set()
+    for dirpath, _dirs, files in os.walk(top):
+        if name in files:
+            found.add(os.path.relpath(dirpath, top))
+    return found
+
+
+def cgroups_under(root: str) -> set[str]:
+    return {os.path.relpath(d, CGROUP2) for d, _, _ in os.walk(root)}
+
+
+def make_tree(cg: str, *rels: str) -> None:
+    for rel in rels:
+        os.makedirs(os.path.join(cg, rel))
+
+
+def burn(cgroup_dir: str, seconds: float) -> None:
+    """Run a CPU-bound child in cgroup_dir for `seconds` of wall time."""
+    code = (
+        "import os,sys,time\n"
+        f"open(os.path.join({cgroup_dir!r}, 'cgroup.procs'), 'w').write(str(os.getpid()))\n"
+        f"end = time.monotonic() + {seconds}\n"
+        "while time.monotonic() < end: pass\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+# --- files where, and only where, they belong ----------------------------------------------------
+
+
+def test_subtree_link_files_exactly_below_root(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                               link_fds: list[int]) -> None:
+    """A link at a subtree gives every cgroup there a file, and no cgroup outside it one."""
+    make_tree(cg, "a/b/c", "a/d", "system.slice/foo.service")
+    link_fds.append(stat.attach(cg))
+    assert stat_files(mirror_fs) == cgroups_under(cg)
+    assert not os.path.exists(os.path.join(mirror_fs, "cgroup", NAME))  # the root cgroup has none
+    assert link_desc(link_fds[0]).nr_files == len(cgroups_under(cg))
+
+
+def test_root_link_covers_every_cgroup(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                       link_fds: list[int]) -> None:
+    """A link at the v2 root mirrors the whole hierarchy, root included, and verify agrees."""
+    make_tree(cg, "x/y", "init.scope")
+    link_fds.append(stat.attach(CGROUP2, "all_oncpu"))
+    assert stat_files(mirror_fs, "all_oncpu") == cgroups_under(CGROUP2)
+    report = native.verify(mirror_fs, CGROUP2)
+    assert report.in_sync, report.to_text()
+    assert report.files == len(cgroups_under(CGROUP2))
+
+
+def test_cat_prints_that_cgroups_data(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                      link_fds: list[int]) -> None:
+    """Reading a cgroup's file runs the program for that cgroup: its id, its CPU time."""
+    make_tree(cg, "busy", "idle")
+    link_fds.append(stat.attach(cg))
+    burn(os.path.join(cg, "busy"), 0.3)
+    busy = parse_stat(read(os.path.join(mirror_of(mirror_fs, cg), "busy", NAME)))
+    idle = parse_stat(read(os.path.join(mirror_of(mirror_fs, cg), "idle", NAME)))
+    assert busy.summary["cgroup_id"] == os.stat(os.path.join(cg, "busy")).st_ino
+    assert idle.summary["cgroup_id"] == os.stat(os.path.join(cg, "idle")).st_ino
+    assert busy.summary["total_ns"] > 200_000_000
+    assert idle.summary.get("total_ns", 0) == 0
+
+
+# --- the tree follows mkdir and rmdir synchronously ----------------------------------------------
+
+
+ODD_NAMES = ["system.slice", "foo.service", "with space", "ünïcödé", "x" * 255, ".hidden", "a..b"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES, ids=lambda n: n[:16])
+def test_mkdir_rmdir_reflected_before_return(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                             link_fds: list[int], name: str) -> None:
+    """The file exists when mkdir returns and is gone when rmdir returns, dotted names included."""
+    link_fds.append(stat.attach(cg))
+    path = os.path.join(cg, name)
+    mirrored = os.path.join(mirror_of(mirror_fs, cg), name)
+    os.mkdir(path)
+    assert os.path.isfile(os.path.join(mirrored, NAME))
+    os.mkdir(os.path.join(path, "child.scope"))
+    assert os.path.isfile(os.path.join(mirrored, "child.scope", NAME))
+    os.rmdir(os.path.join(path, "child.scope"))
+    os.rmdir(path)
+    assert not os.path.lexists(mirrored)
+    assert link_desc(link_fds[0]).nr_files == 1
+
+
+def test_deep_nesting(stat: native.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]) -> None:
+    """Depth 12 below the link's root, made after the link, all mirrored; removal prunes all."""
+    link_fds.append(stat.attach(cg))
+    rel = os.path.join(*[f"l{i}.slice" for i in range(12)])
+    os.makedirs(os.path.join(cg, rel))
+    assert os.path.isfile(os.path.join(mirror_of(mirror_fs, cg), rel, NAME))
+    assert link_desc(link_fds[0]).nr_files == 13
+    parts = rel.split("/")
+    for i in range(len(parts), 0, -1):
+        os.rmdir(os.path.join(cg, *parts[:i]))
+    assert os.listdir(mirror_of(mirror_fs, cg)) == [NAME]
+
+
+def test_delegated_unprivileged_mkdir_is_mirrored(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                                  link_fds: list[int]) -> None:
+    """A mkdir by an unprivileged owner of a delegated subtree is mirrored all the same."""
+    make_tree(cg, "user")
+    delegated = os.path.join(cg, "user")
+    for entry in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        os.chown(os.path.join(delegated, entry), 65534, 65534)
+    os.chmod(mirror_fs, 0o700)  # like systemd's /sys/fs/bpf: the user cannot even look
+    link_fds.append(stat.attach(cg))
+    subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir",
+                    os.path.join(delegated, "job.scope")], check=True)
+    made = os.path.join(mirror_of(mirror_fs, cg), "user", "job.scope", NAME)
+    assert os.path.isfile(made)
+    assert os.stat(made).st_uid == 0  # owned by the instance, not by the user
+
+
+# --- what users may not do -----------------------------------------------------------------------
+
+
+def test_mirror_is_read_only_for_users(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                       link_fds: list[int]) -> None:
+    """Root cannot unlink, rename, chmod or create inside the mirror: it is the kernel's."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    mdir = os.path.join(mirror_of(mirror_fs, cg), "a")
+    ops: list[Callable[[], object]] = [
+
+        lambda: os.unlink(os.path.join(mdir, NAME)),
+        lambda: os.rename(mdir, mdir + ".moved"),
+        lambda: os.rmdir(os.path.join(mirror_fs, "cgroup")),
+        lambda: os.rename(os.path.join(mirror_fs, "cgroup"), os.path.join(mirror_fs, "elsewhere")),
+        lambda: os.mkdir(os.path.join(mdir, "extra")),
+        lambda: os.chmod(os.path.join(mdir, NAME), 0o666),
+        lambda: os.close(os.open(os.path.join(mdir, "new"), os.O_WRONLY | os.O_CREAT)),
+        lambda: os.close(os.open(os.path.join(mdir, NAME), os.O_WRONLY)),
+    ]
+    for op in ops:
+        with pytest.raises(OSError) as exc:
+            op()
+        assert exc.value.errno in (errno.EPERM, errno.EACCES, errno.EROFS)
+    fd = libbpf.obj_get(os.path.join(mirror_fs, "bpffs-sync", NAME, "oncpu_stats"))
+    try:
+        with pytest.raises(LibbpfError):  # no pins inside the mirror
+            libbpf.obj_pin(fd, os.path.join(mdir, "pinned"))
+    finally:
+        os.close(fd)
+
+
+def test_name_collision_skips_the_subtree(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                          link_fds: list[int]) -> None:
+    """A cgroup named like the stat file: mkdir works, the file wins, the subtree is not mirrored."""
+    link_fds.append(stat.attach(cg))
+    os.makedirs(os.path.join(cg, NAME, "below"))
+    assert os.path.isfile(os.path.join(mirror_of(mirror_fs, cg), NAME))
+    assert link_desc(link_fds[0]).nr_errors == 2  # the cgroup and its child
+    report = native.verify(mirror_fs, CGROUP2)
+    assert report.in_sync, report.to_text()
+    assert report.conflicts == [os.path.relpath(os.path.join(cg, NAME), CGROUP2)]
+
+
+# --- link lifetime -------------------------------------------------------------------------------
+
+
+def test_files_keep_the_link_after_its_fd_closes(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                                 link_fds: list[int]) -> None:
+    """Closing the link fd keeps files and link; new cgroups still get files; detach removes all."""
+    make_tree(cg, "a/b")
+    fd = stat.attach(cg)
+    link_id = link_desc(fd).link_id
+    os.close(fd)
+    assert stat_files(mirror_fs) == cgroups_under(cg)
+    assert any(d.link_id == link_id for d in libbpf.cgroup_stat_links())
+    make_tree(cg, "a/c")
+    assert os.path.isfile(os.path.join(mirror_of(mirror_fs, cg), "a", "c", NAME))
+    assert parse_stat(read(os.path.join(mirror_of(mirror_fs, cg), "a", NAME))).summary["cgroup_id"] > 0
+
+    assert native.detach_all([NAME]) == 1
+    assert stat_files(mirror_fs) == set()
+    assert os.listdir(os.path.join(mirror_fs, "cgroup")) == []  # every directory it made is gone
+    deadline = time.monotonic() + 5
+    while any(d.link_id == link_id for d in libbpf.cgroup_stat_links()):  # freed by a workqueue
+        assert time.monotonic() < deadline, "link still alive after its files were removed"
+        time.sleep(0.01)
+
+
+def test_detach_leaves_other_links_alone(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                         link_fds: list[int]) -> None:
+    """Two links on nested roots: detaching one keeps the other's files and shared directories."""
+    make_tree(cg, "a/b")
+    link_fds.append(stat.attach(cg, "outer"))
+    link_fds.append(stat.attach(os.path.join(cg, "a", "b"), "inner"))
+    libbpf.link_detach(link_fds[0])
+    assert stat_files(mirror_fs, "outer") == set()
+    assert stat_files(mirror_fs, "inner") == {os.path.relpath(os.path.join(cg, "a", "b"), CGROUP2)}
+    assert link_desc(link_fds[1]).nr_files == 1
+    assert link_desc(link_fds[0]).nr_files == 0
+
+
+def test_removing_the_root_cgroup_detaches(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                           link_fds: list[int]) -> None:
+    """rmdir of a link's root removes its last file and the directories above that it needed."""
+    make_tree(cg, "r/s")
+    link_fds.append(stat.attach(os.path.join(cg, "r")))
+    os.rmdir(os.path.join(cg, "r", "s"))
+    os.rmdir(os.path.join(cg, "r"))
+    assert link_desc(link_fds[0]).nr_files == 0
+    assert os.listdir(os.path.join(mirror_fs, "cgroup")) == []
+    make_tree(cg, "r")  # a new cgroup of that name is not the link's root
+    assert stat_files(mirror_fs) == set()
+
+
+def test_open_file_survives_rmdir_and_detach(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                             link_fds: list[int]) -> None:
+    """An open file keeps its program: after detach it still reads; after rmdir it reads ENODEV."""
+    make_tree(cg, "a", "b")
+    link_fds.append(stat.attach(cg))
+    fa = os.open(os.path.join(mirror_of(mirror_fs, cg), "a", NAME), os.O_RDONLY)
+    fb = os.open(os.path.join(mirror_of(mirror_fs, cg), "b", NAME), os.O_RDONLY)
+    try:
+        libbpf.link_detach(link_fds[0])
+        assert b"cgroup_id:" in os.read(fa, 32768)
+        os.rmdir(os.path.join(cg, "b"))
+        with pytest.raises(OSError) as exc:
+            os.read(fb, 32768)
+        assert exc.value.errno == errno.ENODEV
+    finally:
+        os.close(fa)
+        os.close(fb)
+
+
+# --- the mirror instance -------------------------------------------------------------------------
+
+
+def test_one_mirror_instance(mirror_fs: str) -> None:
+    """A second bpffs with cgroup_mirror is refused (EBUSY); plain instances are unaffected."""
+    second = tempfile.mkdtemp(prefix="cgstat-second-")
+    try:
+        res = subprocess.run(["mount", "-t", "bpf", "-o", "cgroup_mirror", "bpf", second],
+                             capture_output=True, text=True, check=False)
+        if res.returncode == 0:
+            umount_bpffs(second)
+            second = ""
+        assert res.returncode != 0, "a second cgroup_mirror instance was mounted"
+    finally:
+        if second:
+            os.rmdir(second)
+    plain = mount_bpffs()
+    try:
+        assert os.listdir(plain) == []
+    finally:
+        umount_bpffs(plain)
+
+
+def test_mirror_enabled_later_shows_existing_links(cg: str, link_fds: list[int]) -> None:
+    """A link made with no mirror instance gets its files when one is mounted, and loses them at umount."""
+    from bpffs_sync.paths import Layout
+    from bpffs_sync.programs import lookup
+
+    private = mount_bpffs()
+    try:
+        spec = lookup("hist_oncpu")
+        with native.KernelMirror(Layout(private, CGROUP2), spec, spec.collectors[0]) as km:
+            make_tree(cg, "a")
+            link_fds.append(km.attach(cg))
+        assert link_desc(link_fds[0]).nr_files == 0
+        subprocess.run(["mount", "-o", "remount,cgroup_mirror", private], check=True)
+        assert native.mirror_enabled(private)
+        assert stat_files(private) == cgroups_under(cg)
+        assert link_desc(link_fds[0]).nr_files == 2
+    finally:
+        umount_bpffs(private)
+    assert link_desc(link_fds[0]).nr_files == 0  # the files went with the instance
+    make_tree(cg, "b")  # and mkdir does not bring them back
+    assert link_desc(link_fds[0]).nr_files == 0
+    native.detach_all()
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".", "..", "x" * 256])
+def test_bad_names_refused(stat: native.KernelMirror, cg: str, name: str) -> None:
+    """A file name must be one path component of 1..255 bytes."""
+    with pytest.raises(LibbpfError) as exc:
+        stat.attach(cg, name)
+    assert exc.value.errno == errno.EINVAL
+
+
+def test_duplicate_name_and_bad_roots_refused(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                              link_fds: list[int]) -> None:
+    """Same name twice in a hierarchy: EEXIST, nothing changed; a non-cgroup fd: EBADF."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    before = stat_files(mirror_fs)
+    with pytest.raises(LibbpfError) as exc:
+        stat.attach(os.path.join(cg, "a"))
+    assert exc.value.errno == errno.EEXIST
+    assert stat_files(mirror_fs) == before
+    with pytest.raises(LibbpfError) as exc:
+        stat.attach("/tmp")
+    assert exc.value.errno == errno.EBADF
+
+
+# --- user space on top ---------------------------------------------------------------------------
+
+
+def test_verify_cli_in_sync_with_the_kernel_tree(stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                                 link_fds: list[int]) -> None:
+    """`bpffs-sync verify --kernel` finds no drift in the tree the kernel made."""
+    make_tree(cg, "a/b.scope", "c.slice")
+    link_fds.append(stat.attach(cg))
+    res = subprocess.run([os.path.join(os.path.dirname(sys.executable), "bpffs-sync"), "verify", "--kernel",
+                          "--bpffs", mirror_fs, "--json"], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["in_sync"] and doc["files"] == len(cgroups_under(cg))
