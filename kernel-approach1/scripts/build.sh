@@ -20,6 +20,10 @@ patches=("$here"/patches/*.patch)
 [[ -e ${patches[0]} ]] || patches=()
 
 export CCACHE_DIR=$CACHE/ccache
+mkdir -p "$CACHE"
+# One build per tree at a time (a second `make test` waits instead of racing this one).
+exec 9>"$CACHE/build-$variant.lock"
+flock 9
 frag_files=("$here/config/base.config")
 [[ $variant == debug ]] && frag_files+=("$here/config/debug.config")
 frags=()
