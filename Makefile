@@ -12,7 +12,7 @@ CLANG ?= clang
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
 VENV := .venv/bin
 
-.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-test kernel-smoke
+.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-test kernel-bench kernel-smoke
 
 all: bpf
 
@@ -45,9 +45,9 @@ demo: start-daemon
 	$(VENV)/bpffs-sync demo
 
 lint: deps
-	$(VENV)/ruff check bpffs_sync v1_controllers tests kernel-approach1/tests
+	$(VENV)/ruff check bpffs_sync v1_controllers tests kernel-approach1/tests kernel-approach1/bench
 	$(VENV)/mypy
-	$(VENV)/mypy kernel-approach1/tests
+	$(VENV)/mypy kernel-approach1/tests kernel-approach1/bench
 
 test: bpf lint
 	$(VENV)/pytest -q
@@ -71,6 +71,11 @@ kernel: deps
 kernel-test: deps
 	@scripts/install-deps.sh --kernel
 	kernel-approach1/scripts/test.sh
+
+# Kernel mirror benchmarks in the guest (link create = cgroup_mutex hold, mkdir cost, reads), vs same-run baselines.
+kernel-bench: deps
+	@scripts/install-deps.sh --kernel
+	kernel-approach1/scripts/test.sh --bench
 
 # The user-space mirror's kernel tests, inside a 7.3 guest (virtme-ng under TCG, ~4 min).
 kernel-smoke: kernel bpf

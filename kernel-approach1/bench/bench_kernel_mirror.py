@@ -1,0 +1,204 @@
+"""Benchmarks of the kernel's mirror, each against a baseline measured in the same run (in the guest).
+
+    make kernel-bench            (kernel-approach1/scripts/test.sh --bench)
+
+- link create over N existing cgroups: the syscall holds cgroup_mutex for the whole walk, so its
+  duration is the cgroup_mutex hold time. Baseline: the user-space mirror's first full pass
+  (`bpffs-sync run --once`) over the same tree, which pins one iterator per cgroup.
+- mkdir/rmdir of N cgroups with a link on their root vs without one: what the mirror adds to
+  each mkdir and rmdir (it runs inside them, under cgroup_mutex).
+- mkdir stall: the worst mkdir latency of a concurrent mkdir loop while a link is created over N
+  cgroups, vs the same loop's worst latency with nothing else running.
+- read: open+read+close of a kernel-made file vs a user-space pinned iterator of the same program.
+
+Numbers under TCG (no KVM here) are slow in absolute terms; the ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from bpffs_sync import native
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import lookup
+from bpffs_sync.scratch import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+
+CGROUP2 = "/sys/fs/cgroup"
+
+
+def make_tree(root: str, n: int) -> list[str]:
+    """n cgroups as ceil(sqrt n) parents of about sqrt n children; returns them parents first."""
+    width = max(1, int(n ** 0.5))
+    made: list[str] = []
+    i = 0
+    while len(made) < n:
+        parent = os.path.join(root, f"p{i}.slice")
+        os.mkdir(parent)
+        made.append(parent)
+        for j in range(min(width, n - len(made))):
+            child = os.path.join(parent, f"c{j}.scope")
+            os.mkdir(child)
+            made.append(child)
+        i += 1
+    return made
+
+
+def remove_tree(made: list[str]) -> float:
+    start = time.perf_counter()
+    for path in reversed(made):
+        os.rmdir(path)
+    return time.perf_counter() - start
+
+
+def timed_make(root: str, n: int) -> tuple[list[str], float]:
+    start = time.perf_counter()
+    made = make_tree(root, n)
+    return made, time.perf_counter() - start
+
+
+class MkdirProbe(threading.Thread):
+    """mkdir+rmdir in a loop until stopped; keeps the worst latency."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.stop = threading.Event()
+        self.worst = 0.0
+        self.samples: list[float] = []
+
+    def run(self) -> None:
+        path = os.path.join(self.root, "probe")
+        while not self.stop.is_set():
+            start = time.perf_counter()
+            os.mkdir(path)
+            took = time.perf_counter() - start
+            os.rmdir(path)
+            self.samples.append(took)
+            self.worst = max(self.worst, took)
+
+
+def probe_while(root: str, action: object) -> tuple[float, float]:
+    """(worst mkdir latency during action(), median latency)"""
+    probe = MkdirProbe(root)
+    probe.start()
+    time.sleep(0.05)
+    assert callable(action)
+    action()
+    time.sleep(0.05)
+    probe.stop.set()
+    probe.join()
+    return probe.worst, statistics.median(probe.samples) if probe.samples else 0.0
+
+
+def read_cost(path: str, reads: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reads):
+        fd = os.open(path, os.O_RDONLY)
+        os.read(fd, 32768)
+        os.close(fd)
+    return (time.perf_counter() - start) / reads
+
+
+def bench(n: int, reads: int) -> dict[str, float]:
+    spec = lookup("hist_oncpu")
+    out: dict[str, float] = {"cgroups": n}
+    fs = mount_bpffs("cgroup_mirror")
+    userspace_fs = mount_bpffs()
+    root = make_cgroup_root("cgstat-bench")
+    try:
+        with native.KernelMirror(Layout(fs, CGROUP2), spec, spec.collectors[0]) as km:
+            links = km.attach_collector()
+            # mkdir/rmdir without a link (baseline), then with one on the root
+            made, out["mkdir_plain_s"] = timed_make(root, n)
+            out["rmdir_plain_s"] = remove_tree(made)
+            fd = km.attach(root)
+            made, out["mkdir_mirrored_s"] = timed_make(root, n)
+            out["rmdir_mirrored_s"] = remove_tree(made)
+            os.close(fd)
+            native.detach_all()
+
+            # link create over n cgroups (cgroup_mutex hold) vs the user-space first pass
+            made = make_tree(root, n)
+            fds: list[int] = []
+            start = time.perf_counter()
+            fds.append(km.attach(root))
+            out["link_create_s"] = time.perf_counter() - start
+            files = [os.path.join(fs, "cgroup", os.path.relpath(p, CGROUP2), "hist_oncpu") for p in made]
+            out["kernel_read_us"] = read_cost(files[-1], reads) * 1e6
+            native.detach_all()
+            os.close(fds.pop())
+
+            exe = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
+            start = time.perf_counter()
+            subprocess.run([exe, "run", "--once", "--no-watch", "--bpffs", userspace_fs, "--cgroup-root", root],
+                           check=True, capture_output=True)
+            out["userspace_first_pass_s"] = time.perf_counter() - start
+            rel = os.path.relpath(made[-1], root)
+            out["userspace_read_us"] = read_cost(os.path.join(userspace_fs, "cgroup", rel, "hist_oncpu"), reads) * 1e6
+            subprocess.run([exe, "clean", "--bpffs", userspace_fs, "--cgroup-root", root],
+                           check=False, capture_output=True)
+
+            # mkdir stall while a link is created over n cgroups
+            out["mkdir_worst_idle_ms"], out["mkdir_median_idle_ms"] = (
+                x * 1e3 for x in probe_while(CGROUP2, lambda: time.sleep(out["link_create_s"])))
+            worst, median = probe_while(CGROUP2, lambda: fds.append(km.attach(root)))
+            out["mkdir_worst_during_attach_ms"], out["mkdir_median_during_attach_ms"] = worst * 1e3, median * 1e3
+            native.detach_all()
+            for fd in fds:
+                os.close(fd)
+            remove_tree(made)
+            for link in links:
+                link.destroy()
+    finally:
+        native.detach_all()
+        remove_cgroup_tree(root)
+        umount_bpffs(fs)
+        umount_bpffs(userspace_fs)
+    return out
+
+
+def report(r: dict[str, float]) -> str:
+    n = int(r["cgroups"])
+    lines = [
+        f"cgroups: {n}",
+        f"  link create (cgroup_mutex held): {r['link_create_s']:.3f} s = "
+        f"{r['link_create_s'] / n * 1e6:.1f} us/cgroup; user-space first pass {r['userspace_first_pass_s']:.3f} s "
+        f"(kernel/user-space {r['link_create_s'] / r['userspace_first_pass_s']:.2f}x)",
+        f"  mkdir  with link {r['mkdir_mirrored_s'] / n * 1e6:.1f} us vs without {r['mkdir_plain_s'] / n * 1e6:.1f} us "
+        f"per cgroup ({r['mkdir_mirrored_s'] / r['mkdir_plain_s']:.2f}x)",
+        f"  rmdir  with link {r['rmdir_mirrored_s'] / n * 1e6:.1f} us vs without {r['rmdir_plain_s'] / n * 1e6:.1f} us "
+        f"per cgroup ({r['rmdir_mirrored_s'] / r['rmdir_plain_s']:.2f}x)",
+        f"  mkdir worst latency during link create {r['mkdir_worst_during_attach_ms']:.1f} ms vs idle "
+        f"{r['mkdir_worst_idle_ms']:.1f} ms (median {r['mkdir_median_during_attach_ms']:.2f} vs "
+        f"{r['mkdir_median_idle_ms']:.2f} ms)",
+        f"  read kernel file {r['kernel_read_us']:.1f} us vs user-space pinned iterator "
+        f"{r['userspace_read_us']:.1f} us "
+        f"({r['kernel_read_us'] / r['userspace_read_us']:.2f}x)",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, action="append", help="cgroups (repeatable; default 1000 and 10000)")
+    ap.add_argument("--reads", type=int, default=500)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    native.require_supported()
+    results = [bench(n, args.reads) for n in (args.count or [1000, 10000])]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("\n".join(report(r) for r in results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
