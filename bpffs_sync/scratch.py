@@ -58,10 +58,17 @@ def remove_cgroup_tree(root: str, timeout: float = 10.0) -> None:
     if os.path.exists(kill):
         with open(kill, "w", encoding="ascii") as f:
             f.write("1")
+    _rmdir_post_order(root, timeout)
+
+
+def _rmdir_post_order(root: str, timeout: float, before: Callable[[str], None] | None = None) -> None:
+    """rmdir root and everything below, deepest first, retrying (tasks take a moment to leave)
+    until timeout; before(d) runs ahead of each rmdir."""
     deadline = time.monotonic() + timeout
     while os.path.isdir(root):
-        dirs = [d for d, _, _ in os.walk(root)]
-        for d in sorted(dirs, key=len, reverse=True):
+        for d in sorted((d for d, _, _ in os.walk(root)), key=len, reverse=True):
+            if before is not None:
+                before(d)
             try:
                 os.rmdir(d)
             except FileNotFoundError:
@@ -111,19 +118,7 @@ def _evacuate(cgroup_dir: str, parent: str) -> None:
 def remove_v1_cgroup_tree(root: str, timeout: float = 10.0) -> None:
     """Move every task below root to root's parent, then rmdir post-order (retrying while they move)."""
     parent = os.path.dirname(root.rstrip("/"))
-    deadline = time.monotonic() + timeout
-    while os.path.isdir(root):
-        dirs = sorted((d for d, _, _ in os.walk(root)), key=len, reverse=True)
-        for d in dirs:
-            _evacuate(d, parent)
-            try:
-                os.rmdir(d)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.02)
+    _rmdir_post_order(root, timeout, lambda d: _evacuate(d, parent))
 
 
 @contextmanager
