@@ -50,13 +50,21 @@ for p in "${patches[@]}"; do
 	GIT_INDEX_FILE=$index "${GIT[@]}" apply --cached "$p"
 done
 want=$(GIT_INDEX_FILE=$index "${GIT[@]}" write-tree)
-if [[ $("${GIT[@]}" rev-parse 'HEAD^{tree}') != "$want" ]] || ! "${GIT[@]}" diff --quiet HEAD; then
+dirty=$("${GIT[@]}" status --porcelain --untracked-files=no)
+if [[ $("${GIT[@]}" rev-parse 'HEAD^{tree}') != "$want" ]]; then
+	if [[ -n $dirty ]]; then
+		echo "build: $tree has uncommitted changes and is not the series; refusing to reset it" >&2
+		echo "$dirty" | head -n 5 >&2
+		exit 2
+	fi
 	echo "build: applying ${#patches[@]} patches to the baseline" >&2
 	"${GIT[@]}" am --abort >/dev/null 2>&1 || true
 	"${GIT[@]}" reset -q --hard baseline
 	for p in "${patches[@]}"; do
 		"${GIT[@]}" am -q "$p"
 	done
+elif [[ -n $dirty ]]; then
+	echo "build: building uncommitted changes on top of the series in $tree" >&2
 fi
 
 cfg_sum=$(cat "${frag_files[@]}" | sha256sum | cut -c1-16)
