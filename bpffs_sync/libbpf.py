@@ -570,11 +570,13 @@ def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = Non
 
 def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | None:
     """The cgroup stat view of the link at fd, None for any other link type."""
+    probe = LinkInfo()  # no pointers in: other link types read the union differently
+    _get_info(fd, probe, what)
+    if probe.type != BPF_LINK_TYPE_CGROUP_STAT:
+        return None
     name = ctypes.create_string_buffer(256)
     info = CgroupStatLinkInfo(name=ctypes.addressof(name), name_len=len(name))
     _get_info(fd, info, what)
-    if info.type != BPF_LINK_TYPE_CGROUP_STAT:
-        return None
     return CgroupStatLinkDesc(
         link_id=info.id,
         prog_id=info.prog_id,
