@@ -17,8 +17,10 @@ export PATH="$(dirname "$VNG"):$PATH"  # vng runs virtme-configkernel from its o
 GIT=(git -c user.name=bpffs-sync -c user.email=bpffs-sync@localhost -c advice.detachedHead=false)
 src=$("$here/scripts/fetch-source.sh")
 tree=$CACHE/build-$variant
-patches=("$here"/patches/*.patch)
-[[ -e ${patches[0]} ]] || patches=()
+patches=()
+for p in "$here"/patches/*.patch; do
+	[[ -e $p && $p != *-cover-letter.patch ]] && patches+=("$p")
+done
 
 export CCACHE_DIR=$CACHE/ccache
 mkdir -p "$CACHE"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Export the series from a developer's kernel tree into ../patches: `git format-patch baseline..HEAD`
+# with a cover letter whose subject and body come from ../cover-letter.txt (first line: subject),
+# then checkpatch.pl --strict on every patch (fails on any error, warning or check).
+# Usage: export-series.sh [TREE]   (default: $BPFFS_SYNC_KCACHE/build-plain)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
+tree=${1:-$CACHE/build-plain}
+out=$here/patches
+
+rm -f "$out"/*.patch
+git -C "$tree" -c user.name=bpffs-sync -c user.email=bpffs-sync@localhost format-patch -q --cover-letter --subject-prefix="PATCH bpf-next" -o "$out" baseline..HEAD
+cover=$(ls "$out"/0000-cover-letter.patch)
+python3 - "$cover" "$here/cover-letter.txt" <<'PY'
+import sys
+cover, text = sys.argv[1], open(sys.argv[2]).read()
+subject, _, body = text.partition("\n")
+s = open(cover).read()
+s = s.replace("*** SUBJECT HERE ***", subject.strip()).replace("*** BLURB HERE ***", body.strip("\n"))
+open(cover, "w").write(s)
+PY
+status=0
+for p in "$out"/*.patch; do
+	[[ $p == "$cover" ]] && continue
+	res=$("$tree/scripts/checkpatch.pl" --strict -q "$p" 2>&1 || true)
+	if [[ -n $res ]]; then
+		echo "$res" >&2
+		status=1
+	fi
+done
+ls "$out"
+exit $status
