@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from . import bpffs, forest
+from . import bpffs, forest, native
 from .errors import EnvironmentProblem
 from .paths import Layout
 from .status import daemon_status
@@ -16,7 +16,10 @@ def clean(layout: Layout) -> int:
     if daemon.get("running"):
         raise EnvironmentProblem("clean", layout.bpffs, 0, f"bpffs-sync run is active (pid {daemon['pid']})")
     removed = 0
-    for top in (layout.mirror_root, forest.v1_root(layout.bpffs), layout.private_root):
+    tops = [layout.mirror_root, forest.v1_root(layout.bpffs), layout.private_root]
+    if native.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's: `clean --kernel` detaches its links
+        tops.remove(layout.mirror_root)
+    for top in tops:
         if os.path.lexists(top):
             removed += bpffs.remove_tree(top)
     return removed

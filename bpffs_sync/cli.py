@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from . import log, preflight
 from .errors import SyncError, UsageError
-from .programs import lookup
+from .programs import CATALOGUE, lookup
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 BENCHES = ("lag", "sync", "read")
@@ -60,8 +60,11 @@ def _selection(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import RunOptions, run
 
+    if args.kernel:
+        return _run_kernel(args)
     selection = _selection(args)
     layout, specs = _prepare(args)
+    _refuse_kernel_mirror(layout.bpffs)
     opts = RunOptions(resync_interval=args.resync_interval, watch=not args.no_watch, once=args.once,
                       force_raw_tp=args.raw_tp)
     return run(layout, specs, opts, selection)
@@ -87,6 +90,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         print(report.to_text())
     return EXIT_OK if report.in_sync else EXIT_DRIFT
+
+
+def _refuse_kernel_mirror(bpffs_dir: str) -> None:
+    """The user-space mirror cannot write into a tree the kernel owns."""
+    from . import native
+
+    if native.mirror_enabled(bpffs_dir):
+        raise UsageError("run", bpffs_dir, 0, "this bpffs holds the kernel's mirror (cgroup_mirror): use --kernel")
+
+
+def _run_kernel(args: argparse.Namespace) -> int:
+    """run --kernel: attach one cgroup stat link per stat and leave (the kernel keeps the tree)."""
+    from dataclasses import asdict
+
+    from . import native
+
+    if args.v1:
+        raise UsageError("run --kernel", "--v1", 0, "the kernel series mirrors cgroup v2 only (v1 is part 2)")
+    layout, specs = _prepare(args, mount=True, objects=False)
+    outcomes = native.attach_stats(layout, specs, force_raw_tp=args.raw_tp)
+    if args.json:
+        _print_json({"mirror_root": layout.mirror_root, "cgroup_root": layout.cgroup_root,
+                     "links": [asdict(o) for o in outcomes]})
+    else:
+        for o in outcomes:
+            print(f"{o.action:<8} {o.stat}: link {o.link_id}, {o.nr_files} files, {o.nr_errors} errors "
+                  f"(pinned at {o.pin})")
+    return EXIT_OK
 
 
 def _verify_kernel(args: argparse.Namespace) -> int:
@@ -119,8 +150,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from .clean import clean
 
-    layout, _specs = _prepare(args, mount=False, objects=False)
-    removed = clean(layout)
+    layout, specs = _prepare(args, mount=False, objects=False)
+    if args.kernel:
+        from . import native
+
+        names = [s.name for s in specs] if args.program else list(CATALOGUE)
+        removed = native.clean(layout, names)
+    else:
+        removed = clean(layout)
     if args.json:
         _print_json({"removed": removed})
     else:
@@ -182,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="no inotify: periodic full passes only")
     p.add_argument("--once", action="store_true", help="one full pass, then exit")
     p.add_argument("--raw-tp", action="store_true", help="use the raw_tp collector even if tp_btf works")
+    p.add_argument("--kernel", action="store_true",
+                   help="patched kernel: attach one cgroup stat link per stat and exit; the kernel keeps the tree")
+    p.add_argument("--json", action="store_true", help="with --kernel: the links as one JSON document")
     _v1(p, "mirror")
     p.set_defaults(func=cmd_run)
 
@@ -197,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
             _v1(p, "verify only")
             p.add_argument("--kernel", action="store_true",
                            help="verify the mirror a patched kernel keeps (kernel-approach1 cgroup stat links)")
+        if name == "clean":
+            p.add_argument("--kernel", action="store_true",
+                           help="detach the kernel's cgroup stat links (of --program, default every catalogued "
+                                "stat) and drop the pins")
         p.set_defaults(func=func)
 
     p = sub.add_parser("demo", help="make jobs/a, burn CPU in it, show its hist_oncpu, verify, clean up")

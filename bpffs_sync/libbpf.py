@@ -110,7 +110,7 @@ class CgroupStatLinkInfo(Structure):
         ("name_len", c_uint32),
         ("nr_files", c_uint32),
         ("nr_errors", c_uint32),
-        ("_pad2", c_uint32),
+        ("mirrored", c_uint32),
     )
 
 
@@ -225,6 +225,7 @@ if _lib is not None:
     _prog_set_expected_attach_type = _fn("bpf_program__set_expected_attach_type", c_int, c_void_p, c_int)
     _prog_fd = _fn("bpf_program__fd", c_int, c_void_p)
     _link_detach = _fn("bpf_link_detach", c_int, c_int)
+    _link_update = _fn("bpf_link_update", c_int, c_int, c_int, c_void_p)
     _link_get_fd_by_id = _fn("bpf_link_get_fd_by_id", c_int, c_uint32)
     _link_get_next_id = _fn("bpf_link_get_next_id", c_int, c_uint32, POINTER(c_uint32))
     _syscall = _libc.syscall
@@ -540,10 +541,11 @@ class CgroupStatLinkDesc:
 
     link_id: int
     prog_id: int
-    cgroup_id: int  # the link's cgroup_root
+    cgroup_id: int  # the link's cgroup_root; 0 once detached
     name: str  # file name in each cgroup's directory
     nr_files: int
     nr_errors: int
+    mirrored: bool  # a bpffs instance holds the mirror
 
 
 def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None) -> int:
@@ -584,6 +586,7 @@ def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | N
         name=os.fsdecode(name.value),
         nr_files=info.nr_files,
         nr_errors=info.nr_errors,
+        mirrored=bool(info.mirrored),
     )
 
 
@@ -605,6 +608,11 @@ def link_fd_by_id(link_id: int) -> int:
 def link_detach(fd: int, what: str = "link") -> None:
     """BPF_LINK_DETACH: for a cgroup stat link, remove every file it made."""
     _check_int(_link_detach(fd), "bpf_link_detach", what)
+
+
+def link_update(fd: int, prog_fd: int, what: str = "link") -> None:
+    """BPF_LINK_UPDATE: swap the link's program (a cgroup stat link keeps its files)."""
+    _check_int(_link_update(fd, prog_fd, None), "bpf_link_update", what)
 
 
 def cgroup_stat_links() -> list[CgroupStatLinkDesc]:

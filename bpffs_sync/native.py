@@ -16,6 +16,7 @@ here runs per cgroup: no watcher, no reconciler.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat as stat_mod
@@ -27,7 +28,8 @@ from typing import Any
 from . import bpffs, libbpf
 from .errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
 from .paths import Layout
-from .programs import Collector, StatProgram, object_dir
+from .programs import StatProgram
+from .stats import Generations, LoadedStat
 
 NATIVE_LINK_PIN = "native_link"
 MIRROR_OPTION = "cgroup_mirror"
@@ -63,63 +65,131 @@ def enable_mirror(bpffs_dir: str) -> None:
                                  f"{res.stderr.strip() or 'option not taken'} ({hint})")
 
 
-def stat_object_path(spec: StatProgram) -> str:
-    """The stat's object built as SEC("cgroup/stat")."""
-    path = object_dir() / spec.object_file.replace(".bpf.o", ".stat.bpf.o")
-    if not path.is_file():
-        raise EnvironmentProblem("bpf object", str(path), 0, "not built (run `make bpf`)")
-    return str(path)
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """What ensure_link found and did for one stat."""
+
+    stat: str
+    action: str  # created | adopted | updated (program swapped, files kept)
+    link_id: int
+    pin: str
+    nr_files: int
+    nr_errors: int
+    collector_adopted: bool
 
 
 class KernelMirror:
-    """One stat program attached as a cgroup stat link. close() drops our fds; the files stay."""
+    """One stat loaded for the kernel's mirror: its reader as BPF_PROG_TYPE_CGROUP_STAT, its stats
+    map and collector pinned or adopted under <bpffs>/bpffs-sync/<stat>/ exactly as the user-space
+    mirror does (stats.LoadedStat). close() drops our fds; links, files and pins stay."""
 
-    def __init__(self, layout: Layout, spec: StatProgram, collector: Collector) -> None:
+    def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False) -> None:
         self.layout = layout
         self.spec = spec
-        self.obj = libbpf.BpfObject(stat_object_path(spec))
-        try:
-            bpffs.mkdir(layout.private_root)
-            bpffs.mkdir(layout.private_path(spec.name))
-            self.obj.set_map_pin_path(spec.stats_map, layout.private_path(spec.name, spec.stats_map))
-            for c in spec.collectors:
-                for prog in c.programs:
-                    self.obj.program(prog).set_autoload(c == collector)
-            self.reader = self.obj.program(spec.name)
-            self.reader.set_cgroup_stat()
-            self.obj.load()
-        except BaseException:
-            self.obj.close()
-            raise
-        self.collector = collector
+        self.stat = LoadedStat(layout, spec, force_raw_tp, native=True)
 
     @property
     def link_pin(self) -> str:
         return self.layout.private_path(self.spec.name, NATIVE_LINK_PIN)
 
-    def attach_collector(self) -> list[libbpf.BpfLink]:
-        """Attach the collector's programs (the caller keeps or pins the links)."""
-        return [self.obj.program(prog).attach() for prog in self.collector.programs]
-
     def attach(self, cgroup_dir: str, name: str | None = None) -> int:
-        """Create the link at cgroup_dir (file name: name, else the program's); returns the link fd."""
+        """Create a link at cgroup_dir (file name: name, else the program's); returns the link fd."""
         try:
             cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
             raise UsageError("open cgroup", cgroup_dir, err.errno or 0, os.strerror(err.errno or 0)) from err
         try:
-            return libbpf.link_create_cgroup_stat(self.reader.fd(), cg_fd, name)
+            return libbpf.link_create_cgroup_stat(self.stat.reader.fd(), cg_fd, name)
         finally:
             os.close(cg_fd)
 
+    def ensure_link(self, cgroup_dir: str) -> LinkOutcome:
+        """The stat's link at cgroup_dir, pinned at link_pin. A pinned link of ours at that root is
+        adopted, its program swapped in place (BPF_LINK_UPDATE: the files stay) when it is not the
+        current generation; anything else pinned there is replaced. Idempotent."""
+        root_id = os.stat(cgroup_dir).st_ino
+        fd = self._pinned_link(root_id)
+        action = "adopted"
+        if fd is None:
+            try:
+                fd = self.attach(cgroup_dir, self.spec.name)
+            except LibbpfError as err:
+                if err.errno == errno.EEXIST:
+                    raise EnvironmentProblem(
+                        "attach cgroup stat link", self.spec.name, errno.EEXIST,
+                        "another link already makes files of this name (`bpffs-sync clean --kernel` detaches it)",
+                    ) from None
+                raise
+            action = "created"
+        try:
+            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin)
+            assert desc is not None
+            if action == "adopted" and not Generations.from_pins(self.layout, [self.spec]).judge(
+                    self.spec.name, desc.prog_id):
+                libbpf.link_update(fd, self.stat.reader.fd(), self.link_pin)
+                action = "updated"
+            if action == "created":
+                libbpf.obj_pin(fd, self.link_pin)
+            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin)
+            assert desc is not None
+        except BaseException:
+            if action == "created":  # not pinned: leave nothing behind
+                with contextlib.suppress(LibbpfError):
+                    libbpf.link_detach(fd, self.link_pin)
+            raise
+        finally:
+            os.close(fd)
+        return LinkOutcome(self.spec.name, action, desc.link_id, self.link_pin, desc.nr_files, desc.nr_errors,
+                           self.stat.collector_adopted)
+
+    def _pinned_link(self, root_id: int) -> int | None:
+        """An fd of the link pinned at link_pin if it is this stat's, live, at root_id; else None
+        (and a pin that is something else is removed)."""
+        if not os.path.lexists(self.link_pin):
+            return None
+        try:
+            fd = libbpf.obj_get(self.link_pin)
+        except LibbpfError:
+            bpffs.remove(self.link_pin)
+            return None
+        try:
+            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin)
+        except LibbpfError:
+            desc = None
+        if desc is not None and desc.name == self.spec.name and desc.cgroup_id == root_id:
+            return fd
+        os.close(fd)
+        bpffs.remove(self.link_pin)  # detached, elsewhere or not ours: the files it made are gone or not ours
+        return None
+
     def close(self) -> None:
-        self.obj.close()
+        self.stat.close()
 
     def __enter__(self) -> KernelMirror:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def attach_stats(layout: Layout, specs: Iterable[StatProgram], force_raw_tp: bool = False) -> list[LinkOutcome]:
+    """`bpffs-sync run --kernel`: enable the mirror on layout.bpffs and make sure each stat has its
+    link at layout.cgroup_root. One pass, then the kernel keeps the tree; rerunning is a no-op."""
+    require_supported()
+    enable_mirror(layout.bpffs)
+    outcomes = []
+    for spec in specs:
+        with KernelMirror(layout, spec, force_raw_tp) as km:
+            outcomes.append(km.ensure_link(layout.cgroup_root))
+    return outcomes
+
+
+def clean(layout: Layout, names: Iterable[str]) -> int:
+    """`bpffs-sync clean --kernel`: detach the links making files of these names (ours or not), then
+    drop our pins. The kernel removes the files; <bpffs>/cgroup itself stays with the instance."""
+    detached = detach_all(names)
+    removed = bpffs.remove_tree(layout.private_root) if os.path.lexists(layout.private_root) else 0
+    return detached + removed
 
 
 def detach_all(names: Iterable[str] | None = None) -> int:
@@ -248,6 +318,8 @@ def verify(bpffs_dir: str, cgroup_root: str) -> NativeReport:
     want_dirs: set[str] = {""}
     shadowed: list[str] = []  # subtrees not mirrored because of a name conflict
     for desc in report.links:
+        if desc.cgroup_id == 0:  # detached, kept alive by an fd: makes no files
+            continue
         root = paths.get(desc.cgroup_id)
         if root is None:
             report.unrooted.append(f"link {desc.link_id} ({desc.name}): cgroup {desc.cgroup_id}")

@@ -73,8 +73,10 @@ def object_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "build" / "bpf"
 
 
-def object_path(spec: StatProgram) -> str:
-    path = object_dir() / spec.object_file
+def object_path(spec: StatProgram, native: bool = False) -> str:
+    """The stat's object: built as SEC("iter/cgroup"), or as SEC("cgroup/stat") when native."""
+    name = spec.object_file.replace(".bpf.o", ".stat.bpf.o") if native else spec.object_file
+    path = object_dir() / name
     if not path.is_file():
         raise EnvironmentProblem("bpf object", str(path), 0, "not built (run `make bpf`)")
     return str(path)

@@ -94,11 +94,17 @@ class Generations:
 
 
 class LoadedStat:
-    """One stat program loaded for a mirror. close() releases our fds; pins stay."""
+    """One stat program loaded for a mirror. close() releases our fds; pins stay.
 
-    def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False) -> None:
+    native: load the reader as BPF_PROG_TYPE_CGROUP_STAT (the patched kernel's cgroup stat link,
+    native.py) instead of as a cgroup iterator; the map and collector are shared the same way.
+    """
+
+    def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False,
+                 native: bool = False) -> None:
         self.layout = layout
         self.spec = spec
+        self.native = native
         self.collector = self._choose_collector(force_raw_tp)
         self.obj = self._load()
         self.map_fd = self.obj.map_fd(spec.stats_map)
@@ -119,12 +125,14 @@ class LoadedStat:
         return "+".join(self.collector.programs)
 
     def _open(self) -> libbpf.BpfObject:
-        obj = libbpf.BpfObject(object_path(self.spec))
+        obj = libbpf.BpfObject(object_path(self.spec, self.native))
         try:
             obj.set_map_pin_path(self.spec.stats_map, self.layout.private_path(self.spec.name, self.spec.stats_map))
             for c in self.spec.collectors:
                 for prog in c.programs:
                     obj.program(prog).set_autoload(c is self.collector)
+            if self.native:
+                obj.program(self.spec.name).set_cgroup_stat()
             obj.load()
         except BaseException:
             obj.close()

@@ -113,8 +113,7 @@ def bench(n: int, reads: int) -> dict[str, float]:
     userspace_fs = mount_bpffs()
     root = make_cgroup_root("cgstat-bench")
     try:
-        with native.KernelMirror(Layout(fs, CGROUP2), spec, spec.collectors[0]) as km:
-            links = km.attach_collector()
+        with native.KernelMirror(Layout(fs, CGROUP2), spec) as km:
             # mkdir/rmdir without a link (baseline), then with one on the root
             made, out["mkdir_plain_s"] = timed_make(root, n)
             out["rmdir_plain_s"] = remove_tree(made)
@@ -154,8 +153,6 @@ def bench(n: int, reads: int) -> dict[str, float]:
             for fd in fds:
                 os.close(fd)
             remove_tree(made)
-            for link in links:
-                link.destroy()
     finally:
         native.detach_all()
         remove_cgroup_tree(root)

@@ -47,16 +47,10 @@ def cg() -> Iterator[str]:
 
 @pytest.fixture
 def stat(mirror_fs: str) -> Iterator[native.KernelMirror]:
-    """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT, its collector attached."""
-    spec = lookup("hist_oncpu")
-    collector = spec.collectors[0]
-    with native.KernelMirror(Layout(mirror_fs, CGROUP2), spec, collector) as km:
-        links = km.attach_collector()
-        try:
-            yield km
-        finally:
-            for link in links:
-                link.destroy()
+    """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT, its map and collector pinned in mirror_fs
+    (they go with its umount)."""
+    with native.KernelMirror(Layout(mirror_fs, CGROUP2), lookup("hist_oncpu")) as km:
+        yield km
 
 
 @pytest.fixture

@@ -302,7 +302,7 @@ def test_mirror_enabled_later_shows_existing_links(cg: str, link_fds: list[int])
     private = mount_bpffs()
     try:
         spec = lookup("hist_oncpu")
-        with native.KernelMirror(Layout(private, CGROUP2), spec, spec.collectors[0]) as km:
+        with native.KernelMirror(Layout(private, CGROUP2), spec) as km:
             make_tree(cg, "a")
             link_fds.append(km.attach(cg))
         assert link_desc(link_fds[0]).nr_files == 0
