@@ -12,7 +12,7 @@ CLANG ?= clang
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
 VENV := .venv/bin
 
-.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-test kernel-bench kernel-smoke
+.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-test kernel-debug-test kernel-bench kernel-smoke
 
 all: bpf
 
@@ -71,6 +71,11 @@ kernel: deps
 kernel-test: deps
 	@scripts/install-deps.sh --kernel
 	kernel-approach1/scripts/test.sh
+
+# The same tests on the debug config (lockdep, KASAN, kmemleak; ~40 min from scratch, not part of `make test`).
+kernel-debug-test: deps
+	@scripts/install-deps.sh --kernel
+	kernel-approach1/scripts/test.sh --variant debug
 
 # Kernel mirror benchmarks in the guest (link create = cgroup_mutex hold, mkdir cost, reads), vs same-run baselines.
 kernel-bench: deps

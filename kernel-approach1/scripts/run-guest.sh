@@ -7,7 +7,8 @@
 # Usage: run-guest.sh [--variant plain|debug] [--mem 2G] CMD...
 # Prints the command's stdout/stderr, saves dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir),
 # and exits with the command's exit code (125 when the guest gave none: it did not boot or crashed;
-# 3 when the command passed but the guest's dmesg has a WARNING, BUG, Oops, KASAN or lockdep report).
+# 3 when the command passed but the guest's dmesg has a WARNING, BUG, Oops, KASAN, lockdep or
+# kmemleak report; debug kernels get a forced kmemleak scan after the command).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,13 +33,20 @@ kernel=$tree/arch/x86/boot/bzImage
 
 out=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-guest.XXXXXX)}
 mkdir -p "$out"
-rm -f "$out"/{stdout,stderr,rc,dmesg}
+rm -f "$out"/{stdout,stderr,rc,dmesg,kmemleak}
 printf '%q ' "$@" >"$out/cmd"
 cat >"$out/guest.sh" <<GUEST
 #!/bin/bash
 cd "$repo"
 bash "$out/cmd.sh" >"$out/stdout" 2>"$out/stderr"
 echo \$? >"$out/rc"
+# Debug kernels: force two kmemleak scans (an object must be 5 s old to be reported); leaks
+# then show in dmesg as "kmemleak: N new suspected memory leaks" and in \$out/kmemleak.
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan >/sys/kernel/debug/kmemleak; sleep 6; echo scan >/sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak >"$out/kmemleak"
+fi
 dmesg >"$out/dmesg"
 GUEST
 { echo '#!/bin/bash'; cat "$out/cmd"; echo; } >"$out/cmd.sh"
