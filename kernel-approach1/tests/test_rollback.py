@@ -1,0 +1,184 @@
+"""Failure half way: every slab allocation of link create, of a mirrored mkdir and of enabling the
+mirror is made to fail in turn (/proc/thread-self/fail-nth with failslab), and after each the
+mirror must be all or nothing: a failed link create leaves no file, directory or link behind; a
+mkdir never fails because of the mirror and counts what it could not mirror in nr_errors, leaving
+no empty directory; a failed remount leaves no mirror. rmdir/detach/umount then leave exactly the
+state before. lockdep/KASAN/kmemleak on the debug variant watch the same paths."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pytest
+from conftest import link_desc
+from test_cgroup_stat import NAME, cgroups_under, make_tree, mirror_of, stat_files
+
+from bpffs_sync import libbpf, native
+from bpffs_sync.errors import LibbpfError
+from bpffs_sync.scratch import mount_bpffs, umount_bpffs
+
+FAIL_NTH = "/proc/thread-self/fail-nth"
+FAILSLAB = "/sys/kernel/debug/failslab"
+MAX_NTH = 2000  # far more allocations than any of these operations makes
+T = TypeVar("T")
+
+
+@pytest.fixture
+def failslab() -> Iterator[None]:
+    """failslab armed for GFP_KERNEL allocations, quietly; restored afterwards."""
+    if not os.path.exists(FAIL_NTH):
+        pytest.skip("kernel without CONFIG_FAULT_INJECTION (config/base.config enables it)")
+    if not os.path.isdir(FAILSLAB):
+        subprocess.run(["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"], check=False, capture_output=True)
+    knobs = {"ignore-gfp-wait": "N", "verbose": "0"}
+    saved = {}
+    for knob, value in knobs.items():
+        path = os.path.join(FAILSLAB, knob)
+        with open(path, encoding="ascii") as f:
+            saved[knob] = f.read().strip()
+        with open(path, "w", encoding="ascii") as f:
+            f.write(value)
+    try:
+        yield
+    finally:
+        for knob, value in saved.items():
+            with open(os.path.join(FAILSLAB, knob), "w", encoding="ascii") as f:
+                f.write(value)
+
+
+def inject(nth: int, fn: Callable[[], T]) -> tuple[T | None, BaseException | None, bool]:
+    """Run fn with the nth fault point of this thread failing: (result, error, injected?)."""
+    fd = os.open(FAIL_NTH, os.O_RDWR)
+    try:
+        os.write(fd, str(nth).encode())
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = fn()
+        except (OSError, LibbpfError, MemoryError) as err:
+            error = err
+        finally:
+            left = int(os.pread(fd, 32, 0))
+            os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    return result, error, left == 0
+
+
+def snapshot(mirror_fs: str) -> set[str]:
+    """Every entry under the mirror (directories end in /)."""
+    top = os.path.join(mirror_fs, "cgroup")
+    found = set()
+    for dirpath, _dirs, files in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        found.add(rel + "/")
+        found.update(os.path.join(rel, f) for f in files)
+    return found
+
+
+def empty_dirs(mirror_fs: str) -> list[str]:
+    top = os.path.join(mirror_fs, "cgroup")
+    return [d for d, dirs, files in os.walk(top) if d != top and not dirs and not files]
+
+
+def errno_of(err: BaseException) -> int:
+    return getattr(err, "errno", None) or errno.ENOMEM
+
+
+def test_link_create_is_all_or_nothing(failslab: None, stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                       link_fds: list[int]) -> None:
+    make_tree(cg, "a/b.scope/c", "a/d", "e.slice/f")
+    before = snapshot(mirror_fs)
+    links_before = {d.link_id for d in libbpf.cgroup_stat_links()}
+    failures = 0
+    for nth in range(1, MAX_NTH):
+        fd, err, injected = inject(nth, lambda: stat.attach(cg))
+        if fd is None:
+            assert err is not None and errno_of(err) == errno.ENOMEM, f"nth={nth}: {err!r}"
+            assert snapshot(mirror_fs) == before, f"nth={nth}: failed link create left entries"
+            assert {d.link_id for d in libbpf.cgroup_stat_links()} == links_before, f"nth={nth}: link left"
+            failures += 1
+            continue
+        desc = link_desc(fd)
+        assert stat_files(mirror_fs) == cgroups_under(cg), f"nth={nth}: link made, mirror incomplete"
+        assert (desc.nr_files, desc.nr_errors) == (len(cgroups_under(cg)), 0), f"nth={nth}"
+        libbpf.link_detach(fd)
+        os.close(fd)
+        assert snapshot(mirror_fs) == before, f"nth={nth}: detach left entries"
+        if not injected:
+            break
+    else:
+        pytest.fail(f"link create still hit a fault point after {MAX_NTH} allocations")
+    assert failures > 5  # the walk really was cut at many points
+
+
+def test_mkdir_never_fails_for_the_mirror(failslab: None, stat: native.KernelMirror, mirror_fs: str, cg: str,
+                                          link_fds: list[int]) -> None:
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    link_fds.append(stat.attach(os.path.join(cg, "a"), "other"))
+    before = snapshot(mirror_fs)
+    target = os.path.join(cg, "a", "x.scope")
+    mirror = mirror_of(mirror_fs, target)
+    mirrored_errors = 0
+    for nth in range(1, MAX_NTH):
+        errors0 = sum(link_desc(fd).nr_errors for fd in link_fds)
+        _, err, injected = inject(nth, lambda: os.mkdir(target))
+        errors = sum(link_desc(fd).nr_errors for fd in link_fds) - errors0
+        if err is not None:  # cgroupfs itself could not make it: no trace of it anywhere
+            assert not os.path.exists(target) and snapshot(mirror_fs) == before, f"nth={nth}: {err!r}"
+            assert errors == 0, f"nth={nth}"
+            continue
+        present = set(os.listdir(mirror)) if os.path.isdir(mirror) else set()
+        assert present <= {NAME, "other"}, f"nth={nth}: {present}"
+        assert len(present) + errors == 2, f"nth={nth}: {present} and {errors} errors"
+        assert empty_dirs(mirror_fs) == [], f"nth={nth}: empty directory left"
+        mirrored_errors += errors
+        os.rmdir(target)
+        assert snapshot(mirror_fs) == before, f"nth={nth}: rmdir left entries"
+        assert [link_desc(fd).nr_files for fd in link_fds] == [2, 1], f"nth={nth}: file refs off"
+        if not injected:
+            break
+    else:
+        pytest.fail(f"mkdir still hit a fault point after {MAX_NTH} allocations")
+    assert mirrored_errors > 0  # some failures did land in the mirror, and were absorbed
+
+
+def _remount_mirror(path: str) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    ms_remount = 32
+    if libc.mount(b"bpf", os.fsencode(path), b"bpf", ms_remount, b"cgroup_mirror") != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), path)
+    return 0
+
+
+def test_enabling_the_mirror_is_all_or_nothing(failslab: None, stat: native.KernelMirror, mirror_fs: str,
+                                               cg: str, link_fds: list[int]) -> None:
+    """Links exist; a remount with cgroup_mirror that fails half way leaves no mirror."""
+    make_tree(cg, "a/b", "c.slice")
+    link_fds.append(stat.attach(cg))
+    umount_bpffs(mirror_fs)  # the links stay, with no files
+    os.makedirs(mirror_fs)  # for the fixture's umount
+    assert link_desc(link_fds[0]).nr_files == 0
+    for nth in range(1, MAX_NTH):
+        fs = mount_bpffs()
+        try:
+            _, err, injected = inject(nth, lambda: _remount_mirror(fs))  # noqa: B023
+            if err is not None:
+                assert not native.mirror_enabled(fs), f"nth={nth}"
+                assert not os.path.exists(os.path.join(fs, "cgroup")), f"nth={nth}: mirror left"
+                assert link_desc(link_fds[0]).nr_files == 0, f"nth={nth}"
+            else:
+                assert native.mirror_enabled(fs) and stat_files(fs) == cgroups_under(cg), f"nth={nth}"
+        finally:
+            umount_bpffs(fs)
+        assert link_desc(link_fds[0]).nr_files == 0, f"nth={nth}: files outlived the instance"
+        if err is None and not injected:
+            break
+    else:
+        pytest.fail(f"remount still hit a fault point after {MAX_NTH} allocations")
