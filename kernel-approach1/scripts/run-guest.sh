@@ -53,7 +53,12 @@ GUEST
 chmod +x "$out/guest.sh" "$out/cmd.sh"
 
 cd "$tree"
-timeout 900 "$VNG" -r "$kernel" --disable-kvm --user root -m "$mem" -p 2 --rwdir "$out" \
+# Single-threaded TCG: under multi-threaded TCG the other vCPU can run a stale translation of text
+# the kernel is patching (text_poke_bp) and take the int3 after the patch is done: an "Oops: int3"
+# in __schedule whenever a test attaches/detaches the sched_switch collector (static key flip).
+# --verbose puts the guest console (panics included) in $out/console.
+timeout 900 "$VNG" -r "$kernel" --disable-kvm --qemu-opts="-accel tcg,thread=single" --verbose \
+	--user root -m "$mem" -p 2 --rwdir "$out" \
 	--exec "$out/guest.sh" >"$out/console" 2>&1 || true
 
 cat "$out/stdout" 2>/dev/null || true
