@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from . import forest, libbpf
+from . import forest, libbpf, native
 from .daemon import status_path
 from .errors import LibbpfError
 from .paths import Layout
@@ -82,10 +82,25 @@ def _v1_trees(layout: Layout) -> dict[str, Any]:
     return out
 
 
+def _kernel(layout: Layout) -> dict[str, Any] | None:
+    """The patched kernel's mirror: is this bpffs its instance, and every cgroup stat link; None on a stock kernel."""
+    if not native.supported():
+        return None
+    return {
+        "mirror_enabled": native.mirror_enabled(layout.bpffs),
+        "links": [
+            {"id": d.link_id, "name": d.name, "cgroup_id": d.cgroup_id, "nr_files": d.nr_files,
+             "nr_errors": d.nr_errors}
+            for d in libbpf.cgroup_stat_links()
+        ],
+    }
+
+
 def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
     names = {s.name for s in specs}
     names |= {n for n in CATALOGUE if os.path.isdir(layout.private_path(n))}  # loaded for a v1 tree
     return {
+        "kernel": _kernel(layout),
         "bpffs": layout.bpffs,
         "cgroup_root": layout.cgroup_root,
         "mirror_root": layout.mirror_root,
@@ -113,6 +128,12 @@ def to_text(doc: dict[str, Any]) -> str:
             lines.append(f"program  {name}: not loaded")
     m = doc["mirror"]
     lines.append(f"files    {m['dirs']} directories, {m['stat_files']} stat files")
+    k = doc["kernel"]
+    if k is not None:
+        lines.append(f"kernel   cgroup stat links: {len(k['links'])}; mirror "
+                     f"{'on this bpffs' if k['mirror_enabled'] else 'not on this bpffs'}")
+        lines += [f"kernel   link {x['id']} {x['name']}: root cgroup {x['cgroup_id'] or '(detached)'}, "
+                  f"{x['nr_files']} files, {x['nr_errors']} errors" for x in k["links"]]
     trees = d.get("trees", {}) if d.get("running") else {}
     for name, v in doc["v1"].items():
         if "symlink" in v:

@@ -54,6 +54,12 @@ def test_run_kernel_attaches_adopts_and_cleans(plain_fs: str, cg: str) -> None:
     assert [(o["action"], o["link_id"]) for o in again] == [("adopted", first[0]["link_id"])]
     assert len(libbpf.cgroup_stat_links()) == 1
 
+    res = cli("status", "--json", "--bpffs", plain_fs, "--cgroup-root", cg)
+    assert res.returncode == 0, res.stderr
+    kernel = json.loads(res.stdout)["kernel"]
+    assert kernel["mirror_enabled"]
+    assert [(x["id"], x["nr_files"]) for x in kernel["links"]] == [(first[0]["link_id"], first[0]["nr_files"])]
+
     res = cli("verify", "--kernel", "--json", "--bpffs", plain_fs)
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout)["in_sync"]
