@@ -12,7 +12,7 @@ CLANG ?= clang
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
 VENV := .venv/bin
 
-.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-test kernel-debug-test kernel-bench kernel-smoke
+.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-debug-test kernel-bench kernel-smoke
 
 all: bpf
 
@@ -76,6 +76,10 @@ kernel-test: deps
 kernel-debug-test: deps
 	@scripts/install-deps.sh --kernel
 	kernel-approach1/scripts/test.sh --variant debug
+
+# Every patch of the series builds on its own, -Werror (after `make kernel`; ~4 min).
+kernel-bisect: kernel
+	kernel-approach1/scripts/bisect-build.sh
 
 # Kernel mirror benchmarks in the guest (link create = cgroup_mutex hold, mkdir cost, reads), vs same-run baselines.
 kernel-bench: deps
