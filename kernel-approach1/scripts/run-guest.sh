@@ -8,12 +8,13 @@
 # Prints the command's stdout/stderr, saves dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir),
 # and exits with the command's exit code (125 when the guest gave none: it did not boot or crashed;
 # 3 when the command passed but the guest's dmesg has a WARNING, BUG, Oops, KASAN, lockdep or
-# kmemleak report; debug kernels get a forced kmemleak scan after the command).
+# kmemleak report; debug kernels get a forced kmemleak scan after the command, and every KASAN
+# report). A boot whose dmesg has a report before the command runs is retried, at most 3 boots.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 repo=$(cd "$here/.." && pwd)
-variant=plain mem=2G
+variant=plain mem=2G append=${BPFFS_SYNC_GUEST_APPEND:-}
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--variant) variant=$2; shift 2 ;;
@@ -28,16 +29,26 @@ CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
 VNG=${VNG:-$(command -v vng || echo "$repo/.venv/bin/vng")}
 export PATH="$(dirname "$VNG"):$PATH"  # vng runs virtme-run from its own bin dir
 tree=$CACHE/build-$variant
+# Debug kernels: every KASAN report, not just the first (the first one also turns lockdep off).
+[[ $variant == debug ]] && append="kasan_multi_shot $append"
 kernel=$tree/arch/x86/boot/bzImage
 [[ -f $kernel ]] || { echo "run-guest: no kernel at $kernel (run scripts/build.sh $variant)" >&2; exit 2; }
 
 out=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-guest.XXXXXX)}
 mkdir -p "$out"
-rm -f "$out"/{stdout,stderr,rc,dmesg,kmemleak}
+# What fails a run. Lockdep reports start with WARNING:/BUG:; a report that turns lockdep off says so.
+problems='WARNING:|BUG:|Oops|KASAN:|possible (circular|recursive) locking|inconsistent lock state'
+problems+='|turning off the locking correctness validator|Disabling lock debugging|kmemleak: [0-9]+ new'
 printf '%q ' "$@" >"$out/cmd"
 cat >"$out/guest.sh" <<GUEST
 #!/bin/bash
 cd "$repo"
+# A report while booting (before the command) is not the command's, but it may have switched
+# lockdep or KASAN off for the rest of the run: give up this boot, the host boots again.
+if dmesg | grep -qE '$problems'; then
+	dmesg >"$out/dmesg.boot"
+	exit 0
+fi
 bash "$out/cmd.sh" >"$out/stdout" 2>"$out/stderr"
 echo \$? >"$out/rc"
 # Debug kernels: force two kmemleak scans (an object must be 5 s old to be reported); leaks
@@ -53,13 +64,25 @@ GUEST
 chmod +x "$out/guest.sh" "$out/cmd.sh"
 
 cd "$tree"
+timeout=${BPFFS_SYNC_GUEST_TIMEOUT:-$([[ $variant == debug ]] && echo 3600 || echo 900)}
 # Single-threaded TCG: under multi-threaded TCG the other vCPU can run a stale translation of text
 # the kernel is patching (text_poke_bp) and take the int3 after the patch is done: an "Oops: int3"
 # in __schedule whenever a test attaches/detaches the sched_switch collector (static key flip).
 # --verbose puts the guest console (panics included) in $out/console.
-timeout 900 "$VNG" -r "$kernel" --disable-kvm --qemu-opts="-accel tcg,thread=single" --verbose \
-	--user root -m "$mem" -p 2 --rwdir "$out" \
-	--exec "$out/guest.sh" >"$out/console" 2>&1 || true
+for attempt in 1 2 3; do
+	rm -f "$out"/{stdout,stderr,rc,dmesg,dmesg.boot,kmemleak}
+	timeout "$timeout" "$VNG" -r "$kernel" --disable-kvm --qemu-opts="-accel tcg,thread=single" --verbose \
+		${append:+--append "$append"} --user root -m "$mem" -p 2 --rwdir "$out" \
+		--exec "$out/guest.sh" >"$out/console" 2>&1 || true
+	[[ -f $out/dmesg.boot ]] || break
+	echo "run-guest: boot $attempt reported a problem before the command ran; booting again:" >&2
+	grep -E -m 3 "$problems" "$out/dmesg.boot" >&2
+	cp "$out/dmesg.boot" "$out/dmesg.boot.$attempt"
+done
+if [[ -f $out/dmesg.boot ]]; then
+	echo "run-guest: three boots in a row reported problems before the command ran" >&2
+	exit 3
+fi
 
 cat "$out/stdout" 2>/dev/null || true
 cat "$out/stderr" >&2 2>/dev/null || true
@@ -70,7 +93,6 @@ if [[ ! -f $out/rc ]]; then
 fi
 rc=$(cat "$out/rc")
 # A run whose kernel complained fails, whatever the command said.
-problems='WARNING:|BUG:|Oops|KASAN|lockdep|possible (circular|recursive) locking|kmemleak: [0-9]+ new'
 if grep -qE "$problems" "$out/dmesg"; then
 	echo "run-guest: the guest kernel reported problems (from $out/dmesg):" >&2
 	grep -E -A 12 "$problems" "$out/dmesg" | head -n 60 >&2
