@@ -21,7 +21,8 @@ EXE = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], capture_output=True, text=True, check=False, timeout=120)
+    # generous: a debug kernel under TCG takes minutes to load and verify the programs
+    return subprocess.run([EXE, *args], capture_output=True, text=True, check=False, timeout=900)
 
 
 def run_kernel(fs: str, cg: str) -> dict[str, Any]:
