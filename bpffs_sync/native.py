@@ -216,6 +216,12 @@ def detach_all(names: Iterable[str] | None = None) -> int:
 # --- verify --------------------------------------------------------------------------------------
 
 
+def link_doc(desc: libbpf.CgroupStatLinkDesc) -> dict[str, Any]:
+    """A cgroup stat link as `verify --kernel --json` and `status --json` show it."""
+    return {"id": desc.link_id, "name": desc.name, "cgroup_id": desc.cgroup_id, "nr_files": desc.nr_files,
+            "nr_errors": desc.nr_errors}
+
+
 @dataclass(slots=True)
 class NativeReport:
     """The kernel's mirror against cgroupfs, for every cgroup stat link."""
@@ -241,11 +247,7 @@ class NativeReport:
             "approach": "kernel",
             "mirror_root": self.mirror_root,
             "cgroup_root": self.cgroup_root,
-            "links": [
-                {"id": d.link_id, "name": d.name, "cgroup_id": d.cgroup_id, "nr_files": d.nr_files,
-                 "nr_errors": d.nr_errors}
-                for d in self.links
-            ],
+            "links": [link_doc(d) for d in self.links],
             "cgroups": self.cgroups,
             "files": self.files,
             "drift": {"missing": self.missing, "stale": self.stale, "miscounted": self.miscounted},

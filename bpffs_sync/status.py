@@ -88,11 +88,7 @@ def _kernel(layout: Layout) -> dict[str, Any] | None:
         return None
     return {
         "mirror_enabled": native.mirror_enabled(layout.bpffs),
-        "links": [
-            {"id": d.link_id, "name": d.name, "cgroup_id": d.cgroup_id, "nr_files": d.nr_files,
-             "nr_errors": d.nr_errors}
-            for d in libbpf.cgroup_stat_links()
-        ],
+        "links": [native.link_doc(d) for d in libbpf.cgroup_stat_links()],
     }
 
 
