@@ -545,7 +545,6 @@ class CgroupStatLinkDesc:
     name: str  # file name in each cgroup's directory
     nr_files: int
     nr_errors: int
-    mirrored: bool  # a bpffs instance holds the mirror
 
 
 def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None) -> int:
@@ -586,7 +585,6 @@ def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | N
         name=os.fsdecode(name.value),
         nr_files=info.nr_files,
         nr_errors=info.nr_errors,
-        mirrored=bool(info.mirrored),
     )
 
 
