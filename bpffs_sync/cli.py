@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from . import log, preflight
-from .errors import SyncError, UsageError
-from .programs import CATALOGUE, lookup
+from bpffs_sync import log, preflight
+from bpffs_sync.errors import SyncError, UsageError
+from bpffs_sync.programs import CATALOGUE, lookup
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 BENCHES = ("lag", "sync", "read")
@@ -52,13 +52,13 @@ def _print_json(doc: Any) -> None:
 
 def _selection(args: argparse.Namespace) -> Any:
     """The --v1 selectors, validated (an unknown controller is KernelUnsupported), or None."""
-    from .forest import Selection
+    from bpffs_sync.mirror.forest import Selection
 
     return Selection(args.v1) if getattr(args, "v1", None) else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import RunOptions, run
+    from bpffs_sync.mirror.daemon import RunOptions, run
 
     if args.kernel:
         return _run_kernel(args)
@@ -71,9 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .forest import resolve_now
-    from .programs import lookup as lookup_program
-    from .verify import verify, verify_forest
+    from bpffs_sync.commands.verify import verify, verify_forest
+    from bpffs_sync.mirror.forest import resolve_now
+    from bpffs_sync.programs import lookup as lookup_program
 
     if args.kernel:
         return _verify_kernel(args)
@@ -94,9 +94,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _refuse_kernel_mirror(bpffs_dir: str) -> None:
     """The user-space mirror cannot write into a tree the kernel owns."""
-    from . import native
+    from bpffs_sync.backends import kernel_a1
 
-    if native.mirror_enabled(bpffs_dir):
+    if kernel_a1.mirror_enabled(bpffs_dir):
         raise UsageError("run", bpffs_dir, 0, "this bpffs holds the kernel's mirror (cgroup_mirror): use --kernel")
 
 
@@ -104,12 +104,12 @@ def _run_kernel(args: argparse.Namespace) -> int:
     """run --kernel: attach one cgroup stat link per stat and leave (the kernel keeps the tree)."""
     from dataclasses import asdict
 
-    from . import native
+    from bpffs_sync.backends import kernel_a1
 
     if args.v1:
         raise UsageError("run --kernel", "--v1", 0, "the kernel series mirrors cgroup v2 only (v1 is part 2)")
     layout, specs = _prepare(args, mount=True, objects=False)
-    outcomes = native.attach_stats(layout, specs, force_raw_tp=args.raw_tp)
+    outcomes = kernel_a1.attach_stats(layout, specs, force_raw_tp=args.raw_tp)
     if args.json:
         _print_json({"mirror_root": layout.mirror_root, "cgroup_root": layout.cgroup_root,
                      "links": [asdict(o) for o in outcomes]})
@@ -121,13 +121,13 @@ def _run_kernel(args: argparse.Namespace) -> int:
 
 
 def _verify_kernel(args: argparse.Namespace) -> int:
-    """verify --kernel: the mirror a patched kernel keeps itself (native.py)."""
-    from . import native
+    """verify --kernel: the mirror a patched kernel keeps itself (kernel_a1.py)."""
+    from bpffs_sync.backends import kernel_a1
 
     preflight.require_root()
-    native.require_supported()
+    kernel_a1.require_supported()
     bpffs_dir = args.bpffs or preflight.DEFAULT_BPFFS
-    report = native.verify(bpffs_dir, args.cgroup_root or preflight.default_cgroup_root())
+    report = kernel_a1.verify(bpffs_dir, args.cgroup_root or preflight.default_cgroup_root())
     if args.json:
         _print_json(report.to_json())
     else:
@@ -136,7 +136,7 @@ def _verify_kernel(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import status, to_text
+    from bpffs_sync.commands.status import status, to_text
 
     layout, specs = _prepare(args, mount=False, objects=False)
     doc = status(layout, specs)
@@ -148,14 +148,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from .clean import clean
+    from bpffs_sync.commands.clean import clean
 
     layout, specs = _prepare(args, mount=False, objects=False)
     if args.kernel:
-        from . import native
+        from bpffs_sync.backends import kernel_a1
 
         names = [s.name for s in specs] if args.program else list(CATALOGUE)
-        removed = native.clean(layout, names)
+        removed = kernel_a1.clean(layout, names)
     else:
         removed = clean(layout)
     if args.json:
@@ -166,14 +166,14 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+    from bpffs_sync.commands.demo import demo
 
     layout, specs = _prepare(args, mount=False)
     return demo(layout, specs, seconds=args.seconds)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench, render
+    from bpffs_sync.measure.bench import bench, render
 
     unknown = sorted(set(args.what) - set(BENCHES))
     if unknown:  # checked here: argparse's choices reject an empty nargs="*" list on 3.11
@@ -201,7 +201,7 @@ def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True)
     if mount:
         preflight.prepare_bpffs(layout)
     else:
-        from . import bpffs
+        from bpffs_sync.mirror import bpffs
 
         bpffs.ensure_bpffs(layout.bpffs, mount_if_absent=False)
     return layout, specs

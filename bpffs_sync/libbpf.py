@@ -34,7 +34,7 @@ from ctypes import (
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LibbpfError
+from bpffs_sync.errors import LibbpfError
 
 # --- globals -------------------------------------------------------------------------------------
 

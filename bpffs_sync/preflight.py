@@ -5,10 +5,11 @@ from __future__ import annotations
 import errno
 import os
 
-from . import bpffs, cgroupfs, libbpf
-from .errors import EnvironmentProblem, KernelUnsupported
-from .paths import Layout
-from .programs import DEFAULT_PROGRAMS, StatProgram, lookup, object_path
+from bpffs_sync import libbpf
+from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported
+from bpffs_sync.mirror import bpffs, cgroupfs
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import DEFAULT_PROGRAMS, StatProgram, lookup, object_path
 
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 DEFAULT_BPFFS = "/sys/fs/bpf"

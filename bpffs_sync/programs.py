@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EnvironmentProblem, UsageError
+from bpffs_sync.errors import EnvironmentProblem, UsageError
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,11 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from . import bpffs, libbpf, log
-from .errors import CgroupGone, LibbpfError, translate_oserror
-from .paths import Layout
-from .programs import Collector, StatProgram, object_path
+from bpffs_sync import libbpf, log
+from bpffs_sync.errors import CgroupGone, LibbpfError, translate_oserror
+from bpffs_sync.mirror import bpffs
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import Collector, StatProgram, object_path
 
 _log = log.get(__name__)
 COLLECTOR_PIN = "collector"
@@ -97,7 +98,7 @@ class LoadedStat:
     """One stat program loaded for a mirror. close() releases our fds; pins stay.
 
     native: load the reader as BPF_PROG_TYPE_CGROUP_STAT (the patched kernel's cgroup stat link,
-    native.py) instead of as a cgroup iterator; the map and collector are shared the same way.
+    kernel_a1.py) instead of as a cgroup iterator; the map and collector are shared the same way.
     """
 
     def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False,

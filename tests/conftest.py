@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import Mirror
 
-from bpffs_sync.scratch import private_bpffs, private_cgroup_root
+from bpffs_sync.sandbox import private_bpffs, private_cgroup_root
 
 
 def _capabilities() -> str:
@@ -66,7 +66,7 @@ def mirror(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
 
 
 def _v1_subtree(hierarchy: str) -> Iterator[str]:
-    from bpffs_sync.scratch import private_v1_cgroup
+    from v1_scratch import private_v1_cgroup
 
     root = os.path.join("/sys/fs/cgroup", hierarchy)
     if not os.path.exists(os.path.join(root, "cgroup.procs")):

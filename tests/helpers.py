@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpffs_sync.daemon import status_path
+from bpffs_sync.mirror.daemon import status_path
 from bpffs_sync.paths import Layout
-from bpffs_sync.scratch import wait_until
+from bpffs_sync.sandbox import wait_until
 
 wait_for = wait_until
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import REPO, Mirror, cli
 
-from bpffs_sync.scratch import mount_bpffs, umount_bpffs
+from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 
 def assert_one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -7,7 +7,7 @@ import os
 import pytest
 from helpers import Mirror, wait_for
 
-from bpffs_sync.demo import burn_in
+from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.histogram import format_stat, parse_stat
 
 

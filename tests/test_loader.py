@@ -9,7 +9,7 @@ import pytest
 from helpers import Mirror, wait_for
 
 from bpffs_sync import libbpf
-from bpffs_sync.demo import burn_in
+from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.histogram import parse_stat
 from bpffs_sync.programs import lookup

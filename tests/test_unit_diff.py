@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bpffs_sync.diff import OpKind, Plan, Reason, diff
+from bpffs_sync.mirror.diff import OpKind, Plan, Reason, diff
+from bpffs_sync.mirror.tree import Actual, ActualTree, Desired, DesiredTree, Kind
 from bpffs_sync.paths import DIR_MODE, RelPath
-from bpffs_sync.tree import Actual, ActualTree, Desired, DesiredTree, Kind
 
 pytestmark = pytest.mark.unit
 S = "hist_oncpu"

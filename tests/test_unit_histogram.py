@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bpffs_sync.histogram import (
-    ParseError,
-    StatFile,
-    bucket_bounds,
-    format_log2_hist,
-    format_stat,
-    parse_stat,
-)
+from bpffs_sync.histogram import ParseError, StatFile, bucket_bounds, format_log2_hist, format_stat, parse_stat
 
 pytestmark = pytest.mark.unit
 

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bpffs_sync.daemon import HintQueue
-from bpffs_sync.paths import (
-    Layout,
-    coalesce,
-    display,
-    mirrored_scope,
-    needs_dot_trick,
-    parse_rel,
-    valid_stat_name,
-)
+from bpffs_sync.mirror.daemon import HintQueue
+from bpffs_sync.paths import Layout, coalesce, display, mirrored_scope, needs_dot_trick, parse_rel, valid_stat_name
 from bpffs_sync.programs import CATALOGUE
 
 pytestmark = pytest.mark.unit

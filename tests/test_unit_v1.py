@@ -7,7 +7,7 @@ import pytest
 import v1_controllers
 from bpffs_sync import mountinfo
 from bpffs_sync.errors import KernelUnsupported
-from bpffs_sync.forest import Selection, TopDrift, top_desired, top_diff
+from bpffs_sync.mirror.forest import Selection, TopDrift, top_desired, top_diff
 from v1_controllers import Hierarchy, default_stats, hierarchy_name, parse_hierarchies
 from v1_controllers.discovery import parse_proc_cgroups, parse_self_cgroup
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from helpers import Mirror, cli, wait_for
 from test_cli_errors import assert_one_line_error
+from v1_scratch import mounted_v1_hierarchy
 
-from bpffs_sync.scratch import mounted_v1_hierarchy
 from v1_controllers.discovery import PROC_CGROUPS, parse_proc_cgroups
 
 

@@ -25,10 +25,10 @@ import sys
 import threading
 import time
 
-from bpffs_sync import native
+from bpffs_sync.backends import kernel_a1
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.scratch import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
 CGROUP2 = "/sys/fs/cgroup"
 
@@ -128,7 +128,7 @@ def bench(n: int, reads: int) -> dict[str, float]:
     userspace_fs = mount_bpffs()
     root = make_cgroup_root("cgstat-bench")
     try:
-        with native.KernelMirror(Layout(fs, CGROUP2), spec) as km:
+        with kernel_a1.KernelMirror(Layout(fs, CGROUP2), spec) as km:
             # mkdir/rmdir without a link (baseline), then with one on the root
             made, out["mkdir_plain_s"] = timed_make(root, n)
             out["rmdir_plain_s"] = remove_tree(made)
@@ -136,7 +136,7 @@ def bench(n: int, reads: int) -> dict[str, float]:
             made, out["mkdir_mirrored_s"] = timed_make(root, n)
             out["rmdir_mirrored_s"] = remove_tree(made)
             os.close(fd)
-            native.detach_all()
+            kernel_a1.detach_all()
 
             # link create over n cgroups (cgroup_mutex hold) vs the user-space first pass
             made = make_tree(root, n)
@@ -146,7 +146,7 @@ def bench(n: int, reads: int) -> dict[str, float]:
             out["link_create_s"] = time.perf_counter() - start
             files = [os.path.join(fs, "cgroup", os.path.relpath(p, CGROUP2), "hist_oncpu") for p in made]
             out["kernel_read_us"] = read_cost(files[-1], reads) * 1e6
-            native.detach_all()
+            kernel_a1.detach_all()
             os.close(fds.pop())
 
             # The user-space first pass, minus the same command over an empty root (process
@@ -166,12 +166,12 @@ def bench(n: int, reads: int) -> dict[str, float]:
                 x * 1e3 for x in probe_while(CGROUP2, lambda: time.sleep(out["link_create_s"])))
             worst, median = probe_while(CGROUP2, lambda: fds.append(km.attach(root)))
             out["mkdir_worst_during_attach_ms"], out["mkdir_median_during_attach_ms"] = worst * 1e3, median * 1e3
-            native.detach_all()
+            kernel_a1.detach_all()
             for fd in fds:
                 os.close(fd)
             remove_tree(made)
     finally:
-        native.detach_all()
+        kernel_a1.detach_all()
         remove_cgroup_tree(root)
         umount_bpffs(fs)
         umount_bpffs(userspace_fs)
@@ -207,7 +207,7 @@ def main() -> int:
     ap.add_argument("--reads", type=int, default=2000)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    native.require_supported()
+    kernel_a1.require_supported()
     results = [bench(n, args.reads) for n in (args.count or [1000, 10000])]
     if args.json:
         print(json.dumps(results, indent=2))

@@ -10,17 +10,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from bpffs_sync import libbpf, native
+from bpffs_sync import libbpf
+from bpffs_sync.backends import kernel_a1
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.scratch import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
 CGROUP2 = "/sys/fs/cgroup"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def patched_kernel() -> None:
-    if not native.supported():
+    if not kernel_a1.supported():
         pytest.skip("not the kernel-approach1 kernel (run these with `make kernel-test`, inside its guest)")
 
 
@@ -31,7 +32,7 @@ def mirror_fs() -> Iterator[str]:
     try:
         yield path
     finally:
-        native.detach_all()
+        kernel_a1.detach_all()
         umount_bpffs(path)
 
 
@@ -46,10 +47,10 @@ def cg() -> Iterator[str]:
 
 
 @pytest.fixture
-def stat(mirror_fs: str) -> Iterator[native.KernelMirror]:
+def stat(mirror_fs: str) -> Iterator[kernel_a1.KernelMirror]:
     """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT, its map and collector pinned in mirror_fs
     (they go with its umount)."""
-    with native.KernelMirror(Layout(mirror_fs, CGROUP2), lookup("hist_oncpu")) as km:
+    with kernel_a1.KernelMirror(Layout(mirror_fs, CGROUP2), lookup("hist_oncpu")) as km:
         yield km
 
 

@@ -18,10 +18,11 @@ from collections.abc import Callable
 import pytest
 from conftest import CGROUP2, link_desc
 
-from bpffs_sync import libbpf, native
+from bpffs_sync import libbpf
+from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.histogram import parse_stat
-from bpffs_sync.scratch import mount_bpffs, umount_bpffs
+from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 NAME = "hist_oncpu"
 
@@ -70,7 +71,7 @@ def read(path: str) -> str:
 # --- files where, and only where, they belong ----------------------------------------------------
 
 
-def test_subtree_link_files_exactly_below_root(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_subtree_link_files_exactly_below_root(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                                link_fds: list[int]) -> None:
     """A link at a subtree gives every cgroup there a file, and no cgroup outside it one."""
     make_tree(cg, "a/b/c", "a/d", "system.slice/foo.service")
@@ -80,18 +81,18 @@ def test_subtree_link_files_exactly_below_root(stat: native.KernelMirror, mirror
     assert link_desc(link_fds[0]).nr_files == len(cgroups_under(cg))
 
 
-def test_root_link_covers_every_cgroup(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_root_link_covers_every_cgroup(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                        link_fds: list[int]) -> None:
     """A link at the v2 root mirrors the whole hierarchy, root included, and verify agrees."""
     make_tree(cg, "x/y", "init.scope")
     link_fds.append(stat.attach(CGROUP2, "all_oncpu"))
     assert stat_files(mirror_fs, "all_oncpu") == cgroups_under(CGROUP2)
-    report = native.verify(mirror_fs, CGROUP2)
+    report = kernel_a1.verify(mirror_fs, CGROUP2)
     assert report.in_sync, report.to_text()
     assert report.files == len(cgroups_under(CGROUP2))
 
 
-def test_cat_prints_that_cgroups_data(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_cat_prints_that_cgroups_data(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                       link_fds: list[int]) -> None:
     """Reading a cgroup's file runs the program for that cgroup: its id, its CPU time."""
     make_tree(cg, "busy", "idle")
@@ -112,7 +113,7 @@ ODD_NAMES = ["system.slice", "foo.service", "with space", "ünïcödé", "x" * 2
 
 
 @pytest.mark.parametrize("name", ODD_NAMES, ids=lambda n: n[:16])
-def test_mkdir_rmdir_reflected_before_return(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_mkdir_rmdir_reflected_before_return(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                              link_fds: list[int], name: str) -> None:
     """The file exists when mkdir returns and is gone when rmdir returns, dotted names included."""
     link_fds.append(stat.attach(cg))
@@ -128,7 +129,7 @@ def test_mkdir_rmdir_reflected_before_return(stat: native.KernelMirror, mirror_f
     assert link_desc(link_fds[0]).nr_files == 1
 
 
-def test_deep_nesting(stat: native.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]) -> None:
+def test_deep_nesting(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]) -> None:
     """Depth 12 below the link's root, made after the link, all mirrored; removal prunes all."""
     link_fds.append(stat.attach(cg))
     rel = os.path.join(*[f"l{i}.slice" for i in range(12)])
@@ -141,7 +142,7 @@ def test_deep_nesting(stat: native.KernelMirror, mirror_fs: str, cg: str, link_f
     assert os.listdir(mirror_of(mirror_fs, cg)) == [NAME]
 
 
-def test_delegated_unprivileged_mkdir_is_mirrored(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_delegated_unprivileged_mkdir_is_mirrored(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                                   link_fds: list[int]) -> None:
     """A mkdir by an unprivileged owner of a delegated subtree is mirrored all the same."""
     make_tree(cg, "user")
@@ -160,7 +161,7 @@ def test_delegated_unprivileged_mkdir_is_mirrored(stat: native.KernelMirror, mir
 # --- what users may not do -----------------------------------------------------------------------
 
 
-def test_mirror_is_read_only_for_users(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_mirror_is_read_only_for_users(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                        link_fds: list[int]) -> None:
     """Root cannot unlink, rename, chmod or create inside the mirror: it is the kernel's."""
     make_tree(cg, "a")
@@ -189,14 +190,14 @@ def test_mirror_is_read_only_for_users(stat: native.KernelMirror, mirror_fs: str
         os.close(fd)
 
 
-def test_name_collision_skips_the_subtree(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_name_collision_skips_the_subtree(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                           link_fds: list[int]) -> None:
     """A cgroup named like the stat file: mkdir works, the file wins, the subtree is not mirrored."""
     link_fds.append(stat.attach(cg))
     os.makedirs(os.path.join(cg, NAME, "below"))
     assert os.path.isfile(os.path.join(mirror_of(mirror_fs, cg), NAME))
     assert link_desc(link_fds[0]).nr_errors == 2  # the cgroup and its child
-    report = native.verify(mirror_fs, CGROUP2)
+    report = kernel_a1.verify(mirror_fs, CGROUP2)
     assert report.in_sync, report.to_text()
     assert report.conflicts == [os.path.relpath(os.path.join(cg, NAME), CGROUP2)]
 
@@ -204,7 +205,7 @@ def test_name_collision_skips_the_subtree(stat: native.KernelMirror, mirror_fs: 
 # --- link lifetime -------------------------------------------------------------------------------
 
 
-def test_files_keep_the_link_after_its_fd_closes(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_files_keep_the_link_after_its_fd_closes(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                                  link_fds: list[int]) -> None:
     """Closing the link fd keeps files and link; new cgroups still get files; detach removes all."""
     make_tree(cg, "a/b")
@@ -217,7 +218,7 @@ def test_files_keep_the_link_after_its_fd_closes(stat: native.KernelMirror, mirr
     assert os.path.isfile(os.path.join(mirror_of(mirror_fs, cg), "a", "c", NAME))
     assert parse_stat(read(os.path.join(mirror_of(mirror_fs, cg), "a", NAME))).summary["cgroup_id"] > 0
 
-    assert native.detach_all([NAME]) == 1
+    assert kernel_a1.detach_all([NAME]) == 1
     assert stat_files(mirror_fs) == set()
     assert os.listdir(os.path.join(mirror_fs, "cgroup")) == []  # every directory it made is gone
     deadline = time.monotonic() + 5
@@ -226,7 +227,7 @@ def test_files_keep_the_link_after_its_fd_closes(stat: native.KernelMirror, mirr
         time.sleep(0.01)
 
 
-def test_detach_leaves_other_links_alone(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_detach_leaves_other_links_alone(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                          link_fds: list[int]) -> None:
     """Two links on nested roots: detaching one keeps the other's files and shared directories."""
     make_tree(cg, "a/b")
@@ -239,7 +240,7 @@ def test_detach_leaves_other_links_alone(stat: native.KernelMirror, mirror_fs: s
     assert link_desc(link_fds[0]).nr_files == 0
 
 
-def test_removing_the_root_cgroup_detaches(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_removing_the_root_cgroup_detaches(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                            link_fds: list[int]) -> None:
     """rmdir of a link's root removes its last file and the directories above that it needed."""
     make_tree(cg, "r/s")
@@ -252,7 +253,7 @@ def test_removing_the_root_cgroup_detaches(stat: native.KernelMirror, mirror_fs:
     assert stat_files(mirror_fs) == set()
 
 
-def test_open_file_survives_rmdir_and_detach(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_open_file_survives_rmdir_and_detach(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                              link_fds: list[int]) -> None:
     """An open file keeps its program: after detach it still reads; after rmdir it reads ENODEV."""
     make_tree(cg, "a", "b")
@@ -302,12 +303,12 @@ def test_mirror_enabled_later_shows_existing_links(cg: str, link_fds: list[int])
     private = mount_bpffs()
     try:
         spec = lookup("hist_oncpu")
-        with native.KernelMirror(Layout(private, CGROUP2), spec) as km:
+        with kernel_a1.KernelMirror(Layout(private, CGROUP2), spec) as km:
             make_tree(cg, "a")
             link_fds.append(km.attach(cg))
         assert link_desc(link_fds[0]).nr_files == 0
         subprocess.run(["mount", "-o", "remount,cgroup_mirror", private], check=True)
-        assert native.mirror_enabled(private)
+        assert kernel_a1.mirror_enabled(private)
         assert stat_files(private) == cgroups_under(cg)
         assert link_desc(link_fds[0]).nr_files == 2
     finally:
@@ -315,21 +316,21 @@ def test_mirror_enabled_later_shows_existing_links(cg: str, link_fds: list[int])
     assert link_desc(link_fds[0]).nr_files == 0  # the files went with the instance
     make_tree(cg, "b")  # and mkdir does not bring them back
     assert link_desc(link_fds[0]).nr_files == 0
-    native.detach_all()
+    kernel_a1.detach_all()
 
 
 # --- bad input -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["", "a/b", ".", "..", "x" * 256])
-def test_bad_names_refused(stat: native.KernelMirror, cg: str, name: str) -> None:
+def test_bad_names_refused(stat: kernel_a1.KernelMirror, cg: str, name: str) -> None:
     """A file name must be one path component of 1..255 bytes."""
     with pytest.raises(LibbpfError) as exc:
         stat.attach(cg, name)
     assert exc.value.errno == errno.EINVAL
 
 
-def test_duplicate_name_and_bad_roots_refused(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_duplicate_name_and_bad_roots_refused(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                               link_fds: list[int]) -> None:
     """Same name twice in a hierarchy: EEXIST, nothing changed; a non-cgroup fd: EBADF."""
     make_tree(cg, "a")
@@ -347,7 +348,7 @@ def test_duplicate_name_and_bad_roots_refused(stat: native.KernelMirror, mirror_
 # --- user space on top ---------------------------------------------------------------------------
 
 
-def test_verify_cli_in_sync_with_the_kernel_tree(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_verify_cli_in_sync_with_the_kernel_tree(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                                  link_fds: list[int]) -> None:
     """`bpffs-sync verify --kernel` finds no drift in the tree the kernel made."""
     make_tree(cg, "a/b.scope", "c.slice")

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from test_cgroup_stat import NAME, cgroups_under, make_tree, stat_files
 
-from bpffs_sync import libbpf, native
-from bpffs_sync.scratch import mount_bpffs, umount_bpffs
+from bpffs_sync import libbpf
+from bpffs_sync.backends import kernel_a1
+from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 EXE = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
 
@@ -39,7 +40,7 @@ def plain_fs() -> Iterator[str]:
     try:
         yield path
     finally:
-        native.detach_all()
+        kernel_a1.detach_all()
         umount_bpffs(path)
 
 
@@ -47,7 +48,7 @@ def test_run_kernel_attaches_adopts_and_cleans(plain_fs: str, cg: str) -> None:
     make_tree(cg, "a/b.scope", "c.slice")
     first = run_kernel(plain_fs, cg)["links"]
     assert [(o["stat"], o["action"]) for o in first] == [(NAME, "created")]
-    assert native.mirror_enabled(plain_fs)
+    assert kernel_a1.mirror_enabled(plain_fs)
     assert stat_files(plain_fs) == cgroups_under(cg)
     assert first[0]["nr_files"] == len(cgroups_under(cg))
 
@@ -69,7 +70,7 @@ def test_run_kernel_attaches_adopts_and_cleans(plain_fs: str, cg: str) -> None:
     assert res.returncode == 0, res.stderr
     assert stat_files(plain_fs) == set()
     assert not os.path.exists(os.path.join(plain_fs, "bpffs-sync"))
-    assert native.detach_all() == 0  # nothing left attached
+    assert kernel_a1.detach_all() == 0  # nothing left attached
 
 
 def test_run_kernel_swaps_a_stale_program_keeping_the_files(plain_fs: str, cg: str) -> None:
@@ -86,14 +87,14 @@ def test_run_kernel_swaps_a_stale_program_keeping_the_files(plain_fs: str, cg: s
 
 def test_run_kernel_replaces_a_detached_pin(plain_fs: str, cg: str) -> None:
     first = run_kernel(plain_fs, cg)["links"][0]
-    assert native.detach_all([NAME]) == 1  # someone detached it; our pin now holds a dead link
+    assert kernel_a1.detach_all([NAME]) == 1  # someone detached it; our pin now holds a dead link
     assert stat_files(plain_fs) == set()
     second = run_kernel(plain_fs, cg)["links"][0]
     assert second["action"] == "created" and second["link_id"] != first["link_id"]
     assert stat_files(plain_fs) == cgroups_under(cg)
 
 
-def test_run_kernel_refuses_a_foreign_link_of_the_same_name(stat: native.KernelMirror, mirror_fs: str,
+def test_run_kernel_refuses_a_foreign_link_of_the_same_name(stat: kernel_a1.KernelMirror, mirror_fs: str,
                                                             cg: str, link_fds: list[int]) -> None:
     link_fds.append(stat.attach(cg))  # not pinned where the CLI looks: someone else's
     res = cli("run", "--kernel", "--bpffs", mirror_fs, "--cgroup-root", cg)

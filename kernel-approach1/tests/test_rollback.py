@@ -18,9 +18,10 @@ import pytest
 from conftest import link_desc
 from test_cgroup_stat import NAME, cgroups_under, make_tree, mirror_of, stat_files
 
-from bpffs_sync import libbpf, native
+from bpffs_sync import libbpf
+from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import LibbpfError
-from bpffs_sync.scratch import mount_bpffs, umount_bpffs
+from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 FAIL_NTH = "/proc/thread-self/fail-nth"
 FAILSLAB = "/sys/kernel/debug/failslab"
@@ -91,7 +92,7 @@ def errno_of(err: BaseException) -> int:
 
 
 @pytest.mark.usefixtures("failslab")
-def test_link_create_is_all_or_nothing(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_link_create_is_all_or_nothing(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                        link_fds: list[int]) -> None:
     make_tree(cg, "a/b.scope/c", "a/d", "e.slice/f")
     before = snapshot(mirror_fs)
@@ -124,7 +125,7 @@ def test_link_create_is_all_or_nothing(stat: native.KernelMirror, mirror_fs: str
 
 @pytest.mark.usefixtures("failslab")
 @pytest.mark.parametrize("case", [("a/x.scope", {NAME, "other"}), ("b/y", {NAME})], ids=["two-links", "one-link"])
-def test_mkdir_never_fails_for_the_mirror(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_mkdir_never_fails_for_the_mirror(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                           link_fds: list[int], case: tuple[str, set[str]]) -> None:
     """cg has a link, cg/a a second one: a/x.scope gets two files, b/y one (so a failed file can
     leave its directory empty, which must not stay)."""
@@ -169,7 +170,7 @@ def _remount_mirror(path: str) -> int:
 
 
 @pytest.mark.usefixtures("failslab")
-def test_enabling_the_mirror_is_all_or_nothing(stat: native.KernelMirror, mirror_fs: str, cg: str,
+def test_enabling_the_mirror_is_all_or_nothing(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
                                                link_fds: list[int]) -> None:
     """Links exist; a remount with cgroup_mirror that fails half way leaves no mirror."""
     make_tree(cg, "a/b", "c.slice")
@@ -182,11 +183,11 @@ def test_enabling_the_mirror_is_all_or_nothing(stat: native.KernelMirror, mirror
         try:
             _, err, injected = inject(nth, lambda: _remount_mirror(fs))  # noqa: B023
             if err is not None:
-                assert not native.mirror_enabled(fs), f"nth={nth}"
+                assert not kernel_a1.mirror_enabled(fs), f"nth={nth}"
                 assert not os.path.exists(os.path.join(fs, "cgroup")), f"nth={nth}: mirror left"
                 assert link_desc(link_fds[0]).nr_files == 0, f"nth={nth}"
             else:
-                assert native.mirror_enabled(fs) and stat_files(fs) == cgroups_under(cg), f"nth={nth}"
+                assert kernel_a1.mirror_enabled(fs) and stat_files(fs) == cgroups_under(cg), f"nth={nth}"
         finally:
             umount_bpffs(fs)
         assert link_desc(link_fds[0]).nr_files == 0, f"nth={nth}: files outlived the instance"

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from . import bpffs, cgroupfs, log
-from .apply import ApplyResult, apply
-from .diff import Plan, diff
-from .paths import Layout, RelPath, coalesce, display, mirrored_scope
-from .stats import Generations, LoadedStat
-from .tree import ActualTree, Conflict, DesiredTree, Kind
+from bpffs_sync import log
+from bpffs_sync.mirror import bpffs, cgroupfs
+from bpffs_sync.mirror.apply import ApplyResult, apply
+from bpffs_sync.mirror.diff import Plan, diff
+from bpffs_sync.mirror.tree import ActualTree, Conflict, DesiredTree, Kind
+from bpffs_sync.paths import Layout, RelPath, coalesce, display, mirrored_scope
+from bpffs_sync.stats import Generations, LoadedStat
 
 _log = log.get(__name__)
 

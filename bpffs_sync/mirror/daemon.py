@@ -29,15 +29,15 @@ from dataclasses import asdict, dataclass, field
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
-from . import log
-from .errors import EnvironmentProblem, SyncError
-from .forest import Selection, Tree
-from .mirrors import Mirrors, TreeHint
-from .paths import Layout, RelPath
-from .programs import StatProgram, lookup
-from .reconciler import PassResult
-from .stats import LoadedStat
-from .watch import MountWatcher
+from bpffs_sync import log
+from bpffs_sync.errors import EnvironmentProblem, SyncError
+from bpffs_sync.mirror.forest import Selection, Tree
+from bpffs_sync.mirror.mirrors import Mirrors, TreeHint
+from bpffs_sync.mirror.reconciler import PassResult
+from bpffs_sync.mirror.watch import MountWatcher
+from bpffs_sync.paths import Layout, RelPath
+from bpffs_sync.programs import StatProgram, lookup
+from bpffs_sync.stats import LoadedStat
 
 _log = log.get(__name__)
 MAX_BACKOFF = 30.0  # seconds between retries of a pass that keeps failing

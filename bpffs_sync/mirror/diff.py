@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .paths import DIR_MODE, RelPath, display
-from .tree import Actual, ActualTree, Conflict, Desired, DesiredTree, Kind
+from bpffs_sync.mirror.tree import Actual, ActualTree, Conflict, Desired, DesiredTree, Kind
+from bpffs_sync.paths import DIR_MODE, RelPath, display
 
 
 class OpKind(StrEnum):

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import bpffs, log
-from .diff import Op, OpKind, Plan, Reason
-from .errors import CgroupGone, SyncError
-from .paths import Layout, display
-from .stats import LoadedStat
+from bpffs_sync import log
+from bpffs_sync.errors import CgroupGone, SyncError
+from bpffs_sync.mirror import bpffs
+from bpffs_sync.mirror.diff import Op, OpKind, Plan, Reason
+from bpffs_sync.paths import Layout, display
+from bpffs_sync.stats import LoadedStat
 
 _log = log.get(__name__)
 

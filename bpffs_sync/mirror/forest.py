@@ -20,11 +20,10 @@ import os
 from dataclasses import dataclass, field
 
 import v1_controllers
+from bpffs_sync.errors import EnvironmentProblem, UsageError, translate_oserror
+from bpffs_sync.mirror import bpffs
+from bpffs_sync.paths import MIRROR_V1, Layout
 from v1_controllers import Hierarchy
-
-from . import bpffs
-from .errors import EnvironmentProblem, UsageError, translate_oserror
-from .paths import MIRROR_V1, Layout
 
 ALL = "all"
 

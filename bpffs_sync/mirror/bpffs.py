@@ -17,11 +17,11 @@ import stat as stat_mod
 import subprocess
 from collections.abc import Callable
 
-from . import libbpf, mountinfo
-from .errors import EnvironmentProblem, LibbpfError, SyncError, translate_oserror
-from .mountinfo import MountEntry
-from .paths import DIR_MODE, Layout, RelPath, needs_dot_trick
-from .tree import Actual, ActualTree, Kind
+from bpffs_sync import libbpf, mountinfo
+from bpffs_sync.errors import EnvironmentProblem, LibbpfError, SyncError, translate_oserror
+from bpffs_sync.mirror.tree import Actual, ActualTree, Kind
+from bpffs_sync.mountinfo import MountEntry
+from bpffs_sync.paths import DIR_MODE, Layout, RelPath, needs_dot_trick
 
 # (stat name, prog id) -> is this program the current generation of that stat?
 ProgJudge = Callable[[str, int], bool]

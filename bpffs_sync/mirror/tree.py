@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .paths import RelPath
+from bpffs_sync.paths import RelPath
 
 
 class Kind(StrEnum):

@@ -25,11 +25,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import bpffs, libbpf
-from .errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
-from .paths import Layout
-from .programs import StatProgram
-from .stats import Generations, LoadedStat
+from bpffs_sync import libbpf
+from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
+from bpffs_sync.mirror import bpffs
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import StatProgram
+from bpffs_sync.stats import Generations, LoadedStat
 
 NATIVE_LINK_PIN = "native_link"
 MIRROR_OPTION = "cgroup_mirror"

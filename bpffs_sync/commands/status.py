@@ -7,12 +7,14 @@ import os
 import time
 from typing import Any
 
-from . import forest, libbpf, native
-from .daemon import status_path
-from .errors import LibbpfError
-from .paths import Layout
-from .programs import CATALOGUE, StatProgram
-from .stats import COLLECTOR_PIN
+from bpffs_sync import libbpf
+from bpffs_sync.backends import kernel_a1
+from bpffs_sync.errors import LibbpfError
+from bpffs_sync.mirror import forest
+from bpffs_sync.mirror.daemon import status_path
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import CATALOGUE, StatProgram
+from bpffs_sync.stats import COLLECTOR_PIN
 
 
 def _alive(pid: int) -> bool:
@@ -84,11 +86,11 @@ def _v1_trees(layout: Layout) -> dict[str, Any]:
 
 def _kernel(layout: Layout) -> dict[str, Any] | None:
     """The patched kernel's mirror: is this bpffs its instance, and every cgroup stat link; None on a stock kernel."""
-    if not native.supported():
+    if not kernel_a1.supported():
         return None
     return {
-        "mirror_enabled": native.mirror_enabled(layout.bpffs),
-        "links": [native.link_doc(d) for d in libbpf.cgroup_stat_links()],
+        "mirror_enabled": kernel_a1.mirror_enabled(layout.bpffs),
+        "links": [kernel_a1.link_doc(d) for d in libbpf.cgroup_stat_links()],
     }
 
 

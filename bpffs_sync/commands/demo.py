@@ -13,13 +13,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from .errors import EnvironmentProblem
-from .histogram import parse_stat
-from .paths import Layout
-from .programs import StatProgram
-from .scratch import wait_until
-from .status import daemon_status
-from .verify import verify
+from bpffs_sync.commands.status import daemon_status
+from bpffs_sync.commands.verify import verify
+from bpffs_sync.errors import EnvironmentProblem
+from bpffs_sync.histogram import parse_stat
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import StatProgram
+from bpffs_sync.sandbox import wait_until
 
 DEMO = ("jobs", "a")
 IDLE = ("jobs", "b")

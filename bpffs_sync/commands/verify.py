@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import bpffs, cgroupfs
-from .diff import OpKind, Plan, diff
-from .forest import ALL, Selection, TopDrift, Tree, top_actual, top_desired, top_diff, v1_root
-from .paths import Layout, display
-from .programs import StatProgram, lookup
-from .stats import Generations, collector_problem
-from .tree import Kind
+from bpffs_sync.mirror import bpffs, cgroupfs
+from bpffs_sync.mirror.diff import OpKind, Plan, diff
+from bpffs_sync.mirror.forest import ALL, Selection, TopDrift, Tree, top_actual, top_desired, top_diff, v1_root
+from bpffs_sync.mirror.tree import Kind
+from bpffs_sync.paths import Layout, display
+from bpffs_sync.programs import StatProgram, lookup
+from bpffs_sync.stats import Generations, collector_problem
 
 
 @dataclass(slots=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import errno
 import os
 
-from .errors import CgroupGone, EnvironmentProblem, translate_oserror
-from .paths import Layout, RelPath
-from .tree import Conflict, Desired, DesiredView, Kind
+from bpffs_sync.errors import CgroupGone, EnvironmentProblem, translate_oserror
+from bpffs_sync.mirror.tree import Conflict, Desired, DesiredView, Kind
+from bpffs_sync.paths import Layout, RelPath
 
 _GONE = (errno.ENOENT, errno.ENOTDIR)
 

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import v1_controllers
-
-from . import bpffs, forest, log
-from .forest import Selection, Tree
-from .paths import RelPath
-from .reconciler import PassResult, Reconciler
-from .stats import LoadedStat
-from .watch import CgroupWatcher
+from bpffs_sync import log
+from bpffs_sync.mirror import bpffs, forest
+from bpffs_sync.mirror.forest import Selection, Tree
+from bpffs_sync.mirror.reconciler import PassResult, Reconciler
+from bpffs_sync.mirror.watch import CgroupWatcher
+from bpffs_sync.paths import RelPath
+from bpffs_sync.stats import LoadedStat
 
 _log = log.get(__name__)
 

@@ -1,5 +1,5 @@
-"""Private, throw-away kernel state for benchmarks and tests: a bpffs mount in a temp dir and a
-cgroup subtree under the v2 root. Both context managers undo everything, also on error."""
+"""Test-only helpers for cgroup v1: private v1 cgroups and hierarchies the tests mount themselves.
+No cgroup.kill on v1: tasks are moved to the parent (cgroup.procs), then directories go post-order."""
 
 from __future__ import annotations
 
@@ -9,93 +9,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bpffs_sync.sandbox import _rmdir_post_order, wait_until
 from v1_controllers import discover
 from v1_controllers.discovery import SELF_CGROUP, parse_self_cgroup
-
-from .bpffs import mount_of
-from .preflight import default_cgroup_root
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str = "condition", poll: float = 0.005) -> float:
-    """Poll pred until true; returns the seconds waited. TimeoutError after timeout seconds."""
-    start = time.monotonic()
-    while not pred():
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"{what}: not true after {timeout:g} s")
-        time.sleep(poll)
-    return time.monotonic() - start
-
-
-def mount_bpffs(options: str = "") -> str:
-    path = tempfile.mkdtemp(prefix="bpffs-sync-test-")
-    cmd = ["mount", "-t", "bpf", *(["-o", options] if options else []), "bpf", path]
-    subprocess.run(cmd, check=True)
-    return path
-
-
-def umount_bpffs(path: str) -> None:
-    subprocess.run(["umount", path], check=False, capture_output=True)
-    m = mount_of(path)
-    if m is not None and m.mount_point == os.path.realpath(path):
-        subprocess.run(["umount", "-l", path], check=False)
-    os.rmdir(path)
-
-
-def make_cgroup_root(prefix: str = "bpffs-sync-test") -> str:
-    path = os.path.join(default_cgroup_root(), f"{prefix}-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    return path
-
-
-def remove_cgroup_tree(root: str, timeout: float = 10.0) -> None:
-    """Kill every process below root (cgroup.kill), then rmdir post-order, retrying while tasks exit."""
-    if not os.path.isdir(root):
-        return
-    kill = os.path.join(root, "cgroup.kill")
-    if os.path.exists(kill):
-        with open(kill, "w", encoding="ascii") as f:
-            f.write("1")
-    _rmdir_post_order(root, timeout)
-
-
-def _rmdir_post_order(root: str, timeout: float, before: Callable[[str], None] | None = None) -> None:
-    """rmdir root and everything below, deepest first, retrying (tasks take a moment to leave)
-    until timeout; before(d) runs ahead of each rmdir."""
-    deadline = time.monotonic() + timeout
-    while os.path.isdir(root):
-        for d in sorted((d for d, _, _ in os.walk(root)), key=len, reverse=True):
-            if before is not None:
-                before(d)
-            try:
-                os.rmdir(d)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.02)
-
-
-@contextmanager
-def private_bpffs(options: str = "") -> Iterator[str]:
-    path = mount_bpffs(options)
-    try:
-        yield path
-    finally:
-        umount_bpffs(path)
-
-
-@contextmanager
-def private_cgroup_root(prefix: str = "bpffs-sync-test") -> Iterator[str]:
-    path = make_cgroup_root(prefix)
-    try:
-        yield path
-    finally:
-        remove_cgroup_tree(path)
-
 
 # --- cgroup v1 ----------------------------------------------------------------------------------
 # No cgroup.kill on v1: tasks are moved to the parent (cgroup.procs), then directories go post-order.

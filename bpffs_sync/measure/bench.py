@@ -23,15 +23,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import cgroupfs
-from .daemon import status_path
-from .demo import burn_in
-from .histogram import parse_stat
-from .paths import Layout
-from .programs import lookup
-from .reconciler import Reconciler
-from .scratch import private_bpffs, private_cgroup_root, wait_until
-from .stats import LoadedStat
+from bpffs_sync.commands.demo import burn_in
+from bpffs_sync.histogram import parse_stat
+from bpffs_sync.mirror import cgroupfs
+from bpffs_sync.mirror.daemon import status_path
+from bpffs_sync.mirror.reconciler import Reconciler
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import lookup
+from bpffs_sync.sandbox import private_bpffs, private_cgroup_root, wait_until
+from bpffs_sync.stats import LoadedStat
 
 MEMORY_V1_STAT = "/sys/fs/cgroup/memory/memory.stat"
 

@@ -28,8 +28,8 @@ from watchdog.observers.inotify_c import (
     WatchDescriptor,
 )
 
-from . import log
-from .paths import RelPath
+from bpffs_sync import log
+from bpffs_sync.paths import RelPath
 
 Hint = Callable[[RelPath | None], None]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 
-from . import bpffs, forest, native
-from .errors import EnvironmentProblem
-from .paths import Layout
-from .status import daemon_status
+from bpffs_sync.backends import kernel_a1
+from bpffs_sync.commands.status import daemon_status
+from bpffs_sync.errors import EnvironmentProblem
+from bpffs_sync.mirror import bpffs, forest
+from bpffs_sync.paths import Layout
 
 
 def clean(layout: Layout) -> int:
@@ -17,7 +18,7 @@ def clean(layout: Layout) -> int:
         raise EnvironmentProblem("clean", layout.bpffs, 0, f"bpffs-sync run is active (pid {daemon['pid']})")
     removed = 0
     tops = [layout.mirror_root, forest.v1_root(layout.bpffs), layout.private_root]
-    if native.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's: `clean --kernel` detaches its links
+    if kernel_a1.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's: `clean --kernel` detaches its links
         tops.remove(layout.mirror_root)
     for top in tops:
         if os.path.lexists(top):

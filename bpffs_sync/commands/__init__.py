@@ -1,0 +1,1 @@
+"""One module per CLI command beyond run: verify, status, clean, demo."""

@@ -1,0 +1,1 @@
+"""The level-triggered engine: cgroupfs and bpffs walks, diff, apply, reconciler, watchers, trees, the loop."""
