@@ -14,7 +14,8 @@ variant=${1:-plain}
 CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
 VNG=${VNG:-$(command -v vng || echo "$here/../.venv/bin/vng")}
 export PATH="$(dirname "$VNG"):$PATH"  # vng runs virtme-configkernel from its own bin dir
-GIT=(git -c user.name=bpffs-sync -c user.email=bpffs-sync@localhost -c advice.detachedHead=false)
+. "$here/scripts/identity.sh"
+GIT=(git "${GIT_IDENT[@]}" -c advice.detachedHead=false)
 src=$("$here/scripts/fetch-source.sh")
 tree=$CACHE/build-$variant
 patches=()

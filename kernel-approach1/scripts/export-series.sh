@@ -9,9 +9,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
 tree=${1:-$CACHE/build-plain}
 out=$here/patches
+. "$here/scripts/identity.sh"
 
 rm -f "$out"/*.patch
-git -C "$tree" -c user.name=bpffs-sync -c user.email=bpffs-sync@localhost format-patch -q --cover-letter --subject-prefix="PATCH bpf-next" -o "$out" baseline..HEAD
+git -C "$tree" "${GIT_IDENT[@]}" format-patch -q --cover-letter --subject-prefix="PATCH bpf-next" -o "$out" baseline..HEAD
 cover=$(ls "$out"/0000-cover-letter.patch)
 python3 - "$cover" "$here/cover-letter.txt" <<'PY'
 import sys
@@ -30,5 +31,6 @@ for p in "$out"/*.patch; do
 		status=1
 	fi
 done
+"$here/scripts/check-provenance.sh" "$out" || status=1
 ls "$out"
 exit $status
