@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * readloop: the C loop of `bpffs-sync report`. One mechanism per run, N timed operations.
+ *
+ *   readloop file      N PATH KEY           open + read(32 KiB) + close + parse the number after KEY
+ *   readloop map       N MAP_PIN HIER CGID  bpf_map_lookup_elem of struct cg_key -> raw hist_value
+ *   readloop progrun   N PROG_PIN HIER CGID bpf_prog_test_run_opts of a pinned SYSCALL program
+ *   readloop iter      N PROG_PIN CGDIR KEY cgroup iterator made per read (link + iter fd), read, close
+ *   readloop netlink   N CGDIR              taskstats CGROUPSTATS_CMD_GET (genetlink), cgroup-v1 only
+ *   readloop xattr_get N CGDIR NAME         getxattr of a cgroupfs user.* xattr
+ *   readloop xattr_set N CGDIR NAME         setxattr of a cgroupfs user.* xattr
+ *   readloop mapupdate N MAP_PIN HIER CGID  bpf_map_update_elem of a pinned knob map
+ *   readloop churn     0 DIR                mkdir/rmdir DIR/churn<i> until killed (the load, not a measure)
+ *   readloop mkdirlat  N DIR STOPFILE       time mkdir DIR/probe (rmdir untimed) until STOPFILE exists or
+ *                                           N samples: the mkdir latency probe of the populate measure
+ *
+ * Output (stdout): "value <v>" (what the last operation read: the stat, so the runner can check
+ * every mechanism saw the same cgroup), then N lines of nanoseconds, one per operation.
+ * Exit 1 with one line on stderr when an operation fails.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <linux/bpf.h>
+#include <linux/cgroupstats.h>
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
+#include <linux/taskstats.h>
+#include <bpf/bpf.h>
+
+#define MAX_SLOTS 27
+#define WARMUP 50
+#define BUF_SIZE 32768
+
+struct cg_key {
+	uint32_t hierarchy_id;
+	uint32_t pad;
+	uint64_t cgroup_id;
+};
+
+struct hist_value {
+	uint64_t total_ns;
+	uint64_t count;
+	uint64_t slots[MAX_SLOTS];
+};
+
+struct stat_args {
+	struct cg_key key;
+	uint32_t found;
+	uint32_t pad;
+	struct hist_value value;
+};
+
+static char buf[BUF_SIZE];
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "readloop: %s: %s\n", what, strerror(err));
+	exit(1);
+}
+
+static uint64_t parse_key(const char *text, const char *key)
+{
+	const char *p = strstr(text, key);
+
+	if (!p)
+		return 0;
+	p += strlen(key);
+	while (*p == ' ' || *p == ':' || *p == '\t')
+		p++;
+	return strtoull(p, NULL, 10);
+}
+
+static ssize_t read_fd_all(int fd)
+{
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+	if (n >= 0)
+		buf[n] = 0;
+	return n;
+}
+
+/* --- one operation per mechanism: returns the value read ------------------------------------ */
+
+struct ctx {
+	const char *path, *key, *name;
+	int fd, cg_fd, nl_fd;
+	uint16_t family;
+	struct cg_key cgkey;
+	uint64_t counter;
+};
+
+static uint64_t op_file(struct ctx *c)
+{
+	int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		die(c->path, errno);
+	if (read_fd_all(fd) < 0)
+		die("read", errno);
+	close(fd);
+	return parse_key(buf, c->key);
+}
+
+static uint64_t op_map(struct ctx *c)
+{
+	struct hist_value v;
+
+	if (bpf_map_lookup_elem(c->fd, &c->cgkey, &v))
+		return errno == ENOENT ? 0 : (die("bpf_map_lookup_elem", errno), 0);
+	return v.total_ns;
+}
+
+static uint64_t op_progrun(struct ctx *c)
+{
+	struct stat_args args = { .key = c->cgkey };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof(args));
+
+	if (bpf_prog_test_run_opts(c->fd, &opts))
+		die("bpf_prog_test_run_opts", errno);
+	return args.found ? args.value.total_ns : 0;
+}
+
+static uint64_t op_iter(struct ctx *c)
+{
+	union bpf_iter_link_info info = { .cgroup = { .order = BPF_CGROUP_ITER_SELF_ONLY, .cgroup_fd = c->cg_fd } };
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .iter_info = &info, .iter_info_len = sizeof(info));
+	int link, it;
+
+	link = bpf_link_create(c->fd, 0, BPF_TRACE_ITER, &opts);
+	if (link < 0)
+		die("bpf_link_create", errno);
+	it = bpf_iter_create(link);
+	if (it < 0)
+		die("bpf_iter_create", errno);
+	if (read_fd_all(it) < 0)
+		die("read iter", errno);
+	close(it);
+	close(link);
+	return parse_key(buf, c->key);
+}
+
+static uint16_t genl_family(int nl, const char *name)
+{
+	struct {
+		struct nlmsghdr n;
+		struct genlmsghdr g;
+		char attrs[64];
+	} req = { 0 };
+	struct nlattr *na = (struct nlattr *)req.attrs;
+	struct nlmsghdr *rep = (struct nlmsghdr *)buf;
+	ssize_t len;
+
+	req.n.nlmsg_type = GENL_ID_CTRL;
+	req.n.nlmsg_flags = NLM_F_REQUEST;
+	req.g.cmd = CTRL_CMD_GETFAMILY;
+	req.g.version = 1;
+	na->nla_type = CTRL_ATTR_FAMILY_NAME;
+	na->nla_len = NLA_HDRLEN + strlen(name) + 1;
+	strcpy((char *)na + NLA_HDRLEN, name);
+	req.n.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN) + NLA_ALIGN(na->nla_len);
+	if (send(nl, &req, req.n.nlmsg_len, 0) < 0)
+		die("send CTRL_CMD_GETFAMILY", errno);
+	len = recv(nl, buf, sizeof(buf), 0);
+	if (len < 0 || rep->nlmsg_type == NLMSG_ERROR)
+		die("genetlink family TASKSTATS", len < 0 ? errno : EINVAL);
+	len = rep->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
+	na = (struct nlattr *)((char *)NLMSG_DATA(rep) + GENL_HDRLEN);
+	while (len > 0) {
+		if (na->nla_type == CTRL_ATTR_FAMILY_ID)
+			return *(uint16_t *)((char *)na + NLA_HDRLEN);
+		len -= NLA_ALIGN(na->nla_len);
+		na = (struct nlattr *)((char *)na + NLA_ALIGN(na->nla_len));
+	}
+	die("genetlink family id", ENOENT);
+	return 0;
+}
+
+static uint64_t op_netlink(struct ctx *c)
+{
+	struct {
+		struct nlmsghdr n;
+		struct genlmsghdr g;
+		struct nlattr a;
+		uint32_t fd;
+	} req = { 0 };
+	struct nlmsghdr *rep = (struct nlmsghdr *)buf;
+	struct nlattr *na;
+	struct cgroupstats st;
+	ssize_t len;
+
+	req.n.nlmsg_type = c->family;
+	req.n.nlmsg_flags = NLM_F_REQUEST;
+	req.n.nlmsg_len = sizeof(req);
+	req.g.cmd = CGROUPSTATS_CMD_GET;
+	req.g.version = 1;
+	req.a.nla_type = CGROUPSTATS_CMD_ATTR_FD;
+	req.a.nla_len = NLA_HDRLEN + sizeof(uint32_t);
+	req.fd = c->cg_fd;
+	if (send(c->nl_fd, &req, sizeof(req), 0) < 0)
+		die("send CGROUPSTATS_CMD_GET", errno);
+	len = recv(c->nl_fd, buf, sizeof(buf), 0);
+	if (len < 0)
+		die("recv", errno);
+	if (rep->nlmsg_type == NLMSG_ERROR)
+		die("CGROUPSTATS_CMD_GET", -((struct nlmsgerr *)NLMSG_DATA(rep))->error);
+	na = (struct nlattr *)((char *)NLMSG_DATA(rep) + GENL_HDRLEN);
+	memcpy(&st, (char *)na + NLA_HDRLEN, sizeof(st));
+	return st.nr_sleeping + st.nr_running + st.nr_stopped + st.nr_uninterruptible + st.nr_io_wait;
+}
+
+static uint64_t op_xattr_get(struct ctx *c)
+{
+	ssize_t n = getxattr(c->path, c->name, buf, sizeof(buf));
+
+	if (n < 0)
+		die("getxattr", errno);
+	buf[n] = 0;
+	return strtoull(buf, NULL, 10);
+}
+
+static uint64_t op_xattr_set(struct ctx *c)
+{
+	int n = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)++c->counter);
+
+	if (setxattr(c->path, c->name, buf, n, 0))
+		die("setxattr", errno);
+	return c->counter;
+}
+
+static uint64_t op_mapupdate(struct ctx *c)
+{
+	uint64_t v = ++c->counter;
+
+	if (bpf_map_update_elem(c->fd, &c->cgkey, &v, BPF_ANY))
+		die("bpf_map_update_elem", errno);
+	return v;
+}
+
+static int churn(const char *dir)
+{
+	char path[4096];
+	unsigned long i;
+
+	for (i = 0;; i++) {
+		snprintf(path, sizeof(path), "%s/churn%lu", dir, i % 8);
+		if (mkdir(path, 0755) && errno != EEXIST)
+			die("mkdir", errno);
+		if (rmdir(path) && errno != ENOENT)
+			die("rmdir", errno);
+	}
+	return 0;
+}
+
+static int mkdirlat(long max, const char *dir, const char *stop)
+{
+	uint64_t *samples = calloc(max > 0 ? max : 1, sizeof(*samples)), t0;
+	char path[4096];
+	long i, n = 0;
+
+	if (!samples)
+		die("calloc", ENOMEM);
+	snprintf(path, sizeof(path), "%s/probe", dir);
+	for (i = 0; i < max && access(stop, F_OK); i++) {
+		t0 = now_ns();
+		if (mkdir(path, 0755))
+			die("mkdir", errno);
+		samples[n++] = now_ns() - t0;
+		if (rmdir(path))
+			die("rmdir", errno);
+	}
+	printf("value %ld\n", n);
+	for (i = 0; i < n; i++)
+		printf("%llu\n", (unsigned long long)samples[i]);
+	return 0;
+}
+
+static int pinned(const char *path)
+{
+	int fd = bpf_obj_get(path);
+
+	if (fd < 0)
+		die(path, errno);
+	return fd;
+}
+
+static int open_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		die(path, errno);
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t (*op)(struct ctx *) = NULL;
+	struct ctx c = { .fd = -1, .cg_fd = -1, .nl_fd = -1 };
+	uint64_t *samples, value = 0, t0;
+	const char *mode;
+	long n, i;
+
+	if (argc < 4) {
+		fprintf(stderr, "usage: readloop MODE N ARGS... (see the top of readloop.c)\n");
+		return 2;
+	}
+	mode = argv[1];
+	n = atol(argv[2]);
+	if (!strcmp(mode, "churn"))
+		return churn(argv[3]);
+	if (!strcmp(mode, "mkdirlat") && argc == 5)
+		return mkdirlat(n, argv[3], argv[4]);
+	if (!strcmp(mode, "file") && argc == 5) {
+		c.path = argv[3], c.key = argv[4], op = op_file;
+	} else if ((!strcmp(mode, "map") || !strcmp(mode, "progrun") || !strcmp(mode, "mapupdate")) && argc == 6) {
+		c.fd = pinned(argv[3]);
+		c.cgkey.hierarchy_id = strtoul(argv[4], NULL, 10);
+		c.cgkey.cgroup_id = strtoull(argv[5], NULL, 10);
+		op = !strcmp(mode, "map") ? op_map : !strcmp(mode, "progrun") ? op_progrun : op_mapupdate;
+	} else if (!strcmp(mode, "iter") && argc == 6) {
+		c.fd = pinned(argv[3]), c.cg_fd = open_dir(argv[4]), c.key = argv[5], op = op_iter;
+	} else if (!strcmp(mode, "netlink") && argc == 4) {
+		struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+
+		c.cg_fd = open_dir(argv[3]);
+		c.nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+		if (c.nl_fd < 0 || bind(c.nl_fd, (struct sockaddr *)&sa, sizeof(sa)))
+			die("netlink socket", errno);
+		c.family = genl_family(c.nl_fd, TASKSTATS_GENL_NAME);
+		op = op_netlink;
+	} else if ((!strcmp(mode, "xattr_get") || !strcmp(mode, "xattr_set")) && argc == 5) {
+		c.path = argv[3], c.name = argv[4];
+		op = !strcmp(mode, "xattr_get") ? op_xattr_get : op_xattr_set;
+	} else {
+		fprintf(stderr, "readloop: bad mode or arguments: %s\n", mode);
+		return 2;
+	}
+	samples = calloc(n > 0 ? n : 1, sizeof(*samples));
+	if (!samples)
+		die("calloc", ENOMEM);
+	for (i = 0; i < WARMUP; i++)
+		value = op(&c);
+	for (i = 0; i < n; i++) {
+		t0 = now_ns();
+		value = op(&c);
+		samples[i] = now_ns() - t0;
+	}
+	printf("value %llu\n", (unsigned long long)value);
+	for (i = 0; i < n; i++)
+		printf("%llu\n", (unsigned long long)samples[i]);
+	return 0;
+}

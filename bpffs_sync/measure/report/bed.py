@@ -1,0 +1,136 @@
+"""The test bed every mechanism reads: one busy cgroup, its stat reachable every way at once.
+
+- a private bpffs and a private v2 cgroup subtree (bpffs_sync.sandbox), target cgroup `busy`;
+- hist_oncpu loaded as the user-space mirror loads it (stats.LoadedStat): stats map and
+  collector pinned, the mirror's pinned iterator at <bpffs>/cgroup/busy/hist_oncpu (one
+  Reconciler pass);
+- the reader program pinned too (for a cgroup iterator made per read, without a pinned link);
+- bench/report/bpf/stat_by_id.bpf.o loaded against the *same* pinned stats map: the SYSCALL
+  program pinned for BPF_PROG_RUN, and a pinned knob map;
+- when cgroup v1 cpu / cpuacct / memory hierarchies are mounted, a private cgroup in each, for the
+  native v1 files and for taskstats' CGROUPSTATS (which only accepts cgroup-v1 directories);
+- a sleeping task in all of them, and a short CPU burn, so every stat has something to show.
+
+Everything is undone on exit, also on error (an ExitStack, unwound in reverse order of set-up).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+from bpffs_sync import libbpf
+from bpffs_sync.measure.report.native import Tools
+from bpffs_sync.mirror.reconciler import Reconciler
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import lookup
+from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+from bpffs_sync.stats import LoadedStat
+
+STAT = "hist_oncpu"
+V1_ROOT = "/sys/fs/cgroup"
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory")
+XATTR = "user.bpffs_sync_knob"
+_BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
+
+
+@dataclass(slots=True)
+class Bed:
+    layout: Layout
+    tools: Tools
+    target: str  # the v2 cgroup every mechanism reads
+    target_id: int
+    mirror_file: str  # the user-space mirror's file for target
+    map_pin: str  # hist_oncpu's stats map (struct cg_key -> struct hist_value)
+    reader_pin: str  # hist_oncpu's reader program (SEC iter/cgroup)
+    progrun_pin: str  # stat_by_id (SEC syscall)
+    knob_pin: str  # knobs map (struct cg_key -> u64)
+    loaded: LoadedStat
+    map_fd: int
+    knob_fd: int
+    prog_fd: int
+    v1: dict[str, str] = field(default_factory=dict)  # controller -> private v1 cgroup
+
+
+def v1_mounted(controller: str) -> bool:
+    """A cgroup-v1 hierarchy of `controller` at /sys/fs/cgroup/<controller> (not cgroup2)."""
+    path = os.path.join(V1_ROOT, controller)
+    return os.path.isfile(os.path.join(path, "tasks")) and not os.path.islink(path)
+
+
+def _enter(cgroups: list[str], pid: int) -> None:
+    for cg in cgroups:
+        with open(os.path.join(cg, "cgroup.procs"), "w", encoding="ascii") as f:
+            f.write(str(pid))
+
+
+def burn(cgroups: list[str], seconds: float) -> None:
+    """A CPU burner run inside every cgroup of `cgroups` (one per hierarchy)."""
+    subprocess.run([sys.executable, "-c", _BURN.format(s=seconds)], check=True,
+                   preexec_fn=lambda: _enter(cgroups, os.getpid()))
+
+
+def _sleeper(cgroups: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "100000"], preexec_fn=lambda: _enter(cgroups, os.getpid()))
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait(10)
+
+
+def _unpin_mirror(layout: Layout) -> None:
+    """Drop the mirror's pins before the cgroups go (a pin keeps a removed cgroup alive)."""
+    subprocess.run(["rm", "-rf", layout.mirror_root], check=False)
+
+
+@contextmanager
+def open_bed(tools: Tools, burn_seconds: float = 0.3) -> Iterator[Bed]:
+    with ExitStack() as stack:
+        mnt = mount_bpffs()
+        stack.callback(umount_bpffs, mnt)
+        root = make_cgroup_root("bpffs-sync-report")
+        stack.callback(remove_cgroup_tree, root)
+        target = os.path.join(root, "busy")
+        os.mkdir(target)
+        v1: dict[str, str] = {}
+        for ctrl in V1_CONTROLLERS:
+            if v1_mounted(ctrl):
+                path = os.path.join(V1_ROOT, ctrl, f"bpffs-sync-report-{uuid.uuid4().hex[:8]}")
+                os.mkdir(path)
+                stack.callback(remove_cgroup_tree, path)
+                v1[ctrl] = path
+        layout = Layout(mnt, root)
+        loaded = LoadedStat(layout, lookup(STAT))
+        stack.callback(loaded.close)
+        stack.callback(_unpin_mirror, layout)
+        Reconciler(layout, {STAT: loaded}).reconcile(())
+
+        private = os.path.join(mnt, "report")
+        os.mkdir(private)
+        reader_pin = os.path.join(private, "hist_oncpu_reader")
+        libbpf.obj_pin(loaded.reader.fd(), reader_pin)
+        obj = libbpf.BpfObject(tools.bpf_object)
+        stack.callback(obj.close)
+        map_pin = layout.private_path(STAT, loaded.spec.stats_map)
+        knob_pin = os.path.join(private, "knobs")
+        obj.set_map_pin_path("oncpu_stats", map_pin)
+        obj.set_map_pin_path("knobs", knob_pin)
+        obj.load()
+        progrun_pin = os.path.join(private, "stat_by_id")
+        prog_fd = obj.program("stat_by_id").fd()
+        libbpf.obj_pin(prog_fd, progrun_pin)
+
+        members = [target, *v1.values()]
+        stack.callback(_stop, _sleeper(members))
+        os.setxattr(target, XATTR, b"0")
+        burn(members, burn_seconds)
+        yield Bed(layout=layout, tools=tools, target=target, target_id=os.stat(target).st_ino,
+                  mirror_file=layout.mirror_path(("busy", STAT)), map_pin=map_pin, reader_pin=reader_pin,
+                  progrun_pin=progrun_pin, knob_pin=knob_pin, loaded=loaded, map_fd=loaded.map_fd,
+                  knob_fd=obj.map_fd("knobs"), prog_fd=prog_fd, v1=v1)
