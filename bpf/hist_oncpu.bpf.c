@@ -31,6 +31,8 @@ struct {
 	__type(value, struct hist_value);
 } oncpu_stats SEC(".maps");
 
+DEFINE_CHARGE_HIERARCHY(oncpu_stats)
+
 /* Time of the last context switch on each CPU: the start of the running slice. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -54,15 +56,15 @@ static __always_inline int handle_switch(struct task_struct *prev)
 	if (!delta || BPF_CORE_READ(prev, pid) == 0)
 		return 0;
 
-	charge_hierarchy(&oncpu_stats, BPF_CORE_READ(prev, cgroups, dfl_cgrp), delta);
+	charge_hierarchy(BPF_CORE_READ(prev, cgroups, dfl_cgrp), delta);
 	/* cgroup v1: the task's cgroups in the cpu and cpuacct hierarchies, once when co-mounted. */
 	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, cpu_cgrp_id))
 		cpu = task_v1_cgroup(prev, bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id));
 	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, cpuacct_cgrp_id))
 		acct = task_v1_cgroup(prev, bpf_core_enum_value(enum cgroup_subsys_id, cpuacct_cgrp_id));
-	charge_hierarchy(&oncpu_stats, cpu, delta);
+	charge_hierarchy(cpu, delta);
 	if (acct != cpu)
-		charge_hierarchy(&oncpu_stats, acct, delta);
+		charge_hierarchy(acct, delta);
 	return 0;
 }
 

@@ -42,6 +42,8 @@ struct {
 	__type(value, struct hist_value);
 } memcg_stats SEC(".maps");
 
+DEFINE_CHARGE_HIERARCHY(memcg_stats)
+
 /* Start of the reclaim episode each thread is in (thread id -> ns). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -84,7 +86,7 @@ static __always_inline int reclaim_end(void)
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
 	cgrp = BPF_CORE_READ(task, cgroups, subsys[ssid], cgroup);
-	charge_hierarchy(&memcg_stats, cgrp, delta);
+	charge_hierarchy(cgrp, delta);
 	return 0;
 }
 

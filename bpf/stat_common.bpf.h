@@ -99,44 +99,98 @@ static __always_inline struct cgroup *task_v1_cgroup(struct task_struct *task, i
 }
 
 /*
- * Add one event lasting @delta_ns to @cgrp's entry in @map (a hash of cg_key -> hist_value) and
- * to each ancestor's, MAX_CGROUP_DEPTH entries at most: figures are hierarchical, like the
- * kernel's own (cpu.stat, cpuacct.usage, page counters). A racing insert (-EEXIST) is fine: the
- * entry is looked up again. Always inlined: a map pointer cannot be passed to a subprogram.
+ * Hierarchical charging: every ancestor, when the event happens, in a bpf_loop().
+ *
+ * A cgroup's figures include its descendants', like the kernel's own (cpu.stat usage_usec,
+ * cpuacct.usage, the memcg page counters), exactly and at any depth. Two ways were weighed:
+ *  (a) the collector charges the cgroup and each of its level + 1 ancestors (cgrp->ancestors[]);
+ *  (b) the collector charges only the task's own cgroup and the reader sums the subtree
+ *      (bpf_iter_css_* under bpf_rcu_read_lock()).
+ * (a) is what runs. (b) is not exact: a removed cgroup's entry leaves the walk (and the daemon
+ * deletes it, stats.py forget_cgroup), so its time would vanish from every ancestor, where the
+ * kernel keeps it (rstat flushes a dying cgroup into its parent); a read near the root would walk
+ * the whole tree; and the reader, also built as the patched kernel's BPF_PROG_TYPE_CGROUP_STAT,
+ * would need the css iterator and RCU kfuncs granted to that program type. With (a) the reader
+ * stays one map lookup and the cost is in the collector: one map lookup and three atomic adds per
+ * level, measured per depth by bench/oncpu_depth.py (figures in hist_oncpu.bpf.c's header).
+ *
+ * The loop is bpf_loop() (a helper since 5.17; the verifier inlines it into a loop with a direct
+ * call), not the open-coded bpf_for() (kfuncs since 6.4): the same per-level work, no kfunc, and
+ * no newer kernel than the cgroup iterator itself (6.1) needs.
+ *
+ * "Any depth": level is an int and cgroup.max.depth is unlimited by default, but cgroup_create()
+ * allocates a struct cgroup together with its level + 1 ancestor pointers in one kzalloc(), which
+ * fails above KMALLOC_MAX_SIZE (4 MiB on x86-64), so no cgroup has a level above 2^19; bpf_loop()
+ * runs up to BPF_MAX_LOOPS = 2^23 iterations. Every cgroup the kernel can create is therefore
+ * charged on all its levels. Were a level ever above 2^23 - 1, bpf_loop() would refuse (-E2BIG)
+ * and the event would be charged nowhere: never to a part of the chain, which is what made the
+ * old 16-level bound wrong (a burner at depth 22 left its level-2 ancestor at 0).
  */
-static __always_inline void charge_hierarchy(void *map, struct cgroup *cgrp, __u64 delta_ns)
-{
-	struct hist_value *v;
-	struct cg_key key = {};
-	struct cgroup *anc;
-	__u64 slot;
-	int level, i;
+struct charge_ctx {
+	struct cgroup *cgrp;	/* the charged cgroup: ancestors[0..level] are its chain, itself last */
+	__u64 delta_ns;
+	__u64 slot;		/* histogram slot of delta_ns */
+	__u32 hierarchy_id;
+};
 
-	if (!cgrp)
-		return;
-	slot = log2l(delta_ns / 1000);
-	if (slot >= MAX_SLOTS)
+/* Charge the event in @c to cgrp->ancestors[@level]'s entry of @map (a hash cg_key -> hist_value).
+ * A racing insert (-EEXIST) is fine: the entry is looked up again. A full map skips the level. */
+static __always_inline long charge_level(void *map, __u32 level, struct charge_ctx *c)
+{
+	struct cg_key key = {};
+	struct hist_value *v;
+	struct cgroup *cgrp = c->cgrp, *anc;	/* a local: c is no kernel type to relocate */
+	__u64 slot = c->slot;
+
+	if (slot >= MAX_SLOTS)	/* for the verifier: slot came through the stack */
 		slot = MAX_SLOTS - 1;
-	level = BPF_CORE_READ(cgrp, level);
-	key.hierarchy_id = BPF_CORE_READ(cgrp, root, hierarchy_id);
-	for (i = 0; i < MAX_CGROUP_DEPTH; i++) {
-		if (level - i < 0)
-			break;
-		anc = BPF_CORE_READ(cgrp, ancestors[level - i]);
-		if (!anc)
-			break;
-		key.cgroup_id = BPF_CORE_READ(anc, kn, id);
+	anc = BPF_CORE_READ(cgrp, ancestors[level]);
+	if (!anc)
+		return 1;	/* stop: cannot happen for a live cgroup's level 0..level */
+	key.hierarchy_id = c->hierarchy_id;
+	key.cgroup_id = BPF_CORE_READ(anc, kn, id);
+	v = bpf_map_lookup_elem(map, &key);
+	if (!v) {
+		bpf_map_update_elem(map, &key, &zero_hist, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(map, &key);
-		if (!v) {
-			bpf_map_update_elem(map, &key, &zero_hist, BPF_NOEXIST);
-			v = bpf_map_lookup_elem(map, &key);
-			if (!v)
-				return;
-		}
-		__sync_fetch_and_add(&v->total_ns, delta_ns);
-		__sync_fetch_and_add(&v->count, 1);
-		__sync_fetch_and_add(&v->slots[slot], 1);
+		if (!v)
+			return 0;
 	}
+	__sync_fetch_and_add(&v->total_ns, c->delta_ns);
+	__sync_fetch_and_add(&v->count, 1);
+	__sync_fetch_and_add(&v->slots[slot], 1);
+	return 0;
+}
+
+/*
+ * Define charge_hierarchy(cgrp, delta_ns) for the stats map @map: add one event lasting
+ * @delta_ns to @cgrp's entry and to every ancestor's (see above). A macro so that bpf_loop()'s
+ * callback names the map as a constant, rather than reading a map pointer back from its context.
+ * Use it once per object, after the map's definition.
+ */
+#define DEFINE_CHARGE_HIERARCHY(map)							\
+static long charge_level_cb(__u32 level, void *ctx)					\
+{											\
+	return charge_level(&map, level, ctx);						\
+}											\
+											\
+static __always_inline void charge_hierarchy(struct cgroup *cgrp, __u64 delta_ns)	\
+{											\
+	struct charge_ctx c = {};							\
+	int level;									\
+											\
+	if (!cgrp)									\
+		return;									\
+	level = BPF_CORE_READ(cgrp, level);						\
+	if (level < 0)									\
+		return;									\
+	c.cgrp = cgrp;									\
+	c.delta_ns = delta_ns;								\
+	c.slot = log2l(delta_ns / 1000);						\
+	if (c.slot >= MAX_SLOTS)							\
+		c.slot = MAX_SLOTS - 1;							\
+	c.hierarchy_id = BPF_CORE_READ(cgrp, root, hierarchy_id);			\
+	bpf_loop((__u32)level + 1, charge_level_cb, &c, 0);				\
 }
 
 #endif /* __STAT_COMMON_BPF_H */

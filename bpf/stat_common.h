@@ -4,7 +4,6 @@
 #define __STAT_COMMON_H
 
 #define MAX_SLOTS 27	/* log2 buckets: the last one holds >= 2^26 units (67 s in usecs) */
-#define MAX_CGROUP_DEPTH 16	/* ancestors charged per event: the cgroup itself and up to 15 above */
 
 /*
  * Key of every per-cgroup stats map. v1 and v2 cgroup ids are separate spaces (each hierarchy
