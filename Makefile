@@ -1,6 +1,8 @@
 # bpffs-sync. The two set-up commands of the README:
 #   make demo   install everything, start the mirror (bpffs-sync run) and run the demo
 #   make test   install everything and run the whole test suite (lint, types, pytest)
+#   make install  install bpffs-sync (venv in $(PREFIX)/lib/bpffs-sync, BPF objects in the package) + systemd units
+# Long steps run through scripts/progress.sh: elapsed time and an estimate on screen, full logs in build/logs/.
 SHELL := /bin/bash
 BPF_OUT := build/bpf
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
@@ -11,8 +13,12 @@ BPF_HDRS := $(wildcard bpf/*.h)
 CLANG ?= clang
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(BPF_OUT) -Ibpf
 VENV := .venv/bin
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+PREFIX ?= /usr/local
+UNITDIR ?= /etc/systemd/system
+PROGRESS := scripts/progress.sh
 
-.PHONY: FORCE all deps bpf demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-debug-test kernel-bench kernel-smoke
+.PHONY: FORCE all deps bpf bpf-objects install uninstall demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-debug-test kernel-bench kernel-smoke
 
 all: bpf
 
@@ -22,7 +28,7 @@ deps:
 # sysfs mtimes are not content mtimes: regenerate always, replace only when the BTF changed.
 $(BPF_OUT)/vmlinux.h: FORCE
 	@mkdir -p $(BPF_OUT)
-	@bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
+	@bpftool btf dump file $(VMLINUX_BTF) format c > $@.tmp
 	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; echo "  GEN     $@"; fi
 
 FORCE:
@@ -34,6 +40,26 @@ $(BPF_OUT)/%.stat.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(BPF_OUT)/vmlinux.h
 	$(CLANG) $(BPF_CFLAGS) -DBPFFS_SYNC_CGROUP_STAT -c $< -o $@
 
 bpf: deps $(BPF_OBJS) $(BPF_STAT_OBJS)
+
+# The objects alone, no venv (setup.py's build hook: `make bpf-objects BPF_OUT=<dir>` ships them in the wheel).
+bpf-objects: $(BPF_OBJS) $(BPF_STAT_OBJS)
+
+# A system install: its own venv (Debian's python is externally managed), the CLI on PATH, the units.
+# The wheel is built here, with the BPF objects compiled into it (setup.py); nothing is built on the node.
+install: deps
+	python3 -m venv $(DESTDIR)$(PREFIX)/lib/bpffs-sync
+	$(DESTDIR)$(PREFIX)/lib/bpffs-sync/bin/pip install -q --disable-pip-version-check .
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR)
+	ln -sf $(PREFIX)/lib/bpffs-sync/bin/bpffs-sync $(DESTDIR)$(PREFIX)/bin/bpffs-sync
+	install -m 0644 packaging/systemd/bpffs-sync.service packaging/systemd/bpffs-sync-export.service \
+		$(DESTDIR)$(UNITDIR)/
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed: $(PREFIX)/bin/bpffs-sync ($$($(DESTDIR)$(PREFIX)/bin/bpffs-sync --version));" \
+		"start with: systemctl enable --now bpffs-sync bpffs-sync-export"
+
+uninstall:
+	rm -f $(DESTDIR)$(UNITDIR)/bpffs-sync.service $(DESTDIR)$(UNITDIR)/bpffs-sync-export.service
+	rm -rf $(DESTDIR)$(PREFIX)/lib/bpffs-sync $(DESTDIR)$(PREFIX)/bin/bpffs-sync
 
 start-daemon: bpf
 	@scripts/start-daemon.sh
@@ -65,26 +91,32 @@ clean-build:
 # The kernel series: build (from scratch ~21 min here, then incremental with ccache) ...
 kernel: deps
 	@scripts/install-deps.sh --kernel
-	kernel-approach1/scripts/build.sh plain
+	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh
+	@$(PROGRESS) kernel-build kernel-approach1/scripts/build.sh plain
 
 # ... and fetch -> apply -> build -> boot -> in-guest tests (kernel-approach1/tests), part of `make test`.
 kernel-test: deps
 	@scripts/install-deps.sh --kernel
-	kernel-approach1/scripts/test.sh
+	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh
+	@$(PROGRESS) kernel-build kernel-approach1/scripts/build.sh plain
+	@$(PROGRESS) kernel-boot-test kernel-approach1/scripts/test.sh
 
 # The same tests on the debug config (lockdep, KASAN, kmemleak): a 33 min build from scratch, then ~1.5 h of
 # tests under TCG; not part of `make test`.
 kernel-debug-test: deps
 	@scripts/install-deps.sh --kernel
-	kernel-approach1/scripts/test.sh --variant debug
+	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh
+	@$(PROGRESS) kernel-debug-build kernel-approach1/scripts/build.sh debug
+	@$(PROGRESS) kernel-debug-boot-test kernel-approach1/scripts/test.sh --variant debug
 
 # Every patch of the series builds on its own, -Werror (after `make kernel`; ~4 min).
 kernel-bisect: kernel
-	kernel-approach1/scripts/bisect-build.sh
+	@$(PROGRESS) kernel-bisect kernel-approach1/scripts/bisect-build.sh
 
 # Kernel mirror benchmarks in the guest (link create = cgroup_mutex hold, mkdir cost, reads), vs same-run baselines.
 kernel-bench: deps
 	@scripts/install-deps.sh --kernel
+	@$(PROGRESS) kernel-build kernel-approach1/scripts/build.sh plain
 	kernel-approach1/scripts/test.sh --bench
 
 # The user-space mirror's kernel tests, inside a 7.3 guest (virtme-ng under TCG, ~4 min).

@@ -65,11 +65,18 @@ def lookup(name: str) -> StatProgram:
         raise UnknownProgram("program", name, 0, f"unknown stat program (known: {known})") from None
 
 
+PACKAGED_OBJECTS = Path(__file__).resolve().parent / "bpf_objects"
+
+
 def object_dir() -> Path:
-    """$BPFFS_SYNC_BPF_DIR, else build/bpf next to the source tree (editable install)."""
+    """Where the BPF objects are: $BPFFS_SYNC_BPF_DIR; else the objects an installed wheel carries
+    (bpffs_sync/bpf_objects, compiled CO-RE at build time by setup.py); else build/bpf next to the
+    source tree (an editable install, `make bpf`)."""
     env = os.environ.get("BPFFS_SYNC_BPF_DIR")
     if env:
         return Path(env)
+    if (PACKAGED_OBJECTS / CATALOGUE["hist_oncpu"].object_file).is_file():
+        return PACKAGED_OBJECTS
     return Path(__file__).resolve().parent.parent / "build" / "bpf"
 
 
@@ -78,5 +85,5 @@ def object_path(spec: StatProgram, native: bool = False) -> str:
     name = spec.object_file.replace(".bpf.o", ".stat.bpf.o") if native else spec.object_file
     path = object_dir() / name
     if not path.is_file():
-        raise EnvironmentProblem("bpf object", str(path), 0, "not built (run `make bpf`)")
+        raise EnvironmentProblem("bpf object", str(path), 0, "not built (run `make bpf`, or install the wheel)")
     return str(path)

@@ -1,0 +1,229 @@
+"""Mirror health as Prometheus families (prometheus_client): the daemon, verify, kernel links.
+
+- daemon: `up` when a `bpffs-sync run` holds the bpffs's lock (rundir.holder: the kernel's lock
+  table, not a pid in a file); counters and gauges from the telemetry that very daemon rewrites
+  after each round (rundir.read_telemetry). Keys the daemon does not write (yet) are absent.
+- verify: the same check as `bpffs-sync verify`, per tree and drift reason. It walks both trees
+  and asks the kernel about every pin, so it runs in its own thread every `verify_interval`
+  seconds; a scrape only reads its last result.
+- kernel links (patched kernel only): one series per cgroup stat link, files and errors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bpffs_sync import log, rundir
+from bpffs_sync.errors import SyncError
+from bpffs_sync.mirror.diff import Reason
+from bpffs_sync.paths import MIRROR_V2, Layout
+from bpffs_sync.programs import DEFAULT_PROGRAMS, lookup
+
+_log = log.get(__name__)
+
+# telemetry key -> (metric, kind, help); kind "counter" metrics get `_total` from prometheus_client.
+TELEMETRY: dict[str, tuple[str, str, str]] = {
+    "passes": ("bpffs_sync_reconcile_passes", "counter", "Reconcile passes run by the daemon."),
+    "full_passes": ("bpffs_sync_full_passes", "counter", "Full reconcile rounds (start-up, overflow, resync)."),
+    "ops_applied": ("bpffs_sync_ops_applied", "counter", "mkdir/pin/unpin operations applied."),
+    "op_errors": ("bpffs_sync_op_errors", "counter", "Operations that failed."),
+    "inotify_overflows": ("bpffs_sync_inotify_overflows", "counter", "inotify queue overflows seen."),
+    "watches": ("bpffs_sync_watches", "gauge", "inotify watches held on cgroupfs."),
+    "last_full_seconds": ("bpffs_sync_last_full_pass_duration_seconds", "gauge",
+                          "Duration of the last full reconcile round."),
+    "last_pass_at": ("bpffs_sync_last_pass_timestamp_seconds", "gauge", "When the last pass ended."),
+    "last_full_at": ("bpffs_sync_last_full_pass_timestamp_seconds", "gauge", "When the last full round ended."),
+    "started_at": ("bpffs_sync_daemon_start_time_seconds", "gauge", "When the daemon started."),
+}
+
+
+def daemon_state(bpffs: str) -> tuple[bool, dict[str, Any]]:
+    """(a `bpffs-sync run` holds this bpffs's lock, the telemetry that very process wrote or {})."""
+    try:
+        who = rundir.holder(bpffs)
+        if who is None or not who.verified or who.role != rundir.ROLE_RUN:
+            return False, {}
+        return True, rundir.read_telemetry(bpffs, who) or {}
+    except SyncError as err:  # a run directory that is not ours: shown as down, said once per scrape
+        _log.warning("export_run_dir_refused", error=str(err))
+        return False, {}
+
+
+# --- verify, on its own clock ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    at: float = 0.0
+    seconds: float = 0.0
+    drift: dict[str, dict[str, int]] = field(default_factory=dict)  # tree -> reason -> entries
+    collector_problems: dict[str, int] = field(default_factory=dict)
+    cgroups: dict[str, int] = field(default_factory=dict)
+    runs: int = 0
+    failures: int = 0
+
+
+def trees_to_verify(bpffs: str, cgroup_root: str | None) -> list[tuple[Layout, list[str]]]:
+    """The daemon's trees (from its telemetry), else the v2 tree with the default stats."""
+    _, doc = daemon_state(bpffs)
+    out: list[tuple[Layout, list[str]]] = []
+    for key, tree in sorted((doc.get("trees") or {}).items()):
+        out.append((Layout(bpffs, str(tree["cgroup_root"]), key, int(tree.get("hierarchy_id", 0))),
+                    [str(s) for s in tree.get("stats", [])]))
+    if not out and cgroup_root:
+        out.append((Layout(bpffs, cgroup_root, MIRROR_V2), list(DEFAULT_PROGRAMS)))
+    return out
+
+
+class Verifier:
+    """Runs verify every `interval` seconds in a daemon thread; `result` is the last outcome."""
+
+    def __init__(self, bpffs: str, cgroup_root: str | None, interval: float) -> None:
+        self.bpffs = bpffs
+        self.cgroup_root = cgroup_root
+        self.interval = interval
+        self.result = VerifyResult()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="verify", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def snapshot(self) -> VerifyResult:
+        with self._lock:
+            return self.result
+
+    def run_once(self) -> None:
+        from bpffs_sync.commands.verify import verify
+
+        started = time.monotonic()
+        drift: dict[str, dict[str, int]] = {}
+        problems: dict[str, int] = {}
+        cgroups: dict[str, int] = {}
+        failed = False
+        for layout, stats in trees_to_verify(self.bpffs, self.cgroup_root):
+            try:
+                report = verify(layout, [lookup(s) for s in stats])
+            except SyncError as err:
+                failed = True
+                _log.warning("export_verify_failed", tree=layout.mirror, error=str(err))
+                continue
+            counts = {str(r): 0 for r in Reason}
+            for op in report.plan.drift():
+                counts[str(op.reason)] += 1
+            drift[layout.mirror] = counts
+            problems[layout.mirror] = len(report.collector_problems)
+            cgroups[layout.mirror] = report.cgroups
+        prev = self.snapshot()
+        new = VerifyResult(time.time(), time.monotonic() - started, drift, problems, cgroups, prev.runs + 1,
+                           prev.failures + failed)
+        with self._lock:
+            self.result = new
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception as err:  # keep the thread alive; the failure shows as a metric
+                _log.error("export_verify_crashed", error=f"{type(err).__name__}: {err}")
+                with self._lock:
+                    self.result.failures += 1
+            self._stop.wait(self.interval)
+
+
+# --- the collector ---------------------------------------------------------------------------------
+
+
+def _kernel_links() -> list[Any]:
+    from bpffs_sync import libbpf
+
+    return list(libbpf.cgroup_stat_links())
+
+
+class Health(Collector):
+    """prometheus_client collector: daemon telemetry, the verify thread's result, kernel links."""
+
+    def __init__(self, bpffs: str, verifier: Verifier | None, kernel_links: bool) -> None:
+        """kernel_links: the kernel carries the series (kernel_a1.supported(), checked once)."""
+        self.bpffs = bpffs
+        self.verifier = verifier
+        self.kernel_links = kernel_links
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._daemon()
+        if self.verifier is not None:
+            yield from self._verify(self.verifier.snapshot())
+        if self.kernel_links:
+            yield from self._links()
+
+    def _daemon(self) -> Iterator[Metric]:
+        up, doc = daemon_state(self.bpffs)
+        yield GaugeMetricFamily("bpffs_sync_daemon_up", "1 when a bpffs-sync run holds this bpffs's lock.",
+                                value=int(up))
+        for key, (name, kind, help_text) in TELEMETRY.items():
+            value = doc.get(key)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if kind == "counter":
+                yield CounterMetricFamily(name, help_text, value=value)
+            else:
+                yield GaugeMetricFamily(name, help_text, value=value)
+        trees = doc.get("trees") or {}
+        if trees:
+            g = GaugeMetricFamily("bpffs_sync_tree_watches", "inotify watches per mirrored tree.", labels=["tree"])
+            for key, tree in sorted(trees.items()):
+                g.add_metric([key], float(tree.get("watches", 0)))
+            yield g
+
+    def _verify(self, res: VerifyResult) -> Iterator[Metric]:
+        yield CounterMetricFamily("bpffs_sync_verify_runs", "verify runs by the exporter.", value=res.runs)
+        yield CounterMetricFamily("bpffs_sync_verify_failures", "verify runs that could not check a tree.",
+                                  value=res.failures)
+        if not res.at:
+            return
+        yield GaugeMetricFamily("bpffs_sync_verify_timestamp_seconds", "When the last verify ended.", value=res.at)
+        yield GaugeMetricFamily("bpffs_sync_verify_duration_seconds", "How long the last verify took.",
+                                value=res.seconds)
+        drift = GaugeMetricFamily("bpffs_sync_drift_entries", "Mirror entries out of step with cgroupfs at the "
+                                  "last verify, by reason (0 everywhere: in sync).", labels=["tree", "reason"])
+        problems = GaugeMetricFamily("bpffs_sync_collector_problems", "Stats whose collector is missing or "
+                                     "detached at the last verify.", labels=["tree"])
+        cgroups = GaugeMetricFamily("bpffs_sync_cgroups", "cgroups in each mirrored tree at the last verify.",
+                                    labels=["tree"])
+        for tree, reasons in sorted(res.drift.items()):
+            for reason, n in sorted(reasons.items()):
+                drift.add_metric([tree, reason], n)
+            problems.add_metric([tree], res.collector_problems.get(tree, 0))
+            cgroups.add_metric([tree], res.cgroups.get(tree, 0))
+        yield drift
+        yield problems
+        yield cgroups
+
+    def _links(self) -> Iterator[Metric]:
+        try:
+            links = _kernel_links()
+        except SyncError as err:
+            _log.warning("export_kernel_links_failed", error=str(err))
+            return
+        labels = ["link_id", "stat", "cgroup_id"]
+        files = GaugeMetricFamily("bpffs_sync_kernel_link_files", "Files a cgroup stat link keeps.", labels=labels)
+        errors = GaugeMetricFamily("bpffs_sync_kernel_link_errors", "Files a cgroup stat link failed to make.",
+                                   labels=labels)
+        for d in links:
+            lab = [str(d.link_id), str(d.name), str(d.cgroup_id)]
+            files.add_metric(lab, d.nr_files)
+            errors.add_metric(lab, d.nr_errors)
+        yield GaugeMetricFamily("bpffs_sync_kernel_links", "cgroup stat links (patched kernel).", value=len(links))
+        yield files
+        yield errors
