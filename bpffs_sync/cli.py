@@ -207,8 +207,20 @@ def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True)
     return layout, specs
 
 
+def _add_export(sub: Any) -> None:
+    """`export`: the Prometheus endpoint (bpffs_sync/export/; its arguments are checked there)."""
+    from bpffs_sync.export.command import add_arguments
+
+    p = sub.add_parser("export", help="serve Prometheus metrics: per-cgroup stats from the mirror, mirror health")
+    _logging(p)
+    add_arguments(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bpffs_sync.export.command import version
+
     parser = _Parser(prog="bpffs-sync", description="Mirror cgroupfs into bpffs with per-cgroup BPF stat files.")
+    parser.add_argument("--version", action="version", version=f"bpffs-sync {version()}")
     _logging(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -256,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reads", type=int, default=2000, help="reads per file for `read`")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+    _add_export(sub)
     return parser
 
 
