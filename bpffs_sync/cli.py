@@ -5,17 +5,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from bpffs_sync import log, preflight
-from bpffs_sync.errors import SyncError, UsageError
+from bpffs_sync import log, preflight, rundir
+from bpffs_sync.errors import EnvironmentProblem, SyncError, UsageError
 from bpffs_sync.programs import CATALOGUE, lookup
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 BENCHES = ("lag", "sync", "read")
+RESYNC_BOUNDS = (0.1, 86400.0)  # seconds: a busy loop below, "never" above (use --no-watch/--once for that)
+DEFAULT_RESYNC = 30.0
+
+
+# --- option values: each a type that turns a bad value into argparse's one-line usage error ------
+
+
+def _bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
+    """A finite number in [low, high] (nan, inf and out-of-range values are usage errors)."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range ({low:g} .. {high:g})")
+        return value
+    return parse
+
+
+def _path(text: str) -> str:
+    """A non-empty path (an empty --bpffs must not silently mean the default)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path")
+    return text
+
+
+def _v1_selector(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("empty selector")
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,14 +66,21 @@ def _logging(p: argparse.ArgumentParser, top: bool = False) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     _logging(p)
-    p.add_argument("--bpffs", help="bpffs mount to populate (default /sys/fs/bpf, mounted if absent)")
-    p.add_argument("--cgroup-root", help="cgroup v2 directory to mirror (default: the cgroup2 mount)")
+    _bpffs(p)
+    p.add_argument("--cgroup-root", type=_path, metavar="DIR",
+                   help="cgroup v2 directory to mirror (default: the cgroup2 mount)")
     p.add_argument("--program", action="append", metavar="NAME",
                    help="stat program to expose in the v2 tree (repeatable; default hist_oncpu)")
 
 
+def _bpffs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bpffs", type=_path, metavar="DIR",
+                   help="the root of the bpffs to populate (default /sys/fs/bpf, mounted if absent); not a "
+                        "directory inside one")
+
+
 def _v1(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--v1", action="append", metavar="CTRL|HIERARCHY|all|DIR",
+    p.add_argument("--v1", action="append", type=_v1_selector, metavar="CTRL|HIERARCHY|all|DIR",
                    help=f"{what} a cgroup-v1 hierarchy too: a controller (memory), a hierarchy name "
                         "(cpu,cpuacct, name=systemd), all, or a v1 cgroup directory (repeatable)")
 
@@ -54,19 +94,35 @@ def _selection(args: argparse.Namespace) -> Any:
     """The --v1 selectors, validated (an unknown controller is KernelUnsupported), or None."""
     from bpffs_sync.mirror.forest import Selection
 
-    return Selection(args.v1) if getattr(args, "v1", None) else None
+    if not getattr(args, "v1", None):
+        return None
+    selection = Selection(args.v1)
+    preflight.require_v1_paths(args.v1)
+    return selection
+
+
+def _refuse(command: str, args: argparse.Namespace, why: str, *options: str) -> None:
+    """Options that make no sense together are refused, never silently ignored."""
+    given = [o for o in options if getattr(args, o.lstrip("-").replace("-", "_"), None) not in (None, False, [])]
+    if given:
+        raise UsageError(command, " ".join(given), 0, why)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bpffs_sync.mirror.daemon import RunOptions, run
 
     if args.kernel:
+        _refuse("run --kernel", args, "not with --kernel (it attaches the links and exits; the kernel keeps the tree)",
+                "--once", "--no-watch", "--resync-interval")
         return _run_kernel(args)
+    _refuse("run", args, "only with --kernel", "--json")
+    _refuse("run --once", args, "not with --once (one pass, no watcher, no resync)",
+            *(("--no-watch", "--resync-interval") if args.once else ()))
     selection = _selection(args)
     layout, specs = _prepare(args)
     _refuse_kernel_mirror(layout.bpffs)
-    opts = RunOptions(resync_interval=args.resync_interval, watch=not args.no_watch, once=args.once,
-                      force_raw_tp=args.raw_tp)
+    interval = DEFAULT_RESYNC if args.resync_interval is None else args.resync_interval
+    opts = RunOptions(resync_interval=interval, watch=not args.no_watch, once=args.once, force_raw_tp=args.raw_tp)
     return run(layout, specs, opts, selection)
 
 
@@ -124,10 +180,11 @@ def _verify_kernel(args: argparse.Namespace) -> int:
     """verify --kernel: the mirror a patched kernel keeps itself (kernel_a1.py)."""
     from bpffs_sync.backends import kernel_a1
 
-    preflight.require_root()
+    _refuse("verify --kernel", args, "not with --kernel: it checks every cgroup stat link the kernel has, and the "
+            "kernel series mirrors cgroup v2 only", "--v1", "--program")
+    layout, _specs = _prepare(args, mount=False, objects=False)
     kernel_a1.require_supported()
-    bpffs_dir = args.bpffs or preflight.DEFAULT_BPFFS
-    report = kernel_a1.verify(bpffs_dir, args.cgroup_root or preflight.default_cgroup_root())
+    report = kernel_a1.verify(layout.bpffs, layout.cgroup_root)
     if args.json:
         _print_json(report.to_json())
     else:
@@ -165,6 +222,33 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    """SIGTERM to the process holding this bpffs's lock, if it is a bpffs-sync run; wait until it lets go."""
+    preflight.require_root()
+    bpffs_dir = os.path.abspath(args.bpffs or preflight.DEFAULT_BPFFS)
+    if args.bpffs is None and not preflight.is_bpffs(bpffs_dir):
+        print(f"no bpffs at {bpffs_dir}: no bpffs-sync run to stop")
+        return EXIT_OK
+    preflight.require_directory("--bpffs", bpffs_dir)
+    preflight.require_bpffs_root(bpffs_dir)
+    who = rundir.holder(bpffs_dir)
+    if who is None:
+        print(f"no bpffs-sync run holds {bpffs_dir}")
+        return EXIT_OK
+    if not who.verified or who.role != rundir.ROLE_RUN:
+        raise EnvironmentProblem("stop", bpffs_dir, 0, f"{who.describe()} holds the lock and is not a bpffs-sync run: "
+                                                       "not signalled")
+    if rundir.signal_holder(bpffs_dir, who):
+        deadline = time.monotonic() + args.timeout
+        while (now := rundir.holder(bpffs_dir)) is not None and now.pid == who.pid:
+            if time.monotonic() > deadline:
+                raise EnvironmentProblem("stop", bpffs_dir, 0, f"{who.describe()} still holds the lock after "
+                                                               f"{args.timeout:g} s")
+            time.sleep(0.05)
+    print(f"stopped {who.describe()} on {bpffs_dir}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bpffs_sync.commands.demo import demo
 
@@ -178,13 +262,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.what) - set(BENCHES))
     if unknown:  # checked here: argparse's choices reject an empty nargs="*" list on 3.11
         raise UsageError("bench", ", ".join(unknown), 0, f"unknown benchmark (choose from {', '.join(BENCHES)})")
+    what = args.what or list(BENCHES)
+    if args.count and not {"lag", "sync"} & set(what):
+        raise UsageError("bench", "--count", 0, "only for lag and sync")
+    if args.reads is not None and "read" not in what:
+        raise UsageError("bench", "--reads", 0, "only for read")
 
     preflight.require_root()
     preflight.require_kernel()
     preflight.require_objects([lookup("hist_oncpu")])
     if args.log_level == "info":  # the figures are the output; keep the loader's chatter out
         log.setup(args.log_format, "warning")
-    doc = bench(args.what or list(BENCHES), counts=args.count, reads=args.reads)
+    doc = bench(what, counts=args.count, reads=2000 if args.reads is None else args.reads)
     if args.json:
         _print_json(doc)
     else:
@@ -195,7 +284,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True) -> tuple[Any, Any]:
     preflight.require_root()
     preflight.require_kernel()
-    layout, specs = preflight.resolve(args.bpffs, args.cgroup_root, getattr(args, "program", None))
+    programs: list[str] | None = getattr(args, "program", None)
+    twice = sorted({p for p in programs or [] if (programs or []).count(p) > 1})
+    if twice:
+        raise UsageError("--program", ", ".join(twice), 0, "given twice")
+    layout, specs = preflight.resolve(args.bpffs, args.cgroup_root, programs)
     if objects:
         preflight.require_objects(specs)
     if mount:
@@ -204,6 +297,7 @@ def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True)
         from bpffs_sync.mirror import bpffs
 
         bpffs.ensure_bpffs(layout.bpffs, mount_if_absent=False)
+    preflight.require_bpffs_root(layout.bpffs)
     return layout, specs
 
 
@@ -226,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="keep the mirror in step with cgroupfs (foreground daemon)")
     _common(p)
-    p.add_argument("--resync-interval", type=float, default=30.0, metavar="S",
-                   help="seconds between full passes (±10%% jitter; default 30)")
+    p.add_argument("--resync-interval", type=_bounded(float, *RESYNC_BOUNDS), metavar="S",
+                   help=f"seconds between full passes, {RESYNC_BOUNDS[0]:g} .. {RESYNC_BOUNDS[1]:g} (±10%% jitter; "
+                        f"default {DEFAULT_RESYNC:g})")
     p.add_argument("--no-watch", action="store_true", help="no inotify: periodic full passes only")
     p.add_argument("--once", action="store_true", help="one full pass, then exit")
     p.add_argument("--raw-tp", action="store_true", help="use the raw_tp collector even if tp_btf works")
@@ -255,17 +350,28 @@ def build_parser() -> argparse.ArgumentParser:
                                 "stat) and drop the pins")
         p.set_defaults(func=func)
 
+    p = sub.add_parser("stop", help="stop the `bpffs-sync run` holding this bpffs's lock (SIGTERM; the mirror "
+                                    "stays, a restart adopts it)")
+    _logging(p)
+    _bpffs(p)
+    p.add_argument("--timeout", type=_bounded(float, 0.1, 3600), default=10.0, metavar="S",
+                   help="seconds to wait for it to let go of the lock, 0.1 .. 3600 (default 10)")
+    p.set_defaults(func=cmd_stop)
+
     p = sub.add_parser("demo", help="make jobs/a, burn CPU in it, show its hist_oncpu, verify, clean up")
     _common(p)
-    p.add_argument("--seconds", type=float, default=1.0, help="how long the CPU burner runs")
+    p.add_argument("--seconds", type=_bounded(float, 0.1, 600), default=1.0, metavar="S",
+                   help="how long the CPU burner runs, 0.1 .. 600 (default 1)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
     _logging(p)
     p.add_argument("what", nargs="*", metavar="{lag,sync,read}",
                    help="which benchmarks (default: all)")
-    p.add_argument("--count", type=int, action="append", help="cgroups for lag/sync (repeatable)")
-    p.add_argument("--reads", type=int, default=2000, help="reads per file for `read`")
+    p.add_argument("--count", type=_bounded(int, 1, 100_000), action="append", metavar="N",
+                   help="cgroups for lag (the first) and sync (each), 1 .. 100000 (repeatable)")
+    p.add_argument("--reads", type=_bounded(int, 1, 1_000_000), metavar="N",
+                   help="reads per file for `read`, 1 .. 1000000 (default 2000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     _add_export(sub)

@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpffs_sync.mirror.daemon import status_path
 from bpffs_sync.paths import Layout
+from bpffs_sync.rundir import telemetry_path
 from bpffs_sync.sandbox import wait_until
 
 wait_for = wait_until
@@ -64,7 +64,7 @@ class Mirror:
         return doc
 
     def full_passes(self) -> int:
-        path = status_path(self.bpffs, self.run_dir)
+        path = telemetry_path(self.bpffs, self.run_dir)
         try:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -11,6 +12,9 @@ import sys
 import pytest
 from helpers import REPO, Mirror, cli
 
+from bpffs_sync import libbpf
+from bpffs_sync.errors import LibbpfError
+from bpffs_sync.measure.bench import MEMORY_V1_STAT
 from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 
@@ -91,24 +95,32 @@ def test_second_daemon_on_same_bpffs(mirror: Mirror) -> None:
 
 
 def test_clean_refuses_while_running_then_removes(mirror: Mirror) -> None:
-    """clean is refused while the daemon runs; afterwards it removes mirror and collectors."""
+    """clean is refused while the daemon runs; afterwards it removes mirror, maps and collectors."""
     os.mkdir(mirror.cg("x"))
     mirror.start()
-    assert_one_line_error(mirror.cli("clean"), "active")
+    assert mirror.proc is not None
+    assert_one_line_error(mirror.cli("clean"), f"bpffs-sync run (pid {mirror.proc.pid}) holds this bpffs")
+    collector = mirror.status()["programs"]["hist_oncpu"]["collector_link_id"]  # type: ignore[index]
     mirror.stop()
     res = mirror.cli("clean", check=True)
     assert res.stdout.startswith("removed ")
-    assert sorted(os.listdir(mirror.bpffs)) == ["maps.debug", "progs.debug"] or "cgroup" not in os.listdir(
-        mirror.bpffs)
+    assert set(os.listdir(mirror.bpffs)) <= {"maps.debug", "progs.debug"}  # no cgroup/, cgroup-v1/, bpffs-sync/
+    with pytest.raises(LibbpfError) as gone:  # the collector link went with its last pin
+        os.close(libbpf.link_fd_by_id(collector))
+    assert gone.value.errno == errno.ENOENT
 
 
 def test_bench_read_runs_and_reports_ratio(kernel: None) -> None:
-    """`bench read --json` (no positional default trap): figures plus a same-run ratio."""
+    """`bench read --json` (no positional default trap): figures plus a same-run ratio to v1 memory.stat."""
     res = cli("bench", "read", "--reads", "50", "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)["read"]
     assert doc["hist_oncpu_us"] > 0 and doc["reads"] == 50
-    assert "ratio" in doc or "baseline" in doc
+    if os.path.exists(MEMORY_V1_STAT):  # the baseline exists here: the ratio must be there and be its quotient
+        assert doc["memory_stat_us"] > 0
+        assert abs(doc["ratio"] - doc["hist_oncpu_us"] / doc["memory_stat_us"]) < 0.02  # figures are rounded
+    else:
+        assert "ratio" not in doc and doc["baseline"].endswith("absent (no cgroup-v1 memory hierarchy)")
 
 
 def test_bench_rejects_unknown_benchmark() -> None:
@@ -117,10 +129,14 @@ def test_bench_rejects_unknown_benchmark() -> None:
 
 
 def test_closed_stdout_is_quiet(mirror: Mirror) -> None:
-    """`status --json | head -c1`: the reader leaves early; no error line, exit 141 like SIGPIPE."""
-    cmd = f"{sys.executable} -m bpffs_sync status --json {' '.join(mirror.args())} | head -c1 >/dev/null; " \
-          "echo ${PIPESTATUS[0]}"
-    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=False,
-                         env={**os.environ, **mirror.env})
+    """`status --json` into a pipe whose reader has already left: no error line, exit 141 like SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE, however small the document
+    try:
+        res = subprocess.run([sys.executable, "-m", "bpffs_sync", "status", "--json", *mirror.args()],
+                             stdout=write_end, stderr=subprocess.PIPE, text=True, check=False,
+                             env={**os.environ, **mirror.env})
+    finally:
+        os.close(write_end)
     assert res.stderr == ""
-    assert res.stdout.strip() in ("0", "141")  # 0 when the whole document fit the pipe before head left
+    assert res.returncode == 141

@@ -79,6 +79,29 @@ class LinkOutcome:
     collector_adopted: bool
 
 
+PIN_OURS, PIN_OTHER, PIN_ABSENT, PIN_UNKNOWN = "ours", "other", "absent", "unknown"
+
+
+def get_error_verdict(err: int) -> str:
+    """What a failed BPF_OBJ_GET of the link pin says about it. Only a definite answer may lead to
+    the pin's removal: ENOENT (gone: nothing to remove) and EACCES (the inode is not a pinned BPF
+    object, kernel/bpf/inode.c bpf_inode_type(); we are root, so not DAC). Anything else (EINTR,
+    ENOMEM, EAGAIN, EMFILE, ...) is PIN_UNKNOWN: raise, keep the pin."""
+    if err == errno.ENOENT:
+        return PIN_ABSENT
+    if err == errno.EACCES:
+        return PIN_OTHER
+    return PIN_UNKNOWN
+
+
+def pin_verdict(kind: str, desc: libbpf.CgroupStatLinkDesc | None, name: str, root_id: int) -> str:
+    """The pinned object, opened and described: PIN_OURS (this stat's live link at root_id) or
+    PIN_OTHER (a prog or map, another link type, a detached link, another stat or another root)."""
+    if kind != "link" or desc is None or desc.cgroup_id == 0:
+        return PIN_OTHER
+    return PIN_OURS if desc.name == name and desc.cgroup_id == root_id else PIN_OTHER
+
+
 class KernelMirror:
     """One stat loaded for the kernel's mirror: its reader as BPF_PROG_TYPE_CGROUP_STAT, its stats
     map and collector pinned or adopted under <bpffs>/bpffs-sync/<stat>/ exactly as the user-space
@@ -144,20 +167,26 @@ class KernelMirror:
                            self.stat.collector_adopted)
 
     def _pinned_link(self, root_id: int) -> int | None:
-        """An fd of the link pinned at link_pin if it is this stat's, live, at root_id; else None
-        (and a pin that is something else is removed)."""
-        if not os.path.lexists(self.link_pin):
-            return None
+        """An fd of the link pinned at link_pin if it is this stat's, live, at root_id; else None,
+        and a pin that is definitely something else is removed. A transient failure (EINTR, ENOMEM,
+        EAGAIN, EMFILE...) raises and leaves the pin alone: the files hold the link, and a later
+        run adopts it."""
         try:
             fd = libbpf.obj_get(self.link_pin)
-        except LibbpfError:
-            bpffs.remove(self.link_pin)
+        except LibbpfError as err:
+            verdict = get_error_verdict(err.errno)
+            if verdict == PIN_UNKNOWN:
+                raise
+            if verdict == PIN_OTHER:
+                bpffs.remove(self.link_pin)
             return None
         try:
-            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin)
-        except LibbpfError:
-            desc = None
-        if desc is not None and desc.name == self.spec.name and desc.cgroup_id == root_id:
+            kind = bpffs.object_kind(fd)
+            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin) if kind == "link" else None
+        except BaseException:
+            os.close(fd)
+            raise
+        if pin_verdict(kind, desc, self.spec.name, root_id) == PIN_OURS:
             return fd
         os.close(fd)
         bpffs.remove(self.link_pin)  # detached, elsewhere or not ours: the files it made are gone or not ours

@@ -1,26 +1,55 @@
-"""`bpffs-sync clean`: remove the mirrors (v2 and v1) and the pinned collectors/maps. Refuses while a daemon
-holds the bpffs (it would rebuild the mirror at once)."""
+"""`bpffs-sync clean`: remove the mirrors (v2 and v1) and the pinned collectors/maps.
+
+Holds the bpffs's lock while it works (rundir.exclusive), so it is refused while a daemon runs (the
+daemon would rebuild the mirror at once) and no daemon can start half-way through.
+
+Refused, too, while the patched kernel's mirror uses this bpffs's collectors: a cgroup stat link
+(`run --kernel`, pinned at <bpffs>/bpffs-sync/<stat>/native_link) reads the stats map the collector
+pinned beside it fills; unpinning that collector would freeze the kernel mirror's counts without a
+word. `clean --kernel` detaches those links first.
+"""
 
 from __future__ import annotations
 
 import os
 
+from bpffs_sync import rundir
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.commands.status import daemon_status
 from bpffs_sync.errors import EnvironmentProblem
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.paths import Layout
 
 
+def kernel_users(private_entries: dict[str, list[str]]) -> list[str]:
+    """The stats whose private directory holds a kernel link pin ({stat: entry names} -> stats)."""
+    return sorted(stat for stat, names in private_entries.items() if kernel_a1.NATIVE_LINK_PIN in names)
+
+
+def _private_entries(layout: Layout) -> dict[str, list[str]]:
+    root = layout.private_root
+    if not os.path.isdir(root) or os.path.islink(root):
+        return {}
+    out: dict[str, list[str]] = {}
+    for stat in os.listdir(root):
+        path = os.path.join(root, stat)
+        if os.path.isdir(path) and not os.path.islink(path):
+            out[stat] = os.listdir(path)
+    return out
+
+
 def clean(layout: Layout) -> int:
-    daemon = daemon_status(layout)
-    if daemon.get("running"):
-        raise EnvironmentProblem("clean", layout.bpffs, 0, f"bpffs-sync run is active (pid {daemon['pid']})")
-    removed = 0
-    tops = [layout.mirror_root, forest.v1_root(layout.bpffs), layout.private_root]
-    if kernel_a1.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's: `clean --kernel` detaches its links
-        tops.remove(layout.mirror_root)
-    for top in tops:
-        if os.path.lexists(top):
-            removed += bpffs.remove_tree(top)
-    return removed
+    with rundir.exclusive(layout.bpffs, rundir.ROLE_CLEAN):
+        users = kernel_users(_private_entries(layout))
+        if users:
+            raise EnvironmentProblem(
+                "clean", layout.private_root, 0,
+                f"the kernel's mirror uses the collectors of {', '.join(users)} (cgroup stat links pinned as "
+                f"{kernel_a1.NATIVE_LINK_PIN}): `bpffs-sync clean --kernel` detaches them first")
+        removed = 0
+        tops = [layout.mirror_root, forest.v1_root(layout.bpffs), layout.private_root]
+        if kernel_a1.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's
+            tops.remove(layout.mirror_root)
+        for top in tops:
+            if os.path.lexists(top):
+                removed += bpffs.remove_tree(top)
+        return removed

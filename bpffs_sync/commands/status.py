@@ -1,42 +1,33 @@
-"""`bpffs-sync status`: the daemon (from its status file and lock) and the kernel objects it owns."""
+"""`bpffs-sync status`: the daemon (running iff it holds the bpffs's lock: rundir.py) and the kernel
+objects it owns."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
 
-from bpffs_sync import libbpf
+from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.mirror import forest
-from bpffs_sync.mirror.daemon import status_path
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import CATALOGUE, StatProgram
 from bpffs_sync.stats import COLLECTOR_PIN
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def daemon_status(layout: Layout) -> dict[str, Any]:
-    """The running daemon's telemetry for this bpffs, or {"running": False}."""
-    try:
-        with open(status_path(layout.bpffs), encoding="utf-8") as f:
-            doc: dict[str, Any] = json.load(f)
-    except (OSError, ValueError):
+    """Whether a daemon runs on this bpffs (the lock is held) and, when the holder wrote it, its
+    telemetry. A status file alone, or a live pid in it, says nothing."""
+    who = rundir.holder(layout.bpffs)
+    if who is None:
         return {"running": False}
-    doc["running"] = _alive(int(doc.get("pid", 0)))
-    if doc.get("last_pass_at"):
-        doc["seconds_since_last_pass"] = round(time.time() - float(doc["last_pass_at"]), 3)
+    doc: dict[str, Any] = {"running": who.role != rundir.ROLE_CLEAN, "pid": who.pid, "role": who.role}
+    telemetry = rundir.read_telemetry(layout.bpffs, who)
+    if telemetry is not None:
+        doc.update(telemetry)
+        if doc.get("last_pass_at"):
+            doc["seconds_since_last_pass"] = round(time.time() - float(doc["last_pass_at"]), 3)
     return doc
 
 
@@ -109,15 +100,20 @@ def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
     }
 
 
+def _daemon_line(d: dict[str, Any]) -> str:
+    if not d.get("running"):
+        return f"not running (bpffs-sync {d['role']}, pid {d['pid']}, holds the lock)" if "pid" in d else "not running"
+    line = f"running (pid {d['pid']})"
+    if "passes" not in d:
+        return line + (", no telemetry yet" if d.get("role") == rundir.ROLE_RUN else ", not a bpffs-sync run")
+    return (line + f", {d['passes']} passes, {d['full_passes']} full, {d['ops_applied']} ops, {d['op_errors']} errors, "
+            f"{d['watches']} watches, last full pass {d['last_full_seconds']:.3f} s")
+
+
 def to_text(doc: dict[str, Any]) -> str:
     d = doc["daemon"]
     lines = [f"mirror   {doc['mirror_root']}  <-  {doc['cgroup_root']}"]
-    if d.get("running"):
-        lines.append(f"daemon   running (pid {d['pid']}), {d['passes']} passes, {d['full_passes']} full, "
-                     f"{d['ops_applied']} ops, {d['op_errors']} errors, {d['watches']} watches, "
-                     f"last full pass {d['last_full_seconds']:.3f} s")
-    else:
-        lines.append("daemon   not running")
+    lines.append(f"daemon   {_daemon_line(d)}")
     for name, p in doc["programs"].items():
         if p["map_pinned"]:
             lines.append(f"program  {name}: map {p['map_id']} ({p['map_entries']}/{p['map_max_entries']} entries), "

@@ -26,10 +26,10 @@ from typing import Any
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.histogram import parse_stat
 from bpffs_sync.mirror import cgroupfs
-from bpffs_sync.mirror.daemon import status_path
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
+from bpffs_sync.rundir import telemetry_path
 from bpffs_sync.sandbox import private_bpffs, private_cgroup_root, wait_until
 from bpffs_sync.stats import LoadedStat
 
@@ -56,7 +56,7 @@ def _daemon(layout: Layout, run_dir: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "--log-level", "warning", "run",
          "--bpffs", layout.bpffs, "--cgroup-root", layout.cgroup_root, "--resync-interval", "3600"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    status = status_path(layout.bpffs, run_dir)
+    status = telemetry_path(layout.bpffs, run_dir)
 
     def ready() -> bool:
         try:

@@ -16,21 +16,18 @@ the loop and leave the mirror and the pinned collectors in place: a restart adop
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import random
 import signal
 import threading
 import time
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
-from bpffs_sync import log
-from bpffs_sync.errors import EnvironmentProblem, SyncError
+from bpffs_sync import log, rundir
+from bpffs_sync.errors import SyncError
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.mirrors import Mirrors, TreeHint
 from bpffs_sync.mirror.reconciler import PassResult
@@ -41,7 +38,6 @@ from bpffs_sync.stats import LoadedStat
 
 _log = log.get(__name__)
 MAX_BACKOFF = 30.0  # seconds between retries of a pass that keeps failing
-RUN_DIR = os.environ.get("BPFFS_SYNC_RUN_DIR", "/run/bpffs-sync")
 MOUNTS = "\0mounts"  # the tree key of "the mount table changed": re-discover the v1 hierarchies
 
 T = TypeVar("T", bound=Hashable)
@@ -77,37 +73,12 @@ class HintQueue(Generic[T]):
         return full, scopes
 
 
-# --- status file and single-instance lock ---------------------------------------------------------
+# --- telemetry (the run directory, lock and liveness are rundir.py's) ----------------------------
 
 
-def state_key(bpffs: str) -> str:
-    real = os.path.realpath(bpffs)
-    return real.strip("/").replace("/", "_") or "root"
-
-
-def status_path(bpffs: str, run_dir: str = RUN_DIR) -> str:
-    """Where the daemon for this bpffs writes its telemetry (run_dir: another daemon's RUN_DIR)."""
-    return os.path.join(run_dir, state_key(bpffs) + ".json")
-
-
-@contextmanager
-def instance_lock(bpffs: str) -> Iterator[None]:
-    """One daemon per bpffs: an flock on /run/bpffs-sync/<key>.lock, held while running."""
-    os.makedirs(RUN_DIR, exist_ok=True)
-    path = os.path.join(RUN_DIR, state_key(bpffs) + ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise EnvironmentProblem(
-                "run", bpffs, 0, f"another bpffs-sync run holds this bpffs (pid {holder})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+def status_path(bpffs: str) -> str:
+    """Deprecated: rundir.telemetry_path (kept while export/health.py moves to rundir.holder)."""
+    return rundir.telemetry_path(bpffs)
 
 
 @dataclass(slots=True)
@@ -128,6 +99,7 @@ class Telemetry:
     watches: int = 0
     collectors: dict[str, str] = field(default_factory=dict)
     trees: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: rundir.RunFiles | None = None  # set once the instance lock is held; not part of the document
 
     def record(self, res: PassResult) -> None:
         self.passes += 1
@@ -138,13 +110,14 @@ class Telemetry:
             self.last_error = res.applied.errors[-1]
 
     def write(self) -> None:
-        doc = {k: v for k, v in asdict(self).items() if k != "layout"}
-        doc.update(pid=os.getpid(), bpffs=self.layout.bpffs, cgroup_root=self.layout.cgroup_root)
-        path = status_path(self.layout.bpffs)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
+        """The document `status` shows, stamped with our pid and start time: status shows it only
+        while that very process holds the lock (rundir.read_telemetry)."""
+        if self.files is None:
+            return
+        doc = {k: v for k, v in asdict(self).items() if k not in ("layout", "files")}
+        doc.update(pid=os.getpid(), start_time=rundir.start_time(os.getpid()), bpffs=self.layout.bpffs,
+                   cgroup_root=self.layout.cgroup_root)
+        rundir.write_telemetry(self.files, doc)
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -269,7 +242,8 @@ def run(layout: Layout, specs: list[StatProgram], opts: RunOptions, selection: S
     daemon = Daemon(layout, specs, opts, selection)
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)
-    with instance_lock(layout.bpffs):
+    with rundir.exclusive(layout.bpffs, rundir.ROLE_RUN) as files:
+        daemon.telemetry.files = files
         _log.info("starting", bpffs=layout.bpffs, cgroup_root=layout.cgroup_root,
                   programs=[s.name for s in specs], resync_interval=opts.resync_interval, watch=opts.watch,
                   v1=selection.selectors if selection else [])
