@@ -71,17 +71,28 @@ def _enter(cgroups: list[str], pid: int) -> None:
 
 def burn(cgroups: list[str], seconds: float) -> None:
     """A CPU burner run inside every cgroup of `cgroups` (one per hierarchy)."""
+    # preexec_fn: the child must be in the cgroups before it runs; no thread of ours holds a lock then.
     subprocess.run([sys.executable, "-c", _BURN.format(s=seconds)], check=True,
                    preexec_fn=lambda: _enter(cgroups, os.getpid()))
 
 
 def _sleeper(cgroups: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["sleep", "100000"], preexec_fn=lambda: _enter(cgroups, os.getpid()))
+    return subprocess.Popen(["sleep", "100000"], preexec_fn=lambda: _enter(cgroups, os.getpid()))  # noqa: PLW1509
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.kill()
     proc.wait(10)
+
+
+def pin_iterator(loaded: LoadedStat, cgroup_dir: str, pin: str) -> None:
+    """Pin a SELF_ONLY iterator of the stat's reader for cgroup_dir at pin (what the mirror pins)."""
+    fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with loaded.reader.attach_cgroup_iter(fd, cgroup_dir) as link:
+            link.pin(pin)
+    finally:
+        os.close(fd)
 
 
 def _unpin_mirror(layout: Layout) -> None:

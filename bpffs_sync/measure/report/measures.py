@@ -62,7 +62,7 @@ def py_loop(op: Callable[[], int], n: int) -> tuple[int, list[int]]:
     return value, samples
 
 
-def _series(value: int, samples: list[int]) -> dict[str, Any]:
+def series(value: int, samples: list[int]) -> dict[str, Any]:
     return {"value": value, "summary": stats.summarize_ns(samples), "samples_ns": samples}
 
 
@@ -79,8 +79,8 @@ def read_cost(bed: Bed, mech: Mechanism, n_c: int, n_py: int) -> dict[str, Any]:
         return stats.not_measured(mech.missing)
     cloop, python = mech.cloop, mech.python
     return {
-        "c": _attempt(lambda: _series(*c_loop(bed.tools.readloop, cloop, n_c))),
-        "py": _attempt(lambda: _series(*py_loop(python, n_py))),
+        "c": _attempt(lambda: series(*c_loop(bed.tools.readloop, cloop, n_c))),
+        "py": _attempt(lambda: series(*py_loop(python, n_py))),
     }
 
 
@@ -110,7 +110,7 @@ def under_churn(bed: Bed, mechs: list[Mechanism], n_c: int) -> dict[str, Any]:
             if cloop is None:
                 out[m.key] = stats.not_measured(m.missing)
                 continue
-            out[m.key] = _attempt(lambda cloop=cloop: _series(*c_loop(bed.tools.readloop, cloop, n_c)))  # type: ignore[misc]
+            out[m.key] = _attempt(lambda cloop=cloop: series(*c_loop(bed.tools.readloop, cloop, n_c)))  # type: ignore[misc]
     return out
 
 
@@ -130,7 +130,7 @@ def mirror_daemon(layout: Layout) -> Iterator[subprocess.Popen[bytes]]:
         marker = os.path.join(layout.cgroup_root, "daemon-ready")
         os.mkdir(marker)
         try:
-            wait_until(lambda: _readable_file(layout.mirror_path(("daemon-ready", "hist_oncpu")))()
+            wait_until(lambda: readable_file(layout.mirror_path(("daemon-ready", "hist_oncpu")))()
                        or proc.poll() is not None, 60, "report daemon start")
             if proc.poll() is not None:
                 raise RuntimeError("the mirror daemon exited during start-up")
@@ -144,7 +144,7 @@ def mirror_daemon(layout: Layout) -> Iterator[subprocess.Popen[bytes]]:
                 proc.wait(30)
 
 
-def _readable_file(path: str) -> Callable[[], bool]:
+def readable_file(path: str) -> Callable[[], bool]:
     def ok() -> bool:
         try:
             with open(path, "rb") as f:
@@ -154,7 +154,7 @@ def _readable_file(path: str) -> Callable[[], bool]:
     return ok
 
 
-def _first_read(ok: Callable[[], bool], timeout: float = 10.0) -> tuple[int, int]:
+def first_read(ok: Callable[[], bool], timeout: float = 10.0) -> tuple[int, int]:
     """(ns until ok() first returned true, attempts); polls with 50 us pauses."""
     t0 = time.perf_counter_ns()
     attempts = 0
@@ -188,7 +188,7 @@ def _readers_for(bed: Bed, cg: str, rel: str) -> dict[str, Callable[[], bool]]:
         finally:
             os.close(fd)
 
-    return {"mirror_iter": _readable_file(bed.layout.mirror_path((rel, "hist_oncpu"))), "cpu_stat": cpu_stat,
+    return {"mirror_iter": readable_file(bed.layout.mirror_path((rel, "hist_oncpu"))), "cpu_stat": cpu_stat,
             "prog_run": prog_run, "iter_per_read": iter_per_read}
 
 
@@ -200,14 +200,14 @@ def mkdir_readable(bed: Bed, n: int) -> dict[str, Any]:
     os.mkdir(parent)
     try:
         with mirror_daemon(bed.layout):
-            wait_until(_readable_file(bed.layout.mirror_path(("fresh", "hist_oncpu"))), 10, "fresh mirrored")
+            wait_until(readable_file(bed.layout.mirror_path(("fresh", "hist_oncpu"))), 10, "fresh mirrored")
             for i in range(n):
                 rel = f"c{i}"
                 cg = os.path.join(parent, rel)
                 os.mkdir(cg)
                 readers = _readers_for(bed, cg, os.path.join("fresh", rel))
                 for key, ok in readers.items():
-                    took, attempts = _first_read(ok)
+                    took, attempts = first_read(ok)
                     entry = out.setdefault(key, {"ns": [], "attempts": []})
                     entry["ns"].append(took)
                     entry["attempts"].append(attempts)
@@ -310,8 +310,10 @@ def populate(readloop: str, n: int) -> dict[str, Any]:
         "cgroups": n, "pins": pins, "first_pass_ns": pass_ns, "mkdir_ns": mkdir_ns,
         "ratio_vs_mkdir": stats.ratio(pass_ns, mkdir_ns),
         "per_cgroup_us": pass_ns / n / 1000,
-        "probe_idle": stats.summarize_ns(idle()) if idle() else stats.not_measured("prober made no sample"),
-        "probe_during_pass": stats.summarize_ns(busy()) if busy() else stats.not_measured("prober made no sample"),
+        "probe_idle": {"summary": stats.summarize_ns(idle())} if idle() else
+        stats.not_measured("prober made no sample"),
+        "probe_during_pass": {"summary": stats.summarize_ns(busy())} if busy() else
+        stats.not_measured("prober made no sample during the pass"),
         "slab_per_file_bytes": (slab1 - slab0) / max(pins, 1),
     }
 

@@ -28,8 +28,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyroute2.netlink import NLM_F_REQUEST, genlmsg
-from pyroute2.netlink.generic import GenericNetlinkSocket
+from pyroute2.netlink import NLM_F_REQUEST, genlmsg  # type: ignore[import-untyped]
+from pyroute2.netlink.generic import GenericNetlinkSocket  # type: ignore[import-untyped]
 
 from bpffs_sync import libbpf
 from bpffs_sync.histogram import StatFile, format_stat, parse_stat
@@ -112,11 +112,11 @@ def _iter_per_read(bed: Bed) -> Callable[[], int]:
     return op
 
 
-class _CgroupStatsCmd(genlmsg):
+class _CgroupStatsCmd(genlmsg):  # type: ignore[misc]
     nla_map = (("CGROUPSTATS_CMD_ATTR_UNSPEC", "none"), ("CGROUPSTATS_CMD_ATTR_FD", "uint32"))
 
 
-class _CgroupStatsMsg(genlmsg):
+class _CgroupStatsMsg(genlmsg):  # type: ignore[misc]
     nla_map = (("CGROUPSTATS_TYPE_UNSPEC", "none"), ("CGROUPSTATS_TYPE_CGROUP_STATS", "hex"))
 
 
@@ -163,7 +163,7 @@ def _map_update(bed: Bed) -> Callable[[], int]:
     return op
 
 
-def _v1(bed: Bed, ctrl: str, key: str, label: str, what: str, python: Callable[[str], Callable[[], int]],
+def _v1(bed: Bed, ctrl: str, *, key: str, label: str, what: str, python: Callable[[str], Callable[[], int]],
         cloop: Callable[[str], list[str]]) -> Mechanism:
     path = bed.v1.get(ctrl)
     if path is None:
@@ -185,14 +185,14 @@ def read_mechanisms(bed: Bed) -> list[Mechanism]:
                   _iter_per_read(bed), ["iter", bed.reader_pin, bed.target, "total_ns"]),
         Mechanism("cpu_stat", "cgroupfs v2 cpu.stat, parsed", "read", "usage_usec",
                   _kv_file(cpu_stat, "usage_usec", 1000), ["file", cpu_stat, "usage_usec"]),
-        _v1(bed, "cpuacct", "cpuacct_usage", "cgroupfs v1 cpuacct.usage", "on-CPU ns (v1)",
-            lambda p: _single_value(os.path.join(p, "cpuacct.usage")),
-            lambda p: ["file", os.path.join(p, "cpuacct.usage"), ""]),
-        _v1(bed, "memory", "memory_stat", "cgroupfs v1 memory.stat, parsed whole", "rss (v1)",
-            lambda p: _kv_file(os.path.join(p, "memory.stat"), "rss"),
-            lambda p: ["file", os.path.join(p, "memory.stat"), "rss"]),
-        _v1(bed, "cpu", "netlink", "netlink CGROUPSTATS (taskstats, pyroute2)", "task-state counts (v1)",
-            netlink_reader, lambda p: ["netlink", p]),
+        _v1(bed, "cpuacct", key="cpuacct_usage", label="cgroupfs v1 cpuacct.usage", what="on-CPU ns (v1)",
+            python=lambda p: _single_value(os.path.join(p, "cpuacct.usage")),
+            cloop=lambda p: ["file", os.path.join(p, "cpuacct.usage"), ""]),
+        _v1(bed, "memory", key="memory_stat", label="cgroupfs v1 memory.stat, parsed whole", what="rss (v1)",
+            python=lambda p: _kv_file(os.path.join(p, "memory.stat"), "rss"),
+            cloop=lambda p: ["file", os.path.join(p, "memory.stat"), "rss"]),
+        _v1(bed, "cpu", key="netlink", label="netlink CGROUPSTATS (taskstats, pyroute2)",
+            what="task-state counts (v1)", python=netlink_reader, cloop=lambda p: ["netlink", p]),
     ]
 
 

@@ -1,0 +1,66 @@
+"""`bpffs-sync report [--out DIR] [--quick] [--kernel auto|yes|no] [--json]`: run, then write
+report.md, report.html, the PNG plots and results.json (every raw sample) into DIR."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bpffs_sync import log, preflight
+from bpffs_sync.errors import EnvironmentProblem, UsageError
+from bpffs_sync.programs import lookup
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="report", metavar="DIR", help="output directory (default ./report)")
+    p.add_argument("--quick", action="store_true", help="fewer samples and cgroups (about a minute; what CI runs)")
+    p.add_argument("--kernel", choices=("auto", "yes", "no"), default="auto",
+                   help="patched-kernel rows: auto boots the built kernel unless --quick; yes builds it if "
+                        "needed; no never boots (default auto)")
+    p.add_argument("--json", action="store_true", help="print the output paths and headline as JSON")
+
+
+def write(doc: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Render doc into out; returns what was written and any unfilled cell (there must be none)."""
+    from bpffs_sync.measure.report import plots, render, stats
+
+    images = plots.all_plots(doc, out)
+    secs = render.sections(doc)
+    problems = render.check_cells(secs) + [f"results.json{p}: not finite" for p in stats.bad_numbers(doc)]
+    (out / "report.md").write_text(render.to_markdown(secs) + "\n", encoding="utf-8")
+    (out / "report.html").write_text(render.to_html(secs), encoding="utf-8")
+    doc["headline"] = render.headline(doc)
+    (out / "results.json").write_text(json.dumps(doc, allow_nan=False), encoding="utf-8")
+    return {"out": str(out), "files": ["report.md", "report.html", "results.json", *images],
+            "headline": doc["headline"], "problems": problems}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from bpffs_sync.measure.report.runner import Plan, run
+
+    preflight.require_root()
+    preflight.require_kernel()
+    preflight.require_objects([lookup("hist_oncpu")])
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError("report --out", str(out), 0, "exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EnvironmentProblem("report --out", str(out), err.errno or 0) from err
+    if args.log_level == "info":  # progress bars and the report are the output; keep the loader quiet
+        log.setup(args.log_format, "warning")
+    doc = run(out, Plan.make(args.quick, args.kernel))
+    result = write(doc, out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"wrote {', '.join(result['files'])} to {os.path.abspath(out)}")
+        for line in result["headline"]:
+            print(f"  {line}")
+        for p in result["problems"]:
+            print(f"  unfilled: {p}")
+    return 0 if not result["problems"] else 1

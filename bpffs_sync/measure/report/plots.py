@@ -1,0 +1,90 @@
+"""The report's PNGs (matplotlib, Agg): latency CDFs of the read loops, p99 idle vs under churn,
+and the populate scaling curve vs cgroup count. Each plot takes results.json's shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bpffs_sync.measure.report import stats
+
+
+def _cdf_plot(path: Path, series: dict[str, list[int]], title: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, samples in series.items():
+        xs, ys = stats.cdf(samples)
+        ax.step(xs, ys, where="post", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per read (us, log)")
+    ax.set_ylabel("fraction of reads")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def read_cdfs(doc: dict[str, Any], out: Path) -> list[str]:
+    made = []
+    for loop, name in (("c", "read_cdf_c.png"), ("py", "read_cdf_python.png")):
+        series = {k: v[loop]["samples_ns"] for k, v in doc["read"].items()
+                  if stats.is_measured(v) and stats.is_measured(v[loop])}
+        a1 = doc.get("patched", {}).get("a1_file", {})
+        if loop in a1.get("read", {}):
+            series["a1_file (guest, TCG)"] = a1["read"][loop]["samples_ns"]
+        _cdf_plot(out / name, series, f"read cost per mechanism, {'C' if loop == 'c' else 'Python'} loop")
+        made.append(name)
+    return made
+
+
+def churn_bars(doc: dict[str, Any], out: Path) -> str:
+    keys = [k for k, v in doc["churn"].items() if stats.is_measured(v) and stats.is_measured(doc["read"][k])
+            and stats.is_measured(doc["read"][k]["c"])]
+    idle = [doc["read"][k]["c"]["summary"]["p99_us"] for k in keys]
+    busy = [doc["churn"][k]["summary"]["p99_us"] for k in keys]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    xs = range(len(keys))
+    ax.bar([x - 0.2 for x in xs], idle, 0.4, label="idle")
+    ax.bar([x + 0.2 for x in xs], busy, 0.4, label="under mkdir/rmdir churn")
+    ax.set_xticks(list(xs), keys, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("p99 read latency, C loop (us, log)")
+    ax.set_title("read p99 idle vs under concurrent cgroup mkdir/rmdir")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "churn_p99.png", dpi=110)
+    plt.close(fig)
+    return "churn_p99.png"
+
+
+def scaling(doc: dict[str, Any], out: Path) -> str:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    pop = doc["populate"]
+    ns = [p["cgroups"] for p in pop]
+    ax.plot(ns, [p["first_pass_ns"] / 1e6 for p in pop], "o-", label="user-space mirror: first full pass")
+    ax.plot(ns, [p["mkdir_ns"] / 1e6 for p in pop], "s--", label="baseline: mkdir of the same cgroups")
+    bench = doc.get("patched", {}).get("a1_bench")
+    if isinstance(bench, list) and bench:
+        ax.plot([b["cgroups"] for b in bench], [b["link_create_s"] * 1e3 for b in bench], "^-",
+                label="Approach 1: link create = cgroup_mutex hold (guest, TCG)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("cgroups")
+    ax.set_ylabel("ms (log)")
+    ax.set_title("populate time vs number of cgroups")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "scaling.png", dpi=110)
+    plt.close(fig)
+    return "scaling.png"
+
+
+def all_plots(doc: dict[str, Any], out: Path) -> list[str]:
+    return [*read_cdfs(doc, out), churn_bars(doc, out), scaling(doc, out)]

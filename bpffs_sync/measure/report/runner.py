@@ -1,0 +1,126 @@
+"""Run every measure once, with progress on stderr, and collect results.json.
+
+quick: sizes that fit in about a minute here (CI); full: more samples and 10 000 cgroups.
+kernel: "auto" boots the patched kernel when a bzImage is built and this is not --quick,
+"yes" builds it first when absent, "no" never boots (the patched rows then say why).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm  # type: ignore[import-untyped]
+
+from bpffs_sync.measure.report import guest, measures, native, stats, usability
+from bpffs_sync.measure.report.bed import open_bed
+from bpffs_sync.measure.report.mechanisms import knob_mechanisms, read_mechanisms
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    quick: bool
+    kernel: str  # auto | yes | no
+    n_c: int
+    n_py: int
+    n_mkdir: int
+    populate: tuple[int, ...]
+    cost_n: int
+    mem_n: int
+
+    @classmethod
+    def make(cls, quick: bool, kernel: str) -> Plan:
+        if quick:
+            return cls(True, kernel, 20000, 3000, 100, (100, 1000, 10000), 1000, 1000)
+        return cls(False, kernel, 50000, 10000, 300, (100, 1000, 10000), 2000, 5000)
+
+
+def _git(*args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(native.REPO), *args], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or "unknown (not a git checkout)"
+
+
+def _cpu() -> dict[str, Any]:
+    model, flags = platform.machine(), ""
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name") and model == platform.machine():
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    return {"model": model, "count": os.cpu_count() or 0, "hypervisor": " hypervisor" in flags,
+            "emulated": "QEMU" in model or "TCG" in model}
+
+
+def meta(plan: Plan) -> dict[str, Any]:
+    return {
+        "kernel": platform.release(), "cpu": _cpu(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")
+                                                         .strip() not in ("", "unknown (not a git checkout)")),
+        "python": platform.python_version(), "plan": asdict(plan),
+    }
+
+
+def _patched(plan: Plan, out_dir: Path) -> dict[str, Any]:
+    if plan.kernel == "no":
+        return stats.not_measured("patched kernel not booted (--kernel no)")
+    if plan.kernel == "auto" and plan.quick:
+        return stats.not_measured("--quick does not boot the patched kernel (use --kernel yes)")
+    if not guest.kernel_built():
+        if plan.kernel == "auto":
+            return stats.not_measured(f"no built kernel at {guest.BZIMAGE} (`make kernel`, or --kernel yes)")
+        failed = guest.build_kernel()
+        if failed:
+            return stats.not_measured(failed)
+    return guest.run_guest(out_dir, plan.quick)
+
+
+def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
+    started = time.monotonic()
+    tools = native.build()
+    doc: dict[str, Any] = {"meta": meta(plan)}
+    steps: list[tuple[str, Callable[[], None]]] = []
+    bar = tqdm(total=0, file=sys.stderr, unit="step", dynamic_ncols=True, leave=True)
+
+    def step(name: str, fn: Callable[[], None]) -> None:
+        bar.set_description(name)
+        fn()
+        bar.update(1)
+
+    with open_bed(tools) as bed:
+        reads, knobs = read_mechanisms(bed), knob_mechanisms(bed)
+        doc["mechanisms"] = [{"key": m.key, "label": m.label, "kind": m.kind, "what": m.what, "missing": m.missing}
+                             for m in [*reads, *knobs]]
+        doc["read"], doc["knobs"] = {}, {}
+        for m in reads:
+            steps.append((f"read {m.key}", lambda m=m: doc["read"].__setitem__(  # type: ignore[misc]
+                m.key, measures.read_cost(bed, m, plan.n_c, plan.n_py))))
+        for m in knobs:
+            steps.append((f"knob {m.key}", lambda m=m: doc["knobs"].__setitem__(  # type: ignore[misc]
+                m.key, measures.read_cost(bed, m, plan.n_c, plan.n_py))))
+        steps += [
+            ("under churn", lambda: doc.__setitem__("churn", measures.under_churn(bed, reads, plan.n_c))),
+            ("mkdir -> readable",
+             lambda: doc.__setitem__("mkdir_readable", measures.mkdir_readable(bed, plan.n_mkdir))),
+            ("mkdir/rmdir cost", lambda: doc.__setitem__("mkdir_cost", measures.mkdir_cost(bed, plan.cost_n))),
+            ("memory", lambda: doc.__setitem__("memory", measures.memory(bed, plan.mem_n))),
+            ("usability", lambda: doc.__setitem__("usability", usability.as_json(usability.table(bed, reads)))),
+        ]
+        bar.total = len(steps) + len(plan.populate) + 2
+        for name, fn in steps:
+            step(name, fn)
+    doc["populate"] = []
+    for n in plan.populate:
+        step(f"populate {n}", lambda n=n: doc["populate"].append(measures.populate(tools.readloop, n)))  # type: ignore[misc]
+    step("kernel LOC", lambda: doc.__setitem__("loc", measures.kernel_loc()))
+    step("patched kernel (guest)", lambda: doc.__setitem__("patched", _patched(plan, out_dir)))
+    bar.close()
+    doc["meta"]["duration_s"] = time.monotonic() - started
+    return doc

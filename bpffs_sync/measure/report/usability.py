@@ -1,0 +1,216 @@
+"""The usability table: every cell is a check run now, on the bed, and says what it saw.
+
+Columns: cat/grep (a shell user), unprivileged (the C loop as uid/gid 65534), cgroup v1 (the same
+mechanism pointed at the bed's v1 cgroup), after rmdir (what a reader holding the name sees once
+the cgroup is gone), daemon crash (the user-space mirror's daemon killed with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bpffs_sync import libbpf
+from bpffs_sync.errors import SyncError
+from bpffs_sync.measure.report.bed import XATTR, Bed, pin_iterator
+from bpffs_sync.measure.report.measures import mirror_daemon, readable_file
+from bpffs_sync.measure.report.mechanisms import Mechanism
+from bpffs_sync.stats import cg_key
+
+COLUMNS = ("cat / grep", "unprivileged (uid 65534)", "cgroup v1", "after rmdir", "daemon crash")
+NOBODY = 65534
+
+
+def _sh(cmd: str) -> tuple[int, str]:
+    proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False, timeout=30)
+    out = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    return proc.returncode, (out[-1] if out else "")[:120]
+
+
+def cat_grep(path: str | None, key: str) -> str:
+    if path is None:
+        return "no: not a file (a netlink request): no path to cat"
+    rc, out = _sh(f"cat '{path}' | grep -c '{key}'")
+    if rc == 0:
+        return f"yes: `cat | grep -c {key}` counted {out} line(s)"
+    rc, out = _sh(f"cat '{path}' >/dev/null")
+    return f"no: `cat` of the pin fails ({out or f'exit {rc}'})" if rc else f"no: cat works but no `{key}` line"
+
+
+def unprivileged(readloop: str, cloop: list[str] | None) -> str:
+    if cloop is None:
+        return "not measured: mechanism unavailable here"
+    proc = subprocess.run([readloop, cloop[0], "1", *cloop[1:]], capture_output=True, text=True, check=False,
+                          user=NOBODY, group=NOBODY, extra_groups=[], timeout=30)
+    if proc.returncode == 0:
+        return "yes: read as uid 65534"
+    return f"no: {proc.stderr.strip().removeprefix('readloop: ')[:100]}"
+
+
+def _try(fn: Callable[[], str]) -> str:
+    try:
+        return fn()
+    except (OSError, SyncError, RuntimeError) as err:
+        return f"no: {err}"[:140]
+
+
+def _hierarchy_id(controller: str) -> int:
+    with open("/proc/cgroups", encoding="ascii") as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[0] == controller:
+                return int(fields[1])
+    raise RuntimeError(f"{controller} not in /proc/cgroups")
+
+
+def v1_cells(bed: Bed) -> dict[str, str]:
+    cpu = bed.v1.get("cpu")
+    if cpu is None:
+        return dict.fromkeys(("mirror_iter", "prog_run", "map_lookup", "iter_per_read", "cpu_stat", "netlink",
+                              "xattr"), "not measured: no cgroup-v1 cpu hierarchy on this host")
+    hid, cgid = _hierarchy_id("cpu"), os.stat(cpu).st_ino
+    key = cg_key(hid, cgid)
+
+    def mirror() -> str:
+        pin = os.path.join(bed.layout.bpffs, "report", "v1_pin")
+        pin_iterator(bed.loaded, cpu, pin)
+        try:
+            with open(pin, encoding="utf-8") as f:
+                return "yes: a pin on the v1 cpu cgroup reads " + f.read().splitlines()[1]
+        finally:
+            os.unlink(pin)
+
+    def lookup() -> str:
+        raw = libbpf.map_lookup(bed.map_fd, key, 232, "oncpu_stats")
+        return f"yes: key (hierarchy {hid}, id {cgid}) found" if raw else "no: no entry for the v1 cgroup"
+
+    def prog_run() -> str:
+        _, out = libbpf.prog_test_run_ctx(bed.prog_fd, key + bytes(8 + 232), "stat_by_id")
+        return f"yes: found={int.from_bytes(out[16:20], 'little')} for (hierarchy {hid}, id {cgid})"
+
+    def iter_once() -> str:
+        fd = os.open(cpu, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with bed.loaded.reader.attach_cgroup_iter(fd, cpu) as link:
+                return "yes: reads " + libbpf.iter_read(link).decode().splitlines()[1]
+        finally:
+            os.close(fd)
+
+    def cpu_stat() -> str:
+        with open(os.path.join(cpu, "cpu.stat"), encoding="ascii") as f:
+            has = "usage_usec" in f.read()
+        return "yes: v1 cpu.stat has usage_usec" if has else "no: v1 cpu.stat has no usage_usec (cpuacct.usage does)"
+
+    def netlink() -> str:
+        from bpffs_sync.measure.report.mechanisms import netlink_reader
+
+        try:
+            netlink_reader(bed.target)()
+        except Exception as err:  # pyroute2's NetlinkError: the v2 answer is the point
+            return f"v1 only: the v2 cgroup gives {err}"[:140]
+        return "yes: v1 and v2"
+
+    def xattr() -> str:
+        os.setxattr(cpu, XATTR, b"1")
+        return "yes: setxattr on a v1 cgroup works"
+
+    return {"mirror_iter": _try(mirror), "prog_run": _try(prog_run), "map_lookup": _try(lookup),
+            "iter_per_read": _try(iter_once), "cpu_stat": _try(cpu_stat), "netlink": _try(netlink),
+            "xattr": _try(xattr)}
+
+
+def after_rmdir(bed: Bed) -> dict[str, str]:
+    """Each reader is set up on a cgroup, the cgroup is removed, then the reader reads."""
+    cg = os.path.join(bed.layout.cgroup_root, "gone")
+    os.mkdir(cg)
+    pin = os.path.join(bed.layout.bpffs, "report", "gone_pin")
+    pin_iterator(bed.loaded, cg, pin)
+    fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
+    cgid = os.stat(cg).st_ino
+    os.rmdir(cg)
+    try:
+        def mirror() -> str:
+            with open(pin, "rb") as f:
+                data = f.read()
+            return f"reads {len(data)} bytes (the daemon unpins on rmdir: ENOENT)" if not data else \
+                "stale: still reads data"
+
+        def iter_once() -> str:
+            with bed.loaded.reader.attach_cgroup_iter(fd, cg) as link:
+                return f"reads {len(libbpf.iter_read(link))} bytes from a held fd"
+
+        def cpu_stat() -> str:
+            with open(os.path.join(cg, "cpu.stat"), encoding="ascii") as f:
+                f.read()
+            return "stale: still readable"
+
+        def prog_run() -> str:
+            _, out = libbpf.prog_test_run_ctx(bed.prog_fd, cg_key(0, cgid) + bytes(8 + 232), "stat_by_id")
+            return f"answers found={int.from_bytes(out[16:20], 'little')}: an id cannot tell 'gone' from 'idle'"
+
+        def lookup() -> str:
+            raw = libbpf.map_lookup(bed.map_fd, cg_key(0, cgid), 232, "oncpu_stats")
+            return "entry still there (stale until deleted)" if raw else "no entry: cannot tell 'gone' from 'idle'"
+
+        return {"mirror_iter": _try(mirror), "iter_per_read": _try(iter_once), "cpu_stat": _try(cpu_stat),
+                "prog_run": _try(prog_run), "map_lookup": _try(lookup),
+                "netlink": "not measured: the row's cgroup-v1 fd is held open by the reader",
+                "xattr": _try(lambda: f"stale: still reads {os.getxattr(cg, XATTR)!r}")}
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(pin)
+
+
+def daemon_crash(bed: Bed) -> str:
+    """SIGKILL the mirror daemon; does an existing file still read, is a new cgroup mirrored?"""
+    with mirror_daemon(bed.layout) as proc:
+        before = readable_file(bed.mirror_file)()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        after = readable_file(bed.mirror_file)()
+        late = os.path.join(bed.layout.cgroup_root, "after-crash")
+        os.mkdir(late)
+        time.sleep(1.0)
+        mirrored = readable_file(bed.layout.mirror_path(("after-crash", "hist_oncpu")))()
+        os.rmdir(late)
+    existing = "existing files still read" if before and after else "existing files lost"
+    new = "a cgroup made after it is mirrored" if mirrored else "a cgroup made after it: no file 1 s later"
+    return f"partly: {existing}; {new} (until restart)"
+
+
+def table(bed: Bed, mechs: list[Mechanism]) -> dict[str, dict[str, str]]:
+    by_key = {m.key: m for m in mechs}
+    keys = {"mirror_iter": bed.mirror_file, "prog_run": bed.progrun_pin, "map_lookup": bed.map_pin,
+            "iter_per_read": bed.reader_pin, "cpu_stat": os.path.join(bed.target, "cpu.stat"), "netlink": None}
+    grep_key = {"cpu_stat": "usage_usec"}
+    v1 = v1_cells(bed)
+    gone = after_rmdir(bed)
+    crash = _try(lambda: daemon_crash(bed))
+    rows: dict[str, dict[str, str]] = {}
+    for key, path in keys.items():
+        m = by_key.get(key)
+        rows[key] = {
+            "cat / grep": cat_grep(path, grep_key.get(key, "total_ns")),
+            "unprivileged (uid 65534)": unprivileged(bed.tools.readloop, m.cloop if m else None),
+            "cgroup v1": v1[key],
+            "after rmdir": gone[key],
+            "daemon crash": crash if key == "mirror_iter" else "n/a: no daemon (its reads ran with none running)",
+        }
+    xattr_path = bed.target
+    rows["xattr"] = {
+        "cat / grep": "no: `getfattr` or getxattr(2), not cat",
+        "unprivileged (uid 65534)": unprivileged(bed.tools.readloop, ["xattr_get", xattr_path, XATTR]),
+        "cgroup v1": v1["xattr"], "after rmdir": gone["xattr"],
+        "daemon crash": "n/a: no daemon (its reads ran with none running)",
+    }
+    return rows
+
+
+def as_json(rows: dict[str, dict[str, str]]) -> dict[str, Any]:
+    return {"columns": list(COLUMNS), "rows": rows}
