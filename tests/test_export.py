@@ -1,0 +1,133 @@
+"""`bpffs-sync export` against a real mirror: the figures are the files', health comes from the daemon
+and verify, and the walk never leaves the mirror it trusts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+from export_fixtures import Exporter, samples, start_exporter
+from helpers import Mirror, cli
+
+from bpffs_sync.commands.demo import burn_in
+from bpffs_sync.export.files import Filter, walk
+from bpffs_sync.export.health import Verifier
+from bpffs_sync.histogram import parse_stat
+
+STATS = frozenset({"hist_oncpu"})
+
+
+@pytest.fixture
+def running(mirror: Mirror) -> Iterator[tuple[Mirror, Exporter]]:
+    """A daemon mirroring jobs/a (burnt 0.2 s, then idle) and jobs/b, and an exporter on it."""
+    os.makedirs(mirror.cg("jobs/a"))
+    os.makedirs(mirror.cg("jobs/b"))
+    mirror.start()
+    burn_in(mirror.cg("jobs/a"), 0.2)
+    exp = start_exporter(mirror.bpffs, mirror.run_dir, "--cgroup-root", mirror.cgroup_root)
+    try:
+        yield mirror, exp
+    finally:
+        exp.stop()
+
+
+@pytest.fixture
+def once(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
+    """A mirror made by one `run --once` pass over jobs/a/b (no daemon left running)."""
+    run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
+    m = Mirror(bpffs_mount, cgroup_root, run_dir)
+    os.makedirs(m.cg("jobs/a/b"))
+    try:
+        m.cli("run", "--once", check=True)
+        yield m
+    finally:
+        shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_scrape_figures_are_the_files(running: tuple[Mirror, Exporter]) -> None:
+    """jobs/a's _count and _sum are its hist_oncpu file's slices and total_ns (idle now, so stable)."""
+    mirror, exp = running
+    with open(mirror.stat_path("jobs/a"), encoding="utf-8") as f:
+        stat = parse_stat(f.read())
+    s = samples(exp.scrape())
+    assert stat.summary["slices"] > 0
+    assert s['bpffs_sync_hist_oncpu_seconds_count{cgroup="/jobs/a"}'] == stat.summary["slices"]
+    assert s['bpffs_sync_hist_oncpu_seconds_sum{cgroup="/jobs/a"}'] == pytest.approx(stat.summary["total_ns"] / 1e9)
+    assert s['bpffs_sync_hist_oncpu_seconds_count{cgroup="/jobs/b"}'] == 0
+
+
+def test_daemon_health_comes_from_its_telemetry(running: tuple[Mirror, Exporter]) -> None:
+    """With the daemon running: up is 1 and its pass counters are exported."""
+    _, exp = running
+    s = samples(exp.scrape())
+    assert s["bpffs_sync_daemon_up"] == 1
+    assert s["bpffs_sync_full_passes_total"] >= 1
+    assert "bpffs_sync_watches" in s
+
+
+def test_daemon_down_after_it_stops(running: tuple[Mirror, Exporter]) -> None:
+    """Once the daemon stops, up is 0 (the lock is free) and its counters are gone."""
+    mirror, exp = running
+    mirror.stop()
+    s = samples(exp.scrape())
+    assert s["bpffs_sync_daemon_up"] == 0
+    assert "bpffs_sync_full_passes_total" not in s
+
+
+def test_verify_counts_drift_by_reason(once: Mirror) -> None:
+    """A removed stat file shows as one `missing` entry in the verify thread's result."""
+    os.unlink(once.stat_path("jobs/a"))
+    verifier = Verifier(once.bpffs, once.cgroup_root, 3600)
+    verifier.run_once()
+    res = verifier.snapshot()
+    assert res.drift["cgroup"]["missing"] == 1
+    assert res.drift["cgroup"]["stale"] == 0
+
+
+def test_max_depth_prunes_the_walk(once: Mirror) -> None:
+    """--max-depth 1 exports the root and jobs, not jobs/a or jobs/a/b."""
+    got = walk(once.bpffs, STATS, Filter(max_depth=1))
+    assert sorted(r.cgroup for r in got.readings) == ["/", "/jobs"]
+
+
+def test_exclude_skips_a_subtree(once: Mirror) -> None:
+    """--exclude '/jobs/a*' keeps / and /jobs."""
+    got = walk(once.bpffs, STATS, Filter(exclude=("/jobs/a*",)))
+    assert sorted(r.cgroup for r in got.readings) == ["/", "/jobs"]
+
+
+def test_foreign_tree_root_is_refused(once: Mirror) -> None:
+    """A `cgroup` directory owned by another user is not read (a look-alike in the sticky bpffs root)."""
+    os.chown(os.path.join(once.bpffs, "cgroup"), 65534, 65534)
+    try:
+        got = walk(once.bpffs, STATS, Filter())
+    finally:
+        os.chown(os.path.join(once.bpffs, "cgroup"), 0, 0)
+    assert got.refused == ["cgroup"]
+    assert got.readings == []
+
+
+def test_symlinked_tree_root_is_not_followed(bpffs_mount: str, kernel: None) -> None:
+    """<bpffs>/cgroup as a symlink to a directory of look-alike files yields nothing."""
+    fake = tempfile.mkdtemp(prefix="bpffs-sync-fake-")
+    try:
+        with open(os.path.join(fake, "hist_oncpu"), "w", encoding="utf-8") as f:
+            f.write("cgroup_id: 1\ntotal_ns: 5\nslices: 1\n")
+        os.symlink(fake, os.path.join(bpffs_mount, "cgroup"))
+        got = walk(bpffs_mount, STATS, Filter())
+    finally:
+        if os.path.islink(os.path.join(bpffs_mount, "cgroup")):
+            os.unlink(os.path.join(bpffs_mount, "cgroup"))
+        shutil.rmtree(fake)
+    assert got.readings == []
+
+
+def test_export_needs_an_existing_bpffs_dir(kernel: None) -> None:
+    """A --bpffs that does not exist is one error line, exit 2."""
+    res = cli("export", "--bpffs", "/nonexistent/bpffs", "--port", "0")
+    assert res.returncode == 2
+    assert res.stderr.startswith("bpffs-sync: error: export /nonexistent/bpffs")
