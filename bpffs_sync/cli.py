@@ -310,6 +310,21 @@ def _add_export(sub: Any) -> None:
     add_arguments(p)
 
 
+def _add_report(sub: Any) -> None:
+    """`report`: the comparative design report (bpffs_sync/measure/report/)."""
+    from bpffs_sync.measure.report.command import add_arguments
+
+    def cmd_report(args: argparse.Namespace) -> int:
+        from bpffs_sync.measure.report.command import run_command
+
+        return run_command(args)
+
+    p = sub.add_parser("report", help="comparative design report: every mechanism measured in one run")
+    _logging(p)
+    add_arguments(p)
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bpffs_sync.export.command import version
 
@@ -375,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     _add_export(sub)
+    _add_report(sub)
     return parser
 
 

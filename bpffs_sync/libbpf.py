@@ -635,3 +635,62 @@ def cgroup_stat_links() -> list[CgroupStatLinkDesc]:
 def vmlinux_has_struct(name: str) -> bool:
     """Feature probe: does the running kernel's BTF carry `struct name`?"""
     return _vmlinux_has(name, BTF_KIND_STRUCT)
+
+# --- the report's alternatives: map lookups/updates, test runs, iterators made per read ----------
+
+
+class TestRunOpts(Structure):
+    """struct bpf_test_run_opts (libbpf bpf.h), up to batch_size."""
+
+    _fields_ = (
+        ("sz", c_size_t), ("data_in", c_void_p), ("data_out", c_void_p), ("data_size_in", c_uint32),
+        ("data_size_out", c_uint32), ("ctx_in", c_void_p), ("ctx_out", c_void_p), ("ctx_size_in", c_uint32),
+        ("ctx_size_out", c_uint32), ("retval", c_uint32), ("repeat", c_int), ("duration", c_uint32),
+        ("flags", c_uint32), ("cpu", c_uint32), ("batch_size", c_uint32),
+    )
+
+
+if _lib is not None:
+    _map_lookup = _fn("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
+    _map_update = _fn("bpf_map_update_elem", c_int, c_int, c_void_p, c_void_p, c_uint64)
+    _prog_test_run = _fn("bpf_prog_test_run_opts", c_int, c_int, POINTER(TestRunOpts))
+    _iter_create = _fn("bpf_iter_create", c_int, c_int)
+    _link_fd_of = _fn("bpf_link__fd", c_int, c_void_p)
+
+
+def map_lookup(fd: int, key: bytes, value_size: int, what: str = "map") -> bytes | None:
+    """The value at key, None when absent."""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value_size)
+    if _map_lookup(fd, k, v) < 0:
+        err = ctypes.get_errno()
+        if err == errno_mod.ENOENT:
+            return None
+        raise LibbpfError("bpf_map_lookup_elem", what, err, "")
+    return v.raw
+
+
+def map_update(fd: int, key: bytes, value: bytes, what: str = "map") -> None:
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value, len(value))
+    _check_int(_map_update(fd, k, v, 0), "bpf_map_update_elem", what)
+
+
+def prog_test_run_ctx(prog_fd: int, ctx: bytes, what: str = "prog") -> tuple[int, bytes]:
+    """BPF_PROG_TEST_RUN of a BPF_PROG_TYPE_SYSCALL program: ctx in; the kernel copies the context
+    back (the program's output). Returns (the program's return value, the context after the run)."""
+    buf = ctypes.create_string_buffer(ctx, len(ctx))
+    opts = TestRunOpts(sz=ctypes.sizeof(TestRunOpts), ctx_in=ctypes.addressof(buf), ctx_size_in=len(ctx))
+    _check_int(_prog_test_run(prog_fd, ctypes.byref(opts)), "bpf_prog_test_run_opts", what)
+    return int(opts.retval), buf.raw
+
+
+def iter_read(link: BpfLink, size: int = 32768, what: str = "iter") -> bytes:
+    """Open an iterator instance of link (bpf_iter_create), read it once, close it."""
+    if link._l is None:
+        raise LibbpfError("bpf_iter_create", what, errno_mod.EBADF, "link destroyed")
+    fd = _check_int(_iter_create(_check_int(_link_fd_of(link._l), "bpf_link__fd", what)), "bpf_iter_create", what)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)

@@ -1,0 +1,98 @@
+"""`bpffs-sync report --quick` end to end on this kernel: every cell filled, plots and raw samples
+written, patched rows honest about why they are absent. One run shared by the module's tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _reject(name: str) -> Any:
+    raise ValueError(f"non-finite number in results.json: {name}")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    if os.geteuid() != 0 or not (REPO / "build" / "bpf" / "hist_oncpu.bpf.o").exists():
+        pytest.skip("needs root and the BPF objects (make bpf)")
+    out = tmp_path_factory.mktemp("report")
+    proc = subprocess.run([sys.executable, "-m", "bpffs_sync", "report", "--quick", "--kernel", "no", "--json",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    yield out, json.loads((out / "results.json").read_text(), parse_constant=_reject)
+
+
+def _md_rows(md: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in md.splitlines()
+            if line.startswith("| ") and not line.startswith("|---")]
+
+
+def test_every_markdown_cell_is_filled(report: tuple[Path, dict[str, Any]]) -> None:
+    """No empty cell and no nan/inf anywhere in report.md's tables."""
+    out, _ = report
+    rows = _md_rows((out / "report.md").read_text())
+    bad = [r for r in rows if any(not c or c.lower() in ("nan", "inf", "none") or " nan " in f" {c.lower()} "
+                                  for c in r[1:])]
+    assert rows and not bad
+
+
+def test_plots_are_pngs(report: tuple[Path, dict[str, Any]]) -> None:
+    """The four plots exist, are PNGs, and report.md and report.html show them."""
+    out, _ = report
+    names = ["read_cdf_c.png", "read_cdf_python.png", "churn_p99.png", "scaling.png"]
+    assert all((out / n).read_bytes()[:8] == PNG for n in names)
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert all(f"]({n})" in md and f"src='{n}'" in page for n in names)
+
+
+def test_results_keep_every_raw_sample(report: tuple[Path, dict[str, Any]]) -> None:
+    """Each measured read keeps all its C-loop samples (the quick plan's count)."""
+    _, doc = report
+    want = doc["meta"]["plan"]["n_c"]
+    counts = {k: len(v["c"]["samples_ns"]) for k, v in doc["read"].items() if "not_measured" not in v}
+    assert counts and set(counts.values()) == {want}
+
+
+def test_bpf_mechanisms_read_the_same_stat(report: tuple[Path, dict[str, Any]]) -> None:
+    """The mirror's file, BPF_PROG_RUN, the map and a per-read iterator all read one total_ns."""
+    _, doc = report
+    values = {doc["read"][k]["c"]["value"] for k in ("mirror_iter", "prog_run", "map_lookup", "iter_per_read")}
+    assert len(values) == 1 and values.pop() > 0
+
+
+def test_patched_rows_say_why(report: tuple[Path, dict[str, Any]]) -> None:
+    """With --kernel no the Approach 1 rows carry the reason, and Approach 2's say it has not landed."""
+    out, doc = report
+    md = (out / "report.md").read_text()
+    assert doc["patched"] == {"not_measured": "patched kernel not booted (--kernel no)"}
+    assert "| Approach 1 file, patched kernel | not measured: patched kernel not booted (--kernel no) |" in md
+    assert "not measured: Approach 2 has not landed" in md
+
+
+def test_report_records_where_it_ran(report: tuple[Path, dict[str, Any]]) -> None:
+    """Kernel, CPU, date, commit and emulation are recorded."""
+    _, doc = report
+    m = doc["meta"]
+    assert m["kernel"] == os.uname().release and len(m["commit"]) == 40 and m["cpu"]["emulated"] in (True, False)
+
+
+def test_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    """--out naming a regular file: one line on stderr, exit 2."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    f = tmp_path / "file"
+    f.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "bpffs_sync", "report", "--out", str(f)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("bpffs-sync: error: report --out") \
+        and proc.stderr.count("\n") == 1

@@ -1,0 +1,62 @@
+"""The report's pure parts: percentiles, ratios, the not-measured rows, the cell checks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bpffs_sync.measure.report import render, stats
+from bpffs_sync.measure.report.measures import patch_lines
+
+pytestmark = pytest.mark.unit
+
+
+def test_percentile_nearest_rank() -> None:
+    """p50 of 1..100 is 50 and p99 is 99 (nearest rank, no interpolation)."""
+    values = [float(v) for v in range(1, 101)]
+    assert (stats.percentile(values, 0.5), stats.percentile(values, 0.99)) == (50.0, 99.0)
+
+
+def test_summary_is_in_microseconds() -> None:
+    """Samples are ns; the summary is us."""
+    assert stats.summarize_ns([1000, 2000, 3000])["p50_us"] == 2.0
+
+
+def test_ratio_without_a_baseline_is_none() -> None:
+    """A zero or missing baseline gives no ratio (never inf or NaN)."""
+    assert (stats.ratio(5.0, 0.0), stats.ratio(None, 2.0), stats.ratio(4.0, 2.0)) == (None, None, 2.0)
+
+
+def test_bad_numbers_finds_nan_and_inf() -> None:
+    """Every non-finite float in a results document is reported with its path."""
+    assert stats.bad_numbers({"a": [1.0, math.nan], "b": {"c": math.inf}, "d": 2}) == [".a[1]", ".b.c"]
+
+
+def test_check_cells_flags_empty_and_nan_cells() -> None:
+    """An empty cell and a 'nan' cell are both unfilled; 'n/a: ...' and 'not measured: ...' are filled."""
+    sec = render.Section("t", tables=[(["k", "v"], [["a", ""], ["b", "nan us"], ["c", "n/a: no daemon"],
+                                                    ["d", "not measured: no kernel"]])])
+    assert render.check_cells([sec]) == ["t: a: v = ''", "t: b: v = 'nan us'"]
+
+
+def test_patched_rows_say_why_when_the_guest_did_not_run() -> None:
+    """No guest run: the Approach 1 entry is the runner's reason, not a number."""
+    doc = {"patched": stats.not_measured("no built kernel at /x/bzImage")}
+    assert render._nm(render._a1(doc)) == "not measured: no built kernel at /x/bzImage"
+
+
+def test_approach2_rows_say_it_has_not_landed() -> None:
+    """Without a kernel-approach2 series the Approach 2 rows name that, even after a guest run."""
+    doc = {"patched": {"a1_file": {}}, "loc": {"a2_file": stats.not_measured("absent")}}
+    assert "Approach 2 has not landed" in render._nm(render._a2(doc))
+
+
+def test_patch_lines_counts_by_part(tmp_path: Path) -> None:
+    """Added lines are split into kernel, tools and selftests; the cover letter is skipped."""
+    (tmp_path / "0000-cover-letter.patch").write_text("+++ b/kernel/x.c\n+ignored\n")
+    (tmp_path / "0001-a.patch").write_text(
+        "--- a/kernel/x.c\n+++ b/kernel/x.c\n+one\n+two\n-gone\n"
+        "+++ b/tools/lib/bpf/l.c\n+three\n+++ b/tools/testing/selftests/t.c\n+four\n")
+    assert patch_lines(tmp_path) == {"kernel": 2, "tools": 1, "selftests": 1, "removed": 1}
