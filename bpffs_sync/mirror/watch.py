@@ -4,20 +4,33 @@ Hints are relative cgroup paths; None asks for a full resync. Events only say *w
 the reconciler re-reads both trees. cgroupfs facts this module is shaped by (DESIGN.md §3):
 - watches are per directory, so a new directory is watched and *then* rescanned for children
   made before the watch existed (mkdir -p races);
-- IN_DELETE_SELF / IN_IGNORED never arrive on cgroupfs, so a child's watch is dropped when the
-  parent reports IN_DELETE; otherwise every removed cgroup would leak a watch (and its inode);
+- IN_DELETE_SELF / IN_IGNORED never arrive on cgroupfs: a mark stays on a removed directory's
+  inode (pinning it) until we remove it, so a child's watch is dropped when the parent reports
+  IN_DELETE, and resync() removes every mark that is not on a directory of the tree now;
 - IN_Q_OVERFLOW means events were lost: ask for a full resync, and resync the watches too.
 
+A watch is valid only while the path still names *the same directory*: each one records the
+inode it is on (checked by an lstat before and after inotify_add_watch, so a directory swapped
+in between is never recorded), and resync() compares it with the inode the path names now. A
+directory removed and re-made under the same name while events were lost is re-watched; the old
+mark is removed. Invariant: the watches here are exactly this inotify instance's marks, one per
+directory of the tree (a cgroup id is its directory's inode number, never reused).
+
 We use watchdog's InotifyFD rather than its recursive emitter because the emitter relies on
-IN_IGNORED for clean-up and does not tell its user about an overflow.
+IN_IGNORED for clean-up and does not tell its user about an overflow. InotifyFD keeps one Watch
+per wd (the kernel returns the existing wd when an inode is watched again), so a wd names an
+inode, not a path; the path -> (wd, inode) map below is ours.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import select
+import stat
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from watchdog.observers.inotify_c import (
     CallbackId,
@@ -29,6 +42,7 @@ from watchdog.observers.inotify_c import (
 )
 
 from bpffs_sync import log
+from bpffs_sync.errors import CgroupGone, translate_oserror
 from bpffs_sync.paths import RelPath
 
 Hint = Callable[[RelPath | None], None]
@@ -44,14 +58,32 @@ _MASK = Mask(
 _log = log.get(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    wd: WatchDescriptor
+    ino: int  # the directory the mark is on
+
+
+def _dir_ino(path: bytes) -> int | None:
+    """The inode of the directory at path (no symlink followed), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino if stat.S_ISDIR(st.st_mode) else None
+
+
 class CgroupWatcher:
-    """Watches every directory below root; calls hint(rel) per change and hint(None) on overflow."""
+    """Watches every directory below root; calls hint(rel) per change and hint(None) on overflow.
+
+    Every change of the watch set runs under one lock, from the inotify thread (events) or the
+    daemon's worker (resync), so the two never interleave."""
 
     def __init__(self, root: str, hint: Hint) -> None:
         self.root = os.fsencode(os.path.abspath(root))
         self._hint = hint
-        self._lock = threading.Lock()
-        self._wd_by_path: dict[bytes, WatchDescriptor] = {}
+        self._lock = threading.RLock()
+        self._watches: dict[bytes, _Watch] = {}
         self._path_by_wd: dict[WatchDescriptor, bytes] = {}
         self._fd: InotifyFD | None = None
         self._id = CallbackId(id(self))
@@ -61,79 +93,119 @@ class CgroupWatcher:
     def start(self) -> None:
         self._fd = InotifyFD()
         self._fd.start()
-        self._watch_tree(self.root)
+        with self._lock:
+            self._watch_root()
+            self._watch_below(self.root)
 
     def stop(self) -> None:
-        fd, self._fd = self._fd, None
+        with self._lock:
+            fd, self._fd = self._fd, None
+            self._watches.clear()
+            self._path_by_wd.clear()
         if fd is not None:
-            fd.stop()
+            fd.stop()  # closes the instance: every mark goes
             fd.join(timeout=5)
 
     @property
     def watch_count(self) -> int:
         with self._lock:
-            return len(self._wd_by_path)
+            return len(self._watches)
 
-    # --- watches
+    # --- watches (callers hold self._lock)
 
     def _rel(self, path: bytes) -> RelPath:
         rel = os.fsdecode(os.path.relpath(path, self.root))
         return () if rel == "." else tuple(rel.split("/"))
 
     def _watch_one(self, path: bytes) -> bool:
+        """Make sure path's directory, as it is now, is watched. False: it is not a directory
+        (any more), or the watch could not be added."""
         fd = self._fd
-        if fd is None:
+        before = _dir_ino(path)
+        if fd is None or before is None:
             return False
+        cur = self._watches.get(path)
+        if cur is not None:
+            if cur.ino == before:
+                return True
+            self._forget(path)  # re-made under the same name: the old mark is on a removed directory
         try:
             wd = fd.add_callback(path, _MASK, self, self._id)
         except OSError as err:
             if path == self.root:
-                raise
-            _log.debug("watch_failed", path=os.fsdecode(path), errno=err.errno)
+                raise translate_oserror(err, "inotify_add_watch", os.fsdecode(path)) from err
+            _log.warning("watch_failed", path=os.fsdecode(path), errno=err.errno, error=str(err))
             return False
-        with self._lock:
-            old = self._path_by_wd.get(wd)
-            if old is not None and old != path:
-                self._wd_by_path.pop(old, None)
-            self._wd_by_path[path] = wd
-            self._path_by_wd[wd] = path
+        if wd < 0:  # watchdog swallows EACCES and hands back -1
+            fd.remove_callbacks([(wd, self._id)])
+            _log.warning("watch_failed", path=os.fsdecode(path), errno=errno.EACCES, error="permission denied")
+            return False
+        other = self._path_by_wd.get(wd)
+        if _dir_ino(path) != before:  # swapped while we watched: the parent's events bring it again
+            if other is None:
+                fd.remove_callbacks([(wd, self._id)])
+            return False
+        if other is not None and other != path:  # the same directory under a new name (a v1 rename)
+            del self._watches[other]
+        self._watches[path] = _Watch(wd, before)
+        self._path_by_wd[wd] = path
         return True
 
-    def _watch_tree(self, top: bytes) -> None:
-        """Watch top, then rescan it (and below) for directories made before the watch."""
-        stack = [top]
+    def _watch_root(self) -> None:
+        if not self._watch_one(self.root):
+            raise CgroupGone("watch", os.fsdecode(self.root), errno.ENOENT, "the cgroup root is gone")
+
+    def _children(self, path: bytes) -> list[bytes]:
+        try:
+            with os.scandir(path) as it:
+                return [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return []
+
+    def _watch_below(self, top: bytes) -> set[bytes]:
+        """Watch every directory below the watched top, each before its own rescan (so a child
+        made meanwhile is seen either by the rescan or by an event). Returns what is watched."""
+        seen = {top}
+        stack = self._children(top)
         while stack:
             path = stack.pop()
-            if not self._watch_one(path):
-                continue
-            try:
-                with os.scandir(path) as it:
-                    stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
-            except OSError:
-                continue
+            if self._watch_one(path):
+                seen.add(path)
+                stack.extend(self._children(path))
+        return seen
+
+    def _forget(self, path: bytes) -> None:
+        """Remove the mark of one path (inotify_rm_watch: cgroupfs never drops it by itself)."""
+        w = self._watches.pop(path)
+        if self._path_by_wd.get(w.wd) == path:
+            del self._path_by_wd[w.wd]
+        fd = self._fd
+        if fd is not None:
+            fd.remove_callbacks([(w.wd, self._id)])
 
     def _unwatch_tree(self, top: bytes) -> None:
         prefix = top + b"/"
-        with self._lock:
-            gone = [(p, wd) for p, wd in self._wd_by_path.items() if p == top or p.startswith(prefix)]
-            for p, wd in gone:
-                del self._wd_by_path[p]
-                self._path_by_wd.pop(wd, None)
-        fd = self._fd
-        if fd is not None and gone:
-            fd.remove_callbacks([(wd, self._id) for _, wd in gone])
+        for path in [p for p in self._watches if p == top or p.startswith(prefix)]:
+            self._forget(path)
 
     def resync(self) -> None:
-        """Bring the watch set in line with the tree (after an overflow, or periodically)."""
+        """Make the watch set exactly the tree's directories as they are now: each watched on its
+        current inode, and no other mark left. Raises CgroupGone when the root is gone."""
         with self._lock:
-            watched = set(self._wd_by_path)
-        present: set[bytes] = set()
-        for dirpath, _dirs, _files in os.walk(self.root):
-            present.add(os.fsencode(dirpath))
-        for path in sorted(watched - present, key=len, reverse=True):
-            self._unwatch_tree(path)
-        for path in sorted(present - watched, key=len):
-            self._watch_tree(path)
+            if self._fd is None:
+                return
+            try:
+                self._watch_root()
+            except CgroupGone:
+                for path in list(self._watches):
+                    self._forget(path)
+                raise
+            seen = self._watch_below(self.root)
+            stale = [p for p in self._watches if p not in seen]
+            for path in stale:
+                self._forget(path)
+            if stale:
+                _log.info("watches_pruned", root=os.fsdecode(self.root), pruned=len(stale))
 
     # --- watchdog's WatchCallback protocol (called from the InotifyFD thread)
 
@@ -142,22 +214,23 @@ class CgroupWatcher:
             return
         with self._lock:
             parent = self._path_by_wd.get(event.wd)
-        if parent is None:
-            return
-        child = parent + b"/" + event.name
-        if event.is_create or event.is_moved_to:
-            self._watch_tree(child)
-        elif event.is_delete or event.is_moved_from:
-            self._unwatch_tree(child)
-        else:
-            return
+            if parent is None or self._fd is None:
+                return
+            child = parent + b"/" + event.name
+            if event.is_create or event.is_moved_to:
+                if self._watch_one(child):
+                    self._watch_below(child)
+            elif event.is_delete or event.is_moved_from:
+                self._unwatch_tree(child)
+            else:
+                return
         self._hint(self._rel(child))
 
     def on_watch_deleted(self, wd: WatchDescriptor) -> None:
         with self._lock:
             path = self._path_by_wd.pop(wd, None)
-            if path is not None and self._wd_by_path.get(path) == wd:
-                del self._wd_by_path[path]
+            if path is not None and (w := self._watches.get(path)) is not None and w.wd == wd:
+                del self._watches[path]
 
     def on_queue_overflow(self) -> None:
         _log.warning("inotify_overflow", root=os.fsdecode(self.root))
