@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,3 +118,42 @@ class Mirror:
 
     def cg(self, rel: str) -> str:
         return os.path.join(self.cgroup_root, rel)
+
+
+class Burst(threading.Thread):
+    """mkdir cgroups <root>/<prefix>/c<i // 20>/d<i> back to back in a thread, up to `limit` or until
+    stopped; `made` counts them."""
+
+    def __init__(self, root: str, prefix: str, limit: int = 20000) -> None:
+        super().__init__(daemon=True)
+        self.root, self.prefix, self.limit = root, prefix, limit
+        self.made = 0
+        self.halt = threading.Event()
+
+    def rel(self, i: int) -> str:
+        return f"{self.prefix}/c{i // 20}/d{i}"
+
+    def run(self) -> None:
+        for i in range(self.limit):
+            if self.halt.is_set():
+                return
+            os.makedirs(os.path.join(self.root, self.rel(i)), exist_ok=True)
+            self.made = i + 1
+
+
+def kill9_mid_burst(mirror: Mirror, burst: Burst, first_mirrored: str, after: int = 50) -> int:
+    """Start burst; once the daemon has mirrored the burst's first cgroup (first_mirrored exists),
+    SIGKILL it; let the burst make `after` more cgroups, then stop it. Fails unless cgroups were
+    made both before and after the daemon died, i.e. the kill landed mid-burst. Returns how many
+    cgroups the burst made in all."""
+    burst.start()
+    try:
+        wait_for(lambda: os.path.exists(first_mirrored), 60, "the burst's first cgroup mirrored")
+        assert mirror.stop(signal.SIGKILL) == -signal.SIGKILL
+        made_at_kill = burst.made
+        wait_for(lambda: burst.made >= made_at_kill + after or not burst.is_alive(), 60, "the burst to go on")
+    finally:
+        burst.halt.set()
+        burst.join()
+    assert 0 < made_at_kill < burst.made, f"not mid-burst: {made_at_kill} of {burst.made} made at the kill"
+    return burst.made

@@ -135,7 +135,8 @@ def test_restart_adopts_collector_and_mirror(mirror: Mirror) -> None:
     progs_after = after["programs"]["hist_oncpu"]  # type: ignore[index]
     assert progs_before["map_id"] == progs_after["map_id"]
     assert progs_before["collector_link_id"] == progs_after["collector_link_id"]
-    assert after["daemon"]["passes"] >= 1  # type: ignore[index]
+    assert mirror.proc is not None and after["daemon"]["pid"] == mirror.proc.pid  # type: ignore[index]
+    assert after["daemon"]["full_passes"] >= 1 and after["daemon"]["ops_applied"] == 0  # type: ignore[index]
     assert after["kernel"] is None  # a stock kernel: no cgroup stat links to show
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
-import time
 
 import pytest
-from helpers import Mirror, wait_for
+from helpers import Burst, Mirror, kill9_mid_burst, wait_for
 
 MEM = "cgroup-v1/memory"
 
@@ -106,18 +103,12 @@ def test_v1_odd_name_is_mirrored(mirror: Mirror, v1_memory: str, name: str) -> N
 
 def test_v1_kill9_mid_burst_then_restart_converges(mirror: Mirror, v1_memory: str) -> None:
     """kill -9 during a mkdir burst in a v1 tree, change the tree, restart: in sync after one pass."""
-    def burst() -> None:
-        for i in range(200):
-            os.makedirs(os.path.join(v1_memory, "b", f"c{i // 20}", f"d{i}"), exist_ok=True)
-
     mirror.start("--v1", v1_memory)
-    t = threading.Thread(target=burst)
-    t.start()
-    time.sleep(0.05)
-    assert mirror.stop(signal.SIGKILL) == -signal.SIGKILL
-    t.join()
-    for i in range(0, 200, 3):
-        os.rmdir(os.path.join(v1_memory, "b", f"c{i // 20}", f"d{i}"))
+    b = Burst(v1_memory, "b")
+    made = kill9_mid_burst(mirror, b, v1_path(mirror, b.rel(0)))
+    assert mirror.cli("verify", "--v1", v1_memory).returncode == 1  # made after the kill: not mirrored
+    for i in range(0, made, 3):
+        os.rmdir(os.path.join(v1_memory, b.rel(i)))
     os.makedirs(os.path.join(v1_memory, "after/crash"))
     mirror.start("--v1", v1_memory, resync_interval=3600)
     res = mirror.cli("verify", "--v1", v1_memory)
