@@ -230,6 +230,9 @@ def render(doc: dict[str, Any]) -> str:
             line += (f"; v1 memory.stat {r['memory_stat_us']} us ({r['memory_stat_bytes']} B) -> {r['ratio']}x "
                      f"(read only: {r['hist_oncpu_raw_us']} vs {r['memory_stat_raw_us']} us -> {r['ratio_raw']}x)")
         lines.append(line)
+    if "export" in doc:
+        from bpffs_sync.measure.bench_export import render_export
+        lines.append(render_export(doc["export"]))
     return "\n".join(lines)
 
 
@@ -241,4 +244,7 @@ def bench(what: list[str], counts: list[int] | None, reads: int) -> dict[str, An
         doc["sync"] = [bench_sync(n) for n in (counts or [1000, 10000])]
     if "read" in what:
         doc["read"] = bench_read(reads)
+    if "export" in what:  # bench_export.py: one scrape's CPU vs reading the cgroups' own stat files
+        from bpffs_sync.measure.bench_export import bench_export
+        doc["export"] = bench_export()
     return doc
