@@ -25,7 +25,7 @@ from typing import Any
 import v1_controllers
 from bpffs_sync.export.files import Filter, walk
 from bpffs_sync.export.render import render
-from bpffs_sync.export.server import ExportOptions, Exporter
+from bpffs_sync.export.server import Exporter, ExportOptions
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
