@@ -15,8 +15,11 @@ import pytest
 from helpers import Mirror, cli, wait_for
 from test_cli_errors import assert_one_line_error
 
-from bpffs_sync import rundir
+from bpffs_sync import libbpf, rundir
+from bpffs_sync.backends import kernel_a1
+from bpffs_sync.paths import PRIVATE_DIR
 from bpffs_sync.sandbox import private_bpffs
+from bpffs_sync.stats import COLLECTOR_PIN
 
 
 @contextmanager
@@ -226,6 +229,24 @@ def test_clean_is_refused_while_the_lock_is_held(mirror: Mirror) -> None:
     with flock_holder(_lock_path(mirror)) as proc:
         res = mirror.cli("clean")
     assert_one_line_error(res, f"pid {proc.pid} holds this bpffs")
+    assert os.path.exists(mirror.stat_path("x"))
+
+
+def test_plain_clean_refuses_while_kernel_links_use_the_collectors(mirror: Mirror) -> None:
+    """A kernel link pin (native_link) beside a stat's collector: plain clean refuses and removes nothing."""
+    os.mkdir(mirror.cg("x"))
+    mirror.start()
+    mirror.stop()
+    private = os.path.join(mirror.bpffs, PRIVATE_DIR, "hist_oncpu")
+    # A stand-in for the link `run --kernel` pins there (a stock kernel has no cgroup stat link): any link.
+    fd = libbpf.obj_get(os.path.join(private, COLLECTOR_PIN))
+    try:
+        libbpf.obj_pin(fd, os.path.join(private, kernel_a1.NATIVE_LINK_PIN))
+    finally:
+        os.close(fd)
+    res = mirror.cli("clean")
+    assert_one_line_error(res, "the kernel's mirror uses the collectors of hist_oncpu", "clean --kernel")
+    assert sorted(os.listdir(private)) == sorted([COLLECTOR_PIN, kernel_a1.NATIVE_LINK_PIN, "oncpu_stats"])
     assert os.path.exists(mirror.stat_path("x"))
 
 
