@@ -136,7 +136,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     selection = _selection(args)
     layout, specs = _prepare(args, mount=False)
     if selection is not None:
-        trees = resolve_now(selection, layout.bpffs)
+        trees = resolve_now(selection, layout)
         preflight.require_objects([lookup_program(n) for t in trees for n in t.stats])
         report: Any = verify_forest(selection, trees, layout.bpffs)
     else:

@@ -5,6 +5,7 @@ SyncError
  +-- PermissionDenied    EACCES/EPERM where we needed to act
  +-- KernelUnsupported   the kernel lacks what we need (no BTF, no cgroup iterator, no bpffs...)
  +-- EnvironmentProblem  the host is not set up for us (not root, cgroup root missing, lock held...)
+ |    +-- Tampered       something we would adopt is not ours: a symlink, another user's directory...
  +-- LibbpfError         a libbpf call failed: operation, path, errno, strerror, libbpf's last words
  +-- UsageError          the command line asked for something that does not exist
 """
@@ -48,6 +49,10 @@ class KernelUnsupported(SyncError):
 
 class EnvironmentProblem(SyncError):
     pass
+
+
+class Tampered(EnvironmentProblem):
+    """An entry where we keep state is not what we made (type, owner, mode): refuse, never follow."""
 
 
 class LibbpfError(SyncError):

@@ -47,6 +47,10 @@ BPF_PROG_TYPE_CGROUP_STAT = 33
 BPF_CGROUP_STAT = 62
 BPF_LINK_TYPE_CGROUP_STAT = 16
 _BPF_LINK_CREATE = 28
+_BPF_OBJ_PIN = 6
+_BPF_OBJ_GET = 7
+BPF_F_PATH_FD = 1 << 14  # path_fd is a directory fd, pathname relative to it (Linux 6.5)
+BPF_FS_MAGIC = 0xCAFE4A11
 _NR_BPF = 321  # x86_64
 BPF_OBJ_NAME_LEN = 16
 
@@ -235,6 +239,10 @@ if _lib is not None:
     _prog_attach_iter = _fn("bpf_program__attach_iter", c_void_p, c_void_p, POINTER(IterAttachOpts))
     _link_pin = _fn("bpf_link__pin", c_int, c_void_p, c_char_p)
     _link_destroy = _fn("bpf_link__destroy", c_int, c_void_p)
+    _link_fd = _fn("bpf_link__fd", c_int, c_void_p)
+    _fstatfs = _libc.fstatfs
+    _fstatfs.restype = c_int
+    _fstatfs.argtypes = [c_int, c_void_p]
     _obj_get = _fn("bpf_obj_get", c_int, c_char_p)
     _obj_pin = _fn("bpf_obj_pin", c_int, c_int, c_char_p)
     _obj_get_info = _fn("bpf_obj_get_info_by_fd", c_int, c_int, c_void_p, POINTER(c_uint32))
@@ -365,6 +373,12 @@ class BpfLink:
             raise LibbpfError("bpf_link__pin", path, errno_mod.EBADF, "link destroyed")
         _check_int(_link_pin(self._l, _b(path)), "bpf_link__pin", path)
 
+    def pin_at(self, dir_fd: int, name: str, what: str) -> None:
+        """Pin as `name` in the directory open at dir_fd (no path walk: BPF_F_PATH_FD)."""
+        if self._l is None:
+            raise LibbpfError("bpf_obj_pin", what, errno_mod.EBADF, "link destroyed")
+        obj_pin_at(_check_int(_link_fd(self._l), "bpf_link__fd", what), dir_fd, name, what)
+
     def destroy(self) -> None:
         if self._l is not None:
             _link_destroy(self._l)
@@ -388,6 +402,47 @@ def obj_get(path: str) -> int:
 
 def obj_pin(fd: int, path: str) -> None:
     _check_int(_obj_pin(fd, _b(path)), "bpf_obj_pin", path)
+
+
+class _ObjAttr(Structure):
+    """bpf_attr for BPF_OBJ_PIN / BPF_OBJ_GET with path_fd (include/uapi/linux/bpf.h)."""
+
+    _fields_ = (("pathname", c_uint64), ("bpf_fd", c_uint32), ("file_flags", c_uint32), ("path_fd", c_int))
+
+
+def _obj_at(cmd: int, fd: int, dir_fd: int, name: str, *, op: str, what: str) -> int:
+    """One BPF_OBJ_PIN/GET relative to dir_fd. `name` is one component: no '/' (so no walk at all)."""
+    raw = os.fsencode(name)
+    if not raw or b"/" in raw or raw in (b".", b".."):
+        raise LibbpfError(op, what, errno_mod.EINVAL, "not a single path component")
+    buf = ctypes.create_string_buffer(raw)
+    attr = _ObjAttr(pathname=ctypes.addressof(buf), bpf_fd=fd, file_flags=BPF_F_PATH_FD, path_fd=dir_fd)
+    ctypes.set_errno(0)
+    ret = int(_syscall(_NR_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr)))
+    if ret < 0:
+        raise LibbpfError(op, what, ctypes.get_errno() or errno_mod.EINVAL, "")
+    return ret
+
+
+def obj_pin_at(fd: int, dir_fd: int, name: str, what: str) -> None:
+    """Pin the object at fd as `name` in the directory open at dir_fd. BPF_OBJ_PIN never follows
+    a symlink at the last component (it creates), and there is no other component."""
+    _obj_at(_BPF_OBJ_PIN, fd, dir_fd, name, op="bpf_obj_pin", what=what)
+
+
+def obj_get_at(dir_fd: int, name: str, what: str) -> int:
+    """Open the object pinned as `name` in the directory open at dir_fd; returns an fd. BPF_OBJ_GET
+    follows a symlink at the last component: callers lstat the name first (bpffs.describe_at)."""
+    return _obj_at(_BPF_OBJ_GET, 0, dir_fd, name, op="bpf_obj_get", what=what)
+
+
+def fs_magic(fd: int) -> int:
+    """f_type of the filesystem holding fd (fstatfs(2)); BPF_FS_MAGIC for bpffs."""
+    buf = ctypes.create_string_buffer(120)  # struct statfs: f_type is the first long
+    if _fstatfs(fd, buf) != 0:
+        err = ctypes.get_errno()
+        raise LibbpfError("fstatfs", f"fd {fd}", err, os.strerror(err))
+    return int(ctypes.c_long.from_buffer(buf).value) & 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,6 +690,7 @@ def cgroup_stat_links() -> list[CgroupStatLinkDesc]:
 def vmlinux_has_struct(name: str) -> bool:
     """Feature probe: does the running kernel's BTF carry `struct name`?"""
     return _vmlinux_has(name, BTF_KIND_STRUCT)
+
 
 # --- the report's alternatives: map lookups/updates, test runs, iterators made per read ----------
 

@@ -22,6 +22,9 @@ MIRROR_V2 = "cgroup"
 MIRROR_V1 = "cgroup-v1"
 PRIVATE_DIR = "bpffs-sync"
 DIR_MODE = 0o755
+# Stat files follow cgroupfs: a cgroup's stat files (cpu.stat, memory.stat) are readable by everyone,
+# in delegated subtrees too (delegation hands over the directory and the writable knobs, not reading).
+FILE_MODE = 0o444
 _STAT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,14}$")  # a BPF program name: BPF_OBJ_NAME_LEN - 1
 
 
@@ -34,10 +37,19 @@ class Layout:
     cgroup_root: str
     mirror: str = MIRROR_V2  # the mirror root, relative to bpffs
     hierarchy_id: int = 0  # cgroup_root->hierarchy_id: 0 is v2; half of every stats-map key
+    file_mode: int = FILE_MODE  # permission bits of every stat file (owner root)
+    file_gid: int = 0  # group of every stat file (with file_mode 0440: who may read)
 
     @classmethod
-    def for_v1(cls, bpffs: str, cgroup_root: str, hierarchy: str, hierarchy_id: int) -> Layout:
-        return cls(bpffs, cgroup_root, os.path.join(MIRROR_V1, hierarchy), hierarchy_id)
+    def for_v1(cls, base: Layout, cgroup_root: str, hierarchy: str, hierarchy_id: int) -> Layout:
+        """The layout of one v1 hierarchy's tree, on base's bpffs with base's file access."""
+        return cls(base.bpffs, cgroup_root, os.path.join(MIRROR_V1, hierarchy), hierarchy_id,
+                   base.file_mode, base.file_gid)
+
+    @property
+    def mirror_parts(self) -> tuple[str, ...]:
+        """The mirror root's components below the bpffs root: ("cgroup",) or ("cgroup-v1", "memory")."""
+        return tuple(self.mirror.split("/"))
 
     @property
     def mirror_root(self) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import errno
 import os
+import stat as stat_mod
 import struct
 from dataclasses import dataclass, field
 
 from bpffs_sync import libbpf, log
-from bpffs_sync.errors import CgroupGone, LibbpfError, translate_oserror
+from bpffs_sync.errors import CgroupGone, LibbpfError
 from bpffs_sync.mirror import bpffs
-from bpffs_sync.paths import Layout
+from bpffs_sync.paths import PRIVATE_DIR, Layout
 from bpffs_sync.programs import Collector, StatProgram, object_path
 
 _log = log.get(__name__)
@@ -36,11 +37,49 @@ def collector_pins(spec: StatProgram) -> list[str]:
     return [COLLECTOR_PIN + (str(i) if i else "") for i in range(n)]
 
 
-def _pinned_map_id(path: str) -> int | None:
+def _removed(cgroup_fd: int) -> bool:
+    """Is the cgroup open at cgroup_fd removed (a removed kernfs directory has no entries left)?"""
     try:
-        return libbpf.pinned_map_info(path).map_id
+        os.stat("cgroup.procs", dir_fd=cgroup_fd)
+    except FileNotFoundError:
+        return True
+    return False
+
+
+def private_dir(layout: Layout, stat: str, create: bool) -> int | None:
+    """<bpffs>/bpffs-sync/<stat>, every level ours (root's, writable by nobody else: dirfd.owned_dir),
+    made when absent and `create`. None when absent. The caller closes the fd."""
+    return bpffs.open_sub(layout.bpffs, (PRIVATE_DIR, stat), create)
+
+
+def _info_at(dir_fd: int, name: str, what: str, link: bool) -> libbpf.LinkDesc | libbpf.MapDesc:
+    """link_info/map_info of the object pinned as `name` (a regular file, never a symlink)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as err:
+        raise LibbpfError("bpf_obj_get", what, err.errno or 0) from err
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise LibbpfError("bpf_obj_get", what, errno.EINVAL, "not a pinned object")
+    fd = libbpf.obj_get_at(dir_fd, name, what)
+    try:
+        return libbpf.link_info(fd, what) if link else libbpf.map_info(fd, what)
+    finally:
+        os.close(fd)
+
+
+def pinned_map_id(layout: Layout, spec: StatProgram) -> int | None:
+    """The id of the stats map pinned for spec, None when there is none."""
+    fd = private_dir(layout, spec.name, create=False)
+    if fd is None:
+        return None
+    try:
+        info = _info_at(fd, spec.stats_map, layout.private_path(spec.name, spec.stats_map), link=False)
     except LibbpfError:
         return None
+    finally:
+        os.close(fd)
+    assert isinstance(info, libbpf.MapDesc)
+    return info.map_id
 
 
 def collector_problem(layout: Layout, spec: StatProgram, map_id: int | None) -> str | None:
@@ -48,15 +87,23 @@ def collector_problem(layout: Layout, spec: StatProgram, map_id: int | None) -> 
     program feeds the stats map `map_id`, and every other shares a map with it (its generation's
     private state, e.g. memcg_histo's reclaim start times). Else what is wrong, in one line."""
     names = collector_pins(spec)
-    maps: list[set[int]] = []
-    for name in names:
-        pin = layout.private_path(spec.name, name)
-        try:
-            maps.append(set(libbpf.prog_info_by_id(libbpf.pinned_link_info(pin).prog_id).map_ids))
-        except LibbpfError as err:
-            return f"no collector link pinned at {pin}" if err.op == "bpf_obj_get" else str(err)
-    feeders = [m for m in maps if map_id in m]
     first = layout.private_path(spec.name, names[0])
+    dfd = private_dir(layout, spec.name, create=False)
+    if dfd is None:
+        return f"no collector link pinned at {first}"
+    maps: list[set[int]] = []
+    try:
+        for name in names:
+            pin = layout.private_path(spec.name, name)
+            try:
+                info = _info_at(dfd, name, pin, link=True)
+                assert isinstance(info, libbpf.LinkDesc)
+                maps.append(set(libbpf.prog_info_by_id(info.prog_id).map_ids))
+            except LibbpfError as err:
+                return f"no collector link pinned at {pin}" if err.op == "bpf_obj_get" else str(err)
+    finally:
+        os.close(dfd)
+    feeders = [m for m in maps if map_id in m]
     if not feeders:
         return f"collector at {first} does not feed the pinned stats map"
     if any(not m & feeders[0] for m in maps):
@@ -74,7 +121,7 @@ class Generations:
 
     @classmethod
     def from_pins(cls, layout: Layout, specs: list[StatProgram]) -> Generations:
-        return cls({s.name: _pinned_map_id(layout.private_path(s.name, s.stats_map)) for s in specs})
+        return cls({s.name: pinned_map_id(layout, s) for s in specs})
 
     def judge(self, stat: str, prog_id: int) -> bool:
         if stat not in self.map_ids:
@@ -107,7 +154,14 @@ class LoadedStat:
         self.spec = spec
         self.native = native
         self.collector = self._choose_collector(force_raw_tp)
-        self.obj = self._load()
+        dfd = private_dir(layout, spec.name, create=True)
+        assert dfd is not None
+        self._dir = dfd  # <bpffs>/bpffs-sync/<stat>, held open while loaded
+        try:
+            self.obj = self._load()
+        except BaseException:
+            os.close(dfd)
+            raise
         self.map_fd = self.obj.map_fd(spec.stats_map)
         self.map_id = libbpf.map_info(self.map_fd, spec.stats_map).map_id
         self.reader = self.obj.program(spec.name)
@@ -128,7 +182,9 @@ class LoadedStat:
     def _open(self) -> libbpf.BpfObject:
         obj = libbpf.BpfObject(object_path(self.spec, self.native))
         try:
-            obj.set_map_pin_path(self.spec.stats_map, self.layout.private_path(self.spec.name, self.spec.stats_map))
+            # libbpf pins and reuses the map by path: give it one through our checked directory fd,
+            # which no rename or symlink planted since can redirect.
+            obj.set_map_pin_path(self.spec.stats_map, f"/proc/self/fd/{self._dir}/{self.spec.stats_map}")
             for c in self.spec.collectors:
                 for prog in c.programs:
                     obj.program(prog).set_autoload(c is self.collector)
@@ -141,57 +197,57 @@ class LoadedStat:
         return obj
 
     def _load(self) -> libbpf.BpfObject:
-        bpffs.mkdir(self.layout.private_root)
-        bpffs.mkdir(self.layout.private_path(self.spec.name))
         try:
             return self._open()
         except LibbpfError as err:
             # A map pinned by an older, incompatible build: start a new generation.
-            if err.errno != errno.EINVAL or not os.path.exists(self._map_pin()):
+            if err.errno != errno.EINVAL or not self._exists(self.spec.stats_map):
                 raise
-            _log.warning("stats_map_incompatible", stat=self.spec.name, path=self._map_pin(), error=str(err))
-            bpffs.remove(self._map_pin())
-            for name in collector_pins(self.spec):
-                bpffs.remove(self.layout.private_path(self.spec.name, name))
+            _log.warning("stats_map_incompatible", stat=self.spec.name, path=self._what(self.spec.stats_map),
+                         error=str(err))
+            for name in (self.spec.stats_map, *collector_pins(self.spec)):
+                bpffs.remove_at(self._dir, name, self._what(name))
             return self._open()
 
-    def _map_pin(self) -> str:
-        return self.layout.private_path(self.spec.name, self.spec.stats_map)
+    def _what(self, name: str) -> str:
+        return self.layout.private_path(self.spec.name, name)
+
+    def _exists(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self._dir, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _ensure_collector(self) -> bool:
         """Adopt the pinned collector links if they are one current collector, else attach ours
         and pin them. All or nothing: a begin/end pair shares a private map of its generation."""
-        pins = [self.layout.private_path(self.spec.name, n) for n in collector_pins(self.spec)]
+        names = collector_pins(self.spec)
         problem = collector_problem(self.layout, self.spec, self.map_id)
         if problem is None:
             return True
-        if any(os.path.exists(p) for p in pins):
+        if any(self._exists(n) for n in names):
             _log.warning("collector_replaced", stat=self.spec.name, reason=problem)
-        for pin in pins:
-            bpffs.remove(pin)
-        for prog, pin in zip(self.collector.programs, pins, strict=False):
+        for name in names:
+            bpffs.remove_at(self._dir, name, self._what(name))
+        for prog, name in zip(self.collector.programs, names, strict=False):
             with self.obj.program(prog).attach() as link:
-                link.pin(pin)
-            _log.info("collector_attached", stat=self.spec.name, program=prog, pin=pin)
+                link.pin_at(self._dir, name, self._what(name))
+            _log.info("collector_attached", stat=self.spec.name, program=prog, pin=self._what(name))
         return False
 
-    def pin_cgroup(self, cgroup_path: str, pin_path: str) -> int:
-        """Pin a SELF_ONLY iterator for the cgroup at cgroup_path; returns the cgroup id served."""
+    def pin_cgroup(self, cgroup_fd: int, dir_fd: int, name: str, what: str) -> int:
+        """Pin a SELF_ONLY iterator for the cgroup open at cgroup_fd as `name` in the directory open
+        at dir_fd; returns the cgroup id served."""
+        cgid = os.fstat(cgroup_fd).st_ino
         try:
-            cg_fd = os.open(cgroup_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as err:
-            raise translate_oserror(err, "open cgroup", cgroup_path) from err
-        try:
-            cgid = os.fstat(cg_fd).st_ino
-            with self.reader.attach_cgroup_iter(cg_fd, cgroup_path) as link:
-                link.pin(pin_path)
-            return cgid
+            with self.reader.attach_cgroup_iter(cgroup_fd, what) as link:
+                link.pin_at(dir_fd, name, what)
         except LibbpfError as err:
-            if err.errno == errno.ENOENT and not os.path.isdir(cgroup_path):
-                raise CgroupGone("pin", cgroup_path, errno.ENOENT) from err
+            if err.errno == errno.ENOENT and _removed(cgroup_fd):
+                raise CgroupGone("pin", what, errno.ENOENT) from err
             raise
-        finally:
-            os.close(cg_fd)
+        return cgid
 
     def forget_cgroup(self, hierarchy_id: int, cgroup_id: int) -> bool:
         """Drop the map entry of a removed cgroup (ids are not reused within a hierarchy)."""
@@ -206,3 +262,6 @@ class LoadedStat:
 
     def close(self) -> None:
         self.obj.close()
+        if self._dir >= 0:
+            os.close(self._dir)
+            self._dir = -1

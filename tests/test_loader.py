@@ -57,7 +57,13 @@ def test_pin_serves_the_cgroup(mirror: Mirror) -> None:
     loaded = LoadedStat(mirror.layout, lookup("hist_oncpu"))
     try:
         pin = os.path.join(mirror.bpffs, "p_hist")
-        cgid = loaded.pin_cgroup(mirror.cg("p"), pin)
+        cg_fd = os.open(mirror.cg("p"), os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(mirror.bpffs, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            cgid = loaded.pin_cgroup(cg_fd, dir_fd, "p_hist", pin)
+        finally:
+            os.close(cg_fd)
+            os.close(dir_fd)
         fd = libbpf.obj_get(pin)
         try:
             info = libbpf.link_info(fd, pin)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bpffs_sync.mirror.diff import OpKind, Plan, Reason, diff
 from bpffs_sync.mirror.tree import Actual, ActualTree, Desired, DesiredTree, Kind
-from bpffs_sync.paths import DIR_MODE, RelPath
+from bpffs_sync.paths import DIR_MODE, FILE_MODE, RelPath
 
 pytestmark = pytest.mark.unit
 S = "hist_oncpu"
@@ -16,13 +18,12 @@ def desired(cgroups: dict[RelPath, int]) -> DesiredTree:
     tree: DesiredTree = {}
     for rel, cgid in cgroups.items():
         tree[rel] = Desired(Kind.DIR)
-        tree[(*rel, S)] = Desired(Kind.PIN, cgid, S)
+        tree[(*rel, S)] = Desired(Kind.PIN, cgid, S, FILE_MODE)
     return tree
 
 
 def mirror_of(tree: DesiredTree) -> ActualTree:
-    return {p: Actual(d.kind, mode=DIR_MODE if d.kind is Kind.DIR else 0, cgroup_id=d.cgroup_id)
-            for p, d in tree.items()}
+    return {p: Actual(d.kind, mode=d.mode, gid=d.gid, cgroup_id=d.cgroup_id) for p, d in tree.items()}
 
 
 def apply_in_memory(plan: Plan, want: DesiredTree, have: ActualTree) -> ActualTree:
@@ -34,12 +35,12 @@ def apply_in_memory(plan: Plan, want: DesiredTree, have: ActualTree) -> ActualTr
                 del out[p]
         elif op.kind is OpKind.MKDIR:
             assert op.path[:-1] in out or op.path == (), f"parent of {op.path} missing when made"
-            out[op.path] = Actual(Kind.DIR, mode=DIR_MODE)
+            out[op.path] = Actual(Kind.DIR, mode=op.mode, gid=op.gid)
         elif op.kind is OpKind.PIN:
             assert op.path[:-1] in out, f"directory of {op.path} missing when pinned"
-            out[op.path] = Actual(Kind.PIN, cgroup_id=op.cgroup_id)
+            out[op.path] = Actual(Kind.PIN, mode=op.mode, gid=op.gid, cgroup_id=op.cgroup_id)
         elif op.kind is OpKind.CHMOD:
-            out[op.path] = Actual(Kind.DIR, mode=DIR_MODE)
+            out[op.path] = replace(out[op.path], mode=op.mode, gid=op.gid)
     return out
 
 
@@ -135,3 +136,26 @@ def test_everything_at_once_converges_in_one_pass() -> None:
     have[("sys.slice",)] = Actual(Kind.DIR, mode=0)
     plan = diff(want, have)
     assert not diff(want, apply_in_memory(plan, want, have))
+
+
+def test_file_access_drift_is_a_chmod() -> None:
+    """A stat file with the right identity but other mode or group is fixed in place, not re-pinned."""
+    want = desired(TREE)
+    have = mirror_of(want)
+    have[("jobs", S)] = replace(have[("jobs", S)], mode=0o600)
+    have[("jobs", "a", S)] = replace(have[("jobs", "a", S)], gid=7)
+    plan = diff(want, have)
+    assert [(op.kind, op.path, op.mode, op.gid) for op in plan.ops] == [
+        (OpKind.CHMOD, ("jobs", "a", S), FILE_MODE, 0), (OpKind.CHMOD, ("jobs", S), FILE_MODE, 0)]
+    assert not diff(want, apply_in_memory(plan, want, have))
+
+
+def test_opaque_subtree_is_left_alone() -> None:
+    """Nothing is made or removed in or below a subtree a walk could not read; the rest converges."""
+    want = desired(TREE)
+    have = mirror_of(want)
+    del have[("jobs", "a", S)]  # missing, but inside the opaque subtree
+    have[("jobs", "b", "old")] = Actual(Kind.DIR, mode=DIR_MODE)  # stale, but opaque too
+    del have[("sys.slice", S)]  # missing outside: still made
+    plan = diff(want, have, opaque={("jobs", "a"), ("jobs", "b")})
+    assert [(op.kind, op.path) for op in plan.ops] == [(OpKind.PIN, ("sys.slice", S))]

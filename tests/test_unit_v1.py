@@ -8,8 +8,11 @@ import v1_controllers
 from bpffs_sync import mountinfo
 from bpffs_sync.errors import KernelUnsupported
 from bpffs_sync.mirror.forest import Selection, TopDrift, top_desired, top_diff
+from bpffs_sync.paths import Layout
 from v1_controllers import Hierarchy, default_stats, hierarchy_name, parse_hierarchies
 from v1_controllers.discovery import parse_proc_cgroups, parse_self_cgroup
+
+_BASE = Layout("/b", "/sys/fs/cgroup/unified")
 
 pytestmark = pytest.mark.unit
 
@@ -146,18 +149,18 @@ def test_unknown_controller_is_kernel_unsupported() -> None:
 def test_selection_resolves_controller_hierarchy_and_all() -> None:
     """`cpu` finds cpu,cpuacct; `all` every hierarchy; a name not mounted is pending."""
     hs = list(hierarchies().values())
-    trees = Selection(["cpu"]).trees("/b", hs)
+    trees = Selection(["cpu"]).trees(_BASE, hs)
     assert [t.key for t in trees] == ["cgroup-v1/cpu,cpuacct"]
     assert trees[0].layout.hierarchy_id == 11 and trees[0].stats == ("hist_oncpu",)
     assert trees[0].layout.mirror_root == "/b/cgroup-v1/cpu,cpuacct"
-    assert len(Selection(["all"]).trees("/b", hs)) == len(hs)
+    assert len(Selection(["all"]).trees(_BASE, hs)) == len(hs)
     assert Selection(["freezer", "memory", "name=nope"]).pending(hs) == ["freezer", "name=nope"]
-    assert [t.key for t in Selection(["name=foo"]).trees("/b", hs)] == ["cgroup-v1/perf_event,name=foo"]
+    assert [t.key for t in Selection(["name=foo"]).trees(_BASE, hs)] == ["cgroup-v1/perf_event,name=foo"]
 
 
 def test_top_diff() -> None:
     """Hierarchy dirs and controller symlinks: missing, wrong target, and stale only when pruning."""
-    trees = Selection(["cpu", "memory"]).trees("/b", list(hierarchies().values()))
+    trees = Selection(["cpu", "memory"]).trees(_BASE, list(hierarchies().values()))
     desired = top_desired(trees)
     assert desired == {"cpu,cpuacct": "", "cpu": "cpu,cpuacct", "cpuacct": "cpu,cpuacct", "memory": ""}
     actual: dict[str, str | None] = {"cpu,cpuacct": "", "cpu": "elsewhere", "memory": None, "old": ""}

@@ -28,7 +28,7 @@ from typing import Any
 from bpffs_sync import libbpf
 from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
 from bpffs_sync.mirror import bpffs
-from bpffs_sync.paths import Layout
+from bpffs_sync.paths import PRIVATE_DIR, Layout
 from bpffs_sync.programs import StatProgram
 from bpffs_sync.stats import Generations, LoadedStat
 
@@ -178,7 +178,7 @@ class KernelMirror:
             if verdict == PIN_UNKNOWN:
                 raise
             if verdict == PIN_OTHER:
-                bpffs.remove(self.link_pin)
+                self._unpin()
             return None
         try:
             kind = bpffs.object_kind(fd)
@@ -189,8 +189,11 @@ class KernelMirror:
         if pin_verdict(kind, desc, self.spec.name, root_id) == PIN_OURS:
             return fd
         os.close(fd)
-        bpffs.remove(self.link_pin)  # detached, elsewhere or not ours: the files it made are gone or not ours
+        self._unpin()  # detached, elsewhere or not ours: the files it made are gone or not ours
         return None
+
+    def _unpin(self) -> None:
+        bpffs.remove_tree(self.layout.bpffs, (PRIVATE_DIR, self.spec.name, NATIVE_LINK_PIN))
 
     def close(self) -> None:
         self.stat.close()
@@ -218,7 +221,7 @@ def clean(layout: Layout, names: Iterable[str]) -> int:
     """`bpffs-sync clean --kernel`: detach the links making files of these names (ours or not), then
     drop our pins. The kernel removes the files; <bpffs>/cgroup itself stays with the instance."""
     detached = detach_all(names)
-    removed = bpffs.remove_tree(layout.private_root) if os.path.lexists(layout.private_root) else 0
+    removed = bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR,))
     return detached + removed
 
 

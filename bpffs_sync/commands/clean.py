@@ -16,8 +16,8 @@ import os
 from bpffs_sync import rundir
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import EnvironmentProblem
-from bpffs_sync.mirror import bpffs, forest
-from bpffs_sync.paths import Layout
+from bpffs_sync.mirror import bpffs
+from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
 
 
 def kernel_users(private_entries: dict[str, list[str]]) -> list[str]:
@@ -46,10 +46,9 @@ def clean(layout: Layout) -> int:
                 f"the kernel's mirror uses the collectors of {', '.join(users)} (cgroup stat links pinned as "
                 f"{kernel_a1.NATIVE_LINK_PIN}): `bpffs-sync clean --kernel` detaches them first")
         removed = 0
-        tops = [layout.mirror_root, forest.v1_root(layout.bpffs), layout.private_root]
+        tops = [layout.mirror_parts, (MIRROR_V1,), (PRIVATE_DIR,)]
         if kernel_a1.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's
-            tops.remove(layout.mirror_root)
+            tops.remove(layout.mirror_parts)
         for top in tops:
-            if os.path.lexists(top):
-                removed += bpffs.remove_tree(top)
+            removed += bpffs.remove_tree(layout.bpffs, top)
         return removed

@@ -8,16 +8,23 @@ and controller symlinks) in a ForestReport.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.diff import OpKind, Plan, diff
 from bpffs_sync.mirror.forest import ALL, Selection, TopDrift, Tree, top_actual, top_desired, top_diff, v1_root
-from bpffs_sync.mirror.tree import Kind
+from bpffs_sync.mirror.tree import ConflictReason, Kind
 from bpffs_sync.paths import Layout, display
 from bpffs_sync.programs import StatProgram, lookup
 from bpffs_sync.stats import Generations, collector_problem
+
+_CONFLICT_TEXT = {
+    ConflictReason.SHADOWED: "cgroup named like a stat file",
+    ConflictReason.UNREADABLE: "cgroup directory unreadable",
+    ConflictReason.TOO_DEEP: "cgroup too deep",
+}
 
 
 @dataclass(slots=True)
@@ -52,7 +59,8 @@ class Report:
             "files": self.files,
             "drift": drift,
             "collector_problems": self.collector_problems,
-            "conflicts": [{"path": display(c.path), "cgroup_id": c.cgroup_id} for c in self.plan.conflicts],
+            "conflicts": [{"path": display(c.path), "cgroup_id": c.cgroup_id, "reason": str(c.reason),
+                           "detail": c.detail} for c in self.plan.conflicts],
         }
 
     def to_text(self) -> str:
@@ -65,8 +73,8 @@ class Report:
                 extra = f" (cgroup {op.cgroup_id})"
             lines.append(f"{op.reason!s:<14} {display(op.path)}{extra}")
         lines.extend(f"{'collector':<14} {p}" for p in self.collector_problems)
-        lines.extend(f"{'conflict':<14} {display(c.path)} (cgroup named like a stat file; not mirrored)"
-                     for c in self.plan.conflicts)
+        lines.extend(f"{'conflict':<14} {display(c.path)} ({_CONFLICT_TEXT[c.reason]}"
+                     f"{': ' + c.detail if c.detail else ''}; not mirrored)" for c in self.plan.conflicts)
         drifted = len(self.plan.drift()) + len(self.collector_problems)
         verdict = "in sync" if self.in_sync else f"DRIFT: {drifted} entries"
         lines.append(f"{verdict}: {self.cgroups} cgroups, {self.files} stat files under {self.layout.mirror_root}")
@@ -139,8 +147,8 @@ def verify(layout: Layout, specs: list[StatProgram]) -> Report:
     names = tuple(s.name for s in specs)
     gens = Generations.from_pins(layout, specs)
     view = cgroupfs.walk(layout, names)
-    actual = bpffs.walk(layout, gens.judge)
-    plan = diff(view.tree, actual, view.conflicts)
+    actual = bpffs.walk(layout, functools.partial(bpffs.describe_pin_at, judge=gens.judge))
+    plan = diff(view.tree, actual.tree, view.conflicts, view.opaque | actual.opaque)
     cgroups = sum(1 for d in view.tree.values() if d.kind is Kind.DIR)
-    files = sum(1 for a in actual.values() if a.kind is Kind.PIN)
+    files = sum(1 for a in actual.tree.values() if a.kind is Kind.PIN)
     return Report(layout, plan, cgroups, files, _collector_problems(layout, specs, gens))

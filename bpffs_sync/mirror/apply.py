@@ -1,64 +1,129 @@
 """Carry out a Plan against bpffs. Idempotent: every op tolerates having been done already.
 
-One failed op does not stop the pass: it is logged and counted, and the next pass (event or
-periodic) tries again. A cgroup that vanished before its pin was made is not a failure.
+Every op works on one name in an open directory: the bpffs side through the mirror root's fd, the
+cgroup side through the cgroup root's fd (dirfd.DirCache: siblings share their parent's fd), so no
+op depends on a path's length or follows a symlink.
+
+One failed op does not stop the pass: it is logged and counted (with the path, for a retry of its
+scope), and what lies below a directory that could not be made is skipped, not failed N times.
+A cgroup that vanished before its pin was made is not a failure.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from bpffs_sync import log
+from bpffs_sync import dirfd, log
 from bpffs_sync.errors import CgroupGone, SyncError
-from bpffs_sync.mirror import bpffs
+from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.diff import Op, OpKind, Plan, Reason
-from bpffs_sync.paths import Layout, display
-from bpffs_sync.stats import LoadedStat
+from bpffs_sync.mirror.tree import under
+from bpffs_sync.paths import Layout, RelPath, display
 
 _log = log.get(__name__)
+
+
+class Pinner(Protocol):
+    """What a pass needs of a loaded stat (stats.LoadedStat on a stock kernel)."""
+
+    @property
+    def map_id(self) -> int: ...
+
+    def pin_cgroup(self, cgroup_fd: int, dir_fd: int, name: str, what: str) -> int:
+        """Pin a file serving the cgroup open at cgroup_fd as `name` in dir_fd; its cgroup id."""
+        ...
+
+    def forget_cgroup(self, hierarchy_id: int, cgroup_id: int) -> bool:
+        """Drop what the stat keeps for a removed cgroup."""
+        ...
 
 
 @dataclass(slots=True)
 class ApplyResult:
     done: Counter[str] = field(default_factory=Counter)
     gone: int = 0
+    skipped: int = 0  # below a directory that could not be made
     errors: list[str] = field(default_factory=list)
+    failed: list[RelPath] = field(default_factory=list)  # paths whose op failed (their scopes want a retry)
 
 
-def _apply_one(op: Op, layout: Layout, stats: dict[str, LoadedStat], live_ids: set[int]) -> None:
-    path = layout.mirror_path(op.path)
+class _Target:
+    """The two trees an apply works in, as directory fd caches; closed at the end."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        mroot = bpffs.open_mirror(layout, create=True)
+        assert mroot is not None
+        try:
+            croot = cgroupfs.open_root(layout.cgroup_root)
+        except BaseException:
+            os.close(mroot)
+            raise
+        self.mirror = dirfd.DirCache(mroot, layout.mirror_root)
+        self.cgroups = dirfd.DirCache(croot, layout.cgroup_root)
+        os.close(mroot)
+        os.close(croot)
+
+    def close(self) -> None:
+        self.mirror.close()
+        self.cgroups.close()
+
+
+def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[int]) -> None:
+    what = t.layout.mirror_path(op.path)
+    if not op.path:  # the mirror root: made and checked by _Target (dirfd.owned_dir)
+        if op.kind is OpKind.CHMOD:
+            os.fchmod(t.mirror.get(()), op.mode)
+        return
+    parent = t.mirror.get(op.path[:-1])
+    name = op.path[-1]
     if op.kind is OpKind.REMOVE:
-        bpffs.remove_tree(path)
+        bpffs.remove_tree_at(parent, name, what)
+        t.mirror.invalidate(op.path)
         forget = op.reason in (Reason.STALE, Reason.WRONG_CGROUP) and op.actual_cgroup_id
         if forget and op.actual_cgroup_id not in live_ids:
             for loaded in stats.values():
-                loaded.forget_cgroup(layout.hierarchy_id, op.actual_cgroup_id)
+                loaded.forget_cgroup(t.layout.hierarchy_id, op.actual_cgroup_id)
     elif op.kind is OpKind.MKDIR:
-        bpffs.mkdir(path)
+        bpffs.mkdir_at(parent, name, what, op.mode)
     elif op.kind is OpKind.CHMOD:
-        bpffs.chmod(path)
+        bpffs.set_access_at(parent, name, what, op.mode, op.gid)
     elif op.kind is OpKind.PIN:
         target = stats.get(op.stat)
         if target is None:
-            raise SyncError("pin", path, 0, f"stat program {op.stat} is not loaded")
-        target.pin_cgroup(layout.cgroup_path(op.path[:-1]), path)
+            raise SyncError("pin", what, 0, f"stat program {op.stat} is not loaded")
+        target.pin_cgroup(t.cgroups.get(op.path[:-1]), parent, name, what)
+        bpffs.set_access_at(parent, name, what, op.mode, op.gid)
 
 
-def apply(plan: Plan, layout: Layout, stats: dict[str, LoadedStat], live_ids: set[int]) -> ApplyResult:
+def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set[int]) -> ApplyResult:
     result = ApplyResult()
-    for op in plan.ops:
-        try:
-            _apply_one(op, layout, stats, live_ids)
-        except CgroupGone:
-            result.gone += 1
-            _log.debug("cgroup_gone", op=str(op.kind), path=display(op.path))
-            continue
-        except (SyncError, OSError) as err:
-            result.errors.append(f"{op.describe()}: {err}")
-            _log.warning("op_failed", op=str(op.kind), path=display(op.path), reason=str(op.reason),
-                         error=str(err), errno=getattr(err, "errno", 0))
-            continue
-        result.done[str(op.kind)] += 1
+    broken: set[RelPath] = set()  # directories whose creation failed: nothing below them can be made
+    target = _Target(layout)
+    try:
+        for op in plan.ops:
+            if op.kind is not OpKind.REMOVE and under(op.path[:-1], broken):
+                result.skipped += 1
+                continue
+            try:
+                _apply_one(op, target, stats, live_ids)
+            except CgroupGone:
+                result.gone += 1
+                _log.debug("cgroup_gone", op=str(op.kind), path=display(op.path))
+                continue
+            except (SyncError, OSError) as err:
+                result.errors.append(f"{op.describe()}: {err}")
+                result.failed.append(op.path)
+                if op.kind is OpKind.MKDIR:
+                    broken.add(op.path)
+                _log.warning("op_failed", op=str(op.kind), path=display(op.path), reason=str(op.reason),
+                             error=str(err), errno=getattr(err, "errno", 0))
+                continue
+            result.done[str(op.kind)] += 1
+    finally:
+        target.close()
     return result
-

@@ -1,9 +1,14 @@
-"""bpffs: the mount, the walk that yields the actual mirror tree, and the few file operations
-a plan needs. OSError is translated here (errors.translate_oserror) and nowhere else.
+"""bpffs: the mount, the walk that yields the actual mirror tree, and the few file operations a
+plan needs. OSError is translated here (errors.translate_oserror) and nowhere else.
+
+Everything below the bpffs root goes through directory fds (dirfd.py): the root of a bpffs is
+world-writable and sticky, so what sits there (`cgroup`, `cgroup-v1`, `bpffs-sync`) may have been
+planted by any user. It is adopted only when it is a directory owned by root and writable by nobody
+else (dirfd.owned_dir); below it only root can write, and still no symlink is ever followed.
 
 bpffs quirks handled here:
 - A name with a dot is refused by bpf_lookup() (EPERM) unless the parent's mode is 0, so a dotted
-  directory is made with the parent briefly chmod'ed to 000. bpffs dentries are persistent, so
+  directory is made with the parent briefly fchmod'ed to 000. bpffs dentries are persistent, so
   the entry stays reachable afterwards, also after drop_caches. An interrupted chmod shows up as
   BAD_MODE drift and is repaired by the next pass.
 - Every pinned object is an S_IFREG inode; which kind it is shows in the fd's anon-inode name.
@@ -17,14 +22,16 @@ import stat as stat_mod
 import subprocess
 from collections.abc import Callable
 
-from bpffs_sync import libbpf, mountinfo
-from bpffs_sync.errors import EnvironmentProblem, LibbpfError, SyncError, translate_oserror
-from bpffs_sync.mirror.tree import Actual, ActualTree, Kind
+from bpffs_sync import dirfd, libbpf, mountinfo
+from bpffs_sync.errors import CgroupGone, EnvironmentProblem, LibbpfError, SyncError, translate_oserror
+from bpffs_sync.mirror.tree import Actual, ActualView, Kind
 from bpffs_sync.mountinfo import MountEntry
 from bpffs_sync.paths import DIR_MODE, Layout, RelPath, needs_dot_trick
 
 # (stat name, prog id) -> is this program the current generation of that stat?
 ProgJudge = Callable[[str, int], bool]
+# (directory fd, name, path for messages) -> what the regular file `name` is, as the diff needs it
+FileJudge = Callable[[int, str, str], Actual]
 
 # --- the mount -----------------------------------------------------------------------------------
 
@@ -50,7 +57,8 @@ def mount_of(path: str) -> MountEntry | None:
 def ensure_bpffs(path: str, mount_if_absent: bool) -> None:
     """Make sure path is a writable bpffs, mounting one there if allowed and needed."""
     if not os.path.isdir(path):
-        raise EnvironmentProblem("bpffs", path, errno.ENOENT, "no such directory")
+        what = "not a directory" if os.path.lexists(path) else "no such directory"
+        raise EnvironmentProblem("bpffs", path, errno.ENOTDIR if os.path.lexists(path) else errno.ENOENT, what)
     m = mount_of(path)
     if m is None or m.fstype != "bpf":
         if not mount_if_absent:
@@ -65,73 +73,178 @@ def ensure_bpffs(path: str, mount_if_absent: bool) -> None:
         raise EnvironmentProblem("bpffs", path, errno.EROFS, "mounted read-only")
 
 
-# --- file operations -----------------------------------------------------------------------------
+def open_root(bpffs_root: str) -> int:
+    """The bpffs root (the administrator's path: symlinks in it are theirs), checked by fstatfs to
+    be bpffs. The caller closes the fd."""
+    try:
+        fd = os.open(bpffs_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise EnvironmentProblem("bpffs", bpffs_root, err.errno or 0) from err
+    try:
+        if libbpf.fs_magic(fd) != libbpf.BPF_FS_MAGIC:
+            raise EnvironmentProblem("bpffs", bpffs_root, 0, "not a bpf filesystem (mount -t bpf bpf PATH)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-def mkdir(path: str, mode: int = DIR_MODE) -> None:
+def open_sub(bpffs_root: str, parts: tuple[str, ...], create: bool) -> int | None:
+    """<bpffs>/<parts...>: every level adopted only if root's and writable by nobody else
+    (dirfd.owned_dir), made with DIR_MODE when absent and `create`. None when absent and not
+    `create`. The caller closes the fd."""
+    fd = open_root(bpffs_root)
+    try:
+        for depth, name in enumerate(parts):
+            nxt = dirfd.owned_dir(fd, name, DIR_MODE, os.path.join(bpffs_root, *parts[: depth + 1]), create)
+            os.close(fd)
+            fd = -1
+            if nxt is None:
+                return None
+            fd = nxt
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    return fd
+
+
+def open_mirror(layout: Layout, create: bool) -> int | None:
+    """The mirror root of layout (`<bpffs>/cgroup`, `<bpffs>/cgroup-v1/<hierarchy>`)."""
+    return open_sub(layout.bpffs, layout.mirror_parts, create)
+
+
+# --- file operations, relative to a directory fd ---------------------------------------------------
+
+
+def mkdir_at(parent_fd: int, name: str, what: str, mode: int = DIR_MODE) -> None:
     """mkdir that accepts dotted names and tolerates an existing directory."""
-    parent, name = os.path.split(path)
     try:
         if needs_dot_trick(name):
-            old = os.stat(parent).st_mode & 0o7777
-            os.chmod(parent, 0)
+            old = os.fstat(parent_fd).st_mode & 0o7777
+            os.fchmod(parent_fd, 0)
             try:
-                os.mkdir(path, mode)
+                os.mkdir(name, mode, dir_fd=parent_fd)
             finally:
-                os.chmod(parent, old)
+                os.fchmod(parent_fd, old)
         else:
-            os.mkdir(path, mode)
-        os.chmod(path, mode)  # umask-free, exact
+            os.mkdir(name, mode, dir_fd=parent_fd)
+        os.chmod(name, mode, dir_fd=parent_fd, follow_symlinks=False)  # umask-free, exact
     except FileExistsError:
-        if not os.path.isdir(path):
-            raise SyncError("mkdir", path, errno.EEXIST, "exists and is not a directory") from None
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if not stat_mod.S_ISDIR(st.st_mode):
+            raise SyncError("mkdir", what, errno.EEXIST, "exists and is not a directory") from None
     except OSError as err:
-        raise translate_oserror(err, "mkdir", path) from err
+        raise translate_oserror(err, "mkdir", what) from err
 
 
-def symlink(target: str, path: str) -> None:
-    """A symlink at path (a dotless name: controller names have no dots) pointing at target."""
+def set_access_at(parent_fd: int, name: str, what: str, mode: int, gid: int) -> None:
+    """chmod + chgrp of `name` (owner root), never through a symlink."""
     try:
-        os.symlink(target, path)
+        os.chown(name, 0, gid, dir_fd=parent_fd, follow_symlinks=False)
+        os.chmod(name, mode, dir_fd=parent_fd, follow_symlinks=False)
+    except ValueError:  # Python refuses fchmodat(AT_SYMLINK_NOFOLLOW) on a symlink
+        raise SyncError("chmod", what, errno.ELOOP, "a symlink") from None
+    except OSError as err:
+        raise translate_oserror(err, "chmod", what) from err
+
+
+def symlink_at(target: str, parent_fd: int, name: str, what: str) -> None:
+    """A symlink `name` -> target (a dotless name: controller names have no dots)."""
+    try:
+        os.symlink(target, name, dir_fd=parent_fd)
     except FileExistsError:
-        if not (os.path.islink(path) and os.readlink(path) == target):
-            raise SyncError("symlink", path, errno.EEXIST, "exists and is not that symlink") from None
+        try:
+            same = os.readlink(name, dir_fd=parent_fd) == target
+        except OSError:
+            same = False
+        if not same:
+            raise SyncError("symlink", what, errno.EEXIST, "exists and is not that symlink") from None
     except OSError as err:
-        raise translate_oserror(err, "symlink", path) from err
+        raise translate_oserror(err, "symlink", what) from err
 
 
-def chmod(path: str, mode: int = DIR_MODE) -> None:
+def remove_at(parent_fd: int, name: str, what: str) -> bool:
+    """Unpin a file, remove a symlink or an (empty) directory. False when it was already gone."""
     try:
-        os.chmod(path, mode)
-    except OSError as err:
-        raise translate_oserror(err, "chmod", path) from err
-
-
-def remove(path: str) -> bool:
-    """Unpin a file or remove an (empty) directory. False when it was already gone."""
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.rmdir(path)
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if stat_mod.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=parent_fd)
         else:
-            os.unlink(path)
-    except FileNotFoundError:
-        return False
+            os.unlink(name, dir_fd=parent_fd)
+    except (FileNotFoundError, PermissionError) as err:
+        if isinstance(err, PermissionError) and not needs_dot_trick(name):
+            raise translate_oserror(err, "remove", what) from err
+        return False  # a dotted name that is not there: bpf_lookup() says EPERM, not ENOENT
     except OSError as err:
-        raise translate_oserror(err, "remove", path) from err
+        raise translate_oserror(err, "remove", what) from err
     return True
 
 
-def remove_tree(path: str) -> int:
-    """Remove path and everything below it, post-order. Returns the number of entries removed."""
-    n = 0
-    if os.path.isdir(path) and not os.path.islink(path):
-        try:
-            names = os.listdir(path)
-        except FileNotFoundError:
-            return 0
-        for name in names:
-            n += remove_tree(os.path.join(path, name))
-    return n + int(remove(path))
+def remove_tree_at(parent_fd: int, name: str, what: str) -> int:
+    """Remove `name` and everything below it, post-order, one directory fd per level (no path, no
+    symlink followed, no recursion limit). Returns the number of entries removed."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except (FileNotFoundError, PermissionError):
+        return 0
+    except OSError as err:
+        raise translate_oserror(err, "remove", what) from err
+    if not stat_mod.S_ISDIR(st.st_mode):
+        return int(remove_at(parent_fd, name, what))
+    removed = 0
+    # Each frame: (fd of a directory being emptied, its parent's fd, its name, names still to visit).
+    stack: list[tuple[int, int, str, list[str]]] = []
+    try:
+        top = dirfd.open_dir(parent_fd, name, what)
+    except CgroupGone:
+        return 0
+    stack.append((top, parent_fd, name, _names(top, what)))
+    try:
+        while stack:
+            fd, pfd, dname, todo = stack[-1]
+            if not todo:
+                stack.pop()
+                os.close(fd)
+                removed += int(remove_at(pfd, dname, what))
+                continue
+            child = todo.pop()
+            try:
+                cst = os.stat(child, dir_fd=fd, follow_symlinks=False)
+            except (FileNotFoundError, PermissionError):
+                continue
+            if stat_mod.S_ISDIR(cst.st_mode):
+                try:
+                    cfd = dirfd.open_dir(fd, child, what)
+                except CgroupGone:
+                    continue
+                stack.append((cfd, fd, child, _names(cfd, what)))
+            else:
+                removed += int(remove_at(fd, child, what))
+    finally:
+        for fd, *_ in stack:
+            os.close(fd)
+    return removed
+
+
+def remove_tree(bpffs_root: str, parts: tuple[str, ...]) -> int:
+    """Remove <bpffs>/<parts...> and everything below it. The levels above the last must be ours
+    (dirfd.owned_dir): nothing is removed through another user's directory or a symlink."""
+    parent = open_sub(bpffs_root, parts[:-1], create=False)
+    if parent is None:
+        return 0
+    try:
+        return remove_tree_at(parent, parts[-1], os.path.join(bpffs_root, *parts))
+    finally:
+        os.close(parent)
+
+
+def _names(fd: int, what: str) -> list[str]:
+    try:
+        with os.scandir(fd) as it:
+            return [e.name for e in it]
+    except OSError as err:
+        raise translate_oserror(err, "scandir", what) from err
 
 
 # --- the actual tree -----------------------------------------------------------------------------
@@ -146,69 +259,113 @@ def object_kind(fd: int) -> str:
     return target.removeprefix("anon_inode:bpf-") if target.startswith("anon_inode:bpf-") else ""
 
 
-def describe_pin(path: str, judge: ProgJudge) -> Actual:
-    """What the object pinned at path is, as the diff needs it."""
+def describe_pin_at(dir_fd: int, name: str, what: str, judge: ProgJudge) -> Actual:
+    """What the object pinned as `name` is: a SELF_ONLY cgroup iterator link serving some cgroup
+    with some program, or OTHER. The caller has lstat'ed it: a regular file (no symlink)."""
     try:
-        fd = libbpf.obj_get(path)
+        fd = libbpf.obj_get_at(dir_fd, name, what)
     except LibbpfError as err:
         return Actual(Kind.OTHER, detail=str(err))
     try:
         if object_kind(fd) != "link":
             return Actual(Kind.OTHER, detail=f"pinned {object_kind(fd) or 'object'}, not a link")
-        info = libbpf.link_info(fd, path)
+        info = libbpf.link_info(fd, what)
         if info.link_type != libbpf.BPF_LINK_TYPE_ITER or info.order != libbpf.BPF_CGROUP_ITER_SELF_ONLY:
             return Actual(Kind.OTHER, detail=f"link type {info.link_type}, not a SELF_ONLY cgroup iterator")
-        stat = os.path.basename(path)
-        return Actual(Kind.PIN, cgroup_id=info.cgroup_id, prog_ok=judge(stat, info.prog_id))
+        return Actual(Kind.PIN, cgroup_id=info.cgroup_id, prog_ok=judge(name, info.prog_id))
     finally:
         os.close(fd)
 
 
-def _entry(path: str, judge: ProgJudge) -> Actual | None:
+def describe_at(dir_fd: int, name: str, what: str, judge_file: FileJudge) -> Actual | None:
+    """The entry `name` below dir_fd as the diff sees it; None when it is not there."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        return None  # dotted name that does not exist: bpf_lookup() says EPERM, not ENOENT
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, PermissionError):
+        return None  # PermissionError: a dotted name that does not exist (bpf_lookup() says EPERM)
     except OSError as err:
-        raise translate_oserror(err, "lstat", path) from err
+        raise translate_oserror(err, "lstat", what) from err
     if stat_mod.S_ISDIR(st.st_mode):
-        return Actual(Kind.DIR, mode=st.st_mode & 0o7777)
+        return Actual(Kind.DIR, mode=st.st_mode & 0o7777, gid=st.st_gid)
     if stat_mod.S_ISREG(st.st_mode):
-        return describe_pin(path, judge)
-    return Actual(Kind.OTHER, detail="not a bpffs object")
+        found = judge_file(dir_fd, name, what)
+        return Actual(found.kind, st.st_mode & 0o7777, st.st_gid, found.cgroup_id, found.prog_ok, found.detail)
+    return Actual(Kind.OTHER, detail="a symlink" if stat_mod.S_ISLNK(st.st_mode) else "not a bpffs object")
 
 
-def walk(layout: Layout, judge: ProgJudge, scope: RelPath = ()) -> ActualTree:
-    """Actual entries of the mirror subtree at scope, plus the entries on the way down to it."""
-    tree: ActualTree = {}
-    for depth in range(len(scope)):
-        anc = scope[:depth]
-        entry = _entry(layout.mirror_path(anc), judge)
-        if entry is None:
-            return tree
-        tree[anc] = entry
-    top = _entry(layout.mirror_path(scope), judge)
-    if top is None:
-        return tree
-    tree[scope] = top
-    stack = [scope] if top.kind is Kind.DIR else []
-    while stack:
-        rel = stack.pop()
-        try:
-            with os.scandir(layout.mirror_path(rel)) as it:
-                children = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        except FileNotFoundError:
-            continue
-        except OSError as err:
-            raise translate_oserror(err, "scandir", layout.mirror_path(rel)) from err
-        for name, is_dir in children:
-            child = (*rel, name)
-            entry = _entry(layout.mirror_path(child), judge)
+def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = ()) -> ActualView:
+    """Actual entries of the mirror subtree at scope, plus the entries on the way down to it.
+
+    One directory fd per level of the current path; a directory that cannot be opened or listed
+    (or lies deeper than dirfd.MAX_DEPTH) is opaque: the pass leaves it alone."""
+    view = ActualView()
+    root = open_mirror(layout, create=False)
+    if root is None:
+        return view
+    fds = [root]
+    try:
+        st = os.fstat(root)
+        view.tree[()] = Actual(Kind.DIR, mode=st.st_mode & 0o7777, gid=st.st_gid)
+        for depth in range(len(scope)):
+            rel = scope[: depth + 1]
+            what = layout.mirror_path(rel)
+            entry = describe_at(fds[-1], rel[-1], what, judge_file)
+            if entry is None:
+                return view
+            view.tree[rel] = entry
+            if entry.kind is not Kind.DIR:
+                return view
+            try:
+                fds.append(dirfd.open_dir(fds[-1], rel[-1], what))
+            except CgroupGone:
+                return view
+        _walk_below(layout, fds[-1], scope, judge_file, view)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return view
+
+
+def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge, view: ActualView) -> None:
+    stack: list[tuple[RelPath, int, list[str]]] = []
+    try:
+        stack.append((top, os.dup(top_fd), _names(top_fd, layout.mirror_path(top))))
+    except SyncError:
+        view.opaque.add(top)
+        return
+    try:
+        while stack:
+            rel, fd, todo = stack[-1]
+            if not todo:
+                os.close(fd)
+                stack.pop()
+                continue
+            child = (*rel, todo.pop())
+            what = layout.mirror_path(child)
+            entry = describe_at(fd, child[-1], what, judge_file)
             if entry is None:
                 continue
-            tree[child] = entry
-            if is_dir:
-                stack.append(child)
-    return tree
+            view.tree[child] = entry
+            if entry.kind is not Kind.DIR:
+                continue
+            if len(child) >= dirfd.MAX_DEPTH:
+                view.opaque.add(child)
+                continue
+            try:
+                cfd = dirfd.open_dir(fd, child[-1], what)
+            except CgroupGone:
+                del view.tree[child]
+                continue
+            except SyncError:
+                view.opaque.add(child)
+                continue
+            try:
+                names = _names(cfd, what)
+            except SyncError:
+                os.close(cfd)
+                view.opaque.add(child)
+                continue
+            stack.append((child, cfd, names))
+    finally:
+        for _rel, fd, _todo in stack:
+            os.close(fd)

@@ -1,8 +1,13 @@
 """cgroupfs walk -> the desired mirror tree.
 
-A v2 cgroup's id is its kernfs node id, which is the directory's inode number (d_ino from
-getdents, so the walk needs no stat per cgroup). Directories that vanish mid-walk are skipped:
-the event for their removal brings the next pass.
+A cgroup's id is its kernfs node id, which is the directory's inode number (d_ino from getdents,
+so the walk needs no stat per cgroup). Directories that vanish mid-walk are skipped: the event for
+their removal brings the next pass.
+
+The walk is relative to directory fds, one per level of the current path (dirfd.py): cgroup names
+and nesting are chosen by unprivileged users in delegated subtrees, and a chain of cgroups can be
+longer than PATH_MAX. A directory that cannot be listed, or lies deeper than dirfd.MAX_DEPTH, is a
+Conflict (reported, not mirrored) and never stops the rest of the pass.
 """
 
 from __future__ import annotations
@@ -10,33 +15,57 @@ from __future__ import annotations
 import errno
 import os
 
-from bpffs_sync.errors import CgroupGone, EnvironmentProblem, translate_oserror
-from bpffs_sync.mirror.tree import Conflict, Desired, DesiredView, Kind
+from bpffs_sync import dirfd
+from bpffs_sync.errors import CgroupGone, EnvironmentProblem, SyncError
+from bpffs_sync.mirror.tree import Conflict, ConflictReason, Desired, DesiredView, Kind
 from bpffs_sync.paths import Layout, RelPath
 
 _GONE = (errno.ENOENT, errno.ENOTDIR)
 
 
-def cgroup_id(path: str) -> int:
-    """The v2 cgroup id of the cgroup directory at path."""
-    try:
-        return os.stat(path).st_ino
-    except OSError as err:
-        raise translate_oserror(err, "stat", path) from err
-
-
 def check_root(cgroup_root: str) -> None:
-    """A usable cgroup root: an existing directory on a cgroup2 mount."""
-    if not os.path.isdir(cgroup_root):
+    """A usable cgroup root: an existing directory holding cgroup.procs."""
+    if not os.path.exists(cgroup_root):
         raise EnvironmentProblem("cgroup root", cgroup_root, errno.ENOENT)
+    if not os.path.isdir(cgroup_root):
+        raise EnvironmentProblem("cgroup root", cgroup_root, errno.ENOTDIR)
     if not os.path.exists(os.path.join(cgroup_root, "cgroup.procs")):
         raise EnvironmentProblem("cgroup root", cgroup_root, 0, "not a cgroup directory")
 
 
-def _add_cgroup(view: DesiredView, rel: RelPath, cgid: int, stats: tuple[str, ...]) -> None:
+def open_root(cgroup_root: str) -> int:
+    """The cgroup root (the administrator's path). The caller closes the fd."""
+    try:
+        return os.open(cgroup_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise EnvironmentProblem("cgroup root", cgroup_root, err.errno or 0) from err
+
+
+def first_gone(layout: Layout, scope: RelPath) -> RelPath:
+    """The shortest prefix of scope that names no cgroup now (scope itself when all exist)."""
+    fd = open_root(layout.cgroup_root)
+    try:
+        for depth in range(len(scope)):
+            try:
+                nxt = dirfd.open_dir(fd, scope[depth], layout.cgroup_path(scope[: depth + 1]))
+            except SyncError:
+                return scope[: depth + 1]
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+    return scope
+
+
+def _add_cgroup(view: DesiredView, layout: Layout, rel: RelPath, cgid: int, stats: tuple[str, ...]) -> None:
     view.tree[rel] = Desired(Kind.DIR)
     for stat in stats:
-        view.tree[(*rel, stat)] = Desired(Kind.PIN, cgid, stat)
+        view.tree[(*rel, stat)] = Desired(Kind.PIN, cgid, stat, layout.file_mode, layout.file_gid)
+
+
+def _children(fd: int) -> list[tuple[str, int]]:
+    with os.scandir(fd) as it:
+        return [(e.name, e.inode()) for e in it if e.is_dir(follow_symlinks=False)]
 
 
 def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = ()) -> DesiredView:
@@ -46,32 +75,70 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = ()) -> Desired
     gone, only its existing ancestors are returned (as directories), so a pass removes the rest.
     """
     view = DesiredView()
-    stat_set = frozenset(stats)
-    for depth in range(len(scope)):
-        anc = scope[:depth]
-        if not os.path.isdir(layout.cgroup_path(anc)):
-            return view
-        view.tree[anc] = Desired(Kind.DIR)
+    fds = [open_root(layout.cgroup_root)]
     try:
-        root_id = cgroup_id(layout.cgroup_path(scope))
-    except CgroupGone:
-        return view
-    _add_cgroup(view, scope, root_id, stats)
-    stack: list[RelPath] = [scope]
-    while stack:
-        rel = stack.pop()
-        try:
-            with os.scandir(layout.cgroup_path(rel)) as it:
-                entries = [(e.name, e.inode()) for e in it if e.is_dir(follow_symlinks=False)]
-        except OSError as err:
-            if err.errno in _GONE:
+        for depth in range(len(scope)):
+            view.tree[scope[:depth]] = Desired(Kind.DIR)
+            try:
+                fds.append(dirfd.open_dir(fds[-1], scope[depth], layout.cgroup_path(scope[: depth + 1])))
+            except CgroupGone:
+                return view
+        _add_cgroup(view, layout, scope, os.fstat(fds[-1]).st_ino, stats)
+        _walk_below(layout, fds[-1], scope, stats, view)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return view
+
+
+def _walk_below(layout: Layout, top_fd: int, top: RelPath, stats: tuple[str, ...], view: DesiredView) -> None:
+    """Depth first below top, one fd per level of the current path."""
+    stat_set = frozenset(stats)
+    try:
+        stack: list[tuple[RelPath, int, list[tuple[str, int]]]] = [(top, os.dup(top_fd), _children(top_fd))]
+    except OSError as err:
+        if err.errno not in _GONE:
+            _unreadable(view, top, os.fstat(top_fd).st_ino, err)
+        return
+    try:
+        while stack:
+            rel, fd, todo = stack[-1]
+            if not todo:
+                os.close(fd)
+                stack.pop()
                 continue
-            raise translate_oserror(err, "scandir", layout.cgroup_path(rel)) from err
-        for name, ino in entries:
+            name, ino = todo.pop()
             child = (*rel, name)
             if name in stat_set:
                 view.conflicts.append(Conflict(child, ino))
                 continue
-            _add_cgroup(view, child, ino, stats)
-            stack.append(child)
-    return view
+            if len(child) >= dirfd.MAX_DEPTH:
+                view.conflicts.append(Conflict(child, ino, ConflictReason.TOO_DEEP,
+                                               f"deeper than {dirfd.MAX_DEPTH} levels"))
+                view.opaque.add(child)
+                continue
+            try:
+                cfd = os.open(name, dirfd.O_DIR, dir_fd=fd)
+            except OSError as err:
+                if err.errno not in _GONE:
+                    _unreadable(view, child, ino, err)
+                continue
+            try:
+                below = _children(cfd)
+            except OSError as err:
+                os.close(cfd)
+                if err.errno not in _GONE:
+                    _unreadable(view, child, ino, err)
+                continue
+            _add_cgroup(view, layout, child, ino, stats)
+            stack.append((child, cfd, below))
+    finally:
+        for _rel, fd, _todo in stack:
+            os.close(fd)
+
+
+def _unreadable(view: DesiredView, rel: RelPath, ino: int, err: OSError) -> None:
+    view.conflicts.append(Conflict(rel, ino, ConflictReason.UNREADABLE, os.strerror(err.errno or 0)))
+    view.opaque.add(rel)
+    for key in [k for k in view.tree if k[: len(rel)] == rel]:
+        del view.tree[key]

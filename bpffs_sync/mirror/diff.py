@@ -1,8 +1,10 @@
 """diff(desired, actual) -> Plan. Pure: no I/O, unit-tested without root.
 
-Every path is judged on its own: equal kind and identity -> nothing; otherwise the actual entry
-goes and the desired one comes. Removals run first, deepest first (a directory is emptied before
-it is removed); creations follow, shallowest first (a directory exists before its files).
+Every path is judged on its own: equal kind and identity -> nothing (or a chmod when only the
+access bits differ); otherwise the actual entry goes and the desired one comes. Paths in or below
+an opaque subtree (one a walk could not read) are left alone. Removals run first, deepest first
+(a directory is emptied before it is removed); creations follow, shallowest first (a directory
+exists before its files).
 Applying a plan and diffing again yields an empty plan.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bpffs_sync.mirror.tree import Actual, ActualTree, Conflict, Desired, DesiredTree, Kind
+from bpffs_sync.mirror.tree import Actual, ActualTree, Conflict, Desired, DesiredTree, Kind, under
 from bpffs_sync.paths import DIR_MODE, RelPath, display
 
 
@@ -39,6 +41,8 @@ class Op:
     cgroup_id: int = 0
     stat: str = ""
     actual_cgroup_id: int = 0
+    mode: int = DIR_MODE  # MKDIR, PIN, CHMOD: the access the entry gets
+    gid: int = 0
 
     def describe(self) -> str:
         return f"{self.kind} {display(self.path)} ({self.reason})"
@@ -76,15 +80,19 @@ def _matches(want: Desired, have: Actual) -> Reason | None:
 
 def _create(path: RelPath, want: Desired, reason: Reason, actual_cgroup_id: int = 0) -> Op:
     if want.kind is Kind.DIR:
-        return Op(OpKind.MKDIR, path, reason)
-    return Op(OpKind.PIN, path, reason, want.cgroup_id, want.stat, actual_cgroup_id)
+        return Op(OpKind.MKDIR, path, reason, mode=want.mode, gid=want.gid)
+    return Op(OpKind.PIN, path, reason, want.cgroup_id, want.stat, actual_cgroup_id, want.mode, want.gid)
 
 
-def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | None = None) -> Plan:
+def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | None = None,
+         opaque: set[RelPath] | None = None) -> Plan:
     removes: list[Op] = []
     creates: list[Op] = []
     chmods: list[Op] = []
+    skip = opaque or set()
     for path, have in actual.items():
+        if under(path, skip):
+            continue
         want = desired.get(path)
         if want is None:
             removes.append(Op(OpKind.REMOVE, path, Reason.STALE, actual_cgroup_id=have.cgroup_id))
@@ -93,10 +101,10 @@ def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | N
         if reason is not None:
             removes.append(Op(OpKind.REMOVE, path, reason, actual_cgroup_id=have.cgroup_id))
             creates.append(_create(path, want, reason, have.cgroup_id))
-        elif want.kind is Kind.DIR and have.mode != DIR_MODE:
-            chmods.append(Op(OpKind.CHMOD, path, Reason.BAD_MODE))
+        elif (have.mode, have.gid) != (want.mode, want.gid):
+            chmods.append(Op(OpKind.CHMOD, path, Reason.BAD_MODE, mode=want.mode, gid=want.gid))
     for path, want in desired.items():
-        if path not in actual:
+        if path not in actual and not under(path, skip):
             creates.append(_create(path, want, Reason.MISSING))
     removes.sort(key=lambda op: (-len(op.path), op.path))
     creates.sort(key=lambda op: (len(op.path), op.kind is OpKind.PIN, op.path))

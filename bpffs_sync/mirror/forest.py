@@ -75,14 +75,15 @@ class Selection:
         out = [n for n in self.names if n != ALL and not any(h.answers(n) for h in hierarchies)]
         return out + [p for p in self.paths if _containing(p, hierarchies) is None]
 
-    def trees(self, bpffs_root: str, hierarchies: list[Hierarchy]) -> list[Tree]:
-        """One tree per selected hierarchy; a path selector makes that subtree the tree's root."""
+    def trees(self, base: Layout, hierarchies: list[Hierarchy]) -> list[Tree]:
+        """One tree per selected hierarchy, on base's bpffs with base's file access; a path
+        selector makes that subtree the tree's root."""
         roots: dict[str, tuple[Hierarchy, str]] = {h.name: (h, h.mount_point) for h in hierarchies if self._matches(h)}
         for path in self.paths:
             found = _containing(path, hierarchies)
             if found is not None:
                 roots[found.name] = (found, path)
-        return [Tree(Layout.for_v1(bpffs_root, root, h.name, h.hierarchy_id),
+        return [Tree(Layout.for_v1(base, root, h.name, h.hierarchy_id),
                      v1_controllers.default_stats(h.controllers), h)
                 for h, root in roots.values()]
 
@@ -98,14 +99,14 @@ def _containing(path: str, hierarchies: list[Hierarchy]) -> Hierarchy | None:
     return None
 
 
-def resolve_now(selection: Selection, bpffs_root: str) -> list[Tree]:
+def resolve_now(selection: Selection, base: Layout) -> list[Tree]:
     """The trees for a one-shot command: every selector must be answered now."""
     hierarchies = v1_controllers.discover()
     missing = selection.pending(hierarchies)
     if missing:
         raise EnvironmentProblem("--v1", ", ".join(missing), 0,
                                  "not mounted (no cgroup v1 hierarchy, controller or cgroup directory by that name)")
-    return selection.trees(bpffs_root, hierarchies)
+    return selection.trees(base, hierarchies)
 
 
 # --- the top of the v1 mirror: hierarchy directories and controller symlinks ------------------------
@@ -135,20 +136,24 @@ def top_desired(trees: list[Tree]) -> dict[str, str]:
 
 def top_actual(bpffs_root: str) -> dict[str, str | None]:
     """name -> "" (a directory), the symlink target, or None (something else)."""
-    root = v1_root(bpffs_root)
+    fd = bpffs.open_sub(bpffs_root, (MIRROR_V1,), create=False)
+    if fd is None:
+        return {}
     out: dict[str, str | None] = {}
     try:
-        names = os.listdir(root)
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_symlink(), e.is_dir(follow_symlinks=False)) for e in it]
+        for name, is_link, is_dir in entries:
+            if is_link:
+                out[name] = os.readlink(name, dir_fd=fd)
+            else:
+                out[name] = "" if is_dir else None
     except FileNotFoundError:
-        return out
+        pass
     except OSError as err:
-        raise translate_oserror(err, "listdir", root) from err
-    for name in names:
-        path = os.path.join(root, name)
-        if os.path.islink(path):
-            out[name] = os.readlink(path)
-        else:
-            out[name] = "" if os.path.isdir(path) else None
+        raise translate_oserror(err, "listdir", v1_root(bpffs_root)) from err
+    finally:
+        os.close(fd)
     return out
 
 
@@ -172,17 +177,21 @@ def top_apply(bpffs_root: str, drift: list[TopDrift]) -> list[str]:
     """Make the top match; a hierarchy directory's contents come from its own tree's pass. Returns
     the stale hierarchy directories removed (every pin below them is unpinned)."""
     root = v1_root(bpffs_root)
-    bpffs.mkdir(root)
+    fd = bpffs.open_sub(bpffs_root, (MIRROR_V1,), create=True)
+    assert fd is not None
     removed = []
-    for d in drift:
-        path = os.path.join(root, d.name)
-        gone = bpffs.remove_tree(path) if d.reason != "missing" else 0
-        if d.reason == "stale":
-            if gone:
-                removed.append(d.name)
-            continue
-        if d.target:
-            bpffs.symlink(d.target, path)
-        else:
-            bpffs.mkdir(path)
+    try:
+        for d in drift:
+            what = os.path.join(root, d.name)
+            gone = bpffs.remove_tree_at(fd, d.name, what) if d.reason != "missing" else 0
+            if d.reason == "stale":
+                if gone:
+                    removed.append(d.name)
+                continue
+            if d.target:
+                bpffs.symlink_at(d.target, fd, d.name, what)
+            else:
+                bpffs.mkdir_at(fd, d.name, what)
+    finally:
+        os.close(fd)
     return removed

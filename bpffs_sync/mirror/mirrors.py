@@ -53,7 +53,7 @@ class Mirrors:
         """Bring the set of trees in line with the mounted hierarchies. Returns the keys of the
         trees added (each wants a full pass)."""
         hierarchies = v1_controllers.discover()
-        wanted = [self.base, *(self.selection.trees(self.base.layout.bpffs, hierarchies) if self.selection else [])]
+        wanted = [self.base, *(self.selection.trees(self.base.layout, hierarchies) if self.selection else [])]
         by_key = {t.key: t for t in wanted}
         pending = self.selection.pending(hierarchies) if self.selection else []
         if pending != self._pending:
@@ -89,7 +89,7 @@ class Mirrors:
         act = self.active.pop(key)
         if act.watcher is not None:
             act.watcher.stop()
-        removed = bpffs.remove_tree(act.tree.layout.mirror_root)
+        removed = bpffs.remove_tree(act.tree.layout.bpffs, act.tree.layout.mirror_parts)
         _log.info("tree_dropped", tree=key, removed=removed)
 
     def _sync_top(self, wanted: list[Tree]) -> None:

@@ -6,7 +6,7 @@ below that scope, so a missed, duplicated or reordered event cannot leave the mi
 
 from __future__ import annotations
 
-import os
+import functools
 import time
 import uuid
 from dataclasses import dataclass
@@ -48,10 +48,7 @@ class Reconciler:
         """The scope a pass must cover: the owner of a stat-shadowed name, and for a removal the
         topmost cgroup that is gone (so every pin below it is seen, unpinned and forgotten)."""
         scope = mirrored_scope(scope, frozenset(self.stat_names))
-        for depth in range(1, len(scope)):
-            if not os.path.isdir(self.layout.cgroup_path(scope[:depth])):
-                return scope[:depth]
-        return scope
+        return cgroupfs.first_gone(self.layout, scope) if scope else scope
 
     def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int]]:
         """The plan for the (normalised, coalesced) scopes and the live cgroup ids seen below them.
@@ -59,13 +56,17 @@ class Reconciler:
         desired: DesiredTree = {}
         actual: ActualTree = {}
         conflicts: list[Conflict] = []
+        opaque: set[RelPath] = set()
+        judge = functools.partial(bpffs.describe_pin_at, judge=self.generations.judge)
         for scope in scopes:
             view = cgroupfs.walk(self.layout, self.stat_names, scope)
             desired.update(view.tree)
             conflicts.extend(view.conflicts)
-            actual.update(bpffs.walk(self.layout, self.generations.judge, scope))
+            seen = bpffs.walk(self.layout, judge, scope)
+            actual.update(seen.tree)
+            opaque |= view.opaque | seen.opaque
         live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
-        return diff(desired, actual, conflicts), live
+        return diff(desired, actual, conflicts, opaque), live
 
     def reconcile(self, *scopes: RelPath) -> PassResult:
         """One pass over the given scopes (none: the whole tree). One diff, one apply, one log line."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bpffs_sync.paths import RelPath
+from bpffs_sync.paths import DIR_MODE, RelPath
 
 
 class Kind(StrEnum):
@@ -23,12 +23,15 @@ class Desired:
     kind: Kind
     cgroup_id: int = 0  # PIN: the cgroup the file must serve
     stat: str = ""  # PIN: which stat program
+    mode: int = DIR_MODE  # permission bits
+    gid: int = 0  # group (owner is always root)
 
 
 @dataclass(frozen=True, slots=True)
 class Actual:
     kind: Kind
-    mode: int = 0  # DIR: permission bits
+    mode: int = 0  # permission bits
+    gid: int = 0
     cgroup_id: int = 0  # PIN: the cgroup the link serves
     prog_ok: bool = True  # PIN: the program is the current generation of the right stat
     detail: str = ""
@@ -38,16 +41,36 @@ DesiredTree = dict[RelPath, Desired]
 ActualTree = dict[RelPath, Actual]
 
 
-@dataclass(slots=True)
+class ConflictReason(StrEnum):
+    SHADOWED = "shadowed"  # named like a stat file of its parent: the stat file wins
+    UNREADABLE = "unreadable"  # the cgroup directory could not be listed (detail says why)
+    TOO_DEEP = "too_deep"  # below dirfd.MAX_DEPTH levels
+
+
+@dataclass(frozen=True, slots=True)
 class Conflict:
-    """A cgroup whose name equals a stat file of its parent: the stat file wins, the child's
-    subtree is not mirrored (reported, not drift)."""
+    """A cgroup subtree that is not mirrored (reported, not drift; it never blocks the rest).
+    Its bpffs side is left as it is: a pass neither adds nor removes anything below it."""
 
     path: RelPath
     cgroup_id: int
+    reason: ConflictReason = ConflictReason.SHADOWED
+    detail: str = ""
 
 
 @dataclass(slots=True)
 class DesiredView:
     tree: DesiredTree = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
+    opaque: set[RelPath] = field(default_factory=set)  # subtrees whose desired state is unknown
+
+
+@dataclass(slots=True)
+class ActualView:
+    tree: ActualTree = field(default_factory=dict)
+    opaque: set[RelPath] = field(default_factory=set)  # subtrees that could not be read
+
+
+def under(path: RelPath, tops: set[RelPath]) -> bool:
+    """Is path one of tops or below one? O(depth)."""
+    return any(path[:depth] in tops for depth in range(len(path) + 1)) if tops else False

@@ -1,0 +1,154 @@
+"""Directory fds: every filesystem operation of the mirror is relative to an open directory, by one name.
+
+The daemon runs as root beside a world-writable, sticky directory (the bpffs root) and below trees
+that unprivileged users name and nest (delegated cgroups). So no path is ever resolved by the kernel
+on our behalf:
+- every open is `openat(parent_fd, name, O_NOFOLLOW | O_DIRECTORY)` of one component: a symlink is
+  never followed (ELOOP), a file where a directory belongs is ENOTDIR;
+- nothing depends on PATH_MAX: a cgroup chain longer than any path is reached one name at a time;
+- what we adopt at a shared root (`<bpffs>/cgroup`, `<bpffs>/bpffs-sync`, ...) must be a directory
+  owned by root, on the same filesystem, writable by nobody else (`owned_dir`); anything else is
+  Tampered (exit 2 with one line) and left alone for a human to look at.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bpffs_sync.errors import Tampered, translate_oserror
+from bpffs_sync.paths import RelPath
+
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# cgroup.max.depth is unlimited by default; a walk keeps one fd per level of the path it is on, so a
+# subtree deeper than this is reported (a conflict: not mirrored) instead of exhausting our fds.
+MAX_DEPTH = 2048
+
+
+def where(base: str, rel: RelPath) -> str:
+    """A path for messages only (never opened): base joined with the components of rel."""
+    return os.path.join(base, *rel) if rel else base
+
+
+def open_dir(parent_fd: int, name: str, what: str) -> int:
+    """openat(parent_fd, name) as a directory, never following a symlink. OSError is translated:
+    ENOENT is CgroupGone, ELOOP/ENOTDIR a SyncError naming `what`."""
+    try:
+        return os.open(name, O_DIR, dir_fd=parent_fd)
+    except OSError as err:
+        raise translate_oserror(err, "open", what) from err
+
+
+def open_rel(root_fd: int, rel: RelPath, what: str) -> int:
+    """The directory at rel below root_fd, one component at a time. The caller closes the fd."""
+    fd = os.dup(root_fd)
+    try:
+        for depth, name in enumerate(rel):
+            nxt = open_dir(fd, name, where(what, rel[: depth + 1]))
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_owned(fd: int, what: str, parent_dev: int | None = None) -> os.stat_result:
+    """Refuse a directory we would adopt unless it is root's, writable only by root and (when
+    parent_dev is given) on the same filesystem as its parent."""
+    st = os.fstat(fd)
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise Tampered("adopt", what, errno.ENOTDIR, "not a directory: remove it, then retry")
+    if st.st_uid != 0:
+        raise Tampered("adopt", what, 0, f"owned by uid {st.st_uid}, not root (planted by another user?): "
+                                         "remove it, then retry")
+    if st.st_mode & 0o022:
+        raise Tampered("adopt", what, 0, f"writable by group or others (mode {st.st_mode & 0o7777:04o}): "
+                                         "not safe to use; fix its mode or remove it")
+    if parent_dev is not None and st.st_dev != parent_dev:
+        raise Tampered("adopt", what, 0, "another filesystem is mounted there")
+    return st
+
+
+def owned_dir(parent_fd: int, name: str, mode: int, what: str, create: bool = True) -> int | None:
+    """The directory `name` below parent_fd, made (mode, exactly) when absent and create is set,
+    and checked with check_owned before use. None when absent and not create. The caller closes."""
+    if create:
+        try:
+            os.mkdir(name, mode, dir_fd=parent_fd)
+            os.chmod(name, mode, dir_fd=parent_fd, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise translate_oserror(err, "mkdir", what) from err
+    try:
+        fd = os.open(name, O_DIR, dir_fd=parent_fd)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = "a symlink" if err.errno == errno.ELOOP else "not a directory"
+            raise Tampered("adopt", what, 0, f"{kind} (planted by another user?): remove it, then retry") from err
+        raise translate_oserror(err, "open", what) from err
+    try:
+        check_owned(fd, what, os.fstat(parent_fd).st_dev)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class DirCache:
+    """Open directory fds by relative path below one root fd, for a run of operations (an apply):
+    siblings share their parent's fd, a path is opened from its nearest open ancestor. Bounded;
+    invalidate() a path that was removed (its fd would name a dead directory). close() them all."""
+
+    def __init__(self, root_fd: int, what: str, limit: int = 256) -> None:
+        self.what = what
+        self._fds: OrderedDict[RelPath, int] = OrderedDict({(): os.dup(root_fd)})
+        self._limit = limit
+
+    def get(self, rel: RelPath) -> int:
+        """The fd of the directory at rel (valid until the next get or invalidate)."""
+        fd = self._fds.get(rel)
+        if fd is not None:
+            self._fds.move_to_end(rel)
+            return fd
+        depth = len(rel)
+        while depth > 0 and rel[:depth] not in self._fds:
+            depth -= 1
+        fd = self._fds[rel[:depth]]
+        for i in range(depth, len(rel)):
+            fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]))
+            self._fds[rel[: i + 1]] = fd
+        self._evict()
+        return fd
+
+    def invalidate(self, rel: RelPath) -> None:
+        n = len(rel)
+        for key in [k for k in self._fds if k[:n] == rel and k]:
+            os.close(self._fds.pop(key))
+
+    def _evict(self) -> None:
+        while len(self._fds) > self._limit:
+            key = next(k for k in self._fds if k)  # least recently used, never the root
+            os.close(self._fds.pop(key))
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+@contextmanager
+def closing_fd(fd: int) -> Iterator[int]:
+    try:
+        yield fd
+    finally:
+        os.close(fd)
