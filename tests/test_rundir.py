@@ -18,6 +18,7 @@ from test_cli_errors import assert_one_line_error
 from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.paths import PRIVATE_DIR
+from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import private_bpffs
 from bpffs_sync.stats import COLLECTOR_PIN
 
@@ -246,7 +247,8 @@ def test_plain_clean_refuses_while_kernel_links_use_the_collectors(mirror: Mirro
         os.close(fd)
     res = mirror.cli("clean")
     assert_one_line_error(res, "the kernel's mirror uses the collectors of hist_oncpu", "clean --kernel")
-    assert sorted(os.listdir(private)) == sorted([COLLECTOR_PIN, kernel_a1.NATIVE_LINK_PIN, "oncpu_stats"])
+    kept = [COLLECTOR_PIN, kernel_a1.NATIVE_LINK_PIN, lookup("hist_oncpu").stats_map]
+    assert sorted(os.listdir(private)) == sorted(kept)
     assert os.path.exists(mirror.stat_path("x"))
 
 
