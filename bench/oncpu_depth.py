@@ -10,8 +10,10 @@ restored afterwards) around each run. Prints the median ns per run and its ratio
 measured in this run. The collector sees every switch on the machine: other tasks' switches are in
 the figures too, the ping-pong's (tens of thousands a second) dominate them.
 
-Run as root from the checkout: .venv/bin/python bench/oncpu_depth.py [--bpf-dir DIR] [--json]
-(--bpf-dir: another build of the objects, e.g. an older one to compare against).
+Run as root from the checkout:
+    .venv/bin/python bench/oncpu_depth.py [--bpf-dir DIR] [--baseline DIR] [--json]
+--baseline: another build of the objects (e.g. an older commit's, built into a temp dir), measured
+in the same rounds, one collector attached at a time; its ratio is printed too.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ print(n)
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    build: str
     level: int
     runs: int
     run_time_ns: int
@@ -111,7 +114,7 @@ def chain_to(root: str, level: int) -> str:
     return path
 
 
-def run_at(cgroup_dir: str, level: int, seconds: float, prog_id: int) -> Sample:
+def run_at(build: str, cgroup_dir: str, level: int, seconds: float, prog_id: int) -> Sample:
     def enter() -> None:
         with open(os.path.join(cgroup_dir, "cgroup.procs"), "w", encoding="ascii") as f:
             f.write(str(os.getpid()))
@@ -120,37 +123,57 @@ def run_at(cgroup_dir: str, level: int, seconds: float, prog_id: int) -> Sample:
     res = subprocess.run([sys.executable, "-c", _PINGPONG.format(seconds=seconds)], capture_output=True, text=True,
                          preexec_fn=enter, check=True)
     time1, runs1 = prog_stats(prog_id)
-    return Sample(level, runs1 - runs0, time1 - time0, int(res.stdout))
+    return Sample(build, level, runs1 - runs0, time1 - time0, int(res.stdout))
+
+
+def median_ns(samples: list[Sample], build: str, level: int) -> float:
+    return statistics.median(s.ns_per_run for s in samples if s.build == build and s.level == level)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bpf-dir", default=os.path.join(os.path.dirname(__file__), "..", "build", "bpf"))
+    p.add_argument("--baseline", metavar="DIR", help="a directory with another build of hist_oncpu.bpf.o")
     p.add_argument("--seconds", type=float, default=2.0, help="length of one ping-pong run")
-    p.add_argument("--rounds", type=int, default=5, help="runs per level, interleaved")
+    p.add_argument("--rounds", type=int, default=5, help="runs per level and build, interleaved")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.seconds <= 0 or args.rounds < 1:
         p.error("--seconds must be > 0 and --rounds >= 1")
-    obj = os.path.join(args.bpf_dir, "hist_oncpu.bpf.o")
-    if not os.path.isfile(obj):
-        p.error(f"no {obj} (make bpf)")
+    builds = {"build": os.path.join(args.bpf_dir, "hist_oncpu.bpf.o")}
+    if args.baseline:
+        builds["baseline"] = os.path.join(args.baseline, "hist_oncpu.bpf.o")
+    for obj in builds.values():
+        if not os.path.isfile(obj):
+            p.error(f"no {obj} (make bpf)")
     samples: list[Sample] = []
-    with private_cgroup_root("bpffs-sync-bench-depth") as root, collector(obj) as prog_id, bpf_stats_enabled():
+    with private_cgroup_root("bpffs-sync-bench-depth") as root, bpf_stats_enabled():
         dirs = {level: chain_to(root, level) for level in LEVELS}
         for _ in range(args.rounds):
-            samples += [run_at(dirs[level], level, args.seconds, prog_id) for level in LEVELS]
-    median = {level: statistics.median(s.ns_per_run for s in samples if s.level == level) for level in LEVELS}
+            for build, obj in builds.items():
+                with collector(obj) as prog_id:
+                    samples += [run_at(build, dirs[level], level, args.seconds, prog_id) for level in LEVELS]
+    median = {b: {level: median_ns(samples, b, level) for level in LEVELS} for b in builds}
     if args.json:
-        print(json.dumps({"object": os.path.realpath(obj), "ns_per_run": median,
+        print(json.dumps({"objects": {b: os.path.realpath(o) for b, o in builds.items()}, "ns_per_run": median,
                           "samples": [asdict(s) for s in samples]}, indent=2))
         return 0
-    print(f"# {os.path.realpath(obj)}: hist_oncpu collector, median of {args.rounds} x {args.seconds:g} s")
-    print(f"{'level':>5}  {'ns/run':>8}  {'x level 1':>9}  {'runs/s':>8}")
+    for b, obj in builds.items():
+        print(f"# {b}: {os.path.realpath(obj)}")
+    print(f"# hist_oncpu collector per sched_switch, median of {args.rounds} x {args.seconds:g} s per level and build")
+    head = f"{'level':>5}  {'ns/run':>8}  {'x level 1':>9}  {'runs/s':>8}"
+    if "baseline" in builds:
+        head += f"  {'baseline':>8}  {'x baseline':>10}"
+    print(head)
     for level in LEVELS:
-        runs = [s.runs for s in samples if s.level == level]
-        print(f"{level:>5}  {median[level]:>8.0f}  {median[level] / median[LEVELS[0]]:>9.2f}"
-              f"  {statistics.median(runs) / args.seconds:>8.0f}")
+        runs = [s.runs for s in samples if s.build == "build" and s.level == level]
+        ns = median["build"][level]
+        rate = statistics.median(runs) / args.seconds
+        line = f"{level:>5}  {ns:>8.0f}  {ns / median['build'][LEVELS[0]]:>9.2f}  {rate:>8.0f}"
+        if "baseline" in builds:
+            base = median["baseline"][level]
+            line += f"  {base:>8.0f}  {ns / base:>10.2f}"
+        print(line)
     return 0
 
 

@@ -69,10 +69,11 @@ def assert_matches_kernel(stats: list[StatFile], kernel_ns: list[int], rels: lis
         assert abs(total - usage) / usage < 0.10, f"/{rel}: hist_oncpu {total} ns vs kernel {usage} ns"
 
 
-@pytest.fixture
-def deep_v2(mirror: Mirror) -> Iterator[tuple[Mirror, str]]:
+@pytest.fixture(params=[(), ("--raw-tp",)], ids=["tp_btf", "raw_tp"])
+def deep_v2(request: pytest.FixtureRequest, mirror: Mirror) -> Iterator[tuple[Mirror, str]]:
+    """The depth-30 chain under a private v2 root, mirrored by a daemon with either collector."""
     leaf = make_chain(mirror.cgroup_root)
-    mirror.start()
+    mirror.start(*request.param)
     wait_for(lambda: os.path.exists(mirror.stat_path(chain_rels()[-1])), 20, "the depth-30 leaf mirrored")
     yield mirror, leaf
 
