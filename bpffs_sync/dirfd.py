@@ -93,7 +93,11 @@ def owned_dir(parent_fd: int, name: str, mode: int, what: str, create: bool = Tr
         return None
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.ENOTDIR):
-            kind = "a symlink" if err.errno == errno.ELOOP else "not a directory"
+            try:
+                link = stat_mod.S_ISLNK(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+            except OSError:
+                link = False
+            kind = "a symlink" if link else "not a directory"
             raise Tampered("adopt", what, 0, f"{kind} (planted by another user?): remove it, then retry") from err
         raise translate_oserror(err, "open", what) from err
     try:

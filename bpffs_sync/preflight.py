@@ -60,8 +60,20 @@ def resolve(bpffs_path: str | None, cgroup_root: str | None, programs: list[str]
 
 
 def prepare_bpffs(layout: Layout) -> None:
-    """The default bpffs is mounted if absent (DESIGN.md §2); an explicit one must be bpffs already."""
+    """The default bpffs is mounted if absent (DESIGN.md §2); an explicit one must be bpffs already.
+    Then what already sits where we keep state must be ours (check_tops)."""
     bpffs.ensure_bpffs(layout.bpffs, mount_if_absent=layout.bpffs == DEFAULT_BPFFS)
+    check_tops(layout)
+
+
+def check_tops(layout: Layout) -> None:
+    """Refuse (Tampered, exit 2) before doing anything when `cgroup`, `cgroup-v1` or `bpffs-sync` at
+    the bpffs root exists but is not a root-owned directory writable by nobody else: the root of a
+    bpffs is world-writable and sticky, so any user can plant a symlink or a directory there first."""
+    for top in (layout.mirror_parts[:1], (MIRROR_V1,), (PRIVATE_DIR,)):
+        fd = bpffs.open_sub(layout.bpffs, top, create=False)
+        if fd is not None:
+            os.close(fd)
 
 
 def require_objects(specs: list[StatProgram]) -> None:

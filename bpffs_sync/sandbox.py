@@ -9,7 +9,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from bpffs_sync.mirror.bpffs import mount_of
 from bpffs_sync.preflight import default_cgroup_root
@@ -59,20 +59,47 @@ def remove_cgroup_tree(root: str, timeout: float = 10.0) -> None:
 
 def _rmdir_post_order(root: str, timeout: float, before: Callable[[str], None] | None = None) -> None:
     """rmdir root and everything below, deepest first, retrying (tasks take a moment to leave)
-    until timeout; before(d) runs ahead of each rmdir."""
+    until timeout; before(d) runs ahead of each rmdir. Relative to directory fds, so a chain of
+    cgroups longer than PATH_MAX goes too."""
     deadline = time.monotonic() + timeout
-    while os.path.isdir(root):
-        for d in sorted((d for d, _, _ in os.walk(root)), key=len, reverse=True):
-            if before is not None:
-                before(d)
+    parent, name = os.path.split(root.rstrip("/"))
+    pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while True:
             try:
-                os.rmdir(d)
+                _rmdir_tree_at(pfd, name, root, before)
+                return
             except FileNotFoundError:
-                pass
+                return
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-        time.sleep(0.02)
+            time.sleep(0.02)
+    finally:
+        os.close(pfd)
+
+
+def _rmdir_tree_at(parent_fd: int, name: str, path: str, before: Callable[[str], None] | None) -> None:
+    """One post-order sweep below parent_fd/name; OSError when something would not go (yet)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    stack = [(os.open(name, flags, dir_fd=parent_fd), parent_fd, name, path, False)]
+    try:
+        while stack:
+            fd, pfd, dname, dpath, listed = stack.pop()
+            if not listed:
+                stack.append((fd, pfd, dname, dpath, True))
+                with os.scandir(fd) as it:
+                    subdirs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+                stack.extend((os.open(n, flags, dir_fd=fd), fd, n, os.path.join(dpath, n), False) for n in subdirs)
+                continue
+            os.close(fd)
+            if before is not None:
+                before(dpath)
+            with suppress(FileNotFoundError):
+                os.rmdir(dname, dir_fd=pfd)
+    finally:
+        for fd, *_ in stack:
+            os.close(fd)
 
 
 @contextmanager

@@ -233,8 +233,14 @@ def remove_tree(bpffs_root: str, parts: tuple[str, ...]) -> int:
     parent = open_sub(bpffs_root, parts[:-1], create=False)
     if parent is None:
         return 0
+    what = os.path.join(bpffs_root, *parts)
     try:
-        return remove_tree_at(parent, parts[-1], os.path.join(bpffs_root, *parts))
+        if len(parts) == 1:  # at the shared root: only what is ours (a planted entry is Tampered)
+            top = dirfd.owned_dir(parent, parts[0], DIR_MODE, what, create=False)
+            if top is None:
+                return 0
+            os.close(top)
+        return remove_tree_at(parent, parts[-1], what)
     finally:
         os.close(parent)
 
