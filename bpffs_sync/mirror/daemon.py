@@ -16,15 +16,19 @@ the loop and leave the mirror and the pinned collectors in place: a restart adop
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
 from types import FrameType
 from typing import Any, Generic, TypeVar
+
+import structlog
 
 from bpffs_sync import log, rundir
 from bpffs_sync.errors import SyncError
@@ -37,8 +41,11 @@ from bpffs_sync.programs import StatProgram, lookup
 from bpffs_sync.stats import LoadedStat
 
 _log = log.get(__name__)
-MAX_BACKOFF = 30.0  # seconds between retries of a pass that keeps failing
-MOUNTS = "\0mounts"  # the tree key of "the mount table changed": re-discover the v1 hierarchies
+BASE_BACKOFF = 0.1  # seconds before the first retry of a failed step; doubles per failure
+MAX_BACKOFF = 30.0  # seconds between retries of a step that keeps failing
+MOUNTS = "\0refresh"  # the key of "the mount table changed": re-discover the v1 hierarchies
+WATCHES = "\0watches"  # the key of "resync every tree's watch set"
+TELEMETRY = "\0telemetry"  # the key of writing the status document
 
 T = TypeVar("T", bound=Hashable)
 
@@ -74,6 +81,11 @@ class HintQueue(Generic[T]):
 
 
 # --- telemetry (the run directory, lock and liveness are rundir.py's) ----------------------------
+
+
+def status_path(bpffs: str) -> str:
+    """Deprecated: rundir.telemetry_path (kept while export/health.py moves to rundir.holder)."""
+    return rundir.telemetry_path(bpffs)
 
 
 @dataclass(slots=True)
@@ -115,6 +127,64 @@ class Telemetry:
         rundir.write_telemetry(self.files, doc)
 
 
+# --- the work, per tree, each with its own back-off -----------------------------------------------
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Consecutive failures of one key and when it may run again (monotonic seconds)."""
+
+    failures: int = 0
+    not_before: float = 0.0
+
+    def failed(self, now: float) -> float:
+        self.failures += 1
+        delay = min(MAX_BACKOFF, math.ldexp(BASE_BACKOFF, self.failures - 1))
+        self.not_before = now + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.not_before = 0.0
+
+
+@dataclass(slots=True)
+class Work:
+    """Scopes waiting to be reconciled, per key: a tree, or one of the round's own steps (MOUNTS,
+    WATCHES). A key that failed keeps its scopes and waits out its own back-off; other keys run."""
+
+    scopes: dict[str, dict[RelPath, None]] = field(default_factory=dict)
+    backoff: dict[str, Backoff] = field(default_factory=dict)
+
+    def add(self, key: str, scopes: list[RelPath]) -> None:
+        self.scopes.setdefault(key, {}).update(dict.fromkeys(scopes))
+
+    def take(self, key: str, now: float) -> list[RelPath] | None:
+        """The scopes of key if it has some and is not backing off (they leave the queue)."""
+        if key not in self.scopes or self.backoff.get(key, Backoff()).not_before > now:
+            return None
+        return list(self.scopes.pop(key))
+
+    def ready(self, now: float) -> list[str]:
+        return [k for k in self.scopes if self.backoff.get(k, Backoff()).not_before <= now]
+
+    def failed(self, key: str, scopes: list[RelPath], now: float) -> float:
+        """Re-queue the scopes (level-triggered: the retry re-reads them); returns the delay."""
+        self.add(key, scopes)
+        return self.backoff.setdefault(key, Backoff()).failed(now)
+
+    def succeeded(self, key: str) -> None:
+        self.backoff.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        self.scopes.pop(key, None)
+        self.backoff.pop(key, None)
+
+    def next_due(self) -> float:
+        """When the earliest waiting key may run (inf: nothing waits)."""
+        return min((self.backoff.get(k, Backoff()).not_before for k in self.scopes), default=math.inf)
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 
@@ -130,7 +200,16 @@ def _jittered(interval: float) -> float:
     return interval * random.uniform(0.9, 1.1)
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 class Daemon:
+    """The worker. Every step of a round -- re-discovering the trees (refresh), resyncing the
+    watches, one pass per tree, writing telemetry -- runs inside one error boundary: a failure is
+    logged with its reconcile_id, the step's scopes are re-queued and retried after that key's own
+    exponential back-off (0.1 s doubling to MAX_BACKOFF), and the other keys carry on."""
+
     def __init__(self, layout: Layout, specs: list[StatProgram], opts: RunOptions,
                  selection: Selection | None = None) -> None:
         self.layout = layout
@@ -140,7 +219,8 @@ class Daemon:
         self.queue: HintQueue[TreeHint] = HintQueue()
         self.stop_event = threading.Event()
         self.telemetry = Telemetry(layout, [s.name for s in specs])
-        self.failures = 0  # consecutive failed passes
+        self.work = Work()
+        self.failed_steps = 0  # every step that failed, over the daemon's life
         self.stats: dict[str, LoadedStat] = {}
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
@@ -156,27 +236,12 @@ class Daemon:
             self.telemetry.collectors[name] = loaded.collector_name
         return loaded
 
-    def _pass(self, mirrors: Mirrors, key: str, scopes: list[RelPath]) -> None:
-        try:
-            res = mirrors.reconcile(key, scopes)
-        except SyncError as err:
-            self.failures += 1
-            backoff = min(MAX_BACKOFF, 0.1 * 2**self.failures)
-            _log.warning("reconcile_failed", tree=key, scopes=len(scopes), error=str(err), errno=err.errno,
-                         retry_in=backoff)
-            self.telemetry.last_error = str(err)
-            self.queue.put(None)  # heal by a full pass, after an exponential back-off
-            self.stop_event.wait(backoff)
-            return
-        self.failures = 0
-        if res is not None:
-            self.telemetry.record(res)
-
     def run(self) -> int:
-        """Load, watch, loop until stopped. The caller holds the instance lock."""
+        """Load, watch, loop until stopped. The caller holds the instance lock. With `once`, a
+        step that failed raises SyncError (the command exits 2)."""
         watching = self.opts.watch and not self.opts.once
         base = Tree(self.layout, tuple(s.name for s in self.specs))
-        mirrors = Mirrors(base, self.selection, self._load, self.queue.put, watching)
+        mirrors = Mirrors(base, self.selection, self._load, self.queue.put, watching, loaded=self.stats)
         mounts = MountWatcher(lambda: self.queue.put((MOUNTS, ()))) if watching and self.selection else None
         try:
             for spec in self.specs:
@@ -190,47 +255,113 @@ class Daemon:
             mirrors.close()
             for loaded in self.stats.values():
                 loaded.close()
+        if self.opts.once and self.failed_steps:
+            raise SyncError("run --once", self.layout.bpffs, 0,
+                            f"{self.failed_steps} step(s) of the pass failed (last: {self.telemetry.last_error})")
         return 0
+
+    # --- the error boundary
+
+    def _failed(self, key: str, scopes: list[RelPath], error: str, errno: int, rid: str, **kw: Any) -> None:
+        delay = self.work.failed(key, scopes, time.monotonic())
+        self.failed_steps += 1
+        self.telemetry.last_error = error
+        _log.warning("step_failed", step=_step_name(key), tree=key if _is_tree(key) else None, error=error,
+                     errno=errno, retry_in=round(delay, 3), failures=self.work.backoff[key].failures,
+                     reconcile_id=rid, **kw)
+
+    def _step(self, key: str, scopes: list[RelPath], mirrors: Mirrors) -> None:
+        """Run one key's scopes inside the boundary."""
+        rid = _new_id()
+        with structlog.contextvars.bound_contextvars(reconcile_id=rid):
+            try:
+                if key == MOUNTS:
+                    for added in mirrors.refresh():
+                        self.work.add(added, [()])
+                    for gone in [k for k in self.work.scopes if _is_tree(k) and k not in mirrors.active]:
+                        self.work.forget(gone)
+                elif key == WATCHES:
+                    mirrors.resync_watches()
+                else:
+                    res = mirrors.reconcile(key, scopes)
+                    if res is not None:
+                        self.telemetry.record(res)
+                        if res.applied.errors:  # level-triggered: the retry re-reads these scopes
+                            self._failed(key, res.scopes, res.applied.errors[-1], 0, res.reconcile_id,
+                                         ops_failed=len(res.applied.errors))
+                            return
+            except Exception as err:  # the boundary: log, back off, retry; never die
+                self._failed(key, scopes, str(err), getattr(err, "errno", 0) or 0, rid,
+                             exc_info=not isinstance(err, SyncError))
+                return
+        self.work.succeeded(key)
+
+    def _run_ready(self, mirrors: Mirrors) -> None:
+        """Every key whose back-off is over: the round's own steps first, then the trees."""
+        for key in (MOUNTS, WATCHES):
+            scopes = self.work.take(key, time.monotonic())
+            if scopes is not None:
+                self._step(key, scopes, mirrors)
+        for key in self.work.ready(time.monotonic()):
+            if _is_tree(key) and (scopes := self.work.take(key, time.monotonic())) is not None:
+                self._step(key, scopes, mirrors)
+
+    def _write_telemetry(self, mirrors: Mirrors) -> None:
+        backoff = self.work.backoff.get(TELEMETRY)
+        if backoff is not None and backoff.not_before > time.monotonic():
+            return
+        rid = _new_id()
+        with structlog.contextvars.bound_contextvars(reconcile_id=rid):
+            try:
+                self.telemetry.watches = mirrors.watch_count
+                self.telemetry.trees = mirrors.describe()
+                self.telemetry.write()
+            except Exception as err:  # the boundary
+                self._failed(TELEMETRY, [], str(err), getattr(err, "errno", 0) or 0, rid,
+                             exc_info=not isinstance(err, (SyncError, OSError)))
+                self.work.scopes.pop(TELEMETRY, None)  # no scopes: retried by the next round
+                return
+        self.work.succeeded(TELEMETRY)
+
+    # --- rounds
 
     def _full_round(self, mirrors: Mirrors) -> None:
         started = time.monotonic()
-        mirrors.refresh()
-        mirrors.resync_watches()
-        for key in list(mirrors.active):
-            self._pass(mirrors, key, [()])
+        self.work.add(MOUNTS, [()])
+        self.work.add(WATCHES, [()])
+        for key in mirrors.active:
+            self.work.add(key, [()])
+        self._run_ready(mirrors)
         self.telemetry.full_passes += 1
         self.telemetry.last_full_at = time.time()
         self.telemetry.last_full_seconds = time.monotonic() - started
 
-    def _hinted_round(self, mirrors: Mirrors, hints: list[TreeHint]) -> None:
-        """Every hint taken together: one pass per tree, however large the burst."""
-        by_tree: dict[str, list[RelPath]] = {}
-        for key, scope in hints:
-            by_tree.setdefault(key, []).append(scope)
-        if by_tree.pop(MOUNTS, None) is not None:
-            for key in mirrors.refresh():
-                by_tree[key] = [()]
-        for key, scopes in by_tree.items():
-            self._pass(mirrors, key, scopes)
-
     def _loop(self, mirrors: Mirrors) -> None:
-        next_full = 0.0  # the first pass is a full one
+        next_full = 0.0  # the first round is a full one
         while not self.stop_event.is_set():
-            now = time.monotonic()
-            full, hints = (True, []) if now >= next_full else self.queue.take(next_full - now)
+            wait = min(next_full, self.work.next_due()) - time.monotonic()
+            full, hints = self.queue.take(max(0.0, wait))
             if self.stop_event.is_set():
                 break
+            for key, scope in hints:  # taken together: one pass per tree, however large the burst
+                self.work.add(key, [scope])
             if full or time.monotonic() >= next_full:
                 self._full_round(mirrors)
                 next_full = time.monotonic() + _jittered(self.opts.resync_interval)
             else:
-                self._hinted_round(mirrors, hints)
-            self.telemetry.watches = mirrors.watch_count
-            self.telemetry.trees = mirrors.describe()
-            self.telemetry.write()
+                self._run_ready(mirrors)
+            self._write_telemetry(mirrors)
             if self.opts.once:
                 break
         _log.info("stopping", passes=self.telemetry.passes)
+
+
+def _is_tree(key: str) -> bool:
+    return not key.startswith("\0")
+
+
+def _step_name(key: str) -> str:
+    return key.strip("\0") if not _is_tree(key) else "pass"
 
 
 def run(layout: Layout, specs: list[StatProgram], opts: RunOptions, selection: Selection | None = None) -> int:

@@ -4,13 +4,14 @@ The v2 tree is always there. v1 trees come from the `--v1` selection, resolved a
 hierarchies mounted now; refresh() re-discovers them (every full pass, and whenever the mount
 table changes), adds a tree for a hierarchy that appeared and drops the tree of one that went:
 its mirror is removed (every pin under it unpinned) and the stats-map entries of hierarchies that
-no longer exist are forgotten (hierarchy ids are reused, and cgroup ids restart at 1 in a new one).
+no longer exist are forgotten (hierarchy ids are reused, and cgroup ids restart at 1 in a new one),
+in every loaded stat once -- also the stats no tree uses any more, like a dropped hierarchy's.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import v1_controllers
@@ -37,10 +38,11 @@ class Active:
 
 class Mirrors:
     def __init__(self, base: Tree, selection: Selection | None, load: Callable[[str], LoadedStat],
-                 hint: Hint, watch: bool) -> None:
+                 hint: Hint, watch: bool, *, loaded: Mapping[str, LoadedStat]) -> None:
         self.base = base
         self.selection = selection
         self._load = load
+        self._loaded = loaded  # every stat loaded so far, by name (the daemon's registry)
         self._hint = hint
         self._watch = watch
         self.active: dict[str, Active] = {}
@@ -79,7 +81,11 @@ class Mirrors:
             key = tree.key
             watcher = CgroupWatcher(tree.layout.cgroup_root,
                                     lambda rel: self._hint(None if rel is None else (key, rel)))
-            watcher.start()
+            try:
+                watcher.start()
+            except BaseException:
+                watcher.stop()
+                raise
         self.active[tree.key] = Active(tree, Reconciler(tree.layout, stats), watcher)
         if tree.hierarchy is not None:
             _log.info("tree_added", tree=tree.key, cgroup_root=tree.layout.cgroup_root,
@@ -102,15 +108,16 @@ class Mirrors:
             _log.info("v1_top_synced", changes=len(drift), stale_removed=removed)
 
     def _forget_gone(self, live: set[int]) -> None:
-        """Drop stats-map entries of v1 hierarchies that are gone (once per change of the set)."""
+        """Drop stats-map entries of v1 hierarchies that are gone from every loaded stat, once per
+        change of the set (a failure leaves the set unrecorded, so the next refresh tries again)."""
         ids = frozenset(live)
         if ids == self._live_hierarchies:
             return
-        self._live_hierarchies = ids
-        for loaded in {id(a): s for a in self.active.values() for s in a.reconciler.stats.values()}.values():
+        for name, loaded in self._loaded.items():
             n = loaded.forget_hierarchies_except(ids)
             if n:
-                _log.info("stats_forgotten", stat=loaded.spec.name, entries=n)
+                _log.info("stats_forgotten", stat=name, entries=n)
+        self._live_hierarchies = ids
 
     # --- passes
 
