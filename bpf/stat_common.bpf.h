@@ -126,10 +126,10 @@ static __always_inline struct cgroup *task_v1_cgroup(struct task_struct *task, i
  * would need the css iterator and RCU kfuncs granted to that program type. With (a) the readers
  * are unchanged (one map lookup) and the cost is in the collector, per level one hash lookup and
  * three atomic adds, measured by bench/oncpu_depth.py (2 vCPUs, kernel 6.18, bpf_stats on; ns per
- * sched_switch of a task at v2 level 1 / 5 / 30, the old 16-level bound measured in the same run):
- *	16 nearest levels, probe reads (old, inexact past 16):	1235 / 1675 / 2722
- *	every level, probe reads (BPF_CORE_READ):		1309 / 1772 / 4720 (separate run)
- *	every level, plain loads (kern_cast, what runs):	 332 /  489 / 1472
+ * sched_switch of a task at v2 level 1 / 5 / 30, each against the old code in the same run):
+ *	16 nearest levels, probe reads (old, inexact past 16):	1252 / 1693 / 2674
+ *	every level, probe reads (BPF_CORE_READ):		1300 / 1754 / 4512
+ *	every level, plain loads (kern_cast, what runs):	 318 /  489 / 1473
  * i.e. ~40 ns per level, and less at depth 30 than the old code spent charging 16 levels.
  *
  * The loop is bpf_loop() (a helper since 5.17; the verifier inlines it into a loop with a direct
