@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,7 @@ from bpffs_sync.mirror.forest import Selection
 from bpffs_sync.mirror.mirrors import Mirrors
 from bpffs_sync.programs import lookup
 
-Entry = dict[str, Any]
+Entry = MutableMapping[str, Any]
 
 
 @pytest.fixture
@@ -149,8 +149,9 @@ def test_backoff_is_per_tree(mirror: Mirror, v1_memory: str, logs: list[Entry],
             if seen >= 5:
                 break
             os.mkdir(mirror.cg(f"healthy{i}"))
-            wait_for(lambda i=i: os.path.exists(mirror.stat_path(f"healthy{i}")), 10, "v2 mirrored")
-            wait_for(lambda seen=seen: len(failures(logs, "pass")) > seen, 10, "the v1 tree's next retry")
+            stat = mirror.stat_path(f"healthy{i}")
+            wait_for(lambda: os.path.exists(stat), 10, "v2 mirrored")  # noqa: B023 - used at once
+            wait_for(lambda: len(failures(logs, "pass")) > seen, 10, "the v1 tree's next retry")  # noqa: B023
         assert run.thread.is_alive(), run.errors
     delays = [e["retry_in"] for e in failures(logs, "pass")][:5]
     assert delays == [0.1, 0.2, 0.4, 0.8, 1.6]
