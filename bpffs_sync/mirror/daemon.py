@@ -12,6 +12,16 @@ diff, one apply), so a burst of N mkdirs costs a few passes, not N.
 The watcher starts before the first full pass, so nothing made during start-up is missed. One
 worker (this thread) runs passes, so two passes never race on the same path. SIGTERM/SIGINT end
 the loop and leave the mirror and the pinned collectors in place: a restart adopts them.
+
+Errors (the retry boundary, like controller-runtime's per-key rate limiter): the worker's queue
+is keyed -- one key per tree, plus the round's own steps `refresh` and `watches` -- and every
+step runs inside one boundary. A step that raises, or a pass whose operations failed, is logged
+once as `step_failed` with its `reconcile_id`, its scopes go back on the queue (level-triggered:
+the retry re-reads them) and that key alone waits 0.1 s, doubling per consecutive failure up to
+MAX_BACKOFF; other trees keep passing, and one success resets the key. Writing the status
+document is a step too (backed off, never fatal). `run --once` runs one round and raises
+SyncError when any step failed (the command exits 2, as for any environment or operation
+failure; 1 stays "drift found" for `verify`).
 """
 
 from __future__ import annotations
@@ -106,6 +116,8 @@ class Telemetry:
     watches: int = 0
     collectors: dict[str, str] = field(default_factory=dict)
     trees: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_steps: int = 0  # steps that failed over the daemon's life
+    backing_off: dict[str, int] = field(default_factory=dict)  # key -> consecutive failures now
     files: rundir.RunFiles | None = None  # set once the instance lock is held; not part of the document
 
     def record(self, res: PassResult) -> None:
@@ -315,6 +327,9 @@ class Daemon:
             try:
                 self.telemetry.watches = mirrors.watch_count
                 self.telemetry.trees = mirrors.describe()
+                self.telemetry.failed_steps = self.failed_steps
+                self.telemetry.backing_off = {_step_name(k) if not _is_tree(k) else k: b.failures
+                                              for k, b in self.work.backoff.items()}
                 self.telemetry.write()
             except Exception as err:  # the boundary
                 self._failed(TELEMETRY, [], str(err), getattr(err, "errno", 0) or 0, rid,
