@@ -31,7 +31,7 @@ MAX_DEPTH = 2048
 
 def where(base: str, rel: RelPath) -> str:
     """A path for messages only (never opened): base joined with the components of rel."""
-    return os.path.join(base, *rel) if rel else base
+    return f"{base}/{'/'.join(rel)}" if rel else base
 
 
 def open_dir(parent_fd: int, name: str, what: str) -> int:
@@ -141,8 +141,11 @@ class DirCache:
 
     def _evict(self) -> None:
         while len(self._fds) > self._limit:
-            key = next(k for k in self._fds if k)  # least recently used, never the root
-            os.close(self._fds.pop(key))
+            key, fd = self._fds.popitem(last=False)  # least recently used
+            if key:
+                os.close(fd)
+            else:
+                self._fds[key] = fd  # never the root: back to the end
 
     def close(self) -> None:
         for fd in self._fds.values():

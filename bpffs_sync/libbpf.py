@@ -40,6 +40,7 @@ from bpffs_sync.errors import LibbpfError
 
 BPF_LINK_TYPE_ITER = 4
 BPF_CGROUP_ITER_SELF_ONLY = 1
+BPF_TRACE_ITER = 28
 BTF_KIND_STRUCT = 4
 BTF_KIND_TYPEDEF = 8
 # The kernel series of kernel-approach1/ (UAPI values of its include/uapi/linux/bpf.h).
@@ -76,6 +77,13 @@ class IterLinkInfoCgroup(Structure):
     """union bpf_iter_link_info, cgroup member (16 bytes)."""
 
     _fields_ = (("order", c_uint32), ("cgroup_fd", c_uint32), ("cgroup_id", c_uint64))
+
+
+class LinkCreateIter(Structure):
+    """union bpf_attr, link_create for an iterator: iter_info points at a bpf_iter_link_info."""
+
+    _fields_ = (("prog_fd", c_uint32), ("target_fd", c_uint32), ("attach_type", c_uint32), ("flags", c_uint32),
+                ("iter_info", c_uint64), ("iter_info_len", c_uint32), ("pad", c_uint32))
 
 
 class IterAttachOpts(Structure):
@@ -348,6 +356,18 @@ class BpfProgram:
         _clear_messages()
         ctypes.set_errno(0)
         return BpfLink(_check_ptr(_prog_attach(self._p), "bpf_program__attach", self.name))
+
+    def link_cgroup_iter(self, cgroup_fd: int, what: str) -> int:
+        """BPF_LINK_CREATE of a SELF_ONLY cgroup iterator for the cgroup open at cgroup_fd, as one
+        raw bpf(2) call (the per-cgroup hot path of a first pass); returns the link fd."""
+        info = IterLinkInfoCgroup(order=BPF_CGROUP_ITER_SELF_ONLY, cgroup_fd=cgroup_fd, cgroup_id=0)
+        attr = LinkCreateIter(prog_fd=self.fd(), attach_type=BPF_TRACE_ITER, iter_info=ctypes.addressof(info),
+                              iter_info_len=ctypes.sizeof(info))
+        ctypes.set_errno(0)
+        ret = int(_syscall(_NR_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
+        if ret < 0:
+            raise LibbpfError("BPF_LINK_CREATE iter/cgroup", what, ctypes.get_errno() or errno_mod.EINVAL, "")
+        return ret
 
     def attach_cgroup_iter(self, cgroup_fd: int, what: str) -> BpfLink:
         """Attach a SELF_ONLY cgroup iterator for the cgroup open at cgroup_fd."""

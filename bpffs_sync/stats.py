@@ -241,12 +241,15 @@ class LoadedStat:
         at dir_fd; returns the cgroup id served."""
         cgid = os.fstat(cgroup_fd).st_ino
         try:
-            with self.reader.attach_cgroup_iter(cgroup_fd, what) as link:
-                link.pin_at(dir_fd, name, what)
+            link = self.reader.link_cgroup_iter(cgroup_fd, what)
         except LibbpfError as err:
             if err.errno == errno.ENOENT and _removed(cgroup_fd):
                 raise CgroupGone("pin", what, errno.ENOENT) from err
             raise
+        try:
+            libbpf.obj_pin_at(link, dir_fd, name, what)
+        finally:
+            os.close(link)
         return cgid
 
     def forget_cgroup(self, hierarchy_id: int, cgroup_id: int) -> bool:

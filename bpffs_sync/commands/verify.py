@@ -8,7 +8,6 @@ and controller symlinks) in a ForestReport.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,7 +146,7 @@ def verify(layout: Layout, specs: list[StatProgram]) -> Report:
     names = tuple(s.name for s in specs)
     gens = Generations.from_pins(layout, specs)
     view = cgroupfs.walk(layout, names)
-    actual = bpffs.walk(layout, functools.partial(bpffs.describe_pin_at, judge=gens.judge))
+    actual = bpffs.walk(layout, bpffs.PinJudge(gens.judge))
     plan = diff(view.tree, actual.tree, view.conflicts, view.opaque | actual.opaque)
     cgroups = sum(1 for d in view.tree.values() if d.kind is Kind.DIR)
     files = sum(1 for a in actual.tree.values() if a.kind is Kind.PIN)

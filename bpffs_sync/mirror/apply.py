@@ -56,6 +56,7 @@ class _Target:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        self.root = layout.mirror_root
         mroot = bpffs.open_mirror(layout, create=True)
         assert mroot is not None
         try:
@@ -74,7 +75,7 @@ class _Target:
 
 
 def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[int]) -> None:
-    what = t.layout.mirror_path(op.path)
+    what = f"{t.root}/{'/'.join(op.path)}"  # for messages
     if not op.path:  # the mirror root: made and checked by _Target (dirfd.owned_dir)
         if op.kind is OpKind.CHMOD:
             os.fchmod(t.mirror.get(()), op.mode)
@@ -97,7 +98,7 @@ def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[in
         if target is None:
             raise SyncError("pin", what, 0, f"stat program {op.stat} is not loaded")
         target.pin_cgroup(t.cgroups.get(op.path[:-1]), parent, name, what)
-        bpffs.set_access_at(parent, name, what, op.mode, op.gid)
+        bpffs.set_access_at(parent, name, what, op.mode, op.gid, fresh=True)
 
 
 def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set[int]) -> ApplyResult:

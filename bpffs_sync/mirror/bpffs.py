@@ -30,8 +30,11 @@ from bpffs_sync.paths import DIR_MODE, Layout, RelPath, needs_dot_trick
 
 # (stat name, prog id) -> is this program the current generation of that stat?
 ProgJudge = Callable[[str, int], bool]
-# (directory fd, name, path for messages) -> what the regular file `name` is, as the diff needs it
-FileJudge = Callable[[int, str, str], Actual]
+# (directory fd, name, path for messages, its lstat) -> what the regular file `name` is, for the diff
+FileJudge = Callable[[int, str, str, os.stat_result], Actual]
+
+_UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask can only set
+os.umask(_UMASK)
 
 # --- the mount -----------------------------------------------------------------------------------
 
@@ -129,7 +132,8 @@ def mkdir_at(parent_fd: int, name: str, what: str, mode: int = DIR_MODE) -> None
                 os.fchmod(parent_fd, old)
         else:
             os.mkdir(name, mode, dir_fd=parent_fd)
-        os.chmod(name, mode, dir_fd=parent_fd, follow_symlinks=False)  # umask-free, exact
+        if mode & _UMASK:  # exact mode whatever the umask; we just made it, in a directory only root writes
+            os.chmod(name, mode, dir_fd=parent_fd)
     except FileExistsError:
         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         if not stat_mod.S_ISDIR(st.st_mode):
@@ -138,9 +142,16 @@ def mkdir_at(parent_fd: int, name: str, what: str, mode: int = DIR_MODE) -> None
         raise translate_oserror(err, "mkdir", what) from err
 
 
-def set_access_at(parent_fd: int, name: str, what: str, mode: int, gid: int) -> None:
-    """chmod + chgrp of `name` (owner root), never through a symlink."""
+def set_access_at(parent_fd: int, name: str, what: str, mode: int, gid: int, *, fresh: bool = False) -> None:
+    """chmod + chgrp of `name` (owner root), never through a symlink. `fresh`: we just pinned it in
+    a directory only root writes, so plain fchmodat (one syscall; glibc emulates the no-follow
+    flavour with three) and no chown when the group is root's already."""
     try:
+        if fresh:
+            if gid:
+                os.chown(name, 0, gid, dir_fd=parent_fd)
+            os.chmod(name, mode, dir_fd=parent_fd)
+            return
         os.chown(name, 0, gid, dir_fd=parent_fd, follow_symlinks=False)
         os.chmod(name, mode, dir_fd=parent_fd, follow_symlinks=False)
     except ValueError:  # Python refuses fchmodat(AT_SYMLINK_NOFOLLOW) on a symlink
@@ -265,22 +276,51 @@ def object_kind(fd: int) -> str:
     return target.removeprefix("anon_inode:bpf-") if target.startswith("anon_inode:bpf-") else ""
 
 
-def describe_pin_at(dir_fd: int, name: str, what: str, judge: ProgJudge) -> Actual:
+def describe_pin_at(dir_fd: int, name: str, what: str, judge: ProgJudge) -> tuple[Actual, int]:
     """What the object pinned as `name` is: a SELF_ONLY cgroup iterator link serving some cgroup
-    with some program, or OTHER. The caller has lstat'ed it: a regular file (no symlink)."""
+    (and its program id), or OTHER. The caller has lstat'ed it: a regular file (no symlink)."""
     try:
         fd = libbpf.obj_get_at(dir_fd, name, what)
     except LibbpfError as err:
-        return Actual(Kind.OTHER, detail=str(err))
+        return Actual(Kind.OTHER, detail=str(err)), 0
     try:
         if object_kind(fd) != "link":
-            return Actual(Kind.OTHER, detail=f"pinned {object_kind(fd) or 'object'}, not a link")
+            return Actual(Kind.OTHER, detail=f"pinned {object_kind(fd) or 'object'}, not a link"), 0
         info = libbpf.link_info(fd, what)
         if info.link_type != libbpf.BPF_LINK_TYPE_ITER or info.order != libbpf.BPF_CGROUP_ITER_SELF_ONLY:
-            return Actual(Kind.OTHER, detail=f"link type {info.link_type}, not a SELF_ONLY cgroup iterator")
-        return Actual(Kind.PIN, cgroup_id=info.cgroup_id, prog_ok=judge(name, info.prog_id))
+            return Actual(Kind.OTHER, detail=f"link type {info.link_type}, not a SELF_ONLY cgroup iterator"), 0
+        return Actual(Kind.PIN, cgroup_id=info.cgroup_id, prog_ok=judge(name, info.prog_id)), info.prog_id
     finally:
         os.close(fd)
+
+
+class PinJudge:
+    """The FileJudge of the user-space mirror: describe_pin_at, remembered per pin. A pinned
+    iterator link never changes (no BPF_LINK_UPDATE, no detach for iterators), and a pin is one
+    inode: (st_dev, st_ino, st_ctime_ns) names it until it is unpinned. So a no-op pass costs an
+    lstat per file instead of BPF_OBJ_GET + link info. The program's verdict is asked each time
+    (generations change). forget_unseen() after a full pass drops what was not met."""
+
+    def __init__(self, judge: ProgJudge) -> None:
+        self.judge = judge
+        self._memo: dict[tuple[int, int, int], tuple[Actual, int]] = {}
+        self._seen: set[tuple[int, int, int]] = set()
+
+    def __call__(self, dir_fd: int, name: str, what: str, st: os.stat_result) -> Actual:
+        key = (st.st_dev, st.st_ino, st.st_ctime_ns)
+        self._seen.add(key)
+        found = self._memo.get(key)
+        if found is None:
+            found = describe_pin_at(dir_fd, name, what, self.judge)
+            self._memo[key] = found
+        actual, prog_id = found
+        if actual.kind is Kind.PIN and actual.prog_ok != self.judge(name, prog_id):
+            actual = Actual(Kind.PIN, cgroup_id=actual.cgroup_id, prog_ok=not actual.prog_ok)
+        return actual
+
+    def forget_unseen(self) -> None:
+        self._memo = {k: v for k, v in self._memo.items() if k in self._seen}
+        self._seen = set()
 
 
 def describe_at(dir_fd: int, name: str, what: str, judge_file: FileJudge) -> Actual | None:
@@ -294,7 +334,7 @@ def describe_at(dir_fd: int, name: str, what: str, judge_file: FileJudge) -> Act
     if stat_mod.S_ISDIR(st.st_mode):
         return Actual(Kind.DIR, mode=st.st_mode & 0o7777, gid=st.st_gid)
     if stat_mod.S_ISREG(st.st_mode):
-        found = judge_file(dir_fd, name, what)
+        found = judge_file(dir_fd, name, what, st)
         return Actual(found.kind, st.st_mode & 0o7777, st.st_gid, found.cgroup_id, found.prog_ok, found.detail)
     return Actual(Kind.OTHER, detail="a symlink" if stat_mod.S_ISLNK(st.st_mode) else "not a bpffs object")
 

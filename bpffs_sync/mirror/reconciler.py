@@ -6,7 +6,6 @@ below that scope, so a missed, duplicated or reordered event cannot leave the mi
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ class Reconciler:
         self.stats = stats
         self.stat_names = tuple(stats)
         self.generations = Generations({name: s.map_id for name, s in stats.items()})
+        self.pins = bpffs.PinJudge(self.generations.judge)
 
     def normalise(self, scope: RelPath) -> RelPath:
         """The scope a pass must cover: the owner of a stat-shadowed name, and for a removal the
@@ -57,12 +57,11 @@ class Reconciler:
         actual: ActualTree = {}
         conflicts: list[Conflict] = []
         opaque: set[RelPath] = set()
-        judge = functools.partial(bpffs.describe_pin_at, judge=self.generations.judge)
         for scope in scopes:
             view = cgroupfs.walk(self.layout, self.stat_names, scope)
             desired.update(view.tree)
             conflicts.extend(view.conflicts)
-            seen = bpffs.walk(self.layout, judge, scope)
+            seen = bpffs.walk(self.layout, self.pins, scope)
             actual.update(seen.tree)
             opaque |= view.opaque | seen.opaque
         live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
@@ -75,6 +74,8 @@ class Reconciler:
         todo = coalesce([self.normalise(s) for s in scopes] or [()])
         with structlog.contextvars.bound_contextvars(reconcile_id=rid):
             plan, live = self.observe(todo)
+            if todo == [()]:
+                self.pins.forget_unseen()
             applied = apply(plan, self.layout, self.stats, live) if plan else ApplyResult()
             seconds = time.monotonic() - started
             if plan or applied.errors:
