@@ -3,6 +3,7 @@ watches are exactly the tree's directories, each on the directory the path names
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -12,21 +13,27 @@ from contextlib import contextmanager
 from helpers import Mirror, wait_for
 
 QUEUE = "/proc/sys/fs/inotify/max_queued_events"
+LOCK_DIR = "/run/bpffs-sync"  # where tests/v1_scratch.py keeps its host-wide test lock too
 _MARK = re.compile(r"^inotify wd:[0-9a-f]+ ino:([0-9a-f]+)", re.MULTILINE)  # both in hex
 
 
 @contextmanager
 def small_inotify_queue(events: int = 16) -> Iterator[None]:
-    """inotify instances made inside get an `events`-long queue; the host value comes back after."""
-    with open(QUEUE, encoding="ascii") as f:
-        saved = f.read().strip()
-    with open(QUEUE, "w", encoding="ascii") as f:
-        f.write(str(events))
-    try:
-        yield
-    finally:
+    """inotify instances made inside get an `events`-long queue; the host value comes back after.
+    One such window at a time on the host (a lock file): two overlapping windows would save each
+    other's small value and leave it behind for every later inotify user."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    with open(os.path.join(LOCK_DIR, "test-inotify-queue.lock"), "w", encoding="ascii") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(QUEUE, encoding="ascii") as f:
+            saved = f.read().strip()
         with open(QUEUE, "w", encoding="ascii") as f:
-            f.write(saved)
+            f.write(str(events))
+        try:
+            yield
+        finally:
+            with open(QUEUE, "w", encoding="ascii") as f:
+                f.write(saved)
 
 
 def inotify_marks(pid: int) -> list[int]:
