@@ -19,17 +19,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import stat as stat_mod
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 from bpffs_sync import libbpf
+from bpffs_sync.backends.base import Backend, Request, RunResult, Verdict
 from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
-from bpffs_sync.mirror import bpffs
-from bpffs_sync.paths import PRIVATE_DIR, Layout
-from bpffs_sync.programs import StatProgram
+from bpffs_sync.mirror import bpffs, cgroupfs
+from bpffs_sync.mirror.diff import diff
+from bpffs_sync.mirror.report import Report
+from bpffs_sync.mirror.tree import Actual, Conflict, Desired, DesiredTree, Kind
+from bpffs_sync.paths import PRIVATE_DIR, Layout, RelPath
+from bpffs_sync.programs import CATALOGUE, StatProgram
 from bpffs_sync.stats import Generations, LoadedStat
 
 NATIVE_LINK_PIN = "native_link"
@@ -255,135 +258,120 @@ def link_doc(desc: libbpf.CgroupStatLinkDesc) -> dict[str, Any]:
             "nr_errors": desc.nr_errors}
 
 
-@dataclass(slots=True)
-class NativeReport:
-    """The kernel's mirror against cgroupfs, for every cgroup stat link."""
-
-    mirror_root: str
-    cgroup_root: str
-    links: list[libbpf.CgroupStatLinkDesc]
-    cgroups: int = 0
-    files: int = 0
-    missing: list[str] = field(default_factory=list)  # expected files absent
-    stale: list[str] = field(default_factory=list)  # entries no link accounts for
-    miscounted: list[str] = field(default_factory=list)  # link nr_files != files found
-    unrooted: list[str] = field(default_factory=list)  # links whose root is not under cgroup_root
-    conflicts: list[str] = field(default_factory=list)  # cgroups named like a link's file
-
-    @property
-    def in_sync(self) -> bool:
-        return not (self.missing or self.stale or self.miscounted)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "in_sync": self.in_sync,
-            "approach": "kernel",
-            "mirror_root": self.mirror_root,
-            "cgroup_root": self.cgroup_root,
-            "links": [link_doc(d) for d in self.links],
-            "cgroups": self.cgroups,
-            "files": self.files,
-            "drift": {"missing": self.missing, "stale": self.stale, "miscounted": self.miscounted},
-            "unrooted": self.unrooted,
-            "conflicts": self.conflicts,
-        }
-
-    def to_text(self) -> str:
-        lines = [f"{'missing':<14} {p}" for p in self.missing]
-        lines += [f"{'stale':<14} {p}" for p in self.stale]
-        lines += [f"{'miscounted':<14} {p}" for p in self.miscounted]
-        lines += [f"{'unrooted':<14} {p}" for p in self.unrooted]
-        lines += [f"{'conflict':<14} {p} (cgroup named like a stat file; not mirrored)" for p in self.conflicts]
-        drifted = len(self.missing) + len(self.stale) + len(self.miscounted)
-        verdict = "in sync" if self.in_sync else f"DRIFT: {drifted} entries"
-        lines.append(f"{verdict}: {len(self.links)} kernel links, {self.cgroups} cgroups, "
-                     f"{self.files} stat files under {self.mirror_root}")
-        return "\n".join(lines)
+def read_file_identity(dir_fd: int, name: str, what: str, st: os.stat_result) -> Actual:
+    """The FileJudge of the kernel's mirror: a kernel-made file is read (one read(), as `cat` does)
+    and names its cgroup on the first line, `cgroup_id: <id>`, as every bpf/ stat prints. A file of
+    another program says nothing we can check: its identity is unknown, not wrong."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as err:
+        return Actual(Kind.OTHER, detail=f"open: {os.strerror(err.errno or 0)}")
+    try:
+        head = os.read(fd, 65536).split(b"\n", 1)[0]
+    except OSError as err:
+        return Actual(Kind.OTHER, detail=f"read: {os.strerror(err.errno or 0)}")
+    finally:
+        os.close(fd)
+    key, _, value = head.partition(b":")
+    if key == b"cgroup_id" and value.strip().isdigit():
+        return Actual(Kind.PIN, cgroup_id=int(value))
+    return Actual(Kind.PIN, known=False)
 
 
-def _cgroup_paths(cgroup_root: str) -> dict[int, str]:
-    """cgroup id (the v2 directory's inode number) -> path relative to cgroup_root ('' = root)."""
-    ids: dict[int, str] = {}
-    for dirpath, _dirs, _files in os.walk(cgroup_root):
-        try:
-            ino = os.stat(dirpath).st_ino
-        except FileNotFoundError:
-            continue
-        rel = os.path.relpath(dirpath, cgroup_root)
-        ids[ino] = "" if rel == "." else rel
-    return ids
+def _cgroup2_root(cgroup_root: str) -> str:
+    """The kernel mirrors the whole v2 hierarchy: paths are relative to its mount's root."""
+    mount = bpffs.mount_of(cgroup_root)
+    if mount is None or mount.fstype != "cgroup2":
+        raise UsageError("verify --kernel", cgroup_root, 0, "not on a cgroup2 mount")
+    return mount.mount_point
 
 
-def _walk_mirror(mirror_root: str) -> tuple[set[str], set[str]]:
-    """(directories, files) under mirror_root, relative to it ('' = mirror_root itself)."""
-    dirs: set[str] = set()
-    files: set[str] = set()
-    if not os.path.isdir(mirror_root):
-        return dirs, files
-    dirs.add("")
-    for dirpath, dirnames, filenames in os.walk(mirror_root):
-        rel = os.path.relpath(dirpath, mirror_root)
-        base = "" if rel == "." else rel
-        for d in dirnames:
-            dirs.add(os.path.join(base, d))
-        for f in filenames:
-            mode = os.lstat(os.path.join(dirpath, f)).st_mode
-            if stat_mod.S_ISREG(mode):
-                files.add(os.path.join(base, f))
-            else:
-                files.add(os.path.join(base, f) + "?")  # never expected
-    return dirs, files
-
-
-def _ancestors(rel: str) -> Iterable[str]:
-    while rel:
-        rel = os.path.dirname(rel)
-        yield rel
-
-
-def verify(bpffs_dir: str, cgroup_root: str) -> NativeReport:
-    """Compare <bpffs>/cgroup with what every cgroup stat link's subtree under cgroup_root should show."""
-    mirror_root = os.path.join(bpffs_dir, "cgroup")
-    report = NativeReport(mirror_root=mirror_root, cgroup_root=cgroup_root, links=libbpf.cgroup_stat_links())
-    paths = _cgroup_paths(cgroup_root)
-    report.cgroups = len(paths)
-    names = {d.name for d in report.links}
-
-    want_files: dict[str, int] = {}  # rel file -> link id
-    want_dirs: set[str] = {""}
-    shadowed: list[str] = []  # subtrees not mirrored because of a name conflict
-    for desc in report.links:
+def verify(bpffs_dir: str, cgroup_root: str) -> Report:
+    """The kernel's mirror at <bpffs>/cgroup against cgroupfs, on the same path as the user-space
+    verify: desired (for each cgroup stat link, its file in every cgroup of its subtree, and the
+    directories down to them) diffed against actual (a walk of the mirror, each file read for the
+    cgroup it serves). Plus per-link checks a walk cannot make: the root is a cgroup we see, the
+    link's nr_files equals the files found, our stats' links run the current program."""
+    layout = Layout(bpffs_dir, _cgroup2_root(cgroup_root))
+    links = libbpf.cgroup_stat_links()
+    names = frozenset(d.name for d in links)
+    everything = cgroupfs.walk(layout, ())
+    where = {cgid: rel for rel, cgid in everything.ids.items()}
+    desired: DesiredTree = {(): Desired(Kind.DIR)}
+    conflicts: dict[RelPath, Conflict] = {}
+    opaque = set(everything.opaque)
+    problems: list[str] = []
+    owner: dict[RelPath, int] = {}  # file -> link id
+    for desc in links:
         if desc.cgroup_id == 0:  # detached, kept alive by an fd: makes no files
             continue
-        root = paths.get(desc.cgroup_id)
+        root = where.get(desc.cgroup_id)
         if root is None:
-            report.unrooted.append(f"link {desc.link_id} ({desc.name}): cgroup {desc.cgroup_id}")
+            problems.append(f"link {desc.link_id} ({desc.name}): root cgroup {desc.cgroup_id} is not under "
+                            f"{layout.cgroup_root}")
             continue
-        for rel in sorted(p for p in paths.values() if p == root or p.startswith(root + "/") or root == ""):
-            if os.path.basename(rel) in names and rel != "":
-                if rel not in shadowed:
-                    shadowed.append(rel)
-                continue
-            want_files[os.path.join(rel, desc.name)] = desc.link_id
-            want_dirs.add(rel)
-            want_dirs.update(_ancestors(rel))
+        view = cgroupfs.walk(layout, (desc.name,), root, shadow=names)
+        desired.update(view.tree)
+        conflicts.update((c.path, c) for c in view.conflicts)
+        opaque |= view.opaque
+        owner.update((rel, desc.link_id) for rel, want in view.tree.items() if want.kind is Kind.PIN)
+    actual = bpffs.walk(layout, read_file_identity)
+    opaque |= actual.opaque
+    plan = diff(desired, actual.tree, sorted(conflicts.values(), key=lambda c: c.path), opaque, check_access=False)
+    found = {rel for rel, have in actual.tree.items() if have.kind is Kind.PIN and rel in owner}
+    for desc in links:
+        made = sum(1 for rel in found if owner[rel] == desc.link_id)
+        if desc.cgroup_id and desc.cgroup_id in where and made != desc.nr_files:
+            problems.append(f"link {desc.link_id} ({desc.name}): nr_files {desc.nr_files}, {made} files found")
+    problems += _stale_programs(layout, links)
+    cgroups = sum(1 for want in desired.values() if want.kind is Kind.DIR)
+    files = sum(1 for have in actual.tree.values() if have.kind is Kind.PIN)
+    return Report(layout, plan, cgroups, files, link_problems=problems,
+                  extra={"approach": "kernel", "links": [link_doc(d) for d in links]})
 
-    def is_shadowed(rel: str) -> bool:
-        return any(rel == s or rel.startswith(s + "/") for s in shadowed)
 
-    report.conflicts = sorted(shadowed)
-    want_files = {f: i for f, i in want_files.items() if not is_shadowed(os.path.dirname(f))}
-    dirs, files = _walk_mirror(mirror_root)
-    report.files = len(files)
-    report.missing = sorted(os.path.join(mirror_root, f) for f in want_files if f not in files)
-    report.stale = sorted(
-        [os.path.join(mirror_root, f) for f in files if f not in want_files and not is_shadowed(f)]
-        + [os.path.join(mirror_root, d) + "/" for d in dirs if d not in want_dirs and not is_shadowed(d)]
-    )
-    if os.path.isdir(mirror_root):
-        for desc in report.links:
-            found = sum(1 for f, i in want_files.items() if i == desc.link_id and f in files)
-            if found != desc.nr_files:
-                report.miscounted.append(f"link {desc.link_id} ({desc.name}): nr_files {desc.nr_files}, "
-                                         f"{found} files found")
-    return report
+def _stale_programs(layout: Layout, links: list[libbpf.CgroupStatLinkDesc]) -> list[str]:
+    """Links of our stats (catalogued names) whose program does not use the stats map pinned now."""
+    specs = [CATALOGUE[d.name] for d in links if d.name in CATALOGUE]
+    gens = Generations.from_pins(layout, specs)
+    return [f"link {d.link_id} ({d.name}): runs program {d.prog_id}, not the current generation "
+            "(`bpffs-sync run --kernel` swaps it)"
+            for d in links if d.name in CATALOGUE and gens.map_ids.get(d.name) is not None
+            and not gens.judge(d.name, d.prog_id)]
+
+
+# --- the backend -----------------------------------------------------------------------------------
+
+
+class KernelA1(Backend):
+    """The kernel-approach1 series keeps the tree: run attaches one link per stat and returns."""
+
+    mode = "kernel"
+    refuses: ClassVar[dict[str, str]] = {
+        "run --once": "the kernel keeps the tree: run attaches the links and exits",
+        "run --no-watch": "the kernel keeps the tree: nothing to watch",
+        "run --resync-interval": "the kernel keeps the tree: nothing to resync",
+        "run --v1": "the kernel series mirrors cgroup v2 only",
+        "verify --v1": "the kernel series mirrors cgroup v2 only",
+        "verify --program": "verify checks every cgroup stat link the kernel has",
+    }
+
+    def run(self, req: Request) -> RunResult:
+        outcomes = attach_stats(req.layout, req.specs, force_raw_tp=req.run.force_raw_tp)
+        doc = {"mirror_root": req.layout.mirror_root, "cgroup_root": req.layout.cgroup_root,
+               "links": [asdict(o) for o in outcomes]}
+        text = [f"{o.action:<8} {o.stat}: link {o.link_id}, {o.nr_files} files, {o.nr_errors} errors "
+                f"(pinned at {o.pin})" for o in outcomes]
+        return RunResult(0, doc, text)
+
+    def verify(self, req: Request) -> Verdict:
+        require_supported()
+        return verify(req.layout.bpffs, req.layout.cgroup_root)
+
+    def clean(self, req: Request) -> int:
+        names = [s.name for s in req.specs] if req.programs_given else list(CATALOGUE)
+        return clean(req.layout, names)
+
+    def status(self, req: Request) -> dict[str, Any]:
+        return {"mirror_enabled": mirror_enabled(req.layout.bpffs),
+                "links": [link_doc(d) for d in libbpf.cgroup_stat_links()]}

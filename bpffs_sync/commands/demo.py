@@ -13,8 +13,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from bpffs_sync.backends.pins import verify
 from bpffs_sync.commands.status import daemon_status
-from bpffs_sync.commands.verify import verify
 from bpffs_sync.errors import EnvironmentProblem
 from bpffs_sync.histogram import parse_stat
 from bpffs_sync.paths import Layout

@@ -105,7 +105,7 @@ class Verifier:
             return self.result
 
     def run_once(self) -> None:
-        from bpffs_sync.commands.verify import verify
+        from bpffs_sync.backends.pins import verify
 
         started = time.monotonic()
         drift: dict[str, dict[str, int]] = {}

@@ -59,6 +59,7 @@ def first_gone(layout: Layout, scope: RelPath) -> RelPath:
 
 def _add_cgroup(view: DesiredView, layout: Layout, rel: RelPath, cgid: int, stats: tuple[str, ...]) -> None:
     view.tree[rel] = Desired(Kind.DIR)
+    view.ids[rel] = cgid
     for stat in stats:
         view.tree[(*rel, stat)] = Desired(Kind.PIN, cgid, stat, layout.file_mode, layout.file_gid)
 
@@ -68,11 +69,14 @@ def _children(fd: int) -> list[tuple[str, int]]:
         return [(e.name, e.inode()) for e in it if e.is_dir(follow_symlinks=False)]
 
 
-def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = ()) -> DesiredView:
+def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
+         shadow: frozenset[str] | None = None) -> DesiredView:
     """Desired entries for the cgroup subtree at `scope`, plus the directories above it.
 
     `scope` must already be normalised by paths.mirrored_scope(). When the cgroup at `scope` is
     gone, only its existing ancestors are returned (as directories), so a pass removes the rest.
+    `shadow`: the file names that hide a cgroup of that name (default: `stats`; the kernel mirror
+    passes every link's name).
     """
     view = DesiredView()
     fds = [open_root(layout.cgroup_root)]
@@ -84,16 +88,16 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = ()) -> Desired
             except CgroupGone:
                 return view
         _add_cgroup(view, layout, scope, os.fstat(fds[-1]).st_ino, stats)
-        _walk_below(layout, fds[-1], scope, stats, view)
+        _walk_below(layout, fds[-1], scope, stats, stat_set=frozenset(stats) if shadow is None else shadow, view=view)
     finally:
         for fd in fds:
             os.close(fd)
     return view
 
 
-def _walk_below(layout: Layout, top_fd: int, top: RelPath, stats: tuple[str, ...], view: DesiredView) -> None:
+def _walk_below(layout: Layout, top_fd: int, top: RelPath, stats: tuple[str, ...], *, stat_set: frozenset[str],
+                view: DesiredView) -> None:
     """Depth first below top, one fd per level of the current path."""
-    stat_set = frozenset(stats)
     try:
         stack: list[tuple[RelPath, int, list[tuple[str, int]]]] = [(top, os.dup(top_fd), _children(top_fd))]
     except OSError as err:

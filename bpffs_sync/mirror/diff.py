@@ -71,7 +71,7 @@ def _matches(want: Desired, have: Actual) -> Reason | None:
     if want.kind is not have.kind:
         return Reason.WRONG_KIND
     if want.kind is Kind.PIN:
-        if have.cgroup_id != want.cgroup_id:
+        if have.known and have.cgroup_id != want.cgroup_id:
             return Reason.WRONG_CGROUP
         if not have.prog_ok:
             return Reason.WRONG_PROGRAM
@@ -85,7 +85,9 @@ def _create(path: RelPath, want: Desired, reason: Reason, actual_cgroup_id: int 
 
 
 def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | None = None,
-         opaque: set[RelPath] | None = None) -> Plan:
+         opaque: set[RelPath] | None = None, *, check_access: bool = True) -> Plan:
+    """The plan that makes actual equal desired. check_access=False: modes and groups are not ours
+    to judge (the kernel's mirror sets them by its own rule)."""
     removes: list[Op] = []
     creates: list[Op] = []
     chmods: list[Op] = []
@@ -101,7 +103,7 @@ def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | N
         if reason is not None:
             removes.append(Op(OpKind.REMOVE, path, reason, actual_cgroup_id=have.cgroup_id))
             creates.append(_create(path, want, reason, have.cgroup_id))
-        elif (have.mode, have.gid) != (want.mode, want.gid):
+        elif check_access and (have.mode, have.gid) != (want.mode, want.gid):
             chmods.append(Op(OpKind.CHMOD, path, Reason.BAD_MODE, mode=want.mode, gid=want.gid))
     for path, want in desired.items():
         if path not in actual and not under(path, skip):

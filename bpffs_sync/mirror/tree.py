@@ -35,6 +35,7 @@ class Actual:
     cgroup_id: int = 0  # PIN: the cgroup the link serves
     prog_ok: bool = True  # PIN: the program is the current generation of the right stat
     detail: str = ""
+    known: bool = True  # PIN: cgroup_id is known (a kernel file of a program we cannot read it from: not)
 
 
 DesiredTree = dict[RelPath, Desired]
@@ -63,6 +64,7 @@ class DesiredView:
     tree: DesiredTree = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
     opaque: set[RelPath] = field(default_factory=set)  # subtrees whose desired state is unknown
+    ids: dict[RelPath, int] = field(default_factory=dict)  # every cgroup walked -> its id
 
 
 @dataclass(slots=True)

@@ -1,9 +1,7 @@
-"""`bpffs-sync verify`: does bpffs mirror cgroupfs? Kernel state only, no daemon needed.
-
-The same diff the daemon applies, reported instead of applied, plus the collectors' health
-(a mirror whose collector is gone shows files full of zeros). `--v1` verifies the selected v1
-trees the same way, one Report per tree, plus the top of the v1 mirror (hierarchy directories
-and controller symlinks) in a ForestReport.
+"""What `verify` reports: the plan a pass would apply, as drift grouped by reason, plus problems a
+tree walk cannot see (collectors, kernel links). The same Report serves every backend: the
+user-space mirror (backends/pins.py) and the kernel's (backends/kernel_a1.py), since both are a
+desired tree (cgroupfs) diffed against an actual one (bpffs).
 """
 
 from __future__ import annotations
@@ -11,13 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bpffs_sync.mirror import bpffs, cgroupfs
-from bpffs_sync.mirror.diff import OpKind, Plan, diff
-from bpffs_sync.mirror.forest import ALL, Selection, TopDrift, Tree, top_actual, top_desired, top_diff, v1_root
-from bpffs_sync.mirror.tree import ConflictReason, Kind
+from bpffs_sync.mirror.diff import OpKind, Plan
+from bpffs_sync.mirror.forest import TopDrift, v1_root
+from bpffs_sync.mirror.tree import ConflictReason
 from bpffs_sync.paths import Layout, display
-from bpffs_sync.programs import StatProgram, lookup
-from bpffs_sync.stats import Generations, collector_problem
 
 _CONFLICT_TEXT = {
     ConflictReason.SHADOWED: "cgroup named like a stat file",
@@ -33,10 +28,17 @@ class Report:
     cgroups: int
     files: int
     collector_problems: list[str] = field(default_factory=list)
+    link_problems: list[str] = field(default_factory=list)  # kernel mirrors: per-link (counts, program, root)
+    extra: dict[str, Any] = field(default_factory=dict)  # kernel mirrors: "approach", "links"
 
     @property
     def in_sync(self) -> bool:
-        return not self.plan and not self.collector_problems
+        return not self.plan and not self.collector_problems and not self.link_problems
+
+    @property
+    def conflicts(self) -> list[str]:
+        """The conflicting cgroups' paths relative to the cgroup root."""
+        return [display(c.path) for c in self.plan.conflicts]
 
     def to_json(self) -> dict[str, Any]:
         drift: dict[str, list[dict[str, Any]]] = {}
@@ -58,6 +60,8 @@ class Report:
             "files": self.files,
             "drift": drift,
             "collector_problems": self.collector_problems,
+            "link_problems": self.link_problems,
+            **self.extra,
             "conflicts": [{"path": display(c.path), "cgroup_id": c.cgroup_id, "reason": str(c.reason),
                            "detail": c.detail} for c in self.plan.conflicts],
         }
@@ -72,9 +76,10 @@ class Report:
                 extra = f" (cgroup {op.cgroup_id})"
             lines.append(f"{op.reason!s:<14} {display(op.path)}{extra}")
         lines.extend(f"{'collector':<14} {p}" for p in self.collector_problems)
+        lines.extend(f"{'link':<14} {p}" for p in self.link_problems)
         lines.extend(f"{'conflict':<14} {display(c.path)} ({_CONFLICT_TEXT[c.reason]}"
                      f"{': ' + c.detail if c.detail else ''}; not mirrored)" for c in self.plan.conflicts)
-        drifted = len(self.plan.drift()) + len(self.collector_problems)
+        drifted = len(self.plan.drift()) + len(self.collector_problems) + len(self.link_problems)
         verdict = "in sync" if self.in_sync else f"DRIFT: {drifted} entries"
         lines.append(f"{verdict}: {self.cgroups} cgroups, {self.files} stat files under {self.layout.mirror_root}")
         return "\n".join(lines)
@@ -119,35 +124,3 @@ class ForestReport:
             lines.append(f"== {r.layout.mirror} <- {r.layout.cgroup_root}")
             lines.append(r.to_text())
         return "\n".join(lines)
-
-
-def _collector_problems(layout: Layout, specs: list[StatProgram], gens: Generations) -> list[str]:
-    problems = []
-    for spec in specs:
-        map_id = gens.map_ids.get(spec.name)
-        if map_id is None:
-            problems.append(f"{spec.name}: no stats map pinned at {layout.private_path(spec.name, spec.stats_map)}")
-            continue
-        problem = collector_problem(layout, spec, map_id)
-        if problem is not None:
-            problems.append(f"{spec.name}: {problem}")
-    return problems
-
-
-def verify_forest(selection: Selection, trees: list[Tree], bpffs_root: str) -> ForestReport:
-    """Every selected v1 tree, and the entries above them. With `all`, an entry under
-    <bpffs>/cgroup-v1 that no mounted hierarchy explains is stale drift."""
-    top = top_diff(top_desired(trees), top_actual(bpffs_root), prune=ALL in selection.selectors)
-    reports = [verify(t.layout, [lookup(n) for n in t.stats]) for t in trees]
-    return ForestReport(bpffs_root, top, reports)
-
-
-def verify(layout: Layout, specs: list[StatProgram]) -> Report:
-    names = tuple(s.name for s in specs)
-    gens = Generations.from_pins(layout, specs)
-    view = cgroupfs.walk(layout, names)
-    actual = bpffs.walk(layout, bpffs.PinJudge(gens.judge))
-    plan = diff(view.tree, actual.tree, view.conflicts, view.opaque | actual.opaque)
-    cgroups = sum(1 for d in view.tree.values() if d.kind is Kind.DIR)
-    files = sum(1 for a in actual.tree.values() if a.kind is Kind.PIN)
-    return Report(layout, plan, cgroups, files, _collector_problems(layout, specs, gens))
