@@ -6,6 +6,9 @@ lag   mkdir -> stat file readable, for a burst of N mkdirs, with the daemon as a
       which sees the pin's creation; the probe then opens and reads the file), so nothing polls.
 sync  initial full pass over N cgroups from an empty mirror (programs already loaded).
       Baselines: making those N cgroups (mkdir), and the cgroupfs walk alone.
+sustained  `rate` mkdirs/s for `seconds` (default 1 000/s for 60 s), each cgroup removed again
+      5 s later: p99 mkdir -> stat file readable vs the p99 inotify floor of the same run (goal
+      <= 2x), how many were mirrored, the daemon's CPU (bench_sustained.py).
 read  open+read+parse of a cgroup's hist_oncpu vs open+read+parse of cgroup-v1 memory.stat
       (what Borglet parses today, per the RFC).
 
@@ -44,7 +47,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _probe(mode: str, watch_dir: str, count: int, out: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "bpffs_sync.benchprobe", mode, watch_dir, str(count), out],
+    proc = subprocess.Popen([sys.executable, "-m", "bpffs_sync.measure.benchprobe", mode, watch_dir, str(count), out],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
@@ -254,6 +257,9 @@ def render(doc: dict[str, Any]) -> str:
                      f"mkdir of them {r['baseline_mkdir_seconds']} s -> {r['ratio_vs_mkdir']}x; cgroupfs walk "
                      f"{r['baseline_walk_seconds']} s -> {r['ratio_vs_walk']}x; C loop of the same syscalls "
                      f"{r['baseline_c_seconds']} s -> {r['ratio_vs_c']}x; no-op pass {r['noop_pass_seconds']} s")
+    if "sustained" in doc:
+        from bpffs_sync.measure.bench_sustained import render_sustained
+        lines.append(render_sustained(doc["sustained"]))
     if "read" in doc:
         r = doc["read"]
         line = f"read  hist_oncpu open+read+parse {r['hist_oncpu_us']} us ({r['hist_oncpu_bytes']} B)"
@@ -267,12 +273,16 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench(what: list[str], counts: list[int] | None, reads: int) -> dict[str, Any]:
+def bench(what: list[str], counts: list[int] | None, reads: int, rate: float = 1000.0,
+          seconds: float = 60.0) -> dict[str, Any]:
     doc: dict[str, Any] = {"kernel": os.uname().release, "cpus": os.cpu_count()}
     if "lag" in what:
         doc["lag"] = bench_lag(counts[0] if counts else 1000)
     if "sync" in what:
         doc["sync"] = [bench_sync(n) for n in (counts or [1000, 10000])]
+    if "sustained" in what:
+        from bpffs_sync.measure.bench_sustained import bench_sustained
+        doc["sustained"] = bench_sustained(rate, seconds)
     if "read" in what:
         doc["read"] = bench_read(reads)
     if "export" in what:  # bench_export.py: one scrape's CPU vs reading the cgroups' own stat files

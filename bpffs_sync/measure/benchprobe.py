@@ -1,17 +1,20 @@
 """A probe process for `bench lag`: records when each of N entries appears, event-driven.
 
-    python -m bpffs_sync.benchprobe cgroup|mirror WATCH_DIR N OUT_JSON
+    python -m bpffs_sync.benchprobe cgroup|mirror WATCH_DIR N OUT_JSON [IDLE_SECONDS]
 
 cgroup: time of IN_CREATE for each new directory in WATCH_DIR (the inotify floor).
 mirror: WATCH_DIR is a mirror directory; for each new subdirectory, the time its stat file
         exists and a read() of it returned data (the pin's IN_CREATE, then open+read).
-Prints "ready" once watching; writes {name: CLOCK_MONOTONIC seconds} to OUT_JSON when done.
+Prints "ready" once watching; writes {name: CLOCK_MONOTONIC seconds} to OUT_JSON when N were
+seen, or (with IDLE_SECONDS) when nothing new was seen for that long: entries never seen are
+simply absent (the caller counts them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 import time
 
@@ -30,13 +33,18 @@ def _readable(path: str) -> bool:
 
 def main(argv: list[str]) -> int:
     mode, watch_dir, count, out = argv[0], os.fsencode(argv[1]), int(argv[2]), argv[3]
+    idle_ms = round(float(argv[4]) * 1e3) if len(argv) > 4 else -1
     ino = InotifyFD()
     mask = InotifyConstants.IN_CREATE
     top = ino._get_or_create_watch(watch_dir, mask).wd  # a watch without a callback thread
     dirs: dict[int, str] = {}
     seen: dict[str, float] = {}
+    poller = select.poll()
+    poller.register(ino._inotify_fd, select.POLLIN)  # to give up after idle_ms without an event
     print("ready", flush=True)
     while len(seen) < count:
+        if not poller.poll(idle_ms):
+            break
         for ev in ino.read_events():
             now = time.monotonic()
             name = ev.name.decode(errors="surrogateescape")
