@@ -17,7 +17,7 @@ from bpffs_sync.errors import EnvironmentProblem, SyncError, UsageError
 from bpffs_sync.programs import CATALOGUE, lookup
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
-BENCHES = ("lag", "sync", "read", "export")
+BENCHES = ("lag", "sync", "sustained", "read", "export")
 RESYNC_BOUNDS = (0.1, 86400.0)  # seconds: a busy loop below, "never" above (use --no-watch/--once for that)
 DEFAULT_RESYNC = 30.0
 
@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bpffs_sync.backends.pins import verify, verify_forest
+    from bpffs_sync.commands.verify import verify, verify_forest
     from bpffs_sync.mirror.forest import resolve_now
     from bpffs_sync.programs import lookup as lookup_program
 
@@ -267,13 +267,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("bench", "--count", 0, "only for lag and sync")
     if args.reads is not None and "read" not in what:
         raise UsageError("bench", "--reads", 0, "only for read")
+    if (args.rate is not None or args.seconds is not None) and "sustained" not in what:
+        raise UsageError("bench", "--rate/--seconds", 0, "only for sustained")
 
     preflight.require_root()
     preflight.require_kernel()
     preflight.require_objects([lookup("hist_oncpu")])
     if args.log_level == "info":  # the figures are the output; keep the loader's chatter out
         log.setup(args.log_format, "warning")
-    doc = bench(what, counts=args.count, reads=2000 if args.reads is None else args.reads)
+    doc = bench(what, counts=args.count, reads=2000 if args.reads is None else args.reads,
+                rate=args.rate or 1000.0, seconds=args.seconds or 60.0)
     if args.json:
         _print_json(doc)
     else:
@@ -381,12 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
     _logging(p)
-    p.add_argument("what", nargs="*", metavar="{lag,sync,read,export}",
+    p.add_argument("what", nargs="*", metavar="{lag,sync,sustained,read,export}",
                    help="which benchmarks (default: all)")
     p.add_argument("--count", type=_bounded(int, 1, 100_000), action="append", metavar="N",
                    help="cgroups for lag (the first) and sync (each), 1 .. 100000 (repeatable)")
     p.add_argument("--reads", type=_bounded(int, 1, 1_000_000), metavar="N",
                    help="reads per file for `read`, 1 .. 1000000 (default 2000)")
+    p.add_argument("--rate", type=_bounded(float, 1, 100_000), metavar="N",
+                   help="mkdirs per second for `sustained` (default 1000)")
+    p.add_argument("--seconds", type=_bounded(float, 0.1, 3600), metavar="S",
+                   help="how long `sustained` runs (default 60; e.g. 2 for a quick run)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     _add_export(sub)
