@@ -19,7 +19,8 @@ step runs inside one boundary. A step that raises, or a pass whose operations fa
 once as `step_failed` with its `reconcile_id`, its scopes go back on the queue (level-triggered:
 the retry re-reads them) and that key alone waits 0.1 s, doubling per consecutive failure up to
 MAX_BACKOFF; other trees keep passing, and one success resets the key. Writing the status
-document is a step too (backed off, never fatal). `run --once` runs one round and raises
+document is a step too (backed off, never fatal), done after each full round and otherwise at
+most once per TELEMETRY_EVERY (a burst costs passes, not status writes). `run --once` runs one round and raises
 SyncError when any step failed (the command exits 2, as for any environment or operation
 failure; 1 stays "drift found" for `verify`).
 """
@@ -56,6 +57,7 @@ MAX_BACKOFF = 30.0  # seconds between retries of a step that keeps failing
 MOUNTS = "\0refresh"  # the key of "the mount table changed": re-discover the v1 hierarchies
 WATCHES = "\0watches"  # the key of "resync every tree's watch set"
 TELEMETRY = "\0telemetry"  # the key of writing the status document
+TELEMETRY_EVERY = 1.0  # seconds: the status document is rewritten at most this often (and after a full round)
 
 T = TypeVar("T", bound=Hashable)
 
@@ -233,6 +235,7 @@ class Daemon:
         self.telemetry = Telemetry(layout, [s.name for s in specs])
         self.work = Work()
         self.failed_steps = 0  # every step that failed, over the daemon's life
+        self._last_write = -math.inf  # when the status document was last written (monotonic)
         self.stats: dict[str, LoadedStat] = {}
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
@@ -353,8 +356,9 @@ class Daemon:
 
     def _loop(self, mirrors: Mirrors) -> None:
         next_full = 0.0  # the first round is a full one
+        write_at = math.inf  # when the status document is due (inf: it is up to date)
         while not self.stop_event.is_set():
-            wait = min(next_full, self.work.next_due()) - time.monotonic()
+            wait = min(next_full, self.work.next_due(), write_at) - time.monotonic()
             full, hints = self.queue.take(max(0.0, wait))
             if self.stop_event.is_set():
                 break
@@ -363,9 +367,13 @@ class Daemon:
             if full or time.monotonic() >= next_full:
                 self._full_round(mirrors)
                 next_full = time.monotonic() + _jittered(self.opts.resync_interval)
-            else:
+                write_at = 0.0  # a full round is written at once
+            elif hints or self.work.scopes:
                 self._run_ready(mirrors)
-            self._write_telemetry(mirrors)
+            write_at = min(write_at, self._last_write + TELEMETRY_EVERY)
+            if time.monotonic() >= write_at or self.opts.once:
+                self._write_telemetry(mirrors)
+                self._last_write, write_at = time.monotonic(), math.inf
             if self.opts.once:
                 break
         _log.info("stopping", passes=self.telemetry.passes)
