@@ -770,3 +770,106 @@ def iter_read(link: BpfLink, size: int = 32768, what: str = "iter") -> bytes:
         return os.read(fd, size)
     finally:
         os.close(fd)
+
+
+# --- Approach 2: cgroup stat links whose files live in cgroupfs (kernel-approach2/) ---------------
+# A cgroup stat link made with BPF_F_CGROUP_STAT_CGROUPFS puts `bpf.stat.<name>` in the cgroupfs
+# directory of its root cgroup (v2 or v1) and of every descendant. Same prog, attach and link
+# types as Approach 1; the link info grows `flags` and `hierarchy_id`.
+
+BPF_F_CGROUP_STAT_CGROUPFS = 1 << 0
+CGROUPFS_STAT_PREFIX = "bpf.stat."
+
+
+class CgroupfsStatLinkInfo(Structure):
+    """struct bpf_link_info, cgroup_stat member with Approach 2's flags and hierarchy_id (56 bytes)."""
+
+    _fields_ = (
+        ("type", c_uint32),
+        ("id", c_uint32),
+        ("prog_id", c_uint32),
+        ("_pad", c_uint32),
+        ("cgroup_id", c_uint64),
+        ("name", c_uint64),
+        ("name_len", c_uint32),
+        ("nr_files", c_uint32),
+        ("nr_errors", c_uint32),
+        ("mirrored", c_uint32),
+        ("flags", c_uint32),
+        ("hierarchy_id", c_uint32),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupfsStatLinkDesc:
+    """What an Approach 2 cgroup stat link says about itself."""
+
+    link_id: int
+    prog_id: int
+    cgroup_id: int  # the link's root cgroup (unique within its hierarchy); 0 once detached
+    hierarchy_id: int  # 0: the v2 hierarchy (also 0 once detached)
+    name: str  # the file name, `bpf.stat.<name>`
+    nr_files: int
+    nr_errors: int
+
+
+def link_create_cgroupfs_stat(prog_fd: int, cgroup_fd: int, name: str | None = None) -> int:
+    """BPF_LINK_CREATE of an Approach 2 link at the cgroup (v2 or v1) open at cgroup_fd; its files
+    are `bpf.stat.<name>` (name defaults to the program's). Returns the link fd."""
+    raw = os.fsencode(name) if name is not None else b""
+    buf = ctypes.create_string_buffer(raw, len(raw) + 1)
+    attr = LinkCreateCgroupStat(
+        prog_fd=prog_fd,
+        cgroup_root=cgroup_fd,
+        attach_type=BPF_CGROUP_STAT,
+        name=ctypes.addressof(buf) if name is not None else 0,
+        name_len=len(raw),
+        name_flags=BPF_F_CGROUP_STAT_CGROUPFS,
+    )
+    ctypes.set_errno(0)
+    ret = int(_syscall(_NR_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
+    if ret < 0:
+        raise LibbpfError("BPF_LINK_CREATE cgroup_stat cgroupfs", name or f"prog fd {prog_fd}",
+                          ctypes.get_errno(), "")
+    return ret
+
+
+def cgroupfs_stat_link_info(fd: int, what: str = "link") -> CgroupfsStatLinkDesc | None:
+    """The Approach 2 view of the link at fd; None for any other link (Approach 1's included)."""
+    probe = LinkInfo()
+    _get_info(fd, probe, what)
+    if probe.type != BPF_LINK_TYPE_CGROUP_STAT:
+        return None
+    name = ctypes.create_string_buffer(256)
+    info = CgroupfsStatLinkInfo(name=ctypes.addressof(name), name_len=len(name))
+    _get_info(fd, info, what)
+    if not info.flags & BPF_F_CGROUP_STAT_CGROUPFS:
+        return None
+    return CgroupfsStatLinkDesc(
+        link_id=info.id,
+        prog_id=info.prog_id,
+        cgroup_id=info.cgroup_id,
+        hierarchy_id=info.hierarchy_id,
+        name=os.fsdecode(name.value),
+        nr_files=info.nr_files,
+        nr_errors=info.nr_errors,
+    )
+
+
+def cgroupfs_stat_links() -> list[CgroupfsStatLinkDesc]:
+    """Every Approach 2 link in the system (links that vanish mid-walk are skipped)."""
+    found = []
+    for link_id in link_ids():
+        try:
+            fd = link_fd_by_id(link_id)
+        except LibbpfError as err:
+            if err.errno == errno_mod.ENOENT:
+                continue
+            raise
+        try:
+            desc = cgroupfs_stat_link_info(fd, f"link id {link_id}")
+        finally:
+            os.close(fd)
+        if desc is not None:
+            found.append(desc)
+    return found

@@ -1,0 +1,452 @@
+"""Approach 2 (kernel-approach2/): cgroup stat links whose files live in cgroupfs itself.
+
+On a kernel with the kernel-approach2 series, a cgroup stat link made with
+BPF_F_CGROUP_STAT_CGROUPFS puts `bpf.stat.<name>` in the directory of its root cgroup and of every
+descendant, on the v2 hierarchy or on a v1 one, and keeps them in step with mkdir and rmdir. User
+space attaches one link per stat and hierarchy and checks the result; there is no bpffs mirror.
+
+- supported(): the running kernel has the series (struct bpf_stat_link in its BTF).
+- CgroupfsStat.ensure_link(): load the stat's `.stat.bpf.o` as BPF_PROG_TYPE_CGROUP_STAT (the same
+  object Approach 1 uses), share its stats map and collector pinned under <bpffs>/bpffs-sync/<stat>/,
+  and pin the link there as `cgroupfs_link` (v2) or `cgroupfs_link.h<hierarchy id>` (v1): adopted
+  on a rerun, its program swapped in place (BPF_LINK_UPDATE) when stale.
+- verify(): every cgroup of each link's subtree has exactly the link's file, every `bpf.stat.*`
+  file belongs to a link, each file read names its own cgroup, nr_files matches; drift by reason.
+- clean(): detach the links (the kernel removes their files), drop our link pins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from bpffs_sync import libbpf
+from bpffs_sync.backends.base import Backend, Request, RunResult
+from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
+from bpffs_sync.mirror import bpffs, forest
+from bpffs_sync.paths import PRIVATE_DIR, Layout
+from bpffs_sync.programs import CATALOGUE, StatProgram, lookup
+from bpffs_sync.stats import Generations, LoadedStat
+
+PREFIX = libbpf.CGROUPFS_STAT_PREFIX
+LINK_PIN = "cgroupfs_link"
+A1_LINK_PIN = "native_link"  # kernel_a1's pin beside ours: its stat directory is not ours to remove
+
+
+def supported() -> bool:
+    """Does the running kernel carry the kernel-approach2 series?"""
+    return libbpf.vmlinux_has_struct("bpf_cgroup_stat_ctx") and libbpf.vmlinux_has_struct("bpf_stat_link")
+
+
+def require_supported() -> None:
+    if not supported():
+        raise KernelUnsupported("--approach 2", "/sys/kernel/btf/vmlinux", errno.EOPNOTSUPP,
+                                "kernel lacks cgroupfs cgroup stat links (kernel-approach2 series)")
+
+
+def file_name(stat: str) -> str:
+    return PREFIX + stat
+
+
+def pin_name(hierarchy_id: int) -> str:
+    return LINK_PIN if hierarchy_id == 0 else f"{LINK_PIN}.h{hierarchy_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """What ensure_link found and did for one stat on one hierarchy."""
+
+    stat: str
+    action: str  # created | adopted | updated (program swapped, files kept)
+    link_id: int
+    cgroup_root: str
+    hierarchy_id: int
+    file: str
+    pin: str
+    nr_files: int
+    nr_errors: int
+
+
+class CgroupfsStat:
+    """One stat loaded for Approach 2; close() drops our fds (links, files and pins stay)."""
+
+    def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False) -> None:
+        self.layout = layout
+        self.spec = spec
+        self.stat = LoadedStat(layout, spec, force_raw_tp, native=True)
+
+    def link_pin(self, hierarchy_id: int) -> str:
+        return self.layout.private_path(self.spec.name, pin_name(hierarchy_id))
+
+    def attach(self, cgroup_dir: str, name: str | None = None) -> int:
+        """A new link at cgroup_dir (v2 or v1) making `bpf.stat.<name>`; returns its fd."""
+        try:
+            cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise UsageError("open cgroup", cgroup_dir, err.errno or 0, os.strerror(err.errno or 0)) from err
+        try:
+            return libbpf.link_create_cgroupfs_stat(self.stat.reader.fd(), cg_fd, name)
+        finally:
+            os.close(cg_fd)
+
+    def ensure_link(self, cgroup_dir: str, hierarchy_id: int = 0) -> LinkOutcome:
+        """The stat's link at cgroup_dir, pinned; adopted (and its program swapped when stale) if a
+        live link of ours at that root is pinned, else created. Idempotent."""
+        pin = self.link_pin(hierarchy_id)
+        root_id = os.stat(cgroup_dir).st_ino
+        fd = self._pinned_link(pin, root_id, hierarchy_id)
+        action = "adopted"
+        if fd is None:
+            try:
+                fd = self.attach(cgroup_dir, self.spec.name)
+            except LibbpfError as err:
+                if err.errno == errno.EEXIST:
+                    raise EnvironmentProblem(
+                        "attach cgroupfs stat link", file_name(self.spec.name), errno.EEXIST,
+                        "another link already makes files of this name on this hierarchy "
+                        "(`bpffs-sync clean --approach 2` detaches it)") from None
+                raise
+            action = "created"
+        try:
+            desc = libbpf.cgroupfs_stat_link_info(fd, pin)
+            assert desc is not None
+            if action == "adopted" and not Generations.from_pins(self.layout, [self.spec]).judge(
+                    self.spec.name, desc.prog_id):
+                libbpf.link_update(fd, self.stat.reader.fd(), pin)
+                action = "updated"
+            if action == "created":
+                libbpf.obj_pin(fd, pin)
+            desc = libbpf.cgroupfs_stat_link_info(fd, pin)
+            assert desc is not None
+        except BaseException:
+            if action == "created":  # not pinned: leave nothing behind
+                with contextlib.suppress(LibbpfError):
+                    libbpf.link_detach(fd, pin)
+            raise
+        finally:
+            os.close(fd)
+        return LinkOutcome(self.spec.name, action, desc.link_id, cgroup_dir, hierarchy_id, desc.name, pin,
+                           desc.nr_files, desc.nr_errors)
+
+    def _pinned_link(self, pin: str, root_id: int, hierarchy_id: int) -> int | None:
+        """An fd of the live link of ours pinned at pin, rooted at root_id; else None (and a pin that
+        is definitely something else is removed; a transient failure raises)."""
+        try:
+            fd = libbpf.obj_get(pin)
+        except LibbpfError as err:
+            if err.errno == errno.ENOENT:
+                return None
+            if err.errno != errno.EACCES:  # EACCES: not a pinned BPF object
+                raise
+            self._unpin(hierarchy_id)
+            return None
+        try:
+            desc = libbpf.cgroupfs_stat_link_info(fd, pin) if bpffs.object_kind(fd) == "link" else None
+        except BaseException:
+            os.close(fd)
+            raise
+        if (desc is not None and desc.cgroup_id == root_id and desc.hierarchy_id == hierarchy_id
+                and desc.name == file_name(self.spec.name)):
+            return fd
+        os.close(fd)
+        self._unpin(hierarchy_id)
+        return None
+
+    def _unpin(self, hierarchy_id: int) -> None:
+        bpffs.remove_tree(self.layout.bpffs, (PRIVATE_DIR, self.spec.name, pin_name(hierarchy_id)))
+
+    def close(self) -> None:
+        self.stat.close()
+
+    def __enter__(self) -> CgroupfsStat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where links go: a cgroup directory, its hierarchy and the stats it gets."""
+
+    cgroup_root: str
+    hierarchy_id: int
+    stats: tuple[StatProgram, ...]
+
+
+def targets(layout: Layout, specs: Iterable[StatProgram], selection: forest.Selection | None) -> list[Target]:
+    """The v2 root with specs, plus each `--v1` hierarchy (or subtree) with its controllers' stats."""
+    out = [Target(layout.cgroup_root, 0, tuple(specs))]
+    if selection is not None:
+        for tree in forest.resolve_now(selection, layout):
+            assert tree.hierarchy is not None
+            out.append(Target(tree.layout.cgroup_root, tree.hierarchy.hierarchy_id,
+                              tuple(lookup(s) for s in tree.stats)))
+    return out
+
+
+def attach_stats(layout: Layout, specs: Iterable[StatProgram], force_raw_tp: bool = False,
+                 selection: forest.Selection | None = None) -> list[LinkOutcome]:
+    """`bpffs-sync run --approach 2`: make sure each stat has its link at layout.cgroup_root (and at
+    each `--v1` target). One pass; the kernel keeps the files; rerunning is a no-op."""
+    require_supported()
+    outcomes = []
+    for target in targets(layout, specs, selection):
+        for spec in target.stats:
+            with CgroupfsStat(layout, spec, force_raw_tp) as cs:
+                outcomes.append(cs.ensure_link(target.cgroup_root, target.hierarchy_id))
+    return outcomes
+
+
+def detach_all(files: Iterable[str] | None = None) -> int:
+    """BPF_LINK_DETACH every Approach 2 link (or those making these file names); returns how many."""
+    wanted = set(files) if files is not None else None
+    done = 0
+    for desc in libbpf.cgroupfs_stat_links():
+        if wanted is not None and desc.name not in wanted:
+            continue
+        try:
+            fd = libbpf.link_fd_by_id(desc.link_id)
+        except LibbpfError as err:
+            if err.errno == errno.ENOENT:
+                continue
+            raise
+        try:
+            libbpf.link_detach(fd, f"link id {desc.link_id}")
+            done += 1
+        finally:
+            os.close(fd)
+    return done
+
+
+def clean(layout: Layout, stats: Iterable[str]) -> int:
+    """`bpffs-sync clean --approach 2`: detach the links making these stats' files (ours or not),
+    remove our link pins, and each stat's private directory unless Approach 1's link is pinned there."""
+    names = list(stats)
+    done = detach_all(file_name(s) for s in names)
+    for stat in names:
+        top = layout.private_path(stat)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            entries = os.listdir(top)
+            if A1_LINK_PIN in entries:
+                for entry in entries:
+                    if entry.startswith(LINK_PIN):
+                        done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat, entry))
+            else:
+                done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat))
+    return done
+
+
+# --- verify --------------------------------------------------------------------------------------
+
+DRIFT_REASONS = ("missing", "unexpected", "wrong_cgroup", "unreadable", "nr_files", "root_not_visible",
+                 "stale_program")
+
+
+@dataclass(slots=True)
+class Report:
+    """`verify --approach 2`: drift by reason; in sync when there is none."""
+
+    roots: list[str]
+    cgroups: int = 0
+    files: int = 0
+    drift: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, reason: str, **item: Any) -> None:
+        assert reason in DRIFT_REASONS, reason
+        self.drift.setdefault(reason, []).append(item)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.drift
+
+    def to_json(self) -> dict[str, Any]:
+        return {"in_sync": self.in_sync, "approach": "approach-2", "cgroup_roots": self.roots,
+                "cgroups": self.cgroups, "files": self.files, "drift": self.drift, "links": self.links}
+
+    def to_text(self) -> str:
+        head = (f"{'in sync' if self.in_sync else 'DRIFT'}: {self.cgroups} cgroups, {self.files} bpf.stat files, "
+                f"{len(self.links)} links")
+        lines = [head]
+        for reason in DRIFT_REASONS:
+            for item in self.drift.get(reason, []):
+                where = item.get("path") or item.get("link")
+                lines.append(f"  {reason}: {where} {item.get('detail', '')}".rstrip())
+        return "\n".join(lines)
+
+
+def link_doc(desc: libbpf.CgroupfsStatLinkDesc) -> dict[str, Any]:
+    """An Approach 2 link as `verify --approach 2 --json` and `status --json` show it."""
+    return {"id": desc.link_id, "name": desc.name, "cgroup_id": desc.cgroup_id, "hierarchy_id": desc.hierarchy_id,
+            "nr_files": desc.nr_files, "nr_errors": desc.nr_errors, "prog_id": desc.prog_id}
+
+
+def file_cgroup_id(dir_fd: int, name: str) -> int | str:
+    """The cgroup a bpf.stat file's read names on its first line (`cgroup_id: <id>`, as every bpf/
+    stat prints); a string says why it could not be read; -1: a program that prints no id."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as err:
+        return f"open: {os.strerror(err.errno or 0)}"
+    try:
+        head = os.read(fd, 65536).split(b"\n", 1)[0]
+    except OSError as err:
+        return f"read: {os.strerror(err.errno or 0)}"
+    finally:
+        os.close(fd)
+    key, _, value = head.partition(b":")
+    return int(value) if key == b"cgroup_id" and value.strip().isdigit() else -1
+
+
+def _walk(top: str) -> list[tuple[str, int, list[str], set[str]]]:
+    """(path, cgroup id, bpf.stat files, child dir names) for every cgroup under top, top included,
+    read relative to directory fds (no symlink followed)."""
+    out = []
+    stack = [(top, os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))]
+    while stack:
+        path, fd = stack.pop()
+        try:
+            files, dirs = [], set()
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.add(entry.name)
+                    elif entry.name.startswith(PREFIX):
+                        files.append(entry.name)
+            out.append((path, os.fstat(fd).st_ino, files, dirs))
+            for name in dirs:
+                try:
+                    child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+                stack.append((os.path.join(path, name), child))
+        finally:
+            os.close(fd)
+    return out
+
+
+def _hierarchy_roots(cgroup_root: str, selection: forest.Selection | None) -> dict[int, str]:
+    """hierarchy id -> the mount point walked: the v2 mount holding cgroup_root, plus `--v1` ones."""
+    mount = bpffs.mount_of(cgroup_root)
+    if mount is None or mount.fstype != "cgroup2":
+        raise UsageError("verify --approach 2", cgroup_root, 0, "not on a cgroup2 mount")
+    roots = {0: mount.mount_point}
+    if selection is not None:
+        for tree in forest.resolve_now(selection, Layout(os.devnull, cgroup_root)):
+            assert tree.hierarchy is not None
+            roots[tree.hierarchy.hierarchy_id] = tree.hierarchy.mount_point
+    return roots
+
+
+def verify(cgroup_root: str, selection: forest.Selection | None = None, layout: Layout | None = None) -> Report:
+    """Every Approach 2 link on a walked hierarchy (the v2 one, plus `--v1` ones) against cgroupfs:
+    each cgroup below a link's root holds its file (unless a child cgroup has that name), no other
+    `bpf.stat.*` file exists there, each file read names its own cgroup, nr_files is the count
+    found. With a layout, links of catalogued stats must run the current program generation."""
+    roots = _hierarchy_roots(cgroup_root, selection)
+    links = libbpf.cgroupfs_stat_links()
+    report = Report(sorted(roots.values()), links=[link_doc(d) for d in links])
+    by_hier: dict[int, list[libbpf.CgroupfsStatLinkDesc]] = {}
+    for desc in links:
+        if desc.cgroup_id:  # detached ones make no files
+            by_hier.setdefault(desc.hierarchy_id, []).append(desc)
+    for hid, top in roots.items():
+        _verify_hierarchy(report, top, by_hier.pop(hid, []))
+    for descs in by_hier.values():  # links on hierarchies not walked: not ours to judge
+        report.links = [d for d in report.links if d["id"] not in {x.link_id for x in descs}]
+    if layout is not None:
+        _stale_programs(report, layout, links)
+    return report
+
+
+def _verify_hierarchy(report: Report, top: str, links: list[libbpf.CgroupfsStatLinkDesc]) -> None:
+    cgroups = _walk(top)
+    ancestors: dict[str, list[int]] = {}  # path -> cgroup ids from top down to it
+    found: dict[int, int] = {d.link_id: 0 for d in links}
+    roots = {d.cgroup_id: d for d in links}
+    seen_roots: set[int] = set()
+    for path, cgid, files, dirs in sorted(cgroups):
+        parent = ancestors.get(os.path.dirname(path), []) if path != top else []
+        chain = [*parent, cgid]
+        ancestors[path] = chain
+        if cgid in roots:
+            seen_roots.add(cgid)
+        report.cgroups += 1
+        covering = {d.name: d for d in links if d.cgroup_id in chain}
+        present = set(files)
+        report.files += len(present)
+        for name, desc in covering.items():
+            if name in dirs:  # a child cgroup took the name: the kernel counts it in nr_errors
+                continue
+            if name not in present:
+                report.add("missing", path=os.path.join(path, name), link=desc.link_id)
+                continue
+            found[desc.link_id] += 1
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                got = file_cgroup_id(fd, name)
+            finally:
+                os.close(fd)
+            if isinstance(got, str):
+                report.add("unreadable", path=os.path.join(path, name), detail=got)
+            elif got not in (-1, cgid):
+                report.add("wrong_cgroup", path=os.path.join(path, name), expected_cgroup_id=cgid,
+                           actual_cgroup_id=got)
+        for name in sorted(present - covering.keys()):
+            report.add("unexpected", path=os.path.join(path, name))
+    for desc in links:
+        if desc.cgroup_id not in seen_roots:
+            report.add("root_not_visible", link=desc.link_id,
+                       detail=f"{desc.name}: root cgroup {desc.cgroup_id} not under {top}")
+        elif found[desc.link_id] != desc.nr_files:
+            report.add("nr_files", link=desc.link_id,
+                       detail=f"{desc.name}: nr_files {desc.nr_files}, {found[desc.link_id]} files found")
+
+
+def _stale_programs(report: Report, layout: Layout, links: list[libbpf.CgroupfsStatLinkDesc]) -> None:
+    """Links of catalogued stats whose program does not use the stats map pinned now."""
+    ours = [(d, d.name[len(PREFIX):]) for d in links if d.cgroup_id and d.name[len(PREFIX):] in CATALOGUE]
+    gens = Generations.from_pins(layout, [CATALOGUE[s] for _, s in ours])
+    for desc, stat in ours:
+        if gens.map_ids.get(stat) is not None and not gens.judge(stat, desc.prog_id):
+            report.add("stale_program", link=desc.link_id,
+                       detail=f"{desc.name}: runs program {desc.prog_id}, not the current generation")
+
+
+# --- the backend -----------------------------------------------------------------------------------
+
+
+class KernelA2(Backend):
+    """The kernel-approach2 series keeps `bpf.stat.<name>` in cgroupfs: run attaches one link per stat."""
+
+    mode = "approach-2"
+    refuses: ClassVar[dict[str, str]] = {
+        "run --once": "the kernel keeps the files: run attaches the links and exits",
+        "run --no-watch": "the kernel keeps the files: nothing to watch",
+        "run --resync-interval": "the kernel keeps the files: nothing to resync",
+        "verify --program": "verify checks every Approach 2 link the kernel has",
+    }
+
+    def run(self, req: Request) -> RunResult:
+        outcomes = attach_stats(req.layout, req.specs, force_raw_tp=req.run.force_raw_tp,
+                                selection=req.selection)
+        doc = {"cgroup_root": req.layout.cgroup_root, "links": [asdict(o) for o in outcomes]}
+        text = [f"{o.action:<8} {o.file} at {o.cgroup_root}: link {o.link_id}, {o.nr_files} files, "
+                f"{o.nr_errors} errors (pinned at {o.pin})" for o in outcomes]
+        return RunResult(0, doc, text)
+
+    def verify(self, req: Request) -> Report:
+        require_supported()
+        return verify(req.layout.cgroup_root, req.selection, req.layout)
+
+    def clean(self, req: Request) -> int:
+        names = [s.name for s in req.specs] if req.programs_given else list(CATALOGUE)
+        return clean(req.layout, names)
+
+    def status(self, req: Request) -> dict[str, Any]:
+        return {"links": [link_doc(d) for d in libbpf.cgroupfs_stat_links()]}
