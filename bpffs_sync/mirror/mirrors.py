@@ -126,9 +126,17 @@ class Mirrors:
         return None if act is None else act.reconciler.reconcile(*scopes)
 
     def resync_watches(self) -> None:
+        """Every tree's watch set; one tree's failure does not spare the others (the first
+        failure is raised once all were tried)."""
+        first: Exception | None = None
         for act in self.active.values():
             if act.watcher is not None:
-                act.watcher.resync()
+                try:
+                    act.watcher.resync()
+                except Exception as err:  # raised below, after the other trees
+                    first = first or err
+        if first is not None:
+            raise first
 
     @property
     def watch_count(self) -> int:
