@@ -56,6 +56,7 @@ _MASK = Mask(
     | InotifyConstants.IN_DONT_FOLLOW
 )
 _log = log.get(__name__)
+_GONE = (errno.ENOENT, errno.ENOTDIR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class CgroupWatcher:
         self._path_by_wd: dict[WatchDescriptor, bytes] = {}
         self._fd: InotifyFD | None = None
         self._id = CallbackId(id(self))
+        self._unwatched: list[tuple[bytes, OSError]] = []  # the first directory that could not be watched
 
     # --- lifecycle
 
@@ -131,14 +133,16 @@ class CgroupWatcher:
             self._forget(path)  # re-made under the same name: the old mark is on a removed directory
         try:
             wd = fd.add_callback(path, _MASK, self, self._id)
+            if wd < 0:  # watchdog swallows EACCES and hands back -1
+                fd.remove_callbacks([(wd, self._id)])
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         except OSError as err:
             if path == self.root:
                 raise translate_oserror(err, "inotify_add_watch", os.fsdecode(path)) from err
-            _log.warning("watch_failed", path=os.fsdecode(path), errno=err.errno, error=str(err))
-            return False
-        if wd < 0:  # watchdog swallows EACCES and hands back -1
-            fd.remove_callbacks([(wd, self._id)])
-            _log.warning("watch_failed", path=os.fsdecode(path), errno=errno.EACCES, error="permission denied")
+            # Not a directory that just went (the watch limit, ...): one line until the next resync.
+            if err.errno not in _GONE and not self._unwatched:
+                _log.warning("watch_failed", path=os.fsdecode(path), errno=err.errno, error=str(err))
+                self._unwatched.append((path, err))
             return False
         other = self._path_by_wd.get(wd)
         if _dir_ino(path) != before:  # swapped while we watched: the parent's events bring it again
@@ -190,10 +194,12 @@ class CgroupWatcher:
 
     def resync(self) -> None:
         """Make the watch set exactly the tree's directories as they are now: each watched on its
-        current inode, and no other mark left. Raises CgroupGone when the root is gone."""
+        current inode, and no other mark left. Raises CgroupGone when the root is gone, and
+        SyncError when a directory could not be watched (after doing all the rest)."""
         with self._lock:
             if self._fd is None:
                 return
+            self._unwatched.clear()
             try:
                 self._watch_root()
             except CgroupGone:
@@ -206,10 +212,21 @@ class CgroupWatcher:
                 self._forget(path)
             if stale:
                 _log.info("watches_pruned", root=os.fsdecode(self.root), pruned=len(stale))
+            if self._unwatched:  # one error for the daemon's boundary: logged, backed off, retried
+                path, err = self._unwatched[0]
+                raise translate_oserror(err, "inotify_add_watch", os.fsdecode(path)) from err
 
     # --- watchdog's WatchCallback protocol (called from the InotifyFD thread)
 
     def on_event(self, event: InotifyEvent) -> None:
+        """Never raises: an exception here would end watchdog's thread, and every event with it."""
+        try:
+            self._on_event(event)
+        except Exception as err:  # a full resync heals whatever this left undone
+            _log.error("watch_event_failed", root=os.fsdecode(self.root), error=str(err), exc_info=True)
+            self._hint(None)
+
+    def _on_event(self, event: InotifyEvent) -> None:
         if not event.mask & InotifyConstants.IN_ISDIR or not event.name:
             return
         with self._lock:

@@ -1,0 +1,83 @@
+"""CgroupWatcher's own error boundary (issue 8, classes 3 and 6), in process on a real cgroup
+subtree: a failure while handling an event does not end the event thread, and a directory that
+could not be watched makes resync() fail loudly instead of leaving it unwatched in silence.
+Only the failure is injected."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+from helpers import wait_for
+from watchdog.observers.inotify_c import InotifyFD
+
+from bpffs_sync.errors import SyncError
+from bpffs_sync.mirror.watch import CgroupWatcher
+from bpffs_sync.paths import RelPath
+
+
+class Hints:
+    def __init__(self) -> None:
+        self.seen: list[RelPath | None] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, rel: RelPath | None) -> None:
+        with self._lock:
+            self.seen.append(rel)
+
+
+@pytest.fixture
+def watched(cgroup_root: str) -> Iterator[tuple[CgroupWatcher, Hints]]:
+    hints = Hints()
+    watcher = CgroupWatcher(cgroup_root, hints)
+    watcher.start()
+    try:
+        yield watcher, hints
+    finally:
+        watcher.stop()
+
+
+def test_failed_event_handling_keeps_the_event_thread(watched: tuple[CgroupWatcher, Hints], cgroup_root: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception while handling one event asks for a full resync; later events still arrive."""
+    _, hints = watched
+    real = CgroupWatcher._watch_below
+    calls = [0]
+
+    def fails_once(self: CgroupWatcher, top: bytes) -> set[bytes]:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("injected")
+        return real(self, top)
+
+    monkeypatch.setattr(CgroupWatcher, "_watch_below", fails_once)
+    os.mkdir(os.path.join(cgroup_root, "a"))
+    wait_for(lambda: None in hints.seen, 10, "a full-resync request")
+    os.mkdir(os.path.join(cgroup_root, "b"))
+    wait_for(lambda: ("b",) in hints.seen, 10, "the next event")
+
+
+def test_resync_fails_when_a_directory_cannot_be_watched(watched: tuple[CgroupWatcher, Hints], cgroup_root: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """inotify_add_watch failing (here ENOSPC, the watch limit) makes resync() raise; once it
+    works again, a resync watches the directory."""
+    watcher, _ = watched
+    real = InotifyFD.add_callback
+    refused = os.fsencode(os.path.join(cgroup_root, "x"))
+
+    def limit(self: InotifyFD, path: bytes, *args: object) -> object:
+        if path == refused:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        return real(self, path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InotifyFD, "add_callback", limit)
+    os.mkdir(os.path.join(cgroup_root, "x"))
+    with pytest.raises(SyncError) as err:
+        watcher.resync()
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    watcher.resync()
+    assert watcher.watch_count == 2  # the root and x
