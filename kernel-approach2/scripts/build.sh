@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build Linux 7.3 with both series: kernel-approach1/patches (Approach 1, whose prog type, seq
+# machinery and libbpf support Approach 2 reuses) and kernel-approach2/patches on top. One image
+# carries both, so one boot compares them.
+# Usage: build.sh        prints the bzImage path on stdout, logs on stderr.
+#
+# Tree: $BPFFS_SYNC_KCACHE/build-a2, a git tree whose first commit (tag `baseline`) is the pristine
+# linux-source-7.3 (tag `a1-base`: + Approach 1). When either series changes, the tree is reset to
+# the baseline and both are applied with `git am`; an unchanged pair rebuilds nothing; a tree with
+# uncommitted changes is never reset (a developer's work is built on top, with a note).
+# A new tree is seeded with the objects of the Approach 1 tree (build-plain) when that one is built
+# (same config): only what the series change is compiled, instead of the whole kernel.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+a1=$(cd "$here/../kernel-approach1" && pwd)
+CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
+VNG=${VNG:-$(command -v vng || echo "$here/../.venv/bin/vng")}
+export PATH="$(dirname "$VNG"):$PATH"  # vng runs virtme-configkernel from its own bin dir
+. "$a1/scripts/identity.sh"
+GIT=(git "${GIT_IDENT[@]}" -c advice.detachedHead=false)
+src=$("$a1/scripts/fetch-source.sh")
+tree=$CACHE/build-a2
+seed=$CACHE/build-plain
+series() {
+	for p in "$1"/patches/*.patch; do
+		[[ -e $p && $p != *-cover-letter.patch ]] && echo "$p"
+	done
+}
+mapfile -t a1_patches < <(series "$a1")
+mapfile -t a2_patches < <(series "$here")
+
+export CCACHE_DIR=$CACHE/ccache
+mkdir -p "$CACHE"
+exec 9>"$CACHE/build-a2.lock"  # one build of this tree at a time
+flock 9
+frag_files=("$a1/config/base.config")
+frags=()
+for f in "${frag_files[@]}"; do frags+=(--config "$f"); done
+cfg_sum=$(cat "${frag_files[@]}" | sha256sum | cut -c1-16)
+
+if [[ ! -d $tree/.git ]]; then
+	echo "build: new tree $tree from $src" >&2
+	rm -rf "$tree"
+	mkdir -p "$tree"
+	cp -a "$src/." "$tree/"
+	(cd "$tree" && "${GIT[@]}" init -q && "${GIT[@]}" add -A -f &&
+		"${GIT[@]}" commit -qm "linux-source-7.3 baseline" && "${GIT[@]}" tag baseline)
+fi
+cd "$tree"
+
+want_tree() {  # the tree a list of patches yields on the baseline, without touching the work tree
+	local index
+	index=$(mktemp)
+	GIT_INDEX_FILE=$index "${GIT[@]}" read-tree baseline
+	for p in "$@"; do GIT_INDEX_FILE=$index "${GIT[@]}" apply --cached "$p"; done
+	GIT_INDEX_FILE=$index "${GIT[@]}" write-tree
+	rm -f "$index"
+}
+want=$(want_tree "${a1_patches[@]}" "${a2_patches[@]}")
+dirty=$("${GIT[@]}" status --porcelain --untracked-files=no)
+if [[ $("${GIT[@]}" rev-parse 'HEAD^{tree}') != "$want" ]]; then
+	if [[ -n $dirty ]]; then
+		echo "build: $tree has uncommitted changes and is not the series; refusing to reset it" >&2
+		echo "$dirty" | head -n 5 >&2
+		exit 2
+	fi
+	echo "build: applying ${#a1_patches[@]} + ${#a2_patches[@]} patches to the baseline" >&2
+	"${GIT[@]}" am --abort >/dev/null 2>&1 || true
+	"${GIT[@]}" reset -q --hard baseline
+	for p in "${a1_patches[@]}"; do "${GIT[@]}" am -q "$p"; done
+	"${GIT[@]}" tag -f a1-base >/dev/null
+	for p in "${a2_patches[@]}"; do "${GIT[@]}" am -q "$p"; done
+elif [[ -n $dirty ]]; then
+	echo "build: building uncommitted changes on top of the series in $tree" >&2
+fi
+
+# Seed a never-built tree with the Approach 1 tree's objects (same config), then put our sources
+# back: files that differ get a new mtime and are rebuilt, the rest is up to date.
+if [[ ! -f vmlinux && -f $seed/vmlinux && -f $seed/.config-$cfg_sum ]]; then
+	echo "build: seeding objects from $seed" >&2
+	flock "$CACHE/build-plain.lock" rsync -a --exclude=/.git "$seed/" "$tree/"
+	stash=$(mktemp -d)
+	[[ -z $dirty ]] || "${GIT[@]}" diff >"$stash/dev.diff"
+	"${GIT[@]}" reset -q --hard HEAD
+	[[ -z $dirty ]] || "${GIT[@]}" apply "$stash/dev.diff"
+	rm -rf "$stash"
+fi
+
+if [[ ! -f .config || ! -f .config-$cfg_sum ]]; then
+	rm -f .config-*
+	"$VNG" --kconfig "${frags[@]}" >&2
+	touch ".config-$cfg_sum"
+fi
+start=$(date +%s)
+make -s -j"$(nproc)" CC="ccache gcc" bzImage >&2
+echo "build: bzImage up to date after $(($(date +%s) - start)) s" >&2
+echo "$tree/arch/x86/boot/bzImage"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Approach 2 end to end: build the kernel carrying both series (build.sh) -> boot it under
+# virtme-ng (kernel-approach1/scripts/run-guest.sh --variant a2) -> kernel-approach2/tests inside.
+# Usage: test.sh [--bench] [--a1] [PYTEST ARGS | BENCH ARGS...]
+#   --a1     also run kernel-approach1/tests in the same boot (one image carries both series)
+#   --bench  run bench/bench_a2.py instead (JSON to $BPFFS_SYNC_GUEST_OUT/bench_a2.json)
+# Results: JUnit XML, output and the guest's dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir).
+# Fails when a test fails or the guest's dmesg shows WARNING/BUG/Oops/KASAN/lockdep/kmemleak.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$here/.." && pwd)
+bench= a1=
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--bench) bench=1; shift ;;
+	--a1) a1=1; shift ;;
+	*) break ;;
+	esac
+done
+
+kernel=$("$here/scripts/build.sh")
+tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
+make -s -C "$tree/tools/lib/bpf" >/dev/null
+make -s -C "$repo" bpf
+
+export BPFFS_SYNC_GUEST_OUT=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-a2-test.XXXXXX)}
+start=$(date +%s)
+pytest=("$repo/.venv/bin/pytest" -q -p no:cacheprovider --rootdir "$repo" -c "$repo/pyproject.toml")
+if [[ -n $bench ]]; then
+	cmd=("$repo/.venv/bin/python" "$here/bench/bench_a2.py" --out "$BPFFS_SYNC_GUEST_OUT/bench_a2.json" "$@")
+elif [[ -n $a1 ]]; then
+	# two sessions: each tests/ directory has its own conftest.py
+	cmd=(bash -c "$(printf '%q ' "${pytest[@]}" --junitxml "$BPFFS_SYNC_GUEST_OUT/junit-a2.xml" "$here/tests" "$@");
+		rc=\$?; $(printf '%q ' "${pytest[@]}" --junitxml "$BPFFS_SYNC_GUEST_OUT/junit-a1.xml" "$repo/kernel-approach1/tests");
+		exit \$((rc | \$?))")
+else
+	cmd=("${pytest[@]}" --junitxml "$BPFFS_SYNC_GUEST_OUT/junit.xml" "$here/tests" "$@")
+fi
+set +e
+"$repo/kernel-approach1/scripts/run-guest.sh" --variant a2 --mem 2G \
+	env LD_LIBRARY_PATH="$tree/tools/lib/bpf" "${cmd[@]}"
+rc=$?
+set -e
+echo "kernel-a2-test: guest run took $(($(date +%s) - start)) s, results in $BPFFS_SYNC_GUEST_OUT" >&2
+exit $rc
