@@ -9,13 +9,14 @@ import pytest
 from helpers import Mirror, cli
 from test_cli_errors import assert_one_line_error
 
-from bpffs_sync.cli import build_parser, main
+from bpffs_sync.cli import build_parser
 
 
 def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """Run main(argv) in-process; it must exit 2 with one `bpffs-sync: error:` line. Returns the line."""
+    """Parse argv in-process (parse only: should a value slip through, no command runs); it must exit 2
+    with one `bpffs-sync: error:` line. Returns the line."""
     with pytest.raises(SystemExit) as done:
-        main(list(argv))
+        build_parser().parse_args(list(argv))
     err = capsys.readouterr().err
     assert done.value.code == 2, err
     lines = err.strip().splitlines()
@@ -43,7 +44,7 @@ def test_resync_interval_bounds_accepted(value: str) -> None:
 def test_resync_interval_bounds_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     """`run --help` states the bounds."""
     with pytest.raises(SystemExit):
-        main(["run", "--help"])
+        build_parser().parse_args(["run", "--help"])
     assert "0.1 .. 86400" in " ".join(capsys.readouterr().out.split())
 
 
