@@ -208,7 +208,8 @@ def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": probe_worst(elsewhere, None) * 1e3}
     for approach in ("a1", "a2"):
         fds: list[int] = []
-        out[f"{approach}_worst_ms"] = probe_worst(elsewhere, lambda a=approach, f=fds: f.append(ap.attach(a, sub))) * 1e3
+        worst = probe_worst(elsewhere, lambda a=approach, f=fds: f.append(ap.attach(a, sub)))
+        out[f"{approach}_worst_ms"] = worst * 1e3
         for fd in fds:
             libbpf.link_detach(fd)
             os.close(fd)
