@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from bpffs_sync import libbpf
@@ -114,6 +115,10 @@ def linked(ap: Approaches, approach: str, cgroup_dir: str, names: list[str]) -> 
             os.close(fd)
 
 
+def attach_into(fds: list[int], ap: Approaches, approach: str, cgroup_dir: str) -> None:
+    fds.append(ap.attach(approach, cgroup_dir))
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn()
@@ -130,7 +135,7 @@ def bench_link_create(ap: Approaches, root: str, sizes: list[int]) -> dict[str, 
         for approach in ("a1", "a2"):
             secs = []
             for _ in range(2):
-                fd, dt = timed(lambda a=approach, d=sub: ap.attach(a, d))
+                fd, dt = timed(partial(ap.attach, approach, sub))
                 libbpf.link_detach(fd)
                 os.close(fd)
                 secs.append(dt)
@@ -208,7 +213,7 @@ def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": probe_worst(elsewhere, None) * 1e3}
     for approach in ("a1", "a2"):
         fds: list[int] = []
-        worst = probe_worst(elsewhere, lambda a=approach, f=fds: f.append(ap.attach(a, sub)))
+        worst = probe_worst(elsewhere, partial(attach_into, fds, ap, approach, sub))
         out[f"{approach}_worst_ms"] = worst * 1e3
         for fd in fds:
             libbpf.link_detach(fd)
