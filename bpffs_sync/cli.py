@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bpffs_sync.commands.verify import verify, verify_forest
+    from bpffs_sync.backends.pins import verify, verify_forest
     from bpffs_sync.mirror.forest import resolve_now
     from bpffs_sync.programs import lookup as lookup_program
 
