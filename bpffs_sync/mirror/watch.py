@@ -86,6 +86,7 @@ class CgroupWatcher:
         self._lock = threading.RLock()
         self._watches: dict[bytes, _Watch] = {}
         self._path_by_wd: dict[WatchDescriptor, bytes] = {}
+        self._kids: dict[bytes, set[bytes]] = {}  # parent path -> its watched children's paths
         self._fd: InotifyFD | None = None
         self._id = CallbackId(id(self))
         self._unwatched: list[tuple[bytes, OSError]] = []  # the first directory that could not be watched
@@ -104,6 +105,7 @@ class CgroupWatcher:
             fd, self._fd = self._fd, None
             self._watches.clear()
             self._path_by_wd.clear()
+            self._kids.clear()
         if fd is not None:
             fd.stop()  # closes the instance: every mark goes
             fd.join(timeout=5)
@@ -150,10 +152,27 @@ class CgroupWatcher:
                 fd.remove_callbacks([(wd, self._id)])
             return False
         if other is not None and other != path:  # the same directory under a new name (a v1 rename)
-            del self._watches[other]
-        self._watches[path] = _Watch(wd, before)
-        self._path_by_wd[wd] = path
+            self._drop(other)
+        self._put(path, _Watch(wd, before))
         return True
+
+    def _put(self, path: bytes, watch: _Watch) -> None:
+        self._watches[path] = watch
+        self._path_by_wd[watch.wd] = path
+        self._kids.setdefault(path.rpartition(b"/")[0], set()).add(path)
+
+    def _drop(self, path: bytes) -> _Watch:
+        """Drop path from the books (not its mark)."""
+        watch = self._watches.pop(path)
+        if self._path_by_wd.get(watch.wd) == path:
+            del self._path_by_wd[watch.wd]
+        parent = path.rpartition(b"/")[0]
+        siblings = self._kids.get(parent)
+        if siblings is not None:
+            siblings.discard(path)
+            if not siblings:
+                del self._kids[parent]
+        return watch
 
     def _watch_root(self) -> None:
         if not self._watch_one(self.root):
@@ -180,17 +199,22 @@ class CgroupWatcher:
 
     def _forget(self, path: bytes) -> None:
         """Remove the mark of one path (inotify_rm_watch: cgroupfs never drops it by itself)."""
-        w = self._watches.pop(path)
-        if self._path_by_wd.get(w.wd) == path:
-            del self._path_by_wd[w.wd]
+        w = self._drop(path)
         fd = self._fd
         if fd is not None:
             fd.remove_callbacks([(w.wd, self._id)])
 
     def _unwatch_tree(self, top: bytes) -> None:
-        prefix = top + b"/"
-        for path in [p for p in self._watches if p == top or p.startswith(prefix)]:
-            self._forget(path)
+        """Forget top and every watched directory below it (through the children index: a removal
+        costs its subtree, not the whole watch set)."""
+        gone, stack = [], [top]
+        while stack:
+            path = stack.pop()
+            gone.append(path)
+            stack.extend(self._kids.get(path, ()))
+        for path in gone:
+            if path in self._watches:
+                self._forget(path)
 
     def resync(self) -> None:
         """Make the watch set exactly the tree's directories as they are now: each watched on its
@@ -245,9 +269,9 @@ class CgroupWatcher:
 
     def on_watch_deleted(self, wd: WatchDescriptor) -> None:
         with self._lock:
-            path = self._path_by_wd.pop(wd, None)
+            path = self._path_by_wd.get(wd)
             if path is not None and (w := self._watches.get(path)) is not None and w.wd == wd:
-                del self._watches[path]
+                self._drop(path)
 
     def on_queue_overflow(self) -> None:
         _log.warning("inotify_overflow", root=os.fsdecode(self.root))
