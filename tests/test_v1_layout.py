@@ -119,4 +119,4 @@ def test_unknown_controller_is_one_line_error(mirror: Mirror) -> None:
 def test_known_but_unmounted_is_one_line_error(mirror: Mirror) -> None:
     """verify --v1 of a hierarchy that is not mounted, or of a directory that is not a v1 cgroup."""
     assert_one_line_error(mirror.cli("verify", "--v1", "name=bpffs-nowhere"), "name=bpffs-nowhere", "not mounted")
-    assert_one_line_error(cli("verify", "--bpffs", mirror.bpffs, "--v1", "/tmp"), "/tmp", "not mounted")
+    assert_one_line_error(cli("verify", "--bpffs", mirror.bpffs, "--v1", "/tmp"), "/tmp", "not a cgroup v1 directory")
