@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from bpffs_sync import log, preflight, rundir
 from bpffs_sync.errors import EnvironmentProblem, SyncError, UsageError
-from bpffs_sync.programs import CATALOGUE, lookup
+from bpffs_sync.programs import lookup
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 BENCHES = ("lag", "sync", "sustained", "read", "export")
@@ -85,6 +85,64 @@ def _v1(p: argparse.ArgumentParser, what: str) -> None:
                         "(cpu,cpuacct, name=systemd), all, or a v1 cgroup directory (repeatable)")
 
 
+def _modes(p: argparse.ArgumentParser) -> None:
+    """Which backend (backends/): by default the kernel series when the running kernel has it, else
+    the user-space mirror."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--user-space", dest="mode", action="store_const", const="user-space",
+                   help="the user-space mirror (a daemon pinning one cgroup iterator per cgroup), even on a "
+                        "kernel with the series")
+    g.add_argument("--kernel", dest="mode", action="store_const", const="kernel",
+                   help="the kernel-approach1 series: one cgroup stat link per stat; the kernel keeps the tree "
+                        "(an error on a kernel without it)")
+    p.add_argument("--approach", type=int, choices=(1, 2), metavar="{1,2}",
+                   help="1: a bpffs mirror (default); 2: bpf.stat.<name> files in cgroupfs (kernel-approach2)")
+
+
+def _file_mode(text: str) -> int:
+    """Octal permission bits for stat files: read bits only, the owner's included."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode") from None
+    if mode & ~0o444 or not mode & 0o400:
+        raise argparse.ArgumentTypeError(f"{text!r}: stat files are read-only: a subset of 0444 with 0400")
+    return mode
+
+
+def _file_group(text: str) -> int:
+    """A group name or number, resolved now (an unknown group is a usage error)."""
+    import grp
+
+    try:
+        return grp.getgrnam(text).gr_gid if not text.isdigit() else grp.getgrgid(int(text)).gr_gid
+    except (KeyError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r}: no such group") from None
+
+
+def _access(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--file-mode", type=_file_mode, metavar="OCTAL",
+                   help="permission bits of stat files (default 0444: anyone may read, like cpu.stat); "
+                        "e.g. 0440 with --file-group")
+    p.add_argument("--file-group", type=_file_group, metavar="GROUP",
+                   help="group of stat files (default root)")
+
+
+def _with_daemon_access(args: argparse.Namespace, layout: Any) -> Any:
+    """verify judges stat files' access by what the running daemon was told (its telemetry), unless
+    --file-mode/--file-group say otherwise; with no daemon, by the defaults."""
+    from dataclasses import replace
+
+    from bpffs_sync.commands.status import daemon_status
+
+    if args.file_mode is not None or args.file_group is not None:
+        return layout
+    doc = daemon_status(layout)
+    if doc.get("running") and "file_mode" in doc:
+        return replace(layout, file_mode=int(doc["file_mode"]), file_gid=int(doc.get("file_gid", 0)))
+    return layout
+
+
 def _print_json(doc: Any) -> None:
     json.dump(doc, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
@@ -108,83 +166,82 @@ def _refuse(command: str, args: argparse.Namespace, why: str, *options: str) -> 
         raise UsageError(command, " ".join(given), 0, why)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from bpffs_sync.mirror.daemon import RunOptions, run
+# --- the mode: which backend keeps the mirror (backends/) -------------------------------------------
 
-    if args.kernel:
-        _refuse("run --kernel", args, "not with --kernel (it attaches the links and exits; the kernel keeps the tree)",
-                "--once", "--no-watch", "--resync-interval")
-        return _run_kernel(args)
-    _refuse("run", args, "only with --kernel", "--json")
+_FLAG = {"user-space": "--user-space", "kernel": "--kernel", "approach-2": "--approach 2"}
+
+
+def _mode(args: argparse.Namespace) -> str:
+    """auto | user-space | kernel | approach-2, from --user-space / --kernel / --approach."""
+    mode: str = getattr(args, "mode", None) or "auto"
+    if getattr(args, "approach", None) == 2:
+        if mode == "user-space":
+            raise UsageError("--approach 2", "--user-space", 0, "Approach 2 is the kernel's alone (bpf.stat.* files "
+                                                              "in cgroupfs): no user-space mirror of it")
+        mode = "approach-2"
+    return mode
+
+
+def _given(args: argparse.Namespace, *options: str) -> list[str]:
+    return [o for o in options if getattr(args, o.lstrip("-").replace("-", "_"), None) not in (None, False, [])]
+
+
+def _backend(command: str, args: argparse.Namespace) -> Any:
+    """The backend for this command, after refusing the options it would ignore: an explicit mode's
+    refusals come before any kernel probe, auto's once the probe has chosen."""
+    from bpffs_sync.backends import base, kernel_a1, kernel_a2, pick, pins
+
+    mode = _mode(args)
+    classes: dict[str, type[base.Backend]] = {"user-space": pins.UserSpace, "kernel": kernel_a1.KernelA1,
+                                              "approach-2": kernel_a2.KernelA2}
+    cls = classes.get(mode)
+    backend = None
+    if cls is None and mode == "auto":
+        backend = pick(mode)
+        cls = type(backend)
+    for key, why in (cls.refuses if cls is not None else {}).items():
+        cmd, option = key.split(" ", 1)
+        if cmd == command and _given(args, option):
+            flag = _FLAG.get(mode, "")
+            raise UsageError(f"{command} {flag}".rstrip(), option, 0,
+                             f"not with {flag} ({why})" if flag else why)
+    return backend if backend is not None else pick(mode)
+
+
+def _request(args: argparse.Namespace, layout: Any, specs: Any, selection: Any = None) -> Any:
+    from bpffs_sync.backends.base import Request
+
+    return Request(layout, specs, selection, programs_given=bool(getattr(args, "program", None)))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from bpffs_sync.mirror.daemon import RunOptions
+
     _refuse("run --once", args, "not with --once (one pass, no watcher, no resync)",
             *(("--no-watch", "--resync-interval") if args.once else ()))
+    backend = _backend("run", args)
     selection = _selection(args)
-    layout, specs = _prepare(args)
-    _refuse_kernel_mirror(layout.bpffs)
+    layout, specs = _prepare(args, objects=backend.mode == "user-space")
     interval = DEFAULT_RESYNC if args.resync_interval is None else args.resync_interval
     opts = RunOptions(resync_interval=interval, watch=not args.no_watch, once=args.once, force_raw_tp=args.raw_tp)
-    return run(layout, specs, opts, selection)
+    result = backend.run(replace(_request(args, layout, specs, selection), run=opts))
+    if args.json:
+        _print_json({"mode": backend.mode, **result.doc})
+    else:
+        for line in result.text:
+            print(line)
+    return int(result.code)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bpffs_sync.backends.pins import verify, verify_forest
-    from bpffs_sync.mirror.forest import resolve_now
-    from bpffs_sync.programs import lookup as lookup_program
-
-    if args.kernel:
-        return _verify_kernel(args)
+    backend = _backend("verify", args)
     selection = _selection(args)
-    layout, specs = _prepare(args, mount=False)
-    if selection is not None:
-        trees = resolve_now(selection, layout)
-        preflight.require_objects([lookup_program(n) for t in trees for n in t.stats])
-        report: Any = verify_forest(selection, trees, layout.bpffs)
-    else:
-        report = verify(layout, specs)
-    if args.json:
-        _print_json(report.to_json())
-    else:
-        print(report.to_text())
-    return EXIT_OK if report.in_sync else EXIT_DRIFT
-
-
-def _refuse_kernel_mirror(bpffs_dir: str) -> None:
-    """The user-space mirror cannot write into a tree the kernel owns."""
-    from bpffs_sync.backends import kernel_a1
-
-    if kernel_a1.mirror_enabled(bpffs_dir):
-        raise UsageError("run", bpffs_dir, 0, "this bpffs holds the kernel's mirror (cgroup_mirror): use --kernel")
-
-
-def _run_kernel(args: argparse.Namespace) -> int:
-    """run --kernel: attach one cgroup stat link per stat and leave (the kernel keeps the tree)."""
-    from dataclasses import asdict
-
-    from bpffs_sync.backends import kernel_a1
-
-    if args.v1:
-        raise UsageError("run --kernel", "--v1", 0, "the kernel series mirrors cgroup v2 only (v1 is part 2)")
-    layout, specs = _prepare(args, mount=True, objects=False)
-    outcomes = kernel_a1.attach_stats(layout, specs, force_raw_tp=args.raw_tp)
-    if args.json:
-        _print_json({"mirror_root": layout.mirror_root, "cgroup_root": layout.cgroup_root,
-                     "links": [asdict(o) for o in outcomes]})
-    else:
-        for o in outcomes:
-            print(f"{o.action:<8} {o.stat}: link {o.link_id}, {o.nr_files} files, {o.nr_errors} errors "
-                  f"(pinned at {o.pin})")
-    return EXIT_OK
-
-
-def _verify_kernel(args: argparse.Namespace) -> int:
-    """verify --kernel: the mirror a patched kernel keeps itself (kernel_a1.py)."""
-    from bpffs_sync.backends import kernel_a1
-
-    _refuse("verify --kernel", args, "not with --kernel: it checks every cgroup stat link the kernel has, and the "
-            "kernel series mirrors cgroup v2 only", "--v1", "--program")
-    layout, _specs = _prepare(args, mount=False, objects=False)
-    kernel_a1.require_supported()
-    report = kernel_a1.verify(layout.bpffs, layout.cgroup_root)
+    layout, specs = _prepare(args, mount=False, objects=False)
+    if backend.mode == "user-space":
+        layout = _with_daemon_access(args, layout)
+    report = backend.verify(_request(args, layout, specs, selection))
     if args.json:
         _print_json(report.to_json())
     else:
@@ -195,8 +252,10 @@ def _verify_kernel(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from bpffs_sync.commands.status import status, to_text
 
+    backend = _backend("status", args)
     layout, specs = _prepare(args, mount=False, objects=False)
     doc = status(layout, specs)
+    doc["mode"] = backend.mode
     if args.json:
         _print_json(doc)
     else:
@@ -205,18 +264,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from bpffs_sync.commands.clean import clean
-
+    backend = _backend("clean", args)
     layout, specs = _prepare(args, mount=False, objects=False)
-    if args.kernel:
-        from bpffs_sync.backends import kernel_a1
-
-        names = [s.name for s in specs] if args.program else list(CATALOGUE)
-        removed = kernel_a1.clean(layout, names)
-    else:
-        removed = clean(layout)
+    removed = backend.clean(_request(args, layout, specs))
     if args.json:
-        _print_json({"removed": removed})
+        _print_json({"mode": backend.mode, "removed": removed})
     else:
         print(f"removed {removed} entries under {layout.bpffs}")
     return EXIT_OK
@@ -292,6 +344,11 @@ def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True)
     if twice:
         raise UsageError("--program", ", ".join(twice), 0, "given twice")
     layout, specs = preflight.resolve(args.bpffs, args.cgroup_root, programs)
+    if getattr(args, "file_mode", None) is not None or getattr(args, "file_group", None) is not None:
+        from dataclasses import replace
+
+        layout = replace(layout, file_mode=layout.file_mode if args.file_mode is None else args.file_mode,
+                         file_gid=layout.file_gid if args.file_group is None else args.file_group)
     if objects:
         preflight.require_objects(specs)
     if mount:
@@ -344,9 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="no inotify: periodic full passes only")
     p.add_argument("--once", action="store_true", help="one full pass, then exit")
     p.add_argument("--raw-tp", action="store_true", help="use the raw_tp collector even if tp_btf works")
-    p.add_argument("--kernel", action="store_true",
-                   help="patched kernel: attach one cgroup stat link per stat and exit; the kernel keeps the tree")
-    p.add_argument("--json", action="store_true", help="with --kernel: the links as one JSON document")
+    p.add_argument("--json", action="store_true", help="kernel backends: the links as one JSON document")
+    _modes(p)
+    _access(p)
     _v1(p, "mirror")
     p.set_defaults(func=cmd_run)
 
@@ -358,14 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _common(p)
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        _modes(p)
         if name == "verify":
             _v1(p, "verify only")
-            p.add_argument("--kernel", action="store_true",
-                           help="verify the mirror a patched kernel keeps (kernel-approach1 cgroup stat links)")
-        if name == "clean":
-            p.add_argument("--kernel", action="store_true",
-                           help="detach the kernel's cgroup stat links (of --program, default every catalogued "
-                                "stat) and drop the pins")
+            _access(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("stop", help="stop the `bpffs-sync run` holding this bpffs's lock (SIGTERM; the mirror "

@@ -43,9 +43,10 @@ def open_dir(parent_fd: int, name: str, what: str) -> int:
         raise translate_oserror(err, "open", what) from err
 
 
-def open_rel(root_fd: int, rel: RelPath, what: str) -> int:
-    """The directory at rel below root_fd, one component at a time. The caller closes the fd."""
-    fd = os.dup(root_fd)
+def open_rel(root_fd: int, rel: RelPath, what: str, close_root: bool = False) -> int:
+    """The directory at rel below root_fd, one component at a time. The caller closes the fd (and,
+    unless close_root, root_fd)."""
+    fd = root_fd if close_root else os.dup(root_fd)
     try:
         for depth, name in enumerate(rel):
             nxt = open_dir(fd, name, where(what, rel[: depth + 1]))

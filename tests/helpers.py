@@ -22,6 +22,7 @@ from bpffs_sync.sandbox import wait_until
 wait_for = wait_until
 
 REPO = Path(__file__).resolve().parent.parent
+USER_SPACE_CMDS = ("run", "verify", "status", "clean")  # the commands that take a mode
 
 
 def cli(*args: str, env: dict[str, str] | None = None, check: bool = False,
@@ -57,7 +58,11 @@ class Mirror:
         return ["--bpffs", self.bpffs, "--cgroup-root", self.cgroup_root]
 
     def cli(self, cmd: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        return cli(cmd, *self.args(), *args, env=self.env, check=check)
+        """`bpffs-sync cmd` on this mirror; the user-space backend (these tests are its), unless args
+        name a mode themselves."""
+        own = any(a in ("--kernel", "--user-space", "--approach") for a in args)
+        mode = ["--user-space"] if cmd in USER_SPACE_CMDS and not own else []
+        return cli(cmd, *self.args(), *mode, *args, env=self.env, check=check)
 
     def status(self) -> dict[str, object]:
         res = self.cli("status", "--json", check=True)
@@ -80,7 +85,7 @@ class Mirror:
         self.log_path = os.path.join(self.run_dir, f"daemon-{uuid.uuid4().hex[:6]}.log")
         log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - owned by the Popen
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "run", *self.args(),
+            [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "run", *self.args(), "--user-space",
              "--resync-interval", str(resync_interval), *args],
             stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env},
         )

@@ -192,3 +192,36 @@ def test_stat_files_are_readable_by_users_like_cgroupfs_stat_files(mirror: Mirro
     assert [d["path"] for d in drift["bad_mode"]] == ["a/hist_oncpu"]
     mirror.cli("run", "--once", check=True)
     assert os.stat(mirror.stat_path("a")).st_mode & 0o7777 == 0o444
+
+
+def _exists_at(top: str, names: list[str], leaf: str) -> bool:
+    try:
+        _read_at(top, names, leaf)
+    except OSError:
+        return False
+    return True
+
+
+def test_events_below_path_max_are_watched(mirror: Mirror) -> None:
+    """The watcher reaches directories past PATH_MAX too (one name at a time): a cgroup made at the
+    bottom of a chain longer than PATH_MAX is mirrored by its event, not by a periodic pass."""
+    from helpers import wait_for
+
+    os.mkdir(mirror.cg("long"))
+    mirror.start(resync_interval=3600)
+    names = _deep_chain(mirror.cg("long"), 20, 250)
+    try:
+        top = os.path.join(mirror.bpffs, "cgroup", "long")
+        wait_for(lambda: _exists_at(top, names, "hist_oncpu"), 30, "the chain's bottom mirrored")
+        fd = os.open(mirror.cg("long"), os.O_RDONLY | os.O_DIRECTORY)
+        for name in names:
+            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.mkdir("leaf", dir_fd=fd)
+        os.close(fd)
+        wait_for(lambda: _exists_at(top, [*names, "leaf"], "hist_oncpu"), 30, "the new leaf mirrored by its event")
+        assert mirror.full_passes() == 1  # no periodic pass helped
+    finally:
+        mirror.stop()
+        _rmdir_post_order(mirror.cg("long"), 10)

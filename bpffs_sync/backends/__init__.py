@@ -7,7 +7,6 @@ pick() is the one place that chooses; the commands call the backend it returns.
 from __future__ import annotations
 
 from bpffs_sync.backends.base import Backend
-from bpffs_sync.errors import KernelUnsupported
 
 MODES = ("auto", "user-space", "kernel", "approach-2")
 
@@ -23,10 +22,8 @@ def pick(mode: str = "auto") -> Backend:
         kernel_a1.require_supported()
         return kernel_a1.KernelA1()
     if mode == "approach-2":
-        try:
-            from bpffs_sync.backends import kernel_a2  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            raise KernelUnsupported("--approach 2", "", 0, "this bpffs-sync has no Approach 2 backend") from None
-        backend: Backend = kernel_a2.KernelA2()
-        return backend
+        from bpffs_sync.backends import kernel_a2
+
+        kernel_a2.require_supported()
+        return kernel_a2.KernelA2()
     return pins.UserSpace()

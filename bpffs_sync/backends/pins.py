@@ -58,7 +58,7 @@ class UserSpace(Backend):
 
     mode = "user-space"
     refuses: ClassVar[dict[str, str]] = {
-        "run --json": "only for the kernel backends (a daemon logs; `status --json` shows it)",
+        "run --json": "only with --kernel or --approach 2 (a daemon logs; `status --json` shows it)",
     }
 
     def run(self, req: Request) -> RunResult:

@@ -137,7 +137,8 @@ class Telemetry:
             return
         doc = {k: v for k, v in asdict(self).items() if k not in ("layout", "files")}
         doc.update(pid=os.getpid(), start_time=rundir.start_time(os.getpid()), bpffs=self.layout.bpffs,
-                   cgroup_root=self.layout.cgroup_root)
+                   cgroup_root=self.layout.cgroup_root, file_mode=self.layout.file_mode,
+                   file_gid=self.layout.file_gid)
         rundir.write_telemetry(self.files, doc)
 
 

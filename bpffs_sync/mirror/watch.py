@@ -29,7 +29,8 @@ import os
 import select
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from watchdog.observers.inotify_c import (
@@ -41,8 +42,8 @@ from watchdog.observers.inotify_c import (
     WatchDescriptor,
 )
 
-from bpffs_sync import log
-from bpffs_sync.errors import CgroupGone, translate_oserror
+from bpffs_sync import dirfd, log
+from bpffs_sync.errors import CgroupGone, SyncError, translate_oserror
 from bpffs_sync.paths import RelPath
 
 Hint = Callable[[RelPath | None], None]
@@ -65,10 +66,37 @@ class _Watch:
     ino: int  # the directory the mark is on
 
 
-def _dir_ino(path: bytes) -> int | None:
+# A chain of cgroups can be longer than PATH_MAX (4096): such a directory is reached one name at a
+# time from the root (no symlink followed) and named to the kernel as /proc/self/fd/<fd>, which
+# inotify_add_watch, stat and scandir resolve to the directory itself.
+_LONG = 3072
+
+
+@contextmanager
+def _reach(root: bytes, path: bytes) -> Iterator[tuple[bytes, bool]]:
+    """(a path the kernel accepts for the directory at path below root, whether it is a
+    /proc/self/fd proxy: root opened as given, the rest one name at a time)."""
+    if len(path) < _LONG or not path.startswith(root + b"/"):
+        yield path, False
+        return
+    try:
+        rel = tuple(os.fsdecode(n) for n in path[len(root) + 1:].split(b"/"))
+        fd = dirfd.open_rel(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), rel,
+                            os.fsdecode(root), close_root=True)
+    except (OSError, SyncError):
+        yield path, False  # gone (or unreachable): the plain path fails the same way
+        return
+    try:
+        yield f"/proc/self/fd/{fd}".encode(), True
+    finally:
+        os.close(fd)
+
+
+def _dir_ino(root: bytes, path: bytes) -> int | None:
     """The inode of the directory at path (no symlink followed), or None."""
     try:
-        st = os.lstat(path)
+        with _reach(root, path) as (usable, proxy):
+            st = os.stat(usable) if proxy else os.lstat(usable)
     except OSError:
         return None
     return st.st_ino if stat.S_ISDIR(st.st_mode) else None
@@ -125,7 +153,7 @@ class CgroupWatcher:
         """Make sure path's directory, as it is now, is watched. False: it is not a directory
         (any more), or the watch could not be added."""
         fd = self._fd
-        before = _dir_ino(path)
+        before = _dir_ino(self.root, path)
         if fd is None or before is None:
             return False
         cur = self._watches.get(path)
@@ -134,7 +162,9 @@ class CgroupWatcher:
                 return True
             self._forget(path)  # re-made under the same name: the old mark is on a removed directory
         try:
-            wd = fd.add_callback(path, _MASK, self, self._id)
+            with _reach(self.root, path) as (usable, proxy):  # a proxy is the directory's fd: nothing left to follow
+                mask = Mask(_MASK & ~InotifyConstants.IN_DONT_FOLLOW) if proxy else _MASK
+                wd = fd.add_callback(usable, mask, self, self._id)
             if wd < 0:  # watchdog swallows EACCES and hands back -1
                 fd.remove_callbacks([(wd, self._id)])
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
@@ -147,7 +177,7 @@ class CgroupWatcher:
                 self._unwatched.append((path, err))
             return False
         other = self._path_by_wd.get(wd)
-        if _dir_ino(path) != before:  # swapped while we watched: the parent's events bring it again
+        if _dir_ino(self.root, path) != before:  # swapped while we watched: the parent's events bring it again
             if other is None:
                 fd.remove_callbacks([(wd, self._id)])
             return False
@@ -180,8 +210,8 @@ class CgroupWatcher:
 
     def _children(self, path: bytes) -> list[bytes]:
         try:
-            with os.scandir(path) as it:
-                return [e.path for e in it if e.is_dir(follow_symlinks=False)]
+            with _reach(self.root, path) as (usable, _proxy), os.scandir(usable) as it:
+                return [path + b"/" + os.fsencode(e.name) for e in it if e.is_dir(follow_symlinks=False)]
         except OSError:
             return []
 

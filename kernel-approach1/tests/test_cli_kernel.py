@@ -44,6 +44,20 @@ def plain_fs() -> Iterator[str]:
         umount_bpffs(path)
 
 
+def test_auto_mode_is_the_kernel_here(plain_fs: str, cg: str) -> None:
+    """With the series in the running kernel, plain `run` attaches links, and status says kernel."""
+    make_tree(cg, "a")
+    res = cli("run", "--json", "--bpffs", plain_fs, "--cgroup-root", cg)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["mode"] == "kernel" and [o["stat"] for o in doc["links"]] == [NAME]
+    res = cli("status", "--json", "--bpffs", plain_fs, "--cgroup-root", cg)
+    assert json.loads(res.stdout)["mode"] == "kernel"
+    res = cli("clean", "--json", "--bpffs", plain_fs, "--cgroup-root", cg)
+    assert res.returncode == 0 and json.loads(res.stdout)["mode"] == "kernel", res.stderr
+    assert stat_files(plain_fs) == set()
+
+
 def test_run_kernel_attaches_adopts_and_cleans(plain_fs: str, cg: str) -> None:
     make_tree(cg, "a/b.scope", "c.slice")
     first = run_kernel(plain_fs, cg)["links"]
@@ -103,7 +117,8 @@ def test_run_kernel_refuses_a_foreign_link_of_the_same_name(stat: kernel_a1.Kern
 
 
 def test_userspace_run_refuses_the_kernels_mirror(mirror_fs: str, cg: str) -> None:
-    res = cli("run", "--once", "--bpffs", mirror_fs, "--cgroup-root", cg)
+    """--user-space on a bpffs holding the kernel's mirror: refused, nothing written."""
+    res = cli("run", "--once", "--user-space", "--bpffs", mirror_fs, "--cgroup-root", cg)
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "--kernel" in res.stderr
     assert not os.path.exists(os.path.join(mirror_fs, "bpffs-sync"))
