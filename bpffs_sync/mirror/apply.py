@@ -19,8 +19,9 @@ from typing import Protocol
 
 from bpffs_sync import dirfd, log
 from bpffs_sync.errors import CgroupGone, SyncError
-from bpffs_sync.mirror import bpffs, cgroupfs
+from bpffs_sync.mirror import bpffs
 from bpffs_sync.mirror.diff import Op, OpKind, Plan, Reason
+from bpffs_sync.mirror.roots import Roots
 from bpffs_sync.mirror.tree import under
 from bpffs_sync.paths import Layout, RelPath, display
 
@@ -54,20 +55,13 @@ class ApplyResult:
 class _Target:
     """The two trees an apply works in, as directory fd caches; closed at the end."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, roots: Roots) -> None:
         self.layout = layout
         self.root = layout.mirror_root
-        mroot = bpffs.open_mirror(layout, create=True)
+        mroot = roots.mirror(create=True)
         assert mroot is not None
-        try:
-            croot = cgroupfs.open_root(layout.cgroup_root)
-        except BaseException:
-            os.close(mroot)
-            raise
         self.mirror = dirfd.DirCache(mroot, layout.mirror_root)
-        self.cgroups = dirfd.DirCache(croot, layout.cgroup_root)
-        os.close(mroot)
-        os.close(croot)
+        self.cgroups = dirfd.DirCache(roots.cgroup(), layout.cgroup_root)
 
     def close(self) -> None:
         self.mirror.close()
@@ -101,10 +95,19 @@ def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[in
         bpffs.set_access_at(parent, name, what, op.mode, op.gid, fresh=True)
 
 
-def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set[int]) -> ApplyResult:
+def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set[int],
+          roots: Roots | None = None) -> ApplyResult:
+    """roots: the pass's held root directories (else opened and checked here, for this apply)."""
     result = ApplyResult()
     broken: set[RelPath] = set()  # directories whose creation failed: nothing below them can be made
-    target = _Target(layout)
+    own = roots is None
+    held = Roots(layout) if roots is None else roots
+    try:
+        target = _Target(layout, held)
+    except BaseException:
+        if own:
+            held.close()
+        raise
     try:
         for op in plan.ops:
             if op.kind is not OpKind.REMOVE and under(op.path[:-1], broken):
@@ -127,4 +130,6 @@ def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set
             result.done[str(op.kind)] += 1
     finally:
         target.close()
+        if own:
+            held.close()
     return result

@@ -339,13 +339,14 @@ def describe_at(dir_fd: int, name: str, what: str, judge_file: FileJudge) -> Act
     return Actual(Kind.OTHER, detail="a symlink" if stat_mod.S_ISLNK(st.st_mode) else "not a bpffs object")
 
 
-def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = ()) -> ActualView:
+def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: int | None = -1) -> ActualView:
     """Actual entries of the mirror subtree at scope, plus the entries on the way down to it.
 
     One directory fd per level of the current path; a directory that cannot be opened or listed
-    (or lies deeper than dirfd.MAX_DEPTH) is opaque: the pass leaves it alone."""
+    (or lies deeper than dirfd.MAX_DEPTH) is opaque: the pass leaves it alone. root_fd: the mirror
+    root held by the caller, None when it does not exist (default -1: opened and checked here)."""
     view = ActualView()
-    root = open_mirror(layout, create=False)
+    root = open_mirror(layout, create=False) if root_fd == -1 else None if root_fd is None else os.dup(root_fd)
     if root is None:
         return view
     fds = [root]

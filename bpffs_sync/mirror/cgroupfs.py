@@ -41,9 +41,10 @@ def open_root(cgroup_root: str) -> int:
         raise EnvironmentProblem("cgroup root", cgroup_root, err.errno or 0) from err
 
 
-def first_gone(layout: Layout, scope: RelPath) -> RelPath:
-    """The shortest prefix of scope that names no cgroup now (scope itself when all exist)."""
-    fd = open_root(layout.cgroup_root)
+def first_gone(layout: Layout, scope: RelPath, root_fd: int | None = None) -> RelPath:
+    """The shortest prefix of scope that names no cgroup now (scope itself when all exist).
+    root_fd: the cgroup root, held by the caller (else opened here)."""
+    fd = open_root(layout.cgroup_root) if root_fd is None else os.dup(root_fd)
     try:
         for depth in range(len(scope)):
             try:
@@ -70,16 +71,16 @@ def _children(fd: int) -> list[tuple[str, int]]:
 
 
 def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
-         shadow: frozenset[str] | None = None) -> DesiredView:
+         shadow: frozenset[str] | None = None, root_fd: int | None = None) -> DesiredView:
     """Desired entries for the cgroup subtree at `scope`, plus the directories above it.
 
     `scope` must already be normalised by paths.mirrored_scope(). When the cgroup at `scope` is
     gone, only its existing ancestors are returned (as directories), so a pass removes the rest.
     `shadow`: the file names that hide a cgroup of that name (default: `stats`; the kernel mirror
-    passes every link's name).
+    passes every link's name). root_fd: the cgroup root, held by the caller (else opened here).
     """
     view = DesiredView()
-    fds = [open_root(layout.cgroup_root)]
+    fds = [open_root(layout.cgroup_root) if root_fd is None else os.dup(root_fd)]
     try:
         for depth in range(len(scope)):
             view.tree[scope[:depth]] = Desired(Kind.DIR)

@@ -95,6 +95,7 @@ class Mirrors:
         act = self.active.pop(key)
         if act.watcher is not None:
             act.watcher.stop()
+        act.reconciler.close()
         removed = bpffs.remove_tree(act.tree.layout.bpffs, act.tree.layout.mirror_parts)
         _log.info("tree_dropped", tree=key, removed=removed)
 
@@ -152,3 +153,4 @@ class Mirrors:
         for act in self.active.values():
             if act.watcher is not None:
                 act.watcher.stop()
+            act.reconciler.close()

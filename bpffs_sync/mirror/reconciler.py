@@ -16,6 +16,7 @@ from bpffs_sync import log
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.apply import ApplyResult, apply
 from bpffs_sync.mirror.diff import Plan, diff
+from bpffs_sync.mirror.roots import Roots
 from bpffs_sync.mirror.tree import ActualTree, Conflict, DesiredTree, Kind
 from bpffs_sync.paths import Layout, RelPath, coalesce, display, mirrored_scope
 from bpffs_sync.stats import Generations, LoadedStat
@@ -43,12 +44,17 @@ class Reconciler:
         self.stat_names = tuple(stats)
         self.generations = Generations({name: s.map_id for name, s in stats.items()})
         self.pins = bpffs.PinJudge(self.generations.judge)
+        self.roots = Roots(layout)
+
+    def close(self) -> None:
+        """Let go of the held root directories (the tree is dropped, or the daemon stops)."""
+        self.roots.close()
 
     def normalise(self, scope: RelPath) -> RelPath:
         """The scope a pass must cover: the owner of a stat-shadowed name, and for a removal the
         topmost cgroup that is gone (so every pin below it is seen, unpinned and forgotten)."""
         scope = mirrored_scope(scope, frozenset(self.stat_names))
-        return cgroupfs.first_gone(self.layout, scope) if scope else scope
+        return cgroupfs.first_gone(self.layout, scope, self.roots.cgroup()) if scope else scope
 
     def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int]]:
         """The plan for the (normalised, coalesced) scopes and the live cgroup ids seen below them.
@@ -58,10 +64,10 @@ class Reconciler:
         conflicts: list[Conflict] = []
         opaque: set[RelPath] = set()
         for scope in scopes:
-            view = cgroupfs.walk(self.layout, self.stat_names, scope)
+            view = cgroupfs.walk(self.layout, self.stat_names, scope, root_fd=self.roots.cgroup())
             desired.update(view.tree)
             conflicts.extend(view.conflicts)
-            seen = bpffs.walk(self.layout, self.pins, scope)
+            seen = bpffs.walk(self.layout, self.pins, scope, self.roots.mirror(create=False))
             actual.update(seen.tree)
             opaque |= view.opaque | seen.opaque
         live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
@@ -76,7 +82,7 @@ class Reconciler:
             plan, live = self.observe(todo)
             if todo == [()]:
                 self.pins.forget_unseen()
-            applied = apply(plan, self.layout, self.stats, live) if plan else ApplyResult()
+            applied = apply(plan, self.layout, self.stats, live, self.roots) if plan else ApplyResult()
             seconds = time.monotonic() - started
             if plan or applied.errors:
                 _log.info("reconcile_pass", scope=display(todo[0]), scopes=len(todo), ops=len(plan.ops),
