@@ -80,3 +80,21 @@ def parse_stat(text: str) -> StatFile:
             if not sep:
                 raise ParseError(f"bad line: {line!r}")
     return out
+
+
+@dataclass(slots=True)
+class Log2Us:
+    """A log2 histogram of durations in microseconds, in the slots the stat files use (slot i
+    holds [2^i, 2^(i+1)) us, slot 0 also 0): the daemon's own figures (event -> mirrored lag,
+    pass duration), kept in its telemetry and exported as Prometheus histograms."""
+
+    slots: list[int] = field(default_factory=lambda: [0] * 32)
+    count: int = 0
+    sum_seconds: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        us = max(0, int(seconds * 1e6))
+        self.slots[min(max(us.bit_length() - 1, 0), len(self.slots) - 1)] += 1
+        self.count += 1
+        self.sum_seconds += max(0.0, seconds)
+

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from export_fixtures import Exporter, samples, start_exporter
-from helpers import Mirror, cli
+from helpers import Mirror, cli, wait_for
 
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.export.files import Filter, walk
@@ -67,6 +67,26 @@ def test_daemon_health_comes_from_its_telemetry(running: tuple[Mirror, Exporter]
     assert s["bpffs_sync_daemon_up"] == 1
     assert s["bpffs_sync_full_passes_total"] >= 1
     assert "bpffs_sync_watches" in s
+
+
+def test_event_lag_and_pass_durations_are_histograms(running: tuple[Mirror, Exporter]) -> None:
+    """Three cgroups made one at a time: the event -> mirrored histogram counts exactly their three
+    hints, its buckets are cumulative up to +Inf, and pass durations and overflows are exported."""
+    mirror, exp = running
+    name = "bpffs_sync_event_to_mirror_seconds"
+    before = samples(exp.scrape()).get(f"{name}_count", 0)
+    for i in range(3):
+        os.mkdir(mirror.cg(f"jobs/n{i}"))
+        wait_for(lambda i=i: os.path.exists(mirror.stat_path(f"jobs/n{i}")), 10, "mirrored")  # type: ignore[misc]
+    wait_for(lambda: samples(exp.scrape()).get(f"{name}_count", 0) == before + 3, 10, "three lags recorded")
+    s = samples(exp.scrape())
+    buckets = sorted((float(k.split('le="')[1].rstrip('"}')), v) for k, v in s.items()
+                     if k.startswith(f"{name}_bucket") and "+Inf" not in k)
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts) and counts[-1] == s[f'{name}_bucket{{le="+Inf"}}'] == s[f"{name}_count"]
+    assert 0 < s[f"{name}_sum"] < 10
+    assert s["bpffs_sync_reconcile_pass_duration_seconds_count"] == s["bpffs_sync_reconcile_passes_total"]
+    assert s["bpffs_sync_inotify_overflows_total"] == 0
 
 
 def test_daemon_down_after_it_stops(running: tuple[Mirror, Exporter]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bpffs_sync import log, rundir
@@ -42,6 +42,24 @@ TELEMETRY: dict[str, tuple[str, str, str]] = {
     "last_full_at": ("bpffs_sync_last_full_pass_timestamp_seconds", "gauge", "When the last full round ended."),
     "started_at": ("bpffs_sync_daemon_start_time_seconds", "gauge", "When the daemon started."),
 }
+
+
+# telemetry key (a histogram.Log2Us as a dict) -> (metric, help)
+HISTOGRAMS: dict[str, tuple[str, str]] = {
+    "event_lag": ("bpffs_sync_event_to_mirror_seconds",
+                  "From an inotify hint queued to the end of the round that mirrored it."),
+    "pass_duration": ("bpffs_sync_reconcile_pass_duration_seconds", "Duration of each reconcile pass."),
+}
+
+
+def _log2_histogram(name: str, help_text: str, hist: dict[str, Any]) -> Metric:
+    """A Log2Us (slot i: [2^i, 2^(i+1)) us) as a Prometheus histogram: bucket le = 2^(i+1) us."""
+    buckets, total = [], 0
+    for i, n in enumerate(hist["slots"]):
+        total += int(n)
+        buckets.append((repr((2 ** (i + 1)) / 1e6), total))
+    buckets.append(("+Inf", int(hist.get("count", total))))
+    return HistogramMetricFamily(name, help_text, buckets=buckets, sum_value=float(hist.get("sum_seconds", 0.0)))
 
 
 def daemon_state(bpffs: str) -> tuple[bool, dict[str, Any]]:
@@ -179,6 +197,10 @@ class Health(Collector):
                 yield CounterMetricFamily(name, help_text, value=value)
             else:
                 yield GaugeMetricFamily(name, help_text, value=value)
+        for key, (name, help_text) in HISTOGRAMS.items():
+            hist = doc.get(key)
+            if isinstance(hist, dict) and isinstance(hist.get("slots"), list):
+                yield _log2_histogram(name, help_text, hist)
         trees = doc.get("trees") or {}
         if trees:
             g = GaugeMetricFamily("bpffs_sync_tree_watches", "inotify watches per mirrored tree.", labels=["tree"])

@@ -43,6 +43,7 @@ import structlog
 
 from bpffs_sync import log, rundir
 from bpffs_sync.errors import SyncError
+from bpffs_sync.histogram import Log2Us
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.mirrors import Mirrors, TreeHint
 from bpffs_sync.mirror.reconciler import PassResult
@@ -69,8 +70,9 @@ class HintQueue(Generic[T]):
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._scopes: dict[T, None] = {}
+        self._scopes: dict[T, float] = {}  # scope -> when it was first hinted (monotonic)
         self._full = False
+        self.taken_at: list[float] = []  # the hint times of the last take (the lag telemetry's start)
 
     def put(self, scope: T | None) -> None:
         with self._cond:
@@ -78,7 +80,7 @@ class HintQueue(Generic[T]):
                 self._full = True
                 self._scopes.clear()
             elif not self._full:
-                self._scopes[scope] = None
+                self._scopes.setdefault(scope, time.monotonic())
             self._cond.notify()
 
     def take(self, timeout: float) -> tuple[bool, list[T]]:
@@ -87,6 +89,7 @@ class HintQueue(Generic[T]):
             if not self._full and not self._scopes:
                 self._cond.wait(timeout)
             full, scopes = self._full, list(self._scopes)
+            self.taken_at = list(self._scopes.values())
             self._full = False
             self._scopes.clear()
         return full, scopes
@@ -119,11 +122,15 @@ class Telemetry:
     collectors: dict[str, str] = field(default_factory=dict)
     trees: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed_steps: int = 0  # steps that failed over the daemon's life
+    inotify_overflows: int = 0
+    event_lag: Log2Us = field(default_factory=Log2Us)  # hint queued -> its round done
+    pass_duration: Log2Us = field(default_factory=Log2Us)
     backing_off: dict[str, int] = field(default_factory=dict)  # key -> consecutive failures now
     files: rundir.RunFiles | None = None  # set once the instance lock is held; not part of the document
 
     def record(self, res: PassResult) -> None:
         self.passes += 1
+        self.pass_duration.observe(res.seconds)
         self.last_pass_at = time.time()
         self.ops_applied += sum(res.applied.done.values())
         self.op_errors += len(res.applied.errors)
@@ -302,8 +309,9 @@ class Daemon:
                     res = mirrors.reconcile(key, scopes)
                     if res is not None:
                         self.telemetry.record(res)
-                        if res.applied.errors:  # level-triggered: the retry re-reads these scopes
-                            self._failed(key, res.scopes, res.applied.errors[-1], 0, res.reconcile_id,
+                        if res.applied.errors:  # level-triggered: the retry re-reads the failed ops' cgroups
+                            self._failed(key, res.retry_scopes or res.scopes, res.applied.errors[-1], 0,
+                                         res.reconcile_id,
                                          ops_failed=len(res.applied.errors))
                             return
             except Exception as err:  # the boundary: log, back off, retry; never die
@@ -330,6 +338,7 @@ class Daemon:
         with structlog.contextvars.bound_contextvars(reconcile_id=rid):
             try:
                 self.telemetry.watches = mirrors.watch_count
+                self.telemetry.inotify_overflows = mirrors.overflows
                 self.telemetry.trees = mirrors.describe()
                 self.telemetry.failed_steps = self.failed_steps
                 self.telemetry.backing_off = {_step_name(k) if not _is_tree(k) else k: b.failures
@@ -371,6 +380,9 @@ class Daemon:
                 write_at = 0.0  # a full round is written at once
             elif hints or self.work.scopes:
                 self._run_ready(mirrors)
+                done = time.monotonic()
+                for queued in self.queue.taken_at:
+                    self.telemetry.event_lag.observe(done - queued)
             write_at = min(write_at, self._last_write + TELEMETRY_EVERY)
             if time.monotonic() >= write_at or self.opts.once:
                 self._write_telemetry(mirrors)

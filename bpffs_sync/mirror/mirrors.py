@@ -143,10 +143,15 @@ class Mirrors:
     def watch_count(self) -> int:
         return sum(a.watcher.watch_count for a in self.active.values() if a.watcher is not None)
 
+    @property
+    def overflows(self) -> int:
+        return sum(a.watcher.overflows for a in self.active.values() if a.watcher is not None)
+
     def describe(self) -> dict[str, dict[str, object]]:
         return {key: {"cgroup_root": a.tree.layout.cgroup_root, "hierarchy_id": a.tree.layout.hierarchy_id,
                       "stats": list(a.tree.stats),
-                      "watches": a.watcher.watch_count if a.watcher is not None else 0}
+                      "watches": a.watcher.watch_count if a.watcher is not None else 0,
+                      "overflows": a.watcher.overflows if a.watcher is not None else 0}
                 for key, a in self.active.items()}
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import structlog
 from bpffs_sync import log
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.apply import ApplyResult, apply
-from bpffs_sync.mirror.diff import Plan, diff
+from bpffs_sync.mirror.diff import OpKind, Plan, diff
 from bpffs_sync.mirror.roots import Roots
 from bpffs_sync.mirror.tree import ActualTree, Conflict, DesiredTree, Kind
 from bpffs_sync.paths import Layout, RelPath, coalesce, display, mirrored_scope
@@ -35,6 +35,13 @@ class PassResult:
     @property
     def full(self) -> bool:
         return () in self.scopes
+
+    @property
+    def retry_scopes(self) -> list[RelPath]:
+        """The scopes a retry must re-read: the cgroup of each failed op (level-triggered: the
+        retry looks again, it does not replay the op)."""
+        stats = {op.path: op for op in self.plan.ops if op.kind is OpKind.PIN}
+        return coalesce([p[:-1] if p in stats else p for p in self.applied.failed])
 
 
 class Reconciler:
@@ -76,9 +83,10 @@ class Reconciler:
     def reconcile(self, *scopes: RelPath) -> PassResult:
         """One pass over the given scopes (none: the whole tree). One diff, one apply, one log line."""
         started = time.monotonic()
-        rid = uuid.uuid4().hex[:12]
-        todo = coalesce([self.normalise(s) for s in scopes] or [()])
+        # The caller's id when it bound one (the daemon's step: its failure line names this pass).
+        rid = str(structlog.contextvars.get_contextvars().get("reconcile_id") or uuid.uuid4().hex[:12])
         with structlog.contextvars.bound_contextvars(reconcile_id=rid):
+            todo = coalesce([self.normalise(s) for s in scopes] or [()])
             plan, live = self.observe(todo)
             if todo == [()]:
                 self.pins.forget_unseen()

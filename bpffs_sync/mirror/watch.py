@@ -118,6 +118,7 @@ class CgroupWatcher:
         self._fd: InotifyFD | None = None
         self._id = CallbackId(id(self))
         self._unwatched: list[tuple[bytes, OSError]] = []  # the first directory that could not be watched
+        self.overflows = 0  # IN_Q_OVERFLOW seen over the watcher's life
 
     # --- lifecycle
 
@@ -304,7 +305,8 @@ class CgroupWatcher:
                 self._drop(path)
 
     def on_queue_overflow(self) -> None:
-        _log.warning("inotify_overflow", root=os.fsdecode(self.root))
+        self.overflows += 1
+        _log.warning("inotify_overflow", root=os.fsdecode(self.root), overflows=self.overflows)
         self._hint(None)
 
 
