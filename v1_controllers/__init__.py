@@ -15,18 +15,29 @@ KernelUnsupported: never a silent skip.
 
 from __future__ import annotations
 
-from types import ModuleType
+from typing import Protocol
 
 from bpffs_sync.errors import KernelUnsupported
 
 from . import cpu, memory, table
 from .discovery import Hierarchy, discover, hierarchy_name, parse_hierarchies
 
-__all__ = ["Hierarchy", "controller", "default_stats", "discover", "hierarchy_name", "known",
+__all__ = ["Controller", "Hierarchy", "controller", "default_stats", "discover", "hierarchy_name", "known",
            "parse_hierarchies"]
 
-_MODULES: tuple[ModuleType, ...] = (memory, cpu)
-REGISTRY: dict[str, ModuleType] = {name: table for name in table.CONTROLLERS}
+
+
+class Controller(Protocol):
+    """What every controller module provides (mypy checks each module against it)."""
+
+    CONTROLLERS: tuple[str, ...]
+    STATS: tuple[str, ...]
+
+    def kernel_figures(self, cgroup_dir: str) -> dict[str, int]: ...
+
+
+_MODULES: tuple[Controller, ...] = (memory, cpu)
+REGISTRY: dict[str, Controller] = {name: table for name in table.CONTROLLERS}
 REGISTRY.update({name: mod for mod in _MODULES for name in mod.CONTROLLERS})
 
 
@@ -34,7 +45,7 @@ def known(name: str) -> bool:
     return name in REGISTRY
 
 
-def controller(name: str) -> ModuleType:
+def controller(name: str) -> Controller:
     """The module that knows controller `name`; KernelUnsupported for a name nobody knows."""
     try:
         return REGISTRY[name]
