@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bpffs_sync.measure.report import render, stats
+from bpffs_sync.measure.report import guest, render, stats
 from bpffs_sync.measure.report.measures import patch_lines
 
 pytestmark = pytest.mark.unit
@@ -49,8 +49,24 @@ def test_patched_rows_say_why_when_the_guest_did_not_run() -> None:
 
 def test_approach2_rows_say_it_has_not_landed() -> None:
     """Without a kernel-approach2 series the Approach 2 rows name that, even after a guest run."""
-    doc = {"patched": {"a1_file": {}}, "loc": {"a2_file": stats.not_measured("absent")}}
+    doc = {"patched": {"carries": ["a1", "a2"], "a2_file": {}}, "loc": {"a2_file": stats.not_measured("absent")}}
     assert "Approach 2 has not landed" in render._nm(render._a2(doc))
+
+
+def test_approach2_rows_name_an_image_without_it() -> None:
+    """A booted image whose kernel lacks Approach 2 (BTF probe) is named as the reason, not a landing."""
+    doc = {"patched": {"carries": ["a1"], "image": {"series": "Approach 1 + Approach 2"}},
+           "loc": {"a2_file": {"kernel": 640}}}
+    assert render._nm(render._a2(doc)) == \
+        "not measured: the booted image (Approach 1 + Approach 2) does not carry Approach 2"
+
+
+def test_guest_boot_is_matched_to_the_recorded_image() -> None:
+    """The guest's uname -r/-v must be the recorded bzImage's version string, else it is not that image."""
+    ident = {"version": "7.3.4+ (root@vm) #1 SMP PREEMPT_DYNAMIC Tue Dec  1 00:24:31 UTC 2026"}
+    same = {"kernel": "7.3.4+", "version": "#1 SMP PREEMPT_DYNAMIC Tue Dec  1 00:24:31 UTC 2026"}
+    rebuilt = {"kernel": "7.3.4+", "version": "#2 SMP PREEMPT_DYNAMIC Tue Dec  1 00:52:10 UTC 2026"}
+    assert (guest.matches(ident, same), guest.matches(ident, rebuilt)) == (True, False)
 
 
 def test_patch_lines_counts_by_part(tmp_path: Path) -> None:

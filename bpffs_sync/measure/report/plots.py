@@ -35,12 +35,22 @@ def read_cdfs(doc: dict[str, Any], out: Path) -> list[str]:
     for loop, name in (("c", "read_cdf_c.png"), ("py", "read_cdf_python.png")):
         series = {k: v[loop]["samples_ns"] for k, v in doc["read"].items()
                   if stats.is_measured(v) and stats.is_measured(v[loop])}
-        a1 = doc.get("patched", {}).get("a1_file", {})
-        if loop in a1.get("read", {}):
-            series["a1_file (guest, TCG)"] = a1["read"][loop]["samples_ns"]
-        _cdf_plot(out / name, series, f"read cost per mechanism, {'C' if loop == 'c' else 'Python'} loop")
+        _cdf_plot(out / name, series, f"read cost per mechanism, {'C' if loop == 'c' else 'Python'} loop (host)")
         made.append(name)
     return made
+
+
+def guest_cdf(doc: dict[str, Any], out: Path) -> list[str]:
+    """The patched-kernel files and cpu.stat of the same guest boot (TCG: compare the curves' offsets)."""
+    p = doc.get("patched", {})
+    series = {f"Approach {k[1]} file": p[f"{k}_file"]["read"]["c"]["samples_ns"] for k in ("a1", "a2")
+              if stats.is_measured(p.get(f"{k}_file"))}
+    if not series:
+        return []
+    if stats.is_measured(p.get("baseline_cpu_stat")):
+        series["cgroupfs cpu.stat"] = p["baseline_cpu_stat"]["c"]["samples_ns"]
+    _cdf_plot(out / "read_cdf_guest.png", series, "read cost, C loop, patched kernel (one guest boot, TCG)")
+    return ["read_cdf_guest.png"]
 
 
 def churn_bars(doc: dict[str, Any], out: Path) -> str:
@@ -64,22 +74,33 @@ def churn_bars(doc: dict[str, Any], out: Path) -> str:
 
 
 def scaling(doc: dict[str, Any], out: Path) -> str:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bench = doc.get("patched", {}).get("bench_a2", {})
+    rows = bench.get("link_create", {}) if stats.is_measured(bench) else {}
+    fig, axes = plt.subplots(1, 2 if rows else 1, figsize=(12 if rows else 8, 4.5), squeeze=False)
+    ax = axes[0][0]
     pop = doc["populate"]
     ns = [p["cgroups"] for p in pop]
     ax.plot(ns, [p["first_pass_ns"] / 1e6 for p in pop], "o-", label="user-space mirror: first full pass")
     ax.plot(ns, [p["mkdir_ns"] / 1e6 for p in pop], "s--", label="baseline: mkdir of the same cgroups")
-    bench = doc.get("patched", {}).get("a1_bench")
-    if isinstance(bench, list) and bench:
-        ax.plot([b["cgroups"] for b in bench], [b["link_create_s"] * 1e3 for b in bench], "^-",
-                label="Approach 1: link create = cgroup_mutex hold (guest, TCG)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("cgroups")
-    ax.set_ylabel("ms (log)")
-    ax.set_title("populate time vs number of cgroups")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_title("host: populate time vs number of cgroups")
+    if rows:
+        gx = axes[0][1]
+        sizes = sorted(rows, key=int)
+        xs = [rows[n]["cgroups"] for n in sizes]
+        for key, mark in (("a1", "^-"), ("a2", "v-")):
+            gx.plot(xs, [rows[n][f"{key}_s"] * 1e3 for n in sizes], mark,
+                    label=f"Approach {key[1]}: link create = cgroup_mutex hold")
+        mk = bench.get("mkdir", {}).get("none_mkdir_us")
+        if mk:
+            gx.plot(xs, [x * mk / 1e3 for x in xs], "s--", label="baseline: N x one mkdir (same boot)")
+        gx.set_title("guest (TCG, one boot): link create vs number of cgroups")
+    for a in axes[0]:
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlabel("cgroups")
+        a.set_ylabel("ms (log)")
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "scaling.png", dpi=110)
     plt.close(fig)
@@ -87,4 +108,4 @@ def scaling(doc: dict[str, Any], out: Path) -> str:
 
 
 def all_plots(doc: dict[str, Any], out: Path) -> list[str]:
-    return [*read_cdfs(doc, out), churn_bars(doc, out), scaling(doc, out)]
+    return [*read_cdfs(doc, out), *guest_cdf(doc, out), churn_bars(doc, out), scaling(doc, out)]

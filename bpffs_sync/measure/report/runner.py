@@ -1,8 +1,9 @@
 """Run every measure once, with progress on stderr, and collect results.json.
 
 quick: sizes that fit in about a minute here (CI); full: more samples and 10 000 cgroups.
-kernel: "auto" boots the patched kernel when a bzImage is built and this is not --quick,
-"yes" builds it first when absent, "no" never boots (the patched rows then say why).
+kernel: "auto" boots the patched kernel (guest.py picks the image) when one is built and this
+is not --quick, "yes" builds the image carrying both series first when none is, "no" never boots
+(the patched rows then say why). The guest part's sizes are inguest.GuestPlan's.
 """
 
 from __future__ import annotations
@@ -68,18 +69,19 @@ def meta(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _patched(plan: Plan, out_dir: Path) -> dict[str, Any]:
+def _patched(plan: Plan, out_dir: Path, on_progress: Callable[[str], None]) -> dict[str, Any]:
     if plan.kernel == "no":
         return stats.not_measured("patched kernel not booted (--kernel no)")
     if plan.kernel == "auto" and plan.quick:
         return stats.not_measured("--quick does not boot the patched kernel (use --kernel yes)")
-    if not guest.kernel_built():
+    if guest.choose() is None:
         if plan.kernel == "auto":
-            return stats.not_measured(f"no built kernel at {guest.BZIMAGE} (`make kernel`, or --kernel yes)")
-        failed = guest.build_kernel()
+            return stats.not_measured(f"no built kernel at {guest.BOTH.bzimage} "
+                                      "(kernel-approach2/scripts/build.sh, or --kernel yes)")
+        failed = guest.build()
         if failed:
             return stats.not_measured(failed)
-    return guest.run_guest(out_dir, plan.quick)
+    return guest.run_guest(out_dir, plan.quick, on_progress)
 
 
 def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
@@ -120,7 +122,8 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
     for n in plan.populate:
         step(f"populate {n}", lambda n=n: doc["populate"].append(measures.populate(tools.readloop, n)))  # type: ignore[misc]
     step("kernel LOC", lambda: doc.__setitem__("loc", measures.kernel_loc()))
-    step("patched kernel (guest)", lambda: doc.__setitem__("patched", _patched(plan, out_dir)))
+    step("patched kernel (guest)", lambda: doc.__setitem__("patched", _patched(
+        plan, out_dir, lambda line: bar.set_postfix_str(line[:60], refresh=True))))
     bar.close()
     doc["meta"]["duration_s"] = time.monotonic() - started
     return doc

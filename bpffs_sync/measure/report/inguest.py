@@ -1,0 +1,359 @@
+"""The patched-kernel rows, measured inside one boot of the kernel carrying both series.
+
+    python -m bpffs_sync.measure.report.inguest OUT.json [--quick]     (run by guest.run_guest)
+
+Everything lands in OUT.json; a part that fails becomes {"not_measured": "in the guest: ..."}.
+Progress lines go to $BPFFS_SYNC_GUEST_OUT/progress (the host shows the last one).
+
+  files        for each approach the image carries (a1: <bpffs>/cgroup/<path>/hist_oncpu,
+               a2: <cgroup>/bpf.stat.hist_oncpu), one link on a private root: the file of a busy
+               cgroup read by the C loop and a Python loop, the C loop under mkdir/rmdir churn,
+               mkdir -> readable, and the usability checks (cat/grep, uid 65534, a v1 hierarchy,
+               after rmdir, no loader process left)
+  baseline     cgroupfs cpu.stat of the same cgroup, idle and under churn (same boot: the ratios)
+  bench_a2     kernel-approach2/bench/bench_a2.py's JSON (reused, not re-implemented): link create
+               = cgroup_mutex hold over N cgroups, mkdir/rmdir under 0/1/4 links, the worst
+               concurrent mkdir during link create, open+read+close, slab per file; A1 and A2 alike
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bpffs_sync.measure.report import stats
+from bpffs_sync.measure.report.native import REPO, Tools
+
+CGROUP2 = "/sys/fs/cgroup"
+STAT = "hist_oncpu"
+KEY = "total_ns"
+BENCH_A2 = REPO / "kernel-approach2" / "bench" / "bench_a2.py"
+
+
+@dataclass(frozen=True, slots=True)
+class GuestPlan:
+    n_c: int
+    n_py: int
+    n_mkdir: int
+    sizes: tuple[int, ...]  # bench_a2 --sizes (populate curve; the largest also for stall and slab)
+    rounds: int  # bench_a2 --rounds
+
+    @classmethod
+    def make(cls, quick: bool) -> GuestPlan:
+        if quick:
+            return cls(2000, 300, 30, (100, 1000), 100)
+        return cls(20000, 3000, 300, (100, 1000, 10000), 300)
+
+
+def progress(msg: str) -> None:
+    out = os.environ.get("BPFFS_SYNC_GUEST_OUT")
+    if out:
+        with contextlib.suppress(OSError), open(os.path.join(out, "progress"), "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%T')} {msg}\n")
+
+
+def attempt(what: str, fn: Callable[[], Any]) -> Any:
+    """fn(), or the reason it failed as a not-measured entry (the host renders the reason)."""
+    progress(what)
+    try:
+        return fn()
+    except Exception as err:  # every failure in the guest becomes the row's reason
+        return stats.not_measured(f"in the guest, {what}: {type(err).__name__}: {err}"[:300])
+
+
+# --- the approaches ------------------------------------------------------------------------------
+
+
+class Approach:
+    """One approach's link maker and file namer, over a bpffs mounted with cgroup_mirror."""
+
+    def __init__(self, key: str, fs: str) -> None:
+        from bpffs_sync.backends import kernel_a1, kernel_a2
+        from bpffs_sync.paths import Layout
+        from bpffs_sync.programs import lookup
+
+        self.key, self.fs = key, fs
+        layout = Layout(fs, CGROUP2)
+        self._maker: Any = kernel_a1.KernelMirror(layout, lookup(STAT)) if key == "a1" else \
+            kernel_a2.CgroupfsStat(layout, lookup(STAT))
+
+    def attach(self, cgroup_dir: str) -> int:
+        fd: int = self._maker.attach(cgroup_dir)
+        return fd
+
+    def file_of(self, cgroup_dir: str) -> str:
+        from bpffs_sync.backends import kernel_a2
+
+        if self.key == "a2":
+            return os.path.join(cgroup_dir, kernel_a2.file_name(STAT))
+        return os.path.join(self.fs, "cgroup", os.path.relpath(cgroup_dir, CGROUP2), STAT)
+
+    def detach_all(self) -> None:
+        from bpffs_sync.backends import kernel_a1, kernel_a2
+
+        (kernel_a1 if self.key == "a1" else kernel_a2).detach_all()
+
+    def close(self) -> None:
+        self._maker.close()
+
+
+def carried() -> list[str]:
+    """The approaches the running kernel carries (feature probes on its BTF)."""
+    from bpffs_sync.backends import kernel_a1, kernel_a2
+
+    return [k for k, ok in (("a1", kernel_a1.supported()), ("a2", kernel_a2.supported())) if ok]
+
+
+@contextlib.contextmanager
+def linked(ap: Approach, cgroup_dir: str) -> Iterator[int]:
+    fd = ap.attach(cgroup_dir)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+        ap.detach_all()
+
+
+# --- measures ------------------------------------------------------------------------------------
+
+
+def _parse(path: str) -> Callable[[], int]:
+    def read() -> int:
+        with open(path, encoding="utf-8") as f:
+            return int(f.read().split(f"{KEY}:")[1].split()[0])
+    return read
+
+
+def reads(tools: Tools, path: str, plan: GuestPlan) -> dict[str, Any]:
+    from bpffs_sync.measure.report import measures
+
+    return {"c": measures.series(*measures.c_loop(tools.readloop, ["file", path, KEY], plan.n_c)),
+            "py": measures.series(*measures.py_loop(_parse(path), plan.n_py))}
+
+
+def mkdir_readable(ap: Approach, root: str, n: int) -> dict[str, Any]:
+    """mkdir, then read the new cgroup's file at once (polling every 50 us if it is not there)."""
+    from bpffs_sync.measure.report import measures
+
+    ns, tries = [], []
+    for i in range(n):
+        cg = os.path.join(root, f"fresh{i}")
+        os.mkdir(cg)
+        took, attempts = measures.first_read(measures.readable_file(ap.file_of(cg)))
+        ns.append(took)
+        tries.append(attempts)
+        os.rmdir(cg)
+    return {"summary": stats.summarize_ns(ns), "samples_ns": ns,
+            "first_try": sum(1 for a in tries if a == 1) / len(tries), "attempts_max": max(tries)}
+
+
+def after_rmdir(ap: Approach, root: str) -> str:
+    """A reader holding the file open, and one opening it by name, after the cgroup is removed."""
+    cg = os.path.join(root, "gone")
+    os.mkdir(cg)
+    path = ap.file_of(cg)
+    fd = os.open(path, os.O_RDONLY)
+    os.rmdir(cg)
+    try:
+        try:
+            held = f"a held fd reads {len(os.pread(fd, 4096, 0))} bytes"
+        except OSError as err:
+            held = f"a held fd gets {os.strerror(err.errno or 0)}"
+        by_name = "the name still opens" if os.path.exists(path) else "the name is gone (ENOENT)"
+        return f"gone with the cgroup: {by_name}; {held}"
+    finally:
+        os.close(fd)
+
+
+LOADER = """
+import sys
+from bpffs_sync.backends import kernel_a1, kernel_a2
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import lookup
+fs, root, key = sys.argv[1:4]
+mod = kernel_a1.KernelMirror if key == "a1" else kernel_a2.CgroupfsStat
+with mod(Layout(fs, "/sys/fs/cgroup"), lookup("hist_oncpu")) as m:
+    m.ensure_link(root)
+"""
+
+
+def no_loader(ap: Approach, root: str) -> str:
+    """A loader process pins the link and exits; is a cgroup made afterwards covered at once?"""
+    proc = subprocess.run([sys.executable, "-c", LOADER, ap.fs, root, ap.key], capture_output=True, text=True,
+                          check=False, timeout=600)
+    if proc.returncode != 0:
+        return f"not measured: the loader failed ({(proc.stderr.strip().splitlines() or ['?'])[-1][:100]})"
+    late = os.path.join(root, "after-loader")
+    os.mkdir(late)
+    try:
+        ok = os.path.isfile(ap.file_of(late))
+    finally:
+        os.rmdir(late)
+        ap.detach_all()
+    return ("n/a: no daemon: the loader exited and a cgroup made afterwards had its file when mkdir returned"
+            if ok else "no: a cgroup made after the loader exited has no file")
+
+
+def v1_cell(ap: Approach, tools: Tools) -> str:
+    """A link on a cgroup of a named v1 hierarchy mounted for this check."""
+    from bpffs_sync.measure.report.usability import cat_grep
+
+    mnt = tempfile.mkdtemp(prefix="bpffs-sync-report-v1-")
+    subprocess.run(["mount", "-t", "cgroup", "-o", "none,name=bpffs_sync_report", "cgroup", mnt], check=True)
+    cg = os.path.join(mnt, "job")
+    try:
+        os.mkdir(cg)
+        try:
+            fd = ap.attach(cg)
+        except Exception as err:
+            return f"no: link create on a v1 cgroup: {err}"[:160]
+        try:
+            if ap.key == "a2":
+                return "yes (named v1 hierarchy): " + cat_grep(ap.file_of(cg), KEY)
+            found = [os.path.join(d, f) for d, _, fs in os.walk(ap.fs) if "cgroup-v1" in d for f in fs if f == STAT]
+            return f"yes: {found[0]} made" if found else \
+                "no: link created on the v1 cgroup, but no file under <bpffs>/cgroup-v1/"
+        finally:
+            os.close(fd)
+            ap.detach_all()
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(cg)
+        subprocess.run(["umount", mnt], check=False)
+        os.rmdir(mnt)
+
+
+def usability(ap: Approach, tools: Tools, root: str, busy_file: str) -> dict[str, str]:
+    from bpffs_sync.measure.report.usability import cat_grep, unprivileged
+
+    def cell(what: str, fn: Callable[[], str]) -> str:
+        try:
+            return fn()
+        except Exception as err:
+            return f"not measured: {what} failed in the guest: {type(err).__name__}: {err}"[:160]
+
+    return {"cat / grep": cell("cat", lambda: cat_grep(busy_file, KEY)),
+            "unprivileged (uid 65534)": cell("uid 65534", lambda: unprivileged(tools.readloop, ["file", busy_file,
+                                                                                               KEY])),
+            "after rmdir": cell("rmdir", lambda: after_rmdir(ap, root)),
+            "cgroup v1": "",  # filled after the link is gone (v1_cell makes its own)
+            "daemon crash": ""}
+
+
+def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
+    """The file rows of each carried approach, and the cpu.stat baseline, on one busy cgroup."""
+    from bpffs_sync.measure.report import measures
+    from bpffs_sync.measure.report.bed import burn
+    from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+
+    fs = mount_bpffs("cgroup_mirror")
+    root = make_cgroup_root("bpffs-sync-report")
+    out: dict[str, Any] = {}
+    aps = [Approach(k, fs) for k in keys]
+    try:
+        busy = os.path.join(root, "busy")
+        os.mkdir(busy)
+        burn([busy], 0.3)
+        cpu_stat = os.path.join(busy, "cpu.stat")
+        churn_dir = os.path.join(root, "churn")
+        progress("baseline: cpu.stat")
+        base = {"c": measures.series(*measures.c_loop(tools.readloop, ["file", cpu_stat, "usage_usec"], plan.n_c))}
+        with measures.churning(tools.readloop, churn_dir):
+            base["churn"] = measures.series(*measures.c_loop(tools.readloop, ["file", cpu_stat, "usage_usec"],
+                                                             plan.n_c))
+        out["baseline_cpu_stat"] = base
+        for ap in aps:
+            def one(ap: Approach = ap) -> dict[str, Any]:
+                row: dict[str, Any] = {}
+                with linked(ap, root):
+                    path = ap.file_of(busy)
+                    row["file"] = path
+                    row["read"] = reads(tools, path, plan)
+                    with measures.churning(tools.readloop, churn_dir):
+                        row["churn"] = measures.series(*measures.c_loop(tools.readloop, ["file", path, KEY], plan.n_c))
+                    row["mkdir_readable"] = mkdir_readable(ap, root, plan.n_mkdir)
+                    row["usability"] = usability(ap, tools, root, path)
+                u = row["usability"]
+                u["cgroup v1"] = attempt(f"{ap.key}: v1", lambda: v1_cell(ap, tools))
+                u["daemon crash"] = attempt(f"{ap.key}: no loader", lambda: no_loader(ap, root))
+                for col, v in u.items():
+                    if isinstance(v, dict):
+                        u[col] = f"not measured: {v['not_measured']}"
+                return row
+            out[f"{ap.key}_file"] = attempt(f"{ap.key}: file rows", one)
+    finally:
+        for ap in aps:
+            with contextlib.suppress(Exception):
+                ap.detach_all()
+            ap.close()
+        remove_cgroup_tree(root, timeout=60)
+        umount_bpffs(fs)
+    return out
+
+
+def bench_a2(plan: GuestPlan, out_dir: str) -> dict[str, Any]:
+    """kernel-approach2's bench, as its own process, with this plan's sizes; its JSON as is."""
+    out = os.path.join(out_dir, "bench_a2.json")
+    proc = subprocess.run([sys.executable, str(BENCH_A2), "--out", out, "--sizes", ",".join(map(str, plan.sizes)),
+                           "--rounds", str(plan.rounds)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, check=False)
+    if proc.returncode != 0 or not os.path.isfile(out):
+        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return stats.not_measured(f"in the guest, kernel-approach2/bench/bench_a2.py: {last[:200]}")
+    with open(out, encoding="utf-8") as f:
+        doc: dict[str, Any] = json.load(f)
+    return doc
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def guest_main(out: str, quick: bool) -> int:
+    from bpffs_sync.measure.report import native
+
+    started = time.monotonic()
+    plan = GuestPlan.make(quick)
+    keys = carried()
+    doc: dict[str, Any] = {"kernel": platform.release(), "version": platform.version(), "cpu": _cpu_model(),
+                           "cpus": os.cpu_count() or 0, "date": time.strftime("%F %T %z"), "carries": keys,
+                           "plan": asdict(plan)}
+    if keys:
+        tools = native.build()
+        rows = attempt("file rows", lambda: files(tools, plan, keys))
+        doc.update(rows if stats.is_measured(rows) else {f"{k}_file": rows for k in keys})
+    if keys == ["a1", "a2"]:
+        doc["bench_a2"] = attempt("bench_a2", lambda: bench_a2(plan, os.path.dirname(os.path.abspath(out))))
+    else:
+        doc["bench_a2"] = stats.not_measured("the booted kernel does not carry both series (bench_a2 needs both)")
+    doc["guest_run_s"] = time.monotonic() - started
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    progress("done")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="report: the patched-kernel rows, inside the guest")
+    ap.add_argument("out")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    return guest_main(args.out, args.quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
