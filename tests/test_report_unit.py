@@ -55,10 +55,10 @@ def test_approach2_rows_say_it_has_not_landed() -> None:
 
 def test_approach2_rows_name_an_image_without_it() -> None:
     """A booted image whose kernel lacks Approach 2 (BTF probe) is named as the reason, not a landing."""
-    doc = {"patched": {"carries": ["a1"], "image": {"series": "Approach 1 + Approach 2"}},
+    doc = {"patched": {"carries": ["a1"], "image": {"path": "/k/bzImage", "series": "Approach 1 + Approach 2"}},
            "loc": {"a2_file": {"kernel": 640}}}
-    assert render._nm(render._a2(doc)) == \
-        "not measured: the booted image (Approach 1 + Approach 2) does not carry Approach 2"
+    assert render._nm(render._a2(doc)) == ("not measured: the booted kernel does not carry Approach 2 (BTF probe in "
+                                           "the guest; image /k/bzImage, meant for Approach 1 + Approach 2)")
 
 
 def test_guest_boot_is_matched_to_the_recorded_image() -> None:

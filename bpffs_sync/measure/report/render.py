@@ -61,8 +61,9 @@ def _file(doc: dict[str, Any], key: str) -> dict[str, Any]:
     if "not_measured" in p:
         return p
     if key not in p.get("carries", []):
-        series = p.get("image", {}).get("series", "its series")
-        return stats.not_measured(f"the booted image ({series}) does not carry Approach {key[1]}")
+        im = p.get("image", {})
+        return stats.not_measured(f"the booted kernel does not carry Approach {key[1]} (BTF probe in the guest; "
+                                  f"image {im.get('path', '?')}, meant for {im.get('series', '?')})")
     entry: dict[str, Any] = p.get(f"{key}_file", stats.not_measured(f"the guest gave no {key}_file result"))
     return entry
 
@@ -150,6 +151,56 @@ def environment(doc: dict[str, Any]) -> Section:
                          "boot of one image carrying both series, under emulation: compare them with each other "
                          "and with the cgroupfs cpu.stat read of the same boot, not with the host's rows."],
                    tables=[(["", "value"], rows)])
+
+
+def _short(cell: str) -> str:
+    """A usability cell's verdict word(s): 'yes', 'no', 'partly', 'n/a: no daemon' ..."""
+    head = cell.split(":", 1)[0]
+    return "n/a: no daemon" if cell.startswith("n/a: no daemon") else head if len(head) <= 14 else cell[:40]
+
+
+def headline_section(doc: dict[str, Any]) -> Section:
+    """One row per main mechanism: the figures a reader compares first, each from this run."""
+    from bpffs_sync.measure.report.verdict import approach
+
+    base = _p(doc["read"].get(BASELINE, {}).get("c"))
+    u = doc["usability"]["rows"]
+    cols = ("cat / grep", "unprivileged (uid 65534)")
+    rows = []
+    bench = _bench(doc)
+    for key in ("a1", "a2"):
+        a, e = approach(doc, key), _file(doc, key)
+        if not stats.is_measured(e):
+            rows.append([f"{NAMES[key]} (guest)", *[_nm(e)] * 6])
+            continue
+        cells = e.get("usability", {})
+        mem = bench.get("slab_per_file", {}).get(f"{key}_bytes_per_file") if stats.is_measured(bench) else None
+        rows.append([f"{NAMES[key]} (guest, TCG)", fmt_ratio(a.read_x_cpu, "cpu.stat, same boot"),
+                     f"{a.first_try * 100:.0f}% of {a.mkdirs}" if a.first_try is not None else "not measured",
+                     *[_short(str(cells.get(c, "not measured"))) for c in cols],
+                     f"{a.mkdir_x:.2f}x (1 link)" if a.mkdir_x is not None else _nm(bench),
+                     fmt_bytes(mem) if mem is not None else _nm(bench)])
+    mk = doc["mkdir_readable"]
+    cost, pop, m = doc["mkdir_cost"], doc["populate"][-1], doc["memory"]
+    host = {"mirror_iter": (fmt_ratio(cost["mkdir_ratio"], "no daemon") + " (daemon running)",
+                            fmt_bytes(pop["slab_per_file_bytes"]) if pop["slab_per_file_bytes"] > 0 else
+                            "no slab growth seen"),
+            "prog_run": ("not measured: nothing is made per cgroup", f"{fmt_bytes(m['map_per_entry_bytes'])} "
+                         "(map entry)")}
+    for key, (mkdir_cell, mem_cell) in host.items():
+        e, r = mk.get(key), doc["read"].get(key)
+        first = f"{e['first_try'] * 100:.0f}% of {int(e['summary']['n'])}" if stats.is_measured(e) else _nm(e)
+        if key == "mirror_iter" and stats.is_measured(e):
+            first += f" (lag p50 {_lat(e, 'p50_us')})"
+        ratio = fmt_ratio(stats.ratio(_p(r["c"]), base), "cpu.stat") if stats.is_measured(r) and \
+            stats.is_measured(r["c"]) else _nm(r)
+        rows.append([f"{label(doc, key)} (host)", ratio, first,
+                     *[_short(u.get(key, {}).get(c, "not measured")) for c in cols], mkdir_cell, mem_cell])
+    return Section("Headline", text=["Read cost against cgroupfs cpu.stat read on the same machine in the same run "
+                                     "(patched kernel: the same guest boot); the first read right after mkdir; "
+                                     "usability checks; what one mkdir pays; memory per cgroup. Details below."],
+                   tables=[(["mechanism", "read, C p50", "first read right after mkdir succeeded", "cat / grep",
+                             "uid 65534", "mkdir cost", "memory per cgroup"], rows)], images=["scaling.png"])
 
 
 def _read_row(doc: dict[str, Any], key: str, entry: Any, churn: Any, *, base_c: float | None,
@@ -384,8 +435,9 @@ def usability(doc: dict[str, Any]) -> Section:
 def sections(doc: dict[str, Any]) -> list[Section]:
     from bpffs_sync.measure.report.verdict import verdict
 
-    return [environment(doc), verdict(doc), reads(doc), knobs(doc), mkdir_readable(doc), populate(doc),
-            mkdir_cost(doc), memory(doc), loc(doc), usability(doc)]
+    return [environment(doc), headline_section(doc), verdict(doc), reads(doc), knobs(doc), mkdir_readable(doc),
+            populate(doc), mkdir_cost(doc), memory(doc), loc(doc), usability(doc),
+            Section("Closing note: the headline ratios of this run", text=[f"- {line}" for line in headline(doc)])]
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -447,6 +499,8 @@ def check_cells(secs: list[Section]) -> list[str]:
 
 def headline(doc: dict[str, Any]) -> list[str]:
     """The closing note's ratios, all from this run."""
+    from bpffs_sync.measure.report.verdict import approach
+
     r, base = doc["read"], _p(doc["read"].get(BASELINE, {}).get("c"))
     lines = []
     for key in ("mirror_iter", "prog_run", "map_lookup", "iter_per_read"):
@@ -454,4 +508,17 @@ def headline(doc: dict[str, Any]) -> list[str]:
         if stats.is_measured(e) and stats.is_measured(e["c"]):
             rr = stats.ratio(_p(e["c"]), base)
             lines.append(f"{key}: C p50 {fmt_us(_p(e['c']) or math.nan)}, {fmt_ratio(rr, 'cpu.stat')}")
+    for key in ("a1", "a2"):
+        a = approach(doc, key)
+        if a.read_x_cpu is None:
+            lines.append(f"{key}_file: {_nm(_file(doc, key))}")
+            continue
+        line = f"{key}_file (guest, TCG): C p50 {a.read_x_cpu:.2f}x cpu.stat of the same boot"
+        if a.first_try is not None:
+            line += f", first read after mkdir {a.first_try * 100:.0f}% of {a.mkdirs}"
+        if a.hold_s is not None and a.hold_x_mkdir is not None:
+            line += f", link create {a.hold_x_mkdir:.1f}x a mkdir per cgroup"
+        if a.mkdir_x is not None:
+            line += f", mkdir under 1 link {a.mkdir_x:.2f}x"
+        lines.append(line)
     return lines
