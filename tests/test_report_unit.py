@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bpffs_sync.measure.report import guest, render, stats
+from bpffs_sync.measure.report import guest, render, stats, verdict
 from bpffs_sync.measure.report.measures import patch_lines
 
 pytestmark = pytest.mark.unit
@@ -76,3 +76,12 @@ def test_patch_lines_counts_by_part(tmp_path: Path) -> None:
         "--- a/kernel/x.c\n+++ b/kernel/x.c\n+one\n+two\n-gone\n"
         "+++ b/tools/lib/bpf/l.c\n+three\n+++ b/tools/testing/selftests/t.c\n+four\n")
     assert patch_lines(tmp_path) == {"kernel": 2, "tools": 1, "selftests": 1, "removed": 1}
+
+
+def test_compare_names_the_winner_of_each_measured_figure() -> None:
+    """Lower wins, within 10 % is a tie, an unmeasured figure is left out, v1 support counts."""
+    a1 = verdict.Approach(read=10.0, hold_s=1.0, slab=500.0, cells={"cgroup v1": "no: link create on a v1 cgroup"})
+    a2 = verdict.Approach(read=20.0, hold_s=1.05, slab=None, cells={"cgroup v1": "yes (named v1 hierarchy): ..."})
+    got = {what: who for what, who, _ in verdict.compare(a1, a2)}
+    assert got == {"read cost (C p50, same boot)": "a1", "cgroup_mutex hold of link create": "tie",
+                   "cgroup v1 hierarchies": "a2"}

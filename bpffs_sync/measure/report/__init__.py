@@ -1,16 +1,20 @@
 """`bpffs-sync report`: the comparative design report (issue 9).
 
 Every number in report.md / report.html / results.json comes from one run: the stock-kernel rows
-are measured here, the patched-kernel rows in one boot of the series' kernel (guest.py), and a row
-that could not be measured says why ("not measured: <reason>"), never a made-up figure.
+are measured here, the patched-kernel rows (Approach 1 and Approach 2) in one boot of the image
+carrying both series (guest.py picks and records it, inguest.py measures inside it, reusing
+kernel-approach2/bench/bench_a2.py's JSON), and a row that could not be measured says why
+("not measured: <reason>"), never a made-up figure.
 
     bed.py         the private kernel state every mechanism reads (bpffs, cgroups, loaded programs)
     native.py      builds the C loop (bench/report/readloop.c) and the alternatives' BPF object
     mechanisms.py  one real reader per mechanism: a Python operation and the C loop's arguments
     measures.py    read cost (idle, under churn), mkdir -> readable, populate, memory, kernel LOC
     usability.py   the usability table, each cell a check run now
-    guest.py       the patched-kernel rows: run inside the guest, read back on the host
+    guest.py       the patched-kernel rows, host side: which image, its identity, the boot, the JSON back
+    inguest.py     the patched-kernel rows, guest side: both approaches' files, cpu.stat, bench_a2
     runner.py      runs it all with progress and writes results.json
     stats.py       percentiles, ratios, formatting (pure)
-    render.py      report.md and report.html; plots.py the PNGs; verdict.py the verdict section
+    render.py      report.md and report.html (headline, sections, closing note); plots.py the PNGs
+    verdict.py     the maintainer's points, each with this run's number, and the recommendation
 """
