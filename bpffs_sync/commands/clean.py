@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from bpffs_sync import rundir
+from bpffs_sync import dirfd, rundir
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import EnvironmentProblem
 from bpffs_sync.mirror import bpffs
@@ -26,14 +26,23 @@ def kernel_users(private_entries: dict[str, list[str]]) -> list[str]:
 
 
 def _private_entries(layout: Layout) -> dict[str, list[str]]:
-    root = layout.private_root
-    if not os.path.isdir(root) or os.path.islink(root):
+    """{stat: entry names} of <bpffs>/bpffs-sync, read through checked directory fds (a planted
+    `bpffs-sync` is Tampered, never followed)."""
+    fd = bpffs.open_sub(layout.bpffs, (PRIVATE_DIR,), create=False)
+    if fd is None:
         return {}
     out: dict[str, list[str]] = {}
-    for stat in os.listdir(root):
-        path = os.path.join(root, stat)
-        if os.path.isdir(path) and not os.path.islink(path):
-            out[stat] = os.listdir(path)
+    try:
+        with os.scandir(fd) as it:
+            stats = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+        for stat in stats:
+            sub = os.open(stat, dirfd.O_DIR, dir_fd=fd)
+            try:
+                out[stat] = os.listdir(sub)
+            finally:
+                os.close(sub)
+    finally:
+        os.close(fd)
     return out
 
 

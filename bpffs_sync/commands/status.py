@@ -10,10 +10,10 @@ from typing import Any
 from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import LibbpfError
-from bpffs_sync.mirror import forest
-from bpffs_sync.paths import Layout
+from bpffs_sync.mirror import bpffs, forest
+from bpffs_sync.paths import MIRROR_V1, Layout
 from bpffs_sync.programs import CATALOGUE, StatProgram
-from bpffs_sync.stats import COLLECTOR_PIN
+from bpffs_sync.stats import COLLECTOR_PIN, private_dir
 
 
 def daemon_status(layout: Layout) -> dict[str, Any]:
@@ -32,34 +32,55 @@ def daemon_status(layout: Layout) -> dict[str, Any]:
 
 
 def _program(layout: Layout, spec: StatProgram) -> dict[str, Any]:
+    """The stat's pinned map and collector, read through its checked private directory (never a path
+    a planted symlink could redirect)."""
     out: dict[str, Any] = {"map_pinned": False, "collector_pinned": False}
-    map_pin = layout.private_path(spec.name, spec.stats_map)
+    dfd = private_dir(layout, spec.name, create=False)
+    if dfd is None:
+        out["map_error"] = f"no directory {layout.private_path(spec.name)}"
+        return out
     try:
-        fd = libbpf.obj_get(map_pin)
+        map_pin = layout.private_path(spec.name, spec.stats_map)
         try:
-            info = libbpf.map_info(fd, map_pin)
-            entries = sum(1 for _ in libbpf.map_keys(fd, info.key_size, map_pin))
-        finally:
-            os.close(fd)
-        out.update(map_pinned=True, map_id=info.map_id, map_entries=entries, map_max_entries=info.max_entries)
-    except LibbpfError as err:
-        out["map_error"] = str(err)
-    pin = layout.private_path(spec.name, COLLECTOR_PIN)
-    try:
-        link = libbpf.pinned_link_info(pin)
-        out.update(collector_pinned=True, collector_link_id=link.link_id,
-                   collector_program=libbpf.prog_info_by_id(link.prog_id).name)
-    except LibbpfError as err:
-        out["collector_error"] = str(err)
+            fd = libbpf.obj_get_at(dfd, spec.stats_map, map_pin)
+            try:
+                info = libbpf.map_info(fd, map_pin)
+                entries = sum(1 for _ in libbpf.map_keys(fd, info.key_size, map_pin))
+            finally:
+                os.close(fd)
+            out.update(map_pinned=True, map_id=info.map_id, map_entries=entries, map_max_entries=info.max_entries)
+        except LibbpfError as err:
+            out["map_error"] = str(err)
+        pin = layout.private_path(spec.name, COLLECTOR_PIN)
+        try:
+            fd = libbpf.obj_get_at(dfd, COLLECTOR_PIN, pin)
+            try:
+                link = libbpf.link_info(fd, pin)
+            finally:
+                os.close(fd)
+            out.update(collector_pinned=True, collector_link_id=link.link_id,
+                       collector_program=libbpf.prog_info_by_id(link.prog_id).name)
+        except LibbpfError as err:
+            out["collector_error"] = str(err)
+    finally:
+        os.close(dfd)
     return out
 
 
-def _mirror(mirror_root: str, stats: frozenset[str]) -> dict[str, int]:
+def _mirror(bpffs_root: str, parts: tuple[str, ...], stats: frozenset[str]) -> dict[str, int]:
+    """Directories and stat files below <bpffs>/<parts>, walked relative to directory fds (fwalk:
+    no symlink followed, no path length limit)."""
+    top = bpffs.open_sub(bpffs_root, parts, create=False)
+    if top is None:
+        return {"dirs": 0, "stat_files": 0}
     dirs = files = 0
-    for _root, dirnames, filenames in os.walk(mirror_root):
-        dirs += 1
-        files += sum(1 for n in filenames if n in stats)
-        dirnames[:] = [d for d in dirnames if d not in stats]
+    try:
+        for _root, dirnames, filenames, _fd in os.fwalk(".", dir_fd=top):
+            dirs += 1
+            files += sum(1 for n in filenames if n in stats)
+            dirnames[:] = [d for d in dirnames if d not in stats]
+    finally:
+        os.close(top)
     return {"dirs": dirs, "stat_files": files}
 
 
@@ -69,7 +90,7 @@ def _v1_trees(layout: Layout) -> dict[str, Any]:
     stats = frozenset(CATALOGUE)
     for name, target in sorted(forest.top_actual(layout.bpffs).items()):
         if target == "":
-            out[name] = _mirror(os.path.join(forest.v1_root(layout.bpffs), name), stats)
+            out[name] = _mirror(layout.bpffs, (MIRROR_V1, name), stats)
         elif target is not None:
             out[name] = {"symlink": target}
     return out
@@ -85,9 +106,17 @@ def _kernel(layout: Layout) -> dict[str, Any] | None:
     }
 
 
+def _has_private(layout: Layout, stat: str) -> bool:
+    fd = private_dir(layout, stat, create=False)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
 def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
     names = {s.name for s in specs}
-    names |= {n for n in CATALOGUE if os.path.isdir(layout.private_path(n))}  # loaded for a v1 tree
+    names |= {n for n in CATALOGUE if _has_private(layout, n)}  # loaded for a v1 tree
     return {
         "kernel": _kernel(layout),
         "bpffs": layout.bpffs,
@@ -95,7 +124,7 @@ def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
         "mirror_root": layout.mirror_root,
         "daemon": daemon_status(layout),
         "programs": {n: _program(layout, CATALOGUE[n]) for n in sorted(names)},
-        "mirror": _mirror(layout.mirror_root, frozenset(names)),
+        "mirror": _mirror(layout.bpffs, layout.mirror_parts, frozenset(names)),
         "v1": _v1_trees(layout),
     }
 

@@ -6,6 +6,7 @@ below that scope, so a missed, duplicated or reordered event cannot leave the mi
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -51,10 +52,10 @@ class Reconciler:
         self.stat_names = tuple(stats)
         self.generations = Generations({name: s.map_id for name, s in stats.items()})
         self.pins = bpffs.PinJudge(self.generations.judge)
-        self.roots = Roots(layout)
+        self.roots = Roots(layout)  # held for one pass only: a held fd makes umount of either fs EBUSY
 
     def close(self) -> None:
-        """Let go of the held root directories (the tree is dropped, or the daemon stops)."""
+        """Let go of the held root directories (they are let go after each pass anyway)."""
         self.roots.close()
 
     def normalise(self, scope: RelPath) -> RelPath:
@@ -85,7 +86,7 @@ class Reconciler:
         started = time.monotonic()
         # The caller's id when it bound one (the daemon's step: its failure line names this pass).
         rid = str(structlog.contextvars.get_contextvars().get("reconcile_id") or uuid.uuid4().hex[:12])
-        with structlog.contextvars.bound_contextvars(reconcile_id=rid):
+        with structlog.contextvars.bound_contextvars(reconcile_id=rid), contextlib.closing(self.roots):
             todo = coalesce([self.normalise(s) for s in scopes] or [()])
             plan, live = self.observe(todo)
             if todo == [()]:
