@@ -301,7 +301,7 @@ def _link_create_cell(bench: dict[str, Any], n: int, key: str) -> str:
         return f"not measured: this run's guest plan has no {n}-cgroup tree"
     per_mkdir = stats.ratio(row[f"{key}_us_per_cgroup"], bench.get("mkdir", {}).get("none_mkdir_us"))
     return (f"{row[f'{key}_s'] * 1e3:.1f} ms ({row[f'{key}_us_per_cgroup']:.0f} us/cgroup"
-            + (f" = {per_mkdir:.1f}x a mkdir" if per_mkdir is not None else "") + "; TCG)")
+            + (f" = {per_mkdir:.2f}x a mkdir" if per_mkdir is not None else "") + "; TCG)")
 
 
 def populate(doc: dict[str, Any]) -> Section:
@@ -517,7 +517,7 @@ def headline(doc: dict[str, Any]) -> list[str]:
         if a.first_try is not None:
             line += f", first read after mkdir {a.first_try * 100:.0f}% of {a.mkdirs}"
         if a.hold_s is not None and a.hold_x_mkdir is not None:
-            line += f", link create {a.hold_x_mkdir:.1f}x a mkdir per cgroup"
+            line += f", link create {a.hold_x_mkdir:.2f}x a mkdir per cgroup"
         if a.mkdir_x is not None:
             line += f", mkdir under 1 link {a.mkdir_x:.2f}x"
         lines.append(line)
