@@ -11,15 +11,19 @@ Progress lines go to $BPFFS_SYNC_GUEST_OUT/progress (the host shows the last one
                mkdir -> readable, and the usability checks (cat/grep, uid 65534, a v1 hierarchy,
                after rmdir, no loader process left)
   baseline     cgroupfs cpu.stat of the same cgroup, idle and under churn (same boot: the ratios)
-  bench_a2     kernel-approach2/bench/bench_a2.py's JSON (reused, not re-implemented): link create
-               = cgroup_mutex hold over N cgroups, mkdir/rmdir under 0/1/4 links, the worst
-               concurrent mkdir during link create, open+read+close, slab per file; A1 and A2 alike
+  bench_a2     kernel-approach2/bench/bench_a2.py's measures and JSON (its functions, imported): link
+               create = cgroup_mutex hold over N cgroups, mkdir/rmdir under 0/1/4 links, the worst
+               concurrent mkdir during link create, open+read+close, slab per file; A1 and A2 alike.
+               Its stall probe is driven from here: bench_a2 puts the probe's stop file in cgroupfs,
+               where it cannot be created (EACCES), and the probe never stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import platform
@@ -301,17 +305,81 @@ def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
     return out
 
 
+def _load_bench_a2() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_a2", BENCH_A2)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {BENCH_A2}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _probe_worst(b: Any, elsewhere: str, during: Callable[[], None] | None) -> float:
+    """bench_a2.probe_worst with its stop file outside cgroupfs: bench_a2 makes it beside the cgroups,
+    where open(O_CREAT) gets EACCES and its probe process never stops."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stop = os.path.join(tmp, "stop")
+        proc = subprocess.Popen([sys.executable, "-c", b.PROBE, elsewhere, stop], stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.2)
+            if during is not None:
+                during()
+            else:
+                time.sleep(0.5)
+        finally:
+            open(stop, "w").close()
+            out, _ = proc.communicate(timeout=600)
+    return float(out.split()[0])
+
+
+def _stall(b: Any, ap: Any, root: str, n: int) -> dict[str, Any]:
+    """bench_a2.bench_stall's measure and JSON shape, through _probe_worst."""
+    sub, elsewhere = os.path.join(root, "stall"), os.path.join(root, "elsewhere")
+    os.mkdir(sub)
+    os.mkdir(elsewhere)
+    made = b.make_tree(sub, n)
+    out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": _probe_worst(b, elsewhere, None) * 1e3}
+    for approach in ("a1", "a2"):
+        fds: list[int] = []
+        worst = _probe_worst(b, elsewhere, functools.partial(b.attach_into, fds, ap, approach, sub))
+        out[f"{approach}_worst_ms"] = worst * 1e3
+        for fd in fds:
+            b.libbpf.link_detach(fd)
+            os.close(fd)
+        out[f"{approach}_vs_idle"] = out[f"{approach}_worst_ms"] / out["idle_worst_ms"]
+    b.remove_tree(made)
+    os.rmdir(sub)
+    os.rmdir(elsewhere)
+    return out
+
+
 def bench_a2(plan: GuestPlan, out_dir: str) -> dict[str, Any]:
-    """kernel-approach2's bench, as its own process, with this plan's sizes; its JSON as is."""
-    out = os.path.join(out_dir, "bench_a2.json")
-    proc = subprocess.run([sys.executable, str(BENCH_A2), "--out", out, "--sizes", ",".join(map(str, plan.sizes)),
-                           "--rounds", str(plan.rounds)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, check=False)
-    if proc.returncode != 0 or not os.path.isfile(out):
-        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        return stats.not_measured(f"in the guest, kernel-approach2/bench/bench_a2.py: {last[:200]}")
-    with open(out, encoding="utf-8") as f:
-        doc: dict[str, Any] = json.load(f)
+    """kernel-approach2/bench/bench_a2.py's measures and JSON shape (its main() with this plan's
+    sizes): its functions are called as they are, except the stall (see _probe_worst). Each part
+    that fails is that part's not_measured entry."""
+    from bpffs_sync.backends import kernel_a1, kernel_a2
+    from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+
+    b = _load_bench_a2()
+    sizes = list(plan.sizes)
+    fs = mount_bpffs("cgroup_mirror")
+    root = make_cgroup_root("bench-a2")
+    ap = b.Approaches(fs)
+    doc: dict[str, Any] = {"kernel": platform.release(), "unit_note": "TCG guest: read the ratios"}
+    try:
+        doc["link_create"] = attempt("bench_a2: link create", lambda: b.bench_link_create(ap, root, sizes))
+        doc["mkdir"] = attempt("bench_a2: mkdir/rmdir under links", lambda: b.bench_mkdir(ap, root, plan.rounds))
+        doc["stall"] = attempt("bench_a2: stall", lambda: _stall(b, ap, root, max(sizes)))
+        doc["read"] = attempt("bench_a2: read", lambda: b.bench_read(ap, root, plan.rounds))
+        doc["slab_per_file"] = attempt("bench_a2: slab", lambda: b.bench_slab(ap, root, max(sizes)))
+    finally:
+        kernel_a2.detach_all()
+        kernel_a1.detach_all()
+        ap.close()
+        remove_cgroup_tree(root, timeout=60)
+        umount_bpffs(fs)
+    with open(os.path.join(out_dir, "bench_a2.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
     return doc
 
 

@@ -76,6 +76,7 @@ def churn_bars(doc: dict[str, Any], out: Path) -> str:
 def scaling(doc: dict[str, Any], out: Path) -> str:
     bench = doc.get("patched", {}).get("bench_a2", {})
     rows = bench.get("link_create", {}) if stats.is_measured(bench) else {}
+    rows = rows if stats.is_measured(rows) else {}
     fig, axes = plt.subplots(1, 2 if rows else 1, figsize=(12 if rows else 8, 4.5), squeeze=False)
     ax = axes[0][0]
     pop = doc["populate"]
@@ -90,7 +91,7 @@ def scaling(doc: dict[str, Any], out: Path) -> str:
         for key, mark in (("a1", "^-"), ("a2", "v-")):
             gx.plot(xs, [rows[n][f"{key}_s"] * 1e3 for n in sizes], mark,
                     label=f"Approach {key[1]}: link create = cgroup_mutex hold")
-        mk = bench.get("mkdir", {}).get("none_mkdir_us")
+        mk = bench.get("mkdir", {}).get("none_mkdir_us")  # absent from a not_measured part: None
         if mk:
             gx.plot(xs, [x * mk / 1e3 for x in xs], "s--", label="baseline: N x one mkdir (same boot)")
         gx.set_title("guest (TCG, one boot): link create vs number of cgroups")

@@ -88,6 +88,15 @@ def _bench(doc: dict[str, Any]) -> dict[str, Any]:
     return b
 
 
+def _bench_part(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """One part of bench_a2's JSON (link_create, mkdir, stall, read, slab_per_file), or why not."""
+    b = _bench(doc)
+    if not stats.is_measured(b):
+        return b
+    part = b.get(name, stats.not_measured(f"bench_a2 gave no {name} result"))
+    return part if isinstance(part, dict) else stats.not_measured(f"bench_a2's {name} is not an object")
+
+
 def _gbase(doc: dict[str, Any]) -> dict[str, Any]:
     """cgroupfs cpu.stat read in the same guest boot: the baseline of the patched rows."""
     p = _patched(doc)
@@ -167,19 +176,20 @@ def headline_section(doc: dict[str, Any]) -> Section:
     u = doc["usability"]["rows"]
     cols = ("cat / grep", "unprivileged (uid 65534)")
     rows = []
-    bench = _bench(doc)
+    slab = _bench_part(doc, "slab_per_file")
+    mkdir_part = _bench_part(doc, "mkdir")
     for key in ("a1", "a2"):
         a, e = approach(doc, key), _file(doc, key)
         if not stats.is_measured(e):
             rows.append([f"{NAMES[key]} (guest)", *[_nm(e)] * 6])
             continue
         cells = e.get("usability", {})
-        mem = bench.get("slab_per_file", {}).get(f"{key}_bytes_per_file") if stats.is_measured(bench) else None
+        mem = slab.get(f"{key}_bytes_per_file") if stats.is_measured(slab) else None
         rows.append([f"{NAMES[key]} (guest, TCG)", fmt_ratio(a.read_x_cpu, "cpu.stat, same boot"),
                      f"{a.first_try * 100:.0f}% of {a.mkdirs}" if a.first_try is not None else "not measured",
                      *[_short(str(cells.get(c, "not measured"))) for c in cols],
-                     f"{a.mkdir_x:.2f}x (1 link)" if a.mkdir_x is not None else _nm(bench),
-                     fmt_bytes(mem) if mem is not None else _nm(bench)])
+                     f"{a.mkdir_x:.2f}x (1 link)" if a.mkdir_x is not None else _nm(mkdir_part),
+                     fmt_bytes(mem) if mem is not None else _nm(slab)])
     mk = doc["mkdir_readable"]
     cost, pop, m = doc["mkdir_cost"], doc["populate"][-1], doc["memory"]
     host = {"mirror_iter": (fmt_ratio(cost["mkdir_ratio"], "no daemon") + " (daemon running)",
@@ -293,19 +303,20 @@ def mkdir_readable(doc: dict[str, Any]) -> Section:
                    tables=[(["mechanism", "p50", "p99", "first read after mkdir succeeded"], rows)])
 
 
-def _link_create_cell(bench: dict[str, Any], n: int, key: str) -> str:
-    if not stats.is_measured(bench):
-        return _nm(bench)
-    row = bench.get("link_create", {}).get(str(n))
+def _link_create_cell(doc: dict[str, Any], n: int, key: str) -> str:
+    lc = _bench_part(doc, "link_create")
+    if not stats.is_measured(lc):
+        return _nm(lc)
+    row = lc.get(str(n))
     if row is None:
         return f"not measured: this run's guest plan has no {n}-cgroup tree"
-    per_mkdir = stats.ratio(row[f"{key}_us_per_cgroup"], bench.get("mkdir", {}).get("none_mkdir_us"))
+    mk = _bench_part(doc, "mkdir")
+    per_mkdir = stats.ratio(row[f"{key}_us_per_cgroup"], mk.get("none_mkdir_us") if stats.is_measured(mk) else None)
     return (f"{row[f'{key}_s'] * 1e3:.1f} ms ({row[f'{key}_us_per_cgroup']:.0f} us/cgroup"
             + (f" = {per_mkdir:.2f}x a mkdir" if per_mkdir is not None else "") + "; TCG)")
 
 
 def populate(doc: dict[str, Any]) -> Section:
-    bench = _bench(doc)
     rows = []
     for p in doc["populate"]:
         n = p["cgroups"]
@@ -313,14 +324,14 @@ def populate(doc: dict[str, Any]) -> Section:
             str(n), f"{p['first_pass_ns'] / 1e6:.1f} ms ({p['per_cgroup_us']:.0f} us/cgroup)",
             f"{p['mkdir_ns'] / 1e6:.1f} ms", fmt_ratio(p["ratio_vs_mkdir"], "mkdir"),
             f"{_lat(p['probe_idle'], 'max_us')} -> {_lat(p['probe_during_pass'], 'max_us')}",
-            _link_create_cell(bench, n, "a1"), _link_create_cell(bench, n, "a2")])
-    stall = bench.get("stall") if stats.is_measured(bench) else None
-    if isinstance(stall, dict):
+            _link_create_cell(doc, n, "a1"), _link_create_cell(doc, n, "a2")])
+    stall = _bench_part(doc, "stall")
+    if stats.is_measured(stall):
         stall_rows = [[f"Approach {k[1]} link create over {stall['cgroups']} cgroups (guest, TCG)",
                        f"{stall['idle_worst_ms']:.1f} ms", f"{stall[f'{k}_worst_ms']:.1f} ms",
                        f"{stall[f'{k}_vs_idle']:.1f}x idle"] for k in ("a1", "a2")]
     else:
-        why = _nm(bench if not stats.is_measured(bench) else stats.not_measured("bench_a2 gave no stall result"))
+        why = _nm(stall)
         stall_rows = [[f"Approach {k} link create", why, why, why] for k in ("1", "2")]
     return Section("Populate vs number of cgroups",
                    text=["User-space mirror (host): its first full pass over N existing cgroups (programs already "
@@ -352,13 +363,12 @@ def mkdir_cost(doc: dict[str, Any]) -> Section:
              f"{c['mkdir_mirrored_ns'] / n / 1e3:.1f} us ({fmt_ratio(c['mkdir_ratio'], 'no daemon')})",
              f"{c['rmdir_plain_ns'] / n / 1e3:.1f} -> {c['rmdir_mirrored_ns'] / n / 1e3:.1f} us "
              f"({fmt_ratio(c['rmdir_ratio'], 'no daemon')})", f"{n} cgroups, total / {n}"]]
-    bench = _bench(doc)
-    mk = bench.get("mkdir") if stats.is_measured(bench) else None
+    mk = _bench_part(doc, "mkdir")
     for key in ("a1", "a2"):
-        if isinstance(mk, dict):
+        if stats.is_measured(mk):
             rows += [_links_row(mk, key, k) for k in ("1", "4") if k in mk]
         else:
-            why = _nm(bench if not stats.is_measured(bench) else stats.not_measured("bench_a2 gave no mkdir result"))
+            why = _nm(mk)
             rows.append([f"Approach {key[1]} links", why, why, why])
     return Section("Cost added to mkdir and rmdir",
                    text=["Without -> with the mechanism, same run. The user-space mirror adds nothing inside "
@@ -368,12 +378,10 @@ def mkdir_cost(doc: dict[str, Any]) -> Section:
                    tables=[(["with", "mkdir", "rmdir", "sample"], rows)])
 
 
-def _slab_cell(bench: dict[str, Any], key: str) -> str:
-    if not stats.is_measured(bench):
-        return _nm(bench)
-    s = bench.get("slab_per_file")
-    if not isinstance(s, dict):
-        return "not measured: bench_a2 gave no slab result"
+def _slab_cell(doc: dict[str, Any], key: str) -> str:
+    s = _bench_part(doc, "slab_per_file")
+    if not stats.is_measured(s):
+        return _nm(s)
     v = s[f"{key}_bytes_per_file"]
     return (f"{fmt_bytes(v)} per file (slab delta over {s['files']} cgroups, median of 2; guest)" if v > 0 else
             f"no slab growth seen over {s['files']} files (delta {fmt_bytes(v * s['files'])}: other activity)")
@@ -383,7 +391,6 @@ def memory(doc: dict[str, Any]) -> Section:
     m = doc["memory"]
     pop = doc["populate"][-1]
     slab = pop["slab_per_file_bytes"]
-    bench = _bench(doc)
     rows = [
         ["user-space mirror: one pinned iterator + bpffs dir per cgroup",
          (f"{fmt_bytes(slab)} per file (slab delta over {pop['pins']} files)" if slab > 0 else
@@ -393,8 +400,8 @@ def memory(doc: dict[str, Any]) -> Section:
          f"for {m['map_max_entries']} entries"],
         ["cgroupfs user.* xattr (8-byte value)",
          f"{fmt_bytes(m['xattr_per_cgroup_bytes'])} per cgroup (slab delta over {m['xattr_cgroups']})"],
-        ["Approach 1 file: bpffs dentry+inode per cgroup (guest)", _slab_cell(bench, "a1")],
-        ["Approach 2 file: kernfs node per cgroup (guest)", _slab_cell(bench, "a2")],
+        ["Approach 1 file: bpffs dentry+inode per cgroup (guest)", _slab_cell(doc, "a1")],
+        ["Approach 2 file: kernfs node per cgroup (guest)", _slab_cell(doc, "a2")],
     ]
     return Section("Memory per mirrored cgroup", tables=[(["state", "bytes"], rows)])
 

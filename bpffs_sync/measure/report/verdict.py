@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bpffs_sync.measure.report import stats
-from bpffs_sync.measure.report.render import Section, _bench, _file, _gbase, _nm, _p
+from bpffs_sync.measure.report.render import Section, _bench, _bench_part, _file, _gbase, _nm, _p
 from bpffs_sync.measure.report.stats import fmt_us
 
 TIE = 0.10  # within 10 %: neither approach wins that comparison
@@ -75,9 +75,10 @@ def approach(doc: dict[str, Any], key: str) -> Approach:
         a.first_try, a.mkdirs = mk.get("first_try"), int(_get(mk, "summary", "n") or 0)
         a.cells = f.get("usability")
     if stats.is_measured(b):
-        sizes = sorted(int(n) for n in b.get("link_create", {}))
+        lc = _bench_part(doc, "link_create")
+        sizes = sorted(int(n) for n in lc) if stats.is_measured(lc) else []
         if sizes:
-            row = b["link_create"][str(sizes[-1])]
+            row = lc[str(sizes[-1])]
             a.hold_s = row[f"{key}_s"]
             a.hold_x_mkdir = stats.ratio(row[f"{key}_us_per_cgroup"], _get(b, "mkdir", "none_mkdir_us"))
         a.stall_x = _get(b, "stall", f"{key}_vs_idle")
@@ -219,7 +220,8 @@ def verdict(doc: dict[str, Any]) -> Section:
     mirror_pop = doc["populate"][-1]
     m_stall = stats.ratio(_p(mirror_pop["probe_during_pass"], "max_us"), _p(mirror_pop["probe_idle"], "max_us"))
     holds = [a.hold_s for a in (a1, a2) if a.hold_s is not None]
-    n_big = max((int(n) for n in _get(_bench(doc), "link_create") or {}), default=0)
+    lc = _bench_part(doc, "link_create")
+    n_big = max((int(n) for n in lc), default=0) if stats.is_measured(lc) else 0
     rows = [
         ["\"a different and not-particularly-efficient way to communicate with BPF progs\" (Tejun)",
          f"C p50: stat file {_u(mirror)} vs BPF_PROG_RUN {_u(prog)} ({_x(file_x_prog)}) vs cgroupfs cpu.stat "
@@ -250,7 +252,7 @@ def verdict(doc: dict[str, Any]) -> Section:
          f"a concurrent mkdir's worst {_x(a1.stall_x)} / {_x(a2.stall_x)} idle (guest). mkdir under one link "
          f"{_x(a1.mkdir_x)} / {_x(a2.mkdir_x)} no link. User-space mirror: no cgroup_mutex across its pass, "
          f"concurrent mkdir worst {_x(m_stall)} idle at {mirror_pop['cgroups']} cgroups (host).",
-         _tree_cost(a1, a2) if holds else _nm(_bench(doc)) + "."],
+         _tree_cost(a1, a2) if holds else _nm(lc) + "."],
     ]
     return Section("Verdict: the maintainer's points", text=recommendation(doc, a1, a2),
                    tables=[(["point (RFC thread)", "number from this run", "reading"], rows)])
