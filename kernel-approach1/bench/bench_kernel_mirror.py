@@ -10,6 +10,9 @@
 - mkdir stall: the worst mkdir latency of a concurrent mkdir loop while a link is created over N
   cgroups, vs the same loop's worst latency with nothing else running.
 - read: open+read+close of a kernel-made file vs a user-space pinned iterator of the same program.
+- mkdir vs links (--links): mkdir+rmdir of one cgroup with 0, 1, 4 and 16 links covering it (each
+  adds a file) and with as many links elsewhere in the hierarchy (what finding a cgroup's links
+  costs), vs the same loop with no link.
 
 Numbers under TCG (no KVM here) are slow in absolute terms; the ratios are what to read.
 """
@@ -178,6 +181,57 @@ def bench(n: int, reads: int) -> dict[str, float]:
     return out
 
 
+LINK_COUNTS = (0, 1, 4, 16)
+
+
+def mkdir_rmdir_us(parent: str, rounds: int) -> float:
+    """Mean wall time of one mkdir+rmdir of a cgroup under parent, in us."""
+    path = os.path.join(parent, "m.scope")
+    start = time.perf_counter()
+    for _ in range(rounds):
+        os.mkdir(path)
+        os.rmdir(path)
+    return (time.perf_counter() - start) / rounds * 1e6
+
+
+def bench_links(rounds: int) -> dict[str, float]:
+    """mkdir+rmdir cost under k covering links and with k links elsewhere, k in LINK_COUNTS."""
+    out: dict[str, float] = {"rounds": rounds}
+    fs = mount_bpffs("cgroup_mirror")
+    root = make_cgroup_root("cgstat-links")
+    try:
+        target = os.path.join(root, "target")
+        os.mkdir(target)
+        elsewhere = [os.path.join(root, f"other{i}") for i in range(max(LINK_COUNTS))]
+        for path in elsewhere:
+            os.mkdir(path)
+        with kernel_a1.KernelMirror(Layout(fs, CGROUP2), lookup("hist_oncpu")) as km:
+            for k in LINK_COUNTS:
+                for where, roots in (("covering", [target] * k), ("elsewhere", elsewhere[:k])):
+                    fds = [km.attach(r, f"stat{i}") for i, r in enumerate(roots)]
+                    mkdir_rmdir_us(target, rounds // 10)  # warm-up
+                    out[f"{where}_{k}_us"] = mkdir_rmdir_us(target, rounds)
+                    kernel_a1.detach_all()
+                    for fd in fds:
+                        os.close(fd)
+    finally:
+        kernel_a1.detach_all()
+        remove_cgroup_tree(root)
+        umount_bpffs(fs)
+    return out
+
+
+def report_links(r: dict[str, float]) -> str:
+    base = r["covering_0_us"]
+    lines = [f"mkdir+rmdir of one cgroup, {int(r['rounds'])} rounds, vs no link ({base:.1f} us):"]
+    for k in LINK_COUNTS[1:]:
+        cov, els = r[f"covering_{k}_us"], r[f"elsewhere_{k}_us"]
+        lines.append(
+            f"  {k:2d} links: covering it {cov:.1f} us ({cov / base:.2f}x), elsewhere {els:.1f} us ({els / base:.2f}x)"
+        )
+    return "\n".join(lines)
+
+
 def report(r: dict[str, float]) -> str:
     n = int(r["cgroups"])
     walk = r["userspace_first_pass_s"] - r["userspace_empty_pass_s"]
@@ -206,8 +260,13 @@ def main() -> int:
     ap.add_argument("--count", type=int, action="append", help="cgroups (repeatable; default 1000 and 10000)")
     ap.add_argument("--reads", type=int, default=2000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--links", type=int, metavar="ROUNDS", help="only mkdir vs 0/1/4/16 links, ROUNDS mkdirs each")
     args = ap.parse_args()
     kernel_a1.require_supported()
+    if args.links:
+        r = bench_links(args.links)
+        print(json.dumps(r, indent=2) if args.json else report_links(r))
+        return 0
     results = [bench(n, args.reads) for n in (args.count or [1000, 10000])]
     if args.json:
         print(json.dumps(results, indent=2))

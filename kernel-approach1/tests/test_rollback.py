@@ -175,6 +175,7 @@ def test_enabling_the_mirror_is_all_or_nothing(stat: kernel_a1.KernelMirror, mir
     """Links exist; a remount with cgroup_mirror that fails half way leaves no mirror."""
     make_tree(cg, "a/b", "c.slice")
     link_fds.append(stat.attach(cg))
+    stat.close()  # its pin directory fd would keep the instance alive past umount (a lazy umount)
     umount_bpffs(mirror_fs)  # the links stay, with no files
     os.makedirs(mirror_fs)  # for the fixture's umount
     assert link_desc(link_fds[0]).nr_files == 0
