@@ -17,8 +17,9 @@ import errno
 import os
 import stat as stat_mod
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from bpffs_sync.errors import Tampered, translate_oserror
 from bpffs_sync.paths import RelPath
@@ -27,6 +28,7 @@ O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # cgroup.max.depth is unlimited by default; a walk keeps one fd per level of the path it is on, so a
 # subtree deeper than this is reported (a conflict: not mirrored) instead of exhausting our fds.
 MAX_DEPTH = 2048
+T = TypeVar("T")
 
 
 def where(base: str, rel: RelPath) -> str:
@@ -152,6 +154,40 @@ class DirCache:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+def descend(top_fd: int, top: RelPath, children: Callable[[int, RelPath], list[T] | None],
+            enter: Callable[[int, RelPath, T], tuple[RelPath, int] | None]) -> None:
+    """Depth first below the directory open at top_fd, holding one fd per level of the current path.
+
+    children(fd, rel): the entries of the directory rel (None: leave it, it could not be listed);
+    enter(parent_fd, parent_rel, entry): the (rel, fd) of a subdirectory to go into, else None. Every
+    fd this opens or is handed is closed, also on error; top_fd stays the caller's."""
+    fd = os.dup(top_fd)
+    todo = children(fd, top)
+    if todo is None:
+        os.close(fd)
+        return
+    stack: list[tuple[RelPath, int, list[T]]] = [(top, fd, todo)]
+    try:
+        while stack:
+            rel, fd, todo = stack[-1]
+            if not todo:
+                os.close(fd)
+                stack.pop()
+                continue
+            entered = enter(fd, rel, todo.pop())
+            if entered is None:
+                continue
+            child, cfd = entered
+            below = children(cfd, child)
+            if below is None:
+                os.close(cfd)
+                continue
+            stack.append((child, cfd, below))
+    finally:
+        for _rel, fd, _todo in stack:
+            os.close(fd)
 
 
 @contextmanager

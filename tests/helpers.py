@@ -35,6 +35,17 @@ def cli(*args: str, env: dict[str, str] | None = None, check: bool = False,
     return res
 
 
+def assert_one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 2 and exactly one `bpffs-sync: error: ...` line holding every needle; no traceback."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("bpffs-sync: error: "), lines[0]
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
 @dataclass
 class Mirror:
     """A private bpffs + a private cgroup subtree + (optionally) a daemon mirroring one into the other."""

@@ -10,22 +10,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, Mirror, cli
+from helpers import REPO, Mirror, assert_one_line_error, cli
 
 from bpffs_sync import libbpf
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.measure.bench import MEMORY_V1_STAT
 from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
-
-
-def assert_one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("bpffs-sync: error: "), lines[0]
-    assert "Traceback" not in res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_unknown_program(mirror: Mirror) -> None:

@@ -6,8 +6,7 @@ import os
 import tempfile
 
 import pytest
-from helpers import Mirror, cli
-from test_cli_errors import assert_one_line_error
+from helpers import Mirror, assert_one_line_error, cli
 
 from bpffs_sync.cli import build_parser
 

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from helpers import Mirror
+from helpers import Mirror, assert_one_line_error
 
 from bpffs_sync.sandbox import _rmdir_post_order
 
@@ -21,13 +21,6 @@ def as_nobody(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*NOBODY, *cmd], capture_output=True, text=True, check=False)
 
 
-def one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bpffs-sync: error: "), res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -46,7 +39,7 @@ def test_planted_symlink_is_refused_not_followed(mirror: Mirror, outside: str, n
     """A user's symlink at the bpffs root where we keep state: run exits 2 naming it, writes nothing."""
     assert as_nobody("ln", "-s", outside, os.path.join(mirror.bpffs, name)).returncode == 0
     os.mkdir(mirror.cg("a"))
-    one_line_error(mirror.cli("run", "--once"), name, "symlink")
+    assert_one_line_error(mirror.cli("run", "--once"), name, "symlink")
     assert os.listdir(outside) == []
     assert os.path.islink(os.path.join(mirror.bpffs, name))  # left for a human to look at
 
@@ -57,9 +50,9 @@ def test_planted_directory_is_refused_not_adopted(mirror: Mirror, name: str) -> 
     planted = os.path.join(mirror.bpffs, name)
     assert as_nobody("mkdir", planted).returncode == 0
     assert as_nobody("mkdir", os.path.join(planted, "hist_oncpu")).returncode == 0
-    one_line_error(mirror.cli("run", "--once"), name, "uid 65534")
+    assert_one_line_error(mirror.cli("run", "--once"), name, "uid 65534")
     assert os.listdir(planted) == ["hist_oncpu"] and os.stat(planted).st_uid == 65534
-    one_line_error(mirror.cli("clean"), name)  # nor is it removed through
+    assert_one_line_error(mirror.cli("clean"), name)  # nor is it removed through
     assert os.listdir(planted) == ["hist_oncpu"]
 
 
@@ -67,7 +60,7 @@ def test_root_owned_but_world_writable_is_refused(mirror: Mirror) -> None:
     """Root's directory that others may write into is as unsafe as a planted one."""
     os.mkdir(os.path.join(mirror.bpffs, "cgroup"), 0o777)
     os.chmod(os.path.join(mirror.bpffs, "cgroup"), 0o777)
-    one_line_error(mirror.cli("run", "--once"), "cgroup", "writable by group or others")
+    assert_one_line_error(mirror.cli("run", "--once"), "cgroup", "writable by group or others")
 
 
 def test_symlink_inside_the_mirror_is_replaced_not_followed(mirror: Mirror, outside: str) -> None:

@@ -9,17 +9,9 @@ import os
 import subprocess
 
 import pytest
-from helpers import Mirror, cli
+from helpers import Mirror, assert_one_line_error, cli
 
 from bpffs_sync.backends import kernel_a1, pick
-
-
-def one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bpffs-sync: error: "), res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_auto_is_user_space_on_a_stock_kernel(mirror: Mirror) -> None:
@@ -33,11 +25,11 @@ def test_auto_is_user_space_on_a_stock_kernel(mirror: Mirror) -> None:
                                   ["clean", "--approach", "2"]])
 def test_a_kernel_mode_on_a_stock_kernel_is_one_line(mirror: Mirror, argv: list[str]) -> None:
     """Asking for a kernel backend the running kernel lacks: exit 2, one line naming what is missing."""
-    one_line_error(mirror.cli(*argv), "kernel lacks")
+    assert_one_line_error(mirror.cli(*argv), "kernel lacks")
 
 
 def test_approach_2_has_no_user_space_mirror(mirror: Mirror) -> None:
-    one_line_error(mirror.cli("verify", "--approach", "2", "--user-space"), "--approach 2 --user-space")
+    assert_one_line_error(mirror.cli("verify", "--approach", "2", "--user-space"), "--approach 2 --user-space")
 
 
 def test_user_space_and_kernel_exclude_each_other(mirror: Mirror) -> None:

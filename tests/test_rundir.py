@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from helpers import Mirror, cli, wait_for
-from test_cli_errors import assert_one_line_error
+from helpers import Mirror, assert_one_line_error, cli, wait_for
 
 from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends import kernel_a1

@@ -9,8 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import Mirror, cli, wait_for
-from test_cli_errors import assert_one_line_error
+from helpers import Mirror, assert_one_line_error, cli, wait_for
 from v1_scratch import mounted_v1_hierarchy
 
 from v1_controllers.discovery import PROC_CGROUPS, parse_proc_cgroups

@@ -374,45 +374,31 @@ def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: in
 
 
 def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge, view: ActualView) -> None:
-    stack: list[tuple[RelPath, int, list[str]]] = []
-    try:
-        stack.append((top, os.dup(top_fd), _names(top_fd, layout.mirror_path(top))))
-    except SyncError:
-        view.opaque.add(top)
-        return
-    try:
-        while stack:
-            rel, fd, todo = stack[-1]
-            if not todo:
-                os.close(fd)
-                stack.pop()
-                continue
-            child = (*rel, todo.pop())
-            what = layout.mirror_path(child)
-            entry = describe_at(fd, child[-1], what, judge_file)
-            if entry is None:
-                continue
-            view.tree[child] = entry
-            if entry.kind is not Kind.DIR:
-                continue
-            if len(child) >= dirfd.MAX_DEPTH:
-                view.opaque.add(child)
-                continue
-            try:
-                cfd = dirfd.open_dir(fd, child[-1], what)
-            except CgroupGone:
-                del view.tree[child]
-                continue
-            except SyncError:
-                view.opaque.add(child)
-                continue
-            try:
-                names = _names(cfd, what)
-            except SyncError:
-                os.close(cfd)
-                view.opaque.add(child)
-                continue
-            stack.append((child, cfd, names))
-    finally:
-        for _rel, fd, _todo in stack:
-            os.close(fd)
+    def children(fd: int, rel: RelPath) -> list[str] | None:
+        try:
+            return _names(fd, layout.mirror_path(rel))
+        except SyncError:
+            view.opaque.add(rel)
+            return None
+
+    def enter(fd: int, rel: RelPath, name: str) -> tuple[RelPath, int] | None:
+        child = (*rel, name)
+        what = layout.mirror_path(child)
+        entry = describe_at(fd, name, what, judge_file)
+        if entry is None:
+            return None
+        view.tree[child] = entry
+        if entry.kind is not Kind.DIR:
+            return None
+        if len(child) >= dirfd.MAX_DEPTH:
+            view.opaque.add(child)
+            return None
+        try:
+            return child, dirfd.open_dir(fd, name, what)
+        except CgroupGone:
+            del view.tree[child]
+        except SyncError:
+            view.opaque.add(child)
+        return None
+
+    dirfd.descend(top_fd, top, children, enter)

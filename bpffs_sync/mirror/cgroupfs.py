@@ -98,48 +98,41 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
 
 def _walk_below(layout: Layout, top_fd: int, top: RelPath, stats: tuple[str, ...], *, stat_set: frozenset[str],
                 view: DesiredView) -> None:
-    """Depth first below top, one fd per level of the current path."""
-    try:
-        stack: list[tuple[RelPath, int, list[tuple[str, int]]]] = [(top, os.dup(top_fd), _children(top_fd))]
-    except OSError as err:
-        if err.errno not in _GONE:
-            _unreadable(view, top, os.fstat(top_fd).st_ino, err)
-        return
-    try:
-        while stack:
-            rel, fd, todo = stack[-1]
-            if not todo:
-                os.close(fd)
-                stack.pop()
-                continue
-            name, ino = todo.pop()
-            child = (*rel, name)
-            if name in stat_set:
-                view.conflicts.append(Conflict(child, ino))
-                continue
-            if len(child) >= dirfd.MAX_DEPTH:
-                view.conflicts.append(Conflict(child, ino, ConflictReason.TOO_DEEP,
-                                               f"deeper than {dirfd.MAX_DEPTH} levels"))
-                view.opaque.add(child)
-                continue
-            try:
-                cfd = os.open(name, dirfd.O_DIR, dir_fd=fd)
-            except OSError as err:
-                if err.errno not in _GONE:
-                    _unreadable(view, child, ino, err)
-                continue
-            try:
-                below = _children(cfd)
-            except OSError as err:
-                os.close(cfd)
-                if err.errno not in _GONE:
-                    _unreadable(view, child, ino, err)
-                continue
-            _add_cgroup(view, layout, child, ino, stats)
-            stack.append((child, cfd, below))
-    finally:
-        for _rel, fd, _todo in stack:
-            os.close(fd)
+    """Depth first below top (dirfd.descend: one fd per level of the current path)."""
+    ids = {top: os.fstat(top_fd).st_ino}
+
+    def children(fd: int, rel: RelPath) -> list[tuple[str, int]] | None:
+        try:
+            below = _children(fd)
+        except OSError as err:
+            if err.errno not in _GONE:
+                _unreadable(view, rel, ids[rel], err)
+            return None
+        if rel != top:
+            _add_cgroup(view, layout, rel, ids[rel], stats)
+        return below
+
+    def enter(fd: int, rel: RelPath, entry: tuple[str, int]) -> tuple[RelPath, int] | None:
+        name, ino = entry
+        child = (*rel, name)
+        if name in stat_set:
+            view.conflicts.append(Conflict(child, ino))
+            return None
+        if len(child) >= dirfd.MAX_DEPTH:
+            too_deep = f"deeper than {dirfd.MAX_DEPTH} levels"
+            view.conflicts.append(Conflict(child, ino, ConflictReason.TOO_DEEP, too_deep))
+            view.opaque.add(child)
+            return None
+        try:
+            cfd = os.open(name, dirfd.O_DIR, dir_fd=fd)
+        except OSError as err:
+            if err.errno not in _GONE:
+                _unreadable(view, child, ino, err)
+            return None
+        ids[child] = ino
+        return child, cfd
+
+    dirfd.descend(top_fd, top, children, enter)
 
 
 def _unreadable(view: DesiredView, rel: RelPath, ino: int, err: OSError) -> None:
