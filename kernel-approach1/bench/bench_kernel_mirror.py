@@ -194,9 +194,10 @@ def mkdir_rmdir_us(parent: str, rounds: int) -> float:
     return (time.perf_counter() - start) / rounds * 1e6
 
 
-def bench_links(rounds: int) -> dict[str, float]:
-    """mkdir+rmdir cost under k covering links and with k links elsewhere, k in LINK_COUNTS."""
-    out: dict[str, float] = {"rounds": rounds}
+def bench_links(rounds: int, repeats: int = 3) -> dict[str, float]:
+    """mkdir+rmdir cost under k covering links and with k links elsewhere, k in LINK_COUNTS: the
+    median of `repeats` sweeps, the configurations interleaved so drift hits all of them alike."""
+    samples: dict[str, list[float]] = {}
     fs = mount_bpffs("cgroup_mirror")
     root = make_cgroup_root("cgstat-links")
     try:
@@ -206,24 +207,31 @@ def bench_links(rounds: int) -> dict[str, float]:
         for path in elsewhere:
             os.mkdir(path)
         with kernel_a1.KernelMirror(Layout(fs, CGROUP2), lookup("hist_oncpu")) as km:
-            for k in LINK_COUNTS:
-                for where, roots in (("covering", [target] * k), ("elsewhere", elsewhere[:k])):
-                    fds = [km.attach(r, f"stat{i}") for i, r in enumerate(roots)]
-                    mkdir_rmdir_us(target, rounds // 10)  # warm-up
-                    out[f"{where}_{k}_us"] = mkdir_rmdir_us(target, rounds)
-                    kernel_a1.detach_all()
-                    for fd in fds:
-                        os.close(fd)
+            mkdir_rmdir_us(target, rounds)  # warm-up
+            for _ in range(repeats):
+                for k in LINK_COUNTS:
+                    for where, roots in (("covering", [target] * k), ("elsewhere", elsewhere[:k])):
+                        fds = [km.attach(r, f"stat{i}") for i, r in enumerate(roots)]
+                        samples.setdefault(f"{where}_{k}_us", []).append(mkdir_rmdir_us(target, rounds))
+                        kernel_a1.detach_all()
+                        for fd in fds:
+                            os.close(fd)
     finally:
         kernel_a1.detach_all()
         remove_cgroup_tree(root)
         umount_bpffs(fs)
+    out: dict[str, float] = {"rounds": rounds, "repeats": repeats}
+    out.update({key: statistics.median(values) for key, values in samples.items()})
+    out["covering_0_us"] = statistics.median(samples["covering_0_us"] + samples["elsewhere_0_us"])
     return out
 
 
 def report_links(r: dict[str, float]) -> str:
     base = r["covering_0_us"]
-    lines = [f"mkdir+rmdir of one cgroup, {int(r['rounds'])} rounds, vs no link ({base:.1f} us):"]
+    lines = [
+        f"mkdir+rmdir of one cgroup, median of {int(r['repeats'])} x {int(r['rounds'])} rounds, "
+        f"vs no link ({base:.1f} us):"
+    ]
     for k in LINK_COUNTS[1:]:
         cov, els = r[f"covering_{k}_us"], r[f"elsewhere_{k}_us"]
         lines.append(
