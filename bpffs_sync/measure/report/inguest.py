@@ -131,10 +131,12 @@ def linked(ap: Approach, cgroup_dir: str) -> Iterator[int]:
 # --- measures ------------------------------------------------------------------------------------
 
 
-def _parse(path: str) -> Callable[[], int]:
+def _parse(path: str, key: str = KEY) -> Callable[[], int]:
+    """open + read + parse one figure: `key: N` (the stat files) or `key N` (cpu.stat)."""
     def read() -> int:
         with open(path, encoding="utf-8") as f:
-            return int(f.read().split(f"{KEY}:")[1].split()[0])
+            words = f.read().replace(":", " ").split()
+        return int(words[words.index(key) + 1])
     return read
 
 
@@ -271,7 +273,8 @@ def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
         cpu_stat = os.path.join(busy, "cpu.stat")
         churn_dir = os.path.join(root, "churn")
         progress("baseline: cpu.stat")
-        base = {"c": measures.series(*measures.c_loop(tools.readloop, ["file", cpu_stat, "usage_usec"], plan.n_c))}
+        base = {"c": measures.series(*measures.c_loop(tools.readloop, ["file", cpu_stat, "usage_usec"], plan.n_c)),
+                "py": measures.series(*measures.py_loop(_parse(cpu_stat, "usage_usec"), plan.n_py))}
         with measures.churning(tools.readloop, churn_dir):
             base["churn"] = measures.series(*measures.c_loop(tools.readloop, ["file", cpu_stat, "usage_usec"],
                                                              plan.n_c))
