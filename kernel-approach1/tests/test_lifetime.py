@@ -1,0 +1,165 @@
+"""One link-lifetime rule, the whole matrix: a cgroup stat link stays attached until BPF_LINK_DETACH
+or the removal of its root cgroup, whether or not an fd or pin refers to it, a mirror instance is
+mounted, or it has files; once detached it goes with its last fd or pin.
+
+Each case runs with a mirror instance mounted (files in every cgroup of the subtree) and without
+one (no files)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+import rawbpf
+from conftest import link_desc
+from test_cgroup_stat import make_tree
+
+from bpffs_sync import libbpf
+from bpffs_sync.backends import kernel_a1
+from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
+
+FILE = "cgstat_life"
+FREE_WAIT_S = 30.0  # the last put frees the link from a workqueue
+
+
+def alive(link_id: int) -> bool:
+    return any(d.link_id == link_id for d in libbpf.cgroup_stat_links())
+
+
+def gone(link_id: int) -> bool:
+    """True once link_id is freed (waits for the workqueue, at most FREE_WAIT_S)."""
+    deadline = time.monotonic() + FREE_WAIT_S
+    while alive(link_id):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def cgroup_id_of(link_id: int) -> int:
+    fd = libbpf.link_fd_by_id(link_id)
+    try:
+        return link_desc(fd).cgroup_id
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(params=["mirror", "no-mirror"])
+def mirror(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A mounted mirror instance, or none at all; every cgroup stat link is detached afterwards."""
+    path = mount_bpffs("cgroup_mirror") if request.param == "mirror" else None
+    try:
+        yield path
+    finally:
+        kernel_a1.detach_all()
+        if path is not None:
+            umount_bpffs(path)
+
+
+@pytest.fixture
+def pins() -> Iterator[str]:
+    """A plain bpffs for pins."""
+    path = mount_bpffs()
+    try:
+        yield path
+    finally:
+        umount_bpffs(path)
+
+
+def make_link(root: str) -> tuple[int, int]:
+    """A cgroup stat link at root; returns (link fd, link id). The program fd is closed."""
+    prog_fd, _log = rawbpf.prog_load_cgroup_stat(
+        rawbpf.call_helper_prog(rawbpf.BPF_FUNC_get_smp_processor_id), name=FILE
+    )
+    cgroup_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = rawbpf.link_create_cgroup_stat(prog_fd, cgroup_fd)
+    finally:
+        os.close(cgroup_fd)
+        os.close(prog_fd)
+    return fd, link_desc(fd).link_id
+
+
+def files_expected(mirror: str | None, cg: str) -> int:
+    return sum(1 for _ in os.walk(cg)) if mirror is not None else 0
+
+
+def test_closing_the_last_fd_keeps_it_attached(mirror: str | None, cg: str) -> None:
+    """Close the only fd: the link stays, attached, with its files (or none without a mirror)."""
+    make_tree(cg, "a/b")
+    fd, link_id = make_link(cg)
+    os.close(fd)
+    assert alive(link_id) and cgroup_id_of(link_id) == os.stat(cg).st_ino
+    handle = libbpf.link_fd_by_id(link_id)
+    try:
+        assert link_desc(handle).nr_files == files_expected(mirror, cg)
+    finally:
+        os.close(handle)
+
+
+def test_unpinning_the_last_pin_keeps_it_attached(mirror: str | None, cg: str, pins: str) -> None:
+    """Pin, close the fd, unlink the pin: the link stays attached."""
+    fd, link_id = make_link(cg)
+    libbpf.obj_pin(fd, os.path.join(pins, "link"))
+    os.close(fd)
+    os.unlink(os.path.join(pins, "link"))
+    assert alive(link_id) and cgroup_id_of(link_id) != 0
+
+
+def test_detach_then_the_last_handle_frees_it(mirror: str | None, cg: str, pins: str) -> None:
+    """BPF_LINK_DETACH: files gone, cgroup_id 0; the link lives while a pin does, then goes."""
+    make_tree(cg, "a")
+    fd, link_id = make_link(cg)
+    libbpf.obj_pin(fd, os.path.join(pins, "link"))
+    libbpf.link_detach(fd)
+    os.close(fd)
+    assert alive(link_id) and cgroup_id_of(link_id) == 0
+    if mirror is not None:
+        assert os.listdir(os.path.join(mirror, "cgroup")) == []
+    os.unlink(os.path.join(pins, "link"))
+    assert gone(link_id)
+
+
+@pytest.mark.parametrize("held", ["nothing", "fd"])
+def test_rmdir_of_the_root_detaches(mirror: str | None, cg: str, held: str) -> None:
+    """rmdir of the link's root cgroup detaches it: with no handle it is freed, with an fd it
+    lives on detached."""
+    root = os.path.join(cg, "root")
+    os.mkdir(root)
+    fd, link_id = make_link(root)
+    with contextlib.ExitStack() as stack:
+        if held == "fd":
+            stack.callback(os.close, fd)
+        else:
+            os.close(fd)
+        os.rmdir(root)
+        if held == "fd":
+            assert alive(link_id) and link_desc(fd).cgroup_id == 0
+    assert gone(link_id)
+
+
+def test_unmount_of_the_mirror_detaches_nothing(cg: str) -> None:
+    """umount of the mirror instance removes the files only: the link stays attached and a new
+    instance shows them again."""
+    make_tree(cg, "a")
+    first = mount_bpffs("cgroup_mirror")
+    try:
+        fd, link_id = make_link(cg)
+        os.close(fd)
+        umount_bpffs(first)
+        assert alive(link_id) and cgroup_id_of(link_id) != 0
+        second = mount_bpffs("cgroup_mirror")
+        try:
+            handle = libbpf.link_fd_by_id(link_id)
+            assert link_desc(handle).nr_files == 2
+            os.close(handle)
+        finally:
+            kernel_a1.detach_all()
+            umount_bpffs(second)
+    finally:
+        kernel_a1.detach_all()
+        with contextlib.suppress(FileNotFoundError):
+            umount_bpffs(first)
