@@ -14,8 +14,8 @@ Progress lines go to $BPFFS_SYNC_GUEST_OUT/progress (the host shows the last one
   bench_a2     kernel-approach2/bench/bench_a2.py's measures and JSON (its functions, imported): link
                create = cgroup_mutex hold over N cgroups, mkdir/rmdir under 0/1/4 links, the worst
                concurrent mkdir during link create, open+read+close, slab per file; A1 and A2 alike.
-               Its stall probe is driven from here: bench_a2 puts the probe's stop file in cgroupfs,
-               where it cannot be created (EACCES), and the probe never stops.
+               The stall's probe is this module's (_probe_worst): bench_a2's makes its stop file in
+               cgroupfs (EACCES: it never stops) and starts too late under TCG to see link create.
 """
 
 from __future__ import annotations
@@ -317,35 +317,46 @@ def _load_bench_a2() -> Any:
     return mod
 
 
-def _probe_worst(b: Any, elsewhere: str, during: Callable[[], None] | None) -> float:
-    """bench_a2.probe_worst with its stop file outside cgroupfs: bench_a2 makes it beside the cgroups,
-    where open(O_CREAT) gets EACCES and its probe process never stops."""
+def _probe_worst(readloop: str, elsewhere: str, during: Callable[[], None] | None) -> tuple[float, int]:
+    """(worst mkdir latency in s, samples) of a concurrent mkdir loop in elsewhere while during() runs
+    (else 0.5 s idle). bench_a2.probe_worst's measure, but: its stop file is made in cgroupfs
+    (EACCES: the probe never stops), and its Python probe is still starting under TCG when the
+    0.2 s head start is over, so it missed the whole link create. Here the probe is readloop's C
+    mkdirlat, and during() starts only once the probe is seen running."""
     with tempfile.TemporaryDirectory() as tmp:
         stop = os.path.join(tmp, "stop")
-        proc = subprocess.Popen([sys.executable, "-c", b.PROBE, elsewhere, stop], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([readloop, "mkdirlat", "10000000", elsewhere, stop], stdout=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.2)
+            deadline = time.monotonic() + 30
+            while not os.path.exists(os.path.join(elsewhere, "probe")) and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            time.sleep(0.1)
             if during is not None:
                 during()
+                time.sleep(0.05)
             else:
                 time.sleep(0.5)
         finally:
             open(stop, "w").close()
             out, _ = proc.communicate(timeout=600)
-    return float(out.split()[0])
+    samples = [int(x) for x in out.split()[2:]]
+    if not samples:
+        raise RuntimeError("the mkdir probe made no sample")
+    return max(samples) / 1e9, len(samples)
 
 
-def _stall(b: Any, ap: Any, root: str, n: int) -> dict[str, Any]:
-    """bench_a2.bench_stall's measure and JSON shape, through _probe_worst."""
+def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
+    """bench_a2.bench_stall's measure and JSON shape, through _probe_worst (and its sample counts)."""
     sub, elsewhere = os.path.join(root, "stall"), os.path.join(root, "elsewhere")
     os.mkdir(sub)
     os.mkdir(elsewhere)
     made = b.make_tree(sub, n)
-    out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": _probe_worst(b, elsewhere, None) * 1e3}
+    worst, count = _probe_worst(readloop, elsewhere, None)
+    out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": worst * 1e3, "idle_samples": count}
     for approach in ("a1", "a2"):
         fds: list[int] = []
-        worst = _probe_worst(b, elsewhere, functools.partial(b.attach_into, fds, ap, approach, sub))
-        out[f"{approach}_worst_ms"] = worst * 1e3
+        worst, count = _probe_worst(readloop, elsewhere, functools.partial(b.attach_into, fds, ap, approach, sub))
+        out[f"{approach}_worst_ms"], out[f"{approach}_samples"] = worst * 1e3, count
         for fd in fds:
             b.libbpf.link_detach(fd)
             os.close(fd)
@@ -356,7 +367,7 @@ def _stall(b: Any, ap: Any, root: str, n: int) -> dict[str, Any]:
     return out
 
 
-def bench_a2(plan: GuestPlan, out_dir: str) -> dict[str, Any]:
+def bench_a2(plan: GuestPlan, tools: Tools, out_dir: str) -> dict[str, Any]:
     """kernel-approach2/bench/bench_a2.py's measures and JSON shape (its main() with this plan's
     sizes): its functions are called as they are, except the stall (see _probe_worst). Each part
     that fails is that part's not_measured entry."""
@@ -372,7 +383,7 @@ def bench_a2(plan: GuestPlan, out_dir: str) -> dict[str, Any]:
     try:
         doc["link_create"] = attempt("bench_a2: link create", lambda: b.bench_link_create(ap, root, sizes))
         doc["mkdir"] = attempt("bench_a2: mkdir/rmdir under links", lambda: b.bench_mkdir(ap, root, plan.rounds))
-        doc["stall"] = attempt("bench_a2: stall", lambda: _stall(b, ap, root, max(sizes)))
+        doc["stall"] = attempt("bench_a2: stall", lambda: _stall(b, ap, tools.readloop, root, max(sizes)))
         doc["read"] = attempt("bench_a2: read", lambda: b.bench_read(ap, root, plan.rounds))
         doc["slab_per_file"] = attempt("bench_a2: slab", lambda: b.bench_slab(ap, root, max(sizes)))
     finally:
@@ -408,7 +419,7 @@ def guest_main(out: str, quick: bool) -> int:
         rows = attempt("file rows", lambda: files(tools, plan, keys))
         doc.update(rows if stats.is_measured(rows) else {f"{k}_file": rows for k in keys})
     if keys == ["a1", "a2"]:
-        doc["bench_a2"] = attempt("bench_a2", lambda: bench_a2(plan, os.path.dirname(os.path.abspath(out))))
+        doc["bench_a2"] = attempt("bench_a2", lambda: bench_a2(plan, tools, os.path.dirname(os.path.abspath(out))))
     else:
         doc["bench_a2"] = stats.not_measured("the booted kernel does not carry both series (bench_a2 needs both)")
     doc["guest_run_s"] = time.monotonic() - started

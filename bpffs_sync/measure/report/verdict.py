@@ -95,7 +95,9 @@ def _u(v: float | None) -> str:
 
 
 def _x(v: float | None) -> str:
-    return f"{v:.1f}x" if v is not None else "not measured"
+    if v is None:
+        return "not measured"
+    return f"{v:.2f}x" if v < 1 else f"{v:.1f}x"
 
 
 def _pct(v: float | None, n: int = 0) -> str:
@@ -122,7 +124,7 @@ def compare(a1: Approach, a2: Approach) -> list[tuple[str, str, str]]:
         y1, y2 = _yes(a1.cells.get("cgroup v1", "")), _yes(a2.cells.get("cgroup v1", ""))
         if y1 != y2:
             out.append(("cgroup v1 hierarchies", "a1" if y1 else "a2",
-                        f"A1: {a1.cells['cgroup v1'][:60]}; A2: {a2.cells['cgroup v1'][:60]}"))
+                        f"a link on a named v1 hierarchy: A1 {'yes' if y1 else 'no'}, A2 {'yes' if y2 else 'no'}"))
     return out
 
 
@@ -212,11 +214,12 @@ def verdict(doc: dict[str, Any]) -> Section:
     names = {"mirror_iter": "the mirror's file", "iter_per_read": "a per-read iterator", "cpu_stat": "cpu.stat"}
     rose = [f"{names[k]} {churn[k]:.1f}x" for k in names if (churn[k] or 0) > 1.5]
     flat = [f"{n} {_x(v)}" for n, v in (("BPF_PROG_RUN", churn["prog_run"]),) if v is not None and v <= 1.5]
-    hf = ((f"Partly: under churn the p99 of {', '.join(rose)} rose (host)" if rose else
+    hf = ((f"Partly: under churn the p99 of {', '.join(rose)} rose more than 1.5x (host)" if rose else
            "Not borne out on this host: no file read's p99 rose 1.5x under churn")
           + (f", while {', '.join(flat)} did not" if flat else "")
-          + ("; a plain cgroupfs file rises as much, so this is the cost of any file read on a busy tree, "
-             "not of the series" if churn["cpu_stat"] is not None and churn["cpu_stat"] > 1.5 else "") + ".")
+          + ("; a plain cgroupfs file (cpu.stat) rose too, so on this host it is the cost of any file read on a "
+             "busy tree, not of the series" if churn["cpu_stat"] is not None and churn["cpu_stat"] > 1.5 else "")
+          + ".")
     mirror_pop = doc["populate"][-1]
     m_stall = stats.ratio(_p(mirror_pop["probe_during_pass"], "max_us"), _p(mirror_pop["probe_idle"], "max_us"))
     holds = [a.hold_s for a in (a1, a2) if a.hold_s is not None]
