@@ -109,4 +109,4 @@ def test_report_json_and_text(tmp_path: Path) -> None:
 
 def test_pin_names() -> None:
     """v2 links pin as cgroupfs_link, v1 ones per hierarchy."""
-    assert (kernel_a2.pin_name(0), kernel_a2.pin_name(3)) == ("cgroupfs_link", "cgroupfs_link.h3")
+    assert (kernel_a2.pin_name(0), kernel_a2.pin_name(3)) == ("cgroupfs_link", "cgroupfs_link_h3")

@@ -8,7 +8,7 @@ space attaches one link per stat and hierarchy and checks the result; there is n
 - supported(): the running kernel has the series (struct bpf_stat_link in its BTF).
 - CgroupfsStat.ensure_link(): load the stat's `.stat.bpf.o` as BPF_PROG_TYPE_CGROUP_STAT (the same
   object Approach 1 uses), share its stats map and collector pinned under <bpffs>/bpffs-sync/<stat>/,
-  and pin the link there as `cgroupfs_link` (v2) or `cgroupfs_link.h<hierarchy id>` (v1): adopted
+  and pin the link there as `cgroupfs_link` (v2) or `cgroupfs_link_h<hierarchy id>` (v1): adopted
   on a rerun, its program swapped in place (BPF_LINK_UPDATE) when stale.
 - verify(): every cgroup of each link's subtree has exactly the link's file, every `bpf.stat.*`
   file belongs to a link, each file read names its own cgroup, nr_files matches; drift by reason.
@@ -53,7 +53,7 @@ def file_name(stat: str) -> str:
 
 
 def pin_name(hierarchy_id: int) -> str:
-    return LINK_PIN if hierarchy_id == 0 else f"{LINK_PIN}.h{hierarchy_id}"
+    return LINK_PIN if hierarchy_id == 0 else f"{LINK_PIN}_h{hierarchy_id}"  # bpffs: no dots in user names
 
 
 @dataclass(frozen=True, slots=True)

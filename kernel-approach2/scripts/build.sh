@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build Linux 7.3 with both series: kernel-approach1/patches (Approach 1, whose prog type, seq
-# machinery and libbpf support Approach 2 reuses) and kernel-approach2/patches on top. One image
-# carries both, so one boot compares them.
+# Build Linux 7.3 with both series: kernel-approach1/patches (Approach 1, whose prog type, link
+# UAPI and libbpf support Approach 2 reuses) and kernel-approach2/patches on top. One image carries
+# both, so one boot compares them. The Approach 1 series is taken as committed at the revision in
+# ../a1-series.rev (the one this series was made on; BPFFS_SYNC_A1_REV=<rev> overrides, e.g. HEAD
+# when rebasing), not from the work tree, so Approach 1's rework does not move this tree.
 # Usage: build.sh        prints the bzImage path on stdout, logs on stderr.
 #
 # Tree: $BPFFS_SYNC_KCACHE/build-a2, a git tree whose first commit (tag `baseline`) is the pristine
@@ -27,14 +29,19 @@ series() {
 		[[ -e $p && $p != *-cover-letter.patch ]] && echo "$p"
 	done
 }
-mapfile -t a1_patches < <(series "$a1")
+repo=$(cd "$here/.." && pwd)
+a1_rev=${BPFFS_SYNC_A1_REV:-$(cat "$here/a1-series.rev")}
+a1_snap=$(mktemp -d)
+trap 'rm -rf "$a1_snap"' EXIT
+git -C "$repo" archive "$a1_rev" kernel-approach1/patches kernel-approach1/config | tar -x -C "$a1_snap" --strip-components=1
+mapfile -t a1_patches < <(series "$a1_snap")
 mapfile -t a2_patches < <(series "$here")
 
 export CCACHE_DIR=$CACHE/ccache
 mkdir -p "$CACHE"
 exec 9>"$CACHE/build-a2.lock"  # one build of this tree at a time
 flock 9
-frag_files=("$a1/config/base.config")
+frag_files=("$a1_snap/config/base.config")  # the config of that revision too
 frags=()
 for f in "${frag_files[@]}"; do frags+=(--config "$f"); done
 cfg_sum=$(cat "${frag_files[@]}" | sha256sum | cut -c1-16)

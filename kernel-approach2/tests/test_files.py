@@ -136,34 +136,43 @@ def test_delegated_unprivileged_mkdir(stat: kernel_a2.CgroupfsStat, cg: str, lin
 
 def test_users_cannot_remove_or_write_the_file(stat: kernel_a2.CgroupfsStat, cg: str,
                                                link_fds: list[int]) -> None:
-    """Nobody unlinks, renames or writes a bpf.stat file: cgroupfs has no unlink, the file no write."""
+    """Nobody unlinks, renames or writes a bpf.stat file: cgroupfs has no unlink, the file no ->write
+    (EINVAL, as for cgroup.stat)."""
     link_fds.append(stat.attach(cg))
     path = os.path.join(cg, FILE)
     with pytest.raises(OSError) as unlink:
         os.unlink(path)
     with pytest.raises(OSError) as rename:
         os.rename(path, os.path.join(cg, "bpf.stat.other"))
-    with pytest.raises(OSError) as write:
-        os.open(path, os.O_WRONLY)
+    fd = os.open(path, os.O_WRONLY)  # root may open it, as any cgroupfs read-only file (cgroup.stat)
+    try:
+        with pytest.raises(OSError) as write:
+            os.write(fd, b"x")
+    finally:
+        os.close(fd)
     assert unlink.value.errno == errno.EPERM
     assert rename.value.errno in (errno.EPERM, errno.EINVAL, errno.ENOTDIR)
-    assert write.value.errno in (errno.EACCES, errno.EINVAL)
+    assert write.value.errno == errno.EINVAL
     assert os.path.isfile(path)
 
 
 # --- name collisions -----------------------------------------------------------------------------
 
 
-def test_mkdir_named_like_the_file_wins(stat: kernel_a2.CgroupfsStat, cg: str, link_fds: list[int]) -> None:
-    """mkdir of a cgroup named bpf.stat.<name> never fails: the parent's file goes, nr_errors counts
-    it, and the new cgroup gets its own file."""
+def test_mkdir_named_like_the_file_is_eexist_like_interface_files(stat: kernel_a2.CgroupfsStat, cg: str,
+                                                                  link_fds: list[int]) -> None:
+    """A bpf.stat file is an interface file: mkdir of its name fails with EEXIST at the VFS (before
+    cgroupfs sees it), exactly as mkdir of cgroup.procs does; the file and the link are untouched."""
     link_fds.append(stat.attach(cg))
-    clash = os.path.join(cg, FILE)
-    os.mkdir(clash)
-    assert os.path.isdir(clash)
-    assert os.path.isfile(os.path.join(clash, FILE))
+    errnos = []
+    for name in (FILE, "cgroup.procs"):
+        with pytest.raises(OSError) as exc:
+            os.mkdir(os.path.join(cg, name))
+        errnos.append(exc.value.errno)
+    assert errnos == [errno.EEXIST, errno.EEXIST]
+    assert os.path.isfile(os.path.join(cg, FILE))
     desc = link_desc(link_fds[0])
-    assert (desc.nr_files, desc.nr_errors) == (1, 1)
+    assert (desc.nr_files, desc.nr_errors) == (1, 0)
 
 
 def test_link_create_skips_a_cgroup_named_like_the_file(stat: kernel_a2.CgroupfsStat, cg: str,
@@ -384,12 +393,12 @@ def test_backend_attach_verify_clean(pins_fs: str, cg: str) -> None:
     assert libbpf.cgroupfs_stat_links() == []
 
 
-def test_verify_knows_a_yielded_file(pins_fs: str, cg: str) -> None:
-    """After a cgroup named like the file took its parent's, verify is still in sync: the kernel
-    counted it in nr_errors and verify expects no file where a child cgroup has the name."""
+def test_verify_knows_a_skipped_name(pins_fs: str, cg: str) -> None:
+    """A cgroup named like the file before the link exists: link create skips that file (nr_errors 1)
+    and verify expects no file where a child cgroup has the name: in sync."""
     layout = Layout(pins_fs, cg)
-    kernel_a2.attach_stats(layout, [lookup(NAME)])
     os.mkdir(os.path.join(cg, FILE))
+    kernel_a2.attach_stats(layout, [lookup(NAME)])
     report = kernel_a2.verify(cg, layout=layout)
     assert report.in_sync, report.to_text()
-    assert any(d["nr_errors"] == 1 for d in report.links)
+    assert [d["nr_errors"] for d in report.links] == [1]
