@@ -85,3 +85,13 @@ def test_compare_names_the_winner_of_each_measured_figure() -> None:
     got = {what: who for what, who, _ in verdict.compare(a1, a2)}
     assert got == {"read cost (C p50, same boot)": "a1", "cgroup_mutex hold of link create": "tie",
                    "cgroup v1 hierarchies": "a2"}
+
+
+def test_bzimage_version_reads_the_boot_header(tmp_path: Path) -> None:
+    """The version string is found through the x86 boot header's pointer at 0x20e (+0x200)."""
+    head = bytearray(0x2000)
+    head[0x202:0x206] = b"HdrS"
+    head[0x20E:0x210] = (0x1000).to_bytes(2, "little")
+    head[0x1200:0x1200 + 20] = b"7.3.4+ (root@vm) #3\0"
+    (tmp_path / "bzImage").write_bytes(bytes(head))
+    assert guest.bzimage_version(tmp_path / "bzImage") == "7.3.4+ (root@vm) #3"

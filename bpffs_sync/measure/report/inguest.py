@@ -56,7 +56,7 @@ class GuestPlan:
     def make(cls, quick: bool) -> GuestPlan:
         if quick:
             return cls(2000, 300, 30, (100, 1000), 100)
-        return cls(20000, 3000, 300, (100, 1000, 10000), 300)
+        return cls(20000, 3000, 1000, (100, 1000, 10000), 1000)
 
 
 def progress(msg: str) -> None:

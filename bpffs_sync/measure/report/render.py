@@ -444,7 +444,8 @@ def sections(doc: dict[str, Any]) -> list[Section]:
 
     return [environment(doc), headline_section(doc), verdict(doc), reads(doc), knobs(doc), mkdir_readable(doc),
             populate(doc), mkdir_cost(doc), memory(doc), loc(doc), usability(doc),
-            Section("Closing note: the headline ratios of this run", text=[f"- {line}" for line in headline(doc)])]
+            Section("Closing note: the headline ratios of this run",
+                    text=["\n".join(f"- {line}" for line in headline(doc))])]
 
 
 # --- output ----------------------------------------------------------------------------------------
