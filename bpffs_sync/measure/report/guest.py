@@ -6,9 +6,10 @@ the Approach 2 rows then say so). `--kernel yes` builds build-a2 first when it i
 
 Which image booted is recorded, not assumed (image_identity()): the bzImage's path, sha256 and
 embedded version string, its tree's HEAD commit, series subjects (baseline..HEAD) and whether
-the tree had uncommitted changes, read just before the boot; the guest reports `uname -r -v`,
-and `booted_matches_image` says whether that is the version string of the image we recorded
-(another engineer's build may replace the image at any time).
+the tree had uncommitted changes or a build under way, read just before the boot (the tree's HEAD
+need not be what the image was built from); the guest reports `uname -r -v` and probes its BTF
+for the series it carries, and `booted_matches_image` says whether that is the version string of
+the image we recorded (another engineer's build may replace the image at any time).
 
 The boot: kernel-approach1/scripts/run-guest.sh --variant a2|plain (TCG: no KVM here) running
 `python -m bpffs_sync.measure.report.inguest` with the tree's libbpf; results come back through
@@ -18,6 +19,7 @@ its --rwdir (<out>/guest/). No image, a failed boot or a failed part: the rows s
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -89,6 +91,23 @@ def _git(tree: Path, *args: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
+def build_running(im: Image) -> bool:
+    """Is a build of this tree under way (its build script holds <cache>/build-<tree>.lock)? The
+    lock is only tested, never waited for: a build can take most of an hour."""
+    lock = im.tree.parent / f"{im.tree.name}.lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # drops our lock, if we got it
+    return False
+
+
 def image_identity(im: Image) -> dict[str, Any]:
     h = hashlib.sha256()
     with open(im.bzimage, "rb") as f:
@@ -101,6 +120,7 @@ def image_identity(im: Image) -> dict[str, Any]:
         "tree_commit": _git(im.tree, "rev-parse", "HEAD") or "unknown (not a git tree)",
         "tree_patches": _git(im.tree, "log", "--format=%s", "baseline..HEAD").splitlines()[::-1],
         "tree_dirty": bool(_git(im.tree, "status", "--porcelain", "--untracked-files=no")),
+        "build_running": build_running(im),
     }
 
 

@@ -133,9 +133,10 @@ def _guest_rows(doc: dict[str, Any]) -> list[list[str]]:
         ["patched image", f"{im.get('path', '?')} ({im.get('series', '?')}), built {im.get('built', '?')}, "
                           f"sha256 {str(im.get('sha256', '?'))[:16]}"],
         ["patched image version", str(im.get("version", "?"))],
-        ["patched image tree", f"{im.get('tree_commit', '?')}"
-                               f"{' with uncommitted changes' if im.get('tree_dirty') else ''}: "
-                               + "; ".join(im.get("tree_patches", [])) or "no patches"],
+        ["patched image tree (at boot time; the image may come from another commit of it)",
+         f"{im.get('tree_commit', '?')}{' with uncommitted changes' if im.get('tree_dirty') else ''}"
+         f"{', a build of it under way' if im.get('build_running') else ''}: "
+         + ("; ".join(im.get("tree_patches", [])) or "no patches")],
         ["booted that image", booted],
         ["series the booted kernel carries (BTF probe in the guest)",
          " + ".join(f"Approach {k[1]}" for k in p.get("carries", [])) or "neither"],
