@@ -322,10 +322,13 @@ def _probe_worst(readloop: str, elsewhere: str, during: Callable[[], None] | Non
     (else 0.5 s idle). bench_a2.probe_worst's measure, but: its stop file is made in cgroupfs
     (EACCES: the probe never stops), and its Python probe is still starting under TCG when the
     0.2 s head start is over, so it missed the whole link create. Here the probe is readloop's C
-    mkdirlat, and during() starts only once the probe is seen running."""
+    mkdirlat, and during() starts only once the probe is seen running. The probe runs on CPU 1 and
+    the caller on CPU 0 (_stall), so both run at once: unpinned, one run saw A1's worst during
+    link create below its idle worst (the probe, likely, not scheduled while the create ran)."""
     with tempfile.TemporaryDirectory() as tmp:
         stop = os.path.join(tmp, "stop")
-        proc = subprocess.Popen([readloop, "mkdirlat", "10000000", elsewhere, stop], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([readloop, "mkdirlat", "10000000", elsewhere, stop], stdout=subprocess.PIPE, text=True,
+                                preexec_fn=_on_cpu(1))  # noqa: PLW1509 (sched_setaffinity only)
         try:
             deadline = time.monotonic() + 30
             while not os.path.exists(os.path.join(elsewhere, "probe")) and time.monotonic() < deadline:
@@ -345,14 +348,32 @@ def _probe_worst(readloop: str, elsewhere: str, during: Callable[[], None] | Non
     return max(samples) / 1e9, len(samples)
 
 
+def _on_cpu(cpu: int) -> Callable[[], None]:
+    def pin() -> None:
+        if (os.cpu_count() or 1) > cpu:
+            os.sched_setaffinity(0, {cpu})
+    return pin
+
+
 def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
-    """bench_a2.bench_stall's measure and JSON shape, through _probe_worst (and its sample counts)."""
+    """bench_a2.bench_stall's measure and JSON shape, through _probe_worst (and its sample counts),
+    with link create on CPU 0 and the probe on CPU 1."""
+    cpus = os.sched_getaffinity(0)
+    _on_cpu(0)()
+    try:
+        return _stall_pinned(b, ap, readloop, root, n)
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def _stall_pinned(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
     sub, elsewhere = os.path.join(root, "stall"), os.path.join(root, "elsewhere")
     os.mkdir(sub)
     os.mkdir(elsewhere)
     made = b.make_tree(sub, n)
     worst, count = _probe_worst(readloop, elsewhere, None)
-    out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": worst * 1e3, "idle_samples": count}
+    out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": worst * 1e3, "idle_samples": count,
+                           "probe_cpu": 1, "link_create_cpu": 0}
     for approach in ("a1", "a2"):
         fds: list[int] = []
         worst, count = _probe_worst(readloop, elsewhere, functools.partial(b.attach_into, fds, ap, approach, sub))
