@@ -26,6 +26,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -188,8 +189,9 @@ def bench_mkdir(ap: Approaches, root: str, rounds: int) -> dict[str, Any]:
 
 def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> float:
     """Worst mkdir+rmdir latency of a probe process in elsewhere while during() runs (else idle)."""
-    stop = os.path.join(elsewhere, "..", f".stop-{os.getpid()}")
-    stop = os.path.realpath(stop)
+    fd, stop = tempfile.mkstemp(prefix="bench-a2-stop-")
+    os.close(fd)
+    os.unlink(stop)  # the probe runs until it exists
     proc = subprocess.Popen([sys.executable, "-c", PROBE, elsewhere, stop], stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.2)
@@ -282,24 +284,31 @@ def main() -> int:
     root = make_cgroup_root("bench-a2")
     ap = Approaches(mirror_fs)
     doc: dict[str, Any] = {"kernel": platform.release(), "unit_note": "TCG guest: read the ratios"}
+    sections: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("link_create", partial(bench_link_create, ap, root, sizes)),
+        ("mkdir", partial(bench_mkdir, ap, root, args.rounds)),
+        ("stall", partial(bench_stall, ap, root, max(sizes))),
+        ("read", partial(bench_read, ap, root, args.rounds)),
+        ("slab_per_file", partial(bench_slab, ap, root, max(sizes))),
+    ]
     try:
-        doc["link_create"] = bench_link_create(ap, root, sizes)
-        doc["mkdir"] = bench_mkdir(ap, root, args.rounds)
-        doc["stall"] = bench_stall(ap, root, max(sizes))
-        doc["read"] = bench_read(ap, root, args.rounds)
-        doc["slab_per_file"] = bench_slab(ap, root, max(sizes))
+        for key, run in sections:
+            doc[key] = run()
+            write(doc, args.out)  # what is measured survives a later section's failure
     finally:
         kernel_a2.detach_all()
         kernel_a1.detach_all()
         ap.close()
         remove_cgroup_tree(root, timeout=60)
         umount_bpffs(mirror_fs)
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+    print(json.dumps(doc, indent=2))
     return 0
+
+
+def write(doc: dict[str, Any], out: str | None) -> None:
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":
