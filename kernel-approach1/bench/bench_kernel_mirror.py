@@ -115,13 +115,15 @@ EXE = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
 def run_once(bpffs: str, cgroup_root: str) -> float:
     """Wall time of one user-space full pass (`bpffs-sync run --once`) mirroring cgroup_root."""
     start = time.perf_counter()
-    subprocess.run([EXE, "run", "--once", "--no-watch", "--bpffs", bpffs, "--cgroup-root", cgroup_root],
+    subprocess.run([EXE, "run", "--user-space", "--once", "--bpffs", bpffs, "--cgroup-root", cgroup_root],
                    check=True, capture_output=True)
     return time.perf_counter() - start
 
 
 def clean(bpffs: str, cgroup_root: str) -> None:
-    subprocess.run([EXE, "clean", "--bpffs", bpffs, "--cgroup-root", cgroup_root], check=False, capture_output=True)
+    subprocess.run(
+        [EXE, "clean", "--user-space", "--bpffs", bpffs, "--cgroup-root", cgroup_root], check=False, capture_output=True
+    )
 
 
 def bench(n: int, reads: int) -> dict[str, float]:
