@@ -49,8 +49,12 @@ worst, n = 0.0, 0
 d = os.path.join(top, "probe")
 while not os.path.exists(stop) or n < 20:
     t = time.perf_counter(); os.mkdir(d); os.rmdir(d); dt = time.perf_counter() - t
-    worst = max(worst, dt); n += 1
-print(worst, n)
+    n += 1
+    if n == 20:
+        print("ready", flush=True)  # warmed up: the parent starts what it measures now
+    if n > 20:
+        worst = max(worst, dt)
+print(worst, n, flush=True)
 """
 
 
@@ -194,7 +198,9 @@ def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> float:
     os.unlink(stop)  # the probe runs until it exists
     proc = subprocess.Popen([sys.executable, "-c", PROBE, elsewhere, stop], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.2)
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the mkdir probe did not start")
         if during is not None:
             during()
         else:
@@ -203,7 +209,7 @@ def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> float:
         open(stop, "w").close()
         out, _ = proc.communicate()
         os.unlink(stop)
-    return float(out.split()[0])
+    return float(out.split()[0])  # the line after "ready"
 
 
 def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
