@@ -13,6 +13,8 @@
  *   readloop churn     0 DIR                mkdir/rmdir DIR/churn<i> until killed (the load, not a measure)
  *   readloop mkdirlat  N DIR STOPFILE       time mkdir DIR/probe (rmdir untimed) until STOPFILE exists or
  *                                           N samples: the mkdir latency probe of the populate measure
+ *   readloop mkdirts   N DIR STOPFILE       the same, each line "<start ns, CLOCK_MONOTONIC> <ns>": which
+ *                                           mkdirs overlapped a given window (the guest's stall measure)
  *
  * Output (stdout): "value <v>" (what the last operation read: the stat, so the runner can check
  * every mechanism saw the same cgroup), then N lines of nanoseconds, one per operation.
@@ -269,26 +271,31 @@ static int churn(const char *dir)
 	return 0;
 }
 
-static int mkdirlat(long max, const char *dir, const char *stop)
+static int mkdirlat(long max, const char *dir, const char *stop, int with_start)
 {
 	uint64_t *samples = calloc(max > 0 ? max : 1, sizeof(*samples)), t0;
+	uint64_t *starts = calloc(max > 0 ? max : 1, sizeof(*starts));
 	char path[4096];
 	long i, n = 0;
 
-	if (!samples)
+	if (!samples || !starts)
 		die("calloc", ENOMEM);
 	snprintf(path, sizeof(path), "%s/probe", dir);
 	for (i = 0; i < max && access(stop, F_OK); i++) {
 		t0 = now_ns();
 		if (mkdir(path, 0755))
 			die("mkdir", errno);
+		starts[n] = t0;
 		samples[n++] = now_ns() - t0;
 		if (rmdir(path))
 			die("rmdir", errno);
 	}
 	printf("value %ld\n", n);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (with_start)
+			printf("%llu ", (unsigned long long)starts[i]);
 		printf("%llu\n", (unsigned long long)samples[i]);
+	}
 	return 0;
 }
 
@@ -326,8 +333,8 @@ int main(int argc, char **argv)
 	n = atol(argv[2]);
 	if (!strcmp(mode, "churn"))
 		return churn(argv[3]);
-	if (!strcmp(mode, "mkdirlat") && argc == 5)
-		return mkdirlat(n, argv[3], argv[4]);
+	if ((!strcmp(mode, "mkdirlat") || !strcmp(mode, "mkdirts")) && argc == 5)
+		return mkdirlat(n, argv[3], argv[4], !strcmp(mode, "mkdirts"));
 	if (!strcmp(mode, "file") && argc == 5) {
 		c.path = argv[3], c.key = argv[4], op = op_file;
 	} else if ((!strcmp(mode, "map") || !strcmp(mode, "progrun") || !strcmp(mode, "mapupdate")) && argc == 6) {

@@ -14,15 +14,14 @@ Progress lines go to $BPFFS_SYNC_GUEST_OUT/progress (the host shows the last one
   bench_a2     kernel-approach2/bench/bench_a2.py's measures and JSON (its functions, imported): link
                create = cgroup_mutex hold over N cgroups, mkdir/rmdir under 0/1/4 links, the worst
                concurrent mkdir during link create, open+read+close, slab per file; A1 and A2 alike.
-               The stall's probe is this module's (_probe_worst): bench_a2's makes its stop file in
-               cgroupfs (EACCES: it never stops) and starts too late under TCG to see link create.
+               The stall is measured here (_stall): bench_a2's probe makes its stop file in cgroupfs
+               (EACCES: it never stops) and starts too late under TCG to see link create.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import importlib.util
 import json
 import os
@@ -317,35 +316,36 @@ def _load_bench_a2() -> Any:
     return mod
 
 
-def _probe_worst(readloop: str, elsewhere: str, during: Callable[[], None] | None) -> tuple[float, int]:
-    """(worst mkdir latency in s, samples) of a concurrent mkdir loop in elsewhere while during() runs
-    (else 0.5 s idle). bench_a2.probe_worst's measure, but: its stop file is made in cgroupfs
-    (EACCES: the probe never stops), and its Python probe is still starting under TCG when the
-    0.2 s head start is over, so it missed the whole link create. Here the probe is readloop's C
-    mkdirlat, and during() starts only once the probe is seen running. The probe runs on CPU 1 and
-    the caller on CPU 0 (_stall), so both run at once: unpinned, one run saw A1's worst during
-    link create below its idle worst (the probe, likely, not scheduled while the create ran)."""
+Window = tuple[int, int]  # CLOCK_MONOTONIC ns (time.monotonic_ns), start and end
+TRIES = 5
+
+
+@contextlib.contextmanager
+def _probe(readloop: str, elsewhere: str) -> Iterator[list[tuple[int, int]]]:
+    """readloop mkdirts on CPU 1 in elsewhere (mkdir+rmdir nonstop), seen running before the body;
+    on exit, its (start ns, latency ns) samples fill the yielded list."""
+    samples: list[tuple[int, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         stop = os.path.join(tmp, "stop")
-        proc = subprocess.Popen([readloop, "mkdirlat", "10000000", elsewhere, stop], stdout=subprocess.PIPE, text=True,
+        proc = subprocess.Popen([readloop, "mkdirts", "10000000", elsewhere, stop], stdout=subprocess.PIPE, text=True,
                                 preexec_fn=_on_cpu(1))  # noqa: PLW1509 (sched_setaffinity only)
         try:
             deadline = time.monotonic() + 30
             while not os.path.exists(os.path.join(elsewhere, "probe")) and time.monotonic() < deadline:
                 time.sleep(0.0005)
             time.sleep(0.1)
-            if during is not None:
-                during()
-                time.sleep(0.05)
-            else:
-                time.sleep(0.5)
+            yield samples
         finally:
             open(stop, "w").close()
             out, _ = proc.communicate(timeout=600)
-    samples = [int(x) for x in out.split()[2:]]
-    if not samples:
-        raise RuntimeError("the mkdir probe made no sample")
-    return max(samples) / 1e9, len(samples)
+    lines = out.splitlines()[1:]
+    samples.extend((int(a), int(b)) for a, b in (line.split() for line in lines))
+
+
+def _overlapping(samples: list[tuple[int, int]], window: Window) -> list[int]:
+    """Latencies of the probe's mkdirs that were in flight at some point of window."""
+    a, b = window
+    return [lat for start, lat in samples if start < b and start + lat > a]
 
 
 def _on_cpu(cpu: int) -> Callable[[], None]:
@@ -356,35 +356,51 @@ def _on_cpu(cpu: int) -> Callable[[], None]:
 
 
 def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
-    """bench_a2.bench_stall's measure and JSON shape, through _probe_worst (and its sample counts),
-    with link create on CPU 0 and the probe on CPU 1."""
+    """bench_a2.bench_stall's figure (the worst mkdir of another process while a link is created over
+    n cgroups, vs its worst when idle) and JSON shape, measured so that it means something here:
+    bench_a2's probe makes its stop file in cgroupfs (EACCES: it never stops) and, a Python process
+    still starting under TCG, missed the whole link create. Here the probe is readloop's C mkdirts on
+    CPU 1, link create runs on CPU 0, and only the probe's mkdirs in flight during link create count.
+    Single-threaded TCG runs one vCPU at a time, so one create may meet few or no probe mkdirs: the
+    worst is taken over TRIES creates, and none overlapping is said so, not shown as a number."""
     cpus = os.sched_getaffinity(0)
     _on_cpu(0)()
-    try:
-        return _stall_pinned(b, ap, readloop, root, n)
-    finally:
-        os.sched_setaffinity(0, cpus)
-
-
-def _stall_pinned(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
     sub, elsewhere = os.path.join(root, "stall"), os.path.join(root, "elsewhere")
     os.mkdir(sub)
     os.mkdir(elsewhere)
     made = b.make_tree(sub, n)
-    worst, count = _probe_worst(readloop, elsewhere, None)
-    out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": worst * 1e3, "idle_samples": count,
-                           "probe_cpu": 1, "link_create_cpu": 0}
-    for approach in ("a1", "a2"):
-        fds: list[int] = []
-        worst, count = _probe_worst(readloop, elsewhere, functools.partial(b.attach_into, fds, ap, approach, sub))
-        out[f"{approach}_worst_ms"], out[f"{approach}_samples"] = worst * 1e3, count
-        for fd in fds:
-            b.libbpf.link_detach(fd)
-            os.close(fd)
-        out[f"{approach}_vs_idle"] = out[f"{approach}_worst_ms"] / out["idle_worst_ms"]
-    b.remove_tree(made)
-    os.rmdir(sub)
-    os.rmdir(elsewhere)
+    try:
+        with _probe(readloop, elsewhere) as idle:
+            time.sleep(0.5)
+        out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": max(lat for _, lat in idle) / 1e6,
+                               "idle_samples": len(idle), "probe_cpu": 1, "link_create_cpu": 0}
+        for approach in ("a1", "a2"):
+            during: list[int] = []
+            seen = 0
+            for _ in range(TRIES):
+                with _probe(readloop, elsewhere) as samples:
+                    t0 = time.monotonic_ns()
+                    fd = ap.attach(approach, sub)
+                    window = (t0, time.monotonic_ns())
+                    time.sleep(0.05)
+                b.libbpf.link_detach(fd)
+                os.close(fd)
+                these = _overlapping(samples, window)
+                seen += bool(these)
+                during += these
+            out[f"{approach}_tries"], out[f"{approach}_tries_overlapped"] = TRIES, seen
+            if during:
+                out[f"{approach}_worst_ms"] = max(during) / 1e6
+                out[f"{approach}_overlapping"] = len(during)
+                out[f"{approach}_vs_idle"] = out[f"{approach}_worst_ms"] / out["idle_worst_ms"]
+            else:
+                out[f"{approach}_why"] = (f"no probe mkdir was in flight during any of {TRIES} link creates "
+                                          "(single-threaded TCG ran the other vCPU elsewhere)")
+    finally:
+        os.sched_setaffinity(0, cpus)
+        b.remove_tree(made)
+        os.rmdir(sub)
+        os.rmdir(elsewhere)
     return out
 
 
