@@ -156,16 +156,22 @@ class LoadedStat:
         self.collector = self._choose_collector(force_raw_tp)
         dfd = private_dir(layout, spec.name, create=True)
         assert dfd is not None
-        self._dir = dfd  # <bpffs>/bpffs-sync/<stat>, held open while loaded
+        # <bpffs>/bpffs-sync/<stat>, held while loading only: an fd held for the daemon's life would
+        # make an administrator's umount of the bpffs EBUSY.
+        self._dir = dfd
         try:
             self.obj = self._load()
+            self.map_fd = self.obj.map_fd(spec.stats_map)
+            self.map_id = libbpf.map_info(self.map_fd, spec.stats_map).map_id
+            self.reader = self.obj.program(spec.name)
+            self.collector_adopted = self._ensure_collector()
         except BaseException:
-            os.close(dfd)
+            if hasattr(self, "obj"):
+                self.obj.close()
             raise
-        self.map_fd = self.obj.map_fd(spec.stats_map)
-        self.map_id = libbpf.map_info(self.map_fd, spec.stats_map).map_id
-        self.reader = self.obj.program(spec.name)
-        self.collector_adopted = self._ensure_collector()
+        finally:
+            os.close(dfd)
+            self._dir = -1
 
     def _choose_collector(self, force_raw_tp: bool) -> Collector:
         for c in self.spec.collectors:
@@ -252,6 +258,28 @@ class LoadedStat:
             os.close(link)
         return cgid
 
+    def heal(self) -> bool:
+        """Level-triggered for the private state too: when the stats map's pin or the collector's
+        are missing or not current (a bpffs unmounted and mounted again, hand-made damage), pin the
+        map we hold again and attach a collector anew. True when something was repaired."""
+        dfd = private_dir(self.layout, self.spec.name, create=True)
+        assert dfd is not None
+        self._dir = dfd
+        try:
+            repaired = False
+            if pinned_map_id(self.layout, self.spec) != self.map_id:
+                bpffs.remove_at(dfd, self.spec.stats_map, self._what(self.spec.stats_map))
+                libbpf.obj_pin_at(self.map_fd, dfd, self.spec.stats_map, self._what(self.spec.stats_map))
+                repaired = True
+            if not self._ensure_collector():
+                repaired = True
+            if repaired:
+                _log.warning("private_state_repaired", stat=self.spec.name)
+            return repaired
+        finally:
+            os.close(dfd)
+            self._dir = -1
+
     def forget_cgroup(self, hierarchy_id: int, cgroup_id: int) -> bool:
         """Drop the map entry of a removed cgroup (ids are not reused within a hierarchy)."""
         return libbpf.map_delete(self.map_fd, cg_key(hierarchy_id, cgroup_id), self.spec.stats_map)
@@ -265,6 +293,3 @@ class LoadedStat:
 
     def close(self) -> None:
         self.obj.close()
-        if self._dir >= 0:
-            os.close(self._dir)
-            self._dir = -1

@@ -94,3 +94,22 @@ def test_gone_hierarchies_are_forgotten_in_every_stat(mirror: Mirror) -> None:
     assert [_has_key(pin, key) for pin in pins] == [True, True]
     mirror.cli("run", "--once", *programs, check=True)  # its first refresh sees the hierarchy set
     assert [_has_key(pin, key) for pin in pins] == [False, False]
+
+
+def test_bpffs_unmount_is_not_blocked_and_a_remount_is_refilled(mirror: Mirror) -> None:
+    """The daemon holds no fd on the bpffs between passes: an administrator's plain umount succeeds
+    (no EBUSY) with the daemon running, the daemon survives it, and a bpffs mounted there again is
+    filled by the next pass."""
+    import subprocess
+
+    os.mkdir(mirror.cg("a"))
+    mirror.start(resync_interval=1)
+    res = subprocess.run(["umount", mirror.bpffs], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    try:
+        assert mirror.proc is not None and mirror.proc.poll() is None
+    finally:
+        subprocess.run(["mount", "-t", "bpf", "bpf", mirror.bpffs], check=True)
+    wait_for(lambda: os.path.exists(mirror.stat_path("a")), 30, "the new bpffs filled")
+    assert mirror.proc is not None and mirror.proc.poll() is None
+    assert mirror.cli("verify").returncode == 0

@@ -57,6 +57,7 @@ BASE_BACKOFF = 0.1  # seconds before the first retry of a failed step; doubles p
 MAX_BACKOFF = 30.0  # seconds between retries of a step that keeps failing
 MOUNTS = "\0refresh"  # the key of "the mount table changed": re-discover the v1 hierarchies
 WATCHES = "\0watches"  # the key of "resync every tree's watch set"
+PRIVATE = "\0private"  # the key of "each loaded stat's map and collector are pinned" (e.g. on a new bpffs)
 TELEMETRY = "\0telemetry"  # the key of writing the status document
 TELEMETRY_EVERY = 1.0  # seconds: the status document is rewritten at most this often (and after a full round)
 
@@ -305,6 +306,9 @@ class Daemon:
                         self.work.forget(gone)
                 elif key == WATCHES:
                     mirrors.resync_watches()
+                elif key == PRIVATE:
+                    for loaded in self.stats.values():
+                        loaded.heal()
                 else:
                     res = mirrors.reconcile(key, scopes)
                     if res is not None:
@@ -322,7 +326,7 @@ class Daemon:
 
     def _run_ready(self, mirrors: Mirrors) -> None:
         """Every key whose back-off is over: the round's own steps first, then the trees."""
-        for key in (MOUNTS, WATCHES):
+        for key in (MOUNTS, PRIVATE, WATCHES):
             scopes = self.work.take(key, time.monotonic())
             if scopes is not None:
                 self._step(key, scopes, mirrors)
@@ -356,6 +360,7 @@ class Daemon:
     def _full_round(self, mirrors: Mirrors) -> None:
         started = time.monotonic()
         self.work.add(MOUNTS, [()])
+        self.work.add(PRIVATE, [()])
         self.work.add(WATCHES, [()])
         for key in mirrors.active:
             self.work.add(key, [()])
