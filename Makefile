@@ -18,7 +18,7 @@ PREFIX ?= /usr/local
 UNITDIR ?= /etc/systemd/system
 PROGRESS := scripts/progress.sh
 
-.PHONY: FORCE all deps bpf bpf-objects install uninstall demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-debug-test kernel-bench kernel-smoke
+.PHONY: FORCE all deps bpf bpf-objects install uninstall demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-a1-test kernel-debug-test kernel-bench kernel-smoke
 
 all: bpf
 
@@ -71,9 +71,11 @@ demo: start-daemon
 	$(VENV)/bpffs-sync demo
 
 lint: deps
-	$(VENV)/ruff check bpffs_sync v1_controllers tests kernel-approach1/tests kernel-approach1/bench
+	$(VENV)/ruff check bpffs_sync v1_controllers tests bench kernel-approach1/tests kernel-approach1/bench \
+		kernel-approach2/tests kernel-approach2/bench
 	$(VENV)/mypy
 	$(VENV)/mypy kernel-approach1/tests kernel-approach1/bench
+	MYPYPATH=tests $(VENV)/mypy kernel-approach2/tests kernel-approach2/bench
 
 test: bpf lint
 	$(VENV)/pytest -q
@@ -94,12 +96,13 @@ kernel: deps
 	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh
 	@$(PROGRESS) kernel-build kernel-approach1/scripts/build.sh plain
 
-# ... and fetch -> apply -> build -> boot -> in-guest tests (kernel-approach1/tests), part of `make test`.
+# ... and the test of `make test`: ONE image carrying both series (Approach 1 as committed at HEAD, Approach 2 on
+# top: kernel-approach2/scripts/build.sh), booted once under virtme-ng, both in-guest suites in that boot.
 kernel-test: deps
 	@scripts/install-deps.sh --kernel
 	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh
-	@$(PROGRESS) kernel-build kernel-approach1/scripts/build.sh plain
-	@$(PROGRESS) kernel-boot-test kernel-approach1/scripts/test.sh
+	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-build-both kernel-approach2/scripts/build.sh
+	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-boot-test kernel-approach2/scripts/test.sh --a1
 
 # The same tests on the debug config (lockdep, KASAN, kmemleak): a 33 min build from scratch, then ~1.5 h of
 # tests under TCG; not part of `make test`.
@@ -113,11 +116,18 @@ kernel-debug-test: deps
 kernel-bisect: kernel
 	@$(PROGRESS) kernel-bisect kernel-approach1/scripts/bisect-build.sh
 
-# Kernel mirror benchmarks in the guest (link create = cgroup_mutex hold, mkdir cost, reads), vs same-run baselines.
+# Kernel benchmarks in the guest, both approaches in one boot (link create = cgroup_mutex hold, mkdir/rmdir under
+# 0/1/4 links, a mkdir's stall during populate, reads, slab per file), vs same-run baselines.
 kernel-bench: deps
 	@scripts/install-deps.sh --kernel
+	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-build-both kernel-approach2/scripts/build.sh
+	BPFFS_SYNC_A1_REV=HEAD kernel-approach2/scripts/test.sh --bench
+
+# Approach 1 alone (its own tree, build-plain): the series' developer loop.
+kernel-a1-test: deps
+	@scripts/install-deps.sh --kernel
 	@$(PROGRESS) kernel-build kernel-approach1/scripts/build.sh plain
-	kernel-approach1/scripts/test.sh --bench
+	@$(PROGRESS) kernel-a1-boot-test kernel-approach1/scripts/test.sh
 
 # The user-space mirror's kernel tests, inside a 7.3 guest (virtme-ng under TCG, ~4 min).
 kernel-smoke: kernel bpf
