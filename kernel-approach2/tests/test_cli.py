@@ -1,0 +1,69 @@
+"""`bpffs-sync run/verify/clean --approach 2` against the patched kernel, as a user runs them: run
+attaches one link per stat (a rerun adopts it, a stale program is swapped in place), verify exits 0
+in sync and 1 with --json drift by reason, clean detaches and the files go."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from conftest import CGROUP2, FILE, NAME, cgroups_under, files_under, make_tree
+
+from bpffs_sync import libbpf
+from bpffs_sync.backends import kernel_a2
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import lookup
+
+EXE = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, check=False, timeout=900)
+
+
+def cli_json(*args: str) -> tuple[int, dict[str, Any]]:
+    res = cli(*args, "--json")
+    assert res.stdout, res.stderr
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return res.returncode, doc
+
+
+def test_run_verify_clean(pins_fs: str, cg: str) -> None:
+    """run --approach 2 makes the files (and adopts on a rerun), verify is in sync, clean removes them."""
+    make_tree(cg, "a/b")
+    code, doc = cli_json("run", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert code == 0
+    assert [link["action"] for link in doc["links"]] == ["created"]
+    assert files_under(cg) == cgroups_under(cg)
+    code, doc = cli_json("run", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert (code, [link["action"] for link in doc["links"]]) == (0, ["adopted"])
+    os.mkdir(os.path.join(cg, "later"))
+    code, doc = cli_json("verify", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert (code, doc["in_sync"], doc["drift"]) == (0, True, {})
+    res = cli("clean", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert res.returncode == 0, res.stderr
+    assert files_under(cg) == set()
+    assert libbpf.cgroupfs_stat_links() == []
+
+
+def test_stale_program_is_drift_until_run_swaps_it(pins_fs: str, cg: str) -> None:
+    """A new stats-map generation (its pin replaced) leaves the link running the old program: verify
+    exits 1 with drift 'stale_program'; run swaps the program in place (updated, same link, same
+    files) and verify is in sync again."""
+    code, doc = cli_json("run", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert code == 0
+    link_id = doc["links"][0]["link_id"]
+    inode = os.stat(os.path.join(cg, FILE)).st_ino
+    os.unlink(os.path.join(pins_fs, "bpffs-sync", NAME, lookup(NAME).stats_map))
+    with kernel_a2.CgroupfsStat(Layout(pins_fs, CGROUP2), lookup(NAME)):
+        pass  # loads and pins a new stats map: a new generation
+    code, doc = cli_json("verify", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert (code, doc["in_sync"], list(doc["drift"])) == (1, False, ["stale_program"])
+    code, doc = cli_json("run", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert (code, doc["links"][0]["action"], doc["links"][0]["link_id"]) == (0, "updated", link_id)
+    assert os.stat(os.path.join(cg, FILE)).st_ino == inode
+    code, doc = cli_json("verify", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert (code, doc["in_sync"]) == (0, True)
