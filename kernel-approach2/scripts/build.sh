@@ -73,11 +73,22 @@ if [[ $("${GIT[@]}" rev-parse 'HEAD^{tree}') != "$want" ]]; then
 		exit 2
 	fi
 	echo "build: applying ${#a1_patches[@]} + ${#a2_patches[@]} patches to the baseline" >&2
-	"${GIT[@]}" am --abort >/dev/null 2>&1 || true
-	"${GIT[@]}" reset -q --hard baseline
-	for p in "${a1_patches[@]}"; do "${GIT[@]}" am -q "$p"; done
-	"${GIT[@]}" tag -f a1-base >/dev/null
-	for p in "${a2_patches[@]}"; do "${GIT[@]}" am -q "$p"; done
+	# In a scratch worktree, then moved here with a two-tree read-tree: only the files that differ
+	# are rewritten (a reset to the baseline would touch every file of both series, the UAPI
+	# header included, and rebuild most of the kernel).
+	wt=$(mktemp -d "$CACHE/a2-am.XXXXXX")
+	"${GIT[@]}" worktree add -q --detach "$wt" baseline
+	if ! (cd "$wt" && for p in "${a1_patches[@]}"; do "${GIT[@]}" am -q "$p"; done &&
+		"${GIT[@]}" tag -f a1-base >/dev/null &&
+		for p in "${a2_patches[@]}"; do "${GIT[@]}" am -q "$p"; done); then
+		"${GIT[@]}" worktree remove --force "$wt"
+		echo "build: the series do not apply (Approach 1 at $a1_rev)" >&2
+		exit 2
+	fi
+	new=$("${GIT[@]}" -C "$wt" rev-parse HEAD)
+	"${GIT[@]}" worktree remove --force "$wt"
+	"${GIT[@]}" read-tree -m -u HEAD "$new"
+	"${GIT[@]}" update-ref "refs/heads/$("${GIT[@]}" symbolic-ref --short HEAD 2>/dev/null || echo a2)" "$new"
 elif [[ -n $dirty ]]; then
 	echo "build: building uncommitted changes on top of the series in $tree" >&2
 fi
