@@ -18,8 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="report", metavar="DIR", help="output directory (default ./report)")
     p.add_argument("--quick", action="store_true", help="fewer samples and cgroups (about a minute; what CI runs)")
     p.add_argument("--kernel", choices=("auto", "yes", "no"), default="auto",
-                   help="patched-kernel rows: auto boots the built kernel unless --quick; yes builds it if "
-                        "needed; no never boots (default auto)")
+                   help="patched-kernel rows, from one TCG boot of the image carrying Approach 1 + 2 (else "
+                        "Approach 1's): auto boots it unless --quick; yes also builds it when absent; no never "
+                        "boots (default auto)")
     p.add_argument("--json", action="store_true", help="print the output paths and headline as JSON")
 
 
