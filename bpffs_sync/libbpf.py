@@ -17,7 +17,7 @@ import errno as errno_mod
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ctypes import (
     POINTER,
     Structure,
@@ -32,7 +32,7 @@ from ctypes import (
     c_void_p,
 )
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bpffs_sync.errors import LibbpfError
 
@@ -47,6 +47,7 @@ BTF_KIND_TYPEDEF = 8
 BPF_PROG_TYPE_CGROUP_STAT = 33
 BPF_CGROUP_STAT = 62
 BPF_LINK_TYPE_CGROUP_STAT = 16
+BPF_F_CGROUP_STAT_CGROUPFS = 1 << 0
 _BPF_LINK_CREATE = 28
 _BPF_OBJ_PIN = 6
 _BPF_OBJ_GET = 7
@@ -54,6 +55,7 @@ BPF_F_PATH_FD = 1 << 14  # path_fd is a directory fd, pathname relative to it (L
 BPF_FS_MAGIC = 0xCAFE4A11
 _NR_BPF = 321  # x86_64
 BPF_OBJ_NAME_LEN = 16
+T = TypeVar("T")
 
 _lib: ctypes.CDLL | None
 _LOAD_ERROR: OSError | None = None
@@ -110,7 +112,8 @@ class LinkInfo(Structure):
 
 
 class CgroupStatLinkInfo(Structure):
-    """struct bpf_link_info, cgroup_stat member (48 bytes)."""
+    """struct bpf_link_info, cgroup_stat member, with Approach 2's flags and hierarchy_id (56 bytes;
+    a kernel with Approach 1 alone copies its 48 and leaves both 0)."""
 
     _fields_ = (
         ("type", c_uint32),
@@ -123,6 +126,8 @@ class CgroupStatLinkInfo(Structure):
         ("nr_files", c_uint32),
         ("nr_errors", c_uint32),
         ("mirrored", c_uint32),
+        ("flags", c_uint32),
+        ("hierarchy_id", c_uint32),
     )
 
 
@@ -644,8 +649,8 @@ def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = Non
     return ret
 
 
-def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | None:
-    """The cgroup stat view of the link at fd, None for any other link type."""
+def _cgroup_stat_info(fd: int, what: str) -> tuple[CgroupStatLinkInfo, str] | None:
+    """bpf_link_info of a cgroup stat link (either series) and its file name; None for any other link."""
     probe = LinkInfo()  # no pointers in: other link types read the union differently
     _get_info(fd, probe, what)
     if probe.type != BPF_LINK_TYPE_CGROUP_STAT:
@@ -653,14 +658,37 @@ def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | N
     name = ctypes.create_string_buffer(256)
     info = CgroupStatLinkInfo(name=ctypes.addressof(name), name_len=len(name))
     _get_info(fd, info, what)
-    return CgroupStatLinkDesc(
-        link_id=info.id,
-        prog_id=info.prog_id,
-        cgroup_id=info.cgroup_id,
-        name=os.fsdecode(name.value),
-        nr_files=info.nr_files,
-        nr_errors=info.nr_errors,
-    )
+    return info, os.fsdecode(name.value)
+
+
+def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | None:
+    """The Approach 1 view of the link at fd; None for any other link (Approach 2's included: the
+    same link type, told apart by BPF_F_CGROUP_STAT_CGROUPFS)."""
+    found = _cgroup_stat_info(fd, what)
+    if found is None or found[0].flags & BPF_F_CGROUP_STAT_CGROUPFS:
+        return None
+    info, name = found
+    return CgroupStatLinkDesc(link_id=info.id, prog_id=info.prog_id, cgroup_id=info.cgroup_id, name=name,
+                              nr_files=info.nr_files, nr_errors=info.nr_errors)
+
+
+def _links_where(view: Callable[[int, str], T | None]) -> list[T]:
+    """view() of every link in the system it recognises (links that vanish mid-walk are skipped)."""
+    found = []
+    for link_id in link_ids():
+        try:
+            fd = link_fd_by_id(link_id)
+        except LibbpfError as err:
+            if err.errno == errno_mod.ENOENT:
+                continue
+            raise
+        try:
+            desc = view(fd, f"link id {link_id}")
+        finally:
+            os.close(fd)
+        if desc is not None:
+            found.append(desc)
+    return found
 
 
 def link_ids() -> Iterator[int]:
@@ -689,22 +717,8 @@ def link_update(fd: int, prog_fd: int, what: str = "link") -> None:
 
 
 def cgroup_stat_links() -> list[CgroupStatLinkDesc]:
-    """Every cgroup stat link in the system (links that vanish mid-walk are skipped)."""
-    found = []
-    for link_id in link_ids():
-        try:
-            fd = link_fd_by_id(link_id)
-        except LibbpfError as err:
-            if err.errno == errno_mod.ENOENT:
-                continue
-            raise
-        try:
-            desc = cgroup_stat_link_info(fd, f"link id {link_id}")
-        finally:
-            os.close(fd)
-        if desc is not None:
-            found.append(desc)
-    return found
+    """Every Approach 1 cgroup stat link in the system."""
+    return _links_where(cgroup_stat_link_info)
 
 
 def vmlinux_has_struct(name: str) -> bool:
@@ -777,27 +791,7 @@ def iter_read(link: BpfLink, size: int = 32768, what: str = "iter") -> bytes:
 # directory of its root cgroup (v2 or v1) and of every descendant. Same prog, attach and link
 # types as Approach 1; the link info grows `flags` and `hierarchy_id`.
 
-BPF_F_CGROUP_STAT_CGROUPFS = 1 << 0
 CGROUPFS_STAT_PREFIX = "bpf.stat."
-
-
-class CgroupfsStatLinkInfo(Structure):
-    """struct bpf_link_info, cgroup_stat member with Approach 2's flags and hierarchy_id (56 bytes)."""
-
-    _fields_ = (
-        ("type", c_uint32),
-        ("id", c_uint32),
-        ("prog_id", c_uint32),
-        ("_pad", c_uint32),
-        ("cgroup_id", c_uint64),
-        ("name", c_uint64),
-        ("name_len", c_uint32),
-        ("nr_files", c_uint32),
-        ("nr_errors", c_uint32),
-        ("mirrored", c_uint32),
-        ("flags", c_uint32),
-        ("hierarchy_id", c_uint32),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -836,40 +830,15 @@ def link_create_cgroupfs_stat(prog_fd: int, cgroup_fd: int, name: str | None = N
 
 def cgroupfs_stat_link_info(fd: int, what: str = "link") -> CgroupfsStatLinkDesc | None:
     """The Approach 2 view of the link at fd; None for any other link (Approach 1's included)."""
-    probe = LinkInfo()
-    _get_info(fd, probe, what)
-    if probe.type != BPF_LINK_TYPE_CGROUP_STAT:
+    found = _cgroup_stat_info(fd, what)
+    if found is None or not found[0].flags & BPF_F_CGROUP_STAT_CGROUPFS:
         return None
-    name = ctypes.create_string_buffer(256)
-    info = CgroupfsStatLinkInfo(name=ctypes.addressof(name), name_len=len(name))
-    _get_info(fd, info, what)
-    if not info.flags & BPF_F_CGROUP_STAT_CGROUPFS:
-        return None
-    return CgroupfsStatLinkDesc(
-        link_id=info.id,
-        prog_id=info.prog_id,
-        cgroup_id=info.cgroup_id,
-        hierarchy_id=info.hierarchy_id,
-        name=os.fsdecode(name.value),
-        nr_files=info.nr_files,
-        nr_errors=info.nr_errors,
-    )
+    info, name = found
+    return CgroupfsStatLinkDesc(link_id=info.id, prog_id=info.prog_id, cgroup_id=info.cgroup_id,
+                                hierarchy_id=info.hierarchy_id, name=name, nr_files=info.nr_files,
+                                nr_errors=info.nr_errors)
 
 
 def cgroupfs_stat_links() -> list[CgroupfsStatLinkDesc]:
-    """Every Approach 2 link in the system (links that vanish mid-walk are skipped)."""
-    found = []
-    for link_id in link_ids():
-        try:
-            fd = link_fd_by_id(link_id)
-        except LibbpfError as err:
-            if err.errno == errno_mod.ENOENT:
-                continue
-            raise
-        try:
-            desc = cgroupfs_stat_link_info(fd, f"link id {link_id}")
-        finally:
-            os.close(fd)
-        if desc is not None:
-            found.append(desc)
-    return found
+    """Every Approach 2 link in the system."""
+    return _links_where(cgroupfs_stat_link_info)

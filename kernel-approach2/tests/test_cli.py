@@ -67,3 +67,32 @@ def test_stale_program_is_drift_until_run_swaps_it(pins_fs: str, cg: str) -> Non
     assert os.stat(os.path.join(cg, FILE)).st_ino == inode
     code, doc = cli_json("verify", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
     assert (code, doc["in_sync"]) == (0, True)
+
+
+def test_both_approaches_side_by_side(pins_fs: str, cg: str) -> None:
+    """One kernel, both series: an Approach 2 link is not an Approach 1 link to `--kernel` (its verify
+    stays in sync, its clean leaves the Approach 2 files), and the reverse."""
+    from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
+
+    make_tree(cg, "a")
+    code, _ = cli_json("run", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+    assert code == 0
+    a2_ids = {d.link_id for d in libbpf.cgroupfs_stat_links()}
+    mirror = mount_bpffs()
+    try:
+        code, doc = cli_json("run", "--kernel", "--bpffs", mirror, "--cgroup-root", cg)
+        assert code == 0 and doc["mode"] == "kernel"
+        assert {d.link_id for d in libbpf.cgroup_stat_links()}.isdisjoint(a2_ids)
+        code, doc = cli_json("verify", "--kernel", "--bpffs", mirror)
+        assert (code, doc["in_sync"], [x["name"] for x in doc["links"]]) == (0, True, [NAME]), doc
+        code, doc = cli_json("verify", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)
+        assert (code, doc["in_sync"]) == (0, True), doc
+        res = cli("clean", "--kernel", "--bpffs", mirror, "--cgroup-root", cg)
+        assert res.returncode == 0, res.stderr
+        assert {d.link_id for d in libbpf.cgroupfs_stat_links()} == a2_ids
+        assert files_under(cg) == cgroups_under(cg)
+    finally:
+        from bpffs_sync.backends import kernel_a1
+
+        kernel_a1.detach_all()
+        umount_bpffs(mirror)
