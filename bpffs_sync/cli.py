@@ -352,7 +352,7 @@ def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True)
     if objects:
         preflight.require_objects(specs)
     if mount:
-        preflight.prepare_bpffs(layout)
+        preflight.prepare_bpffs(layout, v1=bool(getattr(args, "v1", None)))
     else:
         from bpffs_sync.mirror import bpffs
 

@@ -6,6 +6,7 @@ SyncError
  +-- KernelUnsupported   the kernel lacks what we need (no BTF, no cgroup iterator, no bpffs...)
  +-- EnvironmentProblem  the host is not set up for us (not root, cgroup root missing, lock held...)
  |    +-- Tampered       something we would adopt is not ours: a symlink, another user's directory...
+ |    +-- Remounted      the bpffs at our path is no longer the instance we hold the lock of
  +-- LibbpfError         a libbpf call failed: operation, path, errno, strerror, libbpf's last words
  +-- UsageError          the command line asked for something that does not exist
 """
@@ -53,6 +54,11 @@ class EnvironmentProblem(SyncError):
 
 class Tampered(EnvironmentProblem):
     """An entry where we keep state is not what we made (type, owner, mode): refuse, never follow."""
+
+
+class Remounted(EnvironmentProblem):
+    """The bpffs at our path is another instance than the one whose lock we hold: stand down (a
+    restart takes the new instance's lock and adopts or fills it)."""
 
 
 class LibbpfError(SyncError):

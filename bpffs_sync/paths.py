@@ -39,12 +39,13 @@ class Layout:
     hierarchy_id: int = 0  # cgroup_root->hierarchy_id: 0 is v2; half of every stats-map key
     file_mode: int = FILE_MODE  # permission bits of every stat file (owner root)
     file_gid: int = 0  # group of every stat file (with file_mode 0440: who may read)
+    bpffs_dev: int = 0  # st_dev of the bpffs instance the daemon holds the lock of (0: not checked)
 
     @classmethod
     def for_v1(cls, base: Layout, cgroup_root: str, hierarchy: str, hierarchy_id: int) -> Layout:
         """The layout of one v1 hierarchy's tree, on base's bpffs with base's file access."""
         return cls(base.bpffs, cgroup_root, os.path.join(MIRROR_V1, hierarchy), hierarchy_id,
-                   base.file_mode, base.file_gid)
+                   base.file_mode, base.file_gid, base.bpffs_dev)
 
     @property
     def mirror_parts(self) -> tuple[str, ...]:

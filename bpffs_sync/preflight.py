@@ -59,18 +59,19 @@ def resolve(bpffs_path: str | None, cgroup_root: str | None, programs: list[str]
     return Layout(os.path.abspath(bpffs_path or DEFAULT_BPFFS), root), specs
 
 
-def prepare_bpffs(layout: Layout) -> None:
+def prepare_bpffs(layout: Layout, v1: bool = False) -> None:
     """The default bpffs is mounted if absent (DESIGN.md §2); an explicit one must be bpffs already.
     Then what already sits where we keep state must be ours (check_tops)."""
     bpffs.ensure_bpffs(layout.bpffs, mount_if_absent=layout.bpffs == DEFAULT_BPFFS)
-    check_tops(layout)
+    check_tops(layout, v1)
 
 
-def check_tops(layout: Layout) -> None:
-    """Refuse (Tampered, exit 2) before doing anything when `cgroup`, `cgroup-v1` or `bpffs-sync` at
-    the bpffs root exists but is not a root-owned directory writable by nobody else: the root of a
-    bpffs is world-writable and sticky, so any user can plant a symlink or a directory there first."""
-    for top in (layout.mirror_parts[:1], (MIRROR_V1,), (PRIVATE_DIR,)):
+def check_tops(layout: Layout, v1: bool = False) -> None:
+    """Refuse (Tampered, exit 2) before doing anything when `cgroup`, `bpffs-sync` (and, when v1
+    trees are asked for, `cgroup-v1`) at the bpffs root exists but is not a root-owned directory
+    writable by nobody else: the root of a bpffs is world-writable and sticky, so any user can plant
+    a symlink or a directory there first. An entry this run does not use is not its business."""
+    for top in (layout.mirror_parts[:1], (PRIVATE_DIR,), *([(MIRROR_V1,)] if v1 else [])):
         fd = bpffs.open_sub(layout.bpffs, top, create=False)
         if fd is not None:
             os.close(fd)

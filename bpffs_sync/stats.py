@@ -49,7 +49,7 @@ def _removed(cgroup_fd: int) -> bool:
 def private_dir(layout: Layout, stat: str, create: bool) -> int | None:
     """<bpffs>/bpffs-sync/<stat>, every level ours (root's, writable by nobody else: dirfd.owned_dir),
     made when absent and `create`. None when absent. The caller closes the fd."""
-    return bpffs.open_sub(layout.bpffs, (PRIVATE_DIR, stat), create)
+    return bpffs.open_sub(layout.bpffs, (PRIVATE_DIR, stat), create, layout.bpffs_dev)
 
 
 def _info_at(dir_fd: int, name: str, what: str, link: bool) -> libbpf.LinkDesc | libbpf.MapDesc:
@@ -130,7 +130,9 @@ class Generations:
         if desc is None:
             try:
                 info = libbpf.prog_info_by_id(prog_id)
-            except LibbpfError:
+            except LibbpfError as err:
+                if err.errno != errno.ENOENT:  # transient: not a verdict on the pin
+                    raise
                 return False
             desc = (info.name, info.map_ids)
             if len(self._cache) > 4096:

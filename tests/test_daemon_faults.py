@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 
 from helpers import Mirror, wait_for
@@ -96,20 +97,33 @@ def test_gone_hierarchies_are_forgotten_in_every_stat(mirror: Mirror) -> None:
     assert [_has_key(pin, key) for pin in pins] == [False, False]
 
 
-def test_bpffs_unmount_is_not_blocked_and_a_remount_is_refilled(mirror: Mirror) -> None:
+def test_bpffs_unmount_is_not_blocked_and_a_new_instance_is_not_written(mirror: Mirror) -> None:
     """The daemon holds no fd on the bpffs between passes: an administrator's plain umount succeeds
-    (no EBUSY) with the daemon running, the daemon survives it, and a bpffs mounted there again is
-    filled by the next pass."""
-    import subprocess
-
+    (no EBUSY) with the daemon running. A new bpffs mounted there is another instance, whose lock this
+    daemon does not hold: it is not written, the daemon stands down (exit 2, saying why), and the next
+    `run` takes it over and fills it, map and collector included."""
     os.mkdir(mirror.cg("a"))
-    mirror.start(resync_interval=1)
+    mirror.start(resync_interval=0.5)
+    old_dev = os.stat(mirror.bpffs).st_dev
     res = subprocess.run(["umount", mirror.bpffs], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
+    # Anonymous device numbers are reused lowest first: a tmpfs takes the freed one, so the new bpffs
+    # is told apart by its device (the lock's key; an instance on the same number shares the lock).
+    squatter = tempfile.mkdtemp(prefix="bpffs-sync-squat-")
+    subprocess.run(["mount", "-t", "tmpfs", "none", squatter], check=True)
     try:
-        assert mirror.proc is not None and mirror.proc.poll() is None
-    finally:
+        assert mirror.proc is not None and mirror.proc.poll() is None  # survives: retries, backing off
         subprocess.run(["mount", "-t", "bpf", "bpf", mirror.bpffs], check=True)
-    wait_for(lambda: os.path.exists(mirror.stat_path("a")), 30, "the new bpffs filled")
-    assert mirror.proc is not None and mirror.proc.poll() is None
+        assert os.stat(mirror.bpffs).st_dev != old_dev
+    finally:
+        subprocess.run(["umount", squatter], check=False)
+        os.rmdir(squatter)
+    proc = mirror.proc
+    assert proc is not None
+    assert proc.wait(timeout=60) == 2
+    assert "another bpffs instance is mounted here now" in mirror.log()
+    assert not {"cgroup", "bpffs-sync"} & set(os.listdir(mirror.bpffs))  # nothing written into it
+    mirror.proc = None
+    mirror.start()
+    assert os.path.exists(mirror.stat_path("a"))
     assert mirror.cli("verify").returncode == 0

@@ -34,26 +34,46 @@ def outside() -> Iterator[str]:
         subprocess.run(["rm", "-rf", path], check=False)
 
 
-@pytest.mark.parametrize("name", ["bpffs-sync", "cgroup", "cgroup-v1"])
-def test_planted_symlink_is_refused_not_followed(mirror: Mirror, outside: str, name: str) -> None:
+# `cgroup-v1` is ours only when v1 trees are asked for (--v1): v1_run gives the run's extra options.
+PLANTED = [("bpffs-sync", []), ("cgroup", []), ("cgroup-v1", ["--v1", "memory"])]
+
+
+@pytest.mark.parametrize(("name", "v1_run"), PLANTED)
+def test_planted_symlink_is_refused_not_followed(mirror: Mirror, outside: str, name: str,
+                                                 v1_run: list[str]) -> None:
     """A user's symlink at the bpffs root where we keep state: run exits 2 naming it, writes nothing."""
     assert as_nobody("ln", "-s", outside, os.path.join(mirror.bpffs, name)).returncode == 0
     os.mkdir(mirror.cg("a"))
-    assert_one_line_error(mirror.cli("run", "--once"), name, "symlink")
+    assert_one_line_error(mirror.cli("run", "--once", *v1_run), name, "symlink")
     assert os.listdir(outside) == []
     assert os.path.islink(os.path.join(mirror.bpffs, name))  # left for a human to look at
 
 
-@pytest.mark.parametrize("name", ["bpffs-sync", "cgroup", "cgroup-v1"])
-def test_planted_directory_is_refused_not_adopted(mirror: Mirror, name: str) -> None:
+@pytest.mark.parametrize(("name", "v1_run"), PLANTED)
+def test_planted_directory_is_refused_not_adopted(mirror: Mirror, name: str, v1_run: list[str]) -> None:
     """A user's directory at the bpffs root: run exits 2 naming its owner; its content is untouched."""
     planted = os.path.join(mirror.bpffs, name)
     assert as_nobody("mkdir", planted).returncode == 0
     assert as_nobody("mkdir", os.path.join(planted, "hist_oncpu")).returncode == 0
-    assert_one_line_error(mirror.cli("run", "--once"), name, "uid 65534")
+    assert_one_line_error(mirror.cli("run", "--once", *v1_run), name, "uid 65534")
     assert os.listdir(planted) == ["hist_oncpu"] and os.stat(planted).st_uid == 65534
     assert_one_line_error(mirror.cli("clean"), name)  # nor is it removed through
     assert os.listdir(planted) == ["hist_oncpu"]
+
+
+def test_planted_v1_root_does_not_stop_a_v2_run(mirror: Mirror) -> None:
+    """`cgroup-v1` planted by a user is none of a v2-only run's business: run, status and verify work
+    and leave it alone; clean removes what is ours, names the planted entry and exits 2."""
+    planted = os.path.join(mirror.bpffs, "cgroup-v1")
+    assert as_nobody("mkdir", planted).returncode == 0
+    os.mkdir(mirror.cg("a"))
+    mirror.cli("run", "--once", check=True)
+    assert os.path.exists(mirror.stat_path("a")) and mirror.cli("verify").returncode == 0
+    assert mirror.status()["v1"] == {"not_ours": mirror.status()["v1"]["not_ours"]}
+    assert_one_line_error(mirror.cli("clean"), "cgroup-v1", "left alone")
+    assert not os.path.exists(os.path.join(mirror.bpffs, "cgroup"))
+    assert not os.path.exists(os.path.join(mirror.bpffs, "bpffs-sync"))
+    assert os.stat(planted).st_uid == 65534
 
 
 def test_root_owned_but_world_writable_is_refused(mirror: Mirror) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from bpffs_sync import libbpf
+from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends.base import Backend, Request, RunResult, Verdict
 from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
 from bpffs_sync.mirror import bpffs, cgroupfs
@@ -354,6 +354,10 @@ class KernelA1(Backend):
         "run --v1": "the kernel series mirrors cgroup v2 only",
         "verify --v1": "the kernel series mirrors cgroup v2 only",
         "verify --program": "verify checks every cgroup stat link the kernel has",
+        "run --file-mode": "the kernel sets the files' mode by its own rule",
+        "run --file-group": "the kernel sets the files' owner by its own rule",
+        "verify --file-mode": "the kernel sets the files' mode by its own rule",
+        "verify --file-group": "the kernel sets the files' owner by its own rule",
     }
 
     def run(self, req: Request) -> RunResult:
@@ -370,7 +374,8 @@ class KernelA1(Backend):
 
     def clean(self, req: Request) -> int:
         names = [s.name for s in req.specs] if req.programs_given else list(CATALOGUE)
-        return clean(req.layout, names)
+        with rundir.exclusive(req.layout.bpffs, rundir.ROLE_CLEAN):  # refused while a `run` holds the bpffs
+            return clean(req.layout, names)
 
     def status(self, req: Request) -> dict[str, Any]:
         return {"mirror_enabled": mirror_enabled(req.layout.bpffs),

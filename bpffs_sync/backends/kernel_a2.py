@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from bpffs_sync import libbpf
+from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends.base import Backend, Request, RunResult
 from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
 from bpffs_sync.mirror import bpffs, forest
@@ -430,6 +430,10 @@ class KernelA2(Backend):
         "run --no-watch": "the kernel keeps the files: nothing to watch",
         "run --resync-interval": "the kernel keeps the files: nothing to resync",
         "verify --program": "verify checks every Approach 2 link the kernel has",
+        "run --file-mode": "the kernel sets the files' mode by cgroupfs's rule",
+        "run --file-group": "the kernel sets the files' owner by cgroupfs's rule",
+        "verify --file-mode": "the kernel sets the files' mode by cgroupfs's rule",
+        "verify --file-group": "the kernel sets the files' owner by cgroupfs's rule",
     }
 
     def run(self, req: Request) -> RunResult:
@@ -446,7 +450,8 @@ class KernelA2(Backend):
 
     def clean(self, req: Request) -> int:
         names = [s.name for s in req.specs] if req.programs_given else list(CATALOGUE)
-        return clean(req.layout, names)
+        with rundir.exclusive(req.layout.bpffs, rundir.ROLE_CLEAN):  # refused while a `run` holds the bpffs
+            return clean(req.layout, names)
 
     def status(self, req: Request) -> dict[str, Any]:
         return {"links": [link_doc(d) for d in libbpf.cgroupfs_stat_links()]}

@@ -15,7 +15,7 @@ import os
 
 from bpffs_sync import dirfd, rundir
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.errors import EnvironmentProblem
+from bpffs_sync.errors import EnvironmentProblem, Tampered
 from bpffs_sync.mirror import bpffs
 from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
 
@@ -58,6 +58,13 @@ def clean(layout: Layout) -> int:
         tops = [layout.mirror_parts, (MIRROR_V1,), (PRIVATE_DIR,)]
         if kernel_a1.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's
             tops.remove(layout.mirror_parts)
-        for top in tops:
-            removed += bpffs.remove_tree(layout.bpffs, top)
+        foreign: list[Tampered] = []
+        for top in tops:  # what is ours goes; what is not (planted at the sticky root) stays, and is said
+            try:
+                removed += bpffs.remove_tree(layout.bpffs, top)
+            except Tampered as err:
+                foreign.append(err)
+        if foreign:
+            raise Tampered("clean", foreign[0].path, 0, f"removed {removed} entries of ours; left alone: "
+                           + "; ".join(f"{e.path}: {e.detail}" for e in foreign))
         return removed

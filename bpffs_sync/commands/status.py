@@ -7,9 +7,9 @@ import os
 import time
 from typing import Any
 
-from bpffs_sync import libbpf, rundir
+from bpffs_sync import dirfd, libbpf, rundir
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.errors import LibbpfError
+from bpffs_sync.errors import LibbpfError, Tampered
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.paths import MIRROR_V1, Layout
 from bpffs_sync.programs import CATALOGUE, StatProgram
@@ -68,27 +68,50 @@ def _program(layout: Layout, spec: StatProgram) -> dict[str, Any]:
 
 
 def _mirror(bpffs_root: str, parts: tuple[str, ...], stats: frozenset[str]) -> dict[str, int]:
-    """Directories and stat files below <bpffs>/<parts>, walked relative to directory fds (fwalk:
-    no symlink followed, no path length limit)."""
+    """Directories and stat files below <bpffs>/<parts>, counted relative to directory fds
+    (dirfd.descend: no symlink followed, no path length or recursion limit)."""
     top = bpffs.open_sub(bpffs_root, parts, create=False)
     if top is None:
         return {"dirs": 0, "stat_files": 0}
-    dirs = files = 0
+    counts = {"dirs": 1, "stat_files": 0}
+
+    def children(fd: int, rel: tuple[str, ...]) -> list[tuple[str, bool]] | None:
+        try:
+            with os.scandir(fd) as it:
+                return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except OSError:
+            return None
+
+    def enter(fd: int, rel: tuple[str, ...], entry: tuple[str, bool]) -> tuple[tuple[str, ...], int] | None:
+        name, is_dir = entry
+        if name in stats:
+            counts["stat_files"] += 1
+            return None
+        if not is_dir or len(rel) >= dirfd.MAX_DEPTH:
+            return None
+        try:
+            child = os.open(name, dirfd.O_DIR, dir_fd=fd)
+        except OSError:
+            return None
+        counts["dirs"] += 1
+        return (*rel, name), child
+
     try:
-        for _root, dirnames, filenames, _fd in os.fwalk(".", dir_fd=top):
-            dirs += 1
-            files += sum(1 for n in filenames if n in stats)
-            dirnames[:] = [d for d in dirnames if d not in stats]
+        dirfd.descend(top, (), children, enter)
     finally:
         os.close(top)
-    return {"dirs": dirs, "stat_files": files}
+    return counts
 
 
 def _v1_trees(layout: Layout) -> dict[str, Any]:
     """What is under <bpffs>/cgroup-v1: each hierarchy's counts, each controller symlink's target."""
     out: dict[str, Any] = {}
     stats = frozenset(CATALOGUE)
-    for name, target in sorted(forest.top_actual(layout.bpffs).items()):
+    try:
+        top = forest.top_actual(layout.bpffs)
+    except Tampered as err:  # planted at the sticky root: not ours, shown, not fatal
+        return {"not_ours": err.detail}
+    for name, target in sorted(top.items()):
         if target == "":
             out[name] = _mirror(layout.bpffs, (MIRROR_V1, name), stats)
         elif target is not None:
@@ -159,6 +182,9 @@ def to_text(doc: dict[str, Any]) -> str:
                   f"{x['nr_files']} files, {x['nr_errors']} errors" for x in k["links"]]
     trees = d.get("trees", {}) if d.get("running") else {}
     for name, v in doc["v1"].items():
+        if name == "not_ours":
+            lines.append(f"v1       cgroup-v1: not ours, left alone ({v})")
+            continue
         if "symlink" in v:
             lines.append(f"v1       cgroup-v1/{name} -> {v['symlink']}")
             continue

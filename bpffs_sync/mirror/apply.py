@@ -55,8 +55,9 @@ class ApplyResult:
 class _Target:
     """The two trees an apply works in, as directory fd caches; closed at the end."""
 
-    def __init__(self, layout: Layout, roots: Roots) -> None:
+    def __init__(self, layout: Layout, roots: Roots, complete: bool) -> None:
         self.layout = layout
+        self.complete = complete  # the pass covers the whole tree (its live ids are every live id)
         self.root = layout.mirror_root
         mroot = roots.mirror(create=True)
         assert mroot is not None
@@ -72,7 +73,9 @@ def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[in
     what = f"{t.root}/{'/'.join(op.path)}"  # for messages
     if not op.path:  # the mirror root: made and checked by _Target (dirfd.owned_dir)
         if op.kind is OpKind.CHMOD:
-            os.fchmod(t.mirror.get(()), op.mode)
+            fd = t.mirror.get(())
+            os.fchown(fd, 0, op.gid)
+            os.fchmod(fd, op.mode)
         return
     parent = t.mirror.get(op.path[:-1])
     name = op.path[-1]
@@ -80,6 +83,9 @@ def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[in
         bpffs.remove_tree_at(parent, name, what)
         t.mirror.invalidate(op.path)
         forget = op.reason in (Reason.STALE, Reason.WRONG_CGROUP) and op.actual_cgroup_id
+        # v2 cgroups cannot be renamed, so a removed one is gone for good; a v1 cgroup may live on under
+        # another name outside this pass's scopes: its counts are forgotten by a complete pass only.
+        forget = forget and (t.layout.hierarchy_id == 0 or t.complete)
         if forget and op.actual_cgroup_id not in live_ids:
             for loaded in stats.values():
                 loaded.forget_cgroup(t.layout.hierarchy_id, op.actual_cgroup_id)
@@ -96,14 +102,15 @@ def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[in
 
 
 def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set[int],
-          roots: Roots | None = None) -> ApplyResult:
-    """roots: the pass's held root directories (else opened and checked here, for this apply)."""
+          roots: Roots | None = None, *, complete: bool = True) -> ApplyResult:
+    """roots: the pass's held root directories (else opened and checked here, for this apply);
+    complete: the plan covers the whole tree (live_ids are all live ids)."""
     result = ApplyResult()
     broken: set[RelPath] = set()  # directories whose creation failed: nothing below them can be made
     own = roots is None
     held = Roots(layout) if roots is None else roots
     try:
-        target = _Target(layout, held)
+        target = _Target(layout, held, complete)
     except BaseException:
         if own:
             held.close()

@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Callable
 
 from bpffs_sync import dirfd, libbpf, mountinfo
-from bpffs_sync.errors import CgroupGone, EnvironmentProblem, LibbpfError, SyncError, translate_oserror
+from bpffs_sync.errors import CgroupGone, EnvironmentProblem, LibbpfError, Remounted, SyncError, translate_oserror
 from bpffs_sync.mirror.tree import Actual, ActualView, Kind
 from bpffs_sync.mountinfo import MountEntry
 from bpffs_sync.paths import DIR_MODE, Layout, RelPath, needs_dot_trick
@@ -76,9 +76,10 @@ def ensure_bpffs(path: str, mount_if_absent: bool) -> None:
         raise EnvironmentProblem("bpffs", path, errno.EROFS, "mounted read-only")
 
 
-def open_root(bpffs_root: str) -> int:
+def open_root(bpffs_root: str, expect_dev: int = 0) -> int:
     """The bpffs root (the administrator's path: symlinks in it are theirs), checked by fstatfs to
-    be bpffs. The caller closes the fd."""
+    be bpffs and, given expect_dev, to be the instance whose lock the daemon holds (Remounted when
+    another one is mounted there now). The caller closes the fd."""
     try:
         fd = os.open(bpffs_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
@@ -86,17 +87,22 @@ def open_root(bpffs_root: str) -> int:
     try:
         if libbpf.fs_magic(fd) != libbpf.BPF_FS_MAGIC:
             raise EnvironmentProblem("bpffs", bpffs_root, 0, "not a bpf filesystem (mount -t bpf bpf PATH)")
+        dev = os.fstat(fd).st_dev
+        if expect_dev and dev != expect_dev:
+            raise Remounted("bpffs", bpffs_root, 0, f"another bpffs instance is mounted here now (device "
+                            f"{os.major(expect_dev)}:{os.minor(expect_dev)} -> {os.major(dev)}:{os.minor(dev)}): "
+                            "stopping; start bpffs-sync run again to take it over")
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def open_sub(bpffs_root: str, parts: tuple[str, ...], create: bool) -> int | None:
+def open_sub(bpffs_root: str, parts: tuple[str, ...], create: bool, expect_dev: int = 0) -> int | None:
     """<bpffs>/<parts...>: every level adopted only if root's and writable by nobody else
     (dirfd.owned_dir), made with DIR_MODE when absent and `create`. None when absent and not
     `create`. The caller closes the fd."""
-    fd = open_root(bpffs_root)
+    fd = open_root(bpffs_root, expect_dev)
     try:
         for depth, name in enumerate(parts):
             nxt = dirfd.owned_dir(fd, name, DIR_MODE, os.path.join(bpffs_root, *parts[: depth + 1]), create)
@@ -114,7 +120,7 @@ def open_sub(bpffs_root: str, parts: tuple[str, ...], create: bool) -> int | Non
 
 def open_mirror(layout: Layout, create: bool) -> int | None:
     """The mirror root of layout (`<bpffs>/cgroup`, `<bpffs>/cgroup-v1/<hierarchy>`)."""
-    return open_sub(layout.bpffs, layout.mirror_parts, create)
+    return open_sub(layout.bpffs, layout.mirror_parts, create, layout.bpffs_dev)
 
 
 # --- file operations, relative to a directory fd ---------------------------------------------------
@@ -238,10 +244,10 @@ def remove_tree_at(parent_fd: int, name: str, what: str) -> int:
     return removed
 
 
-def remove_tree(bpffs_root: str, parts: tuple[str, ...]) -> int:
+def remove_tree(bpffs_root: str, parts: tuple[str, ...], expect_dev: int = 0) -> int:
     """Remove <bpffs>/<parts...> and everything below it. The levels above the last must be ours
     (dirfd.owned_dir): nothing is removed through another user's directory or a symlink."""
-    parent = open_sub(bpffs_root, parts[:-1], create=False)
+    parent = open_sub(bpffs_root, parts[:-1], create=False, expect_dev=expect_dev)
     if parent is None:
         return 0
     what = os.path.join(bpffs_root, *parts)
@@ -282,6 +288,8 @@ def describe_pin_at(dir_fd: int, name: str, what: str, judge: ProgJudge) -> tupl
     try:
         fd = libbpf.obj_get_at(dir_fd, name, what)
     except LibbpfError as err:
+        if err.errno not in _DEFINITE:  # EMFILE, ENOMEM, EINTR...: ask again later, judge nothing now
+            raise
         return Actual(Kind.OTHER, detail=str(err)), 0
     try:
         if object_kind(fd) != "link":
@@ -292,6 +300,11 @@ def describe_pin_at(dir_fd: int, name: str, what: str, judge: ProgJudge) -> tupl
         return Actual(Kind.PIN, cgroup_id=info.cgroup_id, prog_ok=judge(name, info.prog_id)), info.prog_id
     finally:
         os.close(fd)
+
+
+# BPF_OBJ_GET errors that say what the file is (gone, not a BPF object, not ours to open), as opposed to
+# a transient failure (EMFILE, ENOMEM, EINTR, EAGAIN) that must not turn a healthy pin into drift.
+_DEFINITE = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP)
 
 
 class PinJudge:
@@ -346,30 +359,40 @@ def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: in
     (or lies deeper than dirfd.MAX_DEPTH) is opaque: the pass leaves it alone. root_fd: the mirror
     root held by the caller, None when it does not exist (default -1: opened and checked here)."""
     view = ActualView()
-    root = open_mirror(layout, create=False) if root_fd == -1 else None if root_fd is None else os.dup(root_fd)
-    if root is None:
+    if len(scope) >= dirfd.MAX_DEPTH:  # the full pass leaves it opaque: so does a scoped one
+        view.opaque.add(scope[: dirfd.MAX_DEPTH])
         return view
-    fds = [root]
+    fd = open_mirror(layout, create=False) if root_fd == -1 else None if root_fd is None else os.dup(root_fd)
+    if fd is None:
+        return view
     try:
-        st = os.fstat(root)
+        st = os.fstat(fd)
         view.tree[()] = Actual(Kind.DIR, mode=st.st_mode & 0o7777, gid=st.st_gid)
-        for depth in range(len(scope)):
+        for depth in range(len(scope)):  # down to the scope holding one fd at a time
             rel = scope[: depth + 1]
             what = layout.mirror_path(rel)
-            entry = describe_at(fds[-1], rel[-1], what, judge_file)
+            try:
+                entry = describe_at(fd, rel[-1], what, judge_file)
+            except LibbpfError:  # transient: judged next time
+                view.opaque.add(rel)
+                return view
             if entry is None:
                 return view
             view.tree[rel] = entry
             if entry.kind is not Kind.DIR:
                 return view
             try:
-                fds.append(dirfd.open_dir(fds[-1], rel[-1], what))
+                nxt = dirfd.open_dir(fd, rel[-1], what)
             except CgroupGone:
                 return view
-        _walk_below(layout, fds[-1], scope, judge_file, view)
-    finally:
-        for fd in fds:
+            except SyncError:  # EMFILE, ...: that subtree is unknown this time, not a failed pass
+                view.opaque.add(rel)
+                return view
             os.close(fd)
+            fd = nxt
+        _walk_below(layout, fd, scope, judge_file, view)
+    finally:
+        os.close(fd)
     return view
 
 
@@ -384,7 +407,11 @@ def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge
     def enter(fd: int, rel: RelPath, name: str) -> tuple[RelPath, int] | None:
         child = (*rel, name)
         what = layout.mirror_path(child)
-        entry = describe_at(fd, name, what, judge_file)
+        try:
+            entry = describe_at(fd, name, what, judge_file)
+        except LibbpfError:  # transient (EMFILE, ENOMEM, EINTR...): this entry is judged next time
+            view.opaque.add(child)
+            return None
         if entry is None:
             return None
         view.tree[child] = entry

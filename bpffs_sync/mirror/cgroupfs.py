@@ -80,19 +80,27 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
     passes every link's name). root_fd: the cgroup root, held by the caller (else opened here).
     """
     view = DesiredView()
-    fds = [open_root(layout.cgroup_root) if root_fd is None else os.dup(root_fd)]
+    if len(scope) >= dirfd.MAX_DEPTH:  # the full pass leaves it opaque: so does a scoped one
+        view.opaque.add(scope[: dirfd.MAX_DEPTH])
+        return view
+    fd = open_root(layout.cgroup_root) if root_fd is None else os.dup(root_fd)
     try:
-        for depth in range(len(scope)):
+        for depth in range(len(scope)):  # down to the scope holding one fd at a time
             view.tree[scope[:depth]] = Desired(Kind.DIR)
+            rel = scope[: depth + 1]
             try:
-                fds.append(dirfd.open_dir(fds[-1], scope[depth], layout.cgroup_path(scope[: depth + 1])))
+                nxt = dirfd.open_dir(fd, scope[depth], layout.cgroup_path(rel))
             except CgroupGone:
                 return view
-        _add_cgroup(view, layout, scope, os.fstat(fds[-1]).st_ino, stats)
-        _walk_below(layout, fds[-1], scope, stats, stat_set=frozenset(stats) if shadow is None else shadow, view=view)
-    finally:
-        for fd in fds:
+            except SyncError as err:  # EMFILE, ...: that subtree is unknown this time, not a failed pass
+                _unreadable(view, rel, 0, OSError(err.errno, err.detail))
+                return view
             os.close(fd)
+            fd = nxt
+        _add_cgroup(view, layout, scope, os.fstat(fd).st_ino, stats)
+        _walk_below(layout, fd, scope, stats, stat_set=frozenset(stats) if shadow is None else shadow, view=view)
+    finally:
+        os.close(fd)
     return view
 
 

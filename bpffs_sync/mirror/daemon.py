@@ -35,14 +35,14 @@ import threading
 import time
 import uuid
 from collections.abc import Hashable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
 import structlog
 
 from bpffs_sync import log, rundir
-from bpffs_sync.errors import SyncError
+from bpffs_sync.errors import Remounted, SyncError
 from bpffs_sync.histogram import Log2Us
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.mirrors import Mirrors, TreeHint
@@ -318,6 +318,8 @@ class Daemon:
                                          res.reconcile_id,
                                          ops_failed=len(res.applied.errors))
                             return
+            except Remounted:  # not a failure to retry: this process's lock is of another instance
+                raise
             except Exception as err:  # the boundary: log, back off, retry; never die
                 self._failed(key, scopes, str(err), getattr(err, "errno", 0) or 0, rid,
                              exc_info=not isinstance(err, SyncError))
@@ -410,6 +412,8 @@ def run(layout: Layout, specs: list[StatProgram], opts: RunOptions, selection: S
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)
     with rundir.exclusive(layout.bpffs, rundir.ROLE_RUN) as files:
+        # Every pass checks that the bpffs at the path is still the instance locked here (Remounted).
+        daemon.layout = replace(layout, bpffs_dev=os.stat(layout.bpffs).st_dev)
         daemon.telemetry.files = files
         _log.info("starting", bpffs=layout.bpffs, cgroup_root=layout.cgroup_root,
                   programs=[s.name for s in specs], resync_interval=opts.resync_interval, watch=opts.watch,

@@ -134,9 +134,9 @@ def top_desired(trees: list[Tree]) -> dict[str, str]:
     return out
 
 
-def top_actual(bpffs_root: str) -> dict[str, str | None]:
+def top_actual(bpffs_root: str, expect_dev: int = 0) -> dict[str, str | None]:
     """name -> "" (a directory), the symlink target, or None (something else)."""
-    fd = bpffs.open_sub(bpffs_root, (MIRROR_V1,), create=False)
+    fd = bpffs.open_sub(bpffs_root, (MIRROR_V1,), create=False, expect_dev=expect_dev)
     if fd is None:
         return {}
     out: dict[str, str | None] = {}
@@ -173,11 +173,11 @@ def top_diff(desired: dict[str, str], actual: dict[str, str | None], prune: bool
     return out
 
 
-def top_apply(bpffs_root: str, drift: list[TopDrift]) -> list[str]:
+def top_apply(bpffs_root: str, drift: list[TopDrift], expect_dev: int = 0) -> list[str]:
     """Make the top match; a hierarchy directory's contents come from its own tree's pass. Returns
     the stale hierarchy directories removed (every pin below them is unpinned)."""
     root = v1_root(bpffs_root)
-    fd = bpffs.open_sub(bpffs_root, (MIRROR_V1,), create=True)
+    fd = bpffs.open_sub(bpffs_root, (MIRROR_V1,), create=True, expect_dev=expect_dev)
     assert fd is not None
     removed = []
     try:

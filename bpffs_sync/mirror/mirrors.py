@@ -10,12 +10,12 @@ in every loaded stat once -- also the stats no tree uses any more, like a droppe
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import v1_controllers
 from bpffs_sync import log
+from bpffs_sync.errors import Tampered
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.reconciler import PassResult, Reconciler
@@ -96,16 +96,25 @@ class Mirrors:
         if act.watcher is not None:
             act.watcher.stop()
         act.reconciler.close()
-        removed = bpffs.remove_tree(act.tree.layout.bpffs, act.tree.layout.mirror_parts)
+        removed = bpffs.remove_tree(act.tree.layout.bpffs, act.tree.layout.mirror_parts, act.tree.layout.bpffs_dev)
         _log.info("tree_dropped", tree=key, removed=removed)
 
     def _sync_top(self, wanted: list[Tree]) -> None:
+        """Keep <bpffs>/cgroup-v1 in step. With no v1 tree wanted, an entry there that is not ours
+        (any user can plant one in the sticky bpffs root) is not this run's business: left alone."""
         desired = forest.top_desired(wanted)
-        if not desired and not os.path.isdir(forest.v1_root(self.base.layout.bpffs)):
+        root, dev = self.base.layout.bpffs, self.base.layout.bpffs_dev
+        try:
+            actual = forest.top_actual(root, dev)
+        except Tampered:
+            if desired:
+                raise
             return
-        drift = forest.top_diff(desired, forest.top_actual(self.base.layout.bpffs), prune=True)
+        if not desired and not actual:
+            return
+        drift = forest.top_diff(desired, actual, prune=True)
         if drift:
-            removed = forest.top_apply(self.base.layout.bpffs, drift)
+            removed = forest.top_apply(root, drift, dev)
             _log.info("v1_top_synced", changes=len(drift), stale_removed=removed)
 
     def _forget_gone(self, live: set[int]) -> None:

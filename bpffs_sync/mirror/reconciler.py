@@ -91,7 +91,8 @@ class Reconciler:
             plan, live = self.observe(todo)
             if todo == [()]:
                 self.pins.forget_unseen()
-            applied = apply(plan, self.layout, self.stats, live, self.roots) if plan else ApplyResult()
+            applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()]) if plan
+                       else ApplyResult())
             seconds = time.monotonic() - started
             if plan or applied.errors:
                 _log.info("reconcile_pass", scope=display(todo[0]), scopes=len(todo), ops=len(plan.ops),
