@@ -294,14 +294,10 @@ def verify(bpffs_dir: str, cgroup_root: str) -> Report:
     link's nr_files equals the files found, our stats' links run the current program."""
     layout = Layout(bpffs_dir, _cgroup2_root(cgroup_root))
     links = libbpf.cgroup_stat_links()
-    names = frozenset(d.name for d in links)
     everything = cgroupfs.walk(layout, ())
     where = {cgid: rel for rel, cgid in everything.ids.items()}
-    desired: DesiredTree = {(): Desired(Kind.DIR)}
-    conflicts: dict[RelPath, Conflict] = {}
-    opaque = set(everything.opaque)
     problems: list[str] = []
-    owner: dict[RelPath, int] = {}  # file -> link id
+    roots: dict[RelPath, list[libbpf.CgroupStatLinkDesc]] = {}
     for desc in links:
         if desc.cgroup_id == 0:  # detached, kept alive by an fd: makes no files
             continue
@@ -310,14 +306,12 @@ def verify(bpffs_dir: str, cgroup_root: str) -> Report:
             problems.append(f"link {desc.link_id} ({desc.name}): root cgroup {desc.cgroup_id} is not under "
                             f"{layout.cgroup_root}")
             continue
-        view = cgroupfs.walk(layout, (desc.name,), root, shadow=names)
-        desired.update(view.tree)
-        conflicts.update((c.path, c) for c in view.conflicts)
-        opaque |= view.opaque
-        owner.update((rel, desc.link_id) for rel, want in view.tree.items() if want.kind is Kind.PIN)
+        roots.setdefault(root, []).append(desc)
+    desired, conflicts, owner = _kernel_desired(sorted(everything.ids), everything.ids, roots)
+    opaque = set(everything.opaque) | {c.path for c in conflicts}
     actual = bpffs.walk(layout, read_file_identity)
     opaque |= actual.opaque
-    plan = diff(desired, actual.tree, sorted(conflicts.values(), key=lambda c: c.path), opaque, check_access=False)
+    plan = diff(desired, actual.tree, conflicts, opaque, check_access=False)
     found = {rel for rel, have in actual.tree.items() if have.kind is Kind.PIN and rel in owner}
     for desc in links:
         made = sum(1 for rel in found if owner[rel] == desc.link_id)
@@ -328,6 +322,40 @@ def verify(bpffs_dir: str, cgroup_root: str) -> Report:
     files = sum(1 for have in actual.tree.values() if have.kind is Kind.PIN)
     return Report(layout, plan, cgroups, files, link_problems=problems,
                   extra={"approach": "kernel", "links": [link_doc(d) for d in links]})
+
+
+def _kernel_desired(cgroups: list[RelPath], ids: dict[RelPath, int],
+                    roots: dict[RelPath, list[libbpf.CgroupStatLinkDesc]]) -> tuple[
+                        DesiredTree, list[Conflict], dict[RelPath, int]]:
+    """What the kernel's rule makes of the cgroups (sorted, parents first): each cgroup gets the file
+    of every link rooted at it or above, and the directories down to it. A cgroup whose name is the
+    file of a link covering its parent collides with that file in the kernel's directory: whichever
+    came first stayed (the kernel counts the other in nr_errors), so that name and everything below it
+    are a conflict the diff leaves alone. Returns (desired, conflicts, file -> link id)."""
+    desired: DesiredTree = {(): Desired(Kind.DIR)}
+    conflicts: list[Conflict] = []
+    owner: dict[RelPath, int] = {}
+    covering: dict[RelPath, list[libbpf.CgroupStatLinkDesc]] = {}
+    blocked: set[RelPath] = set()
+    for rel in cgroups:
+        if rel and (rel[:-1] in blocked or (rel[:-1] not in covering and rel[:-1] in blocked)):
+            blocked.add(rel)
+            continue
+        above = covering.get(rel[:-1], []) if rel else []
+        if rel and rel[-1] in {d.name for d in above}:
+            conflicts.append(Conflict(rel, ids[rel]))
+            blocked.add(rel)
+            continue
+        here = above + roots.get(rel, [])
+        covering[rel] = here
+        if not here:
+            continue
+        for depth in range(len(rel) + 1):
+            desired[rel[:depth]] = Desired(Kind.DIR)
+        for desc in here:
+            desired[(*rel, desc.name)] = Desired(Kind.PIN, ids[rel], desc.name)
+            owner[(*rel, desc.name)] = desc.link_id
+    return desired, conflicts, owner
 
 
 def _stale_programs(layout: Layout, links: list[libbpf.CgroupStatLinkDesc]) -> list[str]:
