@@ -17,7 +17,7 @@ import errno as errno_mod
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from ctypes import (
     POINTER,
     Structure,
@@ -627,8 +627,9 @@ class CgroupStatLinkDesc:
     nr_errors: int
 
 
-def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None) -> int:
+def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None, flags: int = 0) -> int:
     """BPF_LINK_CREATE of a cgroup stat link at the cgroup open at cgroup_fd; returns the link fd.
+    flags: BPF_F_CGROUP_STAT_CGROUPFS for Approach 2's files in cgroupfs (else Approach 1's mirror).
 
     A raw bpf(2) call: the link's optional file name needs the series' bpf_attr layout, which an
     installed libbpf may predate.
@@ -641,12 +642,32 @@ def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = Non
         attach_type=BPF_CGROUP_STAT,
         name=ctypes.addressof(buf) if name is not None else 0,
         name_len=len(raw),
+        name_flags=flags,
     )
     ctypes.set_errno(0)
     ret = int(_syscall(_NR_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
     if ret < 0:
-        raise LibbpfError("BPF_LINK_CREATE cgroup_stat", name or f"prog fd {prog_fd}", ctypes.get_errno(), "")
+        op = "BPF_LINK_CREATE cgroup_stat" + (" cgroupfs" if flags & BPF_F_CGROUP_STAT_CGROUPFS else "")
+        raise LibbpfError(op, name or f"prog fd {prog_fd}", ctypes.get_errno(), "")
     return ret
+
+
+def detach_links(ids: Iterable[int]) -> int:
+    """BPF_LINK_DETACH each link id (gone ones skipped); returns how many were detached."""
+    done = 0
+    for link_id in ids:
+        try:
+            fd = link_fd_by_id(link_id)
+        except LibbpfError as err:
+            if err.errno == errno_mod.ENOENT:
+                continue
+            raise
+        try:
+            link_detach(fd, f"link id {link_id}")
+            done += 1
+        finally:
+            os.close(fd)
+    return done
 
 
 def _cgroup_stat_info(fd: int, what: str) -> tuple[CgroupStatLinkInfo, str] | None:
@@ -810,22 +831,7 @@ class CgroupfsStatLinkDesc:
 def link_create_cgroupfs_stat(prog_fd: int, cgroup_fd: int, name: str | None = None) -> int:
     """BPF_LINK_CREATE of an Approach 2 link at the cgroup (v2 or v1) open at cgroup_fd; its files
     are `bpf.stat.<name>` (name defaults to the program's). Returns the link fd."""
-    raw = os.fsencode(name) if name is not None else b""
-    buf = ctypes.create_string_buffer(raw, len(raw) + 1)
-    attr = LinkCreateCgroupStat(
-        prog_fd=prog_fd,
-        cgroup_root=cgroup_fd,
-        attach_type=BPF_CGROUP_STAT,
-        name=ctypes.addressof(buf) if name is not None else 0,
-        name_len=len(raw),
-        name_flags=BPF_F_CGROUP_STAT_CGROUPFS,
-    )
-    ctypes.set_errno(0)
-    ret = int(_syscall(_NR_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
-    if ret < 0:
-        raise LibbpfError("BPF_LINK_CREATE cgroup_stat cgroupfs", name or f"prog fd {prog_fd}",
-                          ctypes.get_errno(), "")
-    return ret
+    return link_create_cgroup_stat(prog_fd, cgroup_fd, name, BPF_F_CGROUP_STAT_CGROUPFS)
 
 
 def cgroupfs_stat_link_info(fd: int, what: str = "link") -> CgroupfsStatLinkDesc | None:

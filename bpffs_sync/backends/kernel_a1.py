@@ -231,22 +231,7 @@ def clean(layout: Layout, names: Iterable[str]) -> int:
 def detach_all(names: Iterable[str] | None = None) -> int:
     """BPF_LINK_DETACH every cgroup stat link (or those whose file name is in names); returns how many."""
     wanted = set(names) if names is not None else None
-    done = 0
-    for desc in libbpf.cgroup_stat_links():
-        if wanted is not None and desc.name not in wanted:
-            continue
-        try:
-            fd = libbpf.link_fd_by_id(desc.link_id)
-        except LibbpfError as err:
-            if err.errno == errno.ENOENT:
-                continue
-            raise
-        try:
-            libbpf.link_detach(fd, f"link id {desc.link_id}")
-            done += 1
-        finally:
-            os.close(fd)
-    return done
+    return libbpf.detach_links(d.link_id for d in libbpf.cgroup_stat_links() if wanted is None or d.name in wanted)
 
 
 # --- verify --------------------------------------------------------------------------------------

@@ -205,22 +205,7 @@ def attach_stats(layout: Layout, specs: Iterable[StatProgram], force_raw_tp: boo
 def detach_all(files: Iterable[str] | None = None) -> int:
     """BPF_LINK_DETACH every Approach 2 link (or those making these file names); returns how many."""
     wanted = set(files) if files is not None else None
-    done = 0
-    for desc in libbpf.cgroupfs_stat_links():
-        if wanted is not None and desc.name not in wanted:
-            continue
-        try:
-            fd = libbpf.link_fd_by_id(desc.link_id)
-        except LibbpfError as err:
-            if err.errno == errno.ENOENT:
-                continue
-            raise
-        try:
-            libbpf.link_detach(fd, f"link id {desc.link_id}")
-            done += 1
-        finally:
-            os.close(fd)
-    return done
+    return libbpf.detach_links(d.link_id for d in libbpf.cgroupfs_stat_links() if wanted is None or d.name in wanted)
 
 
 def clean(layout: Layout, stats: Iterable[str]) -> int:
