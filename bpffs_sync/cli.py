@@ -189,23 +189,18 @@ def _given(args: argparse.Namespace, *options: str) -> list[str]:
 def _backend(command: str, args: argparse.Namespace) -> Any:
     """The backend for this command, after refusing the options it would ignore: an explicit mode's
     refusals come before any kernel probe, auto's once the probe has chosen."""
-    from bpffs_sync.backends import base, kernel_a1, kernel_a2, pick, pins
+    from bpffs_sync.backends import backend_class
 
     mode = _mode(args)
-    classes: dict[str, type[base.Backend]] = {"user-space": pins.UserSpace, "kernel": kernel_a1.KernelA1,
-                                              "approach-2": kernel_a2.KernelA2}
-    cls = classes.get(mode)
-    backend = None
-    if cls is None and mode == "auto":
-        backend = pick(mode)
-        cls = type(backend)
-    for key, why in (cls.refuses if cls is not None else {}).items():
+    cls = backend_class(mode)
+    for key, why in cls.refuses.items():
         cmd, option = key.split(" ", 1)
         if cmd == command and _given(args, option):
             flag = _FLAG.get(mode, "")
             raise UsageError(f"{command} {flag}".rstrip(), option, 0,
                              f"not with {flag} ({why})" if flag else why)
-    return backend if backend is not None else pick(mode)
+    cls.require()
+    return cls()
 
 
 def _request(args: argparse.Namespace, layout: Any, specs: Any, selection: Any = None) -> Any:

@@ -12,7 +12,8 @@ import pytest
 
 from bpffs_sync import rundir
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.backends.kernel_a1 import PIN_ABSENT, PIN_OTHER, PIN_OURS, PIN_UNKNOWN, get_error_verdict, pin_verdict
+from bpffs_sync.backends.kernel_a1 import pin_verdict
+from bpffs_sync.backends.statlink import PIN_ABSENT, PIN_OTHER, PIN_OURS, PIN_UNKNOWN, get_error_verdict
 from bpffs_sync.commands.clean import kernel_users
 from bpffs_sync.libbpf import CgroupStatLinkDesc
 

@@ -11,19 +11,21 @@ from bpffs_sync.backends.base import Backend
 MODES = ("auto", "user-space", "kernel", "approach-2")
 
 
+def backend_class(mode: str) -> type[Backend]:
+    """The backend class of a mode, without probing the kernel; auto is resolved by the probe: the
+    kernel series when the running kernel carries it (its BTF), else the user-space mirror."""
+    from bpffs_sync.backends import kernel_a1, kernel_a2, pins
+
+    if mode == "auto":
+        mode = "kernel" if kernel_a1.supported() else "user-space"
+    classes: dict[str, type[Backend]] = {"user-space": pins.UserSpace, "kernel": kernel_a1.KernelA1,
+                                         "approach-2": kernel_a2.KernelA2}
+    return classes[mode]
+
+
 def pick(mode: str = "auto") -> Backend:
-    """The backend for `mode`: auto is the kernel series when the running kernel carries it
-    (feature probe on its BTF), else the user-space mirror."""
-    from bpffs_sync.backends import kernel_a1, pins
-
-    if mode == "user-space":
-        return pins.UserSpace()
-    if mode == "kernel" or (mode == "auto" and kernel_a1.supported()):
-        kernel_a1.require_supported()
-        return kernel_a1.KernelA1()
-    if mode == "approach-2":
-        from bpffs_sync.backends import kernel_a2
-
-        kernel_a2.require_supported()
-        return kernel_a2.KernelA2()
-    return pins.UserSpace()
+    """The backend for `mode` (backend_class), refused with one line when the running kernel lacks
+    the series it needs."""
+    cls = backend_class(mode)
+    cls.require()
+    return cls()

@@ -61,6 +61,11 @@ class Backend(ABC):
     # (exit 2, one line), never silently ignores it.
     refuses: ClassVar[dict[str, str]] = {}
 
+    @classmethod
+    @abstractmethod
+    def require(cls) -> None:
+        """Raise KernelUnsupported (one line, exit 2) when the running kernel cannot serve this mode."""
+
     @abstractmethod
     def run(self, req: Request) -> RunResult:
         """Make the mirror (and, for user space, keep it until stopped)."""

@@ -16,7 +16,6 @@ here runs per cgroup: no watcher, no reconciler.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import subprocess
@@ -26,14 +25,21 @@ from typing import Any, ClassVar
 
 from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends.base import Backend, Request, RunResult, Verdict
-from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
+from bpffs_sync.backends.statlink import (
+    PIN_OTHER,
+    PIN_OURS,
+    LinkDesc,
+    StatLink,
+    file_cgroup_id,
+)
+from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, UsageError
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.diff import diff
 from bpffs_sync.mirror.report import Report
 from bpffs_sync.mirror.tree import Actual, Conflict, Desired, DesiredTree, Kind
 from bpffs_sync.paths import PRIVATE_DIR, Layout, RelPath
 from bpffs_sync.programs import CATALOGUE, StatProgram
-from bpffs_sync.stats import Generations, LoadedStat
+from bpffs_sync.stats import Generations
 
 NATIVE_LINK_PIN = "native_link"
 MIRROR_OPTION = "cgroup_mirror"
@@ -82,21 +88,6 @@ class LinkOutcome:
     collector_adopted: bool
 
 
-PIN_OURS, PIN_OTHER, PIN_ABSENT, PIN_UNKNOWN = "ours", "other", "absent", "unknown"
-
-
-def get_error_verdict(err: int) -> str:
-    """What a failed BPF_OBJ_GET of the link pin says about it. Only a definite answer may lead to
-    the pin's removal: ENOENT (gone: nothing to remove) and EACCES (the inode is not a pinned BPF
-    object, kernel/bpf/inode.c bpf_inode_type(); we are root, so not DAC). Anything else (EINTR,
-    ENOMEM, EAGAIN, EMFILE, ...) is PIN_UNKNOWN: raise, keep the pin."""
-    if err == errno.ENOENT:
-        return PIN_ABSENT
-    if err == errno.EACCES:
-        return PIN_OTHER
-    return PIN_UNKNOWN
-
-
 def pin_verdict(kind: str, desc: libbpf.CgroupStatLinkDesc | None, name: str, root_id: int) -> str:
     """The pinned object, opened and described: PIN_OURS (this stat's live link at root_id) or
     PIN_OTHER (a prog or map, another link type, a detached link, another stat or another root)."""
@@ -105,107 +96,34 @@ def pin_verdict(kind: str, desc: libbpf.CgroupStatLinkDesc | None, name: str, ro
     return PIN_OURS if desc.name == name and desc.cgroup_id == root_id else PIN_OTHER
 
 
-class KernelMirror:
-    """One stat loaded for the kernel's mirror: its reader as BPF_PROG_TYPE_CGROUP_STAT, its stats
-    map and collector pinned or adopted under <bpffs>/bpffs-sync/<stat>/ exactly as the user-space
-    mirror does (stats.LoadedStat). close() drops our fds; links, files and pins stay."""
+class KernelMirror(StatLink):
+    """One stat's Approach 1 link: its files in the bpffs mirror, pinned as `native_link`."""
 
-    def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False) -> None:
-        self.layout = layout
-        self.spec = spec
-        self.stat = LoadedStat(layout, spec, force_raw_tp, native=True)
+    exists_hint = "another link already makes files of this name (`bpffs-sync clean --kernel` detaches it)"
+
+    def _create(self, prog_fd: int, cgroup_fd: int, name: str | None) -> int:
+        return libbpf.link_create_cgroup_stat(prog_fd, cgroup_fd, name)
+
+    def _describe(self, fd: int, what: str) -> libbpf.CgroupStatLinkDesc | None:
+        return libbpf.cgroup_stat_link_info(fd, what)
+
+    def _ours(self, desc: LinkDesc, root_id: int, hierarchy_id: int) -> bool:
+        assert isinstance(desc, libbpf.CgroupStatLinkDesc)
+        return pin_verdict("link", desc, self.spec.name, root_id) == PIN_OURS
+
+    def pin_name(self, hierarchy_id: int) -> str:
+        return NATIVE_LINK_PIN
 
     @property
     def link_pin(self) -> str:
         return self.layout.private_path(self.spec.name, NATIVE_LINK_PIN)
 
-    def attach(self, cgroup_dir: str, name: str | None = None) -> int:
-        """Create a link at cgroup_dir (file name: name, else the program's); returns the link fd."""
-        try:
-            cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as err:
-            raise UsageError("open cgroup", cgroup_dir, err.errno or 0, os.strerror(err.errno or 0)) from err
-        try:
-            return libbpf.link_create_cgroup_stat(self.stat.reader.fd(), cg_fd, name)
-        finally:
-            os.close(cg_fd)
-
     def ensure_link(self, cgroup_dir: str) -> LinkOutcome:
-        """The stat's link at cgroup_dir, pinned at link_pin. A pinned link of ours at that root is
-        adopted, its program swapped in place (BPF_LINK_UPDATE: the files stay) when it is not the
-        current generation; anything else pinned there is replaced. Idempotent."""
-        root_id = os.stat(cgroup_dir).st_ino
-        fd = self._pinned_link(root_id)
-        action = "adopted"
-        if fd is None:
-            try:
-                fd = self.attach(cgroup_dir, self.spec.name)
-            except LibbpfError as err:
-                if err.errno == errno.EEXIST:
-                    raise EnvironmentProblem(
-                        "attach cgroup stat link", self.spec.name, errno.EEXIST,
-                        "another link already makes files of this name (`bpffs-sync clean --kernel` detaches it)",
-                    ) from None
-                raise
-            action = "created"
-        try:
-            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin)
-            assert desc is not None
-            if action == "adopted" and not Generations.from_pins(self.layout, [self.spec]).judge(
-                    self.spec.name, desc.prog_id):
-                libbpf.link_update(fd, self.stat.reader.fd(), self.link_pin)
-                action = "updated"
-            if action == "created":
-                libbpf.obj_pin(fd, self.link_pin)
-            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin)
-            assert desc is not None
-        except BaseException:
-            if action == "created":  # not pinned: leave nothing behind
-                with contextlib.suppress(LibbpfError):
-                    libbpf.link_detach(fd, self.link_pin)
-            raise
-        finally:
-            os.close(fd)
-        return LinkOutcome(self.spec.name, action, desc.link_id, self.link_pin, desc.nr_files, desc.nr_errors,
+        """The stat's link at cgroup_dir (statlink.StatLink._ensure), pinned at link_pin."""
+        action, desc, pin = self._ensure(cgroup_dir)
+        assert isinstance(desc, libbpf.CgroupStatLinkDesc)
+        return LinkOutcome(self.spec.name, action, desc.link_id, pin, desc.nr_files, desc.nr_errors,
                            self.stat.collector_adopted)
-
-    def _pinned_link(self, root_id: int) -> int | None:
-        """An fd of the link pinned at link_pin if it is this stat's, live, at root_id; else None,
-        and a pin that is definitely something else is removed. A transient failure (EINTR, ENOMEM,
-        EAGAIN, EMFILE...) raises and leaves the pin alone: the files hold the link, and a later
-        run adopts it."""
-        try:
-            fd = libbpf.obj_get(self.link_pin)
-        except LibbpfError as err:
-            verdict = get_error_verdict(err.errno)
-            if verdict == PIN_UNKNOWN:
-                raise
-            if verdict == PIN_OTHER:
-                self._unpin()
-            return None
-        try:
-            kind = bpffs.object_kind(fd)
-            desc = libbpf.cgroup_stat_link_info(fd, self.link_pin) if kind == "link" else None
-        except BaseException:
-            os.close(fd)
-            raise
-        if pin_verdict(kind, desc, self.spec.name, root_id) == PIN_OURS:
-            return fd
-        os.close(fd)
-        self._unpin()  # detached, elsewhere or not ours: the files it made are gone or not ours
-        return None
-
-    def _unpin(self) -> None:
-        bpffs.remove_tree(self.layout.bpffs, (PRIVATE_DIR, self.spec.name, NATIVE_LINK_PIN))
-
-    def close(self) -> None:
-        self.stat.close()
-
-    def __enter__(self) -> KernelMirror:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def attach_stats(layout: Layout, specs: Iterable[StatProgram], force_raw_tp: bool = False) -> list[LinkOutcome]:
@@ -244,23 +162,13 @@ def link_doc(desc: libbpf.CgroupStatLinkDesc) -> dict[str, Any]:
 
 
 def read_file_identity(dir_fd: int, name: str, what: str, st: os.stat_result) -> Actual:
-    """The FileJudge of the kernel's mirror: a kernel-made file is read (one read(), as `cat` does)
-    and names its cgroup on the first line, `cgroup_id: <id>`, as every bpf/ stat prints. A file of
-    another program says nothing we can check: its identity is unknown, not wrong."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as err:
-        return Actual(Kind.OTHER, detail=f"open: {os.strerror(err.errno or 0)}")
-    try:
-        head = os.read(fd, 65536).split(b"\n", 1)[0]
-    except OSError as err:
-        return Actual(Kind.OTHER, detail=f"read: {os.strerror(err.errno or 0)}")
-    finally:
-        os.close(fd)
-    key, _, value = head.partition(b":")
-    if key == b"cgroup_id" and value.strip().isdigit():
-        return Actual(Kind.PIN, cgroup_id=int(value))
-    return Actual(Kind.PIN, known=False)
+    """The FileJudge of the kernel's mirror: the cgroup a kernel-made file names when read
+    (statlink.file_cgroup_id). A file of another program says nothing we can check: its identity
+    is unknown, not wrong; one that cannot be opened or read is not a working stat file."""
+    got = file_cgroup_id(dir_fd, name)
+    if isinstance(got, str):
+        return Actual(Kind.OTHER, detail=got)
+    return Actual(Kind.PIN, cgroup_id=got) if got >= 0 else Actual(Kind.PIN, known=False)
 
 
 def _cgroup2_root(cgroup_root: str) -> str:
@@ -372,6 +280,10 @@ class KernelA1(Backend):
         "verify --file-mode": "the kernel sets the files' mode by its own rule",
         "verify --file-group": "the kernel sets the files' owner by its own rule",
     }
+
+    @classmethod
+    def require(cls) -> None:
+        require_supported()
 
     def run(self, req: Request) -> RunResult:
         outcomes = attach_stats(req.layout, req.specs, force_raw_tp=req.run.force_raw_tp)

@@ -26,11 +26,12 @@ from typing import Any, ClassVar
 
 from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends.base import Backend, Request, RunResult
-from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, LibbpfError, UsageError
+from bpffs_sync.backends.statlink import LinkDesc, StatLink, file_cgroup_id
+from bpffs_sync.errors import KernelUnsupported, UsageError
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.paths import PRIVATE_DIR, Layout
 from bpffs_sync.programs import CATALOGUE, StatProgram, lookup
-from bpffs_sync.stats import Generations, LoadedStat
+from bpffs_sync.stats import Generations
 
 PREFIX = libbpf.CGROUPFS_STAT_PREFIX
 LINK_PIN = "cgroupfs_link"
@@ -71,102 +72,40 @@ class LinkOutcome:
     nr_errors: int
 
 
-class CgroupfsStat:
-    """One stat loaded for Approach 2; close() drops our fds (links, files and pins stay)."""
+class CgroupfsStat(StatLink):
+    """One stat's Approach 2 link per hierarchy: `bpf.stat.<name>` in cgroupfs, pinned as
+    `cgroupfs_link` (v2) or `cgroupfs_link_h<id>` (a v1 hierarchy)."""
 
-    def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False) -> None:
-        self.layout = layout
-        self.spec = spec
-        self.stat = LoadedStat(layout, spec, force_raw_tp, native=True)
+    attach_op = "attach cgroupfs stat link"
+    exists_hint = ("another link already makes files of this name on this hierarchy "
+                   "(`bpffs-sync clean --approach 2` detaches it)")
+
+    def _create(self, prog_fd: int, cgroup_fd: int, name: str | None) -> int:
+        return libbpf.link_create_cgroupfs_stat(prog_fd, cgroup_fd, name)
+
+    def _describe(self, fd: int, what: str) -> libbpf.CgroupfsStatLinkDesc | None:
+        return libbpf.cgroupfs_stat_link_info(fd, what)
+
+    def _ours(self, desc: LinkDesc, root_id: int, hierarchy_id: int) -> bool:
+        assert isinstance(desc, libbpf.CgroupfsStatLinkDesc)
+        return (desc.cgroup_id == root_id and desc.hierarchy_id == hierarchy_id
+                and desc.name == file_name(self.spec.name))
+
+    def pin_name(self, hierarchy_id: int) -> str:
+        return pin_name(hierarchy_id)
+
+    def file_name(self) -> str:
+        return file_name(self.spec.name)
 
     def link_pin(self, hierarchy_id: int) -> str:
         return self.layout.private_path(self.spec.name, pin_name(hierarchy_id))
 
-    def attach(self, cgroup_dir: str, name: str | None = None) -> int:
-        """A new link at cgroup_dir (v2 or v1) making `bpf.stat.<name>`; returns its fd."""
-        try:
-            cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as err:
-            raise UsageError("open cgroup", cgroup_dir, err.errno or 0, os.strerror(err.errno or 0)) from err
-        try:
-            return libbpf.link_create_cgroupfs_stat(self.stat.reader.fd(), cg_fd, name)
-        finally:
-            os.close(cg_fd)
-
     def ensure_link(self, cgroup_dir: str, hierarchy_id: int = 0) -> LinkOutcome:
-        """The stat's link at cgroup_dir, pinned; adopted (and its program swapped when stale) if a
-        live link of ours at that root is pinned, else created. Idempotent."""
-        pin = self.link_pin(hierarchy_id)
-        root_id = os.stat(cgroup_dir).st_ino
-        fd = self._pinned_link(pin, root_id, hierarchy_id)
-        action = "adopted"
-        if fd is None:
-            try:
-                fd = self.attach(cgroup_dir, self.spec.name)
-            except LibbpfError as err:
-                if err.errno == errno.EEXIST:
-                    raise EnvironmentProblem(
-                        "attach cgroupfs stat link", file_name(self.spec.name), errno.EEXIST,
-                        "another link already makes files of this name on this hierarchy "
-                        "(`bpffs-sync clean --approach 2` detaches it)") from None
-                raise
-            action = "created"
-        try:
-            desc = libbpf.cgroupfs_stat_link_info(fd, pin)
-            assert desc is not None
-            if action == "adopted" and not Generations.from_pins(self.layout, [self.spec]).judge(
-                    self.spec.name, desc.prog_id):
-                libbpf.link_update(fd, self.stat.reader.fd(), pin)
-                action = "updated"
-            if action == "created":
-                libbpf.obj_pin(fd, pin)
-            desc = libbpf.cgroupfs_stat_link_info(fd, pin)
-            assert desc is not None
-        except BaseException:
-            if action == "created":  # not pinned: leave nothing behind
-                with contextlib.suppress(LibbpfError):
-                    libbpf.link_detach(fd, pin)
-            raise
-        finally:
-            os.close(fd)
+        """The stat's link at cgroup_dir on that hierarchy (statlink.StatLink._ensure)."""
+        action, desc, pin = self._ensure(cgroup_dir, hierarchy_id)
+        assert isinstance(desc, libbpf.CgroupfsStatLinkDesc)
         return LinkOutcome(self.spec.name, action, desc.link_id, cgroup_dir, hierarchy_id, desc.name, pin,
                            desc.nr_files, desc.nr_errors)
-
-    def _pinned_link(self, pin: str, root_id: int, hierarchy_id: int) -> int | None:
-        """An fd of the live link of ours pinned at pin, rooted at root_id; else None (and a pin that
-        is definitely something else is removed; a transient failure raises)."""
-        try:
-            fd = libbpf.obj_get(pin)
-        except LibbpfError as err:
-            if err.errno == errno.ENOENT:
-                return None
-            if err.errno != errno.EACCES:  # EACCES: not a pinned BPF object
-                raise
-            self._unpin(hierarchy_id)
-            return None
-        try:
-            desc = libbpf.cgroupfs_stat_link_info(fd, pin) if bpffs.object_kind(fd) == "link" else None
-        except BaseException:
-            os.close(fd)
-            raise
-        if (desc is not None and desc.cgroup_id == root_id and desc.hierarchy_id == hierarchy_id
-                and desc.name == file_name(self.spec.name)):
-            return fd
-        os.close(fd)
-        self._unpin(hierarchy_id)
-        return None
-
-    def _unpin(self, hierarchy_id: int) -> None:
-        bpffs.remove_tree(self.layout.bpffs, (PRIVATE_DIR, self.spec.name, pin_name(hierarchy_id)))
-
-    def close(self) -> None:
-        self.stat.close()
-
-    def __enter__(self) -> CgroupfsStat:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,23 +208,6 @@ def link_doc(desc: libbpf.CgroupfsStatLinkDesc) -> dict[str, Any]:
     """An Approach 2 link as `verify --approach 2 --json` and `status --json` show it."""
     return {"id": desc.link_id, "name": desc.name, "cgroup_id": desc.cgroup_id, "hierarchy_id": desc.hierarchy_id,
             "nr_files": desc.nr_files, "nr_errors": desc.nr_errors, "prog_id": desc.prog_id}
-
-
-def file_cgroup_id(dir_fd: int, name: str) -> int | str:
-    """The cgroup a bpf.stat file's read names on its first line (`cgroup_id: <id>`, as every bpf/
-    stat prints); a string says why it could not be read; -1: a program that prints no id."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as err:
-        return f"open: {os.strerror(err.errno or 0)}"
-    try:
-        head = os.read(fd, 65536).split(b"\n", 1)[0]
-    except OSError as err:
-        return f"read: {os.strerror(err.errno or 0)}"
-    finally:
-        os.close(fd)
-    key, _, value = head.partition(b":")
-    return int(value) if key == b"cgroup_id" and value.strip().isdigit() else -1
 
 
 def _walk(top: str) -> list[tuple[str, int, list[str], set[str]]]:
@@ -420,6 +342,10 @@ class KernelA2(Backend):
         "verify --file-mode": "the kernel sets the files' mode by cgroupfs's rule",
         "verify --file-group": "the kernel sets the files' owner by cgroupfs's rule",
     }
+
+    @classmethod
+    def require(cls) -> None:
+        require_supported()
 
     def run(self, req: Request) -> RunResult:
         outcomes = attach_stats(req.layout, req.specs, force_raw_tp=req.run.force_raw_tp,

@@ -61,6 +61,10 @@ class UserSpace(Backend):
         "run --json": "only with --kernel or --approach 2 (a daemon logs; `status --json` shows it)",
     }
 
+    @classmethod
+    def require(cls) -> None:
+        """Any kernel with cgroup iterators (preflight checks BTF and libbpf)."""
+
     def run(self, req: Request) -> RunResult:
         from bpffs_sync.backends import kernel_a1
         from bpffs_sync.mirror.daemon import run
