@@ -80,17 +80,19 @@ def _rmdir_post_order(root: str, timeout: float, before: Callable[[str], None] |
 
 
 def _rmdir_tree_at(parent_fd: int, name: str, path: str, before: Callable[[str], None] | None) -> None:
-    """One post-order sweep below parent_fd/name; OSError when something would not go (yet)."""
+    """One post-order sweep below parent_fd/name; OSError when something would not go (yet).
+    A directory is opened when its turn comes, so the fds held are one per level, however wide."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    stack = [(os.open(name, flags, dir_fd=parent_fd), parent_fd, name, path, False)]
+    stack: list[tuple[int, int, str, str, bool]] = [(-1, parent_fd, name, path, False)]
     try:
         while stack:
             fd, pfd, dname, dpath, listed = stack.pop()
             if not listed:
+                fd = os.open(dname, flags, dir_fd=pfd)
                 stack.append((fd, pfd, dname, dpath, True))
                 with os.scandir(fd) as it:
                     subdirs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
-                stack.extend((os.open(n, flags, dir_fd=fd), fd, n, os.path.join(dpath, n), False) for n in subdirs)
+                stack.extend((-1, fd, n, os.path.join(dpath, n), False) for n in subdirs)
                 continue
             os.close(fd)
             if before is not None:
@@ -99,7 +101,8 @@ def _rmdir_tree_at(parent_fd: int, name: str, path: str, before: Callable[[str],
                 os.rmdir(dname, dir_fd=pfd)
     finally:
         for fd, *_ in stack:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
 
 @contextmanager
