@@ -9,7 +9,7 @@ pkgs=(clang llvm bpftool libbpf1 libbpf-dev make python3-venv)
 pkgs+=(prometheus) # tests only: a real Prometheus scrapes `bpffs-sync export` (tests/test_export_prometheus.py)
 if [[ ${1:-} == --kernel ]]; then
 	pkgs+=(flex bison libelf-dev libssl-dev zlib1g-dev pkg-config dwarves bc qemu-system-x86 ccache cpio rsync
-		busybox-static zstd util-linux)
+		busybox-static zstd util-linux python3-ply python3-git)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -4,7 +4,7 @@
 # Under TCG vng has no script I/O port: the command's output and exit code travel through an
 # --rwdir directory instead of the console. The guest sees the host's rootfs (Python, libbpf).
 #
-# Usage: run-guest.sh [--variant plain|debug] [--mem 2G] CMD...
+# Usage: run-guest.sh [--variant plain|debug|a2|a2-debug] [--mem 2G] CMD...
 # Prints the command's stdout/stderr, saves dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir),
 # and exits with the command's exit code (125 when the guest gave none: it did not boot or crashed;
 # 3 when the command passed but the guest's dmesg has a WARNING, BUG, Oops, KASAN, lockdep or
@@ -33,7 +33,7 @@ tree=$CACHE/build-$variant
 # 4-level paging. TCG emulates LA57; while identify_cpu() resets the CPUID table at boot, an
 # interrupt sees pgtable_l5_enabled() false and KASAN calls every 5-level direct-map address
 # "wild-memory-access" (a flood of reports at 0.004 s, before any of the series' code runs).
-[[ $variant == debug ]] && append="kasan_multi_shot no5lvl $append"
+[[ $variant == *debug ]] && append="kasan_multi_shot no5lvl $append"
 # Under TCG on a loaded host the boot-time check that the timer interrupt arrives through the
 # IO-APIC can time out ("IO-APIC + timer doesn't work!" and a panic at 0.008 s): skip that check.
 append="no_timer_check $append"
@@ -70,7 +70,7 @@ GUEST
 chmod +x "$out/guest.sh" "$out/cmd.sh"
 
 cd "$tree"
-timeout=${BPFFS_SYNC_GUEST_TIMEOUT:-$([[ $variant == debug ]] && echo 10800 || echo 900)}
+timeout=${BPFFS_SYNC_GUEST_TIMEOUT:-$([[ $variant == *debug ]] && echo 10800 || echo 900)}
 # Single-threaded TCG: under multi-threaded TCG the other vCPU can run a stale translation of text
 # the kernel is patching (text_poke_bp) and take the int3 after the patch is done: an "Oops: int3"
 # in __schedule whenever a test attaches/detaches the sched_switch collector (static key flip).

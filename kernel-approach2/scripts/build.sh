@@ -4,7 +4,8 @@
 # both, so one boot compares them. The Approach 1 series is taken as committed at the revision in
 # ../a1-series.rev (the one this series was made on; BPFFS_SYNC_A1_REV=<rev> overrides, e.g. HEAD
 # when rebasing), not from the work tree, so Approach 1's rework does not move this tree.
-# Usage: build.sh        prints the bzImage path on stdout, logs on stderr.
+# Usage: build.sh [plain|debug]   prints the bzImage path on stdout, logs on stderr.
+#   debug: kernel-approach1/config/debug.config on top (lockdep, KASAN, kmemleak), tree build-a2-debug.
 #
 # Tree: $BPFFS_SYNC_KCACHE/build-a2, a git tree whose first commit (tag `baseline`) is the pristine
 # linux-source-7.3 (tag `a1-base`: + Approach 1). When either series changes, the tree is reset to
@@ -21,9 +22,13 @@ VNG=${VNG:-$(command -v vng || echo "$here/../.venv/bin/vng")}
 export PATH="$(dirname "$VNG"):$PATH"  # vng runs virtme-configkernel from its own bin dir
 . "$a1/scripts/identity.sh"
 GIT=(git "${GIT_IDENT[@]}" -c advice.detachedHead=false)
+variant=${1:-plain}
+case $variant in
+plain) tree=$CACHE/build-a2 seed=$CACHE/build-plain ;;
+debug) tree=$CACHE/build-a2-debug seed=$CACHE/build-debug ;;
+*) echo "usage: build.sh [plain|debug]" >&2; exit 2 ;;
+esac
 src=$("$a1/scripts/fetch-source.sh")
-tree=$CACHE/build-a2
-seed=$CACHE/build-plain
 series() {
 	for p in "$1"/patches/*.patch; do
 		[[ -e $p && $p != *-cover-letter.patch ]] && echo "$p"
@@ -39,9 +44,10 @@ mapfile -t a2_patches < <(series "$here")
 
 export CCACHE_DIR=$CACHE/ccache
 mkdir -p "$CACHE"
-exec 9>"$CACHE/build-a2.lock"  # one build of this tree at a time
+exec 9>"$tree.lock"  # one build of this tree at a time
 flock 9
 frag_files=("$a1_snap/config/base.config")  # the config of that revision too
+[[ $variant == debug ]] && frag_files+=("$a1_snap/config/debug.config")
 frags=()
 for f in "${frag_files[@]}"; do frags+=(--config "$f"); done
 cfg_sum=$(cat "${frag_files[@]}" | sha256sum | cut -c1-16)
@@ -97,7 +103,7 @@ fi
 # back: files that differ get a new mtime and are rebuilt, the rest is up to date.
 if [[ ! -f vmlinux && -f $seed/vmlinux && -f $seed/.config-$cfg_sum ]]; then
 	echo "build: seeding objects from $seed" >&2
-	flock "$CACHE/build-plain.lock" rsync -a --exclude=/.git "$seed/" "$tree/"
+	flock "$seed.lock" rsync -a --exclude=/.git "$seed/" "$tree/"
 	stash=$(mktemp -d)
 	[[ -z $dirty ]] || "${GIT[@]}" diff >"$stash/dev.diff"
 	"${GIT[@]}" reset -q --hard HEAD

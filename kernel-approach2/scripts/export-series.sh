@@ -27,11 +27,12 @@ s = open(cover).read()
 s = s.replace("*** SUBJECT HERE ***", subject.strip()).replace("*** BLURB HERE ***", body.strip("\n"))
 open(cover, "w").write(s)
 PY
+# Debian's python3 first: checkpatch runs scripts/spdxcheck.py, which needs python3-ply and
+# python3-git (install-deps.sh --kernel), not a pyenv or venv interpreter without them.
 status=0
 for p in "$out"/*.patch; do
 	[[ $p == "$cover" ]] && continue
-	res=$("$tree/scripts/checkpatch.pl" --strict -q "$p" 2>&1 | grep -v -e spdxcheck -e '^Traceback' \
-		-e '^  File ' -e '^    from ply' -e '^ModuleNotFoundError' || true)
+	res=$(PATH=/usr/bin:$PATH "$tree/scripts/checkpatch.pl" --strict -q "$p" 2>&1 || true)
 	if [[ -n $res ]]; then
 		echo "$res" >&2
 		status=1
