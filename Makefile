@@ -104,13 +104,13 @@ kernel-test: deps
 	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-build-both kernel-approach2/scripts/build.sh
 	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-boot-test kernel-approach2/scripts/test.sh --a1
 
-# The same tests on the debug config (lockdep, KASAN, kmemleak): a 33 min build from scratch, then ~1.5 h of
-# tests under TCG; not part of `make test`.
+# Both suites on the debug config (lockdep, KASAN, kmemleak, DEBUG_ATOMIC_SLEEP), one image with both series,
+# one boot: a ~60 min build from scratch here, then the tests under TCG; not part of `make test`.
 kernel-debug-test: deps
 	@scripts/install-deps.sh --kernel
 	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh
-	@$(PROGRESS) kernel-debug-build kernel-approach1/scripts/build.sh debug
-	@$(PROGRESS) kernel-debug-boot-test kernel-approach1/scripts/test.sh --variant debug
+	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-debug-build kernel-approach2/scripts/build.sh debug
+	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-debug-boot-test kernel-approach2/scripts/test.sh --debug --a1
 
 # Every patch of the series builds on its own, -Werror (after `make kernel`; ~4 min).
 kernel-bisect: kernel

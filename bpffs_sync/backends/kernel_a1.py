@@ -5,7 +5,7 @@ only attaches one link per stat (KernelMirror.attach) and checks the result (ver
 here runs per cgroup: no watcher, no reconciler.
 
 - supported(): the running kernel has BPF_PROG_TYPE_CGROUP_STAT (feature probe on its BTF).
-- The mirror lives in the bpffs instance mounted with `-o cgroup_mirror` (one per system);
+- The mirror lives in the bpffs instance mounted with `-o cgroup_mirror` (one per system: the last asked);
   enable_mirror() remounts a bpffs with it.
 - attach() loads the stat's `.stat.bpf.o` as BPF_PROG_TYPE_CGROUP_STAT with its collector, shares
   the stats map pinned under <bpffs>/bpffs-sync/<stat>/ with the user-space mirror, and pins the
@@ -69,8 +69,8 @@ def enable_mirror(bpffs_dir: str) -> None:
     res = subprocess.run(["mount", "-o", f"remount,{MIRROR_OPTION}", bpffs_dir],
                          capture_output=True, text=True, check=False)
     if res.returncode != 0 or not mirror_enabled(bpffs_dir):
-        hint = ("EBUSY: another bpffs instance holds the mirror; EEXIST: an entry named `cgroup` is in the "
-                "way (a user-space mirror? `bpffs-sync clean`)")
+        hint = ("EEXIST: an entry named `cgroup` is in the way (a user-space mirror? `bpffs-sync clean`); "
+                "EBUSY: a kernel whose series predates instance takeover, another instance holds the mirror")
         raise EnvironmentProblem("remount cgroup_mirror", bpffs_dir, 0,
                                  f"{res.stderr.strip() or 'option not taken'} ({hint})")
 

@@ -5,6 +5,7 @@ a child in a fresh user namespace. x86_64 syscall numbers; the series' bpf_attr 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import socket
 import struct
@@ -18,6 +19,8 @@ NR_BPF = 321
 NR_FSOPEN = 430
 NR_FSCONFIG = 431
 NR_FSMOUNT = 432
+NR_FSPICK = 433
+NR_MOVE_MOUNT = 429
 
 BPF_PROG_LOAD = 5
 BPF_LINK_CREATE = 28
@@ -31,8 +34,13 @@ BPF_FUNC_probe_write_user = 36
 BPF_FUNC_send_signal = 109
 BPF_FUNC_send_signal_thread = 117
 
+FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
+FSCONFIG_CMD_RECONFIGURE = 7
+FSPICK_EMPTY_PATH = 0x8
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 
@@ -139,9 +147,43 @@ def fsconfig_string(fs_fd: int, key: str, value: str) -> None:
     )
 
 
+def fsconfig_flag(fs_fd: int, key: str) -> None:
+    ctypes.set_errno(0)
+    _check(int(_syscall(NR_FSCONFIG, fs_fd, FSCONFIG_SET_FLAG, key.encode(), None, 0)), f"fsconfig {key}")
+
+
 def fsconfig_create(fs_fd: int) -> None:
     ctypes.set_errno(0)
     _check(int(_syscall(NR_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0)), "fsconfig create")
+
+
+def fspick(dir_fd: int) -> int:
+    """A reconfiguration context of the mount dir_fd is the root of."""
+    ctypes.set_errno(0)
+    return _check(int(_syscall(NR_FSPICK, dir_fd, b"", FSPICK_EMPTY_PATH)), "fspick")
+
+
+def fsconfig_reconfigure(fs_fd: int) -> None:
+    ctypes.set_errno(0)
+    _check(int(_syscall(NR_FSCONFIG, fs_fd, FSCONFIG_CMD_RECONFIGURE, None, None, 0)), "fsconfig reconfigure")
+
+
+def fs_messages(fs_fd: int) -> str:
+    """The messages the filesystem left in a context (one per read, until ENODATA)."""
+    out = []
+    while True:
+        try:
+            out.append(os.read(fs_fd, 4096).decode(errors="replace"))
+        except OSError as err:
+            if err.errno == errno.ENODATA:
+                return "\n".join(out)
+            raise
+
+
+def move_mount(mnt_fd: int, target: str) -> None:
+    ctypes.set_errno(0)
+    _check(int(_syscall(NR_MOVE_MOUNT, mnt_fd, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH)),
+           f"move_mount {target}")
 
 
 def fsmount(fs_fd: int) -> int:

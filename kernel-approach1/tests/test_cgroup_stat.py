@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -275,24 +274,37 @@ def test_open_file_survives_rmdir_and_detach(stat: kernel_a1.KernelMirror, mirro
 # --- the mirror instance -------------------------------------------------------------------------
 
 
-def test_one_mirror_instance(mirror_fs: str) -> None:
-    """A second bpffs with cgroup_mirror is refused (EBUSY); plain instances are unaffected."""
-    second = tempfile.mkdtemp(prefix="cgstat-second-")
+def test_a_new_instance_takes_the_mirror(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
+                                         link_fds: list[int]) -> None:
+    """A second bpffs mounted with cgroup_mirror takes the mirror (v1: EBUSY): the first loses
+    cgroup/ and the option; links stay attached; plain instances are unaffected."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    second = mount_bpffs("cgroup_mirror")
     try:
-        res = subprocess.run(["mount", "-t", "bpf", "-o", "cgroup_mirror", "bpf", second],
-                             capture_output=True, text=True, check=False)
-        if res.returncode == 0:
-            umount_bpffs(second)
-            second = ""
-        assert res.returncode != 0, "a second cgroup_mirror instance was mounted"
+        assert stat_files(second) == cgroups_under(cg)
+        assert not os.path.lexists(os.path.join(mirror_fs, "cgroup"))
+        assert "cgroup_mirror" not in mount_options(mirror_fs)
+        assert "cgroup_mirror" in mount_options(second)
+        assert link_desc(link_fds[0]).nr_files == 2
     finally:
-        if second:
-            os.rmdir(second)
+        umount_bpffs(second)
+    assert link_desc(link_fds[0]).cgroup_id != 0  # still attached, no files anywhere
+    assert link_desc(link_fds[0]).nr_files == 0
     plain = mount_bpffs()
     try:
         assert os.listdir(plain) == []
     finally:
         umount_bpffs(plain)
+
+
+def mount_options(path: str) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == os.path.realpath(path):
+                return line.split(" - ")[1].split()[2].split(",")
+    raise AssertionError(f"{path} is not mounted")
 
 
 def test_mirror_enabled_later_shows_existing_links(cg: str, link_fds: list[int]) -> None:

@@ -24,6 +24,7 @@ from bpffs_sync.errors import LibbpfError
 
 NAME = "walk"
 WIDE = 4000  # cgroups under the link's root: a populate of many steps under TCG
+ATTEMPTS = 6
 
 
 def make_flat(tree: str, n: int) -> None:
@@ -79,13 +80,24 @@ class Churn:
 
     def __init__(self, tree: str, seed: int) -> None:
         self.tree = tree
+        self.seed = seed
         self.rng = random.Random(seed)
         self.live: list[str] = []
         self.ops = 0
+        self.during = 0  # ops between __enter__ returning and __exit__
         self.stop = threading.Event()
+        self.running = threading.Event()
+        self.error: OSError | None = None
         self.thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
+        try:
+            self._churn()
+        except OSError as err:
+            self.error = err
+            self.running.set()
+
+    def _churn(self) -> None:
         n = 0
         while not self.stop.is_set():
             if self.live and self.rng.random() < 0.45:
@@ -99,19 +111,26 @@ class Churn:
                     continue
             else:
                 parent = self.rng.choice([self.tree, *self.live[-50:]])
-                path = os.path.join(parent, f"n{n}")
+                path = os.path.join(parent, f"s{self.seed}n{n}")  # unique across churns of a tree
                 n += 1
                 os.mkdir(path)
                 self.live.append(path)
             self.ops += 1
+            self.running.set()
 
     def __enter__(self) -> Churn:
+        """Returns once the thread is mkdir-ing and rmdir-ing (the race needs it running)."""
         self.thread.start()
+        self.running.wait(timeout=30)
+        self.during = -self.ops
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.during += self.ops  # racy by a few ops at most: only > 0 is asserted
         self.stop.set()
         self.thread.join()
+        if self.error is not None:
+            raise AssertionError(f"the churn thread failed: {self.error!r}")
 
 
 def mirror_dirs(mirror_fs: str, tree: str) -> set[str]:
@@ -129,29 +148,35 @@ def test_walks_racing_mkdir_and_rmdir_handle_each_cgroup_once(
     afterwards the files are exactly the live cgroups (none missing, none for a removed cgroup,
     nr_files equal), and after detach nothing is left and the link goes with its fd."""
     tree = os.path.join(cg, "tree")
-    make_flat(tree, 1500)
-    with Churn(tree, seed) as churn:
-        fd = stat.attach(tree, NAME)
-    link_fds.append(fd)
-    assert churn.ops > 0, "no mkdir or rmdir raced the populate"
-    live = cgroups_under(tree)
-    assert stat_files(mirror_fs, NAME) == live
-    assert mirror_dirs(mirror_fs, tree) == live
-    desc = link_desc(fd)
-    assert desc.nr_files == len(live)
-    link_id = desc.link_id
+    make_flat(tree, 2000)
+    raced = {"populate": 0, "depopulate": 0}
+    # Under single-threaded TCG a churn mkdir can spin out a whole walk on the mirror's mutex:
+    # cycles repeat (each one checked in full) until both walks have been raced at least once.
+    for attempt in range(ATTEMPTS):
+        with Churn(tree, seed * 1000 + 2 * attempt) as churn:
+            fd = stat.attach(tree, NAME)
+        link_fds.append(fd)
+        raced["populate"] += churn.during > 0
+        live = cgroups_under(tree)
+        assert stat_files(mirror_fs, NAME) == live
+        assert mirror_dirs(mirror_fs, tree) == live
+        desc = link_desc(fd)
+        assert desc.nr_files == len(live)
 
-    with Churn(tree, seed + 100) as churn:
-        libbpf.link_detach(fd)
-    assert churn.ops > 0, "no mkdir or rmdir raced the depopulate"
-    assert stat_files(mirror_fs, NAME) == set()
-    assert mirror_dirs(mirror_fs, tree) == set()
-    assert link_desc(fd).nr_files == 0
-    link_fds.remove(fd)
-    os.close(fd)
-    with pytest.raises(LibbpfError) as exc:
-        libbpf.link_fd_by_id(link_id)
-    assert exc.value.errno == errno.ENOENT
+        with Churn(tree, seed * 1000 + 2 * attempt + 1) as churn:
+            libbpf.link_detach(fd)
+        raced["depopulate"] += churn.during > 0
+        assert stat_files(mirror_fs, NAME) == set()
+        assert mirror_dirs(mirror_fs, tree) == set()
+        assert link_desc(fd).nr_files == 0
+        link_fds.remove(fd)
+        os.close(fd)
+        with pytest.raises(LibbpfError) as exc:
+            libbpf.link_fd_by_id(desc.link_id)
+        assert exc.value.errno == errno.ENOENT
+        if all(raced.values()):
+            break
+    assert all(raced.values()), f"a walk was never raced in {ATTEMPTS} cycles: {raced}"
 
 
 def test_a_mkdir_under_a_populating_link_gets_the_whole_path(

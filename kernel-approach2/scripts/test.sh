@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Approach 2 end to end: build the kernel carrying both series (build.sh) -> boot it under
 # virtme-ng (kernel-approach1/scripts/run-guest.sh --variant a2) -> kernel-approach2/tests inside.
-# Usage: test.sh [--bench] [--a1] [PYTEST ARGS | BENCH ARGS...]
+# Usage: test.sh [--debug] [--bench] [--a1] [PYTEST ARGS | BENCH ARGS...]
 #   --a1     also run kernel-approach1/tests in the same boot (one image carries both series)
+#   --debug  the debug config (lockdep, KASAN, kmemleak; tree build-a2-debug, 4G guest)
 #   --bench  run bench/bench_a2.py instead (JSON to $BPFFS_SYNC_GUEST_OUT/bench_a2.json)
 # Results: JUnit XML, output and the guest's dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir).
 # Fails when a test fails or the guest's dmesg shows WARNING/BUG/Oops/KASAN/lockdep/kmemleak.
@@ -10,16 +11,17 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 repo=$(cd "$here/.." && pwd)
-bench= a1=
+bench= a1= variant=plain guest=a2 mem=2G
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--bench) bench=1; shift ;;
 	--a1) a1=1; shift ;;
+	--debug) variant=debug guest=a2-debug mem=4G; shift ;;
 	*) break ;;
 	esac
 done
 
-kernel=$("$here/scripts/build.sh")
+kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
 make -s -C "$tree/tools/lib/bpf" >/dev/null
 make -s -C "$repo" bpf
@@ -38,7 +40,7 @@ else
 	cmd=("${pytest[@]}" --junitxml "$BPFFS_SYNC_GUEST_OUT/junit.xml" "$here/tests" "$@")
 fi
 set +e
-"$repo/kernel-approach1/scripts/run-guest.sh" --variant a2 --mem 2G \
+"$repo/kernel-approach1/scripts/run-guest.sh" --variant "$guest" --mem "$mem" \
 	env LD_LIBRARY_PATH="$tree/tools/lib/bpf" "${cmd[@]}"
 rc=$?
 set -e

@@ -1,0 +1,165 @@
+"""Finding 5: the mirror instance. The instance asked last holds the mirror, so one a lazy umount
+or another mount namespace keeps alive does not block a new one; remount turns it off
+(nocgroup_mirror) as well as on; a user's entry named cgroup fails the remount with a message and
+is left alone; the option is judged by the credentials the mount was opened with."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+import rawbpf
+from conftest import link_desc
+from test_cgroup_stat import cgroups_under, make_tree, mount_options, stat_files
+
+from bpffs_sync.backends import kernel_a1
+from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
+
+
+def remount(path: str, options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mount", "-o", f"remount,{options}", path], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def plain_fs() -> Iterator[str]:
+    """A bpffs without the mirror (tests turn it on)."""
+    path = mount_bpffs()
+    try:
+        yield path
+    finally:
+        umount_bpffs(path)
+
+
+def test_lazy_umount_does_not_block_a_new_instance(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
+                                                   link_fds: list[int]) -> None:
+    """umount -l of the mirror instance while one of its files is open keeps its superblock alive;
+    a new instance still gets the mirror (v1: EBUSY until the last file closed)."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    held = os.open(os.path.join(mirror_fs, "cgroup", os.path.relpath(cg, "/sys/fs/cgroup"), "hist_oncpu"),
+                   os.O_RDONLY)
+    try:
+        subprocess.run(["umount", "-l", mirror_fs], check=True)
+        fresh = mount_bpffs("cgroup_mirror")
+        try:
+            assert stat_files(fresh) == cgroups_under(cg)
+            assert link_desc(link_fds[0]).nr_files == 2
+        finally:
+            umount_bpffs(fresh)
+    finally:
+        os.close(held)
+        subprocess.run(["mount", "-t", "bpf", "bpf", mirror_fs], check=True)  # for the fixture's umount
+
+
+def test_mount_namespace_copy_does_not_block_a_new_instance(stat: kernel_a1.KernelMirror, mirror_fs: str,
+                                                            cg: str, link_fds: list[int]) -> None:
+    """A mount namespace made while the mirror was mounted keeps the instance after the admin's
+    umount; a new instance takes the mirror, and the copy's view loses it."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    try:
+        copy_view = f"/proc/{holder.pid}/root{os.path.realpath(mirror_fs)}"
+        for _ in range(500):  # until the namespace exists
+            if os.readlink(f"/proc/{holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+                break
+            os.sched_yield()
+        assert os.path.isdir(os.path.join(copy_view, "cgroup"))
+        subprocess.run(["umount", mirror_fs], check=True)
+        fresh = mount_bpffs("cgroup_mirror")
+        try:
+            assert stat_files(fresh) == cgroups_under(cg)
+            assert not os.path.lexists(os.path.join(copy_view, "cgroup"))
+        finally:
+            umount_bpffs(fresh)
+    finally:
+        holder.kill()
+        holder.wait()
+        with contextlib.suppress(subprocess.CalledProcessError):
+            subprocess.run(["mount", "-t", "bpf", "bpf", mirror_fs], check=True)
+
+
+def test_remount_turns_the_mirror_off_and_on(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
+                                             link_fds: list[int]) -> None:
+    """remount,nocgroup_mirror removes cgroup/ (links stay attached); a remount naming neither
+    keeps the state; remount,cgroup_mirror brings the files back."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    assert remount(mirror_fs, "nocgroup_mirror").returncode == 0
+    assert not os.path.lexists(os.path.join(mirror_fs, "cgroup"))
+    assert "cgroup_mirror" not in mount_options(mirror_fs)
+    desc = link_desc(link_fds[0])
+    assert desc.cgroup_id != 0 and desc.nr_files == 0
+    assert remount(mirror_fs, "mode=0755").returncode == 0
+    assert not os.path.lexists(os.path.join(mirror_fs, "cgroup"))
+    assert remount(mirror_fs, "cgroup_mirror").returncode == 0
+    assert stat_files(mirror_fs) == cgroups_under(cg)
+    assert remount(mirror_fs, "mode=0755").returncode == 0
+    assert stat_files(mirror_fs) == cgroups_under(cg)
+    assert "cgroup_mirror" in mount_options(mirror_fs)
+
+
+def test_a_users_cgroup_entry_fails_the_remount_with_a_message(plain_fs: str) -> None:
+    """An existing entry named cgroup: the remount fails with EEXIST and says why (fsconfig's
+    message), and the entry is left as it was; a mirror held elsewhere stays there."""
+    mine = os.path.join(plain_fs, "cgroup")
+    os.makedirs(os.path.join(mine, "note"))
+    fd = os.open(plain_fs, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fs_fd = rawbpf.fspick(fd)
+        try:
+            rawbpf.fsconfig_flag(fs_fd, "cgroup_mirror")
+            with pytest.raises(OSError) as exc:
+                rawbpf.fsconfig_reconfigure(fs_fd)
+            assert exc.value.errno == errno.EEXIST
+            assert "entry named cgroup" in rawbpf.fs_messages(fs_fd)
+        finally:
+            os.close(fs_fd)
+    finally:
+        os.close(fd)
+    assert os.listdir(mine) == ["note"]
+    assert "cgroup_mirror" not in mount_options(plain_fs)
+
+
+def test_option_judged_by_the_mount_openers_credentials() -> None:
+    """A context opened by root (fsopen) takes cgroup_mirror from an unprivileged helper it passed
+    the fd to (v1 checked the helper's capabilities: EPERM); the mount then holds the mirror."""
+    fs_fd = rawbpf.fsopen("bpf")
+    target = tempfile.mkdtemp(prefix="cgstat-cred-")
+    mnt = -1
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                rawbpf.fsconfig_flag(fs_fd, "cgroup_mirror")
+                code = 0
+            except OSError as err:
+                code = 10 + (err.errno or 0)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged helper's fsconfig was refused"
+        rawbpf.fsconfig_create(fs_fd)
+        mnt = rawbpf.fsmount(fs_fd)
+        rawbpf.move_mount(mnt, target)
+        os.close(mnt)  # an fd on the mount's root would keep the umount below busy
+        mnt = -1
+        try:
+            assert os.path.isdir(os.path.join(target, "cgroup"))
+            assert "cgroup_mirror" in mount_options(target)
+        finally:
+            subprocess.run(["umount", target], check=True)
+    finally:
+        os.close(fs_fd)
+        if mnt >= 0:
+            os.close(mnt)
+        os.rmdir(target)
