@@ -3,9 +3,12 @@ cgroup subtree under the v2 root. Both context managers undo everything, also on
 
 from __future__ import annotations
 
+import errno
 import os
+import random
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -121,3 +124,62 @@ def private_cgroup_root(prefix: str = "bpffs-sync-test") -> Iterator[str]:
         yield path
     finally:
         remove_cgroup_tree(path)
+
+
+class CgroupChurn:
+    """mkdir and rmdir of nested cgroups at random places under a tree, on a thread, until stopped: the
+    race partner of the kernel series' walk tests. `during` counts the ops made while the block ran."""
+
+    def __init__(self, tree: str, seed: int) -> None:
+        self.tree = tree
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.live: list[str] = []
+        self.ops = 0
+        self.during = 0  # ops between __enter__ returning and __exit__
+        self.stop = threading.Event()
+        self.running = threading.Event()
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        try:
+            self._churn()
+        except OSError as err:
+            self.error = err
+            self.running.set()
+
+    def _churn(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            if self.live and self.rng.random() < 0.45:
+                path = self.live.pop(self.rng.randrange(len(self.live)))
+                try:
+                    os.rmdir(path)
+                except OSError as err:
+                    if err.errno != errno.EBUSY:  # it has children: try later
+                        raise
+                    self.live.append(path)
+                    continue
+            else:
+                parent = self.rng.choice([self.tree, *self.live[-50:]])
+                path = os.path.join(parent, f"s{self.seed}n{n}")  # unique across churns of a tree
+                n += 1
+                os.mkdir(path)
+                self.live.append(path)
+            self.ops += 1
+            self.running.set()
+
+    def __enter__(self) -> CgroupChurn:
+        """Returns once the thread is mkdir-ing and rmdir-ing (the race needs it running)."""
+        self.thread.start()
+        self.running.wait(timeout=30)
+        self.during = -self.ops
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.during += self.ops  # racy by a few ops at most: only > 0 is asserted
+        self.stop.set()
+        self.thread.join()
+        if self.error is not None:
+            raise AssertionError(f"the churn thread failed: {self.error!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import threading
 from collections.abc import Callable
 
@@ -21,6 +20,7 @@ from test_cgroup_stat import cgroups_under, mirror_of, stat_files
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import LibbpfError
+from bpffs_sync.sandbox import CgroupChurn
 
 NAME = "walk"
 WIDE = 4000  # cgroups under the link's root: a populate of many steps under TCG
@@ -75,64 +75,6 @@ def test_mkdir_elsewhere_returns_while_a_populate_runs(
     assert link_desc(link_fds[-1]).nr_files == WIDE + 1
 
 
-class Churn:
-    """mkdir and rmdir of nested cgroups at random places under a tree, on a thread, until stopped."""
-
-    def __init__(self, tree: str, seed: int) -> None:
-        self.tree = tree
-        self.seed = seed
-        self.rng = random.Random(seed)
-        self.live: list[str] = []
-        self.ops = 0
-        self.during = 0  # ops between __enter__ returning and __exit__
-        self.stop = threading.Event()
-        self.running = threading.Event()
-        self.error: OSError | None = None
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        try:
-            self._churn()
-        except OSError as err:
-            self.error = err
-            self.running.set()
-
-    def _churn(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            if self.live and self.rng.random() < 0.45:
-                path = self.live.pop(self.rng.randrange(len(self.live)))
-                try:
-                    os.rmdir(path)
-                except OSError as err:
-                    if err.errno != errno.EBUSY:  # it has children: try later
-                        raise
-                    self.live.append(path)
-                    continue
-            else:
-                parent = self.rng.choice([self.tree, *self.live[-50:]])
-                path = os.path.join(parent, f"s{self.seed}n{n}")  # unique across churns of a tree
-                n += 1
-                os.mkdir(path)
-                self.live.append(path)
-            self.ops += 1
-            self.running.set()
-
-    def __enter__(self) -> Churn:
-        """Returns once the thread is mkdir-ing and rmdir-ing (the race needs it running)."""
-        self.thread.start()
-        self.running.wait(timeout=30)
-        self.during = -self.ops
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.during += self.ops  # racy by a few ops at most: only > 0 is asserted
-        self.stop.set()
-        self.thread.join()
-        if self.error is not None:
-            raise AssertionError(f"the churn thread failed: {self.error!r}")
-
-
 def mirror_dirs(mirror_fs: str, tree: str) -> set[str]:
     """The mirror's directories at and below tree's, as cgroup paths (like cgroups_under)."""
     top = os.path.join(mirror_fs, "cgroup")
@@ -153,7 +95,7 @@ def test_walks_racing_mkdir_and_rmdir_handle_each_cgroup_once(
     # Under single-threaded TCG a churn mkdir can spin out a whole walk on the mirror's mutex:
     # cycles repeat (each one checked in full) until both walks have been raced at least once.
     for attempt in range(ATTEMPTS):
-        with Churn(tree, seed * 1000 + 2 * attempt) as churn:
+        with CgroupChurn(tree, seed * 1000 + 2 * attempt) as churn:
             fd = stat.attach(tree, NAME)
         link_fds.append(fd)
         raced["populate"] += churn.during > 0
@@ -163,7 +105,7 @@ def test_walks_racing_mkdir_and_rmdir_handle_each_cgroup_once(
         desc = link_desc(fd)
         assert desc.nr_files == len(live)
 
-        with Churn(tree, seed * 1000 + 2 * attempt + 1) as churn:
+        with CgroupChurn(tree, seed * 1000 + 2 * attempt + 1) as churn:
             libbpf.link_detach(fd)
         raced["depopulate"] += churn.during > 0
         assert stat_files(mirror_fs, NAME) == set()

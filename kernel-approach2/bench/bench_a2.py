@@ -5,11 +5,12 @@
 Each figure is measured for both approaches in the same run, on the same tree, and given as a
 ratio A2/A1 (and, where it means something, against a no-link baseline of the same run):
 
-- link_create: BPF_LINK_CREATE over N existing cgroups (1 000, 10 000; two levels). The syscall
-  holds cgroup_mutex for the whole walk: its duration is the cgroup_mutex hold.
+- link_create: BPF_LINK_CREATE over N existing cgroups (1 000, 10 000; two levels). Neither walk
+  holds cgroup_mutex across the subtree (A2 takes it per cgroup, A1 not at all).
 - mkdir / rmdir: one cgroup made and removed in a loop below 0, 1 and 4 links covering it.
 - stall: the worst latency of a mkdir+rmdir loop in another subtree (another process) while a link
-  is created over 10 000 cgroups, vs the same loop's worst with nothing else running.
+  is created over 10 000 cgroups, vs the same loop's worst with nothing else running and beside a
+  CPU-bound process (under TCG any busy vCPU slows the other's mkdir: the busy baseline).
 - read: open+read+close of the same stat's file (A2: bpf.stat.hist_oncpu in cgroupfs, A1: the bpffs
   mirror's hist_oncpu) for the same cgroup.
 - slab_per_file: (Slab in /proc/meminfo after - before) / files, over a link on 10 000 cgroups.
@@ -212,6 +213,12 @@ def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> float:
     return float(out.split()[0])  # the line after "ready"
 
 
+def spin(seconds: float) -> None:
+    """A CPU-bound process for `seconds` (the busy baseline of the stall)."""
+    subprocess.run([sys.executable, "-c", f"import time\ne = time.monotonic() + {seconds}\n"
+                    "while time.monotonic() < e: pass"], check=True)
+
+
 def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
     sub = os.path.join(root, "stall")
     elsewhere = os.path.join(root, "elsewhere")
@@ -219,6 +226,7 @@ def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
     os.mkdir(elsewhere)
     made = make_tree(sub, n)
     out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": probe_worst(elsewhere, None) * 1e3}
+    out["busy_worst_ms"] = probe_worst(elsewhere, partial(spin, 0.5)) * 1e3
     for approach in ("a1", "a2"):
         fds: list[int] = []
         worst = probe_worst(elsewhere, partial(attach_into, fds, ap, approach, sub))
@@ -227,6 +235,7 @@ def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
             libbpf.link_detach(fd)
             os.close(fd)
         out[f"{approach}_vs_idle"] = out[f"{approach}_worst_ms"] / out["idle_worst_ms"]
+        out[f"{approach}_vs_busy"] = out[f"{approach}_worst_ms"] / out["busy_worst_ms"]
     remove_tree(made)
     os.rmdir(sub)
     os.rmdir(elsewhere)
