@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Approach 2 end to end: build the kernel carrying both series (build.sh) -> boot it under
 # virtme-ng (kernel-approach1/scripts/run-guest.sh --variant a2) -> kernel-approach2/tests inside.
-# Usage: test.sh [--debug] [--bench] [--a1 | --only-a1] [PYTEST ARGS | BENCH ARGS...]
+# Usage: test.sh [--debug] [--bench] [--a1] [PYTEST ARGS | BENCH ARGS...]
 #   --a1     also run kernel-approach1/tests in the same boot (one image carries both series)
-#   --only-a1  run kernel-approach1/tests alone on this image (debug-test.sh boots it beside the A2 run)
 #   --debug  the debug config (lockdep, KASAN, kmemleak; tree build-a2-debug, 4G guest)
 #   --bench  run bench/bench_a2.py instead (JSON to $BPFFS_SYNC_GUEST_OUT/bench_a2.json)
 # Results: JUnit XML, output and the guest's dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir).
@@ -17,7 +16,6 @@ while [[ $# -gt 0 ]]; do
 	case $1 in
 	--bench) bench=1; shift ;;
 	--a1) a1=1; shift ;;
-	--only-a1) a1=only; shift ;;
 	--debug) variant=debug guest=a2-debug mem=4G; shift ;;
 	*) break ;;
 	esac
@@ -25,18 +23,14 @@ done
 
 kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
-if [[ -z ${BPFFS_SYNC_PREBUILT:-} ]]; then  # debug-test.sh builds these once for its two boots
-	make -s -C "$tree/tools/lib/bpf" >/dev/null
-	make -s -C "$repo" bpf
-fi
+make -s -C "$tree/tools/lib/bpf" >/dev/null
+make -s -C "$repo" bpf
 
 export BPFFS_SYNC_GUEST_OUT=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-a2-test.XXXXXX)}
 start=$(date +%s)
 pytest=("$repo/.venv/bin/pytest" -q -p no:cacheprovider --rootdir "$repo" -c "$repo/pyproject.toml")
 if [[ -n $bench ]]; then
 	cmd=("$repo/.venv/bin/python" "$here/bench/bench_a2.py" --out "$BPFFS_SYNC_GUEST_OUT/bench_a2.json" "$@")
-elif [[ $a1 == only ]]; then
-	cmd=("${pytest[@]}" --junitxml "$BPFFS_SYNC_GUEST_OUT/junit-a1.xml" "$repo/kernel-approach1/tests" "$@")
 elif [[ -n $a1 ]]; then
 	# two sessions: each tests/ directory has its own conftest.py
 	cmd=(bash -c "$(printf '%q ' "${pytest[@]}" --junitxml "$BPFFS_SYNC_GUEST_OUT/junit-a2.xml" "$here/tests" "$@");
