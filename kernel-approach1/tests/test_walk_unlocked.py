@@ -23,7 +23,11 @@ from bpffs_sync.errors import LibbpfError
 from bpffs_sync.sandbox import CgroupChurn
 
 NAME = "walk"
-WIDE = 4000  # cgroups under the link's root: a populate of many steps under TCG
+# Tree sizes: a populate of many steps under TCG. BPFFS_SYNC_TEST_SCALE shrinks them for the debug
+# kernel (kernel-approach2/scripts/debug-test.sh), where every step is that much slower already.
+SCALE = float(os.environ.get("BPFFS_SYNC_TEST_SCALE", "1"))
+WIDE = max(100, int(4000 * SCALE))
+CHURNED = max(100, int(2000 * SCALE))
 ATTEMPTS = 6
 
 
@@ -90,7 +94,7 @@ def test_walks_racing_mkdir_and_rmdir_handle_each_cgroup_once(
     afterwards the files are exactly the live cgroups (none missing, none for a removed cgroup,
     nr_files equal), and after detach nothing is left and the link goes with its fd."""
     tree = os.path.join(cg, "tree")
-    make_flat(tree, 2000)
+    make_flat(tree, CHURNED)
     raced = {"populate": 0, "depopulate": 0}
     # Under single-threaded TCG a churn mkdir can spin out a whole walk on the mirror's mutex:
     # cycles repeat (each one checked in full) until both walks have been raced at least once.

@@ -4,7 +4,8 @@
 # guest under TCG runs on one host core and is far slower than the plain one (a test that loads
 # hist_oncpu takes minutes: the verifier and Python run under KASAN in an emulated CPU). Each suite
 # runs its files in the order below, the ones aimed at the kernel's concurrency, refcounts and
-# rollback first, the CLI last, with -v so a run cut short still says which tests passed. Each run
+# rollback first, the CLI last, with -v so a run cut short still says which tests passed; the walk
+# tests' trees are a tenth of their size (BPFFS_SYNC_TEST_SCALE=0.1). Each run
 # fails on a test failure or on any WARNING/BUG/Oops/KASAN/lockdep/kmemleak line in its guest's
 # dmesg (kernel-approach1/scripts/run-guest.sh); the console is the live kernel log meanwhile.
 # Usage: debug-test.sh [OUT_DIR]     results in OUT_DIR/a1 and OUT_DIR/a2 (default: a temp dir)
@@ -22,6 +23,12 @@ make -s -C "$repo" bpf
 a1_files=(test_rollback_race test_walk_unlocked test_lifetime test_instance test_dying test_rollback test_premature
 	test_privilege test_permissions test_scale test_cgroup_stat test_cli_kernel)
 a2_files=(test_rollback test_storm test_files test_v1 test_cli)
+# BPFFS_SYNC_DEBUG_A1 / _A2: the files to run (names as above), e.g. the kernel-facing ones only when
+# the whole suite would outlast the time there is; BPFFS_SYNC_DEBUG_K: a pytest -k expression for both.
+[[ -z ${BPFFS_SYNC_DEBUG_A1:-} ]] || read -r -a a1_files <<<"$BPFFS_SYNC_DEBUG_A1"
+[[ -z ${BPFFS_SYNC_DEBUG_A2:-} ]] || read -r -a a2_files <<<"$BPFFS_SYNC_DEBUG_A2"
+kexpr=()
+[[ -z ${BPFFS_SYNC_DEBUG_K:-} ]] || kexpr=(-k "$BPFFS_SYNC_DEBUG_K")
 
 boot() {  # boot NAME TESTS_DIR FILE...
 	local name=$1 dir=$2
@@ -29,8 +36,9 @@ boot() {  # boot NAME TESTS_DIR FILE...
 	local files=()
 	for f in "$@"; do files+=("$dir/$f.py"); done
 	BPFFS_SYNC_GUEST_OUT=$out/$name "$repo/kernel-approach1/scripts/run-guest.sh" --variant a2-debug --mem 4G \
-		env LD_LIBRARY_PATH="$tree/tools/lib/bpf" "$repo/.venv/bin/pytest" -v -p no:cacheprovider \
-		--rootdir "$repo" -c "$repo/pyproject.toml" --junitxml "$out/$name/junit.xml" "${files[@]}" \
+		env LD_LIBRARY_PATH="$tree/tools/lib/bpf" BPFFS_SYNC_TEST_SCALE=0.1 "$repo/.venv/bin/pytest" -v \
+		-p no:cacheprovider --rootdir "$repo" -c "$repo/pyproject.toml" --junitxml "$out/$name/junit.xml" \
+		"${kexpr[@]}" "${files[@]}" \
 		>"$out/$name.log" 2>&1
 }
 
