@@ -5,7 +5,8 @@
 # hist_oncpu takes minutes: the verifier and Python run under KASAN in an emulated CPU). Each suite
 # runs its files in the order below, the ones aimed at the kernel's concurrency, refcounts and
 # rollback first, the CLI last, with -v so a run cut short still says which tests passed; the walk
-# tests' trees are a tenth of their size (BPFFS_SYNC_TEST_SCALE=0.1). Each run
+# tests' trees are a tenth of their size (BPFFS_SYNC_TEST_SCALE=0.1) and a test may take an hour
+# (pytest-timeout's 300 s stopped the storm test here). Each run
 # fails on a test failure or on any WARNING/BUG/Oops/KASAN/lockdep/kmemleak line in its guest's
 # dmesg (kernel-approach1/scripts/run-guest.sh); the console is the live kernel log meanwhile.
 # Usage: debug-test.sh [OUT_DIR]     results in OUT_DIR/a1 and OUT_DIR/a2 (default: a temp dir)
@@ -38,6 +39,7 @@ boot() {  # boot NAME TESTS_DIR FILE...
 	BPFFS_SYNC_GUEST_OUT=$out/$name "$repo/kernel-approach1/scripts/run-guest.sh" --variant a2-debug --mem 4G \
 		env LD_LIBRARY_PATH="$tree/tools/lib/bpf" BPFFS_SYNC_TEST_SCALE=0.1 "$repo/.venv/bin/pytest" -v \
 		-p no:cacheprovider --rootdir "$repo" -c "$repo/pyproject.toml" --junitxml "$out/$name/junit.xml" \
+		--timeout 3600 \
 		"${kexpr[@]}" "${files[@]}" \
 		>"$out/$name.log" 2>&1
 }
