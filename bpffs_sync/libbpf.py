@@ -652,16 +652,22 @@ def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = Non
     return ret
 
 
+def _link_fd_if_alive(link_id: int) -> int | None:
+    """An fd of the link with this id; None once it is gone (links vanish between listing and opening)."""
+    try:
+        return link_fd_by_id(link_id)
+    except LibbpfError as err:
+        if err.errno == errno_mod.ENOENT:
+            return None
+        raise
+
+
 def detach_links(ids: Iterable[int]) -> int:
     """BPF_LINK_DETACH each link id (gone ones skipped); returns how many were detached."""
     done = 0
     for link_id in ids:
-        try:
-            fd = link_fd_by_id(link_id)
-        except LibbpfError as err:
-            if err.errno == errno_mod.ENOENT:
-                continue
-            raise
+        if (fd := _link_fd_if_alive(link_id)) is None:
+            continue
         try:
             link_detach(fd, f"link id {link_id}")
             done += 1
@@ -697,12 +703,8 @@ def _links_where(view: Callable[[int, str], T | None]) -> list[T]:
     """view() of every link in the system it recognises (links that vanish mid-walk are skipped)."""
     found = []
     for link_id in link_ids():
-        try:
-            fd = link_fd_by_id(link_id)
-        except LibbpfError as err:
-            if err.errno == errno_mod.ENOENT:
-                continue
-            raise
+        if (fd := _link_fd_if_alive(link_id)) is None:
+            continue
         try:
             desc = view(fd, f"link id {link_id}")
         finally:
