@@ -37,6 +37,18 @@ def mirror_fs() -> Iterator[str]:
 
 
 @pytest.fixture
+def plain_fs() -> Iterator[str]:
+    """A bpffs without cgroup_mirror (for pins, or for a test that turns the mirror on); every
+    cgroup stat link is detached at the end."""
+    path = mount_bpffs()
+    try:
+        yield path
+    finally:
+        kernel_a1.detach_all()
+        umount_bpffs(path)
+
+
+@pytest.fixture
 def cg() -> Iterator[str]:
     """A private cgroup v2 subtree."""
     path = make_cgroup_root("cgstat")

@@ -8,15 +8,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from test_cgroup_stat import NAME, cgroups_under, make_tree, stat_files
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 EXE = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
 
@@ -31,17 +28,6 @@ def run_kernel(fs: str, cg: str) -> dict[str, Any]:
     assert res.returncode == 0, res.stderr
     doc: dict[str, Any] = json.loads(res.stdout)
     return doc
-
-
-@pytest.fixture
-def plain_fs() -> Iterator[str]:
-    """A bpffs without cgroup_mirror (run --kernel turns it on)."""
-    path = mount_bpffs()
-    try:
-        yield path
-    finally:
-        kernel_a1.detach_all()
-        umount_bpffs(path)
 
 
 def test_auto_mode_is_the_kernel_here(plain_fs: str, cg: str) -> None:

@@ -10,7 +10,6 @@ import errno
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
 
 import pytest
 import rawbpf
@@ -23,16 +22,6 @@ from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 def remount(path: str, options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["mount", "-o", f"remount,{options}", path], capture_output=True, text=True, check=False)
-
-
-@pytest.fixture
-def plain_fs() -> Iterator[str]:
-    """A bpffs without the mirror (tests turn it on)."""
-    path = mount_bpffs()
-    try:
-        yield path
-    finally:
-        umount_bpffs(path)
 
 
 def test_lazy_umount_does_not_block_a_new_instance(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,

@@ -59,16 +59,6 @@ def mirror(request: pytest.FixtureRequest) -> Iterator[str | None]:
             umount_bpffs(path)
 
 
-@pytest.fixture
-def pins() -> Iterator[str]:
-    """A plain bpffs for pins."""
-    path = mount_bpffs()
-    try:
-        yield path
-    finally:
-        umount_bpffs(path)
-
-
 def make_link(root: str) -> tuple[int, int]:
     """A cgroup stat link at root; returns (link fd, link id). The program fd is closed."""
     prog_fd, _log = rawbpf.prog_load_cgroup_stat(
@@ -100,26 +90,26 @@ def test_closing_the_last_fd_keeps_it_attached(mirror: str | None, cg: str) -> N
         os.close(handle)
 
 
-def test_unpinning_the_last_pin_keeps_it_attached(mirror: str | None, cg: str, pins: str) -> None:
+def test_unpinning_the_last_pin_keeps_it_attached(mirror: str | None, cg: str, plain_fs: str) -> None:
     """Pin, close the fd, unlink the pin: the link stays attached."""
     fd, link_id = make_link(cg)
-    libbpf.obj_pin(fd, os.path.join(pins, "link"))
+    libbpf.obj_pin(fd, os.path.join(plain_fs, "link"))
     os.close(fd)
-    os.unlink(os.path.join(pins, "link"))
+    os.unlink(os.path.join(plain_fs, "link"))
     assert alive(link_id) and cgroup_id_of(link_id) != 0
 
 
-def test_detach_then_the_last_handle_frees_it(mirror: str | None, cg: str, pins: str) -> None:
+def test_detach_then_the_last_handle_frees_it(mirror: str | None, cg: str, plain_fs: str) -> None:
     """BPF_LINK_DETACH: files gone, cgroup_id 0; the link lives while a pin does, then goes."""
     make_tree(cg, "a")
     fd, link_id = make_link(cg)
-    libbpf.obj_pin(fd, os.path.join(pins, "link"))
+    libbpf.obj_pin(fd, os.path.join(plain_fs, "link"))
     libbpf.link_detach(fd)
     os.close(fd)
     assert alive(link_id) and cgroup_id_of(link_id) == 0
     if mirror is not None:
         assert os.listdir(os.path.join(mirror, "cgroup")) == []
-    os.unlink(os.path.join(pins, "link"))
+    os.unlink(os.path.join(plain_fs, "link"))
     assert gone(link_id)
 
 
