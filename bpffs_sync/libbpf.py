@@ -323,6 +323,10 @@ class BpfObject:
         _clear_messages()
         _check_int(_obj_load(self._handle()), "bpf_object__load", self.path)
 
+    @property
+    def closed(self) -> bool:
+        return self._obj is None
+
     def close(self) -> None:
         if self._obj is not None:
             _obj_close(self._obj)

@@ -1,5 +1,6 @@
 """Private, throw-away kernel state for benchmarks and tests: a bpffs mount in a temp dir and a
-cgroup subtree under the v2 root. Both context managers undo everything, also on error."""
+cgroup subtree under the v2 root. Both context managers undo everything, also on error. Also the
+guest suites' stats, loaded once per session (LoadedStats)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import TypeVar
 
+from bpffs_sync.backends.statlink import StatLink
 from bpffs_sync.mirror.bpffs import mount_of
+from bpffs_sync.paths import Layout
 from bpffs_sync.preflight import default_cgroup_root
+from bpffs_sync.programs import StatProgram
+
+S = TypeVar("S", bound=StatLink)
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str = "condition", poll: float = 0.005) -> float:
@@ -183,3 +190,28 @@ class CgroupChurn:
         self.thread.join()
         if self.error is not None:
             raise AssertionError(f"the churn thread failed: {self.error!r}")
+
+
+class LoadedStats:
+    """Stats loaded as kernel-series links once per test session and handed to each test in its own
+    bpffs (StatLink.rehome: the map pinned and a collector attached there). One load of hist_oncpu
+    takes minutes on the debug kernel under TCG, and the guest suites' fixtures would otherwise load
+    it for every test. A test that closes its stat gets a fresh load the next time."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[type[StatLink], str], StatLink] = {}
+
+    def get(self, cls: type[S], layout: Layout, spec: StatProgram) -> S:
+        key = (cls, spec.name)
+        cached = self._loaded.get(key)
+        if isinstance(cached, cls) and not cached.closed:
+            cached.rehome(layout)
+            return cached
+        fresh = cls(layout, spec)
+        self._loaded[key] = fresh
+        return fresh
+
+    def close(self) -> None:
+        for s in self._loaded.values():
+            s.close()
+        self._loaded.clear()

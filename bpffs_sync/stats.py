@@ -282,6 +282,13 @@ class LoadedStat:
             os.close(dfd)
             self._dir = -1
 
+    def rehome(self, layout: Layout) -> None:
+        """Serve another bpffs instance (layout) with the programs and map already loaded: pin the
+        map there and attach a collector (heal). The guest tests load a stat once per session this
+        way: under the debug kernel one load (the verifier under KASAN, in TCG) takes minutes."""
+        self.layout = layout
+        self.heal()
+
     def forget_cgroup(self, hierarchy_id: int, cgroup_id: int) -> bool:
         """Drop the map entry of a removed cgroup (ids are not reused within a hierarchy)."""
         return libbpf.map_delete(self.map_fd, cg_key(hierarchy_id, cgroup_id), self.spec.stats_map)

@@ -190,6 +190,15 @@ class StatLink(ABC):
     def _unpin(self, hierarchy_id: int) -> None:
         bpffs.remove_tree(self.layout.bpffs, (PRIVATE_DIR, self.spec.name, self.pin_name(hierarchy_id)))
 
+    def rehome(self, layout: Layout) -> None:
+        """The same loaded stat, for links pinned in another bpffs instance (LoadedStat.rehome)."""
+        self.layout = layout
+        self.stat.rehome(layout)
+
+    @property
+    def closed(self) -> bool:
+        return self.stat.obj.closed
+
     def close(self) -> None:
         self.stat.close()
 

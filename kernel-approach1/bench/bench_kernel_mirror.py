@@ -8,7 +8,9 @@
 - mkdir/rmdir of N cgroups with a link on their root vs without one: what the mirror adds to
   each mkdir and rmdir (it runs inside them, under cgroup_mutex).
 - mkdir stall: the worst mkdir latency of a concurrent mkdir loop while a link is created over N
-  cgroups and while it is detached, vs the same loop's worst latency with nothing else running.
+  cgroups and while it is detached, vs the same loop's worst latency with nothing else running, and
+  beside a CPU-bound process as long as the create (with two CPUs the probe runs on one, the walk
+  and the busy process on the other: what the probe sees is a wait, not a shared CPU).
 - read: open+read+close of a kernel-made file vs a user-space pinned iterator of the same program,
   each part timed on its own, the two files alternating so drift hits both alike.
 - mkdir vs links (--links): mkdir+rmdir of one cgroup with 0, 1, 4 and 16 links covering it (each
@@ -23,11 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.paths import Layout
@@ -67,8 +71,21 @@ def timed_make(root: str, n: int) -> tuple[list[str], float]:
     return made, time.perf_counter() - start
 
 
+# With two CPUs the probe runs on CPU 1, the walk (the attaching thread) and the busy baseline on
+# CPU 0, the same placement in every round. The guest runs single-threaded TCG (run-guest.sh), one
+# host thread for both vCPUs, so anything running on CPU 0 stretches the probe's wall time anyway:
+# that is what the busy baseline shows. Whether a mkdir *waited* is told by the probe thread's
+# voluntary context switches across the mkdir (a mutex wait sleeps; a shared CPU does not).
+PROBE_CPU = 1 if len(os.sched_getaffinity(0)) >= 2 and 1 in os.sched_getaffinity(0) else None
+WALK_CPU = 0
+
+
+def _voluntary_switches() -> int:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+
+
 class MkdirProbe(threading.Thread):
-    """mkdir+rmdir in a loop until stopped; keeps the worst latency."""
+    """mkdir+rmdir in a loop until stopped; keeps the worst latency, and the mkdirs that slept."""
 
     def __init__(self, root: str) -> None:
         super().__init__(daemon=True)
@@ -76,32 +93,68 @@ class MkdirProbe(threading.Thread):
         self.stop = threading.Event()
         self.worst = 0.0
         self.samples: list[float] = []
+        self.slept: list[float] = []  # latencies of the mkdirs that blocked in the kernel
 
     def run(self) -> None:
+        if PROBE_CPU is not None:
+            os.sched_setaffinity(0, {PROBE_CPU})  # this thread only
         path = os.path.join(self.root, "probe")
         while not self.stop.is_set():
+            switches = _voluntary_switches()
             start = time.perf_counter()
             os.mkdir(path)
             took = time.perf_counter() - start
+            if _voluntary_switches() != switches:
+                self.slept.append(took)
             os.rmdir(path)
             self.samples.append(took)
             self.worst = max(self.worst, took)
 
 
-def probe_while(root: str, action: object) -> tuple[float, float]:
-    """(worst mkdir latency during action(), median latency)"""
+def probe_while(root: str, action: Callable[[], object]) -> MkdirProbe:
+    """The probe, stopped, that ran mkdirs during action()."""
     probe = MkdirProbe(root)
     probe.start()
     time.sleep(0.05)
-    assert callable(action)
     action()
     time.sleep(0.05)
     probe.stop.set()
     probe.join()
-    return probe.worst, statistics.median(probe.samples) if probe.samples else 0.0
+    return probe
 
 
 STALL_ROUNDS = 3
+STALL_LABELS = ("idle", "busy", "during_attach", "during_detach")
+
+
+def stall_rounds(actions: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """For each action label, over STALL_ROUNDS interleaved rounds: mkdir_worst_<label>_ms, the
+    median of the rounds' worst mkdir (and _max_ms, the worst round); mkdir_slept_<label>, how many
+    mkdirs blocked in all rounds, of mkdir_count_<label>, and the worst of those in
+    mkdir_slept_worst_<label>_ms. The caller runs pinned to WALK_CPU."""
+    worst: dict[str, list[float]] = {}
+    slept: dict[str, list[float]] = {}
+    count: dict[str, int] = {}
+    allowed = os.sched_getaffinity(0)
+    if PROBE_CPU is not None:
+        os.sched_setaffinity(0, {WALK_CPU})  # the spin child inherits it
+    try:
+        for _ in range(STALL_ROUNDS):
+            for label, action in actions.items():
+                probe = probe_while(CGROUP2, action)
+                worst.setdefault(label, []).append(probe.worst * 1e3)
+                slept.setdefault(label, []).extend(t * 1e3 for t in probe.slept)
+                count[label] = count.get(label, 0) + len(probe.samples)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    out = {"stall_probe_pinned": float(PROBE_CPU is not None)}
+    for label, values in worst.items():
+        out[f"mkdir_worst_{label}_ms"] = statistics.median(values)
+        out[f"mkdir_worst_{label}_max_ms"] = max(values)
+        out[f"mkdir_count_{label}"] = count[label]
+        out[f"mkdir_slept_{label}"] = len(slept[label])
+        out[f"mkdir_slept_worst_{label}_ms"] = max(slept[label], default=0.0)
+    return out
 
 
 def spin(seconds: float) -> None:
@@ -197,19 +250,13 @@ def bench(n: int, reads: int) -> dict[str, float]:
             # mkdir stall while a link is created over n cgroups (and detached), against the same
             # probe idle and beside a CPU-bound process; STALL_ROUNDS interleaved rounds, the median
             # of each round's worst (one round's worst under TCG is noise as often as not)
-            worst: dict[str, list[float]] = {}
-            actions = {
+            actions: dict[str, Callable[[], object]] = {
                 "idle": lambda: time.sleep(out["link_create_s"]),
                 "busy": lambda: spin(out["link_create_s"]),
                 "during_attach": lambda: fds.append(km.attach(root)),
                 "during_detach": kernel_a1.detach_all,
             }
-            for _ in range(STALL_ROUNDS):
-                for label, action in actions.items():
-                    worst.setdefault(label, []).append(probe_while(CGROUP2, action)[0] * 1e3)
-            for label, values in worst.items():
-                out[f"mkdir_worst_{label}_ms"] = statistics.median(values)
-                out[f"mkdir_worst_{label}_max_ms"] = max(values)
+            out.update(stall_rounds(actions))
             for fd in fds:
                 os.close(fd)
             remove_tree(made)
@@ -300,6 +347,9 @@ def report(r: dict[str, float]) -> str:
         f"({r['mkdir_worst_during_detach_ms'] / r['mkdir_worst_idle_ms']:.2f}x); "
         f"during a CPU-bound process as long as the create {r['mkdir_worst_busy_ms']:.1f} ms "
         f"({r['mkdir_worst_busy_ms'] / r['mkdir_worst_idle_ms']:.2f}x)",
+        "  mkdirs that blocked in the kernel (slept), of all, worst: "
+        + "; ".join(f"{label} {int(r[f'mkdir_slept_{label}'])} of {int(r[f'mkdir_count_{label}'])}, "
+                    f"{r[f'mkdir_slept_worst_{label}_ms']:.1f} ms" for label in STALL_LABELS),
         f"  read kernel file {r['kernel_read_us']:.1f} us vs user-space pinned iterator "
         f"{r['userspace_read_us']:.1f} us "
         f"({r['kernel_read_us'] / r['userspace_read_us']:.2f}x); "
@@ -309,12 +359,23 @@ def report(r: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..1000000")
+    return value
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--count", type=int, action="append", help="cgroups (repeatable; default 1000 and 10000)")
-    ap.add_argument("--reads", type=int, default=2000)
+    ap.add_argument("--count", type=_positive, action="append", help="cgroups (repeatable; default 1000 and 10000)")
+    ap.add_argument("--reads", type=_positive, default=2000, help="reads of each file (default 2000)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--links", type=int, metavar="ROUNDS", help="only mkdir vs 0/1/4/16 links, ROUNDS mkdirs each")
+    ap.add_argument("--links", type=_positive, metavar="ROUNDS",
+                    help="only mkdir vs 0/1/4/16 links, ROUNDS mkdirs each")
     args = ap.parse_args()
     kernel_a1.require_supported()
     if args.links:

@@ -14,7 +14,7 @@ from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+from bpffs_sync.sandbox import LoadedStats, make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
 CGROUP2 = "/sys/fs/cgroup"
 
@@ -58,12 +58,21 @@ def cg() -> Iterator[str]:
         remove_cgroup_tree(path)
 
 
+@pytest.fixture(scope="session")
+def loaded_stats() -> Iterator[LoadedStats]:
+    """hist_oncpu loaded once for the session (minutes under the debug kernel)."""
+    stats = LoadedStats()
+    try:
+        yield stats
+    finally:
+        stats.close()
+
+
 @pytest.fixture
-def stat(mirror_fs: str) -> Iterator[kernel_a1.KernelMirror]:
-    """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT, its map and collector pinned in mirror_fs
-    (they go with its umount)."""
-    with kernel_a1.KernelMirror(Layout(mirror_fs, CGROUP2), lookup("hist_oncpu")) as km:
-        yield km
+def stat(mirror_fs: str, loaded_stats: LoadedStats) -> kernel_a1.KernelMirror:
+    """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT (once per session), its map and collector
+    pinned in mirror_fs (they go with its umount)."""
+    return loaded_stats.get(kernel_a1.KernelMirror, Layout(mirror_fs, CGROUP2), lookup("hist_oncpu"))
 
 
 @pytest.fixture

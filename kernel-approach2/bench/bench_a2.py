@@ -285,16 +285,30 @@ def bench_slab(ap: Approaches, root: str, n: int) -> dict[str, Any]:
     return out
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..1000000")
+    return value
+
+
+def _sizes(text: str) -> list[int]:
+    return [_positive(part) for part in text.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="write the JSON here too")
-    parser.add_argument("--sizes", default="1000,10000", help="link-create tree sizes")
-    parser.add_argument("--rounds", type=int, default=300, help="mkdir/rmdir and read rounds")
+    parser.add_argument("--sizes", type=_sizes, default="1000,10000", help="link-create tree sizes")
+    parser.add_argument("--rounds", type=_positive, default=300, help="mkdir/rmdir and read rounds")
     args = parser.parse_args()
     if not (kernel_a1.supported() and kernel_a2.supported()):
         print("bench_a2: error: not the kernel carrying both series", file=sys.stderr)
         return 2
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes: list[int] = args.sizes
     mirror_fs = mount_bpffs("cgroup_mirror")
     root = make_cgroup_root("bench-a2")
     ap = Approaches(mirror_fs)

@@ -15,7 +15,7 @@ from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a2
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+from bpffs_sync.sandbox import LoadedStats, make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
 CGROUP2 = "/sys/fs/cgroup"
 NAME = "hist_oncpu"
@@ -49,11 +49,21 @@ def cg() -> Iterator[str]:
         remove_cgroup_tree(path)
 
 
+@pytest.fixture(scope="session")
+def loaded_stats() -> Iterator[LoadedStats]:
+    """hist_oncpu loaded once for the session (minutes under the debug kernel)."""
+    stats = LoadedStats()
+    try:
+        yield stats
+    finally:
+        stats.close()
+
+
 @pytest.fixture
-def stat(pins_fs: str) -> Iterator[kernel_a2.CgroupfsStat]:
-    """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT, its map and collector pinned in pins_fs."""
-    with kernel_a2.CgroupfsStat(Layout(pins_fs, CGROUP2), lookup(NAME)) as cs:
-        yield cs
+def stat(pins_fs: str, loaded_stats: LoadedStats) -> kernel_a2.CgroupfsStat:
+    """hist_oncpu loaded as BPF_PROG_TYPE_CGROUP_STAT (once per session), its map and collector
+    pinned in pins_fs (they go with its umount)."""
+    return loaded_stats.get(kernel_a2.CgroupfsStat, Layout(pins_fs, CGROUP2), lookup(NAME))
 
 
 @pytest.fixture
