@@ -10,6 +10,8 @@ pkgs+=(prometheus) # tests only: a real Prometheus scrapes `bpffs-sync export` (
 if [[ ${1:-} == --kernel ]]; then
 	pkgs+=(flex bison libelf-dev libssl-dev zlib1g-dev pkg-config dwarves bc qemu-system-x86 ccache cpio rsync
 		busybox-static zstd util-linux python3-ply python3-git)
+	# the series' selftests (kernel-approach1/scripts/selftests.sh): test_progs and its BPF programs
+	pkgs+=(clang-19 llvm-19 lld-19 libzstd-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,9 +2,12 @@
 # The kernel series end to end: fetch -> apply -> build -> boot -> in-guest tests.
 # Usage: test.sh [--variant plain|debug] [--bench] [PYTEST ARGS | BENCH ARGS...]
 #
-# The guest runs kernel-approach1/tests with the host's venv and, ahead of the system libbpf,
-# the series' own tools/lib/bpf (so SEC("cgroup/stat") is known to libbpf). Results: JUnit XML,
-# the tests' output and the guest's dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir).
+# The guest runs kernel-approach1/tests with the host's venv and the system libbpf: bpffs-sync
+# sets the program type itself and makes the series' link with a raw bpf(2), so it needs nothing
+# newer (the guest could not see the tree's libbpf anyway: its /var/cache is a tmpfs). The series'
+# libbpf patch is exercised by its selftests: selftests.sh builds their test_progs and
+# tests/test_selftests.py runs it in the same boot. Results: JUnit XML, the tests' output and the
+# guest's dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir).
 # Fails when a test fails or the guest's dmesg shows WARNING/BUG/Oops/KASAN/lockdep/kmemleak.
 set -euo pipefail
 
@@ -23,8 +26,9 @@ fi
 
 kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
-make -s -C "$tree/tools/lib/bpf" >/dev/null
 make -s -C "$repo" bpf
+progs=
+[[ -n $bench ]] || progs=$("$here/scripts/selftests.sh" "$tree")
 
 export BPFFS_SYNC_GUEST_OUT=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-kernel-test.XXXXXX)}
 start=$(date +%s)
@@ -36,7 +40,7 @@ else
 fi
 set +e
 "$here/scripts/run-guest.sh" --variant "$variant" --mem "$mem" \
-	env LD_LIBRARY_PATH="$tree/tools/lib/bpf" "${cmd[@]}"
+	env BPFFS_SYNC_TEST_PROGS="$progs" "${cmd[@]}"
 rc=$?
 set -e
 echo "kernel-test: guest run took $(($(date +%s) - start)) s, results in $BPFFS_SYNC_GUEST_OUT" >&2

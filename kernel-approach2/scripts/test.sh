@@ -23,8 +23,9 @@ done
 
 kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
-make -s -C "$tree/tools/lib/bpf" >/dev/null
 make -s -C "$repo" bpf
+progs=  # Approach 1's selftests (patch 7), run with its suite
+[[ -z $a1 || -n $bench ]] || progs=$("$repo/kernel-approach1/scripts/selftests.sh" "$tree")
 
 export BPFFS_SYNC_GUEST_OUT=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-a2-test.XXXXXX)}
 start=$(date +%s)
@@ -41,7 +42,7 @@ else
 fi
 set +e
 "$repo/kernel-approach1/scripts/run-guest.sh" --variant "$guest" --mem "$mem" \
-	env LD_LIBRARY_PATH="$tree/tools/lib/bpf" "${cmd[@]}"
+	env BPFFS_SYNC_TEST_PROGS="$progs" "${cmd[@]}"
 rc=$?
 set -e
 echo "kernel-a2-test: guest run took $(($(date +%s) - start)) s, results in $BPFFS_SYNC_GUEST_OUT" >&2

@@ -1,0 +1,33 @@
+"""The series' upstream-style selftests (patch 7, tools/testing/selftests/bpf), run by this harness:
+kernel-approach1/scripts/selftests.sh builds a test_progs holding only them, test.sh passes its path
+in BPFFS_SYNC_TEST_PROGS, and the guest's dmesg is checked like every other test's."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+TEST_PROGS = os.environ.get("BPFFS_SYNC_TEST_PROGS", "")
+# test_progs -t cgroup_stat: each test and subtest of the series, as it reports them
+EXPECTED = {
+    "cgroup_stat/files", "cgroup_stat/lifetime", "cgroup_stat/refused",
+    "cgroup_stat_fail/send_signal", "cgroup_stat_fail/send_signal_thread",
+    "cgroup_stat_fail/probe_write_user", "cgroup_stat_fail/plain_helper",
+}
+
+
+def test_selftests_pass() -> None:
+    """test_progs -t cgroup_stat: every subtest OK, none skipped, none missing."""
+    if not TEST_PROGS:
+        pytest.skip("no test_progs: BPFFS_SYNC_TEST_PROGS unset (kernel-approach1/scripts/test.sh builds it)")
+    res = subprocess.run([TEST_PROGS, "-t", "cgroup_stat"], cwd=os.path.dirname(TEST_PROGS),
+                         capture_output=True, text=True, check=False, timeout=1800)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    results = dict(re.findall(r"^#\d+/\d+\s+(\S+):(\w+)", out, re.MULTILINE))
+    assert set(results) == EXPECTED, out[-4000:]
+    assert set(results.values()) == {"OK"}, results
+    assert re.search(r"^Summary: 2/7 PASSED, 0 SKIPPED, 0/0 FAILED", out, re.MULTILINE), out[-2000:]
