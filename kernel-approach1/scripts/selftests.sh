@@ -35,9 +35,13 @@ set +e
 PATH=$llvm:$PATH make -s -C "$sel" -j"$(nproc)" OUTPUT="$out" VMLINUX_BTF="$tree/vmlinux" \
 	TRUNNER_TESTS_DIR="$rel/prog_tests" TRUNNER_BPF_PROGS_DIR="$rel/progs" TRUNNER_EXTRA_SOURCES="$extra" \
 	TRUNNER_EXTRA_FILES= LINKED_SKELS= LSKELS= LSKELS_SIGNED= LSKELS_EXTRA= \
-	"$out/test_progs" 2>&1 | grep -v -e 'warning: overriding recipe' -e 'warning: ignoring old recipe' >&2
-rc=${PIPESTATUS[0]}
+	"$out/test_progs" >"$out/build.log" 2>&1
+rc=$?
 set -e
-((rc == 0)) || { echo "selftests: the test_progs build failed ($rc)" >&2; exit 1; }
+if ((rc != 0)); then
+	grep -v -e 'warning: overriding recipe' -e 'warning: ignoring old recipe' "$out/build.log" | tail -n 30 >&2
+	echo "selftests: the test_progs build failed ($rc); log: $out/build.log" >&2
+	exit 1
+fi
 cp -p "$out/test_progs" "$dest/test_progs"
 echo "$dest/test_progs"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Both series' guest suites on the debug config (lockdep, KASAN, kmemleak, DEBUG_ATOMIC_SLEEP), on the
 # one image that carries both (build.sh debug): two boots side by side, one per suite, since a debug
-# guest under TCG runs on one host core and is far slower than the plain one (a test that loads
-# hist_oncpu takes minutes: the verifier and Python run under KASAN in an emulated CPU). Each suite
+# guest under TCG runs on one host core and is far slower than the plain one (one load of
+# hist_oncpu takes about 140 s: the verifier under KASAN in an emulated CPU; the fixtures load it
+# once per session, each CLI test's subprocess once per command). Each suite
 # runs its files in the order below, the ones aimed at the kernel's concurrency, refcounts and
 # rollback first, the CLI last, with -v so a run cut short still says which tests passed; the walk
 # tests' trees are a tenth of their size (BPFFS_SYNC_TEST_SCALE=0.1) and a test may take an hour
@@ -18,11 +19,11 @@ out=${1:-$(mktemp -d /tmp/bpffs-sync-debug-test.XXXXXX)}
 mkdir -p "$out/a1" "$out/a2"
 kernel=$("$here/scripts/build.sh" debug)  # once, before the two boots share the image
 tree=${kernel%/arch/x86/boot/bzImage}
-make -s -C "$tree/tools/lib/bpf" >/dev/null
 make -s -C "$repo" bpf
+progs=$("$repo/kernel-approach1/scripts/selftests.sh" "$tree")  # Approach 1's selftests (test_selftests)
 
 a1_files=(test_rollback_race test_walk_unlocked test_lifetime test_instance test_dying test_rollback test_premature
-	test_privilege test_permissions test_scale test_cgroup_stat test_cli_kernel)
+	test_privilege test_permissions test_scale test_cgroup_stat test_selftests test_cli_kernel)
 a2_files=(test_rollback test_storm test_files test_v1 test_cli)
 # BPFFS_SYNC_DEBUG_A1 / _A2: the files to run (names as above), e.g. the kernel-facing ones only when
 # the whole suite would outlast the time there is; BPFFS_SYNC_DEBUG_K: a pytest -k expression for both.
@@ -37,7 +38,7 @@ boot() {  # boot NAME TESTS_DIR FILE...
 	local files=()
 	for f in "$@"; do files+=("$dir/$f.py"); done
 	BPFFS_SYNC_GUEST_OUT=$out/$name "$repo/kernel-approach1/scripts/run-guest.sh" --variant a2-debug --mem 4G \
-		env LD_LIBRARY_PATH="$tree/tools/lib/bpf" BPFFS_SYNC_TEST_SCALE=0.1 "$repo/.venv/bin/pytest" -v \
+		env BPFFS_SYNC_TEST_PROGS="$progs" BPFFS_SYNC_TEST_SCALE=0.1 "$repo/.venv/bin/pytest" -v \
 		-p no:cacheprovider --rootdir "$repo" -c "$repo/pyproject.toml" --junitxml "$out/$name/junit.xml" \
 		--timeout 3600 \
 		"${kexpr[@]}" "${files[@]}" \
