@@ -105,9 +105,9 @@ kernel-test: deps
 	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-boot-test kernel-approach2/scripts/test.sh --a1
 
 # Both suites on the debug config (lockdep, KASAN, kmemleak, DEBUG_ATOMIC_SLEEP), one image with both series,
-# two boots side by side (one per suite): a ~31 min build from scratch here, then the tests under TCG at 2-4 min
-# a test (the whole suite takes hours; BPFFS_SYNC_DEBUG_A1=/_A2= name the files to run, see debug-test.sh);
-# not part of `make test`.
+# two boots side by side (one per suite): a ~31 min build from scratch here, then about an hour of tests under TCG
+# (the fixtures load hist_oncpu once per session; each CLI test's commands load it again, ~140 s a load);
+# BPFFS_SYNC_DEBUG_A1=/_A2= name the files to run (debug-test.sh); not part of `make test`.
 kernel-debug-test: deps
 	@scripts/install-deps.sh --kernel
 	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh

@@ -43,19 +43,24 @@ from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree
 CGROUP2 = "/sys/fs/cgroup"
 NAME = "hist_oncpu"
 
+# The probe also counts the mkdir+rmdir pairs that slept (a voluntary context switch across them): a
+# wait on a mutex sleeps, a vCPU shared with the walk under TCG does not.
 PROBE = r"""
-import os, sys, time
+import os, resource, sys, time
 top, stop = sys.argv[1], sys.argv[2]
-worst, n = 0.0, 0
+worst, n, slept, slept_worst = 0.0, 0, 0, 0.0
 d = os.path.join(top, "probe")
 while not os.path.exists(stop) or n < 20:
+    v = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
     t = time.perf_counter(); os.mkdir(d); os.rmdir(d); dt = time.perf_counter() - t
     n += 1
     if n == 20:
         print("ready", flush=True)  # warmed up: the parent starts what it measures now
     if n > 20:
         worst = max(worst, dt)
-print(worst, n, flush=True)
+        if resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw != v:
+            slept, slept_worst = slept + 1, max(slept_worst, dt)
+print(worst, n - 20, slept, slept_worst, flush=True)
 """
 
 
@@ -192,8 +197,9 @@ def bench_mkdir(ap: Approaches, root: str, rounds: int) -> dict[str, Any]:
     return out
 
 
-def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> float:
-    """Worst mkdir+rmdir latency of a probe process in elsewhere while during() runs (else idle)."""
+def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> tuple[float, int, int, float]:
+    """(worst mkdir+rmdir latency, pairs, pairs that slept, worst of those) of a probe process in
+    elsewhere while during() runs (else idle)."""
     fd, stop = tempfile.mkstemp(prefix="bench-a2-stop-")
     os.close(fd)
     os.unlink(stop)  # the probe runs until it exists
@@ -210,7 +216,8 @@ def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> float:
         open(stop, "w").close()
         out, _ = proc.communicate()
         os.unlink(stop)
-    return float(out.split()[0])  # the line after "ready"
+    worst, pairs, slept, slept_worst = out.split()  # the line after "ready"
+    return float(worst), int(pairs), int(slept), float(slept_worst)
 
 
 def spin(seconds: float) -> None:
@@ -225,15 +232,21 @@ def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
     os.mkdir(sub)
     os.mkdir(elsewhere)
     made = make_tree(sub, n)
-    out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": probe_worst(elsewhere, None) * 1e3}
-    out["busy_worst_ms"] = probe_worst(elsewhere, partial(spin, 0.5)) * 1e3
+    out: dict[str, Any] = {"cgroups": n + 1}
+    runs: dict[str, Callable[[], None] | None] = {"idle": None, "busy": partial(spin, 0.5)}
+    fds: list[int] = []
     for approach in ("a1", "a2"):
-        fds: list[int] = []
-        worst = probe_worst(elsewhere, partial(attach_into, fds, ap, approach, sub))
-        out[f"{approach}_worst_ms"] = worst * 1e3
+        runs[approach] = partial(attach_into, fds, ap, approach, sub)
+    for label, during in runs.items():
+        worst, pairs, slept, slept_worst = probe_worst(elsewhere, during)
+        out[f"{label}_worst_ms"] = worst * 1e3
+        out[f"{label}_pairs"], out[f"{label}_slept"] = pairs, slept
+        out[f"{label}_slept_worst_ms"] = slept_worst * 1e3
         for fd in fds:
             libbpf.link_detach(fd)
             os.close(fd)
+        fds.clear()
+    for approach in ("a1", "a2"):
         out[f"{approach}_vs_idle"] = out[f"{approach}_worst_ms"] / out["idle_worst_ms"]
         out[f"{approach}_vs_busy"] = out[f"{approach}_worst_ms"] / out["busy_worst_ms"]
     remove_tree(made)
