@@ -12,7 +12,7 @@ Progress lines go to $BPFFS_SYNC_GUEST_OUT/progress (the host shows the last one
                after rmdir, no loader process left)
   baseline     cgroupfs cpu.stat of the same cgroup, idle and under churn (same boot: the ratios)
   bench_a2     kernel-approach2/bench/bench_a2.py's measures and JSON (its functions, imported): link
-               create = cgroup_mutex hold over N cgroups, mkdir/rmdir under 0/1/4 links, the worst
+               create over N cgroups (Approach 2's a cgroup_mutex hold), mkdir/rmdir under 0/1/4 links, the worst
                concurrent mkdir during link create, open+read+close, slab per file; A1 and A2 alike.
                The stall is measured here (_stall): bench_a2's probe makes its stop file in cgroupfs
                (EACCES: it never stops) and starts too late under TCG to see link create.

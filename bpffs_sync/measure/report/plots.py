@@ -88,9 +88,9 @@ def scaling(doc: dict[str, Any], out: Path) -> str:
         gx = axes[0][1]
         sizes = sorted(rows, key=int)
         xs = [rows[n]["cgroups"] for n in sizes]
-        for key, mark in (("a1", "^-"), ("a2", "v-")):
+        for key, mark, what in (("a1", "^-", "no cgroup_mutex hold"), ("a2", "v-", "= cgroup_mutex hold")):
             gx.plot(xs, [rows[n][f"{key}_s"] * 1e3 for n in sizes], mark,
-                    label=f"Approach {key[1]}: link create = cgroup_mutex hold")
+                    label=f"Approach {key[1]}: link create, {what}")
         mk = bench.get("mkdir", {}).get("none_mkdir_us")  # absent from a not_measured part: None
         if mk:
             gx.plot(xs, [x * mk / 1e3 for x in xs], "s--", label="baseline: N x one mkdir (same boot)")

@@ -346,14 +346,15 @@ def populate(doc: dict[str, Any]) -> Section:
                          "loaded; it holds no cgroup_mutex across the pass, each pin is its own syscall); baseline: "
                          "the mkdir of those N cgroups, same run. Worst mkdir: a concurrent mkdir loop's worst "
                          "latency, idle -> during the pass. Approaches 1 and 2 (guest, kernel-approach2/bench/"
-                         "bench_a2.py in the same boot): link create walks the tree under cgroup_mutex, so its "
-                         "duration is the cgroup_mutex hold; per cgroup it is compared with one mkdir of the same "
-                         "boot (median, no link). N+1 cgroups: the tree and its root. Stall: a C mkdir loop on "
-                         "CPU 1 while link create runs on CPU 0; only its mkdirs in flight during the create count "
-                         "(single-threaded TCG runs one vCPU at a time, so one create may meet few: the worst of 5 "
-                         "creates)."],
+                         "bench_a2.py in the same boot): Approach 2's link create walks the tree under cgroup_mutex, "
+                         "so its duration is the cgroup_mutex hold; Approach 1's walks it under RCU and a mutex of "
+                         "its own, holding cgroup_mutex for no step; per cgroup each is compared with one mkdir "
+                         "of the same boot (median, no link). N+1 cgroups: the tree and its root. Stall: a C mkdir "
+                         "loop on CPU 1 while link create runs on CPU 0; only its mkdirs in flight during the create "
+                         "count (single-threaded TCG runs one vCPU at a time, so one create may meet few: the worst "
+                         "of 5 creates)."],
                    tables=[(["cgroups", "mirror first pass", "mkdir of them", "ratio", "worst concurrent mkdir",
-                             "A1 link create (cgroup_mutex hold)", "A2 link create (cgroup_mutex hold)"], rows),
+                             "A1 link create (no cgroup_mutex hold)", "A2 link create (cgroup_mutex hold)"], rows),
                            (["stall: worst mkdir of another process (CPU 1) while", "idle", "during", "ratio"],
                             stall_rows)],
                    images=["scaling.png"])
