@@ -25,7 +25,7 @@ DEFAULT_RESYNC = 30.0
 # --- option values: each a type that turns a bad value into argparse's one-line usage error ------
 
 
-def _bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
+def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
     """A finite number in [low, high] (nan, inf and out-of-range values are usage errors)."""
     def parse(text: str) -> int | float:
         try:
@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="keep the mirror in step with cgroupfs (foreground daemon)")
     _common(p)
-    p.add_argument("--resync-interval", type=_bounded(float, *RESYNC_BOUNDS), metavar="S",
+    p.add_argument("--resync-interval", type=bounded(float, *RESYNC_BOUNDS), metavar="S",
                    help=f"seconds between full passes, {RESYNC_BOUNDS[0]:g} .. {RESYNC_BOUNDS[1]:g} (±10%% jitter; "
                         f"default {DEFAULT_RESYNC:g})")
     p.add_argument("--no-watch", action="store_true", help="no inotify: periodic full passes only")
@@ -420,13 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "stays, a restart adopts it)")
     _logging(p)
     _bpffs(p)
-    p.add_argument("--timeout", type=_bounded(float, 0.1, 3600), default=10.0, metavar="S",
+    p.add_argument("--timeout", type=bounded(float, 0.1, 3600), default=10.0, metavar="S",
                    help="seconds to wait for it to let go of the lock, 0.1 .. 3600 (default 10)")
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("demo", help="make jobs/a, burn CPU in it, show its hist_oncpu, verify, clean up")
     _common(p)
-    p.add_argument("--seconds", type=_bounded(float, 0.1, 600), default=1.0, metavar="S",
+    p.add_argument("--seconds", type=bounded(float, 0.1, 600), default=1.0, metavar="S",
                    help="how long the CPU burner runs, 0.1 .. 600 (default 1)")
     p.set_defaults(func=cmd_demo)
 
@@ -434,13 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
     _logging(p)
     p.add_argument("what", nargs="*", metavar="{lag,sync,sustained,read,export}",
                    help="which benchmarks (default: all)")
-    p.add_argument("--count", type=_bounded(int, 1, 100_000), action="append", metavar="N",
+    p.add_argument("--count", type=bounded(int, 1, 100_000), action="append", metavar="N",
                    help="cgroups for lag (the first) and sync (each), 1 .. 100000 (repeatable)")
-    p.add_argument("--reads", type=_bounded(int, 1, 1_000_000), metavar="N",
+    p.add_argument("--reads", type=bounded(int, 1, 1_000_000), metavar="N",
                    help="reads per file for `read`, 1 .. 1000000 (default 2000)")
-    p.add_argument("--rate", type=_bounded(float, 1, 100_000), metavar="N",
+    p.add_argument("--rate", type=bounded(float, 1, 100_000), metavar="N",
                    help="mkdirs per second for `sustained` (default 1000)")
-    p.add_argument("--seconds", type=_bounded(float, 0.1, 3600), metavar="S",
+    p.add_argument("--seconds", type=bounded(float, 0.1, 3600), metavar="S",
                    help="how long `sustained` runs (default 60; e.g. 2 for a quick run)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

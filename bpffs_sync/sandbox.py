@@ -215,3 +215,9 @@ class LoadedStats:
         for s in self._loaded.values():
             s.close()
         self._loaded.clear()
+
+    def __enter__(self) -> LoadedStats:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

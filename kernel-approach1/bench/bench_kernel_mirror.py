@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from bpffs_sync.backends import kernel_a1
+from bpffs_sync.cli import bounded
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
@@ -359,14 +360,7 @@ def report(r: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{value} is not in 1..1000000")
-    return value
+_positive = bounded(int, 1, 1_000_000)
 
 
 def main() -> int:

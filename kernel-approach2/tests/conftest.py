@@ -52,11 +52,8 @@ def cg() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def loaded_stats() -> Iterator[LoadedStats]:
     """hist_oncpu loaded once for the session (minutes under the debug kernel)."""
-    stats = LoadedStats()
-    try:
+    with LoadedStats() as stats:
         yield stats
-    finally:
-        stats.close()
 
 
 @pytest.fixture
