@@ -95,12 +95,18 @@ def valid_stat_name(name: str) -> bool:
     return bool(_STAT_NAME.match(name))
 
 
-def mirrored_scope(scope: RelPath, stats: frozenset[str]) -> RelPath:
-    """The smallest scope that owns `scope`: a cgroup named like a stat file is shadowed by the
-    parent's stat file, so work on such a path belongs to the parent."""
-    for i, name in enumerate(scope):
+def mirrored_scope(scope: RelPath, stats: frozenset[str]) -> RelPath | None:
+    """The scope a hint at `scope` asks a pass to re-read, or None when there is nothing to read.
+
+    A cgroup named like a stat file is shadowed by its parent's stat file: it and everything
+    below it are never mirrored (a Conflict of the parent's walk), so a change at or below it
+    changes nothing in the mirror. The hint is dropped rather than widened to the parent (which
+    would make a user's churn below `d/hist_oncpu/x` re-walk all of `d` on every pass). A change
+    of the shadowed name itself is seen by the parent's next walk (a full pass, or a hint for the
+    parent) as a conflict only: the stat file stays what it was."""
+    for name in scope:
         if name in stats:
-            return scope[:i]
+            return None
     return scope
 
 
@@ -113,3 +119,23 @@ def coalesce(scopes: list[RelPath]) -> list[RelPath]:
             kept.add(scope)
             out.append(scope)
     return out
+
+
+def share(scopes: list[RelPath], per_group: int) -> tuple[list[RelPath], list[RelPath]]:
+    """(taken, deferred): at most per_group scopes of each top-level cgroup, in the order given
+    (the oldest hints first); the rest wait for the next pass. One subtree's backlog (a user's
+    churn below their own cgroup) then costs a bounded share of a pass, and a scope elsewhere is
+    never behind more than per_group scopes of any other subtree. The root scope () takes all."""
+    if () in scopes:
+        return [()], []
+    taken: list[RelPath] = []
+    deferred: list[RelPath] = []
+    counts: dict[str, int] = {}
+    for scope in scopes:
+        n = counts.get(scope[0], 0)
+        if n < per_group:
+            counts[scope[0]] = n + 1
+            taken.append(scope)
+        else:
+            deferred.append(scope)
+    return taken, deferred

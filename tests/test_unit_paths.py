@@ -40,10 +40,10 @@ def test_stat_names() -> None:
     assert all(valid_stat_name(name) for name in CATALOGUE), "every shipped stat has a usable file name"
 
 
-def test_shadowed_scope_moves_to_owner() -> None:
-    """A cgroup named like a stat file belongs to its parent's pass."""
+def test_shadowed_scope_is_no_scope() -> None:
+    """Below a cgroup named like a stat file nothing is mirrored: no scope (not the parent's)."""
     stats = frozenset({"hist_oncpu"})
-    assert mirrored_scope(("jobs", "hist_oncpu", "x"), stats) == ("jobs",)
+    assert mirrored_scope(("jobs", "hist_oncpu", "x"), stats) is None
     assert mirrored_scope(("jobs", "a"), stats) == ("jobs", "a")
 
 

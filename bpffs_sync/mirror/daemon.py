@@ -313,6 +313,8 @@ class Daemon:
                     res = mirrors.reconcile(key, scopes)
                     if res is not None:
                         self.telemetry.record(res)
+                        if res.deferred:  # past the pass's share of one subtree (reconciler.share): next pass
+                            self.work.add(key, res.deferred)
                         if res.applied.errors:  # level-triggered: the retry re-reads the failed ops' cgroups
                             self._failed(key, res.retry_scopes or res.scopes, res.applied.errors[-1], 0,
                                          res.reconcile_id,
