@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import wait_for
-from watchdog.observers.inotify_c import InotifyFD
 
 from bpffs_sync.errors import SyncError
+from bpffs_sync.mirror.inotify import Inotify
 from bpffs_sync.mirror.watch import CgroupWatcher
 from bpffs_sync.paths import RelPath
 
@@ -65,15 +65,15 @@ def test_resync_fails_when_a_directory_cannot_be_watched(watched: tuple[CgroupWa
     """inotify_add_watch failing (here ENOSPC, the watch limit) makes resync() raise; once it
     works again, a resync watches the directory."""
     watcher, _ = watched
-    real = InotifyFD.add_callback
+    real = Inotify.add_watch
     refused = os.fsencode(os.path.join(cgroup_root, "x"))
 
-    def limit(self: InotifyFD, path: bytes, *args: object) -> object:
+    def limit(self: Inotify, path: bytes | str, mask: int) -> int:
         if path == refused:
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
-        return real(self, path, *args)  # type: ignore[arg-type]
+        return real(self, path, mask)
 
-    monkeypatch.setattr(InotifyFD, "add_callback", limit)
+    monkeypatch.setattr(Inotify, "add_watch", limit)
     os.mkdir(os.path.join(cgroup_root, "x"))
     with pytest.raises(SyncError) as err:
         watcher.resync()

@@ -18,7 +18,7 @@ import select
 import sys
 import time
 
-from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
+from bpffs_sync.mirror.inotify import IN_CREATE, IN_ISDIR, Inotify
 
 STAT = "hist_oncpu"
 
@@ -34,26 +34,25 @@ def _readable(path: str) -> bool:
 def main(argv: list[str]) -> int:
     mode, watch_dir, count, out = argv[0], os.fsencode(argv[1]), int(argv[2]), argv[3]
     idle_ms = round(float(argv[4]) * 1e3) if len(argv) > 4 else -1
-    ino = InotifyFD()
-    mask = InotifyConstants.IN_CREATE
-    top = ino._get_or_create_watch(watch_dir, mask).wd  # a watch without a callback thread
+    ino = Inotify()
+    top = ino.add_watch(watch_dir, IN_CREATE)  # read here, in this thread: no reader thread
     dirs: dict[int, str] = {}
     seen: dict[str, float] = {}
     poller = select.poll()
-    poller.register(ino._inotify_fd, select.POLLIN)  # to give up after idle_ms without an event
+    poller.register(ino.fileno(), select.POLLIN)  # to give up after idle_ms without an event
     print("ready", flush=True)
     while len(seen) < count:
         if not poller.poll(idle_ms):
             break
-        for ev in ino.read_events():
+        for ev in ino.read():
             now = time.monotonic()
             name = ev.name.decode(errors="surrogateescape")
-            if ev.wd == top and ev.mask & InotifyConstants.IN_ISDIR:
+            if ev.wd == top and ev.mask & IN_ISDIR:
                 if mode == "cgroup":
                     seen.setdefault(name, now)
                     continue
                 sub = os.path.join(watch_dir, ev.name)
-                dirs[ino._get_or_create_watch(sub, mask).wd] = name
+                dirs[ino.add_watch(sub, IN_CREATE)] = name
                 stat = os.path.join(os.fsdecode(sub), STAT)
                 if os.path.exists(stat) and _readable(stat):  # made before our watch
                     seen.setdefault(name, time.monotonic())

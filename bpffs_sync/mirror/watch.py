@@ -1,4 +1,4 @@
-"""inotify on the cgroup tree, through watchdog's inotify layer (InotifyFD), as a hint source.
+"""inotify on the cgroup tree (our own binding, mirror/inotify.py), as a hint source.
 
 Hints are relative cgroup paths; None asks for a full resync. Events only say *where* to look:
 the reconciler re-reads both trees. cgroupfs facts this module is shaped by (DESIGN.md §3):
@@ -16,10 +16,12 @@ directory removed and re-made under the same name while events were lost is re-w
 mark is removed. Invariant: the watches here are exactly this inotify instance's marks, one per
 directory of the tree (a cgroup id is its directory's inode number, never reused).
 
-We use watchdog's InotifyFD rather than its recursive emitter because the emitter relies on
-IN_IGNORED for clean-up and does not tell its user about an overflow. InotifyFD keeps one Watch
-per wd (the kernel returns the existing wd when an inode is watched again), so a wd names an
-inode, not a path; the path -> (wd, inode) map below is ours.
+The kernel returns the existing wd when an inode is watched again, so a wd names an inode, not a
+path; the path -> (wd, inode) map below is ours.
+
+Supervision: both watchers read in one thread of their own, and that thread ends at its first
+failure (inotify.Reader's boundary; MountWatcher's own). `failure` then says why, on_death is
+called once, and the daemon replaces the watcher with a fresh one and runs a full resync.
 """
 
 from __future__ import annotations
@@ -30,32 +32,21 @@ import select
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-
-from watchdog.observers.inotify_c import (
-    CallbackId,
-    InotifyConstants,
-    InotifyEvent,
-    InotifyFD,
-    Mask,
-    WatchDescriptor,
-)
 
 from bpffs_sync import dirfd, log
 from bpffs_sync.errors import CgroupGone, SyncError, translate_oserror
+from bpffs_sync.mirror import inotify
+from bpffs_sync.mirror.inotify import Event, Inotify, Reader
 from bpffs_sync.paths import RelPath
 
 Hint = Callable[[RelPath | None], None]
+Death = Callable[[str], None]
+WatchDescriptor = int
 
-_MASK = Mask(
-    InotifyConstants.IN_CREATE
-    | InotifyConstants.IN_DELETE
-    | InotifyConstants.IN_MOVED_FROM
-    | InotifyConstants.IN_MOVED_TO
-    | InotifyConstants.IN_ONLYDIR
-    | InotifyConstants.IN_DONT_FOLLOW
-)
+_MASK = (inotify.IN_CREATE | inotify.IN_DELETE | inotify.IN_MOVED_FROM | inotify.IN_MOVED_TO
+         | inotify.IN_ONLYDIR | inotify.IN_DONT_FOLLOW)
 _log = log.get(__name__)
 _GONE = (errno.ENOENT, errno.ENOTDIR)
 
@@ -108,23 +99,28 @@ class CgroupWatcher:
     Every change of the watch set runs under one lock, from the inotify thread (events) or the
     daemon's worker (resync), so the two never interleave."""
 
-    def __init__(self, root: str, hint: Hint) -> None:
+    def __init__(self, root: str, hint: Hint, on_death: Death | None = None) -> None:
         self.root = os.fsencode(os.path.abspath(root))
         self._hint = hint
+        self._on_death = on_death
         self._lock = threading.RLock()
         self._watches: dict[bytes, _Watch] = {}
         self._path_by_wd: dict[WatchDescriptor, bytes] = {}
         self._kids: dict[bytes, set[bytes]] = {}  # parent path -> its watched children's paths
-        self._fd: InotifyFD | None = None
-        self._id = CallbackId(id(self))
+        self._fd: Inotify | None = None
+        self._reader: Reader | None = None
         self._unwatched: list[tuple[bytes, OSError]] = []  # the first directory that could not be watched
         self.overflows = 0  # IN_Q_OVERFLOW seen over the watcher's life
 
     # --- lifecycle
 
     def start(self) -> None:
-        self._fd = InotifyFD()
-        self._fd.start()
+        """A fresh inotify instance, its reader, then every directory watched (each before its
+        rescan). Raises CgroupGone when the root is gone; the caller stop()s after a failure."""
+        self._fd = Inotify()
+        self._reader = Reader(self._fd, self._on_events, f"inotify:{os.fsdecode(os.path.basename(self.root))}",
+                              on_death=self._died)
+        self._reader.start()
         with self._lock:
             self._watch_root()
             self._watch_below(self.root)
@@ -132,12 +128,32 @@ class CgroupWatcher:
     def stop(self) -> None:
         with self._lock:
             fd, self._fd = self._fd, None
+            reader, self._reader = self._reader, None
             self._watches.clear()
             self._path_by_wd.clear()
             self._kids.clear()
+        if reader is not None:
+            reader.stop()
         if fd is not None:
-            fd.stop()  # closes the instance: every mark goes
-            fd.join(timeout=5)
+            with suppress(OSError):  # closed under us already (the supervisor is replacing this watcher)
+                fd.close()  # every mark goes with the instance
+
+    @property
+    def failure(self) -> str | None:
+        """Why this watcher no longer sees events (its reader died), or None."""
+        reader = self._reader
+        return None if reader is None else reader.failure
+
+    @property
+    def error(self) -> BaseException | None:
+        reader = self._reader
+        return None if reader is None else reader.error
+
+    def _died(self, reason: str) -> None:
+        if self._on_death is not None:
+            self._on_death(reason)
+        else:
+            self._hint(None)
 
     @property
     def watch_count(self) -> int:
@@ -164,11 +180,7 @@ class CgroupWatcher:
             self._forget(path)  # re-made under the same name: the old mark is on a removed directory
         try:
             with _reach(self.root, path) as (usable, proxy):  # a proxy is the directory's fd: nothing left to follow
-                mask = Mask(_MASK & ~InotifyConstants.IN_DONT_FOLLOW) if proxy else _MASK
-                wd = fd.add_callback(usable, mask, self, self._id)
-            if wd < 0:  # watchdog swallows EACCES and hands back -1
-                fd.remove_callbacks([(wd, self._id)])
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+                wd = fd.add_watch(usable, _MASK & ~inotify.IN_DONT_FOLLOW if proxy else _MASK)
         except OSError as err:
             if path == self.root:
                 raise translate_oserror(err, "inotify_add_watch", os.fsdecode(path)) from err
@@ -180,7 +192,7 @@ class CgroupWatcher:
         other = self._path_by_wd.get(wd)
         if _dir_ino(self.root, path) != before:  # swapped while we watched: the parent's events bring it again
             if other is None:
-                fd.remove_callbacks([(wd, self._id)])
+                self._rm_watch(wd)
             return False
         if other is not None and other != path:  # the same directory under a new name (a v1 rename)
             self._drop(other)
@@ -230,10 +242,17 @@ class CgroupWatcher:
 
     def _forget(self, path: bytes) -> None:
         """Remove the mark of one path (inotify_rm_watch: cgroupfs never drops it by itself)."""
-        w = self._drop(path)
+        self._rm_watch(self._drop(path).wd)
+
+    def _rm_watch(self, wd: WatchDescriptor) -> None:
         fd = self._fd
-        if fd is not None:
-            fd.remove_callbacks([(w.wd, self._id)])
+        if fd is None:
+            return
+        try:
+            fd.rm_watch(wd)
+        except OSError as err:
+            if err.errno != errno.EINVAL:  # EINVAL: the mark is gone already (IN_IGNORED)
+                raise
 
     def _unwatch_tree(self, top: bytes) -> None:
         """Forget top and every watched directory below it (through the children index: a removal
@@ -271,28 +290,38 @@ class CgroupWatcher:
                 path, err = self._unwatched[0]
                 raise translate_oserror(err, "inotify_add_watch", os.fsdecode(path)) from err
 
-    # --- watchdog's WatchCallback protocol (called from the InotifyFD thread)
+    # --- events (called from the reader thread)
 
-    def on_event(self, event: InotifyEvent) -> None:
-        """Never raises: an exception here would end watchdog's thread, and every event with it."""
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
+            if event.overflow:
+                self.on_queue_overflow()
+            elif event.mask & inotify.IN_IGNORED:
+                self.on_watch_deleted(event.wd)
+            else:
+                self.on_event(event)
+
+    def on_event(self, event: Event) -> None:
+        """An error handling one event asks for a full resync (which heals whatever it left
+        undone) and the reader carries on; what escapes this ends the reader (supervised)."""
         try:
             self._on_event(event)
-        except Exception as err:  # a full resync heals whatever this left undone
+        except Exception as err:
             _log.error("watch_event_failed", root=os.fsdecode(self.root), error=str(err), exc_info=True)
             self._hint(None)
 
-    def _on_event(self, event: InotifyEvent) -> None:
-        if not event.mask & InotifyConstants.IN_ISDIR or not event.name:
+    def _on_event(self, event: Event) -> None:
+        if not event.is_dir or not event.name:
             return
         with self._lock:
             parent = self._path_by_wd.get(event.wd)
             if parent is None or self._fd is None:
                 return
             child = parent + b"/" + event.name
-            if event.is_create or event.is_moved_to:
+            if event.mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO):
                 if self._watch_one(child):
                     self._watch_below(child)
-            elif event.is_delete or event.is_moved_from:
+            elif event.mask & (inotify.IN_DELETE | inotify.IN_MOVED_FROM):
                 self._unwatch_tree(child)
             else:
                 return
@@ -313,13 +342,20 @@ class CgroupWatcher:
 class MountWatcher:
     """Calls hint() whenever this mount namespace's mount table changes: /proc/self/mountinfo
     polls with POLLPRI|POLLERR then (proc_pid_mountinfo(5)); reading it again re-arms the poll.
-    Cheap: a thread asleep in poll(2), so a v1 hierarchy mounted or unmounted is seen at once."""
+    Cheap: a thread asleep in poll(2), so a v1 hierarchy mounted or unmounted is seen at once.
 
-    def __init__(self, hint: Callable[[], None], path: str = "/proc/self/mountinfo") -> None:
+    The thread's first failure (an exception from hint(), the file closed under it) ends it;
+    `failure` says why and on_death(reason) is called once, for a supervisor to start a new one."""
+
+    def __init__(self, hint: Callable[[], None], path: str = "/proc/self/mountinfo",
+                 on_death: Death | None = None, check_every: float = 0.25) -> None:
         self._hint = hint
         self._path = path
+        self._on_death = on_death
+        self._check_ms = round(check_every * 1e3)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mountinfo", daemon=True)
@@ -327,16 +363,38 @@ class MountWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
+    @property
+    def failure(self) -> str | None:
+        """Why the thread no longer watches the mount table, or None."""
+        if self.error is not None:
+            return inotify.describe(self.error)
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return "the mountinfo thread ended"
+        return None
+
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as err:  # the boundary: kept, reported once, and the thread ends
+            self.error = err
+            if self._on_death is not None and not self._stop.is_set():
+                with suppress(Exception):  # the supervisor's periodic check sees the failure anyway
+                    self._on_death(inotify.describe(err))
+
+    def _loop(self) -> None:
         with open(self._path, "rb") as f:
             f.read()
+            fd = f.fileno()
             poller = select.poll()
-            poller.register(f.fileno(), select.POLLPRI | select.POLLERR)
+            poller.register(fd, select.POLLPRI | select.POLLERR)
             while not self._stop.is_set():
-                if not poller.poll(200):
+                ready = dict(poller.poll(self._check_ms))
+                if ready.get(fd, 0) & select.POLLNVAL:
+                    raise OSError(errno.EBADF, f"the mountinfo fd {fd} was closed under its reader")
+                if not ready or self._stop.is_set():
                     continue
                 f.seek(0)
                 f.read()
