@@ -8,26 +8,44 @@ on our behalf:
 - nothing depends on PATH_MAX: a cgroup chain longer than any path is reached one name at a time;
 - what we adopt at a shared root (`<bpffs>/cgroup`, `<bpffs>/bpffs-sync`, ...) must be a directory
   owned by root, on the same filesystem, writable by nobody else (`owned_dir`); anything else is
-  Tampered (exit 2 with one line) and left alone for a human to look at.
+  Tampered (exit 2 with one line) and left alone for a human to look at;
+- below a root, no step crosses a mount point: `open_dir` (every directory entered) and `lstat_at`
+  (every entry chmodded or removed by name) compare st_dev with the parent's and raise MountPoint
+  for an entry on another filesystem (a tmpfs or another bpffs mounted there is somebody else's).
+  Creating a name in a checked directory cannot reach another filesystem, so mkdir/pin need no check.
+
+Resource limits are inputs: a DirCache is sized from what RLIMIT_NOFILE leaves (`cache_limit`), so a
+low `ulimit -n` makes passes slower (more re-opens), never failing.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 import stat as stat_mod
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from bpffs_sync.errors import Tampered, translate_oserror
+from bpffs_sync import log
+from bpffs_sync.errors import MountPoint, Tampered, translate_oserror
 from bpffs_sync.paths import RelPath
+
+_log = log.get(__name__)
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # cgroup.max.depth is unlimited by default; a walk keeps one fd per level of the path it is on, so a
 # subtree deeper than this is reported (a conflict: not mirrored) instead of exhausting our fds.
 MAX_DEPTH = 2048
+MOUNTED = "another filesystem is mounted here: left alone"
+CACHE_FDS = 256  # a DirCache's size when RLIMIT_NOFILE allows it
+CACHES = 2  # DirCaches open at once: an apply's mirror and cgroup sides
+# fds left free beside the caches: a walk's current path, libbpf's transient fds (BPF_OBJ_GET, a
+# link being pinned), the watcher's opens, a log file; and below which a cache is too small to help.
+FD_HEADROOM = 32
+EFFICIENT_CACHE = 32
 T = TypeVar("T")
 
 
@@ -36,13 +54,31 @@ def where(base: str, rel: RelPath) -> str:
     return f"{base}/{'/'.join(rel)}" if rel else base
 
 
-def open_dir(parent_fd: int, name: str, what: str) -> int:
-    """openat(parent_fd, name) as a directory, never following a symlink. OSError is translated:
-    ENOENT is CgroupGone, ELOOP/ENOTDIR a SyncError naming `what`."""
+def open_dir(parent_fd: int, name: str, what: str, dev: int = 0) -> int:
+    """openat(parent_fd, name) as a directory, never following a symlink nor crossing a mount point
+    (MountPoint when it is on another filesystem than parent_fd; dev: parent_fd's st_dev when the
+    caller knows it). OSError is translated: ENOENT is CgroupGone, ELOOP/ENOTDIR a SyncError."""
     try:
-        return os.open(name, O_DIR, dir_fd=parent_fd)
+        fd = os.open(name, O_DIR, dir_fd=parent_fd)
     except OSError as err:
         raise translate_oserror(err, "open", what) from err
+    try:
+        if os.fstat(fd).st_dev != (dev or os.fstat(parent_fd).st_dev):
+            raise MountPoint("open", what, 0, MOUNTED)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def lstat_at(parent_fd: int, name: str, what: str, dev: int = 0) -> os.stat_result:
+    """lstat of `name` in parent_fd, which must be on parent_fd's filesystem (dev: its st_dev when
+    known): MountPoint for a mount point, so nothing is chmodded or removed through one. OSError is
+    the caller's (ENOENT and EPERM mean different things to different callers)."""
+    st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    if st.st_dev != (dev or os.fstat(parent_fd).st_dev):
+        raise MountPoint("lstat", what, 0, MOUNTED)
+    return st
 
 
 def open_rel(root_fd: int, rel: RelPath, what: str, close_root: bool = False) -> int:
@@ -111,15 +147,40 @@ def owned_dir(parent_fd: int, name: str, mode: int, what: str, create: bool = Tr
     return fd
 
 
+_warned: set[str] = set()  # what was logged once per process
+
+
+def cache_limit() -> int:
+    """How many directory fds one DirCache may hold: CACHE_FDS, or the share of RLIMIT_NOFILE's
+    soft limit left after the fds open now and FD_HEADROOM (at least 2: the root and one level).
+    Logs once per process when the limit makes caches too small to be efficient."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return CACHE_FDS
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:  # EMFILE itself, or no /proc: assume the worst
+        in_use = soft
+    limit = max(2, min(CACHE_FDS, (soft - in_use - FD_HEADROOM) // CACHES))
+    if limit < EFFICIENT_CACHE and "fd_limit_low" not in _warned:
+        _warned.add("fd_limit_low")
+        _log.warning("fd_limit_low", nofile=soft, fds_in_use=in_use, dir_cache=limit,
+                     efficient_at=in_use + FD_HEADROOM + CACHES * EFFICIENT_CACHE,
+                     detail="RLIMIT_NOFILE leaves little room for directory fd caches: passes re-open "
+                            "directories more often (slower, still converging); raise ulimit -n / LimitNOFILE")
+    return limit
+
+
 class DirCache:
     """Open directory fds by relative path below one root fd, for a run of operations (an apply):
     siblings share their parent's fd, a path is opened from its nearest open ancestor. Bounded;
     invalidate() a path that was removed (its fd would name a dead directory). close() them all."""
 
-    def __init__(self, root_fd: int, what: str, limit: int = 256) -> None:
+    def __init__(self, root_fd: int, what: str, limit: int = 0) -> None:
+        """limit: how many fds to keep open (0: cache_limit(), from RLIMIT_NOFILE)."""
         self.what = what
         self._fds: OrderedDict[RelPath, int] = OrderedDict({(): os.dup(root_fd)})
-        self._limit = limit
+        self._limit = limit or cache_limit()
 
     def get(self, rel: RelPath) -> int:
         """The fd of the directory at rel (valid until the next get or invalidate)."""
@@ -134,7 +195,7 @@ class DirCache:
         for i in range(depth, len(rel)):
             fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]))
             self._fds[rel[: i + 1]] = fd
-        self._evict()
+            self._evict(keep=rel[: i + 1])
         return fd
 
     def invalidate(self, rel: RelPath) -> None:
@@ -142,13 +203,15 @@ class DirCache:
         for key in [k for k in self._fds if k[:n] == rel and k]:
             os.close(self._fds.pop(key))
 
-    def _evict(self) -> None:
-        while len(self._fds) > self._limit:
+    def _evict(self, keep: RelPath) -> None:
+        """Close the least recently used fds beyond the limit; never the root, nor `keep` (the fd
+        being returned, or the parent the next level opens from)."""
+        while len(self._fds) > max(self._limit, 2):
             key, fd = self._fds.popitem(last=False)  # least recently used
-            if key:
+            if key and key != keep:
                 os.close(fd)
             else:
-                self._fds[key] = fd  # never the root: back to the end
+                self._fds[key] = fd  # back to the end
 
     def close(self) -> None:
         for fd in self._fds.values():

@@ -7,6 +7,7 @@ SyncError
  +-- EnvironmentProblem  the host is not set up for us (not root, cgroup root missing, lock held...)
  |    +-- Tampered       something we would adopt is not ours: a symlink, another user's directory...
  |    +-- Remounted      the bpffs at our path is no longer the instance we hold the lock of
+ +-- MountPoint          another filesystem is mounted on an entry below a root of ours: never crossed
  +-- LibbpfError         a libbpf call failed: operation, path, errno, strerror, libbpf's last words
  +-- UsageError          the command line asked for something that does not exist
 """
@@ -59,6 +60,11 @@ class Tampered(EnvironmentProblem):
 class Remounted(EnvironmentProblem):
     """The bpffs at our path is another instance than the one whose lock we hold: stand down (a
     restart takes the new instance's lock and adopts or fills it)."""
+
+
+class MountPoint(SyncError):
+    """An entry below one of our roots is on another filesystem (something is mounted on it): it is
+    never entered, chmodded or removed; the pass leaves it alone and reports it."""
 
 
 class LibbpfError(SyncError):

@@ -7,6 +7,10 @@ Refused, too, while the patched kernel's mirror uses this bpffs's collectors: a 
 (`run --kernel`, pinned at <bpffs>/bpffs-sync/<stat>/native_link) reads the stats map the collector
 pinned beside it fills; unpinning that collector would freeze the kernel mirror's counts without a
 word. `clean --kernel` detaches those links first.
+
+Never crosses a mount point: a filesystem mounted below a tree it removes (a tmpfs, another bpffs
+bound there) is left alone with the directories holding it (bpffs.remove_tree_at), and clean then
+exits 2 naming each, after removing everything else of ours.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 
 from bpffs_sync import dirfd, rundir
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.errors import EnvironmentProblem, Tampered
+from bpffs_sync.errors import EnvironmentProblem, MountPoint, Tampered
 from bpffs_sync.mirror import bpffs
 from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
 
@@ -36,7 +40,7 @@ def _private_entries(layout: Layout) -> dict[str, list[str]]:
         with os.scandir(fd) as it:
             stats = [e.name for e in it if e.is_dir(follow_symlinks=False)]
         for stat in stats:
-            sub = os.open(stat, dirfd.O_DIR, dir_fd=fd)
+            sub = dirfd.open_dir(fd, stat, os.path.join(layout.private_root, stat))
             try:
                 out[stat] = os.listdir(sub)
             finally:
@@ -59,12 +63,18 @@ def clean(layout: Layout) -> int:
         if kernel_a1.mirror_enabled(layout.bpffs):  # <bpffs>/cgroup is the kernel's
             tops.remove(layout.mirror_parts)
         foreign: list[Tampered] = []
+        mounts: list[str] = []
         for top in tops:  # what is ours goes; what is not (planted at the sticky root) stays, and is said
             try:
-                removed += bpffs.remove_tree(layout.bpffs, top)
+                removed += bpffs.remove_tree(layout.bpffs, top, left=mounts)
             except Tampered as err:
                 foreign.append(err)
         if foreign:
             raise Tampered("clean", foreign[0].path, 0, f"removed {removed} entries of ours; left alone: "
-                           + "; ".join(f"{e.path}: {e.detail}" for e in foreign))
+                           + "; ".join([f"{e.path}: {e.detail}" for e in foreign]
+                                       + [f"{m}: mount point" for m in mounts]))
+        if mounts:
+            raise MountPoint("clean", layout.bpffs, 0, f"removed {removed} entries of ours; left alone, with the "
+                             "directories holding them (another filesystem is mounted there: umount it, then "
+                             f"clean again): mount point {', mount point '.join(mounts)}")
         return removed

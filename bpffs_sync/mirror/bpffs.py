@@ -12,6 +12,11 @@ bpffs quirks handled here:
   the entry stays reachable afterwards, also after drop_caches. An interrupted chmod shows up as
   BAD_MODE drift and is repaired by the next pass.
 - Every pinned object is an S_IFREG inode; which kind it is shows in the fd's anon-inode name.
+
+No step crosses a mount point (dirfd.open_dir, dirfd.lstat_at compare st_dev with the parent's):
+a filesystem mounted below a mirror root (a tmpfs, another bpffs bound there) is an entry of
+Kind.MOUNT to the walk, never entered, chmodded or removed, and remove_tree_at leaves it and the
+directories holding it in place.
 """
 
 from __future__ import annotations
@@ -22,8 +27,16 @@ import stat as stat_mod
 import subprocess
 from collections.abc import Callable
 
-from bpffs_sync import dirfd, libbpf, mountinfo
-from bpffs_sync.errors import CgroupGone, EnvironmentProblem, LibbpfError, Remounted, SyncError, translate_oserror
+from bpffs_sync import dirfd, libbpf, log, mountinfo
+from bpffs_sync.errors import (
+    CgroupGone,
+    EnvironmentProblem,
+    LibbpfError,
+    MountPoint,
+    Remounted,
+    SyncError,
+    translate_oserror,
+)
 from bpffs_sync.mirror.tree import Actual, ActualView, Kind
 from bpffs_sync.mountinfo import MountEntry
 from bpffs_sync.paths import DIR_MODE, Layout, RelPath, needs_dot_trick
@@ -33,6 +46,7 @@ ProgJudge = Callable[[str, int], bool]
 # (directory fd, name, path for messages, its lstat) -> what the regular file `name` is, for the diff
 FileJudge = Callable[[int, str, str, os.stat_result], Actual]
 
+_log = log.get(__name__)
 _UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask can only set
 os.umask(_UMASK)
 
@@ -158,6 +172,7 @@ def set_access_at(parent_fd: int, name: str, what: str, mode: int, gid: int, *, 
                 os.chown(name, 0, gid, dir_fd=parent_fd)
             os.chmod(name, mode, dir_fd=parent_fd)
             return
+        dirfd.lstat_at(parent_fd, name, what)  # MountPoint: never chmod another filesystem's root
         os.chown(name, 0, gid, dir_fd=parent_fd, follow_symlinks=False)
         os.chmod(name, mode, dir_fd=parent_fd, follow_symlinks=False)
     except ValueError:  # Python refuses fchmodat(AT_SYMLINK_NOFOLLOW) on a symlink
@@ -181,10 +196,11 @@ def symlink_at(target: str, parent_fd: int, name: str, what: str) -> None:
         raise translate_oserror(err, "symlink", what) from err
 
 
-def remove_at(parent_fd: int, name: str, what: str) -> bool:
-    """Unpin a file, remove a symlink or an (empty) directory. False when it was already gone."""
+def remove_at(parent_fd: int, name: str, what: str, dev: int = 0) -> bool:
+    """Unpin a file, remove a symlink or an (empty) directory. False when it was already gone.
+    MountPoint when another filesystem is mounted on it (dev: parent_fd's st_dev when known)."""
     try:
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        st = dirfd.lstat_at(parent_fd, name, what, dev)
         if stat_mod.S_ISDIR(st.st_mode):
             os.rmdir(name, dir_fd=parent_fd)
         else:
@@ -198,55 +214,93 @@ def remove_at(parent_fd: int, name: str, what: str) -> bool:
     return True
 
 
-def remove_tree_at(parent_fd: int, name: str, what: str) -> int:
+def remove_tree_at(parent_fd: int, name: str, what: str, left: list[str] | None = None) -> int:
     """Remove `name` and everything below it, post-order, one directory fd per level (no path, no
-    symlink followed, no recursion limit). Returns the number of entries removed."""
+    symlink followed, no recursion limit, no mount point crossed). Returns the number of entries
+    removed. A mount point met is left alone, and so are the directories holding it: its path is
+    appended to `left` (None: logged as mount_point_left_alone)."""
+
+    def keep(path: str) -> None:
+        if left is None:
+            _log.warning("mount_point_left_alone", path=path, detail=dirfd.MOUNTED)
+        else:
+            left.append(path)
+
     try:
-        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        st = dirfd.lstat_at(parent_fd, name, what)
     except (FileNotFoundError, PermissionError):
+        return 0
+    except MountPoint:
+        keep(what)
         return 0
     except OSError as err:
         raise translate_oserror(err, "remove", what) from err
     if not stat_mod.S_ISDIR(st.st_mode):
         return int(remove_at(parent_fd, name, what))
-    removed = 0
-    # Each frame: (fd of a directory being emptied, its parent's fd, its name, names still to visit).
-    stack: list[tuple[int, int, str, list[str]]] = []
     try:
         top = dirfd.open_dir(parent_fd, name, what)
     except CgroupGone:
         return 0
-    stack.append((top, parent_fd, name, _names(top, what)))
+    except MountPoint:  # mounted since the lstat
+        keep(what)
+        return 0
+    return _remove_below(top, parent_fd, name, what, keep=keep)
+
+
+def _remove_below(top: int, parent_fd: int, name: str, what: str, *, keep: Callable[[str], None]) -> int:
+    """remove_tree_at's post-order walk from the directory open at top (closed here)."""
+    dev = os.fstat(top).st_dev
+    removed = 0
+    # Each frame: [fd of a directory being emptied, its parent's fd, its name, names still to visit,
+    # whether something stays below it (a mount point)]. Paths are built only for a mount point met.
+    stack: list[tuple[int, int, str, list[str], list[bool]]] = [(top, parent_fd, name, _names(top, what), [False])]
+
+    def path_of(child: str) -> str:
+        return "/".join([what, *(frame[2] for frame in stack[1:]), child])
+
     try:
         while stack:
-            fd, pfd, dname, todo = stack[-1]
+            fd, pfd, dname, todo, kept = stack[-1]
             if not todo:
                 stack.pop()
                 os.close(fd)
-                removed += int(remove_at(pfd, dname, what))
+                if kept[0]:
+                    if stack:
+                        stack[-1][4][0] = True
+                else:
+                    removed += int(remove_at(pfd, dname, what, dev))
                 continue
             child = todo.pop()
             try:
-                cst = os.stat(child, dir_fd=fd, follow_symlinks=False)
+                cst = dirfd.lstat_at(fd, child, what, dev)
             except (FileNotFoundError, PermissionError):
+                continue
+            except MountPoint:
+                keep(path_of(child))
+                kept[0] = True
                 continue
             if stat_mod.S_ISDIR(cst.st_mode):
                 try:
-                    cfd = dirfd.open_dir(fd, child, what)
+                    cfd = dirfd.open_dir(fd, child, what, dev)
                 except CgroupGone:
                     continue
-                stack.append((cfd, fd, child, _names(cfd, what)))
+                except MountPoint:
+                    keep(path_of(child))
+                    kept[0] = True
+                    continue
+                stack.append((cfd, fd, child, _names(cfd, what), [False]))
             else:
-                removed += int(remove_at(fd, child, what))
+                removed += int(remove_at(fd, child, what, dev))
     finally:
         for fd, *_ in stack:
             os.close(fd)
     return removed
 
 
-def remove_tree(bpffs_root: str, parts: tuple[str, ...], expect_dev: int = 0) -> int:
+def remove_tree(bpffs_root: str, parts: tuple[str, ...], expect_dev: int = 0, left: list[str] | None = None) -> int:
     """Remove <bpffs>/<parts...> and everything below it. The levels above the last must be ours
-    (dirfd.owned_dir): nothing is removed through another user's directory or a symlink."""
+    (dirfd.owned_dir): nothing is removed through another user's directory or a symlink; mount
+    points below are left alone (remove_tree_at: `left`)."""
     parent = open_sub(bpffs_root, parts[:-1], create=False, expect_dev=expect_dev)
     if parent is None:
         return 0
@@ -257,7 +311,7 @@ def remove_tree(bpffs_root: str, parts: tuple[str, ...], expect_dev: int = 0) ->
             if top is None:
                 return 0
             os.close(top)
-        return remove_tree_at(parent, parts[-1], what)
+        return remove_tree_at(parent, parts[-1], what, left)
     finally:
         os.close(parent)
 
@@ -336,10 +390,13 @@ class PinJudge:
         self._seen = set()
 
 
-def describe_at(dir_fd: int, name: str, what: str, judge_file: FileJudge) -> Actual | None:
-    """The entry `name` below dir_fd as the diff sees it; None when it is not there."""
+def describe_at(dir_fd: int, name: str, what: str, judge_file: FileJudge, dev: int = 0) -> Actual | None:
+    """The entry `name` below dir_fd as the diff sees it; None when it is not there. dev: dir_fd's
+    st_dev when known (an entry on another filesystem is a mount point: Kind.MOUNT)."""
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        st = dirfd.lstat_at(dir_fd, name, what, dev)
+    except MountPoint:
+        return Actual(Kind.MOUNT, detail=dirfd.MOUNTED)
     except (FileNotFoundError, PermissionError):
         return None  # PermissionError: a dotted name that does not exist (bpf_lookup() says EPERM)
     except OSError as err:
@@ -356,7 +413,8 @@ def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: in
     """Actual entries of the mirror subtree at scope, plus the entries on the way down to it.
 
     One directory fd per level of the current path; a directory that cannot be opened or listed
-    (or lies deeper than dirfd.MAX_DEPTH) is opaque: the pass leaves it alone. root_fd: the mirror
+    (or lies deeper than dirfd.MAX_DEPTH) is opaque: the pass leaves it alone. An entry on another
+    filesystem than the mirror root is Kind.MOUNT and never entered. root_fd: the mirror
     root held by the caller, None when it does not exist (default -1: opened and checked here)."""
     view = ActualView()
     if len(scope) >= dirfd.MAX_DEPTH:  # the full pass leaves it opaque: so does a scoped one
@@ -367,12 +425,13 @@ def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: in
         return view
     try:
         st = os.fstat(fd)
+        dev = st.st_dev  # every directory the walk enters is on it (dirfd.open_dir checks)
         view.tree[()] = Actual(Kind.DIR, mode=st.st_mode & 0o7777, gid=st.st_gid)
         for depth in range(len(scope)):  # down to the scope holding one fd at a time
             rel = scope[: depth + 1]
             what = layout.mirror_path(rel)
             try:
-                entry = describe_at(fd, rel[-1], what, judge_file)
+                entry = describe_at(fd, rel[-1], what, judge_file, dev)
             except LibbpfError:  # transient: judged next time
                 view.opaque.add(rel)
                 return view
@@ -382,21 +441,25 @@ def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: in
             if entry.kind is not Kind.DIR:
                 return view
             try:
-                nxt = dirfd.open_dir(fd, rel[-1], what)
+                nxt = dirfd.open_dir(fd, rel[-1], what, dev)
             except CgroupGone:
+                return view
+            except MountPoint:  # mounted since the lstat
+                view.tree[rel] = Actual(Kind.MOUNT, detail=dirfd.MOUNTED)
                 return view
             except SyncError:  # EMFILE, ...: that subtree is unknown this time, not a failed pass
                 view.opaque.add(rel)
                 return view
             os.close(fd)
             fd = nxt
-        _walk_below(layout, fd, scope, judge_file, view)
+        _walk_below(layout, fd, scope, judge_file, view, dev=dev)
     finally:
         os.close(fd)
     return view
 
 
-def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge, view: ActualView) -> None:
+def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge, view: ActualView, *,
+                dev: int) -> None:
     def children(fd: int, rel: RelPath) -> list[str] | None:
         try:
             return _names(fd, layout.mirror_path(rel))
@@ -408,7 +471,7 @@ def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge
         child = (*rel, name)
         what = layout.mirror_path(child)
         try:
-            entry = describe_at(fd, name, what, judge_file)
+            entry = describe_at(fd, name, what, judge_file, dev)
         except LibbpfError:  # transient (EMFILE, ENOMEM, EINTR...): this entry is judged next time
             view.opaque.add(child)
             return None
@@ -421,9 +484,11 @@ def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge
             view.opaque.add(child)
             return None
         try:
-            return child, dirfd.open_dir(fd, name, what)
+            return child, dirfd.open_dir(fd, name, what, dev)
         except CgroupGone:
             del view.tree[child]
+        except MountPoint:  # mounted since the lstat
+            view.tree[child] = Actual(Kind.MOUNT, detail=dirfd.MOUNTED)
         except SyncError:
             view.opaque.add(child)
         return None

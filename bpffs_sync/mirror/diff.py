@@ -2,7 +2,9 @@
 
 Every path is judged on its own: equal kind and identity -> nothing (or a chmod when only the
 access bits differ); otherwise the actual entry goes and the desired one comes. Paths in or below
-an opaque subtree (one a walk could not read) are left alone. Removals run first, deepest first
+an opaque subtree (one a walk could not read) are left alone. So is a mount point (Kind.MOUNT:
+another filesystem mounted below the mirror root) with what lies below it, and its ancestors are
+never removed (they hold it); it is listed in Plan.mounts, drift that no op repairs. Removals run first, deepest first
 (a directory is emptied before it is removed); creations follow, shallowest first (a directory
 exists before its files).
 Applying a plan and diffing again yields an empty plan.
@@ -31,6 +33,7 @@ class Reason(StrEnum):
     WRONG_PROGRAM = "wrong_program"  # a pin whose program is not the current one of its stat
     WRONG_KIND = "wrong_kind"  # e.g. a directory where a stat file belongs
     BAD_MODE = "bad_mode"  # a mirror directory with the wrong permission bits
+    MOUNT_POINT = "mount_point"  # another filesystem mounted below the mirror root (Plan.mounts; no op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,10 @@ class Op:
 class Plan:
     ops: list[Op] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    mounts: list[RelPath] = field(default_factory=list)  # mount points left alone (drift, but no op)
 
     def __bool__(self) -> bool:
+        """Is there anything to apply (mount points are not: nothing may be done about them)."""
         return bool(self.ops)
 
     def drift(self) -> list[Op]:
@@ -91,11 +96,15 @@ def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | N
     removes: list[Op] = []
     creates: list[Op] = []
     chmods: list[Op] = []
-    skip = opaque or set()
+    mounts = sorted(path for path, have in actual.items() if have.kind is Kind.MOUNT)
+    skip = (opaque or set()) | set(mounts)
+    holding = {m[:depth] for m in mounts for depth in range(len(m))}  # ancestors of a mount point
     for path, have in actual.items():
         if under(path, skip):
             continue
         want = desired.get(path)
+        if path in holding and (want is None or want.kind is not have.kind):
+            continue  # cannot go while something is mounted below it
         if want is None:
             removes.append(Op(OpKind.REMOVE, path, Reason.STALE, actual_cgroup_id=have.cgroup_id))
             continue
@@ -111,4 +120,4 @@ def diff(desired: DesiredTree, actual: ActualTree, conflicts: list[Conflict] | N
     removes.sort(key=lambda op: (-len(op.path), op.path))
     creates.sort(key=lambda op: (len(op.path), op.kind is OpKind.PIN, op.path))
     chmods.sort(key=lambda op: op.path)
-    return Plan(removes + creates + chmods, list(conflicts or []))
+    return Plan(removes + creates + chmods, list(conflicts or []), mounts)

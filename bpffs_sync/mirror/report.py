@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bpffs_sync.mirror.diff import OpKind, Plan
+from bpffs_sync import dirfd
+from bpffs_sync.mirror.diff import OpKind, Plan, Reason
 from bpffs_sync.mirror.forest import TopDrift, v1_root
 from bpffs_sync.mirror.tree import ConflictReason
 from bpffs_sync.paths import Layout, display
@@ -33,7 +34,13 @@ class Report:
 
     @property
     def in_sync(self) -> bool:
-        return not self.plan and not self.collector_problems and not self.link_problems
+        return not self.drifted
+
+    @property
+    def drifted(self) -> int:
+        """Entries out of step: the plan's, mount points left alone, collector and link problems."""
+        return (len(self.plan.drift()) + len(self.plan.mounts) + len(self.collector_problems)
+                + len(self.link_problems))
 
     @property
     def conflicts(self) -> list[str]:
@@ -51,6 +58,8 @@ class Report:
             if op.kind is OpKind.REMOVE:
                 item["kind"] = "entry"
             drift.setdefault(str(op.reason), []).append(item)
+        for path in self.plan.mounts:
+            drift.setdefault(str(Reason.MOUNT_POINT), []).append({"path": display(path), "kind": "mount"})
         return {
             "in_sync": self.in_sync,
             "bpffs": self.layout.bpffs,
@@ -75,12 +84,12 @@ class Report:
             elif op.kind is OpKind.PIN:
                 extra = f" (cgroup {op.cgroup_id})"
             lines.append(f"{op.reason!s:<14} {display(op.path)}{extra}")
+        lines.extend(f"{Reason.MOUNT_POINT!s:<14} {display(p)} ({dirfd.MOUNTED})" for p in self.plan.mounts)
         lines.extend(f"{'collector':<14} {p}" for p in self.collector_problems)
         lines.extend(f"{'link':<14} {p}" for p in self.link_problems)
         lines.extend(f"{'conflict':<14} {display(c.path)} ({_CONFLICT_TEXT[c.reason]}"
                      f"{': ' + c.detail if c.detail else ''}; not mirrored)" for c in self.plan.conflicts)
-        drifted = len(self.plan.drift()) + len(self.collector_problems) + len(self.link_problems)
-        verdict = "in sync" if self.in_sync else f"DRIFT: {drifted} entries"
+        verdict = "in sync" if self.in_sync else f"DRIFT: {self.drifted} entries"
         lines.append(f"{verdict}: {self.cgroups} cgroups, {self.files} stat files under {self.layout.mirror_root}")
         return "\n".join(lines)
 

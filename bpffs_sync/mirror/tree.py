@@ -16,6 +16,7 @@ class Kind(StrEnum):
     DIR = "dir"
     PIN = "pin"  # a pinned cgroup-iterator link serving one cgroup
     OTHER = "other"  # anything else: a map or prog pin, a non-iterator link, an unreadable entry
+    MOUNT = "mount"  # another filesystem mounted on the entry: never entered, changed or removed
 
 
 @dataclass(frozen=True, slots=True)
