@@ -18,7 +18,7 @@ PREFIX ?= /usr/local
 UNITDIR ?= /etc/systemd/system
 PROGRESS := scripts/progress.sh
 
-.PHONY: FORCE all deps bpf bpf-objects install uninstall demo test lint unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-a1-test kernel-debug-test kernel-bench kernel-smoke
+.PHONY: FORCE all deps bpf bpf-objects install uninstall demo test lint lint-run pytest-run lock test-latest unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-a1-test kernel-debug-test kernel-bench kernel-smoke
 
 all: bpf
 
@@ -48,7 +48,9 @@ bpf-objects: $(BPF_OBJS) $(BPF_STAT_OBJS)
 # The wheel is built here, with the BPF objects compiled into it (setup.py); nothing is built on the node.
 install: deps
 	python3 -m venv $(DESTDIR)$(PREFIX)/lib/bpffs-sync
-	$(DESTDIR)$(PREFIX)/lib/bpffs-sync/bin/pip install -q --disable-pip-version-check .
+	$(DESTDIR)$(PREFIX)/lib/bpffs-sync/bin/pip install -q --disable-pip-version-check --require-hashes \
+		-r requirements/runtime.lock
+	$(DESTDIR)$(PREFIX)/lib/bpffs-sync/bin/pip install -q --disable-pip-version-check --no-deps .
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR)
 	ln -sf $(PREFIX)/lib/bpffs-sync/bin/bpffs-sync $(DESTDIR)$(PREFIX)/bin/bpffs-sync
 	install -m 0644 packaging/systemd/bpffs-sync.service packaging/systemd/bpffs-sync-export.service \
@@ -71,6 +73,10 @@ demo: start-daemon
 	$(VENV)/bpffs-sync demo
 
 lint: deps
+	@$(MAKE) --no-print-directory lint-run
+
+# lint/pytest without the install step (test-latest runs them in its own venv: VENV=build/venv-latest/bin).
+lint-run:
 	$(VENV)/ruff check bpffs_sync v1_controllers tests bench kernel-approach1/tests kernel-approach1/bench \
 		kernel-approach2/tests kernel-approach2/bench
 	$(VENV)/mypy
@@ -78,8 +84,20 @@ lint: deps
 	MYPYPATH=tests $(VENV)/mypy kernel-approach2/tests kernel-approach2/bench
 
 test: bpf lint
-	$(VENV)/pytest -q
+	@$(MAKE) --no-print-directory pytest-run
 	$(MAKE) --no-print-directory kernel-test
+
+pytest-run:
+	$(VENV)/pytest -q
+
+# The lock: requirements/dev.lock (everything, hashes) and its runtime subset requirements/runtime.lock, one
+# resolution (scripts/lock.sh); `make lock` moves every pin to the newest release, LOCK_ARGS=--keep only adds.
+lock: deps
+	scripts/lock.sh $(LOCK_ARGS)
+
+# Lint, types and the host suite on the newest release of every dependency (throwaway venv; run before a stop).
+test-latest: bpf
+	scripts/test-latest.sh
 
 unit: deps
 	$(VENV)/pytest -q -m unit

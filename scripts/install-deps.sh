@@ -24,11 +24,14 @@ if ((${#missing[@]})); then
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
-# The venv: rebuilt only when pyproject.toml changes.
-stamp=.venv/.pyproject-$(sha256sum pyproject.toml | cut -c1-16)
+# The venv: exactly the lock (requirements/dev.lock, hash-checked), rebuilt from scratch whenever the lock or
+# pyproject.toml changes; the project itself goes in editable, without resolving anything (--no-deps).
+# `make lock` refreshes the lock; `make test-latest` tries the newest releases in a throwaway venv.
+stamp=.venv/.lock-$(cat requirements/dev.lock pyproject.toml | sha256sum | cut -c1-16)
 if [[ ! -f $stamp ]]; then
-	python3 -m venv .venv
-	.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >&2
-	rm -f .venv/.pyproject-*
+	echo "install-deps: .venv from requirements/dev.lock" >&2
+	python3 -m venv --clear .venv
+	.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.lock >&2
+	.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . >&2
 	touch "$stamp"
 fi
