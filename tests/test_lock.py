@@ -86,7 +86,8 @@ def test_every_install_path_uses_the_lock() -> None:
     assert "pip install --require-hashes -r requirements/runtime.lock" in readme
 
 
-@pytest.mark.skipif(os.environ.get("BPFFS_SYNC_LATEST") == "1", reason="make test-latest: newest releases, not the lock")
+@pytest.mark.skipif(os.environ.get("BPFFS_SYNC_LATEST") == "1",
+                    reason="make test-latest runs on the newest releases, not the lock")
 def test_this_venv_is_the_lock() -> None:
     """The venv the suite runs in holds exactly the locked versions (install-deps rebuilds it when the lock
     changes), so a developer's machine tests what a fresh one installs."""
