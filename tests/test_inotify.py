@@ -218,6 +218,7 @@ def test_reader_dies_once_when_its_handler_raises(ino: Inotify, shm_dir: str) ->
     wait_for(lambda: reader.failure is not None, 5, "the failure kept")
     assert deaths.reasons == ["RuntimeError: injected"]
     assert reader.failure == "RuntimeError: injected"
+    assert not reader.lost_fd  # the fd is fine: its owner closes it
     reader.stop()
 
 
@@ -231,5 +232,6 @@ def test_reader_dies_when_its_fd_is_closed_under_it(ino: Inotify, shm_dir: str) 
     wait_for(lambda: bool(deaths.reasons), 10, "the closed fd noticed")
     assert "closed" in deaths.reasons[0] and reader.error is not None
     assert isinstance(reader.error, OSError) and reader.error.errno == errno.EBADF
+    assert reader.lost_fd  # its owner must not close the number again
     reader.stop()
     ino._fd = None  # closed above, by hand

@@ -158,8 +158,10 @@ def _daemon_line(d: dict[str, Any]) -> str:
     line = f"running (pid {d['pid']})"
     if "passes" not in d:
         return line + (", no telemetry yet" if d.get("role") == rundir.ROLE_RUN else ", not a bpffs-sync run")
-    return (line + f", {d['passes']} passes, {d['full_passes']} full, {d['ops_applied']} ops, {d['op_errors']} errors, "
-            f"{d['watches']} watches, last full pass {d['last_full_seconds']:.3f} s")
+    line += (f", {d['passes']} passes, {d['full_passes']} full, {d['ops_applied']} ops, {d['op_errors']} errors, "
+             f"{d['watches']} watches, last full pass {d['last_full_seconds']:.3f} s")
+    restarts = d.get("watcher_restarts", 0)
+    return line + (f", {restarts} watcher restarts (last: {d.get('last_watcher_restart', '')})" if restarts else "")
 
 
 def to_text(doc: dict[str, Any]) -> str:

@@ -36,6 +36,8 @@ TELEMETRY: dict[str, tuple[str, str, str]] = {
     "op_errors": ("bpffs_sync_op_errors", "counter", "Operations that failed."),
     "inotify_overflows": ("bpffs_sync_inotify_overflows", "counter", "inotify queue overflows seen."),
     "watches": ("bpffs_sync_watches", "gauge", "inotify watches held on cgroupfs."),
+    "watcher_restarts": ("bpffs_sync_watcher_restarts", "counter",
+                         "Watchers (inotify, mount table) replaced after their reader died."),
     "last_full_seconds": ("bpffs_sync_last_full_pass_duration_seconds", "gauge",
                           "Duration of the last full reconcile round."),
     "last_pass_at": ("bpffs_sync_last_pass_timestamp_seconds", "gauge", "When the last pass ended."),

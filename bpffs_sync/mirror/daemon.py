@@ -9,6 +9,12 @@ tree has its own Reconciler instance of the same class; hints carry the tree the
 The worker takes every pending hint at once and runs one pass per tree over all of them (one
 diff, one apply), so a burst of N mkdirs costs a few passes, not N.
 
+Supervision: a watcher whose reader died (an exception in its callback, its fd closed under it,
+its thread ended) says so at once (on_death wakes the worker), and the worker also checks every
+SUPERVISE_EVERY; the step `watchers` replaces it with a fresh one (a new inotify instance, or a
+new mountinfo thread), logs `watcher_restarted` once with the reason, counts it
+(telemetry.watcher_restarts) and runs a full round at once: events may have been lost meanwhile.
+
 The watcher starts before the first full pass, so nothing made during start-up is missed. One
 worker (this thread) runs passes, so two passes never race on the same path. SIGTERM/SIGINT end
 the loop and leave the mirror and the pinned collectors in place: a restart adopts them.
@@ -59,6 +65,8 @@ MOUNTS = "\0refresh"  # the key of "the mount table changed": re-discover the v1
 WATCHES = "\0watches"  # the key of "resync every tree's watch set"
 PRIVATE = "\0private"  # the key of "each loaded stat's map and collector are pinned" (e.g. on a new bpffs)
 TELEMETRY = "\0telemetry"  # the key of writing the status document
+SUPERVISE = "\0watchers"  # the key of "replace the watchers whose reader died"
+SUPERVISE_EVERY = 0.5  # seconds between checks that every watcher's reader is alive
 TELEMETRY_EVERY = 1.0  # seconds: the status document is rewritten at most this often (and after a full round)
 
 T = TypeVar("T", bound=Hashable)
@@ -124,6 +132,8 @@ class Telemetry:
     trees: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed_steps: int = 0  # steps that failed over the daemon's life
     inotify_overflows: int = 0
+    watcher_restarts: int = 0  # watchers replaced after their reader died, over the daemon's life
+    last_watcher_restart: str = ""  # why the last one died
     event_lag: Log2Us = field(default_factory=Log2Us)  # hint queued -> its round done
     pass_duration: Log2Us = field(default_factory=Log2Us)
     backing_off: dict[str, int] = field(default_factory=dict)  # key -> consecutive failures now
@@ -246,6 +256,7 @@ class Daemon:
         self.failed_steps = 0  # every step that failed, over the daemon's life
         self._last_write = -math.inf  # when the status document was last written (monotonic)
         self.stats: dict[str, LoadedStat] = {}
+        self.mounts: MountWatcher | None = None
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stop_event.set()
@@ -265,17 +276,18 @@ class Daemon:
         step that failed raises SyncError (the command exits 2)."""
         watching = self.opts.watch and not self.opts.once
         base = Tree(self.layout, tuple(s.name for s in self.specs))
-        mirrors = Mirrors(base, self.selection, self._load, self.queue.put, watching, loaded=self.stats)
-        mounts = MountWatcher(lambda: self.queue.put((MOUNTS, ()))) if watching and self.selection else None
+        mirrors = Mirrors(base, self.selection, self._load, self.queue.put, watching, loaded=self.stats,
+                          on_death=self._watcher_died)
+        self.mounts = self._mount_watcher() if watching and self.selection else None
         try:
             for spec in self.specs:
                 self._load(spec.name)
-            if mounts is not None:
-                mounts.start()
+            if self.mounts is not None:
+                self.mounts.start()
             self._loop(mirrors)
         finally:
-            if mounts is not None:
-                mounts.stop()
+            if self.mounts is not None:
+                self.mounts.stop()
             mirrors.close()
             for loaded in self.stats.values():
                 loaded.close()
@@ -283,6 +295,48 @@ class Daemon:
             raise SyncError("run --once", self.layout.bpffs, 0,
                             f"{self.failed_steps} step(s) of the pass failed (last: {self.telemetry.last_error})")
         return 0
+
+    # --- supervision of the watchers
+
+    def _mount_watcher(self) -> MountWatcher:
+        return MountWatcher(lambda: self.queue.put((MOUNTS, ())), on_death=self._watcher_died)
+
+    def _watcher_died(self, reason: str) -> None:
+        """Called from the dying reader's thread: wake the worker, which checks and restarts."""
+        self.queue.put(None)
+
+    def _check_watchers(self, mirrors: Mirrors) -> None:
+        """Queue the `watchers` step when a reader is dead (once: a failed restart waits out its back-off)."""
+        if mirrors.dead_watchers() or (self.mounts is not None and self.mounts.failure is not None):
+            self.work.add(SUPERVISE, [()])
+
+    def _supervise(self, mirrors: Mirrors) -> bool:
+        """Run the `watchers` step if it is due; True when a watcher was replaced (a full round is due)."""
+        scopes = self.work.take(SUPERVISE, time.monotonic())
+        if scopes is None:
+            return False
+        before = self.telemetry.watcher_restarts
+        self._step(SUPERVISE, scopes, mirrors)
+        return self.telemetry.watcher_restarts > before
+
+    def _restart_watchers(self, mirrors: Mirrors) -> None:
+        for key, reason in mirrors.dead_watchers().items():
+            act = mirrors.active[key]
+            error = act.watcher.error if act.watcher is not None else None
+            mirrors.restart_watcher(key)
+            self._restarted("cgroup", reason, error, tree=key)
+        old = self.mounts
+        if old is not None and (why := old.failure) is not None:
+            self.mounts = self._mount_watcher()
+            self.mounts.start()
+            old.stop()
+            self._restarted("mounts", why, old.error)
+
+    def _restarted(self, watcher: str, reason: str, error: BaseException | None, **kw: Any) -> None:
+        self.telemetry.watcher_restarts += 1
+        self.telemetry.last_watcher_restart = f"{watcher}: {reason}"
+        _log.warning("watcher_restarted", watcher=watcher, reason=reason, restarts=self.telemetry.watcher_restarts,
+                     exc_info=error if error is not None and not isinstance(error, OSError) else False, **kw)
 
     # --- the error boundary
 
@@ -306,6 +360,8 @@ class Daemon:
                         self.work.forget(gone)
                 elif key == WATCHES:
                     mirrors.resync_watches()
+                elif key == SUPERVISE:
+                    self._restart_watchers(mirrors)
                 elif key == PRIVATE:
                     for loaded in self.stats.values():
                         loaded.heal()
@@ -376,13 +432,19 @@ class Daemon:
     def _loop(self, mirrors: Mirrors) -> None:
         next_full = 0.0  # the first round is a full one
         write_at = math.inf  # when the status document is due (inf: it is up to date)
+        next_check = 0.0  # when the watchers' readers are next checked
         while not self.stop_event.is_set():
-            wait = min(next_full, self.work.next_due(), write_at) - time.monotonic()
+            wait = min(next_full, self.work.next_due(), write_at, next_check) - time.monotonic()
             full, hints = self.queue.take(max(0.0, wait))
             if self.stop_event.is_set():
                 break
             for key, scope in hints:  # taken together: one pass per tree, however large the burst
                 self.work.add(key, [scope])
+            if full or time.monotonic() >= next_check:  # a dying reader asks for a full round
+                self._check_watchers(mirrors)
+                next_check = time.monotonic() + SUPERVISE_EVERY
+            if self._supervise(mirrors):  # replaced: what happened while it was dead is unknown
+                full = True
             if full or time.monotonic() >= next_full:
                 self._full_round(mirrors)
                 next_full = time.monotonic() + _jittered(self.opts.resync_interval)

@@ -160,6 +160,11 @@ class Inotify:
         if fd is not None:
             os.close(fd)  # every mark of the instance goes with it
 
+    def detach(self) -> None:
+        """Forget the fd without closing it: it was closed under us, and its number may be another
+        file's now (closing it again would close that one)."""
+        self._fd = None
+
     def __enter__(self) -> Inotify:
         return self
 
@@ -185,7 +190,9 @@ class Reader:
     Ends on stop(), or at its first failure, which it keeps (`failure`, `error`) and reports
     once through on_death(reason): an exception from handle(), the fd closed under it (POLLNVAL,
     EBADF) or replaced by another file. It wakes at least every `check_every` seconds to check
-    that its fd is still the inotify instance it was given, so a death is seen within that."""
+    that its fd is still the inotify instance it was given, so a death is seen within that.
+    After a failure of the fd itself, `lost_fd` is set: the number may name another file by now,
+    so the owner must detach() the instance, not close() it."""
 
     def __init__(self, ino: Inotify, handle: Callable[[list[Event]], None], name: str,
                  on_death: Callable[[str], None] | None = None, check_every: float = 0.25) -> None:
@@ -197,6 +204,8 @@ class Reader:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self.error: BaseException | None = None
+        # The fd failed (closed under us, its number maybe another file's now): its owner must not close it.
+        self.lost_fd = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -248,14 +257,18 @@ class Reader:
                 if not _is_inotify(self._fd):
                     flags |= select.POLLNVAL
             if flags & select.POLLNVAL:
+                self.lost_fd = True
                 raise OSError(errno.EBADF, f"inotify fd {self._fd} was closed under its reader")
             if flags & (select.POLLERR | select.POLLHUP):
+                self.lost_fd = True
                 raise OSError(errno.EIO, f"inotify fd {self._fd} reported an error (poll {flags:#x})")
             if flags & select.POLLIN:
                 try:
-                    buf = os.read(self._fd, BUFFER)
+                    events = parse(os.read(self._fd, BUFFER))
                 except BlockingIOError:
                     continue
-                events = parse(buf)
+                except (OSError, ValueError):  # not an inotify fd any more (EISDIR, a file's bytes, ...)
+                    self.lost_fd = True
+                    raise
                 if events:
                     self._handle(events)

@@ -6,6 +6,9 @@ table changes), adds a tree for a hierarchy that appeared and drops the tree of 
 its mirror is removed (every pin under it unpinned) and the stats-map entries of hierarchies that
 no longer exist are forgotten (hierarchy ids are reused, and cgroup ids restart at 1 in a new one),
 in every loaded stat once -- also the stats no tree uses any more, like a dropped hierarchy's.
+
+A tree's watcher whose reader died (dead_watchers) is replaced by restart_watcher with a fresh
+inotify instance; the daemon then runs a full pass (events may have been lost meanwhile).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ _log = log.get(__name__)
 
 TreeHint = tuple[str, RelPath]  # (tree key, scope)
 Hint = Callable[[TreeHint | None], None]
+Death = Callable[[str], None]
 
 
 @dataclass(slots=True)
@@ -38,12 +42,14 @@ class Active:
 
 class Mirrors:
     def __init__(self, base: Tree, selection: Selection | None, load: Callable[[str], LoadedStat],
-                 hint: Hint, watch: bool, *, loaded: Mapping[str, LoadedStat]) -> None:
+                 hint: Hint, watch: bool, *, loaded: Mapping[str, LoadedStat],
+                 on_death: Death | None = None) -> None:
         self.base = base
         self.selection = selection
         self._load = load
         self._loaded = loaded  # every stat loaded so far, by name (the daemon's registry)
         self._hint = hint
+        self._on_death = on_death  # a watcher's reader died (wakes the daemon's supervision)
         self._watch = watch
         self.active: dict[str, Active] = {}
         self._live_hierarchies: frozenset[int] | None = None
@@ -76,20 +82,40 @@ class Mirrors:
 
     def _add(self, tree: Tree) -> None:
         stats = {name: self._load(name) for name in tree.stats}
-        watcher = None
-        if self._watch:
-            key = tree.key
-            watcher = CgroupWatcher(tree.layout.cgroup_root,
-                                    lambda rel: self._hint(None if rel is None else (key, rel)))
-            try:
-                watcher.start()
-            except BaseException:
-                watcher.stop()
-                raise
+        watcher = self._new_watcher(tree) if self._watch else None
         self.active[tree.key] = Active(tree, Reconciler(tree.layout, stats), watcher)
         if tree.hierarchy is not None:
             _log.info("tree_added", tree=tree.key, cgroup_root=tree.layout.cgroup_root,
                       hierarchy_id=tree.layout.hierarchy_id, stats=list(tree.stats))
+
+    def _new_watcher(self, tree: Tree) -> CgroupWatcher:
+        """A started watcher on a fresh inotify instance (stopped again if it could not start)."""
+        key = tree.key
+        watcher = CgroupWatcher(tree.layout.cgroup_root,
+                                lambda rel: self._hint(None if rel is None else (key, rel)),
+                                on_death=self._on_death)
+        try:
+            watcher.start()
+        except BaseException:
+            watcher.stop()
+            raise
+        return watcher
+
+    # --- supervision
+
+    def dead_watchers(self) -> dict[str, str]:
+        """The trees whose watcher's reader died, with why."""
+        return {key: reason for key, a in self.active.items()
+                if a.watcher is not None and (reason := a.watcher.failure) is not None}
+
+    def restart_watcher(self, key: str) -> None:
+        """Replace the tree's watcher with a fresh one (a new inotify instance, every directory
+        watched again), then the old one is stopped. When the new one cannot start, the tree
+        keeps the old, dead one, so the next dead_watchers() names it again."""
+        act = self.active[key]
+        old, act.watcher = act.watcher, self._new_watcher(act.tree)
+        if old is not None:
+            old.stop()
 
     def _drop(self, key: str) -> None:
         act = self.active.pop(key)

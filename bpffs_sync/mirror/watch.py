@@ -31,6 +31,7 @@ import os
 import select
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -134,9 +135,13 @@ class CgroupWatcher:
             self._kids.clear()
         if reader is not None:
             reader.stop()
-        if fd is not None:
-            with suppress(OSError):  # closed under us already (the supervisor is replacing this watcher)
-                fd.close()  # every mark goes with the instance
+        if fd is None:
+            return
+        if reader is not None and reader.lost_fd:
+            fd.detach()  # closed under the reader: the number may be another file's by now
+            return
+        with suppress(OSError):
+            fd.close()  # every mark goes with the instance
 
     @property
     def failure(self) -> str | None:
@@ -385,18 +390,44 @@ class MountWatcher:
                     self._on_death(inotify.describe(err))
 
     def _loop(self) -> None:
-        with open(self._path, "rb") as f:
-            f.read()
-            fd = f.fileno()
+        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        closed_under_us = False
+        try:
+            _drain(fd)
+            st = os.fstat(fd)
+            ident, checked = (st.st_dev, st.st_ino), time.monotonic()
             poller = select.poll()
             poller.register(fd, select.POLLPRI | select.POLLERR)
             while not self._stop.is_set():
                 ready = dict(poller.poll(self._check_ms))
-                if ready.get(fd, 0) & select.POLLNVAL:
+                flags = ready.get(fd, 0)
+                if time.monotonic() - checked >= self._check_ms / 1e3:  # its number reused by another file
+                    checked = time.monotonic()
+                    try:
+                        st = os.fstat(fd)
+                        if (st.st_dev, st.st_ino) != ident:
+                            flags |= select.POLLNVAL
+                    except OSError:
+                        flags |= select.POLLNVAL
+                if flags & select.POLLNVAL:
+                    closed_under_us = True
                     raise OSError(errno.EBADF, f"the mountinfo fd {fd} was closed under its reader")
-                if not ready or self._stop.is_set():
+                if not flags or self._stop.is_set():
                     continue
-                f.seek(0)
-                f.read()
+                try:
+                    _drain(fd)
+                except OSError as err:
+                    closed_under_us = err.errno == errno.EBADF
+                    raise
                 _log.debug("mounts_changed")
                 self._hint()
+        finally:
+            if not closed_under_us:  # else the number may be another file's by now: not ours to close
+                os.close(fd)
+
+
+def _drain(fd: int) -> None:
+    """Read the file from its start to its end (what re-arms mountinfo's poll)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    while os.read(fd, 65536):
+        pass
