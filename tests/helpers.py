@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,8 @@ class Mirror:
             return 0
         return int(doc.get("full_passes", 0))
 
-    def start(self, *args: str, resync_interval: float = 30.0) -> None:
+    def start(self, *args: str, resync_interval: float = 30.0, preexec: Callable[[], None] | None = None) -> None:
+        """preexec: run in the child before exec (e.g. a setrlimit)."""
         assert self.proc is None, "daemon already running"
         self.log_path = os.path.join(self.run_dir, f"daemon-{uuid.uuid4().hex[:6]}.log")
         log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - owned by the Popen
@@ -99,6 +101,7 @@ class Mirror:
             [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "run", *self.args(), "--user-space",
              "--resync-interval", str(resync_interval), *args],
             stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env},
+            preexec_fn=preexec,  # noqa: PLW1509 - setrlimit only: no lock a thread could hold
         )
         log.close()
         try:
