@@ -5,7 +5,9 @@ lag   mkdir -> stat file readable, for a burst of N mkdirs, with the daemon as a
       Both are timed by event-driven probe processes (inotify on cgroupfs / on the bpffs mirror,
       which sees the pin's creation; the probe then opens and reads the file), so nothing polls.
 sync  initial full pass over N cgroups from an empty mirror (programs already loaded).
-      Baselines: making those N cgroups (mkdir), and the cgroupfs walk alone.
+      Baselines: making those N cgroups (mkdir), and the cgroupfs walk alone. Then the periodic
+      pass on the unchanged tree, per cgroup: today's (both walks) vs the new one (cgroup_tree
+      iterator + cached mirror), its deep flavour, and a pass after one mkdir.
 sustained  `rate` mkdirs/s for `seconds` (default 1 000/s for 60 s), each cgroup removed again
       5 s later: p99 mkdir -> stat file readable vs the p99 inotify floor of the same run (goal
       <= 2x), how many were mirrored, the daemon's CPU (bench_sustained.py).
@@ -133,7 +135,23 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def bench_sync(count: int) -> dict[str, Any]:
+def _repeat(fn: Callable[[], object], n: int) -> dict[str, float]:
+    """fn timed n times: median, min and max seconds."""
+    times = sorted(_timed(fn) for _ in range(n))
+    return {"median": times[len(times) // 2], "min": times[0], "max": times[-1], "n": n}
+
+
+def _us(t: dict[str, float], cgroups: int) -> dict[str, float]:
+    """Per-cgroup microseconds of a _repeat result."""
+    return {k: (round(v / cgroups * 1e6, 2) if k != "n" else v) for k, v in t.items()}
+
+
+def bench_sync(count: int, repeats: int = 5) -> dict[str, Any]:
+    """The first pass over `count` cgroups, then the periodic pass on an unchanged tree: today's
+    (cgroupfs walk + bpffs walk every pass: Reconciler(tree_reader=False, deep_every=1)) against
+    the new one (the tree from one cgroup-iterator read, the mirror cached between deep passes),
+    its deep flavour (iterator + bpffs walk) and a pass after one mkdir (records differ: the
+    tree is built and diffed against the cache). Each timed `repeats` times (median, min, max)."""
     fanout = 100
     with private_bpffs() as mnt, private_cgroup_root("bpffs-sync-bench") as root:
         layout = Layout(mnt, root)
@@ -146,28 +164,51 @@ def bench_sync(count: int) -> dict[str, Any]:
                 os.mkdir(os.path.join(parent, f"c{i}"))
 
         mkdir_s = _timed(make)
-        walk_s = _timed(lambda: cgroupfs.walk(layout, ("hist_oncpu",)))
+        walk = _repeat(lambda: cgroupfs.walk(layout, ("hist_oncpu",)), repeats)
         loaded = LoadedStat(layout, lookup("hist_oncpu"))
         try:
             c_s = _pinloop(layout, loaded)
-            rec = Reconciler(layout, {"hist_oncpu": loaded})
+            old = Reconciler(layout, {"hist_oncpu": loaded}, tree_reader=False, deep_every=1)
             started = time.perf_counter()
-            res = rec.reconcile(())
+            res = old.reconcile(())
             sync_s = time.perf_counter() - started
-            cold_s = _timed(lambda: rec.reconcile(()))  # meets every pin once (bpffs.PinJudge)
-            noop_s = _timed(lambda: rec.reconcile(()))  # what every periodic pass costs
+            old.reconcile(())  # meets every pin once (bpffs.PinJudge)
+            today = _repeat(lambda: old.reconcile(()), repeats)
+            new = Reconciler(layout, {"hist_oncpu": loaded}, deep_every=1 << 30)
+            first = new.reconcile(())  # deep: the cache is made
+            noop = _repeat(lambda: new.reconcile(()), repeats)
+            fast = new.reconcile(())
+            deep_rec = Reconciler(layout, {"hist_oncpu": loaded}, deep_every=1)
+            deep_rec.reconcile(())
+            deep = _repeat(lambda: deep_rec.reconcile(()), repeats)
+            n_change = [0]
+
+            def one_change() -> None:
+                n_change[0] += 1
+                os.mkdir(os.path.join(root, "p0", f"new{n_change[0]}"))
+                new.reconcile(())
+
+            changed = _repeat(one_change, repeats)
+            in_sync = not new.reconcile(()).plan and not deep_rec.reconcile(()).plan
             pins = res.applied.done.get("pin", 0)
             teardown_s = _timed(lambda: subprocess.run(["rm", "-rf", layout.mirror_root], check=True))
         finally:
             loaded.close()
     cgroups = count + count // fanout + 1
     return {
-        "cgroups": cgroups, "pins": pins,
+        "cgroups": cgroups, "pins": pins, "repeats": repeats,
         "sync_seconds": round(sync_s, 3), "per_cgroup_us": round(sync_s / cgroups * 1e6, 1),
-        "noop_pass_seconds": round(noop_s, 3), "first_noop_pass_seconds": round(cold_s, 3),
+        "today_noop_us": _us(today, cgroups), "noop_us": _us(noop, cgroups), "deep_noop_us": _us(deep, cgroups),
+        "one_mkdir_us": _us(changed, cgroups), "walk_us": _us(walk, cgroups),
+        "noop_is_fast_path": bool(fast.cached and fast.walked == first.walked and not fast.plan),
+        "tree_source": fast.tree_source, "in_sync_after": in_sync,
+        "ratio_noop_vs_today": round(noop["median"] / today["median"], 4),
+        "ratio_deep_vs_today": round(deep["median"] / today["median"], 3),
+        "ratio_one_mkdir_vs_today": round(changed["median"] / today["median"], 3),
+        "ratio_today_vs_walk": round(today["median"] / walk["median"], 2),
         "teardown_seconds": round(teardown_s, 3),
-        "baseline_mkdir_seconds": round(mkdir_s, 3), "baseline_walk_seconds": round(walk_s, 4),
-        "ratio_vs_mkdir": round(sync_s / mkdir_s, 2), "ratio_vs_walk": round(sync_s / walk_s, 1),
+        "baseline_mkdir_seconds": round(mkdir_s, 3), "baseline_walk_seconds": round(walk["median"], 4),
+        "ratio_vs_mkdir": round(sync_s / mkdir_s, 2), "ratio_vs_walk": round(sync_s / walk["median"], 1),
         "baseline_c_seconds": round(c_s, 3), "ratio_vs_c": round(sync_s / c_s, 2),
     }
 
@@ -256,7 +297,17 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(f"sync  {r['cgroups']} cgroups: {r['sync_seconds']} s ({r['per_cgroup_us']} us/cgroup); "
                      f"mkdir of them {r['baseline_mkdir_seconds']} s -> {r['ratio_vs_mkdir']}x; cgroupfs walk "
                      f"{r['baseline_walk_seconds']} s -> {r['ratio_vs_walk']}x; C loop of the same syscalls "
-                     f"{r['baseline_c_seconds']} s -> {r['ratio_vs_c']}x; no-op pass {r['noop_pass_seconds']} s")
+                     f"{r['baseline_c_seconds']} s -> {r['ratio_vs_c']}x")
+
+        def us(t: dict[str, float]) -> str:
+            return f"{t['median']} us/cgroup [{t['min']}..{t['max']}]"
+
+        lines.append(f"      periodic pass, unchanged tree (median [min..max] of {r['repeats']}): today "
+                     f"{us(r['today_noop_us'])}; new {us(r['noop_us'])} -> {r['ratio_noop_vs_today']}x "
+                     f"(fast path: {r['noop_is_fast_path']}, tree from {r['tree_source']}); new deep "
+                     f"{us(r['deep_noop_us'])} -> {r['ratio_deep_vs_today']}x; after one mkdir "
+                     f"{us(r['one_mkdir_us'])} -> {r['ratio_one_mkdir_vs_today']}x; cgroupfs walk alone "
+                     f"{us(r['walk_us'])}; in sync after: {r['in_sync_after']}")
     if "sustained" in doc:
         from bpffs_sync.measure.bench_sustained import render_sustained
         lines.append(render_sustained(doc["sustained"]))

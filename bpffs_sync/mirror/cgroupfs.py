@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 
 from bpffs_sync import dirfd
 from bpffs_sync.errors import CgroupGone, EnvironmentProblem, SyncError
@@ -21,6 +22,11 @@ from bpffs_sync.mirror.tree import Conflict, ConflictReason, Desired, DesiredVie
 from bpffs_sync.paths import Layout, RelPath
 
 _GONE = (errno.ENOENT, errno.ENOTDIR)
+_REC = struct.Struct("<QQHH")  # id, parent id, level, name length (bpf/cgroup_tree.h), then the name
+
+
+class TornTree(Exception):
+    """Records that do not form a pre-order tree (a parent id that is not the cgroup above)."""
 
 
 def check_root(cgroup_root: str) -> None:
@@ -148,3 +154,67 @@ def _unreadable(view: DesiredView, rel: RelPath, ino: int, err: OSError) -> None
     view.opaque.add(rel)
     for key in [k for k in view.tree if k[: len(rel)] == rel]:
         del view.tree[key]
+
+
+def view_from_records(layout: Layout, stats: tuple[str, ...], blob: bytes,
+                      shadow: frozenset[str] | None = None) -> DesiredView:
+    """walk(layout, stats) of the whole tree, from cgroup_tree's records (mirror/cgtree.py): one
+    per live cgroup, pre-order from the root, each with its parent's id and its kernfs name byte
+    for byte (decoded as os.fsdecode, like the walk's names). The same entries, conflicts and
+    opaque subtrees as the walk (tests/test_cgtree.py), minus UNREADABLE: nothing here is listed.
+    TornTree when the records are not one pre-order tree."""
+    view = DesiredView()
+    stat_set = frozenset(stats) if shadow is None else shadow
+    unpack = _REC.unpack_from
+    size = _REC.size
+    paths: list[RelPath] = []  # the path at each depth of the current branch
+    ids: list[int] = []
+    skip = -1  # the depth of a subtree left out (shadowed, too deep): its records are skipped
+    top = -1  # the root's level
+    tree, view_ids = view.tree, view.ids
+    pin = Kind.PIN
+    mode, gid = layout.file_mode, layout.file_gid
+    dir_entry = Desired(Kind.DIR)
+    off, end = 0, len(blob)
+    while off < end:
+        cgid, parent, level, n = unpack(blob, off)
+        name_at = off + size
+        off = name_at + n
+        if top < 0:
+            top = level
+        depth = level - top
+        if skip >= 0:
+            if depth > skip:
+                continue
+            skip = -1
+        if depth == 0:
+            if paths:
+                raise TornTree("a second root")
+            rel: RelPath = ()
+        else:
+            if depth > len(paths) or ids[depth - 1] != parent:
+                raise TornTree(f"cgroup {cgid}: parent {parent} is not the cgroup above it")
+            name = os.fsdecode(blob[name_at:off])
+            rel = (*paths[depth - 1], name)
+            if name in stat_set or depth >= dirfd.MAX_DEPTH:
+                _left_out(view, rel, cgid, name in stat_set)
+                skip = depth
+                continue
+            del paths[depth:]
+            del ids[depth:]
+        paths.append(rel)
+        ids.append(cgid)
+        tree[rel] = dir_entry
+        view_ids[rel] = cgid
+        for stat in stats:
+            tree[(*rel, stat)] = Desired(pin, cgid, stat, mode, gid)
+    return view
+
+
+def _left_out(view: DesiredView, rel: RelPath, cgid: int, shadowed: bool) -> None:
+    """A cgroup the records' walk does not enter, reported as the cgroupfs walk reports it."""
+    if shadowed:
+        view.conflicts.append(Conflict(rel, cgid))
+        return
+    view.conflicts.append(Conflict(rel, cgid, ConflictReason.TOO_DEEP, f"deeper than {dirfd.MAX_DEPTH} levels"))
+    view.opaque.add(rel)

@@ -1,7 +1,16 @@
 """One reconcile pass: desired (cgroupfs walk) vs actual (bpffs walk + link info) -> plan -> apply.
 
-Level-triggered: a request is only a scope (a relative cgroup path). The pass re-reads both trees
-below that scope, so a missed, duplicated or reordered event cannot leave the mirror wrong.
+Level-triggered: a request is only a scope (a relative cgroup path). A scoped pass re-reads both
+trees below that scope, so a missed, duplicated or reordered event cannot leave the mirror wrong.
+
+A full pass reads the desired side in one read of a BPF cgroup iterator (mirror/cgtree.py: every
+cgroup's id, parent and name; cgroupfs.walk when it is unavailable). Its actual side is the bpffs
+walk on a *deep* pass -- the first, and every deep_every-th full pass after it -- and otherwise the
+mirror as this reconciler left it: the last deep walk with every op applied since, and the scopes
+of scoped passes re-read (the daemon's own pins are trusted between deep verifies, so drift made
+behind its back in a part no hint touches is healed by the next deep pass, not the next pass).
+A full pass whose tree records are byte-equal to the last one's, with nothing changed in the
+mirror since that pass ended in step, is a no-op without a diff.
 """
 
 from __future__ import annotations
@@ -9,16 +18,16 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
 from bpffs_sync import dirfd, log
-from bpffs_sync.mirror import bpffs, cgroupfs
+from bpffs_sync.mirror import bpffs, cgroupfs, cgtree
 from bpffs_sync.mirror.apply import ApplyResult, apply
-from bpffs_sync.mirror.diff import OpKind, Plan, diff
+from bpffs_sync.mirror.diff import Op, OpKind, Plan, diff
 from bpffs_sync.mirror.roots import Roots
-from bpffs_sync.mirror.tree import ActualTree, Conflict, DesiredTree, Kind
+from bpffs_sync.mirror.tree import Actual, ActualTree, Conflict, DesiredTree, DesiredView, Kind, under
 from bpffs_sync.paths import Layout, RelPath, coalesce, display, mirrored_scope, share
 from bpffs_sync.stats import Generations, LoadedStat
 
@@ -27,6 +36,8 @@ _log = log.get(__name__)
 # handed back (PassResult.deferred) for the next pass, so one subtree's backlog cannot hold up
 # a hint elsewhere for more than this share of a pass.
 SCOPES_PER_GROUP = 128
+DEEP_EVERY = 10  # every 10th full pass re-walks bpffs (with the default 30 s interval: every 5 minutes)
+DIRTY_MAX = 4096  # scopes re-read since the last full pass beyond which the next one is deep
 
 
 @dataclass(slots=True)
@@ -38,6 +49,8 @@ class PassResult:
     seconds: float
     deferred: list[RelPath] = field(default_factory=list)  # hinted scopes left for the next pass (share)
     walked: int = 0  # cgroups the pass read (the cost of its desired side)
+    cached: bool = False  # a full pass whose actual side was the cached mirror (not a deep one)
+    tree_source: str = "walk"  # how the desired side was read: "walk" (cgroupfs) or "iterator"
 
     @property
     def full(self) -> bool:
@@ -52,8 +65,20 @@ class PassResult:
 
 
 class Reconciler:
-    def __init__(self, layout: Layout, stats: dict[str, LoadedStat]) -> None:
+    def __init__(self, layout: Layout, stats: dict[str, LoadedStat], *, deep_every: int = DEEP_EVERY,
+                 tree_reader: bool = True) -> None:
+        """deep_every: 1 re-walks bpffs in every full pass (as verify does); tree_reader: False
+        reads the desired side by walking cgroupfs (what every pass did before cgtree)."""
         self.layout = layout
+        self.deep_every = deep_every
+        self._use_reader = tree_reader
+        self._reader_failed = False
+        self._actual: ActualTree | None = None  # the mirror as of the last deep walk + ops since
+        self._since_deep = 0  # full passes since the last deep one
+        self._dirty: set[RelPath] = set()  # scopes of scoped passes whose ops did not all land
+        self._blob: bytes | None = None  # the last full pass's tree records
+        self._clean = False  # the cache is in step with that tree (nothing changed since)
+        self._opaque: set[RelPath] = set()  # the parts of the mirror the cache does not know
         self.stats = stats
         self.stat_names = tuple(stats)
         self.generations = Generations({name: s.map_id for name, s in stats.items()})
@@ -74,9 +99,9 @@ class Reconciler:
             return owned
         return cgroupfs.first_gone(self.layout, owned, self.roots.cgroup())
 
-    def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int], int]:
-        """The plan for the (normalised, coalesced) scopes, the live cgroup ids seen below them and
-        how many cgroups were read.
+    def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int], int, ActualTree | None]:
+        """The plan for the (normalised, coalesced) scopes, the live cgroup ids seen below them,
+        how many cgroups were read and the actual tree seen (None when part of it was opaque).
         Scopes do not nest, so their trees only share ancestors, which both walks report alike."""
         desired: DesiredTree = {}
         actual: ActualTree = {}
@@ -92,7 +117,7 @@ class Reconciler:
             actual.update(seen.tree)
             opaque |= view.opaque | seen.opaque
         live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
-        return diff(desired, actual, conflicts, opaque), live, walked
+        return diff(desired, actual, conflicts, opaque), live, walked, None if opaque else actual
 
     def reconcile(self, *scopes: RelPath) -> PassResult:
         """One pass over the given scopes (none: the whole tree). One diff, one apply, one log line.
@@ -109,12 +134,15 @@ class Reconciler:
             todo = coalesce([n for s in taken if (n := self.normalise(s)) is not None])
             if not todo:  # every hint was below a shadowed name: nothing to read
                 return PassResult(rid, [], Plan(), ApplyResult(), time.monotonic() - started, deferred)
-            plan, live, walked = self.observe(todo)
             if todo == [()]:
-                self.pins.forget_unseen()
+                plan, live, walked, cached, source, actual = self._observe_full()
+            else:
+                plan, live, walked, actual = self.observe(todo)
+                cached, source = False, "walk"
             self._note_mounts(plan.mounts, full=todo == [()])
             applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()]) if plan
                        else ApplyResult())
+            self._remember(todo, actual, plan, applied)
             seconds = time.monotonic() - started
             if plan or applied.errors:
                 _log.info("reconcile_pass", scope=display(todo[0]), scopes=len(todo), ops=len(plan.ops),
@@ -122,7 +150,7 @@ class Reconciler:
                           seconds=round(seconds, 4))
             for c in plan.conflicts:
                 _log.debug("name_conflict", path=display(c.path), cgroup_id=c.cgroup_id)
-        return PassResult(rid, todo, plan, applied, seconds, deferred, walked)
+        return PassResult(rid, todo, plan, applied, seconds, deferred, walked, cached, source)
 
     def _note_mounts(self, mounts: list[RelPath], *, full: bool) -> None:
         """Log each mount point below the mirror root once (a full pass forgets the unmounted)."""
@@ -131,3 +159,98 @@ class Reconciler:
                 _log.warning("mount_point_left_alone", path=display(path), mirror=self.layout.mirror,
                              detail=dirfd.MOUNTED)
         self.mounts = set(mounts) if full else self.mounts | set(mounts)
+
+    # --- the full pass: the tree from one iterator read, the mirror from the cache between deep walks
+
+    def _tree(self, deep: bool) -> tuple[DesiredView | None, bytes | None, int, str]:
+        """The whole desired tree: (view, the iterator's records or None, cgroups, source). The
+        view is None when the records equal the last pass's and the cache is in step with them
+        (a no-op: nothing to build, nothing to diff) and the pass is not deep."""
+        reader = cgtree.shared() if self._use_reader and not self._reader_failed else None
+        if reader is not None:
+            try:
+                blob, count = reader.read(self.roots.cgroup(), self.layout.cgroup_root)
+                if not deep and blob == self._blob and self._clean and not self._dirty:
+                    return None, blob, count, "iterator"
+                view = cgroupfs.view_from_records(self.layout, self.stat_names, blob)
+                return view, blob, len(view.ids), "iterator"
+            except (cgtree.TreeUnavailable, cgroupfs.TornTree) as err:
+                self._reader_failed = True
+                _log.warning("cgroup_tree_fallback", tree=self.layout.mirror, error=str(err),
+                             fallback="cgroupfs walk")
+        view = cgroupfs.walk(self.layout, self.stat_names, (), root_fd=self.roots.cgroup())
+        return view, None, len(view.ids), "walk"
+
+    def _observe_full(self) -> tuple[Plan, set[int], int, bool, str, ActualTree | None]:
+        """(plan, live ids, cgroups read, cached, source, the actual tree to keep)."""
+        deep = self._actual is None or self._since_deep + 1 >= self.deep_every or len(self._dirty) > DIRTY_MAX
+        view, blob, count, source = self._tree(deep)
+        if view is None:  # no-op
+            self._since_deep += 1
+            return Plan(), set(), count, True, source, self._actual
+        mroot = self.roots.mirror(create=False)
+        if deep:
+            seen = bpffs.walk(self.layout, self.pins, (), mroot)
+            self.pins.forget_unseen()
+            self._since_deep = 0
+            actual, opaque = seen.tree, seen.opaque
+        else:
+            self._since_deep += 1
+            actual, opaque = self._refresh_dirty(mroot)
+        self._dirty.clear()
+        self._blob = blob
+        self._opaque = opaque  # unread parts of the mirror (too deep, transient errors): left alone till deep
+        live = {d.cgroup_id for d in view.tree.values() if d.kind is Kind.PIN}
+        plan = diff(view.tree, actual, view.conflicts, view.opaque | opaque)
+        return plan, live, count, not deep, source, actual
+
+    def _refresh_dirty(self, mroot: int | None) -> tuple[ActualTree, set[RelPath]]:
+        """The cache with the scopes whose ops did not all land re-read from bpffs."""
+        actual = self._actual
+        assert actual is not None
+        if not self._dirty:
+            return actual, self._opaque
+        tops = set(coalesce(list(self._dirty)))
+        for key in [k for k in actual if under(k, tops)]:
+            del actual[key]
+        opaque = {o for o in self._opaque if not under(o, tops)}
+        for scope in tops:
+            seen = bpffs.walk(self.layout, self.pins, scope, mroot)
+            actual.update(seen.tree)
+            opaque |= seen.opaque
+        return actual, opaque
+
+    def _remember(self, todo: list[RelPath], actual: ActualTree | None, plan: Plan, applied: ApplyResult) -> None:
+        """Keep the cache in step with what this pass saw and did: a full pass's actual tree with
+        its ops applied, or nothing when one failed (the next full pass is deep); a scoped pass's
+        entries and ops, or its scopes to re-read when an op did not land."""
+        landed = not (applied.errors or applied.gone or applied.skipped)
+        if todo == [()]:
+            self._actual = actual if landed else None
+            if self._actual is not None:
+                _record_ops(self._actual, plan.ops)
+            self._clean = self._actual is not None and not plan.mounts
+            return
+        if self._actual is None:
+            return
+        if plan.ops:
+            self._clean = False
+        if landed and actual is not None:
+            self._actual.update(actual)
+            _record_ops(self._actual, plan.ops)
+        else:
+            self._dirty.update(todo)
+
+
+def _record_ops(cache: ActualTree, ops: list[Op]) -> None:
+    """What the mirror holds once every op of a plan landed."""
+    for op in ops:
+        if op.kind is OpKind.REMOVE:
+            cache.pop(op.path, None)
+        elif op.kind is OpKind.MKDIR:
+            cache[op.path] = Actual(Kind.DIR, mode=op.mode, gid=op.gid)
+        elif op.kind is OpKind.PIN:
+            cache[op.path] = Actual(Kind.PIN, op.mode, op.gid, op.cgroup_id)
+        else:  # CHMOD
+            old = cache.get(op.path)
+            cache[op.path] = replace(old, mode=op.mode, gid=op.gid) if old else Actual(Kind.DIR, op.mode, op.gid)
