@@ -40,6 +40,7 @@ from bpffs_sync.errors import LibbpfError
 
 BPF_LINK_TYPE_ITER = 4
 BPF_CGROUP_ITER_SELF_ONLY = 1
+BPF_CGROUP_ITER_DESCENDANTS_PRE = 2
 BPF_TRACE_ITER = 28
 BTF_KIND_STRUCT = 4
 BTF_KIND_TYPEDEF = 8
@@ -253,6 +254,8 @@ if _lib is not None:
     _link_pin = _fn("bpf_link__pin", c_int, c_void_p, c_char_p)
     _link_destroy = _fn("bpf_link__destroy", c_int, c_void_p)
     _link_fd = _fn("bpf_link__fd", c_int, c_void_p)
+    _iter_create = _fn("bpf_iter_create", c_int, c_int)
+    _map_set_max_entries = _fn("bpf_map__set_max_entries", c_int, c_void_p, c_uint32)
     _fstatfs = _libc.fstatfs
     _fstatfs.restype = c_int
     _fstatfs.argtypes = [c_int, c_void_p]
@@ -308,6 +311,11 @@ class BpfObject:
     def set_map_pin_path(self, map_name: str, pin_path: str) -> None:
         m = _check_ptr(_obj_find_map(self._handle(), map_name.encode()), "find_map", map_name)
         _check_int(_map_set_pin_path(m, _b(pin_path)), "bpf_map__set_pin_path", pin_path)
+
+    def set_map_max_entries(self, map_name: str, entries: int) -> None:
+        """Before load(): a map's size (a ring buffer's bytes: a power of two, page aligned)."""
+        m = _check_ptr(_obj_find_map(self._handle(), map_name.encode()), "find_map", map_name)
+        _check_int(_map_set_max_entries(m, entries), "bpf_map__set_max_entries", map_name)
 
     def map_fd(self, map_name: str) -> int:
         m = _check_ptr(_obj_find_map(self._handle(), map_name.encode()), "find_map", map_name)
@@ -366,10 +374,11 @@ class BpfProgram:
         ctypes.set_errno(0)
         return BpfLink(_check_ptr(_prog_attach(self._p), "bpf_program__attach", self.name))
 
-    def link_cgroup_iter(self, cgroup_fd: int, what: str) -> int:
-        """BPF_LINK_CREATE of a SELF_ONLY cgroup iterator for the cgroup open at cgroup_fd, as one
-        raw bpf(2) call (the per-cgroup hot path of a first pass); returns the link fd."""
-        info = IterLinkInfoCgroup(order=BPF_CGROUP_ITER_SELF_ONLY, cgroup_fd=cgroup_fd, cgroup_id=0)
+    def link_cgroup_iter(self, cgroup_fd: int, what: str, order: int = BPF_CGROUP_ITER_SELF_ONLY) -> int:
+        """BPF_LINK_CREATE of a cgroup iterator (SELF_ONLY unless `order` says otherwise) for the
+        cgroup open at cgroup_fd, as one raw bpf(2) call (the per-cgroup hot path of a first
+        pass); returns the link fd."""
+        info = IterLinkInfoCgroup(order=order, cgroup_fd=cgroup_fd, cgroup_id=0)
         attr = LinkCreateIter(prog_fd=self.fd(), attach_type=BPF_TRACE_ITER, iter_info=ctypes.addressof(info),
                               iter_info_len=ctypes.sizeof(info))
         ctypes.set_errno(0)
@@ -421,6 +430,12 @@ class BpfLink:
 
 
 # --- raw fds: pins, info, maps -------------------------------------------------------------------
+
+
+def iter_create(link_fd: int, what: str) -> int:
+    """A new iterator session (an fd to read) of the iterator link link_fd."""
+    ctypes.set_errno(0)
+    return _check_int(_iter_create(link_fd), "bpf_iter_create", what)
 
 
 def obj_get(path: str) -> int:
