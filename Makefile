@@ -18,7 +18,7 @@ PREFIX ?= /usr/local
 UNITDIR ?= /etc/systemd/system
 PROGRESS := scripts/progress.sh
 
-.PHONY: FORCE all deps bpf bpf-objects install uninstall demo test lint lint-run pytest-run lock test-latest unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-a1-test kernel-debug-test kernel-bench kernel-smoke
+.PHONY: FORCE all deps bpf bpf-objects install uninstall demo test lint lint-run pytest-run lock test-latest test-lowest unit clean-build start-daemon stop-daemon bench kernel kernel-bisect kernel-test kernel-a1-test kernel-debug-test kernel-bench kernel-smoke
 
 all: bpf
 
@@ -98,6 +98,10 @@ lock: deps
 # Lint, types and the host suite on the newest release of every dependency (throwaway venv; run before a stop).
 test-latest: bpf
 	scripts/test-latest.sh
+
+# The same on the lowest releases pyproject.toml's bounds allow (so the bounds are true).
+test-lowest: bpf
+	scripts/test-latest.sh --lowest
 
 unit: deps
 	$(VENV)/pytest -q -m unit
