@@ -77,12 +77,14 @@ def test_cgroup_reader_killed_by_its_callback_is_replaced(mirror: Mirror, monkey
     start_faulty(mirror)
     passes = mirror.full_passes()
     os.mkdir(mirror.cg("boom"))
+    os.mkdir(mirror.cg("a/b/after"))  # its event is queued behind boom's
+    wait_for(lambda: os.path.exists(mirror.stat_path("a/b/after")), 15, "a/b/after mirrored")
+    wait_for(lambda: os.path.exists(mirror.stat_path("boom")), 15, "boom mirrored by the full pass")
+    wait_for(lambda: mirror.full_passes() > passes, 15, "the full pass recorded")
     entry = wait_restarted(mirror, "cgroup")
     assert "injected: a callback raised" in str(entry["reason"]), entry
-    wait_for(lambda: os.path.exists(mirror.stat_path("boom")), 15, "boom mirrored by the full pass")
-    assert mirror.full_passes() > passes
-    os.mkdir(mirror.cg("a/b/after"))  # below directories the new watcher had to watch again
-    wait_for(lambda: os.path.exists(mirror.stat_path("a/b/after")), 15, "a/b/after mirrored")
+    os.mkdir(mirror.cg("a/b/later"))  # below directories the new watcher had to watch again
+    wait_for(lambda: os.path.exists(mirror.stat_path("a/b/later")), 15, "a/b/later mirrored by its event")
     daemon = mirror.status()["daemon"]
     assert isinstance(daemon, dict) and daemon["watcher_restarts"] == 1, daemon
     assert exported_restarts(mirror, monkeypatch) == 1
@@ -95,12 +97,14 @@ def test_cgroup_reader_whose_fd_was_closed_is_replaced(mirror: Mirror) -> None:
     os.makedirs(mirror.cg("a/b"))
     proc = start_faulty(mirror)
     proc.send_signal(signal.SIGUSR1)
+    os.mkdir(mirror.cg("a/b/after"))
+    wait_for(lambda: os.path.exists(mirror.stat_path("a/b/after")), 15, "a/b/after mirrored")
     entry = wait_restarted(mirror, "cgroup")
     assert "closed" in str(entry["reason"]), entry
     want = sorted(dir_inodes(mirror.cgroup_root))
     wait_for(lambda: sorted(inotify_marks(proc.pid)) == want, 15, "the new instance's marks")
-    os.mkdir(mirror.cg("a/b/after"))
-    wait_for(lambda: os.path.exists(mirror.stat_path("a/b/after")), 15, "a/b/after mirrored")
+    os.mkdir(mirror.cg("a/b/later"))
+    wait_for(lambda: os.path.exists(mirror.stat_path("a/b/later")), 15, "a/b/later mirrored by its event")
     assert len(restarts(mirror)) == 1
 
 
@@ -119,6 +123,7 @@ def mount_table_change() -> Iterator[None]:
 
 
 def _v1_mirrored_after_restart(mirror: Mirror, name: str) -> None:
+    """A hierarchy mounted now (seen only through the mount table) and a cgroup in it: mirrored."""
     with mounted_v1_hierarchy(f"none,{name}") as path:
         os.makedirs(os.path.join(path, "late/child"))
         wait_for(lambda: os.path.isdir(os.path.join(mirror.bpffs, "cgroup-v1", name, "late/child")), 15,
@@ -130,9 +135,9 @@ def test_mount_reader_killed_by_its_callback_is_replaced(mirror: Mirror) -> None
     name = f"name=bpffs-test-{uuid.uuid4().hex[:8]}"
     start_faulty(mirror, "--v1", name, env={"BPFFS_SYNC_TEST_MOUNTS_RAISE": "1"})
     with mount_table_change():
-        entry = wait_restarted(mirror, "mounts")
+        _v1_mirrored_after_restart(mirror, name)
+    entry = wait_restarted(mirror, "mounts")
     assert "injected: the mount hint raised" in str(entry["reason"]), entry
-    _v1_mirrored_after_restart(mirror, name)
 
 
 def test_mount_reader_whose_fd_was_closed_is_replaced(mirror: Mirror) -> None:
@@ -140,6 +145,6 @@ def test_mount_reader_whose_fd_was_closed_is_replaced(mirror: Mirror) -> None:
     name = f"name=bpffs-test-{uuid.uuid4().hex[:8]}"
     proc = start_faulty(mirror, "--v1", name)
     proc.send_signal(signal.SIGUSR2)
+    _v1_mirrored_after_restart(mirror, name)
     entry = wait_restarted(mirror, "mounts")
     assert "closed" in str(entry["reason"]), entry
-    _v1_mirrored_after_restart(mirror, name)
