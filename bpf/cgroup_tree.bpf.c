@@ -11,6 +11,10 @@
  * second read() (cgroup_mutex is dropped in between: EOPNOTSUPP), while the ring buffer has no
  * such limit. A full ring counts `dropped` and the reader falls back to walking cgroupfs.
  *
+ * The summary also carries a digest of every record in walk order (a 64-bit multiply-xorshift
+ * mix of each field and name byte), so a reader that only wants to know whether the tree changed
+ * since its last walk can skip the ring (move its consumer position to the producer's).
+ *
  * One walk at a time per loaded object: the counters are globals, reset by the epilogue, and the
  * reader consumes the ring after each read (bpffs_sync/mirror/cgtree.py holds a lock).
  */
@@ -28,6 +32,13 @@ struct {
 
 __u64 records = 0;
 __u64 dropped = 0;
+__u64 digest = 0;
+
+static __always_inline __u64 mix(__u64 h, __u64 v)
+{
+	h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
+	return h ^ (h >> 29);
+}
 
 SEC("iter/cgroup")
 int cgroup_tree(struct bpf_iter__cgroup *ctx)
@@ -43,8 +54,10 @@ int cgroup_tree(struct bpf_iter__cgroup *ctx)
 	if (!cgrp) { /* epilogue: the walk is over */
 		sum.records = records;
 		sum.dropped = dropped;
+		sum.digest = digest;
 		records = 0;
 		dropped = 0;
+		digest = 0;
 		bpf_seq_write(seq, &sum, sizeof(sum));
 		return 0;
 	}
@@ -63,6 +76,12 @@ int cgroup_tree(struct bpf_iter__cgroup *ctx)
 	if (len > CGROUP_TREE_NAME_MAX)
 		len = CGROUP_TREE_NAME_MAX;
 	rec.name_len = len;
+	digest = mix(mix(mix(digest, rec.id), rec.parent_id), ((__u64)rec.level << 16) | rec.name_len);
+	for (int i = 0; i < CGROUP_TREE_NAME_MAX; i++) {
+		if (i >= len)
+			break;
+		digest = mix(digest, rec.name[i]);
+	}
 	if (bpf_ringbuf_output(&tree, &rec, CGROUP_TREE_HDR + len, BPF_RB_NO_WAKEUP))
 		dropped++;
 	else

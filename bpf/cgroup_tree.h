@@ -19,7 +19,8 @@ struct cgroup_tree_rec {
 /* Written to the iterator's seq_file once, after the walk (the NULL-cgroup epilogue). */
 struct cgroup_tree_summary {
 	__u64 records; /* records written to the ring buffer by this walk */
-	__u64 dropped; /* records the ring buffer had no room for (the reader falls back) */
+	__u64 dropped; /* records the ring buffer had no room for (the reader grows the ring) */
+	__u64 digest;  /* of every record in order: equal digests, equal trees (the reader skips the ring) */
 };
 
 #endif

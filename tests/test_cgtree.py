@@ -36,10 +36,11 @@ def reader(kernel: None) -> Iterator[cgtree.TreeReader]:
 def _from_iterator(reader: cgtree.TreeReader, layout: Layout) -> tuple[DesiredView, int]:
     fd = cgroupfs.open_root(layout.cgroup_root)
     try:
-        blob, count = reader.read(fd, layout.cgroup_root)
+        tree = reader.read(fd, layout.cgroup_root)
     finally:
         os.close(fd)
-    return cgroupfs.view_from_records(layout, STATS, blob), count
+    assert tree.records is not None
+    return cgroupfs.view_from_records(layout, STATS, tree.records), tree.count
 
 
 def _assert_same(a: DesiredView, b: DesiredView) -> None:
@@ -119,6 +120,24 @@ def test_reads_during_churn_are_whole_trees(cgroup_root: str, reader: cgtree.Tre
             assert count == len(view.ids)
     assert churn.during > 0
     _assert_same(_from_iterator(reader, layout)[0], cgroupfs.walk(layout, STATS))
+
+
+def test_digest_skips_an_unchanged_tree(cgroup_root: str, reader: cgtree.TreeReader) -> None:
+    """Given the last digest, an unchanged tree is not copied out; any change (a mkdir, an rmdir
+    and a mkdir of the same name: a new id) gives another digest and the records."""
+    os.makedirs(os.path.join(cgroup_root, "a/b"))
+    fd = cgroupfs.open_root(cgroup_root)
+    try:
+        first = reader.read(fd, cgroup_root)
+        again = reader.read(fd, cgroup_root, unless=first.digest)
+        assert again.records is None and again.count == 3 and again.digest == first.digest
+        os.rmdir(os.path.join(cgroup_root, "a/b"))
+        os.mkdir(os.path.join(cgroup_root, "a/b"))
+        renewed = reader.read(fd, cgroup_root, unless=first.digest)
+        assert renewed.digest != first.digest and renewed.records is not None and renewed.count == 3
+        assert reader.read(fd, cgroup_root).records == renewed.records  # the skipped ring left nothing behind
+    finally:
+        os.close(fd)
 
 
 def test_ring_grows_for_a_larger_tree(cgroup_root: str) -> None:

@@ -8,9 +8,11 @@ mmap'ed here and consumed after each read (bpf(2) ring buffer layout: a consumer
 page, the data pages mapped twice so a record is contiguous; each record an 8-byte header whose
 length has the BUSY and DISCARD bits, padded to 8 bytes).
 
-read() returns the records back to back, headers dropped (bytes: equal bytes are an equal tree),
-or raises TreeUnavailable: no libbpf / BTF / ring buffers, the object not built, or a tree larger
-than the ring even after it grew. The caller then walks cgroupfs instead (cgroupfs.walk).
+read() returns a Tree: the records back to back, headers dropped, how many, and the kernel's
+digest of them (equal digests: an equal tree). Given the digest of the last read, an equal tree is
+not copied out at all (records None: the ring is skipped). It raises TreeUnavailable: no libbpf,
+BTF or ring buffers, the object not built, or a tree larger than the ring even after it grew.
+The caller then walks cgroupfs instead (cgroupfs.walk).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import mmap
 import os
 import struct
 import threading
+from dataclasses import dataclass
 
 from bpffs_sync import libbpf, log
 from bpffs_sync.errors import SyncError
@@ -30,7 +33,7 @@ OBJECT = "cgroup_tree.bpf.o"
 PROGRAM = "cgroup_tree"
 RING = "tree"
 HDR = struct.Struct("<QQHH")  # struct cgroup_tree_rec up to name (bpf/cgroup_tree.h)
-SUMMARY = struct.Struct("<QQ")  # struct cgroup_tree_summary
+SUMMARY = struct.Struct("<QQQ")  # struct cgroup_tree_summary
 _RB_HDR = struct.Struct("<II")  # struct bpf_ringbuf_hdr: len (with flag bits), pg_off
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
@@ -41,6 +44,13 @@ MAX_RING = 1 << 28  # 256 MiB: some 6 million cgroups of 16-byte names
 
 class TreeUnavailable(SyncError):
     """The iterator cannot give the tree now: the caller walks cgroupfs instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    records: bytes | None  # None: the digest equals the one the caller gave (the ring was skipped)
+    count: int  # cgroups
+    digest: int  # of every record in walk order (bpf/cgroup_tree.bpf.c)
 
 
 class TreeReader:
@@ -84,23 +94,24 @@ class TreeReader:
             self._obj.close()
         self._obj = self._cons = self._data = None
 
-    def read(self, cgroup_fd: int, what: str) -> tuple[bytes, int]:
-        """(the records of every live cgroup at and below the cgroup open at cgroup_fd, pre-order;
-        how many). A ring too small for the tree is grown (reloaded) and the walk run again."""
+    def read(self, cgroup_fd: int, what: str, unless: int | None = None) -> Tree:
+        """The records of every live cgroup at and below the cgroup open at cgroup_fd, pre-order
+        (not copied when their digest is `unless`). A ring too small for the tree is grown
+        (reloaded) and the walk run again."""
         with self._lock:
             while True:
-                blob, count, dropped = self._walk(cgroup_fd, what)
+                blob, count, dropped, digest = self._walk(cgroup_fd, what, unless)
                 if not dropped:
-                    return blob, count
+                    return Tree(blob, count, digest)
                 if self.ring_bytes >= MAX_RING:
                     raise TreeUnavailable("cgroup tree", what, 0, f"{count + dropped} cgroups do not fit the ring")
                 grown = self.ring_bytes
-                while grown < MAX_RING and grown < 2 * (len(blob) + 16 * (count + dropped)):
+                while grown < MAX_RING and grown < 2 * (len(blob or b"") + 16 * (count + dropped)):
                     grown *= 2
                 _log.info("cgroup_tree_ring_grown", bytes=grown, cgroups=count + dropped)
                 self._load(grown)
 
-    def _walk(self, cgroup_fd: int, what: str) -> tuple[bytes, int, int]:
+    def _walk(self, cgroup_fd: int, what: str, unless: int | None) -> tuple[bytes | None, int, int, int]:
         obj, cons, data = self._obj, self._cons, self._data
         if obj is None or cons is None or data is None:
             raise TreeUnavailable("cgroup tree", what, 0, "reader closed")
@@ -117,14 +128,17 @@ class TreeReader:
             os.close(link)
         if len(summary) != SUMMARY.size:
             raise TreeUnavailable("cgroup tree", what, 0, f"summary of {len(summary)} bytes")
-        count, dropped = SUMMARY.unpack(summary)
-        return self._consume(cons, data), count, dropped
+        count, dropped, digest = SUMMARY.unpack(summary)
+        (end,) = struct.unpack_from("<Q", data, 0)  # the producer position
+        if digest == unless and not dropped:
+            struct.pack_into("<Q", cons, 0, end)  # nothing to copy: the ring is skipped
+            return None, count, dropped, digest
+        return self._consume(cons, data, end), count, dropped, digest
 
-    def _consume(self, cons: mmap.mmap, data: mmap.mmap) -> bytes:
-        """Every record from the consumer to the producer position, headers dropped; the ring is
-        then empty (the consumer position moved to the producer's)."""
+    def _consume(self, cons: mmap.mmap, data: mmap.mmap, end: int) -> bytes:
+        """Every record from the consumer position to end (the producer's), headers dropped; the
+        ring is then empty (the consumer position moved to end)."""
         (pos,) = struct.unpack_from("<Q", cons, 0)
-        (end,) = struct.unpack_from("<Q", data, 0)
         mask = self.ring_bytes - 1
         parts = []
         unpack = _RB_HDR.unpack_from

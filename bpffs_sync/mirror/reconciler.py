@@ -9,8 +9,9 @@ walk on a *deep* pass -- the first, and every deep_every-th full pass after it -
 mirror as this reconciler left it: the last deep walk with every op applied since, and the scopes
 of scoped passes re-read (the daemon's own pins are trusted between deep verifies, so drift made
 behind its back in a part no hint touches is healed by the next deep pass, not the next pass).
-A full pass whose tree records are byte-equal to the last one's, with nothing changed in the
-mirror since that pass ended in step, is a no-op without a diff.
+A full pass whose tree has the digest of the last one's (computed by the iterator program over
+every record), with nothing changed in the mirror since that pass ended in step, is a no-op
+without copying the records, building the tree or a diff.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Reconciler:
         self._actual: ActualTree | None = None  # the mirror as of the last deep walk + ops since
         self._since_deep = 0  # full passes since the last deep one
         self._dirty: set[RelPath] = set()  # scopes of scoped passes whose ops did not all land
-        self._blob: bytes | None = None  # the last full pass's tree records
+        self._digest: int | None = None  # of the last full pass's tree records (cgtree.Tree.digest)
         self._clean = False  # the cache is in step with that tree (nothing changed since)
         self._opaque: set[RelPath] = set()  # the parts of the mirror the cache does not know
         self.stats = stats
@@ -162,18 +163,20 @@ class Reconciler:
 
     # --- the full pass: the tree from one iterator read, the mirror from the cache between deep walks
 
-    def _tree(self, deep: bool) -> tuple[DesiredView | None, bytes | None, int, str]:
-        """The whole desired tree: (view, the iterator's records or None, cgroups, source). The
-        view is None when the records equal the last pass's and the cache is in step with them
-        (a no-op: nothing to build, nothing to diff) and the pass is not deep."""
+    def _tree(self, deep: bool) -> tuple[DesiredView | None, int | None, int, str]:
+        """The whole desired tree: (view, the records' digest or None, cgroups, source). The view
+        is None when the tree's digest equals the last pass's and the cache is in step with it (a
+        no-op: nothing to build, nothing to diff) and the pass is not deep."""
         reader = cgtree.shared() if self._use_reader and not self._reader_failed else None
         if reader is not None:
             try:
-                blob, count = reader.read(self.roots.cgroup(), self.layout.cgroup_root)
-                if not deep and blob == self._blob and self._clean and not self._dirty:
-                    return None, blob, count, "iterator"
-                view = cgroupfs.view_from_records(self.layout, self.stat_names, blob)
-                return view, blob, len(view.ids), "iterator"
+                noop = not deep and self._clean and not self._dirty
+                tree = reader.read(self.roots.cgroup(), self.layout.cgroup_root,
+                                   self._digest if noop else None)
+                if tree.records is None:
+                    return None, tree.digest, tree.count, "iterator"
+                view = cgroupfs.view_from_records(self.layout, self.stat_names, tree.records)
+                return view, tree.digest, len(view.ids), "iterator"
             except (cgtree.TreeUnavailable, cgroupfs.TornTree) as err:
                 self._reader_failed = True
                 _log.warning("cgroup_tree_fallback", tree=self.layout.mirror, error=str(err),
@@ -184,7 +187,7 @@ class Reconciler:
     def _observe_full(self) -> tuple[Plan, set[int], int, bool, str, ActualTree | None]:
         """(plan, live ids, cgroups read, cached, source, the actual tree to keep)."""
         deep = self._actual is None or self._since_deep + 1 >= self.deep_every or len(self._dirty) > DIRTY_MAX
-        view, blob, count, source = self._tree(deep)
+        view, digest, count, source = self._tree(deep)
         if view is None:  # no-op
             self._since_deep += 1
             return Plan(), set(), count, True, source, self._actual
@@ -198,7 +201,7 @@ class Reconciler:
             self._since_deep += 1
             actual, opaque = self._refresh_dirty(mroot)
         self._dirty.clear()
-        self._blob = blob
+        self._digest = digest
         self._opaque = opaque  # unread parts of the mirror (too deep, transient errors): left alone till deep
         live = {d.cgroup_id for d in view.tree.values() if d.kind is Kind.PIN}
         plan = diff(view.tree, actual, view.conflicts, view.opaque | opaque)
