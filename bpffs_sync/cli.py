@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from bpffs_sync import log, preflight, rundir
+from bpffs_sync import log, preflight, printable, rundir
 from bpffs_sync.errors import EnvironmentProblem, SyncError, UsageError
 from bpffs_sync.programs import lookup
 
@@ -144,7 +144,8 @@ def _with_daemon_access(args: argparse.Namespace, layout: Any) -> Any:
 
 
 def _print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+    """A --json document: names that are not UTF-8 as escaped text + `<field>_b64` (printable.json_safe)."""
+    json.dump(printable.json_safe(doc), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 
 
@@ -240,7 +241,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.to_json())
     else:
-        print(report.to_text())
+        print(report.to_text())  # names escaped where the text is composed (printable.escape)
     return EXIT_OK if report.in_sync else EXIT_DRIFT
 
 
@@ -265,7 +266,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"mode": backend.mode, "removed": removed})
     else:
-        print(f"removed {removed} entries under {layout.bpffs}")
+        print(f"removed {removed} entries under {printable.escape(layout.bpffs)}")
     return EXIT_OK
 
 
@@ -274,13 +275,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
     preflight.require_root()
     bpffs_dir = os.path.abspath(args.bpffs or preflight.DEFAULT_BPFFS)
     if args.bpffs is None and not preflight.is_bpffs(bpffs_dir):
-        print(f"no bpffs at {bpffs_dir}: no bpffs-sync run to stop")
+        print(f"no bpffs at {printable.escape(bpffs_dir)}: no bpffs-sync run to stop")
         return EXIT_OK
     preflight.require_directory("--bpffs", bpffs_dir)
     preflight.require_bpffs_root(bpffs_dir)
     who = rundir.holder(bpffs_dir)
     if who is None:
-        print(f"no bpffs-sync run holds {bpffs_dir}")
+        print(f"no bpffs-sync run holds {printable.escape(bpffs_dir)}")
         return EXIT_OK
     if not who.verified or who.role != rundir.ROLE_RUN:
         raise EnvironmentProblem("stop", bpffs_dir, 0, f"{who.describe()} holds the lock and is not a bpffs-sync run: "
@@ -292,7 +293,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
                 raise EnvironmentProblem("stop", bpffs_dir, 0, f"{who.describe()} still holds the lock after "
                                                                f"{args.timeout:g} s")
             time.sleep(0.05)
-    print(f"stopped {who.describe()} on {bpffs_dir}")
+    print(f"stopped {who.describe()} on {printable.escape(bpffs_dir)}")
     return EXIT_OK
 
 
@@ -450,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Cgroup names are bytes; undecodable ones travel as surrogate escapes and print back verbatim.
+    # Cgroup names are bytes; undecodable ones travel as surrogate escapes. What prints them escapes
+    # them (printable.escape, printable.json_safe); surrogateescape only keeps a slip from crashing.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
@@ -460,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except SyncError as err:
-        print(f"bpffs-sync: error: {err}", file=sys.stderr)
+        # One line whatever the names in it hold (a path may contain a newline or an escape sequence).
+        print(f"bpffs-sync: error: {printable.escape(str(err))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
@@ -470,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a bug: still one line, with a pointer to the full story
         if args.log_level == "debug":
             raise
-        print(f"bpffs-sync: internal error: {type(err).__name__}: {err} (rerun with --log-level debug)",
-              file=sys.stderr)
+        print(f"bpffs-sync: internal error: {type(err).__name__}: {printable.escape(str(err))} "
+              "(rerun with --log-level debug)", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -112,7 +112,7 @@ def test_daemon_never_crosses_a_mount_point(mirror: Mirror, foreign: Foreign) ->
     assert sorted(e["path"] for e in crossed) == ["x", "z"], crossed  # once each, not once per pass
     assert not [e for e in events if e.get("event") == "op_failed"], mirror.log()
     foreign.umount()
-    wait_for(lambda: mirror.in_sync(), 60, "in sync once unmounted")
+    wait_for(mirror.in_sync, 60, "in sync once unmounted")
     assert os.path.exists(mirror.stat_path("x/y")) and os.path.exists(mirror.stat_path("z/q"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -39,19 +40,49 @@ def test_odd_name_is_mirrored(mirror: Mirror, name: str) -> None:
 
 
 def test_undecodable_name(mirror: Mirror) -> None:
-    """A name that is not UTF-8 is mirrored byte for byte and printed back verbatim by verify."""
+    """A name that is not UTF-8 is mirrored byte for byte; verify shows it escaped (\\xNN) as text,
+    and as JSON gives valid UTF-8: the escaped text in `path`, the exact bytes in `path_b64`."""
     name = b"raw-\xff\xfe.bin"
     os.mkdir(os.path.join(os.fsencode(mirror.cgroup_root), name))
     mirror.cli("run", "--once", check=True)
     assert name in os.listdir(os.fsencode(os.path.join(mirror.bpffs, "cgroup")))
     assert os.path.exists(os.path.join(os.fsencode(mirror.bpffs), b"cgroup", name, b"hist_oncpu"))
     os.unlink(os.path.join(os.fsencode(mirror.bpffs), b"cgroup", name, b"hist_oncpu"))
-    res = subprocess.run([sys.executable, "-m", "bpffs_sync", "verify", *mirror.args()], capture_output=True,
-                         env={**os.environ, **mirror.env}, check=False)
+    res = _verify_bytes(mirror)
     assert res.returncode == 1, res.stderr
-    assert b"missing        " + name + b"/hist_oncpu" in res.stdout
-    doc = json.loads(mirror.cli("verify", "--json").stdout)
-    assert os.fsencode(doc["drift"]["missing"][0]["path"]) == name + b"/hist_oncpu"
+    assert b"missing        raw-\\xff\\xfe.bin/hist_oncpu" in res.stdout, res.stdout
+    res = _verify_bytes(mirror, "--json")
+    doc = json.loads(res.stdout.decode("utf-8"))  # strict UTF-8: no lone surrogate ("\\udcff") in it
+    assert b"\\udc" not in res.stdout, res.stdout
+    item = doc["drift"]["missing"][0]
+    assert base64.b64decode(item["path_b64"]) == name + b"/hist_oncpu"
+    assert item["path"] == "raw-\\xff\\xfe.bin/hist_oncpu"
+
+
+def _verify_bytes(mirror: Mirror, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "bpffs_sync", "verify", *mirror.args(), *args],
+                          capture_output=True, env={**os.environ, **mirror.env}, check=False)
+
+
+def test_control_characters_are_escaped_in_text(mirror: Mirror) -> None:
+    """A cgroup named with an escape sequence or a tab is mirrored verbatim; verify's text shows
+    it escaped and never writes the control bytes; --json keeps the exact name."""
+    names = ["evil-\x1b[2J\x1b[H\x07", "tab\there", "c1-\x9b31m"]  # cgroupfs refuses a newline
+    for name in names:
+        os.mkdir(mirror.cg(name))
+    mirror.cli("run", "--once", check=True)
+    for name in names:
+        assert os.path.exists(mirror.stat_path(name))
+        os.unlink(mirror.stat_path(name))
+    res = _verify_bytes(mirror)
+    assert res.returncode == 1, res.stderr
+    for control in (b"\x1b", b"\x07", b"\xc2\x9b"):
+        assert control not in res.stdout, res.stdout
+    lines = res.stdout.decode("utf-8").splitlines()
+    for shown in ("evil-\\x1b[2J\\x1b[H\\x07", "tab\\x09here", "c1-\\u009b31m"):
+        assert any(line.startswith(f"missing        {shown}/hist_oncpu (cgroup ") for line in lines), lines
+    doc = json.loads(_verify_bytes(mirror, "--json").stdout.decode("utf-8"))
+    assert sorted(d["path"] for d in doc["drift"]["missing"]) == sorted(f"{n}/hist_oncpu" for n in names)
 
 
 def test_dotted_entries_survive_drop_caches(mirror: Mirror) -> None:

@@ -12,6 +12,7 @@ from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import LibbpfError, Tampered
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.paths import MIRROR_V1, Layout
+from bpffs_sync.printable import escape
 from bpffs_sync.programs import CATALOGUE, StatProgram
 from bpffs_sync.stats import COLLECTOR_PIN, private_dir
 
@@ -193,4 +194,4 @@ def to_text(doc: dict[str, Any]) -> str:
         t = trees.get(f"cgroup-v1/{name}", {})
         src = f"  <-  {t['cgroup_root']} ({', '.join(t['stats']) or 'no stats'})" if t else ""
         lines.append(f"v1       cgroup-v1/{name}: {v['dirs']} directories, {v['stat_files']} stat files{src}")
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)  # names are data: each line one line, never obeyed

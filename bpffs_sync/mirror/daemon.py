@@ -475,6 +475,21 @@ def run(layout: Layout, specs: list[StatProgram], opts: RunOptions, selection: S
     daemon = Daemon(layout, specs, opts, selection)
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)
+    # SIGHUP: a full resync at once (not the default death mid-pass). The handler only queues, as
+    # request_stop does; the log line comes from a thread (a handler must not take the log's lock).
+    hup = threading.Event()
+
+    def log_hups() -> None:
+        while hup.wait():
+            hup.clear()
+            _log.info("resync_requested", signal="SIGHUP")
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        daemon.queue.put(None)
+        hup.set()
+
+    threading.Thread(target=log_hups, name="sighup-log", daemon=True).start()
+    signal.signal(signal.SIGHUP, on_hup)
     with rundir.exclusive(layout.bpffs, rundir.ROLE_RUN) as files:
         # Every pass checks that the bpffs at the path is still the instance locked here (Remounted).
         daemon.layout = replace(layout, bpffs_dev=os.stat(layout.bpffs).st_dev)

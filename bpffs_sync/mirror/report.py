@@ -2,6 +2,10 @@
 tree walk cannot see (collectors, kernel links). The same Report serves every backend: the
 user-space mirror (backends/pins.py) and the kernel's (backends/kernel_a1.py), since both are a
 desired tree (cgroupfs) diffed against an actual one (bpffs).
+
+Names are data: to_text escapes every name and problem it prints (printable.escape: a cgroup named
+"\x1b[2J" is shown, never obeyed); to_json leaves names as they are and the CLI makes the
+document valid UTF-8 (printable.json_safe).
 """
 
 from __future__ import annotations
@@ -13,13 +17,19 @@ from bpffs_sync import dirfd
 from bpffs_sync.mirror.diff import OpKind, Plan, Reason
 from bpffs_sync.mirror.forest import TopDrift, v1_root
 from bpffs_sync.mirror.tree import ConflictReason
-from bpffs_sync.paths import Layout, display
+from bpffs_sync.paths import Layout, RelPath, display
+from bpffs_sync.printable import escape
 
 _CONFLICT_TEXT = {
     ConflictReason.SHADOWED: "cgroup named like a stat file",
     ConflictReason.UNREADABLE: "cgroup directory unreadable",
     ConflictReason.TOO_DEEP: "cgroup too deep",
 }
+
+
+def _shown(path: RelPath) -> str:
+    """A relative path as text output shows it: display(), every name escaped."""
+    return escape(display(path))
 
 
 @dataclass(slots=True)
@@ -83,14 +93,15 @@ class Report:
                 extra = f" (serves cgroup {op.actual_cgroup_id}, expected {op.cgroup_id})"
             elif op.kind is OpKind.PIN:
                 extra = f" (cgroup {op.cgroup_id})"
-            lines.append(f"{op.reason!s:<14} {display(op.path)}{extra}")
-        lines.extend(f"{Reason.MOUNT_POINT!s:<14} {display(p)} ({dirfd.MOUNTED})" for p in self.plan.mounts)
-        lines.extend(f"{'collector':<14} {p}" for p in self.collector_problems)
-        lines.extend(f"{'link':<14} {p}" for p in self.link_problems)
-        lines.extend(f"{'conflict':<14} {display(c.path)} ({_CONFLICT_TEXT[c.reason]}"
-                     f"{': ' + c.detail if c.detail else ''}; not mirrored)" for c in self.plan.conflicts)
+            lines.append(f"{op.reason!s:<14} {_shown(op.path)}{extra}")
+        lines.extend(f"{Reason.MOUNT_POINT!s:<14} {_shown(p)} ({dirfd.MOUNTED})" for p in self.plan.mounts)
+        lines.extend(f"{'collector':<14} {escape(p)}" for p in self.collector_problems)
+        lines.extend(f"{'link':<14} {escape(p)}" for p in self.link_problems)
+        lines.extend(f"{'conflict':<14} {_shown(c.path)} ({_CONFLICT_TEXT[c.reason]}"
+                     f"{': ' + escape(c.detail) if c.detail else ''}; not mirrored)" for c in self.plan.conflicts)
         verdict = "in sync" if self.in_sync else f"DRIFT: {self.drifted} entries"
-        lines.append(f"{verdict}: {self.cgroups} cgroups, {self.files} stat files under {self.layout.mirror_root}")
+        lines.append(f"{verdict}: {self.cgroups} cgroups, {self.files} stat files under "
+                     f"{escape(self.layout.mirror_root)}")
         return "\n".join(lines)
 
 
@@ -124,12 +135,12 @@ class ForestReport:
     def to_text(self) -> str:
         lines = []
         for d in self.top:
-            what = f" -> {d.target} (symlink)" if d.target else ""
-            lines.append(f"{d.reason:<14} {d.name}{what}")
+            what = f" -> {escape(d.target)} (symlink)" if d.target else ""
+            lines.append(f"{d.reason:<14} {escape(d.name)}{what}")
         verdict = "in sync" if not self.top else f"DRIFT: {len(self.top)} entries"
-        lines.append(f"{verdict}: {v1_root(self.bpffs)} (hierarchy directories and controller symlinks)")
+        lines.append(f"{verdict}: {escape(v1_root(self.bpffs))} (hierarchy directories and controller symlinks)")
         for r in self.trees:
             lines.append("")
-            lines.append(f"== {r.layout.mirror} <- {r.layout.cgroup_root}")
+            lines.append(f"== {escape(r.layout.mirror)} <- {escape(r.layout.cgroup_root)}")
             lines.append(r.to_text())
         return "\n".join(lines)
