@@ -9,7 +9,7 @@ from typing import Any
 
 from bpffs_sync import dirfd, libbpf, rundir
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.errors import LibbpfError, Tampered
+from bpffs_sync.errors import LibbpfError, SyncError, Tampered
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.paths import MIRROR_V1, Layout
 from bpffs_sync.printable import escape
@@ -90,9 +90,9 @@ def _mirror(bpffs_root: str, parts: tuple[str, ...], stats: frozenset[str]) -> d
             return None
         if not is_dir or len(rel) >= dirfd.MAX_DEPTH:
             return None
-        try:
-            child = os.open(name, dirfd.O_DIR, dir_fd=fd)
-        except OSError:
+        try:  # never into a mount point: another filesystem's entries are not the mirror's
+            child = dirfd.open_dir(fd, name, name)
+        except SyncError:
             return None
         counts["dirs"] += 1
         return (*rel, name), child
