@@ -17,6 +17,13 @@ start time (field 22 of /proc/<pid>/stat) the holder wrote into the lock file te
 is; a pid in a status file alone proves nothing (pids are reused). `signal_holder` opens a pidfd on
 the holder and checks the lock is still its before signalling through the pidfd, so a signal never
 reaches a process that merely reuses the pid.
+
+Across PID namespaces (the exporter's container, `unshare --pid`) /proc/locks hides the holder. So the
+holder also takes an OFD write lock (fcntl F_OFD_SETLK) on the same open file: `published` tests it
+with F_OFD_GETLK, which takes nothing (a starting daemon never finds the lock busy because someone
+asked) and sees a holder in any namespace; the telemetry it returns is the one whose pid and start
+time are those the holder wrote into the lock file (compared as written, never looked up in /proc).
+Reading needs no capability: a run directory owned by root is trusted by a non-root reader.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import json
 import os
 import signal
 import stat as stat_mod
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -91,9 +99,10 @@ def telemetry_path(bpffs_root: str, directory: str | None = None) -> str:
 # --- the directory itself ------------------------------------------------------------------------
 
 
-def _open_dir(path: str, create: bool) -> int | None:
+def _open_dir(path: str, create: bool, owners: tuple[int, ...] = ()) -> int | None:
     """A directory fd on the run directory, checked: a real directory (not a symlink),
-    owned by us, not writable by group or others. None when it is absent and create is False."""
+    owned by us (or one of `owners`: a reader trusts root's), not writable by group or others.
+    None when it is absent and create is False."""
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o755)
@@ -107,7 +116,7 @@ def _open_dir(path: str, create: bool) -> int | None:
         detail = "a symlink or not a directory" if err.errno in (errno.ELOOP, errno.ENOTDIR) else ""
         raise EnvironmentProblem("run directory", path, err.errno or 0, detail) from err
     st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+    if st.st_uid not in (os.geteuid(), *owners) or st.st_mode & 0o022:
         os.close(fd)
         raise EnvironmentProblem("run directory", path, 0,
                                  f"owned by uid {st.st_uid}, mode {stat_mod.S_IMODE(st.st_mode):04o}: must be ours "
@@ -225,12 +234,77 @@ def exclusive(bpffs_root: str, role: str, directory: str | None = None) -> Itera
             other = _holder_at(dir_fd, files)
             who = other.describe() if other is not None else "another process"
             raise EnvironmentProblem(role, bpffs_root, 0, f"{who} holds this bpffs") from None
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK))  # for `published` (no one else takes it)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {start_time(os.getpid())} {role}\n".encode(), 0)
         yield files
     finally:
         os.close(fd)
         os.close(dir_fd)
+
+
+# --- what the holder publishes, seen from any PID namespace --------------------------------------
+
+_FLOCK = struct.Struct("@hhqqi4x")  # struct flock on 64-bit Linux: l_type, l_whence, l_start, l_len, l_pid
+
+
+def _flock(kind: int) -> bytes:
+    return _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0)  # the whole file
+
+
+def lock_held(fd: int) -> bool:
+    """Does anyone hold the OFD write lock on fd's file (F_OFD_GETLK: tests, takes nothing)?"""
+    kind = _FLOCK.unpack(fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock(fcntl.F_RDLCK)))[0]
+    return bool(kind != fcntl.F_UNLCK)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The lock of one bpffs as any reader sees it. held: someone holds it now; role: what the lock
+    file says (run, clean); since: when the lock file was last written (the holder's start);
+    telemetry: the document the writer of the lock file wrote, else None."""
+
+    held: bool
+    role: str
+    since: float
+    telemetry: dict[str, Any] | None
+
+
+def published(bpffs_root: str, directory: str | None = None) -> Published | None:
+    """The lock and telemetry of this bpffs; None when there is no run directory or lock file."""
+    files = files_for(bpffs_root, directory)
+    dir_fd = _open_dir(files.directory, create=False, owners=(0,))
+    if dir_fd is None:
+        return None
+    try:
+        try:
+            fd = os.open(files.lock_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        try:
+            held = lock_held(fd)
+            since = os.fstat(fd).st_mtime
+            content = os.pread(fd, 128, 0).decode(errors="replace").split()
+        finally:
+            os.close(fd)
+        doc = _read_json_at(dir_fd, files.telemetry_name)
+    finally:
+        os.close(dir_fd)
+    if len(content) < 3:
+        return Published(held, "?", since, None)
+    if doc is not None and [str(doc.get("pid")), str(doc.get("start_time"))] != content[:2]:
+        doc = None
+    return Published(held, content[2], since, doc)
+
+
+def _read_json_at(dir_fd: int, name: str) -> dict[str, Any] | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with open(fd, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 # --- telemetry -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -21,10 +22,22 @@ class Exporter:
     def url(self, path: str = "/metrics") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def scrape(self) -> str:
-        with urllib.request.urlopen(self.url(), timeout=30) as resp:
+    def scrape(self, path: str = "/metrics", timeout: float = 30) -> str:
+        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
             body: bytes = resp.read()
         return body.decode()
+
+    def get(self, path: str, timeout: float = 30) -> tuple[int, str]:
+        """(status, body) of a GET, error statuses included."""
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def log_lines(self) -> list[str]:
+        with open(self.log_path, encoding="utf-8") as f:
+            return f.read().splitlines()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -36,13 +49,14 @@ class Exporter:
             self.proc.wait()
 
 
-def start_exporter(bpffs: str, run_dir: str, *args: str) -> Exporter:
-    """`bpffs-sync export --port 0` (any free port), its port read from the export_listening log line."""
+def start_exporter(bpffs: str, run_dir: str, *args: str, wrapper: tuple[str, ...] = ()) -> Exporter:
+    """`bpffs-sync export --port 0` (any free port), its port read from the export_listening log line.
+    wrapper: argv run in front of the interpreter (e.g. `unshare --pid --fork --mount-proc`)."""
     log_path = os.path.join(run_dir, "export.log")
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "export", "--bpffs", bpffs, "--port", "0",
-             *args], stdout=log, stderr=subprocess.STDOUT, text=True,
+            [*wrapper, sys.executable, "-m", "bpffs_sync", "--log-format", "json", "export", "--bpffs", bpffs,
+             "--port", "0", *args], stdout=log, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "BPFFS_SYNC_RUN_DIR": run_dir})
     exp = Exporter(proc, log_path)
 

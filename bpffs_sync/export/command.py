@@ -7,6 +7,7 @@ import os
 from importlib import metadata
 
 from bpffs_sync.errors import UsageError
+from bpffs_sync.export.published import STALE_AFTER
 
 DEFAULT_PORT = 9847
 
@@ -32,8 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not export cgroups whose path matches this glob (repeatable)")
     p.add_argument("--bucket-stride", type=int, default=1, metavar="K",
                    help="keep every K-th log2 bucket boundary (fewer series; default 1: all 26)")
-    p.add_argument("--verify-interval", type=float, default=300.0, metavar="S",
-                   help="seconds between verify runs for the drift metrics (default 300; 0: never)")
+    p.add_argument("--verify-interval", type=float, default=0.0, metavar="S",
+                   help="as root, with no daemon publishing its drift: seconds between verify runs for the drift "
+                        "metrics (default 0: never)")
+    p.add_argument("--stale-after", type=float, default=STALE_AFTER, metavar="N",
+                   help=f"/healthz fails when the daemon's last pass is more than N resync intervals old "
+                        f"(default {STALE_AFTER:g})")
+    p.add_argument("--check", action="store_true",
+                   help="do not serve: print /healthz's verdict on the daemon and exit 0 (ok) or 1 (a probe)")
     p.set_defaults(func=run)
 
 
@@ -46,6 +53,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--bucket-stride", str(args.bucket_stride), 0, "must be 1..26")
     if args.verify_interval < 0:
         raise UsageError("--verify-interval", str(args.verify_interval), 0, "must be >= 0")
+    if not args.stale_after > 0:
+        raise UsageError("--stale-after", str(args.stale_after), 0, "must be > 0")
     for glob in (*args.include, *args.exclude):
         if not glob.startswith(("/", "*", "?", "[")):
             raise UsageError("--include/--exclude", glob, 0, "a cgroup path glob starts with / (e.g. /jobs/*)")
@@ -62,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     bpffs_dir = os.path.abspath(args.bpffs or preflight.DEFAULT_BPFFS)
     if not os.path.isdir(bpffs_dir):
         raise EnvironmentProblem("export", bpffs_dir, 0, "no such directory (--bpffs)")
+    if args.check:
+        return check(bpffs_dir, args.stale_after)
     cgroup_root = args.cgroup_root
     if cgroup_root is None:
         try:
@@ -73,8 +84,21 @@ def run(args: argparse.Namespace) -> int:
     opts = ExportOptions(
         bpffs=bpffs_dir, cgroup_root=cgroup_root, address=args.address, port=args.port,
         filter=Filter(args.max_depth, tuple(args.include), tuple(args.exclude)), bucket_stride=args.bucket_stride,
-        verify_interval=verify_interval, kernel_links=root and kernel_a1.supported(), version=version())
+        verify_interval=verify_interval, kernel_links=root and kernel_a1.supported(), version=version(),
+        stale_after=args.stale_after)
     try:
         return serve(opts)
     except OSError as err:  # the bind: address in use, not an address of this host
         raise EnvironmentProblem("export", f"{args.address}:{args.port}", err.errno or 0, "cannot listen") from err
+
+
+def check(bpffs_dir: str, stale_after: float) -> int:
+    """`export --check`: the daemon's health as /healthz says it, one line on stdout; 0 ok, 1 not (an exec probe
+    for the daemon's container that does not depend on the exporter answering)."""
+    import time
+
+    from bpffs_sync.export import published
+
+    ok, reason = published.judge(published.read(bpffs_dir), time.time(), stale_after)
+    print(reason)
+    return 0 if ok else 1

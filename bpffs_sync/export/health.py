@@ -1,13 +1,15 @@
-"""Mirror health as Prometheus families (prometheus_client): the daemon, verify, kernel links.
+"""Mirror health as Prometheus families (prometheus_client): the daemon, its drift, kernel links.
 
-- daemon: `up` when a `bpffs-sync run` holds the bpffs's lock (rundir.holder: the kernel's lock
-  table, not a pid in a file); counters and gauges from the telemetry that very daemon rewrites
-  after each round (rundir.read_telemetry). Keys the daemon does not write (yet) are absent.
-- verify: the same check as `bpffs-sync verify`, per tree and drift reason. It walks both trees
-  and asks the kernel about every pin, so it runs in its own thread every `verify_interval`
-  seconds; a scrape only reads its last result.
-- kernel links (patched kernel only): one series per cgroup stat link, files and errors.
-"""
+- daemon: `up` when a `bpffs-sync run` holds the bpffs's lock, seen from any PID namespace
+  (published.py: an F_OFD_GETLK test, not /proc/locks, not a pid in a file); counters and gauges
+  from the telemetry that very daemon rewrites after each round. Keys it does not write are absent.
+  `healthy` is /healthz's verdict (its last pass at most --stale-after resync intervals old).
+- drift: what the daemon's last full pass of each tree found, by reason, remaining and repaired
+  (the daemon publishes it: the exporter needs no capability). Only when the daemon publishes none
+  (none runs, or an older one) and the exporter may ask the kernel (root, --verify-interval > 0):
+  the same check as `bpffs-sync verify`, which walks both trees and asks the kernel about every pin,
+  so it runs in its own thread every `verify_interval` seconds; a scrape only reads its last result.
+- kernel links (patched kernel only): one series per cgroup stat link, files and errors."""
 
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bpffs_sync import log, rundir
+from bpffs_sync import log
 from bpffs_sync.errors import SyncError
+from bpffs_sync.export import published
 from bpffs_sync.mirror.diff import Reason
 from bpffs_sync.paths import MIRROR_V2, Layout
 from bpffs_sync.programs import DEFAULT_PROGRAMS, lookup
@@ -66,14 +69,10 @@ def _log2_histogram(name: str, help_text: str, hist: dict[str, Any]) -> Metric:
 
 def daemon_state(bpffs: str) -> tuple[bool, dict[str, Any]]:
     """(a `bpffs-sync run` holds this bpffs's lock, the telemetry that very process wrote or {})."""
-    try:
-        who = rundir.holder(bpffs)
-        if who is None or not who.verified or who.role != rundir.ROLE_RUN:
-            return False, {}
-        return True, rundir.read_telemetry(bpffs, who) or {}
-    except SyncError as err:  # a run directory that is not ours: shown as down, said once per scrape
-        _log.warning("export_run_dir_refused", error=str(err))
-        return False, {}
+    state = published.read(bpffs)
+    if state.refused:  # a run directory that is not trusted: shown as down, said once per scrape
+        _log.warning("export_run_dir_refused", error=state.refused)
+    return state.up, state.telemetry
 
 
 # --- verify, on its own clock ----------------------------------------------------------------------
@@ -127,6 +126,8 @@ class Verifier:
     def run_once(self) -> None:
         from bpffs_sync.backends.pins import verify
 
+        if isinstance(daemon_state(self.bpffs)[1].get("drift"), dict):
+            return  # the daemon publishes its own drift (Health shows that): no need to ask the kernel
         started = time.monotonic()
         drift: dict[str, dict[str, int]] = {}
         problems: dict[str, int] = {}
@@ -162,6 +163,29 @@ class Verifier:
             self._stop.wait(self.interval)
 
 
+def _daemon_drift(drift: dict[str, Any]) -> Iterator[Metric]:
+    """The daemon's `drift` document (mirror/daemon.py _drift): tree -> remaining/repaired by reason."""
+    labels = ["tree", "reason"]
+    remaining = GaugeMetricFamily("bpffs_sync_drift_entries", "Mirror entries out of step with cgroupfs after the "
+                                  "daemon's last full pass, by reason (0 everywhere: in sync).", labels=labels)
+    repaired = GaugeMetricFamily("bpffs_sync_drift_repaired_entries", "Mirror entries the daemon's last full pass "
+                                 "found out of step and repaired, by reason (events it missed).", labels=labels)
+    cgroups = GaugeMetricFamily("bpffs_sync_cgroups", "cgroups in each mirrored tree at the daemon's last full "
+                                "pass.", labels=["tree"])
+    at = GaugeMetricFamily("bpffs_sync_drift_timestamp_seconds", "When the daemon's last full pass of the tree "
+                           "ended.", labels=["tree"])
+    for tree, doc in sorted(drift.items()):
+        if not isinstance(doc, dict):
+            continue
+        for fam, key in ((remaining, "remaining"), (repaired, "repaired")):
+            counts = doc.get(key) or {}
+            for reason in sorted({str(r) for r in Reason} | set(counts)):
+                fam.add_metric([tree, reason], float(counts.get(reason, 0)))
+        cgroups.add_metric([tree], float(doc.get("cgroups", 0)))
+        at.add_metric([tree], float(doc.get("at", 0)))
+    yield from (remaining, repaired, cgroups, at)
+
+
 # --- the collector ---------------------------------------------------------------------------------
 
 
@@ -174,23 +198,34 @@ def _kernel_links() -> list[Any]:
 class Health(Collector):
     """prometheus_client collector: daemon telemetry, the verify thread's result, kernel links."""
 
-    def __init__(self, bpffs: str, verifier: Verifier | None, kernel_links: bool) -> None:
+    def __init__(self, bpffs: str, verifier: Verifier | None, kernel_links: bool,
+                 stale_after: float = published.STALE_AFTER) -> None:
         """kernel_links: the kernel carries the series (kernel_a1.supported(), checked once)."""
         self.bpffs = bpffs
         self.verifier = verifier
         self.kernel_links = kernel_links
+        self.stale_after = stale_after
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._daemon()
-        if self.verifier is not None:
+        state = published.read(self.bpffs)
+        if state.refused:  # a run directory that is not trusted: shown as down, said once per scrape
+            _log.warning("export_run_dir_refused", error=state.refused)
+        yield from self._daemon(state)
+        drift = state.telemetry.get("drift")
+        if isinstance(drift, dict):
+            yield from _daemon_drift(drift)
+        elif self.verifier is not None:
             yield from self._verify(self.verifier.snapshot())
         if self.kernel_links:
             yield from self._links()
 
-    def _daemon(self) -> Iterator[Metric]:
-        up, doc = daemon_state(self.bpffs)
+    def _daemon(self, state: published.DaemonState) -> Iterator[Metric]:
+        up, doc = state.up, state.telemetry
         yield GaugeMetricFamily("bpffs_sync_daemon_up", "1 when a bpffs-sync run holds this bpffs's lock.",
                                 value=int(up))
+        healthy, _ = published.judge(state, time.time(), self.stale_after)
+        yield GaugeMetricFamily("bpffs_sync_daemon_healthy", "1 when the daemon runs and its last pass is at most "
+                                "--stale-after resync intervals old (/healthz says ok).", value=int(healthy))
         for key, (name, kind, help_text) in TELEMETRY.items():
             value = doc.get(key)
             if not isinstance(value, int | float) or isinstance(value, bool):

@@ -137,9 +137,13 @@ class Telemetry:
     event_lag: Log2Us = field(default_factory=Log2Us)  # hint queued -> its round done
     pass_duration: Log2Us = field(default_factory=Log2Us)
     backing_off: dict[str, int] = field(default_factory=dict)  # key -> consecutive failures now
+    resync_interval: float = 0.0  # the exporter's /healthz: the last pass is stale after N of these
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # tree -> its last full pass's drift
     files: rundir.RunFiles | None = None  # set once the instance lock is held; not part of the document
 
-    def record(self, res: PassResult) -> None:
+    def record(self, res: PassResult, tree: str = "") -> None:
+        if res.full and tree:
+            self.drift[tree] = _drift(res)
         self.passes += 1
         self.pass_duration.observe(res.seconds)
         self.last_pass_at = time.time()
@@ -158,6 +162,21 @@ class Telemetry:
                    cgroup_root=self.layout.cgroup_root, file_mode=self.layout.file_mode,
                    file_gid=self.layout.file_gid)
         rundir.write_telemetry(self.files, doc)
+
+
+def _drift(res: PassResult) -> dict[str, Any]:
+    """What a full pass found wrong in the mirror, by reason: `remaining` (its op failed, or one
+    above it did; mount points, which no op touches) and `repaired`. The exporter shows it, so it
+    needs no capability to verify (export/health.py)."""
+    failed = set(res.applied.failed)
+    remaining: dict[str, int] = {"mount_point": len(res.plan.mounts)} if res.plan.mounts else {}
+    repaired: dict[str, int] = {}
+    for op in res.plan.drift():
+        left = any(op.path[:i] in failed for i in range(len(op.path) + 1))
+        counts = remaining if left else repaired
+        counts[str(op.reason)] = counts.get(str(op.reason), 0) + 1
+    return {"at": time.time(), "cgroups": res.walked, "deep": not res.cached, "remaining": remaining,
+            "repaired": repaired}
 
 
 # --- the work, per tree, each with its own back-off -----------------------------------------------
@@ -251,7 +270,7 @@ class Daemon:
         self.selection = selection
         self.queue: HintQueue[TreeHint] = HintQueue()
         self.stop_event = threading.Event()
-        self.telemetry = Telemetry(layout, [s.name for s in specs])
+        self.telemetry = Telemetry(layout, [s.name for s in specs], resync_interval=opts.resync_interval)
         self.work = Work()
         self.failed_steps = 0  # every step that failed, over the daemon's life
         self._last_write = -math.inf  # when the status document was last written (monotonic)
@@ -368,7 +387,7 @@ class Daemon:
                 else:
                     res = mirrors.reconcile(key, scopes)
                     if res is not None:
-                        self.telemetry.record(res)
+                        self.telemetry.record(res, key)
                         if res.deferred:  # past the pass's share of one subtree (reconciler.share): next pass
                             self.work.add(key, res.deferred)
                         if res.applied.errors:  # level-triggered: the retry re-reads the failed ops' cgroups
