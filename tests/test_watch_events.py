@@ -9,6 +9,7 @@ import errno
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import wait_for
@@ -47,11 +48,11 @@ def test_failed_event_handling_keeps_the_event_thread(watched: tuple[CgroupWatch
     real = CgroupWatcher._watch_below
     calls = [0]
 
-    def fails_once(self: CgroupWatcher, top: bytes) -> set[bytes]:
+    def fails_once(self: CgroupWatcher, top: Any, seen: Any = None) -> None:
         calls[0] += 1
         if calls[0] == 1:
             raise RuntimeError("injected")
-        return real(self, top)
+        real(self, top, seen)
 
     monkeypatch.setattr(CgroupWatcher, "_watch_below", fails_once)
     os.mkdir(os.path.join(cgroup_root, "a"))
@@ -66,10 +67,8 @@ def test_resync_fails_when_a_directory_cannot_be_watched(watched: tuple[CgroupWa
     works again, a resync watches the directory."""
     watcher, _ = watched
     real = Inotify.add_watch
-    refused = os.fsencode(os.path.join(cgroup_root, "x"))
-
     def limit(self: Inotify, path: bytes | str, mask: int) -> int:
-        if path == refused:
+        if os.fsencode(path).endswith(b"/x"):
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
         return real(self, path, mask)
 

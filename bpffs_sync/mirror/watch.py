@@ -32,12 +32,12 @@ import select
 import stat
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import suppress
 
 from bpffs_sync import dirfd, log
-from bpffs_sync.errors import CgroupGone, SyncError, translate_oserror
+from bpffs_sync.errors import CgroupGone, translate_oserror
 from bpffs_sync.mirror import inotify
 from bpffs_sync.mirror.inotify import Event, Inotify, Reader
 from bpffs_sync.paths import RelPath
@@ -52,52 +52,142 @@ _log = log.get(__name__)
 _GONE = (errno.ENOENT, errno.ENOTDIR)
 
 
-@dataclass(frozen=True, slots=True)
-class _Watch:
-    wd: WatchDescriptor
-    ino: int  # the directory the mark is on
+class _Node:
+    """One watched directory: its name in its parent, the mark on it (wd) and the inode the mark
+    is on. Memory is O(name): paths are built from the parent links when needed."""
+
+    __slots__ = ("depth", "ino", "kids", "name", "parent", "wd")
+
+    def __init__(self, name: bytes, parent: _Node | None, wd: WatchDescriptor, ino: int) -> None:
+        self.name = name
+        self.parent = parent
+        self.wd = wd
+        self.ino = ino
+        self.depth: int = 0 if parent is None else parent.depth + 1  # its RelPath's length
+        self.kids: dict[bytes, _Node] | None = None  # made with the first child
+
+    def chain(self) -> list[_Node]:
+        """The nodes from the root's child down to this one (O(depth))."""
+        out: list[_Node] = []
+        node: _Node | None = self
+        while node is not None and node.parent is not None:
+            out.append(node)
+            node = node.parent
+        out.reverse()
+        return out
+
+    def below(self) -> Iterator[_Node]:
+        """This node and every node below it."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            if node.kids:
+                stack.extend(node.kids.values())
 
 
-# A chain of cgroups can be longer than PATH_MAX (4096): such a directory is reached one name at a
-# time from the root (no symlink followed) and named to the kernel as /proc/self/fd/<fd>, which
-# inotify_add_watch, stat and scandir resolve to the directory itself.
-_LONG = 3072
+# A chain of cgroups can be far longer than PATH_MAX (4096). A directory is reached from the
+# nearest ancestor whose fd is held (_Fds), else from the root, by openat() of at most _CHUNK bytes
+# of names at a time: O(depth) work for any depth, and O(1) for a directory whose parent was just
+# reached (a chain made one mkdir at a time, within one batch of events or one rescan). The fds
+# are let go after each batch and each resync: a held fd would keep an administrator's umount
+# EBUSY. inotify_add_watch is given /proc/self/fd/<parent>/<name>, which is never long, and
+# IN_DONT_FOLLOW|IN_ONLYDIR hold for <name>.
+_CHUNK = 3072
+_HELD = 8  # directory fds held at most at a time
 
 
-@contextmanager
-def _reach(root: bytes, path: bytes) -> Iterator[tuple[bytes, bool]]:
-    """(a path the kernel accepts for the directory at path below root, whether it is a
-    /proc/self/fd proxy: root opened as given, the rest one name at a time)."""
-    if len(path) < _LONG or not path.startswith(root + b"/"):
-        yield path, False
-        return
-    try:
-        rel = tuple(os.fsdecode(n) for n in path[len(root) + 1:].split(b"/"))
-        fd = dirfd.open_rel(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), rel,
-                            os.fsdecode(root), close_root=True)
-    except (OSError, SyncError):
-        yield path, False  # gone (or unreachable): the plain path fails the same way
-        return
-    try:
-        yield f"/proc/self/fd/{fd}".encode(), True
-    finally:
-        os.close(fd)
+class _Fds:
+    """A few open directory fds of watched nodes, most recently used last. Every fd is checked to
+    be on the node's inode when opened; a node removed from the tree is evicted at once."""
 
+    def __init__(self, root: bytes) -> None:
+        self._root = root
+        self._fds: OrderedDict[_Node, int] = OrderedDict()
 
-def _dir_ino(root: bytes, path: bytes) -> int | None:
-    """The inode of the directory at path (no symlink followed), or None."""
-    try:
-        with _reach(root, path) as (usable, proxy):
-            st = os.stat(usable) if proxy else os.lstat(usable)
-    except OSError:
-        return None
-    return st.st_ino if stat.S_ISDIR(st.st_mode) else None
+    def get(self, node: _Node) -> int | None:
+        """An fd of node's directory (owned by the cache), or None when that directory is gone
+        (or another one is under its name now). Other errors (EMFILE, ...) raise OSError."""
+        fd = self._fds.get(node)
+        if fd is not None:
+            self._fds.move_to_end(node)
+            return fd
+        names: list[bytes] = []
+        base: _Node | None = node
+        while base is not None and base not in self._fds:
+            if base.parent is not None:
+                names.append(base.name)
+            base = base.parent
+        names.reverse()
+        try:
+            fd = self._open(None if base is None else self._fds[base], names)
+        except OSError as err:
+            if err.errno in _GONE:
+                return None
+            raise
+        try:
+            if os.fstat(fd).st_ino != node.ino:
+                os.close(fd)
+                return None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fds[node] = fd
+        while len(self._fds) > _HELD:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
+
+    def _open(self, base_fd: int | None, names: list[bytes]) -> int:
+        """openat() down names from base_fd (None: from the root's path), _CHUNK bytes at a time."""
+        pieces: list[list[bytes]] = [[]]
+        size = len(self._root) if base_fd is None else 0
+        for name in names:
+            if size + len(name) + 1 > _CHUNK and pieces[-1]:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(name)
+            size += len(name) + 1
+        fd: int | None = None
+        try:
+            for i, piece in enumerate(pieces):
+                if i == 0 and base_fd is None:
+                    path = b"/".join([self._root, *piece])
+                    nxt = os.open(path, dirfd.O_DIR)
+                elif piece:
+                    nxt = os.open(b"/".join(piece), dirfd.O_DIR, dir_fd=base_fd if fd is None else fd)
+                else:  # nothing to open below base_fd (names is empty)
+                    assert base_fd is not None
+                    nxt = os.dup(base_fd)
+                if fd is not None:
+                    os.close(fd)
+                fd = nxt
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        assert fd is not None
+        return fd
+
+    def evict(self, node: _Node) -> None:
+        fd = self._fds.pop(node, None)
+        if fd is not None:
+            os.close(fd)
+
+    def clear(self) -> None:
+        while self._fds:
+            os.close(self._fds.popitem()[1])
 
 
 class CgroupWatcher:
-    """Watches every directory below root; calls hint(rel) per change and hint(None) on overflow.
+    """Watches every directory below root, down to dirfd.MAX_DEPTH levels (the walks' limit: a
+    deeper cgroup is not mirrored, so it is not watched either); calls hint(rel) per change, rel
+    being the directory that changed, and hint(None) on overflow.
 
-    Every change of the watch set runs under one lock, from the inotify thread (events) or the
+    The watch set is a parent-linked tree of _Node (name, parent, wd, inode, children) with an
+    index by wd: memory per directory is O(its name), and handling an event costs O(depth) at
+    most (the hint's RelPath, and reaching the parent when its fd is not held).
+
+    Every change of the watch set runs under one lock, from the reader thread (events) or the
     daemon's worker (resync), so the two never interleave."""
 
     def __init__(self, root: str, hint: Hint, on_death: Death | None = None) -> None:
@@ -105,9 +195,9 @@ class CgroupWatcher:
         self._hint = hint
         self._on_death = on_death
         self._lock = threading.RLock()
-        self._watches: dict[bytes, _Watch] = {}
-        self._path_by_wd: dict[WatchDescriptor, bytes] = {}
-        self._kids: dict[bytes, set[bytes]] = {}  # parent path -> its watched children's paths
+        self._top: _Node | None = None  # the root's node
+        self._by_wd: dict[WatchDescriptor, _Node] = {}
+        self._fds = _Fds(self.root)
         self._fd: Inotify | None = None
         self._reader: Reader | None = None
         self._unwatched: list[tuple[bytes, OSError]] = []  # the first directory that could not be watched
@@ -123,16 +213,18 @@ class CgroupWatcher:
                               on_death=self._died)
         self._reader.start()
         with self._lock:
-            self._watch_root()
-            self._watch_below(self.root)
+            try:
+                self._watch_below(self._watch_root())
+            finally:
+                self._fds.clear()
 
     def stop(self) -> None:
         with self._lock:
             fd, self._fd = self._fd, None
             reader, self._reader = self._reader, None
-            self._watches.clear()
-            self._path_by_wd.clear()
-            self._kids.clear()
+            self._top = None
+            self._by_wd.clear()
+            self._fds.clear()
         if reader is not None:
             reader.stop()
         if fd is None:
@@ -163,91 +255,128 @@ class CgroupWatcher:
     @property
     def watch_count(self) -> int:
         with self._lock:
-            return len(self._watches)
+            return len(self._by_wd)
 
     # --- watches (callers hold self._lock)
 
-    def _rel(self, path: bytes) -> RelPath:
-        rel = os.fsdecode(os.path.relpath(path, self.root))
-        return () if rel == "." else tuple(rel.split("/"))
+    def _where(self, node: _Node, name: bytes = b"") -> str:
+        """The directory's path, for messages only (never opened)."""
+        return os.fsdecode(b"/".join([self.root, *(n.name for n in node.chain()), *([name] if name else [])]))
 
-    def _watch_one(self, path: bytes) -> bool:
-        """Make sure path's directory, as it is now, is watched. False: it is not a directory
-        (any more), or the watch could not be added."""
+    @staticmethod
+    def _rel(node: _Node) -> RelPath:
+        return tuple(os.fsdecode(n.name) for n in node.chain())
+
+    def _watch_root(self) -> _Node:
+        """The root watched, on its current inode (a new root drops every other watch)."""
         fd = self._fd
-        before = _dir_ino(self.root, path)
-        if fd is None or before is None:
-            return False
-        cur = self._watches.get(path)
-        if cur is not None:
-            if cur.ino == before:
-                return True
-            self._forget(path)  # re-made under the same name: the old mark is on a removed directory
+        assert fd is not None
+        gone = CgroupGone("watch", os.fsdecode(self.root), errno.ENOENT, "the cgroup root is gone")
         try:
-            with _reach(self.root, path) as (usable, proxy):  # a proxy is the directory's fd: nothing left to follow
-                wd = fd.add_watch(usable, _MASK & ~inotify.IN_DONT_FOLLOW if proxy else _MASK)
+            before = os.lstat(self.root)
+            if not stat.S_ISDIR(before.st_mode):
+                raise gone
+            top = self._top
+            if top is not None and top.ino == before.st_ino:
+                return top
+            if top is not None:
+                self._unwatch_tree(top)
+            wd = fd.add_watch(self.root, _MASK)
+            if os.lstat(self.root).st_ino != before.st_ino:
+                raise gone  # swapped meanwhile: the next resync tries again
         except OSError as err:
-            if path == self.root:
-                raise translate_oserror(err, "inotify_add_watch", os.fsdecode(path)) from err
+            raise translate_oserror(err, "inotify_add_watch", os.fsdecode(self.root)) from err
+        self._top = _Node(b"", None, wd, before.st_ino)
+        self._by_wd[wd] = self._top
+        return self._top
+
+    def _watch_child(self, parent: _Node, pfd: int, name: bytes) -> _Node | None:
+        """Make sure the directory `name` in parent (open as pfd), as it is now, is watched. None:
+        it is not a directory (any more), lies too deep, or the watch could not be added."""
+        fd = self._fd
+        if fd is None or parent.depth + 1 >= dirfd.MAX_DEPTH:
+            return None
+        try:
+            before = os.lstat(name, dir_fd=pfd)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(before.st_mode):
+            return None
+        cur = parent.kids.get(name) if parent.kids else None
+        if cur is not None:
+            if cur.ino == before.st_ino:
+                return cur
+            self._unwatch_tree(cur)  # re-made under the same name: the old mark is on a removed directory
+        try:
+            wd = fd.add_watch(b"/proc/self/fd/%d/%s" % (pfd, name), _MASK)
+        except OSError as err:
             # Not a directory that just went (the watch limit, ...): one line until the next resync.
             if err.errno not in _GONE and not self._unwatched:
-                _log.warning("watch_failed", path=os.fsdecode(path), errno=err.errno, error=str(err))
-                self._unwatched.append((path, err))
-            return False
-        other = self._path_by_wd.get(wd)
-        if _dir_ino(self.root, path) != before:  # swapped while we watched: the parent's events bring it again
+                where = self._where(parent, name)
+                _log.warning("watch_failed", path=where, errno=err.errno, error=str(err))
+                self._unwatched.append((os.fsencode(where), err))
+            return None
+        other = self._by_wd.get(wd)
+        try:
+            after = os.lstat(name, dir_fd=pfd).st_ino
+        except OSError:
+            after = None
+        if after != before.st_ino:  # swapped while we watched: the parent's events bring it again
             if other is None:
                 self._rm_watch(wd)
-            return False
-        if other is not None and other != path:  # the same directory under a new name (a v1 rename)
-            self._drop(other)
-        self._put(path, _Watch(wd, before))
-        return True
+            return None
+        if other is not None:  # the same directory under a new name (a v1 rename): move it, marks and all
+            if other is parent or other in parent.chain():  # stale books: a full resync sorts them out
+                self._hint(None)
+                return None
+            self._detach(other)
+            other.name, other.parent, other.depth = name, parent, parent.depth + 1
+            for node in other.below():
+                if node.parent is not None:
+                    node.depth = node.parent.depth + 1
+            node = other
+        else:
+            node = _Node(name, parent, wd, before.st_ino)
+            self._by_wd[wd] = node
+        if parent.kids is None:
+            parent.kids = {}
+        parent.kids[name] = node
+        return node
 
-    def _put(self, path: bytes, watch: _Watch) -> None:
-        self._watches[path] = watch
-        self._path_by_wd[watch.wd] = path
-        self._kids.setdefault(path.rpartition(b"/")[0], set()).add(path)
+    def _detach(self, node: _Node) -> None:
+        """Take node out of its parent's children (its subtree stays attached to it)."""
+        parent = node.parent
+        if parent is not None and parent.kids is not None and parent.kids.get(node.name) is node:
+            del parent.kids[node.name]
+            if not parent.kids:
+                parent.kids = None
 
-    def _drop(self, path: bytes) -> _Watch:
-        """Drop path from the books (not its mark)."""
-        watch = self._watches.pop(path)
-        if self._path_by_wd.get(watch.wd) == path:
-            del self._path_by_wd[watch.wd]
-        parent = path.rpartition(b"/")[0]
-        siblings = self._kids.get(parent)
-        if siblings is not None:
-            siblings.discard(path)
-            if not siblings:
-                del self._kids[parent]
-        return watch
-
-    def _watch_root(self) -> None:
-        if not self._watch_one(self.root):
-            raise CgroupGone("watch", os.fsdecode(self.root), errno.ENOENT, "the cgroup root is gone")
-
-    def _children(self, path: bytes) -> list[bytes]:
+    def _children(self, fd: int) -> list[bytes]:
         try:
-            with _reach(self.root, path) as (usable, _proxy), os.scandir(usable) as it:
-                return [path + b"/" + os.fsencode(e.name) for e in it if e.is_dir(follow_symlinks=False)]
+            with os.scandir(fd) as it:
+                return [os.fsencode(e.name) for e in it if e.is_dir(follow_symlinks=False)]
         except OSError:
             return []
 
-    def _watch_below(self, top: bytes) -> set[bytes]:
+    def _watch_below(self, top: _Node, seen: set[_Node] | None = None) -> None:
         """Watch every directory below the watched top, each before its own rescan (so a child
-        made meanwhile is seen either by the rescan or by an event). Returns what is watched."""
-        seen = {top}
-        stack = self._children(top)
+        made meanwhile is seen either by the rescan or by an event); seen gets every node watched."""
+        if seen is not None:
+            seen.add(top)
+        stack = [top]
         while stack:
-            path = stack.pop()
-            if self._watch_one(path):
-                seen.add(path)
-                stack.extend(self._children(path))
-        return seen
-
-    def _forget(self, path: bytes) -> None:
-        """Remove the mark of one path (inotify_rm_watch: cgroupfs never drops it by itself)."""
-        self._rm_watch(self._drop(path).wd)
+            node = stack.pop()
+            if node.depth + 1 >= dirfd.MAX_DEPTH:
+                continue
+            fd = self._fds.get(node)
+            if fd is None:
+                continue
+            for name in self._children(fd):
+                child = self._watch_child(node, fd, name)
+                if child is not None:
+                    if seen is not None:
+                        seen.add(child)
+                    stack.append(child)
 
     def _rm_watch(self, wd: WatchDescriptor) -> None:
         fd = self._fd
@@ -259,17 +388,18 @@ class CgroupWatcher:
             if err.errno != errno.EINVAL:  # EINVAL: the mark is gone already (IN_IGNORED)
                 raise
 
-    def _unwatch_tree(self, top: bytes) -> None:
-        """Forget top and every watched directory below it (through the children index: a removal
-        costs its subtree, not the whole watch set)."""
-        gone, stack = [], [top]
-        while stack:
-            path = stack.pop()
-            gone.append(path)
-            stack.extend(self._kids.get(path, ()))
-        for path in gone:
-            if path in self._watches:
-                self._forget(path)
+    def _unwatch_tree(self, top: _Node) -> None:
+        """Forget top and every watched directory below it, marks included (inotify_rm_watch:
+        cgroupfs never drops them by itself). Costs the subtree, not the whole watch set."""
+        self._detach(top)
+        if top is self._top:
+            self._top = None
+        for node in list(top.below()):
+            self._fds.evict(node)
+            if self._by_wd.get(node.wd) is node:
+                del self._by_wd[node.wd]
+                self._rm_watch(node.wd)
+        top.kids = None
 
     def resync(self) -> None:
         """Make the watch set exactly the tree's directories as they are now: each watched on its
@@ -280,15 +410,19 @@ class CgroupWatcher:
                 return
             self._unwatched.clear()
             try:
-                self._watch_root()
-            except CgroupGone:
-                for path in list(self._watches):
-                    self._forget(path)
-                raise
-            seen = self._watch_below(self.root)
-            stale = [p for p in self._watches if p not in seen]
-            for path in stale:
-                self._forget(path)
+                try:
+                    top = self._watch_root()
+                except CgroupGone:
+                    for node in list(self._by_wd.values()):
+                        self._unwatch_tree(node)
+                    raise
+                seen: set[_Node] = set()
+                self._watch_below(top, seen)
+                stale = [n for n in self._by_wd.values() if n not in seen]
+                for node in stale:
+                    self._unwatch_tree(node)
+            finally:
+                self._fds.clear()
             if stale:
                 _log.info("watches_pruned", root=os.fsdecode(self.root), pruned=len(stale))
             if self._unwatched:  # one error for the daemon's boundary: logged, backed off, retried
@@ -298,13 +432,17 @@ class CgroupWatcher:
     # --- events (called from the reader thread)
 
     def _on_events(self, events: list[Event]) -> None:
-        for event in events:
-            if event.overflow:
-                self.on_queue_overflow()
-            elif event.mask & inotify.IN_IGNORED:
-                self.on_watch_deleted(event.wd)
-            else:
-                self.on_event(event)
+        try:
+            for event in events:
+                if event.overflow:
+                    self.on_queue_overflow()
+                elif event.mask & inotify.IN_IGNORED:
+                    self.on_watch_deleted(event.wd)
+                else:
+                    self.on_event(event)
+        finally:
+            with self._lock:  # no fd held between batches: it would keep an administrator's umount EBUSY
+                self._fds.clear()
 
     def on_event(self, event: Event) -> None:
         """An error handling one event asks for a full resync (which heals whatever it left
@@ -319,24 +457,38 @@ class CgroupWatcher:
         if not event.is_dir or not event.name:
             return
         with self._lock:
-            parent = self._path_by_wd.get(event.wd)
+            parent = self._by_wd.get(event.wd)
             if parent is None or self._fd is None:
                 return
-            child = parent + b"/" + event.name
             if event.mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO):
-                if self._watch_one(child):
+                pfd = self._fds.get(parent)
+                if pfd is None:
+                    return  # the parent is gone too: its own parent's IN_DELETE drops it
+                child = self._watch_child(parent, pfd, event.name)
+                if child is not None:
                     self._watch_below(child)
             elif event.mask & (inotify.IN_DELETE | inotify.IN_MOVED_FROM):
-                self._unwatch_tree(child)
+                gone = parent.kids.get(event.name) if parent.kids else None
+                if gone is not None:
+                    self._unwatch_tree(gone)
             else:
                 return
-        self._hint(self._rel(child))
+            rel = (*self._rel(parent), os.fsdecode(event.name))  # the directory that changed: never widened
+        self._hint(rel)
 
     def on_watch_deleted(self, wd: WatchDescriptor) -> None:
         with self._lock:
-            path = self._path_by_wd.get(wd)
-            if path is not None and (w := self._watches.get(path)) is not None and w.wd == wd:
-                self._drop(path)
+            node = self._by_wd.pop(wd, None)
+            if node is not None:
+                self._detach(node)
+                self._fds.evict(node)
+                for below in list(node.below()):
+                    if below is not node and self._by_wd.get(below.wd) is below:
+                        del self._by_wd[below.wd]
+                        self._fds.evict(below)
+                        self._rm_watch(below.wd)
+                if node is self._top:
+                    self._top = None
 
     def on_queue_overflow(self) -> None:
         self.overflows += 1
