@@ -47,9 +47,18 @@ def open_root(cgroup_root: str) -> int:
         raise EnvironmentProblem("cgroup root", cgroup_root, err.errno or 0) from err
 
 
-def first_gone(layout: Layout, scope: RelPath, root_fd: int | None = None) -> RelPath:
+def first_gone(layout: Layout, scope: RelPath, root_fd: int | None = None,
+               dirs: dirfd.DirCache | None = None) -> RelPath:
     """The shortest prefix of scope that names no cgroup now (scope itself when all exist).
-    root_fd: the cgroup root, held by the caller (else opened here)."""
+    root_fd: the cgroup root, held by the caller (else opened here); dirs: the pass's directories
+    below it (what is opened here stays open there for the walk)."""
+    if dirs is not None:
+        for depth in range(len(scope)):
+            try:
+                dirs.get(scope[: depth + 1])
+            except SyncError:
+                return scope[: depth + 1]
+        return scope
     fd = open_root(layout.cgroup_root) if root_fd is None else os.dup(root_fd)
     try:
         for depth in range(len(scope)):
@@ -77,13 +86,15 @@ def _children(fd: int) -> list[tuple[str, int]]:
 
 
 def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
-         shadow: frozenset[str] | None = None, root_fd: int | None = None) -> DesiredView:
+         shadow: frozenset[str] | None = None, root_fd: int | None = None, *,
+         dirs: dirfd.DirCache | None = None) -> DesiredView:
     """Desired entries for the cgroup subtree at `scope`, plus the directories above it.
 
     `scope` must already be normalised by paths.mirrored_scope(). When the cgroup at `scope` is
     gone, only its existing ancestors are returned (as directories), so a pass removes the rest.
     `shadow`: the file names that hide a cgroup of that name (default: `stats`; the kernel mirror
-    passes every link's name). root_fd: the cgroup root, held by the caller (else opened here).
+    passes every link's name). root_fd: the cgroup root, held by the caller (else opened here);
+    dirs: the pass's directories below root_fd, from which the way down to scope is taken.
     """
     view = DesiredView()
     if len(scope) >= dirfd.MAX_DEPTH:  # the full pass leaves it opaque: so does a scoped one
@@ -95,7 +106,8 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
             view.tree[scope[:depth]] = Desired(Kind.DIR)
             rel = scope[: depth + 1]
             try:
-                nxt = dirfd.open_dir(fd, scope[depth], layout.cgroup_path(rel))
+                nxt = os.dup(dirs.get(rel)) if dirs is not None else dirfd.open_dir(fd, scope[depth],
+                                                                                      layout.cgroup_path(rel))
             except CgroupGone:
                 return view
             except SyncError as err:  # EMFILE, ...: that subtree is unknown this time, not a failed pass

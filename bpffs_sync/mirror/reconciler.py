@@ -19,16 +19,17 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import structlog
 
 from bpffs_sync import dirfd, log
 from bpffs_sync.mirror import bpffs, cgroupfs, cgtree
 from bpffs_sync.mirror.apply import ApplyResult, apply
-from bpffs_sync.mirror.diff import Op, OpKind, Plan, diff
+from bpffs_sync.mirror.cache import MirrorCache
+from bpffs_sync.mirror.diff import OpKind, Plan, diff
 from bpffs_sync.mirror.roots import Roots
-from bpffs_sync.mirror.tree import Actual, ActualTree, Conflict, DesiredTree, DesiredView, Kind, under
+from bpffs_sync.mirror.tree import ActualTree, Conflict, DesiredTree, DesiredView, Kind, under
 from bpffs_sync.paths import Layout, RelPath, coalesce, display, mirrored_scope, share
 from bpffs_sync.stats import Generations, LoadedStat
 
@@ -74,7 +75,7 @@ class Reconciler:
         self.deep_every = deep_every
         self._use_reader = tree_reader
         self._reader_failed = False
-        self._actual: ActualTree | None = None  # the mirror as of the last deep walk + ops since
+        self._actual: MirrorCache | None = None  # the mirror as of the last deep walk + ops since
         self._since_deep = 0  # full passes since the last deep one
         self._dirty: set[RelPath] = set()  # scopes of scoped passes whose ops did not all land
         self._digest: int | None = None  # of the last full pass's tree records (cgtree.Tree.digest)
@@ -86,9 +87,14 @@ class Reconciler:
         self.pins = bpffs.PinJudge(self.generations.judge)
         self.roots = Roots(layout)  # held for one pass only: a held fd makes umount of either fs EBUSY
         self.mounts: set[RelPath] = set()  # mount points below the mirror root, logged once each
+        self._dirs: dirfd.DirCache | None = None  # the cgroup side's directories, for one pass
+        self._dirs_limit = 0  # its size (dirfd.cache_limit lists /proc/self/fd: once per full pass, not per pass)
 
     def close(self) -> None:
-        """Let go of the held root directories (they are let go after each pass anyway)."""
+        """Let go of the held directories (they are let go after each pass anyway)."""
+        if self._dirs is not None:
+            self._dirs.close()
+            self._dirs = None
         self.roots.close()
 
     def normalise(self, scope: RelPath) -> RelPath | None:
@@ -98,27 +104,51 @@ class Reconciler:
         owned = mirrored_scope(scope, frozenset(self.stat_names))
         if not owned:
             return owned
-        return cgroupfs.first_gone(self.layout, owned, self.roots.cgroup())
+        return cgroupfs.first_gone(self.layout, owned, self.roots.cgroup(), self._cgroup_dirs())
 
-    def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int], int, ActualTree | None]:
+    def _cgroup_dirs(self) -> dirfd.DirCache:
+        """The cgroup tree's directories opened so far in this pass (normalise and the walks of
+        many scopes below one parent open it once)."""
+        if self._dirs is None:
+            self._dirs_limit = self._dirs_limit or dirfd.cache_limit()
+            self._dirs = dirfd.DirCache(self.roots.cgroup(), self.layout.cgroup_root, self._dirs_limit)
+        return self._dirs
+
+    def _trusted(self, scope: RelPath) -> bool:
+        """Whether the cache knows scope's part of the mirror (else a scoped pass walks bpffs)."""
+        if self._actual is None:
+            return False
+        n = len(scope)
+        return not any(d[:n] == scope or under(scope, {d}) for d in self._dirty | self._opaque)
+
+    def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int], int, dict[RelPath, ActualTree] | None]:
         """The plan for the (normalised, coalesced) scopes, the live cgroup ids seen below them,
-        how many cgroups were read and the actual tree seen (None when part of it was opaque).
-        Scopes do not nest, so their trees only share ancestors, which both walks report alike."""
+        how many cgroups were read, and each scope's bpffs walk (None when part of one was
+        opaque). A scope the cache knows is taken from it (the daemon trusts its own pins
+        between deep passes); the others are walked. Scopes do not nest, so their trees only
+        share ancestors, which both walks report alike."""
         desired: DesiredTree = {}
         actual: ActualTree = {}
         conflicts: list[Conflict] = []
         opaque: set[RelPath] = set()
         walked = 0
+        fresh: dict[RelPath, ActualTree] = {}
+        dirs = self._cgroup_dirs()
         for scope in scopes:
-            view = cgroupfs.walk(self.layout, self.stat_names, scope, root_fd=self.roots.cgroup())
+            view = cgroupfs.walk(self.layout, self.stat_names, scope, root_fd=self.roots.cgroup(), dirs=dirs)
             desired.update(view.tree)
             walked += len(view.ids)
             conflicts.extend(view.conflicts)
+            opaque |= view.opaque
+            if self._actual is not None and self._trusted(scope):
+                actual.update(self._actual.scope(scope))
+                continue
             seen = bpffs.walk(self.layout, self.pins, scope, self.roots.mirror(create=False))
             actual.update(seen.tree)
-            opaque |= view.opaque | seen.opaque
+            fresh[scope] = seen.tree
+            opaque |= seen.opaque
         live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
-        return diff(desired, actual, conflicts, opaque), live, walked, None if opaque else actual
+        return diff(desired, actual, conflicts, opaque), live, walked, None if opaque else fresh
 
     def reconcile(self, *scopes: RelPath) -> PassResult:
         """One pass over the given scopes (none: the whole tree). One diff, one apply, one log line.
@@ -127,7 +157,8 @@ class Reconciler:
         started = time.monotonic()
         # The caller's id when it bound one (the daemon's step: its failure line names this pass).
         rid = str(structlog.contextvars.get_contextvars().get("reconcile_id") or uuid.uuid4().hex[:12])
-        with structlog.contextvars.bound_contextvars(reconcile_id=rid), contextlib.closing(self.roots):
+        with structlog.contextvars.bound_contextvars(reconcile_id=rid), contextlib.closing(self.roots), \
+                contextlib.closing(self):
             shadow = frozenset(self.stat_names)
             full: list[RelPath] = [()]
             wanted = [s for s in scopes if mirrored_scope(s, shadow) is not None] if scopes else full
@@ -135,15 +166,18 @@ class Reconciler:
             todo = coalesce([n for s in taken if (n := self.normalise(s)) is not None])
             if not todo:  # every hint was below a shadowed name: nothing to read
                 return PassResult(rid, [], Plan(), ApplyResult(), time.monotonic() - started, deferred)
+            keep: MirrorCache | None = None
+            fresh: dict[RelPath, ActualTree] | None = None
             if todo == [()]:
-                plan, live, walked, cached, source, actual = self._observe_full()
+                self._dirs_limit = 0  # RLIMIT_NOFILE is read again
+                plan, live, walked, cached, source, keep = self._observe_full()
             else:
-                plan, live, walked, actual = self.observe(todo)
+                plan, live, walked, fresh = self.observe(todo)
                 cached, source = False, "walk"
             self._note_mounts(plan.mounts, full=todo == [()])
             applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()]) if plan
                        else ApplyResult())
-            self._remember(todo, actual, plan, applied)
+            self._remember(todo, keep, fresh, plan, applied)
             seconds = time.monotonic() - started
             if plan or applied.errors:
                 _log.info("reconcile_pass", scope=display(todo[0]), scopes=len(todo), ops=len(plan.ops),
@@ -184,76 +218,61 @@ class Reconciler:
         view = cgroupfs.walk(self.layout, self.stat_names, (), root_fd=self.roots.cgroup())
         return view, None, len(view.ids), "walk"
 
-    def _observe_full(self) -> tuple[Plan, set[int], int, bool, str, ActualTree | None]:
-        """(plan, live ids, cgroups read, cached, source, the actual tree to keep)."""
+    def _observe_full(self) -> tuple[Plan, set[int], int, bool, str, MirrorCache]:
+        """(plan, live ids, cgroups read, cached, source, the mirror as the plan finds it)."""
         deep = self._actual is None or self._since_deep + 1 >= self.deep_every or len(self._dirty) > DIRTY_MAX
         view, digest, count, source = self._tree(deep)
-        if view is None:  # no-op
+        if view is None and self._actual is not None:  # no-op
             self._since_deep += 1
             return Plan(), set(), count, True, source, self._actual
+        assert view is not None
         mroot = self.roots.mirror(create=False)
-        if deep:
+        if deep or self._actual is None:
             seen = bpffs.walk(self.layout, self.pins, (), mroot)
             self.pins.forget_unseen()
             self._since_deep = 0
-            actual, opaque = seen.tree, seen.opaque
+            cache, opaque = MirrorCache(seen.tree), seen.opaque
         else:
             self._since_deep += 1
-            actual, opaque = self._refresh_dirty(mroot)
+            cache, opaque = self._actual, self._refresh_dirty(self._actual, mroot)
         self._dirty.clear()
         self._digest = digest
         self._opaque = opaque  # unread parts of the mirror (too deep, transient errors): left alone till deep
         live = {d.cgroup_id for d in view.tree.values() if d.kind is Kind.PIN}
-        plan = diff(view.tree, actual, view.conflicts, view.opaque | opaque)
-        return plan, live, count, not deep, source, actual
+        plan = diff(view.tree, cache.tree, view.conflicts, view.opaque | opaque)
+        return plan, live, count, not deep, source, cache
 
-    def _refresh_dirty(self, mroot: int | None) -> tuple[ActualTree, set[RelPath]]:
-        """The cache with the scopes whose ops did not all land re-read from bpffs."""
-        actual = self._actual
-        assert actual is not None
+    def _refresh_dirty(self, cache: MirrorCache, mroot: int | None) -> set[RelPath]:
+        """Re-read from bpffs the scopes whose ops did not all land; the mirror's opaque parts."""
         if not self._dirty:
-            return actual, self._opaque
-        tops = set(coalesce(list(self._dirty)))
-        for key in [k for k in actual if under(k, tops)]:
-            del actual[key]
-        opaque = {o for o in self._opaque if not under(o, tops)}
+            return self._opaque
+        tops = coalesce(list(self._dirty))
+        opaque = {o for o in self._opaque if not under(o, set(tops))}
         for scope in tops:
             seen = bpffs.walk(self.layout, self.pins, scope, mroot)
-            actual.update(seen.tree)
+            cache.replace_scope(scope, seen.tree)
             opaque |= seen.opaque
-        return actual, opaque
+        return opaque
 
-    def _remember(self, todo: list[RelPath], actual: ActualTree | None, plan: Plan, applied: ApplyResult) -> None:
-        """Keep the cache in step with what this pass saw and did: a full pass's actual tree with
-        its ops applied, or nothing when one failed (the next full pass is deep); a scoped pass's
-        entries and ops, or its scopes to re-read when an op did not land."""
+    def _remember(self, todo: list[RelPath], keep: MirrorCache | None, fresh: dict[RelPath, ActualTree] | None,
+                  plan: Plan, applied: ApplyResult) -> None:
+        """Keep the cache in step with what this pass saw and did: a full pass's mirror with its
+        ops applied, or nothing when one did not land (the next full pass is deep); a scoped
+        pass's fresh walks and ops, or its scopes to re-read when an op did not land."""
         landed = not (applied.errors or applied.gone or applied.skipped)
         if todo == [()]:
-            self._actual = actual if landed else None
+            self._actual = keep if landed else None
             if self._actual is not None:
-                _record_ops(self._actual, plan.ops)
+                self._actual.record(plan.ops)
             self._clean = self._actual is not None and not plan.mounts
             return
         if self._actual is None:
             return
         if plan.ops:
             self._clean = False
-        if landed and actual is not None:
-            self._actual.update(actual)
-            _record_ops(self._actual, plan.ops)
+        if landed and fresh is not None:
+            for scope, seen in fresh.items():
+                self._actual.replace_scope(scope, seen)
+            self._actual.record(plan.ops)
         else:
             self._dirty.update(todo)
-
-
-def _record_ops(cache: ActualTree, ops: list[Op]) -> None:
-    """What the mirror holds once every op of a plan landed."""
-    for op in ops:
-        if op.kind is OpKind.REMOVE:
-            cache.pop(op.path, None)
-        elif op.kind is OpKind.MKDIR:
-            cache[op.path] = Actual(Kind.DIR, mode=op.mode, gid=op.gid)
-        elif op.kind is OpKind.PIN:
-            cache[op.path] = Actual(Kind.PIN, op.mode, op.gid, op.cgroup_id)
-        else:  # CHMOD
-            old = cache.get(op.path)
-            cache[op.path] = replace(old, mode=op.mode, gid=op.gid) if old else Actual(Kind.DIR, op.mode, op.gid)
