@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from export_fixtures import Exporter, samples, start_exporter
@@ -15,6 +16,8 @@ from helpers import Mirror, cli, wait_for
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.export.files import Filter, walk
 from bpffs_sync.export.health import Verifier
+from bpffs_sync.export.server import Exporter as ScrapeBuilder
+from bpffs_sync.export.server import ExportOptions
 from bpffs_sync.histogram import parse_stat
 
 STATS = frozenset({"hist_oncpu"})
@@ -151,3 +154,100 @@ def test_export_needs_an_existing_bpffs_dir(kernel: None) -> None:
     res = cli("export", "--bpffs", "/nonexistent/bpffs", "--port", "0")
     assert res.returncode == 2
     assert res.stderr.startswith("bpffs-sync: error: export /nonexistent/bpffs")
+
+
+# --- an exporter without privileges, in its own PID namespace ------------------------------------------------
+
+
+def _child_of(pid: int) -> int:
+    """The one child of pid (unshare --fork's: the exporter itself)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()
+    assert len(text) == 1, text
+    return int(text[0])
+
+
+def _status(pid: int, field: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_exporter_in_its_own_pid_namespace_without_capabilities(mirror: Mirror) -> None:
+    """`unshare --pid --fork --mount-proc` + every capability dropped (the DaemonSet's exporter): /proc/locks
+    shows it no lock of the daemon's, yet daemon_up and daemon_healthy are 1, /healthz is ok, the daemon's
+    drift is exported and jobs/a.b's figures are read."""
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        pytest.skip("no unshare/setpriv (util-linux)")
+    os.makedirs(mirror.cg("jobs/a.b"))
+    mirror.start()
+    wrapper = ("unshare", "--pid", "--fork", "--mount-proc", "setpriv", "--bounding-set=-all", "--inh-caps=-all",
+               "--ambient-caps=-all", "--")
+    exp = start_exporter(mirror.bpffs, mirror.run_dir, wrapper=wrapper)
+    try:
+        inner = _child_of(exp.proc.pid)
+        assert len(_status(inner, "NSpid").split()) == 2  # a pid in ours and one in its own namespace
+        assert int(_status(inner, "CapEff"), 16) == 0
+        s = samples(exp.scrape())
+        status = exp.get("/healthz")
+    finally:
+        exp.stop()
+    assert s["bpffs_sync_daemon_up"] == 1
+    assert s["bpffs_sync_daemon_healthy"] == 1
+    assert status == (200, "ok\n")
+    assert s['bpffs_sync_drift_entries{reason="missing",tree="cgroup"}'] == 0
+    assert s['bpffs_sync_cgroups{tree="cgroup"}'] == 3  # the root, jobs, jobs/a.b
+    assert 'bpffs_sync_hist_oncpu_seconds_count{cgroup="/jobs/a.b"}' in s
+
+
+def test_exporter_as_nobody_reads_the_mirror_and_the_daemon(mirror: Mirror) -> None:
+    """As uid 65534 (no capability, not the run directory's owner): the daemon is up and healthy (the run
+    directory and its files are root's: trusted) and the mirror's files are read, dotted names included."""
+    os.makedirs(mirror.cg("jobs/a.b"))
+    os.chmod(mirror.run_dir, 0o755)
+    mirror.start()
+    opts = ExportOptions(bpffs=mirror.bpffs, cgroup_root=None, verify_interval=0)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, scrape once, send the body back
+        code = 1
+        try:
+            os.close(read)
+            os.environ["BPFFS_SYNC_RUN_DIR"] = mirror.run_dir
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            body = ScrapeBuilder(opts).scrape()
+            with os.fdopen(write, "wb") as out:
+                out.write(body)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        body = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    s = samples(body.decode())
+    assert s["bpffs_sync_daemon_up"] == 1
+    assert s["bpffs_sync_daemon_healthy"] == 1
+    assert 'bpffs_sync_hist_oncpu_seconds_count{cgroup="/jobs/a.b"}' in s
+    assert s["bpffs_sync_export_read_errors_total"] == 0
+
+
+def test_daemon_publishes_drift_it_repaired(mirror: Mirror) -> None:
+    """A stat file unpinned behind the daemon's back: its next deep full pass repairs it, and the exporter counts
+    one `missing` entry repaired and shows none remaining, without verifying anything itself."""
+    os.makedirs(mirror.cg("jobs/a"))
+    mirror.start(resync_interval=0.2)  # quick full passes; every 10th walks bpffs (reconciler.DEEP_EVERY)
+    os.unlink(mirror.stat_path("jobs/a"))
+    wait_for(lambda: os.path.exists(mirror.stat_path("jobs/a")), 30, "repaired by a deep pass")
+    key = 'bpffs_sync_drift_repaired_total{reason="missing",tree="cgroup"}'
+    exp = start_exporter(mirror.bpffs, mirror.run_dir)
+    try:
+        wait_for(lambda: samples(exp.scrape()).get(key) == 1, 30, "the repair published")
+        s = samples(exp.scrape())
+    finally:
+        exp.stop()
+    assert s['bpffs_sync_drift_entries{reason="missing",tree="cgroup"}'] == 0
+    assert "bpffs_sync_verify_runs_total" not in s

@@ -168,8 +168,8 @@ def _daemon_drift(drift: dict[str, Any]) -> Iterator[Metric]:
     labels = ["tree", "reason"]
     remaining = GaugeMetricFamily("bpffs_sync_drift_entries", "Mirror entries out of step with cgroupfs after the "
                                   "daemon's last full pass, by reason (0 everywhere: in sync).", labels=labels)
-    repaired = GaugeMetricFamily("bpffs_sync_drift_repaired_entries", "Mirror entries the daemon's last full pass "
-                                 "found out of step and repaired, by reason (events it missed).", labels=labels)
+    repaired = CounterMetricFamily("bpffs_sync_drift_repaired", "Mirror entries the daemon's full passes found "
+                                   "out of step and repaired, by reason (what its events missed).", labels=labels)
     cgroups = GaugeMetricFamily("bpffs_sync_cgroups", "cgroups in each mirrored tree at the daemon's last full "
                                 "pass.", labels=["tree"])
     at = GaugeMetricFamily("bpffs_sync_drift_timestamp_seconds", "When the daemon's last full pass of the tree "

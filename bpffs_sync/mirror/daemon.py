@@ -143,7 +143,8 @@ class Telemetry:
 
     def record(self, res: PassResult, tree: str = "") -> None:
         if res.full and tree:
-            self.drift[tree] = _drift(res)
+            before = self.drift.get(tree)  # None: the tree's first full pass builds it, repairs nothing
+            self.drift[tree] = _drift(res, None if before is None else before["repaired"])
         self.passes += 1
         self.pass_duration.observe(res.seconds)
         self.last_pass_at = time.time()
@@ -164,17 +165,20 @@ class Telemetry:
         rundir.write_telemetry(self.files, doc)
 
 
-def _drift(res: PassResult) -> dict[str, Any]:
-    """What a full pass found wrong in the mirror, by reason: `remaining` (its op failed, or one
-    above it did; mount points, which no op touches) and `repaired`. The exporter shows it, so it
-    needs no capability to verify (export/health.py)."""
+def _drift(res: PassResult, repaired_before: dict[str, int] | None) -> dict[str, Any]:
+    """What a full pass found wrong in the mirror, by reason: `remaining` after it (its op failed, or
+    one above it did; mount points, which no op touches) and `repaired`, added to the earlier full
+    passes' (drift the events missed, over the daemon's life; None: the tree's first full pass, which
+    builds the mirror rather than repairs it). The exporter shows it, so it needs no capability to
+    verify (export/health.py)."""
     failed = set(res.applied.failed)
     remaining: dict[str, int] = {"mount_point": len(res.plan.mounts)} if res.plan.mounts else {}
-    repaired: dict[str, int] = {}
+    repaired = dict(repaired_before or {})
     for op in res.plan.drift():
         left = any(op.path[:i] in failed for i in range(len(op.path) + 1))
-        counts = remaining if left else repaired
-        counts[str(op.reason)] = counts.get(str(op.reason), 0) + 1
+        if left or repaired_before is not None:
+            counts = remaining if left else repaired
+            counts[str(op.reason)] = counts.get(str(op.reason), 0) + 1
     return {"at": time.time(), "cgroups": res.walked, "deep": not res.cached, "remaining": remaining,
             "repaired": repaired}
 
