@@ -27,7 +27,7 @@ import stat as stat_mod
 import subprocess
 from collections.abc import Callable
 
-from bpffs_sync import dirfd, libbpf, log, mountinfo
+from bpffs_sync import dirfd, libbpf, log, membudget, mountinfo
 from bpffs_sync.errors import (
     CgroupGone,
     EnvironmentProblem,
@@ -366,7 +366,8 @@ class PinJudge:
     iterator link never changes (no BPF_LINK_UPDATE, no detach for iterators), and a pin is one
     inode: (st_dev, st_ino, st_ctime_ns) names it until it is unpinned. So a no-op pass costs an
     lstat per file instead of BPF_OBJ_GET + link info. The program's verdict is asked each time
-    (generations change). forget_unseen() after a full pass drops what was not met."""
+    (generations change). forget_unseen() after a full pass drops what was not met. Near the
+    memory limit (membudget.pressure) nothing is remembered: the memo only saves work."""
 
     def __init__(self, judge: ProgJudge) -> None:
         self.judge = judge
@@ -375,11 +376,16 @@ class PinJudge:
 
     def __call__(self, dir_fd: int, name: str, what: str, st: os.stat_result) -> Actual:
         key = (st.st_dev, st.st_ino, st.st_ctime_ns)
-        self._seen.add(key)
+        tight = membudget.pressure()
+        if tight and self._memo:
+            self._memo, self._seen = {}, set()
         found = self._memo.get(key)
         if found is None:
             found = describe_pin_at(dir_fd, name, what, self.judge)
-            self._memo[key] = found
+            if not tight:
+                self._memo[key] = found
+        if not tight:
+            self._seen.add(key)
         actual, prog_id = found
         if actual.kind is Kind.PIN and actual.prog_ok != self.judge(name, prog_id):
             actual = Actual(Kind.PIN, cgroup_id=actual.cgroup_id, prog_ok=not actual.prog_ok)
