@@ -143,6 +143,7 @@ class Verifier:
             counts = {str(r): 0 for r in Reason}
             for op in report.plan.drift():
                 counts[str(op.reason)] += 1
+            counts[str(Reason.MOUNT_POINT)] = len(report.plan.mounts)  # drift no op repairs
             drift[layout.mirror] = counts
             problems[layout.mirror] = len(report.collector_problems)
             cgroups[layout.mirror] = report.cgroups
