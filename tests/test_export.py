@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from bpffs_sync.export.health import Verifier
 from bpffs_sync.export.server import Exporter as ScrapeBuilder
 from bpffs_sync.export.server import ExportOptions
 from bpffs_sync.histogram import parse_stat
+from bpffs_sync.sandbox import private_bpffs, private_cgroup_root
 
 STATS = frozenset({"hist_oncpu"})
 
@@ -200,20 +202,16 @@ def test_exporter_in_its_own_pid_namespace_without_capabilities(mirror: Mirror) 
     assert 'bpffs_sync_hist_oncpu_seconds_count{cgroup="/jobs/a.b"}' in s
 
 
-def test_exporter_as_nobody_reads_the_mirror_and_the_daemon(mirror: Mirror) -> None:
-    """As uid 65534 (no capability, not the run directory's owner): the daemon is up and healthy (the run
-    directory and its files are root's: trusted) and the mirror's files are read, dotted names included."""
-    os.makedirs(mirror.cg("jobs/a.b"))
-    os.chmod(mirror.run_dir, 0o755)
-    mirror.start()
-    opts = ExportOptions(bpffs=mirror.bpffs, cgroup_root=None, verify_interval=0)
+def _scrape_as_nobody(bpffs: str, run_dir: str) -> dict[str, float]:
+    """One scrape built in a forked child that became uid/gid 65534 (no capability, no supplementary group)."""
+    opts = ExportOptions(bpffs=bpffs, cgroup_root=None, verify_interval=0)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: drop to nobody, scrape once, send the body back
         code = 1
         try:
             os.close(read)
-            os.environ["BPFFS_SYNC_RUN_DIR"] = mirror.run_dir
+            os.environ["BPFFS_SYNC_RUN_DIR"] = run_dir
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
@@ -228,10 +226,61 @@ def test_exporter_as_nobody_reads_the_mirror_and_the_daemon(mirror: Mirror) -> N
         body = f.read()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    s = samples(body.decode())
+    return samples(body.decode())
+
+
+@pytest.fixture
+def mode_700_mirror(kernel: None) -> Iterator[Mirror]:
+    """A daemon on a bpffs mounted mode=0700 as systemd mounts /sys/fs/bpf (only root may enter its root)."""
+    with private_bpffs("mode=0700") as bpffs, private_cgroup_root() as cgroup_root:
+        run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
+        os.chmod(run_dir, 0o755)  # as /run/bpffs-sync is (RuntimeDirectoryMode=0755)
+        m = Mirror(bpffs, cgroup_root, run_dir)
+        try:
+            yield m
+        finally:
+            m.stop()
+            shutil.rmtree(os.path.join(bpffs, "cgroup"), ignore_errors=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def tree_view(mode_700_mirror: Mirror) -> Iterator[str]:
+    """A directory holding only a read-only bind mount of the mirror's v2 tree at `cgroup` (the DaemonSet
+    mounts hostPath /sys/fs/bpf/cgroup so for its non-root exporter)."""
+    view = tempfile.mkdtemp(prefix="bpffs-sync-view-")
+    os.chmod(view, 0o755)
+    target = os.path.join(view, "cgroup")
+    os.mkdir(target)
+    try:
+        subprocess.run(["mount", "--bind", os.path.join(mode_700_mirror.bpffs, "cgroup"), target], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
+            yield view
+        finally:
+            subprocess.run(["umount", "-l", target], check=False)
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
+
+
+@pytest.fixture
+def started_700(mode_700_mirror: Mirror) -> Mirror:
+    os.makedirs(mode_700_mirror.cg("jobs/a.b"))
+    mode_700_mirror.start()
+    return mode_700_mirror
+
+
+def test_exporter_as_nobody_reads_a_bind_mounted_tree(started_700: Mirror, tree_view: str) -> None:
+    """As uid 65534 with no capability, beside a daemon on a mode-0700 bpffs: through the bpffs itself it reads
+    nothing; through a bind mount of the tree it reads every file, dotted names included, and finds the
+    daemon (the run directory and its files are root's: trusted; the lock is the tree's bpffs's)."""
+    direct = _scrape_as_nobody(started_700.bpffs, started_700.run_dir)
+    assert not any(k.startswith("bpffs_sync_hist_oncpu_seconds") for k in direct)
+    s = _scrape_as_nobody(tree_view, started_700.run_dir)
     assert s["bpffs_sync_daemon_up"] == 1
     assert s["bpffs_sync_daemon_healthy"] == 1
     assert 'bpffs_sync_hist_oncpu_seconds_count{cgroup="/jobs/a.b"}' in s
+    assert s['bpffs_sync_export_cgroups{tree="cgroup"}'] == 3
     assert s["bpffs_sync_export_read_errors_total"] == 0
 
 

@@ -29,9 +29,31 @@ def _unit_caps(unit: str) -> set[str]:
     return {c.removeprefix("CAP_") for c in line.group(1).split()}
 
 
+def _docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(DAEMONSET.read_text(encoding="utf-8")) if d]
+
+
+def _kind(kind: str) -> dict[str, Any]:
+    (doc,) = [d for d in _docs() if d["kind"] == kind]
+    return doc
+
+
+def _pod() -> dict[str, Any]:
+    pod: dict[str, Any] = _kind("DaemonSet")["spec"]["template"]["spec"]
+    return pod
+
+
 def _containers() -> dict[str, dict[str, Any]]:
-    doc = yaml.safe_load(DAEMONSET.read_text(encoding="utf-8"))
-    return {c["name"]: c for c in doc["spec"]["template"]["spec"]["containers"]}
+    return {c["name"]: c for c in _pod()["containers"]}
+
+
+def _volumes() -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in _pod()["volumes"]}
+
+
+def _arg(container: dict[str, Any], flag: str) -> str:
+    args: list[str] = container["args"]
+    return args[args.index(flag) + 1]
 
 
 @pytest.mark.parametrize("unit", ["bpffs-sync.service", "bpffs-sync-export.service"])
@@ -51,13 +73,16 @@ def test_systemd_unit_verifies(unit: str) -> None:
 
 
 def test_daemonset_validates_against_the_kubernetes_schema() -> None:
-    """The DaemonSet is valid (strict: no unknown fields) for Kubernetes 1.30 through the newest shipped schema."""
+    """The DaemonSet and its ServiceAccount are valid (strict: no unknown fields) for Kubernetes 1.30 through the
+    newest shipped schema."""
     import kubernetes_validate
     from kubernetes_validate.utils import latest_version
 
-    doc = yaml.safe_load(DAEMONSET.read_text(encoding="utf-8"))
-    for version in ("1.30.0", latest_version()):
-        kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError
+    docs = _docs()
+    assert sorted(d["kind"] for d in docs) == ["DaemonSet", "ServiceAccount"]
+    for doc in docs:
+        for version in ("1.30.0", latest_version()):
+            kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError
 
 
 def test_daemonset_grants_what_the_units_grant() -> None:
@@ -66,7 +91,97 @@ def test_daemonset_grants_what_the_units_grant() -> None:
     for name, unit in (("mirror", "bpffs-sync.service"), ("exporter", "bpffs-sync-export.service")):
         caps = containers[name]["securityContext"]["capabilities"]
         assert caps["drop"] == ["ALL"]
-        assert set(caps["add"]) == _unit_caps(unit)
+        assert set(caps.get("add", [])) == _unit_caps(unit)
+
+
+def test_exporter_is_unprivileged() -> None:
+    """The exporter: no capability (here and in its unit), not root, nothing writable, its own PID namespace."""
+    assert _unit_caps("bpffs-sync-export.service") == set()
+    exporter = _containers()["exporter"]
+    ctx = exporter["securityContext"]
+    assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0
+    assert ctx["allowPrivilegeEscalation"] is False and ctx["readOnlyRootFilesystem"] is True
+    assert "add" not in ctx["capabilities"]
+    assert all(m.get("readOnly") for m in exporter["volumeMounts"])
+    assert not _pod().get("shareProcessNamespace") and not _pod().get("hostPID")
+
+
+def test_exporter_reads_the_tree_where_its_bpffs_says() -> None:
+    """The exporter's mirror volume is the host bpffs's `cgroup` tree, mounted at <its --bpffs>/cgroup (systemd
+    mounts /sys/fs/bpf mode 0700: a non-root exporter cannot enter it), and it binds the pod's own address."""
+    exporter, volumes = _containers()["exporter"], _volumes()
+    (mount,) = [m for m in exporter["volumeMounts"] if m["mountPath"] != "/run/bpffs-sync"]
+    assert mount["mountPath"] == _arg(exporter, "--bpffs") + "/cgroup"
+    assert volumes[mount["name"]]["hostPath"]["path"] == volumes["bpffs"]["hostPath"]["path"] + "/cgroup"
+    assert _arg(exporter, "--address") == "$(POD_IP)"
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in exporter["env"]
+
+
+def test_both_containers_have_probes_and_resources() -> None:
+    """Liveness and readiness on both; CPU and memory requests and a memory limit on both."""
+    for name, c in _containers().items():
+        assert "livenessProbe" in c and "readinessProbe" in c, name
+        assert {"cpu", "memory"} <= set(c["resources"]["requests"]), name
+        assert "memory" in c["resources"]["limits"], name
+
+
+def test_probes_ask_what_the_exporter_answers(tmp_path: Path) -> None:
+    """The exporter's httpGet paths answer 200 on a running exporter; the mirror's exec probe is `export --check`,
+    which exits 1 (unhealthy, not a usage error) with no daemon."""
+    import threading
+    import urllib.request
+
+    from bpffs_sync.export.server import Exporter, ExportOptions, make_server
+
+    opts = ExportOptions(bpffs=str(tmp_path), cgroup_root=None, port=0, verify_interval=0)
+    server = make_server(opts, Exporter(opts))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        exporter = _containers()["exporter"]
+        for probe in ("livenessProbe", "readinessProbe"):
+            url = f"http://127.0.0.1:{server.server_address[1]}{exporter[probe]['httpGet']['path']}"
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                assert resp.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    mirror = _containers()["mirror"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        cmd = mirror[probe]["exec"]["command"]
+        assert cmd[0] == "bpffs-sync" and cmd[1:3] == ["export", "--check"]
+        args = [str(tmp_path) if a == "/host/bpffs" else a for a in cmd[1:]]
+        res = subprocess.run([sys.executable, "-m", "bpffs_sync", *args], capture_output=True, text=True,
+                             env={**os.environ, "BPFFS_SYNC_RUN_DIR": str(tmp_path / "run")}, timeout=60, check=False)
+        assert (res.returncode, res.stdout) == (1, "no bpffs-sync run holds this bpffs\n"), res.stderr
+
+
+def test_service_account_without_a_token() -> None:
+    """A dedicated ServiceAccount; neither it nor the pod mounts an API token."""
+    sa = _kind("ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    assert _pod()["serviceAccountName"] == sa["metadata"]["name"]
+    assert _pod()["automountServiceAccountToken"] is False
+
+
+def test_nodes_need_btf() -> None:
+    """Scheduled only on nodes labelled with BTF (Node Feature Discovery's kernel-config key), and the pod does
+    not start where /sys/kernel/btf/vmlinux is not a file."""
+    terms = _pod()["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert all({"key": "feature.node.kubernetes.io/kernel-config.DEBUG_INFO_BTF", "operator": "In",
+                "values": ["true"]} in t["matchExpressions"] for t in terms)
+    assert _volumes()["btf"]["hostPath"] == {"path": "/sys/kernel/btf/vmlinux", "type": "File"}
+
+
+def test_podmonitor_scrapes_the_exporter() -> None:
+    """The PodMonitor selects the DaemonSet's pods in its namespace, on the exporter's named port."""
+    mon = yaml.safe_load((DAEMONSET.parent / "podmonitor.yaml").read_text(encoding="utf-8"))
+    ds = _kind("DaemonSet")
+    assert mon["kind"] == "PodMonitor"
+    labels = ds["spec"]["template"]["metadata"]["labels"]
+    assert mon["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert mon["spec"]["namespaceSelector"]["matchNames"] == [ds["metadata"]["namespace"]]
+    ports = {p["name"] for p in _containers()["exporter"]["ports"]}
+    assert {e["port"] for e in mon["spec"]["podMetricsEndpoints"]} <= ports
 
 
 def test_daemon_needs_no_more_than_the_unit_grants(mirror: Mirror) -> None:

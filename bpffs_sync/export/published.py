@@ -12,11 +12,14 @@ document after every full round, so a daemon stuck in a pass, or whose passes al
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from bpffs_sync import rundir
 from bpffs_sync.errors import SyncError
+from bpffs_sync.paths import MIRROR_V2
 
 STALE_AFTER = 3.0  # resync intervals without a pass before /healthz fails
 DEFAULT_INTERVAL = 30.0  # seconds: the daemon's default --resync-interval, for a daemon that has not said its own
@@ -30,9 +33,21 @@ class DaemonState:
     refused: str = ""  # a run directory we do not trust (then up is False)
 
 
+def instance(bpffs: str) -> str:
+    """The path whose filesystem names the daemon's lock: the v2 tree's root `<bpffs>/cgroup` when it is a
+    directory (the same bpffs, however it is reached), else `<bpffs>`. So an exporter that sees only the
+    tree, bind-mounted where it can reach it (systemd mounts /sys/fs/bpf mode 0700: only root may enter),
+    finds the daemon of that tree's bpffs."""
+    tree = os.path.join(bpffs, MIRROR_V2)
+    try:
+        return tree if stat.S_ISDIR(os.lstat(tree).st_mode) else bpffs
+    except OSError:
+        return bpffs
+
+
 def read(bpffs: str, directory: str | None = None) -> DaemonState:
     try:
-        pub = rundir.published(bpffs, directory)
+        pub = rundir.published(instance(bpffs), directory)
     except SyncError as err:
         return DaemonState(False, refused=str(err))
     if pub is None or not pub.held or pub.role != rundir.ROLE_RUN:
