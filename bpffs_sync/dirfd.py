@@ -182,6 +182,11 @@ class DirCache:
         self._fds: OrderedDict[RelPath, int] = OrderedDict({(): os.dup(root_fd)})
         self._limit = limit or cache_limit()
 
+    @property
+    def limit(self) -> int:
+        """How many fds this cache keeps (for a second cache of the same run of operations)."""
+        return self._limit
+
     def get(self, rel: RelPath) -> int:
         """The fd of the directory at rel (valid until the next get or invalidate)."""
         fd = self._fds.get(rel)

@@ -55,18 +55,20 @@ class ApplyResult:
 class _Target:
     """The two trees an apply works in, as directory fd caches; closed at the end."""
 
-    def __init__(self, layout: Layout, roots: Roots, complete: bool) -> None:
+    def __init__(self, layout: Layout, roots: Roots, complete: bool, cgroup_dirs: dirfd.DirCache | None) -> None:
         self.layout = layout
         self.complete = complete  # the pass covers the whole tree (its live ids are every live id)
         self.root = layout.mirror_root
         mroot = roots.mirror(create=True)
         assert mroot is not None
-        self.mirror = dirfd.DirCache(mroot, layout.mirror_root)
-        self.cgroups = dirfd.DirCache(roots.cgroup(), layout.cgroup_root)
+        self.cgroups = cgroup_dirs or dirfd.DirCache(roots.cgroup(), layout.cgroup_root)
+        self._own_cgroups = cgroup_dirs is None  # else the pass's, closed by the pass
+        self.mirror = dirfd.DirCache(mroot, layout.mirror_root, self.cgroups.limit)
 
     def close(self) -> None:
         self.mirror.close()
-        self.cgroups.close()
+        if self._own_cgroups:
+            self.cgroups.close()
 
 
 def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[int]) -> None:
@@ -102,15 +104,17 @@ def _apply_one(op: Op, t: _Target, stats: Mapping[str, Pinner], live_ids: set[in
 
 
 def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set[int],
-          roots: Roots | None = None, *, complete: bool = True) -> ApplyResult:
+          roots: Roots | None = None, *, complete: bool = True,
+          cgroup_dirs: dirfd.DirCache | None = None) -> ApplyResult:
     """roots: the pass's held root directories (else opened and checked here, for this apply);
-    complete: the plan covers the whole tree (live_ids are all live ids)."""
+    complete: the plan covers the whole tree (live_ids are all live ids); cgroup_dirs: the pass's
+    open cgroup directories below roots.cgroup() (else opened here), left open for the pass."""
     result = ApplyResult()
     broken: set[RelPath] = set()  # directories whose creation failed: nothing below them can be made
     own = roots is None
     held = Roots(layout) if roots is None else roots
     try:
-        target = _Target(layout, held, complete)
+        target = _Target(layout, held, complete, cgroup_dirs)
     except BaseException:
         if own:
             held.close()

@@ -175,8 +175,8 @@ class Reconciler:
                 plan, live, walked, fresh = self.observe(todo)
                 cached, source = False, "walk"
             self._note_mounts(plan.mounts, full=todo == [()])
-            applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()]) if plan
-                       else ApplyResult())
+            applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()],
+                             cgroup_dirs=self._cgroup_dirs()) if plan else ApplyResult())
             self._remember(todo, keep, fresh, plan, applied)
             seconds = time.monotonic() - started
             if plan or applied.errors:
