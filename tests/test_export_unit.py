@@ -129,3 +129,34 @@ def test_version_flag() -> None:
     res = subprocess.run([sys.executable, "-m", "bpffs_sync", "--version"], capture_output=True, text=True,
                          timeout=60, check=True)
     assert res.stdout.strip() == f"bpffs-sync {metadata.version('bpffs-sync')}"
+
+
+# --- /healthz's verdict (published.judge) -------------------------------------------------------------------
+
+
+def test_judge_counts_resync_intervals() -> None:
+    """Stale after stale_after x the interval the daemon published: 29 s of 3 x 10 s is ok, 31 s is not."""
+    from bpffs_sync.export.published import DaemonState, judge
+
+    doc = {"resync_interval": 10.0, "last_pass_at": 1000.0, "started_at": 1.0}
+    assert judge(DaemonState(True, doc), 1029.0) == (True, "ok")
+    ok, why = judge(DaemonState(True, doc), 1031.0)
+    assert not ok and why == "stale: last pass 31 s ago, more than 3 x the 10 s resync interval"
+    assert judge(DaemonState(True, doc), 1031.0, stale_after=4)[0]
+
+
+def test_judge_without_a_document_uses_the_lock_and_the_default_interval() -> None:
+    """A daemon that holds the lock but wrote nothing yet: its lock's time and the default 30 s interval."""
+    from bpffs_sync.export.published import DaemonState, judge
+
+    assert judge(DaemonState(True, {}, since=1000.0), 1089.0)[0]
+    assert judge(DaemonState(True, {}, since=1000.0), 1091.0)[1].startswith("stale: started, no pass yet, 91 s ago")
+
+
+def test_judge_refused_and_down() -> None:
+    """A run directory we refuse, or no holder: unhealthy, each with its own line."""
+    from bpffs_sync.export.published import DaemonState, judge
+
+    assert judge(DaemonState(False, refused="run directory /x: mode 0777"), 0) == (
+        False, "run directory refused: run directory /x: mode 0777")
+    assert judge(DaemonState(False), 0) == (False, "no bpffs-sync run holds this bpffs")
