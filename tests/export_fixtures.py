@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 from bpffs_sync.sandbox import wait_until
 
+# The exporter as the DaemonSet runs it: its own PID namespace (where /proc/locks hides the daemon's lock), every
+# capability dropped; unshare's child (the exporter, pid 1 there) gets SIGTERM when unshare dies.
+UNPRIVILEGED = ("unshare", "--pid", "--fork", "--kill-child=SIGTERM", "--mount-proc",
+                "setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--")
+
 
 @dataclass
 class Exporter:

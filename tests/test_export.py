@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from export_fixtures import Exporter, samples, start_exporter
+from export_fixtures import UNPRIVILEGED, Exporter, samples, start_exporter
 from helpers import Mirror, cli, wait_for
 
 from bpffs_sync.commands.demo import burn_in
@@ -183,9 +183,7 @@ def test_exporter_in_its_own_pid_namespace_without_capabilities(mirror: Mirror) 
         pytest.skip("no unshare/setpriv (util-linux)")
     os.makedirs(mirror.cg("jobs/a.b"))
     mirror.start()
-    wrapper = ("unshare", "--pid", "--fork", "--mount-proc", "setpriv", "--bounding-set=-all", "--inh-caps=-all",
-               "--ambient-caps=-all", "--")
-    exp = start_exporter(mirror.bpffs, mirror.run_dir, wrapper=wrapper)
+    exp = start_exporter(mirror.bpffs, mirror.run_dir, wrapper=UNPRIVILEGED)
     try:
         inner = _child_of(exp.proc.pid)
         assert len(_status(inner, "NSpid").split()) == 2  # a pid in ours and one in its own namespace

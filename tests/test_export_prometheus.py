@@ -1,4 +1,5 @@
-"""A real Prometheus (Debian's `prometheus`) scrapes `bpffs-sync export` on 127.0.0.1 and answers PromQL;
+"""A real Prometheus (Debian's `prometheus`) scrapes `bpffs-sync export` on 127.0.0.1 (run in its own PID
+namespace with no capability, as the DaemonSet runs it) and answers PromQL;
 `promtool check metrics` accepts a scrape. One mirror, exporter and server for the module (seconds)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from export_fixtures import Exporter, start_exporter
+from export_fixtures import UNPRIVILEGED, Exporter, start_exporter
 from helpers import Mirror
 
 from bpffs_sync.commands.demo import burn_in
@@ -63,6 +64,10 @@ def _prometheus(work: str, target_port: int) -> tuple[subprocess.Popen[bytes], i
     return proc, port
 
 
+def _can_unshare() -> bool:
+    return shutil.which("unshare") is not None and shutil.which("setpriv") is not None
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     from conftest import _capabilities
@@ -81,7 +86,7 @@ def stack() -> Iterator[Stack]:
         try:
             mirror.start()
             burn_in(mirror.cg("jobs/a"), 0.2)
-            exporter = start_exporter(mnt, work, "--cgroup-root", root, "--verify-interval", "1")
+            exporter = start_exporter(mnt, work, wrapper=UNPRIVILEGED if _can_unshare() else ())
             prom, prom_port = _prometheus(work, exporter.port)
             st = Stack(mirror, exporter, prom_port)
 
@@ -124,9 +129,14 @@ def test_promql_histogram_quantile(stack: Stack) -> None:
 
 
 def test_prometheus_sees_the_target_up(stack: Stack) -> None:
-    """The scrape target is healthy (up == 1) and the daemon shows as up through the exporter."""
+    """The scrape target is healthy (up == 1) and, though the exporter has no capability and its own PID
+    namespace, the daemon shows as up and healthy with its drift through it."""
+    if not _can_unshare():
+        pytest.skip("no unshare/setpriv (util-linux): the exporter ran in this namespace")
     assert float(stack.query('up{job="bpffs-sync"}')[0]["value"][1]) == 1
     assert float(stack.query("bpffs_sync_daemon_up")[0]["value"][1]) == 1
+    assert float(stack.query("bpffs_sync_daemon_healthy")[0]["value"][1]) == 1
+    assert float(stack.query('sum(bpffs_sync_drift_entries{tree="cgroup"})')[0]["value"][1]) == 0
 
 
 def test_promtool_check_metrics_is_clean(stack: Stack) -> None:
