@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
 from helpers import Mirror, wait_for
 
 TOPS, CHILDREN = 20, 30  # 620 cgroups with the root
@@ -57,11 +58,13 @@ def test_run_once_converges_under_nofile_40(mirror: Mirror) -> None:
     assert len(low) == 1 and low[0]["nofile"] == 40, logs[0]
 
 
-def test_daemon_converges_under_nofile_64(mirror: Mirror) -> None:
-    """The daemon with RLIMIT_NOFILE 64: 620 cgroups made before it starts and 620 more while it
-    runs (hints, not only full passes) are all mirrored."""
+@pytest.mark.parametrize("nofile", [40, 256])
+def test_daemon_converges_under_a_low_nofile(mirror: Mirror, nofile: int) -> None:
+    """The daemon with RLIMIT_NOFILE 40 or 256 (both below the old fixed 2 x 256-fd caches): 620
+    cgroups made before it starts and 620 more while it runs (hints, not only full passes) are all
+    mirrored, with no failed op."""
     _make_tree(mirror)
-    mirror.start(resync_interval=600, preexec=_nofile(64))
+    mirror.start(resync_interval=600, preexec=_nofile(nofile))
     _make_tree(mirror, prefix="u")
     wait_for(lambda: all(os.path.exists(mirror.stat_path(f"u{i}/c{CHILDREN - 1}")) for i in range(TOPS)), 120,
              "the cgroups made while running mirrored")
