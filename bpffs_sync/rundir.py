@@ -234,7 +234,10 @@ def exclusive(bpffs_root: str, role: str, directory: str | None = None) -> Itera
             other = _holder_at(dir_fd, files)
             who = other.describe() if other is not None else "another process"
             raise EnvironmentProblem(role, bpffs_root, 0, f"{who} holds this bpffs") from None
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK))  # for `published` (no one else takes it)
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK))  # for `published` (no one else takes it)
+        except OSError as err:
+            raise EnvironmentProblem("lock", files.lock_path, err.errno or 0, "cannot take its OFD lock") from err
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {start_time(os.getpid())} {role}\n".encode(), 0)
         yield files
