@@ -3,8 +3,11 @@ and verify, and the walk never leaves the mirror it trusts."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -298,3 +301,44 @@ def test_daemon_publishes_drift_it_repaired(mirror: Mirror) -> None:
         exp.stop()
     assert s['bpffs_sync_drift_entries{reason="missing",tree="cgroup"}'] == 0
     assert "bpffs_sync_verify_runs_total" not in s
+
+
+@pytest.fixture
+def wide(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
+    """300 cgroups mirrored by one `run --once` (a scrape body of about 600 KB, more than the sockets buffer)."""
+    run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
+    m = Mirror(bpffs_mount, cgroup_root, run_dir)
+    for i in range(300):
+        os.mkdir(m.cg(f"j{i}"))
+    try:
+        m.cli("run", "--once", check=True)
+        yield m
+    finally:
+        shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_a_scraper_that_resets_mid_body_is_one_json_line(wide: Mirror) -> None:
+    """Three scrapers read the status line of a ~600 KB answer and reset: the exporter's write fails mid-body;
+    each is one export_client_gone line, no traceback, and scrapes go on."""
+    exp = start_exporter(wide.bpffs, wide.run_dir)
+    try:
+        assert len(exp.scrape()) > 400_000
+        for _ in range(3):
+            with socket.socket() as sock:
+                # A small window and segment keep the exporter's send buffer small (it grows with cwnd x mss, and
+                # loopback's mss is 64 KiB): the answer cannot all be queued, so its write is under way at the reset.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1000)
+                sock.connect(("127.0.0.1", exp.port))
+                sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                assert sock.recv(12).startswith(b"HTTP/1.0 200")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_for(lambda: sum("export_client_gone" in line or "Traceback" in line for line in exp.log_lines()) >= 3,
+                 30, "three failed writes handled")
+        assert 'cgroup="/j299"' in exp.scrape()
+        lines = exp.log_lines()
+    finally:
+        exp.stop()
+    assert [line for line in lines if not line.startswith("{")] == []
+    assert sum(json.loads(line).get("event") == "export_client_gone" for line in lines) == 3
