@@ -38,6 +38,21 @@ def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[
     return parse
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A memory size: bytes, or a number with K, M or G (binary units), 16M .. 1024G."""
+    unit = text[-1:].upper() if text[-1:].isalpha() else ""
+    number = text[:-1] if unit else text
+    if unit not in _UNITS or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or a number with K, M or G)")
+    value = int(number) * _UNITS[unit]
+    if not 16 << 20 <= value <= 1 << 40:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (16M .. 1024G)")
+    return value
+
+
 def _path(text: str) -> str:
     """A non-empty path (an empty --bpffs must not silently mean the default)."""
     if not text:
@@ -222,6 +237,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     layout, specs = _prepare(args, objects=backend.mode == "user-space")
     interval = DEFAULT_RESYNC if args.resync_interval is None else args.resync_interval
     opts = RunOptions(resync_interval=interval, watch=not args.no_watch, once=args.once, force_raw_tp=args.raw_tp)
+    if args.memory_budget:
+        from bpffs_sync import membudget
+
+        membudget.configure(args.memory_budget)
     result = backend.run(replace(_request(args, layout, specs, selection), run=opts))
     if args.json:
         _print_json({"mode": backend.mode, **result.doc})
@@ -397,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="no inotify: periodic full passes only")
     p.add_argument("--once", action="store_true", help="one full pass, then exit")
     p.add_argument("--raw-tp", action="store_true", help="use the raw_tp collector even if tp_btf works")
+    p.add_argument("--memory-budget", type=_size, metavar="SIZE",
+                   help="memory the daemon may use, e.g. 200M (default: its memory cgroup's limit); near it, "
+                        "caches that only save work are dropped")
     p.add_argument("--json", action="store_true", help="kernel backends: the links as one JSON document")
     _modes(p)
     _access(p)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from bpffs_sync import log
+from bpffs_sync import log, membudget
 from bpffs_sync.errors import MountPoint, Tampered, translate_oserror
 from bpffs_sync.paths import RelPath
 
@@ -152,8 +152,11 @@ _warned: set[str] = set()  # what was logged once per process
 
 def cache_limit() -> int:
     """How many directory fds one DirCache may hold: CACHE_FDS, or the share of RLIMIT_NOFILE's
-    soft limit left after the fds open now and FD_HEADROOM (at least 2: the root and one level).
-    Logs once per process when the limit makes caches too small to be efficient."""
+    soft limit left after the fds open now and FD_HEADROOM (at least 2: the root and one level);
+    2 near the memory limit (membudget.pressure: a cache only saves work). Logs once per process
+    when RLIMIT_NOFILE makes caches too small to be efficient."""
+    if membudget.pressure():
+        return 2
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return CACHE_FDS

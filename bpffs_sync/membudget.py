@@ -9,12 +9,16 @@ cgroups, one stat; usage as the memory controller charges it, kernel memory incl
 So a limit of 64 MiB + 3.5 KiB per mirrored cgroup (v2 and every v1 tree counted) is enough; the
 DaemonSet's 256 Mi covers ~55 000 cgroups.
 
+The limit is the daemon's memory cgroup's (v1 memory.limit_in_bytes, v2 memory.max), or the smaller
+`run --memory-budget SIZE` (configure()); usage is the cgroup's (kernel memory included), or the
+process's RSS when no memory cgroup is found.
+
 Under pressure -- usage above HIGH of the limit -- caches that only save work shrink instead of the
 kernel killing the daemon mid-pass: the pin memo (bpffs.PinJudge, ~450 B a pin) is dropped and not
 kept until usage is below LOW again (each pin is then judged by BPF_OBJ_GET + link info, slower, the
-same answer). `pressure()` is the one question other caches may ask too. One `memory_pressure` line
-is logged each time the state changes. The kernel side (a pin per cgroup) cannot shrink: it is the
-mirror.
+same answer), and the directory fd caches keep 2 fds (dirfd.cache_limit). `pressure()` is the one
+question other caches may ask too. One `memory_pressure` line is logged each time the state
+changes. The kernel side (a pin per cgroup) cannot shrink: it is the mirror.
 """
 
 from __future__ import annotations
@@ -88,28 +92,47 @@ def _read_int(path: str) -> int | None:
 NO_LIMIT = 1 << 60  # v1 says "no limit" with a huge number (PAGE_COUNTER_MAX pages)
 
 
-class Budget:
-    """The pressure state of one process's memory cgroup, read at most every CHECK_EVERY seconds."""
+def _rss() -> int | None:
+    """This process's resident set, bytes (/proc/self/statm)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
-    def __init__(self, where: Files | None) -> None:
+
+class Budget:
+    """The pressure state of one process's memory, read at most every CHECK_EVERY seconds.
+    where: its memory cgroup's files (None: none found); limit: a budget of its own (0: none)."""
+
+    def __init__(self, where: Files | None, limit: int = 0) -> None:
         self.where = where
+        self.limit = limit
         self.tight = False
         self._read_at = -1e9
+
+    def _read(self) -> tuple[int | None, int | None]:
+        """(usage, limit), either None when unknown; limit None also when there is none."""
+        if self.where is None:
+            return _rss(), self.limit or None
+        usage, limit = _read_int(self.where.usage), _read_int(self.where.limit)
+        if limit is None or limit >= NO_LIMIT:  # `max`, or v1's "unlimited"
+            limit = None
+        if self.limit:
+            limit = self.limit if limit is None else min(limit, self.limit)
+        return usage, limit
 
     def pressure(self) -> bool:
         """True while usage is above HIGH of the limit (and until it is below LOW again)."""
         now = time.monotonic()
-        if self.where is None or now - self._read_at < CHECK_EVERY:
+        if (self.where is None and not self.limit) or now - self._read_at < CHECK_EVERY:
             return self.tight
         self._read_at = now
-        limit, usage = _read_int(self.where.limit), _read_int(self.where.usage)
+        usage, limit = self._read()
         if usage is None:
             return self.tight
         was = self.tight
-        if limit is None or limit >= NO_LIMIT:  # `max`, or v1's "unlimited"
-            self.tight = False
-        else:
-            self.tight = usage > (LOW if was else HIGH) * limit
+        self.tight = limit is not None and usage > (LOW if was else HIGH) * limit
         if self.tight != was:
             _log.warning("memory_pressure", tight=self.tight, usage=usage, limit=limit,
                          detail=("near the memory limit: caches that only save work are dropped (slower "
@@ -119,6 +142,12 @@ class Budget:
 
 
 _budget: Budget | None = None
+
+
+def configure(limit: int) -> None:
+    """A budget of the process's own (`run --memory-budget`), besides its memory cgroup's limit."""
+    global _budget  # noqa: PLW0603 - one per process
+    _budget = Budget(files(), limit)
 
 
 def pressure() -> bool:

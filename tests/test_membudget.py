@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import Mirror, wait_for
+from helpers import Mirror, assert_one_line_error, cli, wait_for
 
 from bpffs_sync import membudget
 from bpffs_sync.mountinfo import parse
@@ -57,6 +57,40 @@ def test_pressure_has_hysteresis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     limit.write_text("max\n")
     usage.write_text("999999\n")
     assert budget.pressure() is False
+
+
+def test_own_budget_with_and_without_a_cgroup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--memory-budget: the smaller of it and the cgroup's limit; with no memory cgroup, against RSS."""
+    monkeypatch.setattr(membudget, "CHECK_EVERY", 0.0)
+    usage, limit = tmp_path / "usage", tmp_path / "limit"
+    usage.write_text("850\n")
+    limit.write_text("max\n")
+    assert membudget.Budget(membudget.Files(str(usage), str(limit)), 1000).pressure() is True
+    limit.write_text("100000\n")
+    assert membudget.Budget(membudget.Files(str(usage), str(limit)), 1000).pressure() is True
+    assert membudget.Budget(membudget.Files(str(usage), str(limit)), 0).pressure() is False
+    assert membudget.Budget(None, 16 << 20).pressure() is True  # this test process's RSS is well above 13 MiB
+    assert membudget.Budget(None, 1 << 40).pressure() is False
+    assert membudget.Budget(None, 0).pressure() is False
+
+
+@pytest.mark.parametrize(("value", "why"), [("12X", "not a size"), ("1M", "out of range"), ("", "not a size"),
+                                             ("2T", "not a size")])
+def test_memory_budget_values_are_checked(value: str, why: str) -> None:
+    """A bad --memory-budget is one usage line, exit 2."""
+    assert_one_line_error(cli("run", "--memory-budget", value), "--memory-budget", why)
+
+
+def test_daemon_with_a_memory_budget_below_its_usage(mirror: Mirror) -> None:
+    """`run --memory-budget 16M` (less than the daemon needs): it says so once and still mirrors."""
+    os.mkdir(mirror.cg("a"))
+    mirror.start("--memory-budget", "16M")
+    os.mkdir(mirror.cg("b"))
+    wait_for(lambda: os.path.exists(mirror.stat_path("b")), 30, "b mirrored")
+    wait_for(lambda: '"memory_pressure"' in mirror.log(), 30, "memory_pressure logged")
+    docs = [json.loads(line) for line in mirror.log().splitlines() if '"memory_pressure"' in line]
+    assert len(docs) == 1 and docs[0]["tight"] is True and docs[0]["limit"] == 16 << 20, docs
+    assert mirror.in_sync()
 
 
 def test_daemon_sheds_caches_near_its_memory_limit(mirror: Mirror, v1_memory: str) -> None:
