@@ -86,6 +86,8 @@ def json_safe(doc: Any) -> Any:
             else:
                 out[safe_key] = json_safe(value)
         return out
-    if isinstance(doc, (list, tuple)):
+    if isinstance(doc, list):
         return [json_safe(v) for v in doc]
+    if isinstance(doc, tuple):  # kept a tuple (structlog's exc_info is one)
+        return tuple(json_safe(v) for v in doc)
     return doc
