@@ -56,10 +56,11 @@ class _Node:
     """One watched directory: its name in its parent, the mark on it (wd) and the inode the mark
     is on. Memory is O(name): paths are built from the parent links when needed."""
 
-    __slots__ = ("depth", "ino", "kids", "name", "parent", "wd")
+    __slots__ = ("depth", "ino", "kids", "name", "parent", "text", "wd")
 
     def __init__(self, name: bytes, parent: _Node | None, wd: WatchDescriptor, ino: int) -> None:
         self.name = name
+        self.text = os.fsdecode(name)  # shared by every hint below it: a RelPath costs a pointer per level
         self.parent = parent
         self.wd = wd
         self.ino = ino
@@ -254,8 +255,7 @@ class CgroupWatcher:
 
     @property
     def watch_count(self) -> int:
-        with self._lock:
-            return len(self._by_wd)
+        return len(self._by_wd)  # no lock: a reader must not wait for a batch of events
 
     # --- watches (callers hold self._lock)
 
@@ -265,7 +265,7 @@ class CgroupWatcher:
 
     @staticmethod
     def _rel(node: _Node) -> RelPath:
-        return tuple(os.fsdecode(n.name) for n in node.chain())
+        return tuple(n.text for n in node.chain())
 
     def _watch_root(self) -> _Node:
         """The root watched, on its current inode (a new root drops every other watch)."""
@@ -330,7 +330,7 @@ class CgroupWatcher:
                 self._hint(None)
                 return None
             self._detach(other)
-            other.name, other.parent, other.depth = name, parent, parent.depth + 1
+            other.name, other.text, other.parent, other.depth = name, os.fsdecode(name), parent, parent.depth + 1
             for node in other.below():
                 if node.parent is not None:
                     node.depth = node.parent.depth + 1
