@@ -17,7 +17,8 @@ mark is removed. Invariant: the watches here are exactly this inotify instance's
 directory of the tree (a cgroup id is its directory's inode number, never reused).
 
 The kernel returns the existing wd when an inode is watched again, so a wd names an inode, not a
-path; the path -> (wd, inode) map below is ours.
+path; the tree of _Node (name, parent, wd, inode, children) and its index by wd are ours. A hint
+is the directory an event was about (the parent's path and the event's name): never widened.
 
 Supervision: both watchers read in one thread of their own, and that thread ends at its first
 failure (inotify.Reader's boundary; MountWatcher's own). `failure` then says why, on_death is
