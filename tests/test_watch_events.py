@@ -80,3 +80,16 @@ def test_resync_fails_when_a_directory_cannot_be_watched(watched: tuple[CgroupWa
     monkeypatch.undo()
     watcher.resync()
     assert watcher.watch_count == 2  # the root and x
+
+
+def test_hint_is_the_directory_that_changed(watched: tuple[CgroupWatcher, Hints], cgroup_root: str) -> None:
+    """A mkdir below a stat-named cgroup hints exactly that directory: the watcher never widens a
+    scope (to the stat-named ancestor or anywhere else)."""
+    os.makedirs(os.path.join(cgroup_root, "d", "hist_oncpu"))
+    watcher, hints = watched
+    wait_for(lambda: watcher.watch_count == 3, 10, "d and d/hist_oncpu watched")
+    before = len(hints.seen)
+    os.mkdir(os.path.join(cgroup_root, "d", "hist_oncpu", "x"))
+    wait_for(lambda: ("d", "hist_oncpu", "x") in hints.seen, 10, "the mkdir hinted")
+    late = {("d",), ("d", "hist_oncpu")}  # the makedirs' own hints may still be arriving
+    assert [h for h in hints.seen[before:] if h not in late] == [("d", "hist_oncpu", "x")]
