@@ -174,7 +174,7 @@ class Reconciler:
             else:
                 plan, live, walked, fresh = self.observe(todo)
                 cached, source = False, "walk"
-            self._note_mounts(plan.mounts, full=todo == [()])
+            self._note_mounts(plan.mounts, full=todo == [()] and not cached)  # a deep pass sees every mount
             applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()],
                              cgroup_dirs=self._cgroup_dirs()) if plan else ApplyResult())
             self._remember(todo, keep, fresh, plan, applied)
