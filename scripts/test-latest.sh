@@ -3,7 +3,7 @@
 # release of every dependency, not the lock. It says which releases differ from the lock, so a new release that
 # breaks us fails a named test here before it reaches a node. Run it before each stop; the lock stays as it is.
 # --lowest (`make test-lowest`): the same, with every runtime dependency at the lower bound pyproject.toml
-# declares (its `>=` bounds turned into `==` constraints), so the bounds are known to be true.
+# and the lab extra declare (their `>=` bounds turned into `==` constraints), so the bounds are known to be true.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=build/venv-latest
@@ -12,7 +12,8 @@ if [[ ${1:-} == --lowest ]]; then
 	venv=build/venv-lowest
 	python3 - >build/lowest.txt <<'PY'
 import re, tomllib
-for req in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]:
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+for req in project["dependencies"] + project["optional-dependencies"]["lab"]:
     name, low = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][^,;]*)", req).groups()
     print(f"{name}=={low}")
 PY
@@ -22,7 +23,7 @@ fi
 python3 -m venv --clear "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip setuptools >&2
 "$venv/bin/pip" install -q --disable-pip-version-check --upgrade --upgrade-strategy eager "${constraints[@]}" \
-	-e '.[dev]' >&2
+	-e '.[dev,lab]' >&2
 "$venv/bin/python" - <<'PY'
 import re, subprocess, sys
 lock = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^ \\]+)", open("requirements/dev.lock").read(), re.M))

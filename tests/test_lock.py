@@ -41,10 +41,10 @@ def _lock(name: str) -> dict[str, tuple[str, frozenset[str]]]:
     return parse_lock((REPO / "requirements" / name).read_text(encoding="utf-8"))
 
 
-def _declared() -> tuple[list[Requirement], list[Requirement]]:
+def _declared() -> tuple[list[Requirement], dict[str, list[Requirement]]]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return ([Requirement(r) for r in project["dependencies"]],
-            [Requirement(r) for r in project["optional-dependencies"]["dev"]])
+            {extra: [Requirement(r) for r in reqs] for extra, reqs in project["optional-dependencies"].items()})
 
 
 def test_parse_lock() -> None:
@@ -58,15 +58,26 @@ def test_every_pin_is_hashed() -> None:
         assert unhashed == [], f"{name}: no hash for {unhashed}"
 
 
-def test_runtime_lock_is_the_same_resolution() -> None:
-    dev, runtime = _lock("dev.lock"), _lock("runtime.lock")
-    differ = {pkg: (pin, dev.get(pkg)) for pkg, pin in runtime.items() if dev.get(pkg) != pin}
+@pytest.mark.parametrize("subset", ["runtime.lock", "lab.lock"])
+def test_subset_locks_are_the_same_resolution(subset: str) -> None:
+    dev, part = _lock("dev.lock"), _lock(subset)
+    differ = {pkg: (pin, dev.get(pkg)) for pkg, pin in part.items() if dev.get(pkg) != pin}
     assert differ == {}
 
 
+def test_the_agent_has_only_its_own_dependencies() -> None:
+    """The node agent's lock holds what the agent needs (and theirs), none of the lab's packages."""
+    runtime, extras = _declared()
+    agent = _lock("runtime.lock")
+    assert {canonicalize_name(r.name) for r in runtime} <= set(agent)
+    assert not {canonicalize_name(r.name) for r in extras["lab"]} & set(agent)
+
+
 def test_pyproject_bounds_hold_for_the_lock() -> None:
-    runtime, dev_extra = _declared()
-    for reqs, lock in ((runtime, _lock("runtime.lock")), (runtime + dev_extra, _lock("dev.lock"))):
+    runtime, extras = _declared()
+    everything = runtime + [r for reqs in extras.values() for r in reqs]
+    for reqs, lock in ((runtime, _lock("runtime.lock")), (runtime + extras["lab"], _lock("lab.lock")),
+                       (everything, _lock("dev.lock"))):
         for req in reqs:
             name = canonicalize_name(req.name)
             assert name in lock, f"{req} is not locked"

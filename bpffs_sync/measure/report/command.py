@@ -4,6 +4,7 @@ report.md, report.html, the PNG plots and results.json (every raw sample) into D
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -39,7 +40,20 @@ def write(doc: dict[str, Any], out: Path) -> dict[str, Any]:
             "headline": doc["headline"], "problems": problems}
 
 
+LAB_MODULES = ("matplotlib", "pyroute2", "tqdm")  # the `lab` extra (pyproject.toml); the agent needs none
+
+
+def require_lab() -> None:
+    """The report runs from the lab's install: one line naming the extra when it is not there."""
+    missing = [m for m in LAB_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EnvironmentProblem("report", ", ".join(missing), 0,
+                                 "not installed: the report is the lab's (pip install 'bpffs-sync[lab]', "
+                                 "or pip install --require-hashes -r requirements/lab.lock)")
+
+
 def run_command(args: argparse.Namespace) -> int:
+    require_lab()
     from bpffs_sync.measure.report.runner import Plan, run
 
     preflight.require_root()
