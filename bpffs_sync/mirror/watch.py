@@ -465,8 +465,9 @@ class CgroupWatcher:
                 pfd = self._fds.get(parent)
                 if pfd is None:
                     return  # the parent is gone too: its own parent's IN_DELETE drops it
+                known = parent.kids.get(event.name) if parent.kids else None
                 child = self._watch_child(parent, pfd, event.name)
-                if child is not None:
+                if child is not None and child is not known:  # a known one was rescanned when first watched
                     self._watch_below(child)
             elif event.mask & (inotify.IN_DELETE | inotify.IN_MOVED_FROM):
                 gone = parent.kids.get(event.name) if parent.kids else None
