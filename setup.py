@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.bdist_wheel import bdist_wheel, get_platform
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -46,4 +47,12 @@ class BuildWithBpf(build_py):
                 shutil.copy2(obj, dest / obj.name)
 
 
-setup(cmdclass={"build_py": BuildWithBpf})
+class PlatformWheel(bdist_wheel):
+    """The BPF objects are built for one architecture (-D__TARGET_ARCH_x86, the build host's vmlinux.h):
+    the wheel says so in its platform tag (py3-none-linux_x86_64) instead of claiming to run anywhere."""
+
+    def get_tag(self) -> tuple[str, str, str]:
+        return "py3", "none", self.plat_name if self.plat_name_supplied else get_platform(self.bdist_dir)
+
+
+setup(cmdclass={"build_py": BuildWithBpf, "bdist_wheel": PlatformWheel})

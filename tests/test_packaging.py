@@ -219,6 +219,11 @@ def wheel() -> Any:
         yield whl
 
 
+def test_wheel_tag_names_the_bpf_objects_architecture(wheel: Path) -> None:
+    """The objects are compiled for x86 (-D__TARGET_ARCH_x86): not an any-platform wheel."""
+    assert wheel.name.endswith("-py3-none-linux_x86_64.whl"), wheel.name
+
+
 def test_wheel_ships_the_bpf_objects(wheel: Path) -> None:
     """The wheel holds every catalogued stat's object (iterator and cgroup/stat builds)."""
     from bpffs_sync.programs import CATALOGUE
