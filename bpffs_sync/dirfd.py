@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from bpffs_sync import log, membudget
+from bpffs_sync import interrupt, log, membudget
 from bpffs_sync.errors import MountPoint, Tampered, translate_oserror
 from bpffs_sync.paths import RelPath
 
@@ -49,8 +49,16 @@ EFFICIENT_CACHE = 32
 T = TypeVar("T")
 
 
+WHERE_LEVELS = 16  # a message's path shows this many levels at most (built per step of a walk: O(1), not O(depth))
+
+
 def where(base: str, rel: RelPath) -> str:
-    """A path for messages only (never opened): base joined with the components of rel."""
+    """A path for messages only (never opened): base joined with the components of rel; past
+    WHERE_LEVELS levels, the first and last few with the number left out between them (a user's
+    chain of thousands of levels would make each message, and each step building one, O(depth))."""
+    if len(rel) > WHERE_LEVELS:
+        half = WHERE_LEVELS // 2
+        return f"{base}/{'/'.join(rel[:half])}/...({len(rel) - 2 * half} levels)/{'/'.join(rel[-half:])}"
     return f"{base}/{'/'.join(rel)}" if rel else base
 
 
@@ -196,9 +204,7 @@ class DirCache:
         if fd is not None:
             self._fds.move_to_end(rel)
             return fd
-        depth = len(rel)
-        while depth > 0 and rel[:depth] not in self._fds:
-            depth -= 1
+        depth = self._nearest(rel)
         fd = self._fds[rel[:depth]]
         for i in range(depth, len(rel)):
             fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]))
@@ -206,9 +212,26 @@ class DirCache:
             self._evict(keep=rel[: i + 1])
         return fd
 
-    def invalidate(self, rel: RelPath) -> None:
+    def _nearest(self, rel: RelPath) -> int:
+        """The depth of rel's deepest ancestor held open (0: the root). Only the depths the cache
+        holds are tried (at most its size), each one slice: a deep path (a user's chain of
+        thousands of cgroups) costs O(limit x depth) at worst, not O(depth^2)."""
         n = len(rel)
-        for key in [k for k in self._fds if k[:n] == rel and k]:
+        if n and rel[:-1] in self._fds:  # the usual case: siblings share their parent
+            return n - 1
+        for depth in sorted({len(k) for k in self._fds if 0 < len(k) < n - 1}, reverse=True):
+            if rel[:depth] in self._fds:
+                return depth
+        return 0
+
+    def invalidate(self, rel: RelPath) -> None:
+        """Close rel and what is held below it. The length and last component are compared before
+        the prefix (a slice of a deep path costs its depth)."""
+        n = len(rel)
+        if not n:
+            return
+        last = rel[-1]
+        for key in [k for k in self._fds if len(k) >= n and k[n - 1] == last and k[:n] == rel]:
             os.close(self._fds.pop(key))
 
     def _evict(self, keep: RelPath) -> None:
@@ -233,7 +256,8 @@ def descend(top_fd: int, top: RelPath, children: Callable[[int, RelPath], list[T
 
     children(fd, rel): the entries of the directory rel (None: leave it, it could not be listed);
     enter(parent_fd, parent_rel, entry): the (rel, fd) of a subdirectory to go into, else None. Every
-    fd this opens or is handed is closed, also on error; top_fd stays the caller's."""
+    fd this opens or is handed is closed, also on error; top_fd stays the caller's. Raises
+    interrupt.Interrupted between two steps once the daemon is stopping."""
     fd = os.dup(top_fd)
     todo = children(fd, top)
     if todo is None:
@@ -242,6 +266,7 @@ def descend(top_fd: int, top: RelPath, children: Callable[[int, RelPath], list[T
     stack: list[tuple[RelPath, int, list[T]]] = [(top, fd, todo)]
     try:
         while stack:
+            interrupt.check()  # SIGTERM between two directories of a long walk
             rel, fd, todo = stack[-1]
             if not todo:
                 os.close(fd)

@@ -137,10 +137,10 @@ def test_backoff_is_per_tree(mirror: Mirror, v1_memory: str, logs: list[Entry],
     """A v1 tree that keeps failing backs off exponentially while the healthy v2 tree keeps passing."""
     real = Mirrors.reconcile
 
-    def v1_fails(self: Mirrors, key: str, scopes: list[tuple[str, ...]]) -> Any:
+    def v1_fails(self: Mirrors, key: str, scopes: list[tuple[str, ...]], **kw: Any) -> Any:
         if key.startswith("cgroup-v1/"):
             raise SyncError("scandir", key, 5)
-        return real(self, key, scopes)
+        return real(self, key, scopes, **kw)
 
     monkeypatch.setattr(Mirrors, "reconcile", v1_fails)
     with running(mirror, Selection([v1_memory])) as run:

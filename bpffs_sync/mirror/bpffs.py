@@ -27,7 +27,7 @@ import stat as stat_mod
 import subprocess
 from collections.abc import Callable
 
-from bpffs_sync import dirfd, libbpf, log, membudget, mountinfo
+from bpffs_sync import dirfd, interrupt, libbpf, log, membudget, mountinfo
 from bpffs_sync.errors import (
     CgroupGone,
     EnvironmentProblem,
@@ -214,11 +214,14 @@ def remove_at(parent_fd: int, name: str, what: str, dev: int = 0) -> bool:
     return True
 
 
-def remove_tree_at(parent_fd: int, name: str, what: str, left: list[str] | None = None) -> int:
+def remove_tree_at(parent_fd: int, name: str, what: str, left: list[str] | None = None,
+                   tick: Callable[[], None] | None = None) -> int:
     """Remove `name` and everything below it, post-order, one directory fd per level (no path, no
     symlink followed, no recursion limit, no mount point crossed). Returns the number of entries
     removed. A mount point met is left alone, and so are the directories holding it: its path is
-    appended to `left` (None: logged as mount_point_left_alone)."""
+    appended to `left` (None: logged as mount_point_left_alone). tick: called after each entry
+    removed (an apply's budget: it raises to end the removal there, the rest left for the next
+    pass); interrupt.Interrupted ends it between two entries when the daemon is stopping."""
 
     def keep(path: str) -> None:
         if left is None:
@@ -244,10 +247,11 @@ def remove_tree_at(parent_fd: int, name: str, what: str, left: list[str] | None 
     except MountPoint:  # mounted since the lstat
         keep(what)
         return 0
-    return _remove_below(top, parent_fd, name, what, keep=keep)
+    return _remove_below(top, parent_fd, name, what, keep=keep, tick=tick)
 
 
-def _remove_below(top: int, parent_fd: int, name: str, what: str, *, keep: Callable[[str], None]) -> int:
+def _remove_below(top: int, parent_fd: int, name: str, what: str, *, keep: Callable[[str], None],
+                  tick: Callable[[], None] | None = None) -> int:
     """remove_tree_at's post-order walk from the directory open at top (closed here)."""
     dev = os.fstat(top).st_dev
     removed = 0
@@ -260,6 +264,7 @@ def _remove_below(top: int, parent_fd: int, name: str, what: str, *, keep: Calla
 
     try:
         while stack:
+            interrupt.check()
             fd, pfd, dname, todo, kept = stack[-1]
             if not todo:
                 stack.pop()
@@ -269,6 +274,8 @@ def _remove_below(top: int, parent_fd: int, name: str, what: str, *, keep: Calla
                         stack[-1][4][0] = True
                 else:
                     removed += int(remove_at(pfd, dname, what, dev))
+                    if tick is not None:
+                        tick()
                 continue
             child = todo.pop()
             try:
@@ -291,6 +298,8 @@ def _remove_below(top: int, parent_fd: int, name: str, what: str, *, keep: Calla
                 stack.append((cfd, fd, child, _names(cfd, what), [False]))
             else:
                 removed += int(remove_at(fd, child, what, dev))
+                if tick is not None:
+                    tick()
     finally:
         for fd, *_ in stack:
             os.close(fd)
@@ -435,7 +444,7 @@ def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: in
         view.tree[()] = Actual(Kind.DIR, mode=st.st_mode & 0o7777, gid=st.st_gid)
         for depth in range(len(scope)):  # down to the scope holding one fd at a time
             rel = scope[: depth + 1]
-            what = layout.mirror_path(rel)
+            what = dirfd.where(layout.mirror_root, rel)
             try:
                 entry = describe_at(fd, rel[-1], what, judge_file, dev)
             except LibbpfError:  # transient: judged next time
@@ -468,14 +477,14 @@ def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge
                 dev: int) -> None:
     def children(fd: int, rel: RelPath) -> list[str] | None:
         try:
-            return _names(fd, layout.mirror_path(rel))
+            return _names(fd, dirfd.where(layout.mirror_root, rel))
         except SyncError:
             view.opaque.add(rel)
             return None
 
     def enter(fd: int, rel: RelPath, name: str) -> tuple[RelPath, int] | None:
         child = (*rel, name)
-        what = layout.mirror_path(child)
+        what = dirfd.where(layout.mirror_root, child)
         try:
             entry = describe_at(fd, name, what, judge_file, dev)
         except LibbpfError:  # transient (EMFILE, ENOMEM, EINTR...): this entry is judged next time

@@ -63,7 +63,7 @@ def first_gone(layout: Layout, scope: RelPath, root_fd: int | None = None,
     try:
         for depth in range(len(scope)):
             try:
-                nxt = dirfd.open_dir(fd, scope[depth], layout.cgroup_path(scope[: depth + 1]))
+                nxt = dirfd.open_dir(fd, scope[depth], dirfd.where(layout.cgroup_root, scope[: depth + 1]))
             except SyncError:
                 return scope[: depth + 1]
             os.close(fd)
@@ -106,8 +106,8 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
             view.tree[scope[:depth]] = Desired(Kind.DIR)
             rel = scope[: depth + 1]
             try:
-                nxt = os.dup(dirs.get(rel)) if dirs is not None else dirfd.open_dir(fd, scope[depth],
-                                                                                      layout.cgroup_path(rel))
+                nxt = (os.dup(dirs.get(rel)) if dirs is not None
+                       else dirfd.open_dir(fd, scope[depth], dirfd.where(layout.cgroup_root, rel)))
             except CgroupGone:
                 return view
             except SyncError as err:  # EMFILE, ...: that subtree is unknown this time, not a failed pass

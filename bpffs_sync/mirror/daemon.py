@@ -50,6 +50,8 @@ import structlog
 from bpffs_sync import log, rundir
 from bpffs_sync.errors import Remounted, SyncError
 from bpffs_sync.histogram import Log2Us
+from bpffs_sync.interrupt import Interrupted
+from bpffs_sync.mirror.apply import Budget
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.mirrors import Mirrors, TreeHint
 from bpffs_sync.mirror.reconciler import PassResult
@@ -75,12 +77,17 @@ T = TypeVar("T", bound=Hashable)
 
 
 class HintQueue(Generic[T]):
-    """De-duplicating queue of hints (scopes); a full-resync request absorbs everything pending."""
+    """De-duplicating queue of hints (scopes); a full-resync request absorbs everything pending.
+    When hints are arriving back to back (the last one less than BATCH_WAIT ago), take waits
+    BATCH_WAIT once more for the rest of the burst: one pass for a batch costs less than one each."""
+
+    BATCH_WAIT = 0.001
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._scopes: dict[T, float] = {}  # scope -> when it was first hinted (monotonic)
         self._full = False
+        self._last_put = -math.inf
         self.taken_at: list[float] = []  # the hint times of the last take (the lag telemetry's start)
 
     def put(self, scope: T | None) -> None:
@@ -89,7 +96,8 @@ class HintQueue(Generic[T]):
                 self._full = True
                 self._scopes.clear()
             elif not self._full:
-                self._scopes.setdefault(scope, time.monotonic())
+                self._last_put = time.monotonic()
+                self._scopes.setdefault(scope, self._last_put)
             self._cond.notify()
 
     def take(self, timeout: float) -> tuple[bool, list[T]]:
@@ -97,6 +105,8 @@ class HintQueue(Generic[T]):
         with self._cond:
             if not self._full and not self._scopes:
                 self._cond.wait(timeout)
+            if self._scopes and not self._full and time.monotonic() - self._last_put < self.BATCH_WAIT:
+                self._cond.wait(self.BATCH_WAIT)  # a burst in progress: take the rest of it with it
             full, scopes = self._full, list(self._scopes)
             self.taken_at = list(self._scopes.values())
             self._full = False
@@ -280,10 +290,23 @@ class Daemon:
         self._last_write = -math.inf  # when the status document was last written (monotonic)
         self.stats: dict[str, LoadedStat] = {}
         self.mounts: MountWatcher | None = None
+        self.deep_requested = False  # SIGHUP: the next full round re-walks every mirror (set by a handler)
+        self.interrupted = 0  # passes ended by a stop request, over the daemon's life
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stop_event.set()
         self.queue.put(None)  # wake the worker
+
+    def request_deep(self) -> None:
+        """A full round at once, with every mirror re-walked (not trusted from the cache). Only an
+        assignment and the queue's put: safe in a signal handler."""
+        self.deep_requested = True
+        self.queue.put(None)
+
+    def _budget(self) -> Budget | None:
+        """Passes are bounded per top-level subtree once the mirror was built (the first full round
+        builds it whole, and `run --once` does all of its one round)."""
+        return None if self.opts.once or not self.telemetry.full_passes else Budget()
 
     def _load(self, name: str) -> LoadedStat:
         """A stat program, loaded (or adopted) the first time a tree needs it; shared by all trees."""
@@ -389,7 +412,7 @@ class Daemon:
                     for loaded in self.stats.values():
                         loaded.heal()
                 else:
-                    res = mirrors.reconcile(key, scopes)
+                    res = mirrors.reconcile(key, scopes, budget=self._budget(), stop=self.stop_event)
                     if res is not None:
                         self.telemetry.record(res, key)
                         if res.deferred:  # past the pass's share of one subtree (reconciler.share): next pass
@@ -401,6 +424,12 @@ class Daemon:
                             return
             except Remounted:  # not a failure to retry: this process's lock is of another instance
                 raise
+            except Interrupted:  # stopping: the pass ended between two steps; nothing failed
+                self.work.add(key, scopes)
+                self.interrupted += 1
+                _log.info("pass_interrupted", step=_step_name(key), tree=key if _is_tree(key) else None,
+                          scopes=len(scopes))
+                return
             except Exception as err:  # the boundary: log, back off, retry; never die
                 self._failed(key, scopes, str(err), getattr(err, "errno", 0) or 0, rid,
                              exc_info=not isinstance(err, SyncError))
@@ -408,12 +437,15 @@ class Daemon:
         self.work.succeeded(key)
 
     def _run_ready(self, mirrors: Mirrors) -> None:
-        """Every key whose back-off is over: the round's own steps first, then the trees."""
+        """Every key whose back-off is over: the round's own steps first, then the trees. A stop
+        request ends the round between two steps (a pass itself ends between two operations)."""
         for key in (MOUNTS, PRIVATE, WATCHES):
             scopes = self.work.take(key, time.monotonic())
-            if scopes is not None:
+            if scopes is not None and not self.stop_event.is_set():
                 self._step(key, scopes, mirrors)
         for key in self.work.ready(time.monotonic()):
+            if self.stop_event.is_set():
+                return
             if _is_tree(key) and (scopes := self.work.take(key, time.monotonic())) is not None:
                 self._step(key, scopes, mirrors)
 
@@ -469,6 +501,9 @@ class Daemon:
             if self._supervise(mirrors):  # replaced: what happened while it was dead is unknown
                 full = True
             if full or time.monotonic() >= next_full:
+                if self.deep_requested:  # SIGHUP: this round trusts no cache
+                    self.deep_requested = False
+                    mirrors.request_deep()
                 self._full_round(mirrors)
                 next_full = time.monotonic() + _jittered(self.opts.resync_interval)
                 write_at = 0.0  # a full round is written at once
@@ -483,7 +518,7 @@ class Daemon:
                 self._last_write, write_at = time.monotonic(), math.inf
             if self.opts.once:
                 break
-        _log.info("stopping", passes=self.telemetry.passes)
+        _log.info("stopping", passes=self.telemetry.passes, interrupted=self.interrupted)
 
 
 def _is_tree(key: str) -> bool:
@@ -508,7 +543,7 @@ def run(layout: Layout, specs: list[StatProgram], opts: RunOptions, selection: S
             _log.info("resync_requested", signal="SIGHUP")
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
-        daemon.queue.put(None)
+        daemon.request_deep()  # a full round that re-walks every mirror (no cache trusted)
         hup.set()
 
     threading.Thread(target=log_hups, name="sighup-log", daemon=True).start()

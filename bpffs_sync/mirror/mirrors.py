@@ -13,6 +13,7 @@ inotify instance; the daemon then runs a full pass (events may have been lost me
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import v1_controllers
 from bpffs_sync import log
 from bpffs_sync.errors import Tampered
 from bpffs_sync.mirror import bpffs, forest
+from bpffs_sync.mirror.apply import Budget
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.reconciler import PassResult, Reconciler
 from bpffs_sync.mirror.watch import CgroupWatcher
@@ -157,9 +159,15 @@ class Mirrors:
 
     # --- passes
 
-    def reconcile(self, key: str, scopes: list[RelPath]) -> PassResult | None:
+    def reconcile(self, key: str, scopes: list[RelPath], *, budget: Budget | None = None,
+                  stop: threading.Event | None = None) -> PassResult | None:
         act = self.active.get(key)
-        return None if act is None else act.reconciler.reconcile(*scopes)
+        return None if act is None else act.reconciler.reconcile(*scopes, budget=budget, stop=stop)
+
+    def request_deep(self) -> None:
+        """Every tree's next full pass re-walks its mirror (SIGHUP)."""
+        for act in self.active.values():
+            act.reconciler.request_deep()
 
     def resync_watches(self) -> None:
         """Every tree's watch set; one tree's failure does not spare the others (the first

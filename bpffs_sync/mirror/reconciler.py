@@ -12,20 +12,27 @@ behind its back in a part no hint touches is healed by the next deep pass, not t
 A full pass whose tree has the digest of the last one's (computed by the iterator program over
 every record), with nothing changed in the mirror since that pass ended in step, is a no-op
 without copying the records, building the tree or a diff.
+
+A pass given a Budget (the daemon's, once its first full round is done) applies a bounded slice of
+each top-level subtree's ops (apply.Budget); the scopes of a subtree that was cut are handed back
+in PassResult.deferred, and are re-read from bpffs next time (the cache does not know what a cut
+left). Given the daemon's stop event, a pass ends between two steps when it is set
+(interrupt.Interrupted, raised to the caller; the cache is dropped: the next pass is deep).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
 import structlog
 
-from bpffs_sync import dirfd, log
+from bpffs_sync import dirfd, interrupt, log
 from bpffs_sync.mirror import bpffs, cgroupfs, cgtree
-from bpffs_sync.mirror.apply import ApplyResult, apply
+from bpffs_sync.mirror.apply import ApplyResult, Budget, apply, group_of
 from bpffs_sync.mirror.cache import MirrorCache
 from bpffs_sync.mirror.diff import OpKind, Plan, diff
 from bpffs_sync.mirror.roots import Roots
@@ -89,6 +96,11 @@ class Reconciler:
         self.mounts: set[RelPath] = set()  # mount points below the mirror root, logged once each
         self._dirs: dirfd.DirCache | None = None  # the cgroup side's directories, for one pass
         self._dirs_limit = 0  # its size (dirfd.cache_limit lists /proc/self/fd: once per full pass, not per pass)
+        self._deep_next = False  # the next full pass re-walks bpffs whatever the count (request_deep)
+
+    def request_deep(self) -> None:
+        """Make the next full pass a deep one (SIGHUP: the administrator distrusts the cache)."""
+        self._deep_next = True
 
     def close(self) -> None:
         """Let go of the held directories (they are let go after each pass anyway)."""
@@ -150,10 +162,21 @@ class Reconciler:
         live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
         return diff(desired, actual, conflicts, opaque), live, walked, None if opaque else fresh
 
-    def reconcile(self, *scopes: RelPath) -> PassResult:
+    def reconcile(self, *scopes: RelPath, budget: Budget | None = None,
+                  stop: threading.Event | None = None) -> PassResult:
         """One pass over the given scopes (none: the whole tree). One diff, one apply, one log line.
         Hinted scopes below a stat-shadowed name are dropped; beyond SCOPES_PER_GROUP of one
-        top-level cgroup they are handed back in PassResult.deferred (the caller queues them)."""
+        top-level cgroup they are handed back in PassResult.deferred (the caller queues them), and
+        so are the scopes of a subtree whose budget ran out. stop: set, the pass ends between two
+        steps with interrupt.Interrupted."""
+        with interrupt.stopping(stop):
+            try:
+                return self._reconcile(scopes, budget)
+            except interrupt.Interrupted:
+                self._actual, self._clean = None, False  # what landed is unknown: the next full pass is deep
+                raise
+
+    def _reconcile(self, scopes: tuple[RelPath, ...], budget: Budget | None) -> PassResult:
         started = time.monotonic()
         # The caller's id when it bound one (the daemon's step: its failure line names this pass).
         rid = str(structlog.contextvars.get_contextvars().get("reconcile_id") or uuid.uuid4().hex[:12])
@@ -163,7 +186,12 @@ class Reconciler:
             full: list[RelPath] = [()]
             wanted = [s for s in scopes if mirrored_scope(s, shadow) is not None] if scopes else full
             taken, deferred = share(wanted, SCOPES_PER_GROUP)
-            todo = coalesce([n for s in taken if (n := self.normalise(s)) is not None])
+            normal: list[RelPath] = []
+            for scope in taken:
+                interrupt.check()  # each costs opens down to the scope (a user's deep chain)
+                if (n := self.normalise(scope)) is not None:
+                    normal.append(n)
+            todo = coalesce(normal)
             if not todo:  # every hint was below a shadowed name: nothing to read
                 return PassResult(rid, [], Plan(), ApplyResult(), time.monotonic() - started, deferred)
             keep: MirrorCache | None = None
@@ -176,12 +204,16 @@ class Reconciler:
                 cached, source = False, "walk"
             self._note_mounts(plan.mounts, full=todo == [()] and not cached)  # a deep pass sees every mount
             applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()],
-                             cgroup_dirs=self._cgroup_dirs()) if plan else ApplyResult())
+                             cgroup_dirs=self._cgroup_dirs(), budget=budget) if plan else ApplyResult())
             self._remember(todo, keep, fresh, plan, applied)
+            if applied.cut:  # the rest of those subtrees: the next pass (level-triggered: it re-reads them)
+                deferred += ([(g,) for g in sorted(applied.cut) if g] if todo == [()]
+                             else [s for s in todo if group_of(s) in applied.cut])
             seconds = time.monotonic() - started
             if plan or applied.errors:
                 _log.info("reconcile_pass", scope=display(todo[0]), scopes=len(todo), ops=len(plan.ops),
                           done=dict(applied.done), gone=applied.gone, errors=len(applied.errors),
+                          left=applied.left, cut=sorted(applied.cut), deferred=len(deferred),
                           seconds=round(seconds, 4))
             for c in plan.conflicts:
                 _log.debug("name_conflict", path=display(c.path), cgroup_id=c.cgroup_id)
@@ -220,7 +252,8 @@ class Reconciler:
 
     def _observe_full(self) -> tuple[Plan, set[int], int, bool, str, MirrorCache]:
         """(plan, live ids, cgroups read, cached, source, the mirror as the plan finds it)."""
-        deep = self._actual is None or self._since_deep + 1 >= self.deep_every or len(self._dirty) > DIRTY_MAX
+        deep = (self._actual is None or self._deep_next or self._since_deep + 1 >= self.deep_every
+                or len(self._dirty) > DIRTY_MAX)
         view, digest, count, source = self._tree(deep)
         if view is None and self._actual is not None:  # no-op
             self._since_deep += 1
@@ -230,7 +263,7 @@ class Reconciler:
         if deep or self._actual is None:
             seen = bpffs.walk(self.layout, self.pins, (), mroot)
             self.pins.forget_unseen()
-            self._since_deep = 0
+            self._since_deep, self._deep_next = 0, False
             cache, opaque = MirrorCache(seen.tree), seen.opaque
         else:
             self._since_deep += 1
@@ -260,11 +293,14 @@ class Reconciler:
         ops applied, or nothing when one did not land (the next full pass is deep); a scoped
         pass's fresh walks and ops, or its scopes to re-read when an op did not land."""
         landed = not (applied.errors or applied.gone or applied.skipped)
+        cut = applied.cut  # subtrees whose ops did not all run (budget): re-read from bpffs when next used
+        done = [op for op in plan.ops if group_of(op.path) not in cut] if cut else plan.ops
         if todo == [()]:
             self._actual = keep if landed else None
             if self._actual is not None:
-                self._actual.record(plan.ops)
-            self._clean = self._actual is not None and not plan.mounts
+                self._actual.record(done)
+                self._dirty.update((g,) if g else () for g in cut)
+            self._clean = self._actual is not None and not plan.mounts and not cut
             return
         if self._actual is None:
             return
@@ -272,7 +308,9 @@ class Reconciler:
             self._clean = False
         if landed and fresh is not None:
             for scope, seen in fresh.items():
-                self._actual.replace_scope(scope, seen)
-            self._actual.record(plan.ops)
+                if group_of(scope) not in cut:
+                    self._actual.replace_scope(scope, seen)
+            self._actual.record(done)
+            self._dirty.update(s for s in todo if group_of(s) in cut)
         else:
             self._dirty.update(todo)
