@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from bpffs_sync import interrupt, log, membudget
-from bpffs_sync.errors import MountPoint, Tampered, translate_oserror
+from bpffs_sync.errors import MountPoint, SyncError, Tampered, translate_oserror
 from bpffs_sync.paths import RelPath
 
 _log = log.get(__name__)
@@ -211,6 +211,20 @@ class DirCache:
             self._fds[rel[: i + 1]] = fd
             self._evict(keep=rel[: i + 1])
         return fd
+
+    def reach(self, rel: RelPath) -> int:
+        """How many leading components of rel name directories that can be opened (len(rel): all
+        of them), opening from the nearest open ancestor and keeping what it opened."""
+        depth = self._nearest(rel) if rel not in self._fds else len(rel)
+        fd = self._fds[rel[:depth]]
+        for i in range(depth, len(rel)):
+            try:
+                fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]))
+            except SyncError:
+                return i
+            self._fds[rel[: i + 1]] = fd
+            self._evict(keep=rel[: i + 1])
+        return len(rel)
 
     def _nearest(self, rel: RelPath) -> int:
         """The depth of rel's deepest ancestor held open (0: the root). Only the depths the cache

@@ -113,11 +113,17 @@ def mirrored_scope(scope: RelPath, stats: frozenset[str]) -> RelPath | None:
 def coalesce(scopes: list[RelPath]) -> list[RelPath]:
     """Drop scopes covered by another scope in the list (an ancestor's pass covers its subtree)."""
     kept: set[RelPath] = set()
+    lengths: list[int] = []  # of the kept scopes, ascending: only prefixes of those lengths can be kept
     out: list[RelPath] = []
     for scope in sorted(set(scopes), key=lambda s: (len(s), s)):
-        if not any(scope[:depth] in kept for depth in range(len(scope))):  # O(depth), not O(n)
+        n = len(scope)
+        # One slice per length kept so far (a slice of a deep path costs its depth: one per level would
+        # make a user's chain of thousands of nested hints quadratic per scope).
+        if not any(scope[:depth] in kept for depth in lengths if depth < n):
             kept.add(scope)
             out.append(scope)
+            if not lengths or lengths[-1] != n:
+                lengths.append(n)
     return out
 
 

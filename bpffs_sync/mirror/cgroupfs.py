@@ -52,13 +52,9 @@ def first_gone(layout: Layout, scope: RelPath, root_fd: int | None = None,
     """The shortest prefix of scope that names no cgroup now (scope itself when all exist).
     root_fd: the cgroup root, held by the caller (else opened here); dirs: the pass's directories
     below it (what is opened here stays open there for the walk)."""
-    if dirs is not None:
-        for depth in range(len(scope)):
-            try:
-                dirs.get(scope[: depth + 1])
-            except SyncError:
-                return scope[: depth + 1]
-        return scope
+    if dirs is not None:  # one descent from the nearest open ancestor (not one lookup per prefix)
+        depth = dirs.reach(scope)
+        return scope if depth == len(scope) else scope[: depth + 1]
     fd = open_root(layout.cgroup_root) if root_fd is None else os.dup(root_fd)
     try:
         for depth in range(len(scope)):

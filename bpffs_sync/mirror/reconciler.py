@@ -187,7 +187,8 @@ class Reconciler:
             wanted = [s for s in scopes if mirrored_scope(s, shadow) is not None] if scopes else full
             taken, deferred = share(wanted, SCOPES_PER_GROUP)
             normal: list[RelPath] = []
-            for scope in taken:
+            for scope in coalesce(taken):  # nested hints (a chain being made) cost one normalise
+                # (safe: an ancestor's first gone cgroup is at or above any descendant's)
                 interrupt.check()  # each costs opens down to the scope (a user's deep chain)
                 if (n := self.normalise(scope)) is not None:
                     normal.append(n)

@@ -75,5 +75,10 @@ class ActualView:
 
 
 def under(path: RelPath, tops: set[RelPath]) -> bool:
-    """Is path one of tops or below one? O(depth)."""
-    return any(path[:depth] in tops for depth in range(len(path) + 1)) if tops else False
+    """Is path one of tops or below one? One slice per distinct length of tops, or per level of
+    path when that is fewer (a slice of a deep path costs its depth)."""
+    if not tops:
+        return False
+    n = len(path)
+    depths = {len(t) for t in tops if len(t) <= n} if len(tops) <= n else range(n + 1)
+    return any(path[:depth] in tops for depth in depths)
