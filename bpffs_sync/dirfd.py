@@ -24,6 +24,7 @@ import errno
 import os
 import resource
 import stat as stat_mod
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -264,23 +265,37 @@ class DirCache:
         self._fds.clear()
 
 
+MIN_STEPS = 256  # a walk with a deadline takes at least this many steps (so every pass makes progress)
+
+
 def descend(top_fd: int, top: RelPath, children: Callable[[int, RelPath], list[T] | None],
-            enter: Callable[[int, RelPath, T], tuple[RelPath, int] | None]) -> None:
+            enter: Callable[[int, RelPath, T], tuple[RelPath, int] | None], *, deadline: float = 0.0,
+            left: Callable[[RelPath, list[T]], None] | None = None) -> None:
     """Depth first below the directory open at top_fd, holding one fd per level of the current path.
 
     children(fd, rel): the entries of the directory rel (None: leave it, it could not be listed);
     enter(parent_fd, parent_rel, entry): the (rel, fd) of a subdirectory to go into, else None. Every
     fd this opens or is handed is closed, also on error; top_fd stays the caller's. Raises
-    interrupt.Interrupted between two steps once the daemon is stopping."""
+    interrupt.Interrupted between two steps once the daemon is stopping. deadline (monotonic; 0:
+    none): past it, after MIN_STEPS steps, the walk ends and left(rel, entries) is told, for each
+    directory on the current path, the entries it did not visit."""
     fd = os.dup(top_fd)
     todo = children(fd, top)
     if todo is None:
         os.close(fd)
         return
     stack: list[tuple[RelPath, int, list[T]]] = [(top, fd, todo)]
+    steps = 0
     try:
         while stack:
             interrupt.check()  # SIGTERM between two directories of a long walk
+            steps += 1
+            if deadline and steps >= MIN_STEPS and not steps % 16 and time.monotonic() > deadline:
+                if left is not None:
+                    for rel, _fd, todo in stack:
+                        if todo:
+                            left(rel, todo)
+                return
             rel, fd, todo = stack[-1]
             if not todo:
                 os.close(fd)

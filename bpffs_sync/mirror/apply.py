@@ -9,10 +9,11 @@ scope), and what lies below a directory that could not be made is skipped, not f
 A cgroup that vanished before its pin was made is not a failure.
 
 Bounded (Budget): the daemon's passes apply at most Budget.ops ops, and ~Budget.seconds, of each
-top-level subtree (a removal of a huge subtree is cut between two entries); the rest of that
-subtree's ops are left (ApplyResult.cut) for the next pass, which re-reads its scopes -- deferring
-is safe, the mirror is level-triggered. So a user's subtree with thousands of pending ops costs
-each pass a bounded slice, and a hint elsewhere is served by the next short pass. Within a subtree
+top-level subtree (a removal of a huge subtree is cut between two entries), smallest subtrees
+first (fair_order); the rest of a subtree's ops are left (ApplyResult.cut) for the next pass, which
+re-reads its scopes -- deferring is safe, the mirror is level-triggered. So a user's subtree with
+thousands of pending ops costs each pass a bounded slice, and a hint elsewhere is served by the
+next short pass. Within a subtree
 the order of the plan is kept (a cut leaves a suffix), so nothing is made before what it replaces
 is gone. interrupt.Interrupted (SIGTERM) ends an apply between two ops, or two entries of one.
 """
@@ -53,15 +54,17 @@ class Pinner(Protocol):
 
 
 OPS_PER_GROUP = 512  # ops of one top-level subtree a budgeted pass applies
-SECONDS_PER_GROUP = 0.05  # and about this long (a removal in progress is cut between two entries)
+SECONDS_PER_GROUP = 0.03  # and about this long (a removal in progress is cut between two entries)
+WALK_SECONDS_PER_GROUP = 0.02  # a hinted pass's walks of one top-level subtree (reconciler.observe)
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """How much of each top-level subtree's work one pass applies (the rest: the next pass's)."""
+    """How much of each top-level subtree's work one pass does (the rest: the next pass's)."""
 
     ops: int = OPS_PER_GROUP
     seconds: float = SECONDS_PER_GROUP
+    walk_seconds: float = WALK_SECONDS_PER_GROUP
 
 
 class _Cut(Exception):
@@ -154,6 +157,19 @@ def _deadline(limit: float) -> Callable[[], None]:
     return tick
 
 
+def fair_order(ops: list[Op]) -> list[Op]:
+    """The ops grouped by top-level subtree, the mirror root's first and then the smallest groups
+    first; each group's ops in the plan's order (removals deepest first, then creations). Subtrees
+    are independent, so this changes nothing but who waits: a cgroup made beside a user's subtree
+    with thousands of pending ops is mirrored before that subtree's budget is spent."""
+    groups: dict[str, list[Op]] = {}
+    for op in ops:
+        groups.setdefault(group_of(op.path), []).append(op)
+    if len(groups) < 2:
+        return ops
+    return [op for g in sorted(groups, key=lambda g: (g != "", len(groups[g]))) for op in groups[g]]
+
+
 class _Meter:
     """What each top-level subtree spent of the budget in one apply (ops run, seconds)."""
 
@@ -196,7 +212,7 @@ def apply(plan: Plan, layout: Layout, stats: Mapping[str, Pinner], live_ids: set
             held.close()
         raise
     try:
-        for op in plan.ops:
+        for op in fair_order(plan.ops) if budget is not None else plan.ops:
             interrupt.check()  # SIGTERM between two ops
             group = group_of(op.path)
             if group in result.cut or meter.over(group):  # the rest of this subtree: the next pass

@@ -333,6 +333,21 @@ def _names(fd: int, what: str) -> list[str]:
         raise translate_oserror(err, "scandir", what) from err
 
 
+def _names_dirs_last(fd: int, what: str) -> list[str]:
+    """The names in fd, subdirectories first: descend pops from the end, so a directory's files
+    (its pins) are visited before any subtree below it (a walk cut by its deadline then leaves only
+    directories unread: each is a scope a later pass can take)."""
+    try:
+        with os.scandir(fd) as it:
+            dirs: list[str] = []
+            files: list[str] = []
+            for e in it:
+                (dirs if e.is_dir(follow_symlinks=False) else files).append(e.name)
+    except OSError as err:
+        raise translate_oserror(err, "scandir", what) from err
+    return dirs + files
+
+
 # --- the actual tree -----------------------------------------------------------------------------
 
 
@@ -424,13 +439,16 @@ def describe_at(dir_fd: int, name: str, what: str, judge_file: FileJudge, dev: i
     return Actual(Kind.OTHER, detail="a symlink" if stat_mod.S_ISLNK(st.st_mode) else "not a bpffs object")
 
 
-def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: int | None = -1) -> ActualView:
+def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: int | None = -1, *,
+         deadline: float = 0.0) -> ActualView:
     """Actual entries of the mirror subtree at scope, plus the entries on the way down to it.
 
     One directory fd per level of the current path; a directory that cannot be opened or listed
     (or lies deeper than dirfd.MAX_DEPTH) is opaque: the pass leaves it alone. An entry on another
     filesystem than the mirror root is Kind.MOUNT and never entered. root_fd: the mirror
-    root held by the caller, None when it does not exist (default -1: opened and checked here)."""
+    root held by the caller, None when it does not exist (default -1: opened and checked here).
+    deadline (monotonic, 0: none): past it the walk stops (dirfd.descend); what it did not visit
+    is opaque and listed in view.cut, for a later pass to read."""
     view = ActualView()
     if len(scope) >= dirfd.MAX_DEPTH:  # the full pass leaves it opaque: so does a scoped one
         view.opaque.add(scope[: dirfd.MAX_DEPTH])
@@ -467,17 +485,17 @@ def walk(layout: Layout, judge_file: FileJudge, scope: RelPath = (), root_fd: in
                 return view
             os.close(fd)
             fd = nxt
-        _walk_below(layout, fd, scope, judge_file, view, dev=dev)
+        _walk_below(layout, fd, scope, judge_file, view, dev=dev, deadline=deadline)
     finally:
         os.close(fd)
     return view
 
 
 def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge, view: ActualView, *,
-                dev: int) -> None:
+                dev: int, deadline: float = 0.0) -> None:
     def children(fd: int, rel: RelPath) -> list[str] | None:
         try:
-            return _names(fd, dirfd.where(layout.mirror_root, rel))
+            return _names_dirs_last(fd, dirfd.where(layout.mirror_root, rel))
         except SyncError:
             view.opaque.add(rel)
             return None
@@ -508,4 +526,10 @@ def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge
             view.opaque.add(child)
         return None
 
-    dirfd.descend(top_fd, top, children, enter)
+    def left(rel: RelPath, names: list[str]) -> None:
+        for name in names:
+            child = (*rel, name)
+            view.opaque.add(child)
+            view.cut.append(child)
+
+    dirfd.descend(top_fd, top, children, enter, deadline=deadline, left=left)

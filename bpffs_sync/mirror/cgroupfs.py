@@ -83,7 +83,7 @@ def _children(fd: int) -> list[tuple[str, int]]:
 
 def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
          shadow: frozenset[str] | None = None, root_fd: int | None = None, *,
-         dirs: dirfd.DirCache | None = None) -> DesiredView:
+         dirs: dirfd.DirCache | None = None, deadline: float = 0.0) -> DesiredView:
     """Desired entries for the cgroup subtree at `scope`, plus the directories above it.
 
     `scope` must already be normalised by paths.mirrored_scope(). When the cgroup at `scope` is
@@ -91,6 +91,8 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
     `shadow`: the file names that hide a cgroup of that name (default: `stats`; the kernel mirror
     passes every link's name). root_fd: the cgroup root, held by the caller (else opened here);
     dirs: the pass's directories below root_fd, from which the way down to scope is taken.
+    deadline (monotonic, 0: none): past it the walk stops (dirfd.descend); what it did not visit
+    is opaque and listed in view.cut, for a later pass to read.
     """
     view = DesiredView()
     if len(scope) >= dirfd.MAX_DEPTH:  # the full pass leaves it opaque: so does a scoped one
@@ -112,14 +114,15 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
             os.close(fd)
             fd = nxt
         _add_cgroup(view, layout, scope, os.fstat(fd).st_ino, stats)
-        _walk_below(layout, fd, scope, stats, stat_set=frozenset(stats) if shadow is None else shadow, view=view)
+        _walk_below(layout, fd, scope, stats, stat_set=frozenset(stats) if shadow is None else shadow, view=view,
+                    deadline=deadline)
     finally:
         os.close(fd)
     return view
 
 
 def _walk_below(layout: Layout, top_fd: int, top: RelPath, stats: tuple[str, ...], *, stat_set: frozenset[str],
-                view: DesiredView) -> None:
+                view: DesiredView, deadline: float = 0.0) -> None:
     """Depth first below top (dirfd.descend: one fd per level of the current path)."""
     ids = {top: os.fstat(top_fd).st_ino}
 
@@ -154,7 +157,13 @@ def _walk_below(layout: Layout, top_fd: int, top: RelPath, stats: tuple[str, ...
         ids[child] = ino
         return child, cfd
 
-    dirfd.descend(top_fd, top, children, enter)
+    def left(rel: RelPath, entries: list[tuple[str, int]]) -> None:
+        for name, _ino in entries:
+            child = (*rel, name)
+            view.opaque.add(child)
+            view.cut.append(child)
+
+    dirfd.descend(top_fd, top, children, enter, deadline=deadline, left=left)
 
 
 def _unreadable(view: DesiredView, rel: RelPath, ino: int, err: OSError) -> None:

@@ -133,34 +133,50 @@ class Reconciler:
         n = len(scope)
         return not any(d[:n] == scope or under(scope, {d}) for d in self._dirty | self._opaque)
 
-    def observe(self, scopes: list[RelPath]) -> tuple[Plan, set[int], int, dict[RelPath, ActualTree] | None]:
+    def observe(self, scopes: list[RelPath], budget: Budget | None = None
+                ) -> tuple[Plan, set[int], int, dict[RelPath, ActualTree] | None, list[RelPath]]:
         """The plan for the (normalised, coalesced) scopes, the live cgroup ids seen below them,
-        how many cgroups were read, and each scope's bpffs walk (None when part of one was
-        opaque). A scope the cache knows is taken from it (the daemon trusts its own pins
-        between deep passes); the others are walked. Scopes do not nest, so their trees only
-        share ancestors, which both walks report alike."""
+        how many cgroups were read, each scope's bpffs walk (None when part of one was opaque),
+        and the scopes left for a later pass. A scope the cache knows is taken from it (the
+        daemon trusts its own pins between deep passes); the others are walked. Scopes do not
+        nest, so their trees only share ancestors, which both walks report alike. With a budget,
+        the walks of one top-level subtree take about budget.walk_seconds: a walk past it stops
+        (what it did not visit is opaque to this pass and left for a later one, by the
+        directories it did not enter), and its subtree's scopes not yet walked are left whole."""
         desired: DesiredTree = {}
         actual: ActualTree = {}
         conflicts: list[Conflict] = []
         opaque: set[RelPath] = set()
         walked = 0
         fresh: dict[RelPath, ActualTree] = {}
+        later: list[RelPath] = []
+        spent: dict[str, float] = {}
         dirs = self._cgroup_dirs()
         for scope in scopes:
-            view = cgroupfs.walk(self.layout, self.stat_names, scope, root_fd=self.roots.cgroup(), dirs=dirs)
+            group, began, deadline = group_of(scope), time.monotonic(), 0.0
+            if budget is not None:
+                if spent.get(group, 0.0) >= budget.walk_seconds:
+                    later.append(scope)
+                    continue
+                deadline = began + budget.walk_seconds - spent.get(group, 0.0)
+            view = cgroupfs.walk(self.layout, self.stat_names, scope, root_fd=self.roots.cgroup(), dirs=dirs,
+                                 deadline=deadline)
             desired.update(view.tree)
             walked += len(view.ids)
             conflicts.extend(view.conflicts)
             opaque |= view.opaque
+            later += view.cut
             if self._actual is not None and self._trusted(scope):
                 actual.update(self._actual.scope(scope))
-                continue
-            seen = bpffs.walk(self.layout, self.pins, scope, self.roots.mirror(create=False))
-            actual.update(seen.tree)
-            fresh[scope] = seen.tree
-            opaque |= seen.opaque
+            else:
+                seen = bpffs.walk(self.layout, self.pins, scope, self.roots.mirror(create=False), deadline=deadline)
+                actual.update(seen.tree)
+                fresh[scope] = seen.tree
+                opaque |= seen.opaque
+                later += seen.cut
+            spent[group] = spent.get(group, 0.0) + time.monotonic() - began
         live = {d.cgroup_id for d in desired.values() if d.kind is Kind.PIN}
-        return diff(desired, actual, conflicts, opaque), live, walked, None if opaque else fresh
+        return diff(desired, actual, conflicts, opaque), live, walked, None if opaque else fresh, later
 
     def reconcile(self, *scopes: RelPath, budget: Budget | None = None,
                   stop: threading.Event | None = None) -> PassResult:
@@ -201,8 +217,9 @@ class Reconciler:
                 self._dirs_limit = 0  # RLIMIT_NOFILE is read again
                 plan, live, walked, cached, source, keep = self._observe_full()
             else:
-                plan, live, walked, fresh = self.observe(todo)
+                plan, live, walked, fresh, later = self.observe(todo, budget)
                 cached, source = False, "walk"
+                deferred += later  # the walks' deadlines: what they did not read
             self._note_mounts(plan.mounts, full=todo == [()] and not cached)  # a deep pass sees every mount
             applied = (apply(plan, self.layout, self.stats, live, self.roots, complete=todo == [()],
                              cgroup_dirs=self._cgroup_dirs(), budget=budget) if plan else ApplyResult())

@@ -65,6 +65,7 @@ class DesiredView:
     tree: DesiredTree = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
     opaque: set[RelPath] = field(default_factory=set)  # subtrees whose desired state is unknown
+    cut: list[RelPath] = field(default_factory=list)  # of those, the ones a walk's deadline left (read later)
     ids: dict[RelPath, int] = field(default_factory=dict)  # every cgroup walked -> its id
 
 
@@ -72,6 +73,7 @@ class DesiredView:
 class ActualView:
     tree: ActualTree = field(default_factory=dict)
     opaque: set[RelPath] = field(default_factory=set)  # subtrees that could not be read
+    cut: list[RelPath] = field(default_factory=list)  # of those, the ones a walk's deadline left (read later)
 
 
 def under(path: RelPath, tops: set[RelPath]) -> bool:
