@@ -265,7 +265,7 @@ class DirCache:
         self._fds.clear()
 
 
-MIN_STEPS = 256  # a walk with a deadline takes at least this many steps (so every pass makes progress)
+MIN_STEPS = 64  # a walk with a deadline takes at least this many steps (so every pass makes progress)
 
 
 def descend(top_fd: int, top: RelPath, children: Callable[[int, RelPath], list[T] | None],

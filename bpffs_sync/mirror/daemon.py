@@ -7,7 +7,11 @@
 One tree is the v2 hierarchy; `--v1` adds one tree per selected v1 hierarchy (mirrors.py). Every
 tree has its own Reconciler instance of the same class; hints carry the tree they belong to.
 The worker takes every pending hint at once and runs one pass per tree over all of them (one
-diff, one apply), so a burst of N mkdirs costs a few passes, not N.
+diff, one apply), so a burst of N mkdirs costs a few passes, not N. Once the mirror is built, a
+tree's hints are split by top-level subtree, one pass each, the subtrees with fewest hints first,
+and every pass is bounded per subtree (apply.Budget: the rest is deferred to the next pass), so a
+user's subtree with a huge backlog costs others at most one bounded pass of waiting. SIGTERM ends
+a pass between two operations (interrupt.py); SIGHUP's full round re-walks every mirror.
 
 Supervision: a watcher whose reader died (an exception in its callback, its fd closed under it,
 its thread ended) says so at once (on_death wakes the worker), and the worker also checks every
@@ -40,7 +44,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field, replace
 from types import FrameType
 from typing import Any, Generic, TypeVar
@@ -50,7 +54,7 @@ import structlog
 from bpffs_sync import log, rundir
 from bpffs_sync.errors import Remounted, SyncError
 from bpffs_sync.histogram import Log2Us
-from bpffs_sync.interrupt import Interrupted
+from bpffs_sync.interrupt import Interrupted, Preempted
 from bpffs_sync.mirror.apply import Budget
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.mirrors import Mirrors, TreeHint
@@ -69,6 +73,8 @@ PRIVATE = "\0private"  # the key of "each loaded stat's map and collector are pi
 TELEMETRY = "\0telemetry"  # the key of writing the status document
 SUPERVISE = "\0watchers"  # the key of "replace the watchers whose reader died"
 SUPERVISE_EVERY = 0.5  # seconds between checks that every watcher's reader is alive
+PREEMPT_AFTER = 0.01  # seconds a budgeted pass runs before a hint of another subtree may preempt it
+PREEMPT_EVERY = 0.002  # seconds between two looks at the queue for such a hint
 TELEMETRY_EVERY = 1.0  # seconds: the status document is rewritten at most this often (and after a full round)
 
 T = TypeVar("T", bound=Hashable)
@@ -83,11 +89,14 @@ class HintQueue(Generic[T]):
 
     BATCH_WAIT = 0.001
 
-    def __init__(self) -> None:
+    def __init__(self, group: Callable[[T], Hashable] | None = None) -> None:
+        """group: what subtree a hint is of (pending_other tells whether another one has a hint)."""
         self._cond = threading.Condition()
         self._scopes: dict[T, float] = {}  # scope -> when it was first hinted (monotonic)
         self._full = False
         self._last_put = -math.inf
+        self._group = group
+        self._groups: set[Hashable] = set()  # of the pending hints
         self.taken_at: list[float] = []  # the hint times of the last take (the lag telemetry's start)
 
     def put(self, scope: T | None) -> None:
@@ -97,8 +106,14 @@ class HintQueue(Generic[T]):
                 self._scopes.clear()
             elif not self._full:
                 self._last_put = time.monotonic()
-                self._scopes.setdefault(scope, self._last_put)
+                if self._scopes.setdefault(scope, self._last_put) == self._last_put and self._group is not None:
+                    self._groups.add(self._group(scope))
             self._cond.notify()
+
+    def pending_other(self, group: Hashable) -> bool:
+        """Is a hint (or a full resync) waiting that is not of group?"""
+        with self._cond:
+            return self._full or bool(self._groups - {group})
 
     def take(self, timeout: float) -> tuple[bool, list[T]]:
         """Wait up to timeout; returns (full, scopes) and empties the queue."""
@@ -111,6 +126,7 @@ class HintQueue(Generic[T]):
             self.taken_at = list(self._scopes.values())
             self._full = False
             self._scopes.clear()
+            self._groups.clear()
         return full, scopes
 
 
@@ -282,7 +298,8 @@ class Daemon:
         self.specs = specs
         self.opts = opts
         self.selection = selection
-        self.queue: HintQueue[TreeHint] = HintQueue()
+        self.queue: HintQueue[TreeHint] = HintQueue(_subtree)
+        self._preempted: set[tuple[str, str]] = set()  # subtrees whose last pass was preempted
         self.stop_event = threading.Event()
         self.telemetry = Telemetry(layout, [s.name for s in specs], resync_interval=opts.resync_interval)
         self.work = Work()
@@ -292,6 +309,7 @@ class Daemon:
         self.mounts: MountWatcher | None = None
         self.deep_requested = False  # SIGHUP: the next full round re-walks every mirror (set by a handler)
         self.interrupted = 0  # passes ended by a stop request, over the daemon's life
+        self.preempted = 0  # passes that made way for another subtree's hint, over the daemon's life
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stop_event.set()
@@ -412,18 +430,19 @@ class Daemon:
                     for loaded in self.stats.values():
                         loaded.heal()
                 else:
-                    res = mirrors.reconcile(key, scopes, budget=self._budget(), stop=self.stop_event)
-                    if res is not None:
-                        self.telemetry.record(res, key)
-                        if res.deferred:  # past the pass's share of one subtree (reconciler.share): next pass
-                            self.work.add(key, res.deferred)
-                        if res.applied.errors:  # level-triggered: the retry re-reads the failed ops' cgroups
-                            self._failed(key, res.retry_scopes or res.scopes, res.applied.errors[-1], 0,
-                                         res.reconcile_id,
-                                         ops_failed=len(res.applied.errors))
+                    parts = _by_subtree(scopes) if self._budget() is not None else [scopes]
+                    for i, part in enumerate(parts):
+                        if i:  # each pass its own id
+                            structlog.contextvars.bind_contextvars(reconcile_id=_new_id())
+                        if not self._pass(key, part, mirrors):
+                            self.work.add(key, [s for rest in parts[i + 1:] for s in rest])
                             return
             except Remounted:  # not a failure to retry: this process's lock is of another instance
                 raise
+            except Preempted:  # a hint of another subtree waits: it goes first, this pass comes again
+                self.work.add(key, scopes)
+                self.preempted += 1
+                return
             except Interrupted:  # stopping: the pass ended between two steps; nothing failed
                 self.work.add(key, scopes)
                 self.interrupted += 1
@@ -435,6 +454,47 @@ class Daemon:
                              exc_info=not isinstance(err, SyncError))
                 return
         self.work.succeeded(key)
+
+    def _preempter(self, key: str, scopes: list[RelPath]) -> Callable[[], bool] | None:
+        """For a budgeted pass of one top-level subtree: true once it ran PREEMPT_AFTER and a hint
+        of another subtree is waiting (checked every PREEMPT_EVERY at most). A subtree whose last
+        pass was preempted is not preempted again (so it makes progress: one bounded pass of
+        waiting at most, for the others)."""
+        subtrees = {_subtree((key, s)) for s in scopes}
+        if self._budget() is None or len(subtrees) != 1 or not scopes or () in scopes:
+            return None
+        (me,) = subtrees
+        if me in self._preempted:
+            self._preempted.discard(me)
+            return None
+        look = time.monotonic() + PREEMPT_AFTER
+
+        def preempt() -> bool:
+            nonlocal look
+            now = time.monotonic()
+            if now < look:
+                return False
+            look = now + PREEMPT_EVERY
+            if self.queue.pending_other(me):
+                self._preempted.add(me)
+                return True
+            return False
+        return preempt
+
+    def _pass(self, key: str, scopes: list[RelPath], mirrors: Mirrors) -> bool:
+        """One pass of a tree; False when an op failed (logged, its scopes re-queued, backing off)."""
+        res = mirrors.reconcile(key, scopes, budget=self._budget(), stop=self.stop_event,
+                                preempt=self._preempter(key, scopes))
+        if res is None:
+            return True
+        self.telemetry.record(res, key)
+        if res.deferred:  # past the pass's share or budget of one subtree: the next pass
+            self.work.add(key, res.deferred)
+        if res.applied.errors:  # level-triggered: the retry re-reads the failed ops' cgroups
+            self._failed(key, res.retry_scopes or res.scopes, res.applied.errors[-1], 0, res.reconcile_id,
+                         ops_failed=len(res.applied.errors))
+            return False
+        return True
 
     def _run_ready(self, mirrors: Mirrors) -> None:
         """Every key whose back-off is over: the round's own steps first, then the trees. A stop
@@ -518,7 +578,25 @@ class Daemon:
                 self._last_write, write_at = time.monotonic(), math.inf
             if self.opts.once:
                 break
-        _log.info("stopping", passes=self.telemetry.passes, interrupted=self.interrupted)
+        _log.info("stopping", passes=self.telemetry.passes, interrupted=self.interrupted, preempted=self.preempted)
+
+
+def _subtree(hint: TreeHint) -> tuple[str, str]:
+    """(tree, top-level cgroup) of a hint: the unit of a pass's budget and of preemption."""
+    key, scope = hint
+    return key, scope[0] if scope else ""
+
+
+def _by_subtree(scopes: list[RelPath]) -> list[list[RelPath]]:
+    """A tree's hinted scopes as one pass per top-level subtree, the fewest scopes first: a
+    cgroup made beside a user's busy subtree is mirrored by its own short pass before the busy
+    subtree's (bounded) one, instead of waiting for that pass's walks. A full pass stays one."""
+    if () in scopes:
+        return [scopes]
+    groups: dict[str, list[RelPath]] = {}
+    for scope in scopes:
+        groups.setdefault(scope[0], []).append(scope)
+    return sorted(groups.values(), key=len)
 
 
 def _is_tree(key: str) -> bool:

@@ -160,9 +160,9 @@ class Mirrors:
     # --- passes
 
     def reconcile(self, key: str, scopes: list[RelPath], *, budget: Budget | None = None,
-                  stop: threading.Event | None = None) -> PassResult | None:
+                  stop: threading.Event | None = None, preempt: Callable[[], bool] | None = None) -> PassResult | None:
         act = self.active.get(key)
-        return None if act is None else act.reconciler.reconcile(*scopes, budget=budget, stop=stop)
+        return None if act is None else act.reconciler.reconcile(*scopes, budget=budget, stop=stop, preempt=preempt)
 
     def request_deep(self) -> None:
         """Every tree's next full pass re-walks its mirror (SIGHUP)."""

@@ -26,6 +26,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -97,6 +98,7 @@ class Reconciler:
         self._dirs: dirfd.DirCache | None = None  # the cgroup side's directories, for one pass
         self._dirs_limit = 0  # its size (dirfd.cache_limit lists /proc/self/fd: once per full pass, not per pass)
         self._deep_next = False  # the next full pass re-walks bpffs whatever the count (request_deep)
+        self._todo: list[RelPath] = []  # the scopes of the pass in progress
 
     def request_deep(self) -> None:
         """Make the next full pass a deep one (SIGHUP: the administrator distrusts the cache)."""
@@ -179,17 +181,24 @@ class Reconciler:
         return diff(desired, actual, conflicts, opaque), live, walked, None if opaque else fresh, later
 
     def reconcile(self, *scopes: RelPath, budget: Budget | None = None,
-                  stop: threading.Event | None = None) -> PassResult:
+                  stop: threading.Event | None = None, preempt: Callable[[], bool] | None = None) -> PassResult:
         """One pass over the given scopes (none: the whole tree). One diff, one apply, one log line.
         Hinted scopes below a stat-shadowed name are dropped; beyond SCOPES_PER_GROUP of one
         top-level cgroup they are handed back in PassResult.deferred (the caller queues them), and
         so are the scopes of a subtree whose budget ran out. stop: set, the pass ends between two
-        steps with interrupt.Interrupted."""
-        with interrupt.stopping(stop):
+        steps with interrupt.Interrupted; preempt true, with interrupt.Preempted."""
+        self._todo = []
+        with interrupt.stopping(stop, preempt):
             try:
                 return self._reconcile(scopes, budget)
             except interrupt.Interrupted:
-                self._actual, self._clean = None, False  # what landed is unknown: the next full pass is deep
+                # What landed of this pass is unknown: its scopes are re-read from bpffs when next
+                # used (a full pass's: the next full pass is deep).
+                if self._todo == [()] or not self._todo:
+                    self._actual = None
+                else:
+                    self._dirty.update(self._todo)
+                self._clean = False
                 raise
 
     def _reconcile(self, scopes: tuple[RelPath, ...], budget: Budget | None) -> PassResult:
@@ -208,7 +217,7 @@ class Reconciler:
                 interrupt.check()  # each costs opens down to the scope (a user's deep chain)
                 if (n := self.normalise(scope)) is not None:
                     normal.append(n)
-            todo = coalesce(normal)
+            todo = self._todo = coalesce(normal)
             if not todo:  # every hint was below a shadowed name: nothing to read
                 return PassResult(rid, [], Plan(), ApplyResult(), time.monotonic() - started, deferred)
             keep: MirrorCache | None = None
