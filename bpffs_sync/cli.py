@@ -17,7 +17,7 @@ from bpffs_sync.errors import EnvironmentProblem, SyncError, UsageError
 from bpffs_sync.programs import lookup
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
-BENCHES = ("lag", "sync", "sustained", "read", "export")
+BENCHES = ("lag", "sync", "sustained", "read", "export", "hostile")
 RESYNC_BOUNDS = (0.1, 86400.0)  # seconds: a busy loop below, "never" above (use --no-watch/--once for that)
 DEFAULT_RESYNC = 30.0
 
@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
     _logging(p)
-    p.add_argument("what", nargs="*", metavar="{lag,sync,sustained,read,export}",
+    p.add_argument("what", nargs="*", metavar="{lag,sync,sustained,read,export,hostile}",
                    help="which benchmarks (default: all)")
     p.add_argument("--count", type=bounded(int, 1, 100_000), action="append", metavar="N",
                    help="cgroups for lag (the first) and sync (each), 1 .. 100000 (repeatable)")

@@ -13,6 +13,9 @@ sustained  `rate` mkdirs/s for `seconds` (default 1 000/s for 60 s), each cgroup
       <= 2x), how many were mirrored, the daemon's CPU (bench_sustained.py).
 read  open+read+parse of a cgroup's hist_oncpu vs open+read+parse of cgroup-v1 memory.stat
       (what Borglet parses today, per the RFC).
+hostile  root-made cgroups' lag beside a delegated user making and removing a 2 000-deep chain of
+      255-byte names in a loop, vs the same run without that user; the daemon's RSS and SIGTERM ->
+      exit (bench_hostile.py; `python -m bpffs_sync.measure.bench_hostile` takes its options).
 
 Everything runs on a private bpffs and a private cgroup subtree, removed afterwards.
 """
@@ -321,6 +324,9 @@ def render(doc: dict[str, Any]) -> str:
     if "export" in doc:
         from bpffs_sync.measure.bench_export import render_export
         lines.append(render_export(doc["export"]))
+    if "hostile" in doc:
+        from bpffs_sync.measure.bench_hostile import render as render_hostile
+        lines.append(render_hostile(doc["hostile"]))
     return "\n".join(lines)
 
 
@@ -339,4 +345,7 @@ def bench(what: list[str], counts: list[int] | None, reads: int, rate: float = 1
     if "export" in what:  # bench_export.py: one scrape's CPU vs reading the cgroups' own stat files
         from bpffs_sync.measure.bench_export import bench_export
         doc["export"] = bench_export()
+    if "hostile" in what:
+        from bpffs_sync.measure.bench_hostile import bench_hostile
+        doc["hostile"] = bench_hostile()
     return doc
