@@ -191,6 +191,7 @@ class DirCache:
     def __init__(self, root_fd: int, what: str, limit: int = 0) -> None:
         """limit: how many fds to keep open (0: cache_limit(), from RLIMIT_NOFILE)."""
         self.what = what
+        self._dev = os.fstat(root_fd).st_dev  # every directory below is on it (open_dir checks each)
         self._fds: OrderedDict[RelPath, int] = OrderedDict({(): os.dup(root_fd)})
         self._limit = limit or cache_limit()
 
@@ -208,7 +209,7 @@ class DirCache:
         depth = self._nearest(rel)
         fd = self._fds[rel[:depth]]
         for i in range(depth, len(rel)):
-            fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]))
+            fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]), self._dev)
             self._fds[rel[: i + 1]] = fd
             self._evict(keep=rel[: i + 1])
         return fd
@@ -220,7 +221,7 @@ class DirCache:
         fd = self._fds[rel[:depth]]
         for i in range(depth, len(rel)):
             try:
-                fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]))
+                fd = open_dir(fd, rel[i], where(self.what, rel[: i + 1]), self._dev)
             except SyncError:
                 return i
             self._fds[rel[: i + 1]] = fd

@@ -100,7 +100,17 @@ def walk(layout: Layout, stats: tuple[str, ...], scope: RelPath = (),
         return view
     fd = open_root(layout.cgroup_root) if root_fd is None else os.dup(root_fd)
     try:
-        for depth in range(len(scope)):  # down to the scope holding one fd at a time
+        start = 0
+        if dirs is not None and scope and dirs.reach(scope) == len(scope):
+            # The pass's directories reach the scope (normalise opened them): one lookup, not one
+            # per level (a deep scope's levels beyond the cache's size would all be opened again).
+            nxt = os.dup(dirs.get(scope))
+            os.close(fd)
+            fd = nxt
+            for depth in range(len(scope)):
+                view.tree[scope[:depth]] = Desired(Kind.DIR)
+            start = len(scope)
+        for depth in range(start, len(scope)):  # down to the scope holding one fd at a time
             view.tree[scope[:depth]] = Desired(Kind.DIR)
             rel = scope[: depth + 1]
             try:
