@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 from helpers import Mirror, wait_for
 
+from bpffs_sync.interrupt import Preempted
 from bpffs_sync.mirror.apply import Budget
+from bpffs_sync.mirror.daemon import HintQueue, _by_subtree, _subtree
+from bpffs_sync.mirror.mirrors import TreeHint
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.programs import lookup
 from bpffs_sync.stats import LoadedStat
@@ -129,4 +132,47 @@ def test_sigterm_ends_a_long_pass_between_operations(mirror: Mirror) -> None:
     assert not mirror.in_sync()
     res = mirror.cli("run", "--once")
     assert res.returncode == 0, res.stderr
+    assert mirror.in_sync()
+
+
+def test_hinted_scopes_pass_per_subtree_fewest_first() -> None:
+    """Budgeted hints run one pass per top-level subtree, the subtree with fewest hints first; a
+    full pass stays one."""
+    busy = [("d", f"x{i}") for i in range(5)]
+    assert _by_subtree([*busy, ("e", "y"), ("f",), ("f", "z")]) == [[("e", "y")], [("f",), ("f", "z")], busy]
+    assert _by_subtree([("d",), ()]) == [[("d",), ()]]
+
+
+def test_hint_queue_tells_when_another_subtree_waits() -> None:
+    """What preemption asks of the queue: is a hint of another subtree (or a full resync) pending."""
+    q: HintQueue[TreeHint] = HintQueue(_subtree)
+    me = ("cgroup", "d")
+    q.put(("cgroup", ("d", "x")))
+    assert not q.pending_other(me)
+    q.put(("cgroup", ("e",)))
+    assert q.pending_other(me)
+    q.take(0)
+    assert not q.pending_other(me)
+    q.put(None)
+    assert q.pending_other(me)
+
+
+def test_preempted_pass_is_taken_up_again(mirror: Mirror, rec: Reconciler) -> None:
+    """A pass preempted half-way leaves its scope to be re-read (not trusted from the cache): the
+    next pass over it completes the mirror."""
+    os.mkdir(mirror.cg("t"))
+    rec.reconcile()
+    for i in range(300):
+        os.mkdir(mirror.cg(f"t/c{i}"))
+    calls = [0]
+
+    def preempt() -> bool:
+        calls[0] += 1
+        return calls[0] > 50  # some way into the pass
+
+    with pytest.raises(Preempted):
+        rec.reconcile(("t",), budget=Budget(ops=10_000, seconds=3600.0, walk_seconds=3600.0), preempt=preempt)
+    assert sum(os.path.exists(mirror.stat_path(f"t/c{i}")) for i in range(300)) < 300  # cut short
+    res = rec.reconcile(("t",))
+    assert not res.deferred and not res.applied.errors
     assert mirror.in_sync()

@@ -84,8 +84,9 @@ T = TypeVar("T", bound=Hashable)
 
 class HintQueue(Generic[T]):
     """De-duplicating queue of hints (scopes); a full-resync request absorbs everything pending.
-    When hints are arriving back to back (the last one less than BATCH_WAIT ago), take waits
-    BATCH_WAIT once more for the rest of the burst: one pass for a batch costs less than one each."""
+    When hints are arriving back to back (the last two less than BATCH_WAIT apart, the last one
+    less than BATCH_WAIT ago), take waits BATCH_WAIT once more for the rest of the burst: one pass
+    for a batch costs less than one each. An isolated hint is taken at once."""
 
     BATCH_WAIT = 0.001
 
@@ -95,6 +96,7 @@ class HintQueue(Generic[T]):
         self._scopes: dict[T, float] = {}  # scope -> when it was first hinted (monotonic)
         self._full = False
         self._last_put = -math.inf
+        self._gap = math.inf  # between the last two hints
         self._group = group
         self._groups: set[Hashable] = set()  # of the pending hints
         self.taken_at: list[float] = []  # the hint times of the last take (the lag telemetry's start)
@@ -105,7 +107,8 @@ class HintQueue(Generic[T]):
                 self._full = True
                 self._scopes.clear()
             elif not self._full:
-                self._last_put = time.monotonic()
+                now = time.monotonic()
+                self._gap, self._last_put = now - self._last_put, now
                 if self._scopes.setdefault(scope, self._last_put) == self._last_put and self._group is not None:
                     self._groups.add(self._group(scope))
             self._cond.notify()
@@ -120,7 +123,8 @@ class HintQueue(Generic[T]):
         with self._cond:
             if not self._full and not self._scopes:
                 self._cond.wait(timeout)
-            if self._scopes and not self._full and time.monotonic() - self._last_put < self.BATCH_WAIT:
+            if (self._scopes and not self._full and self._gap < self.BATCH_WAIT
+                    and time.monotonic() - self._last_put < self.BATCH_WAIT):
                 self._cond.wait(self.BATCH_WAIT)  # a burst in progress: take the rest of it with it
             full, scopes = self._full, list(self._scopes)
             self.taken_at = list(self._scopes.values())
