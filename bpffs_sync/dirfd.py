@@ -26,8 +26,7 @@ import resource
 import stat as stat_mod
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 from bpffs_sync import interrupt, log, membudget
@@ -314,11 +313,3 @@ def descend(top_fd: int, top: RelPath, children: Callable[[int, RelPath], list[T
     finally:
         for _rel, fd, _todo in stack:
             os.close(fd)
-
-
-@contextmanager
-def closing_fd(fd: int) -> Iterator[int]:
-    try:
-        yield fd
-    finally:
-        os.close(fd)

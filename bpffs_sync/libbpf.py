@@ -560,24 +560,6 @@ def prog_info(fd: int, what: str = "prog") -> ProgDesc:
     return ProgDesc(prog_id=info.id, name=info.name.decode(errors="replace"), map_ids=map_ids)
 
 
-def pinned_link_info(path: str) -> LinkDesc:
-    """link_info() of the link pinned at path (opened and closed here)."""
-    fd = obj_get(path)
-    try:
-        return link_info(fd, path)
-    finally:
-        os.close(fd)
-
-
-def pinned_map_info(path: str) -> MapDesc:
-    """map_info() of the map pinned at path (opened and closed here)."""
-    fd = obj_get(path)
-    try:
-        return map_info(fd, path)
-    finally:
-        os.close(fd)
-
-
 def prog_info_by_id(prog_id: int) -> ProgDesc:
     ctypes.set_errno(0)
     fd = _check_int(_prog_get_fd_by_id(prog_id), "bpf_prog_get_fd_by_id", f"prog id {prog_id}")

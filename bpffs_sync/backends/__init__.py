@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from bpffs_sync.backends.base import Backend
 
-MODES = ("auto", "user-space", "kernel", "approach-2")
-
 
 def backend_class(mode: str) -> type[Backend]:
     """The backend class of a mode, without probing the kernel; auto is resolved by the probe: the

@@ -137,11 +137,6 @@ class HintQueue(Generic[T]):
 # --- telemetry (the run directory, lock and liveness are rundir.py's) ----------------------------
 
 
-def status_path(bpffs: str) -> str:
-    """Deprecated: rundir.telemetry_path (kept while export/health.py moves to rundir.holder)."""
-    return rundir.telemetry_path(bpffs)
-
-
 @dataclass(slots=True)
 class Telemetry:
     """What `status` shows about a running daemon. Not state: the kernel is the truth."""
