@@ -298,7 +298,7 @@ class Daemon:
         self.opts = opts
         self.selection = selection
         self.queue: HintQueue[TreeHint] = HintQueue(_subtree)
-        self._preempted: set[tuple[str, str]] = set()  # subtrees whose last pass was preempted
+        self._preempted: dict[tuple[str, str], int] = {}  # subtree -> its passes preempted in a row
         self.stop_event = threading.Event()
         self.telemetry = Telemetry(layout, [s.name for s in specs], resync_interval=opts.resync_interval)
         self.work = Work()
@@ -456,17 +456,16 @@ class Daemon:
 
     def _preempter(self, key: str, scopes: list[RelPath]) -> Callable[[], bool] | None:
         """For a budgeted pass of one top-level subtree: true once it ran PREEMPT_AFTER and a hint
-        of another subtree is waiting (checked every PREEMPT_EVERY at most). A subtree whose last
-        pass was preempted is not preempted again (so it makes progress: one bounded pass of
-        waiting at most, for the others)."""
+        of another subtree is waiting (checked every PREEMPT_EVERY at most). Each consecutive
+        preemption of a subtree doubles how long its next pass runs before it may be preempted,
+        so it still completes a pass now and then (and progresses), while the others' hints
+        mostly wait PREEMPT_AFTER at most; a pass that completes resets it."""
         subtrees = {_subtree((key, s)) for s in scopes}
         if self._budget() is None or len(subtrees) != 1 or not scopes or () in scopes:
             return None
         (me,) = subtrees
-        if me in self._preempted:
-            self._preempted.discard(me)
-            return None
-        look = time.monotonic() + PREEMPT_AFTER
+        times = self._preempted.pop(me, 0)  # consecutive preemptions so far (back only if preempted again)
+        look = time.monotonic() + PREEMPT_AFTER * 2 ** min(times, 10)
 
         def preempt() -> bool:
             nonlocal look
@@ -475,7 +474,7 @@ class Daemon:
                 return False
             look = now + PREEMPT_EVERY
             if self.queue.pending_other(me):
-                self._preempted.add(me)
+                self._preempted[me] = times + 1
                 return True
             return False
         return preempt
