@@ -27,6 +27,8 @@ for f in "${files[@]}"; do
 	cp -p "$tree/$f" "$out/${f#tools/testing/selftests/bpf/}"
 done
 cp -p "$sel/progs/bpf_misc.h" "$out/progs/"
+# upstream's libbpf probe test, unmodified: every bpf_prog_type of vmlinux probes as supported
+cp -p "$sel/prog_tests/libbpf_probes.c" "$out/prog_tests/"
 
 rel=$(realpath --relative-to="$sel" "$out")  # the Makefile wants these relative to its directory
 extra="test_progs.c cgroup_helpers.c trace_helpers.c network_helpers.c testing_helpers.c btf_helpers.c"

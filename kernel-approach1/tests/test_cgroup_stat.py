@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import rawbpf
 from conftest import CGROUP2, link_desc
 
 from bpffs_sync import libbpf
@@ -274,28 +275,61 @@ def test_open_file_survives_rmdir_and_detach(stat: kernel_a1.KernelMirror, mirro
 # --- the mirror instance -------------------------------------------------------------------------
 
 
-def test_a_new_instance_takes_the_mirror(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
-                                         link_fds: list[int]) -> None:
-    """A second bpffs mounted with cgroup_mirror takes the mirror (v1: EBUSY): the first loses
-    cgroup/ and the option; links stay attached; plain instances are unaffected."""
+def refused_mirror_mount() -> tuple[int, str]:
+    """A new bpffs with cgroup_mirror through fsopen/fsconfig: (errno of FSCONFIG_CMD_CREATE, the
+    fs_context log); (0, "") if it was created (then dropped at once, taking the mirror with it)."""
+    fs_fd = rawbpf.fsopen("bpf")
+    try:
+        rawbpf.fsconfig_flag(fs_fd, "cgroup_mirror")
+        try:
+            rawbpf.fsconfig_create(fs_fd)
+        except OSError as err:
+            return err.errno or 0, rawbpf.fs_messages(fs_fd)
+        return 0, ""
+    finally:
+        os.close(fs_fd)
+
+
+def refused_mirror_remount(path: str) -> tuple[int, str]:
+    """remount,cgroup_mirror of the bpffs at path through fspick: (errno, fs_context log), (0, "")."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fs_fd = rawbpf.fspick(fd)
+    finally:
+        os.close(fd)
+    try:
+        rawbpf.fsconfig_flag(fs_fd, "cgroup_mirror")
+        try:
+            rawbpf.fsconfig_reconfigure(fs_fd)
+        except OSError as err:
+            return err.errno or 0, rawbpf.fs_messages(fs_fd)
+        return 0, ""
+    finally:
+        os.close(fs_fd)
+
+
+HELD = "another bpffs instance holds the mirror"
+
+
+def test_a_second_instance_is_refused(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
+                                      link_fds: list[int]) -> None:
+    """While one bpffs instance holds the mirror, a new instance with cgroup_mirror fails with EBUSY
+    and says why, and so does remounting a plain one with it (v2: the second took the mirror, the
+    first lost its files); the first keeps its files and option; plain instances are unaffected."""
     make_tree(cg, "a")
     link_fds.append(stat.attach(cg))
-    second = mount_bpffs("cgroup_mirror")
-    try:
-        assert stat_files(second) == cgroups_under(cg)
-        assert not os.path.lexists(os.path.join(mirror_fs, "cgroup"))
-        assert "cgroup_mirror" not in mount_options(mirror_fs)
-        assert "cgroup_mirror" in mount_options(second)
-        assert link_desc(link_fds[0]).nr_files == 2
-    finally:
-        umount_bpffs(second)
-    assert link_desc(link_fds[0]).cgroup_id != 0  # still attached, no files anywhere
-    assert link_desc(link_fds[0]).nr_files == 0
+    err, log = refused_mirror_mount()
+    assert (err, HELD in log) == (errno.EBUSY, True), log
     plain = mount_bpffs()
     try:
+        err, log = refused_mirror_remount(plain)
+        assert (err, HELD in log) == (errno.EBUSY, True), log
         assert os.listdir(plain) == []
     finally:
         umount_bpffs(plain)
+    assert stat_files(mirror_fs) == cgroups_under(cg)
+    assert "cgroup_mirror" in mount_options(mirror_fs)
+    assert link_desc(link_fds[0]).nr_files == 2
 
 
 def mount_options(path: str) -> list[str]:

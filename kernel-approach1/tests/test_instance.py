@@ -1,56 +1,76 @@
-"""Finding 5: the mirror instance. The instance asked last holds the mirror, so one a lazy umount
-or another mount namespace keeps alive does not block a new one; remount turns it off
+"""The mirror instance. One instance holds the mirror until its superblock goes or it is remounted
+with nocgroup_mirror; another is refused with EBUSY and a message (v2 let the instance asked last
+take it, so any admin's mount removed the files everyone read). An instance a lazy umount or
+another mount namespace keeps alive keeps the mirror until then. Remount turns it off
 (nocgroup_mirror) as well as on; a user's entry named cgroup fails the remount with a message and
 is left alone; the option is judged by the credentials the mount was opened with."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import subprocess
 import tempfile
+import time
 
 import pytest
 import rawbpf
 from conftest import link_desc
-from test_cgroup_stat import cgroups_under, make_tree, mount_options, stat_files
+from test_cgroup_stat import HELD, cgroups_under, make_tree, mount_options, refused_mirror_mount, stat_files
 
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
+from bpffs_sync.sandbox import umount_bpffs
 
 
 def remount(path: str, options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["mount", "-o", f"remount,{options}", path], capture_output=True, text=True, check=False)
 
 
-def test_lazy_umount_does_not_block_a_new_instance(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
-                                                   link_fds: list[int]) -> None:
-    """umount -l of the mirror instance while one of its files is open keeps its superblock alive;
-    a new instance still gets the mirror (v1: EBUSY until the last file closed)."""
+def mount_mirror() -> tuple[str | None, subprocess.CompletedProcess[str]]:
+    """mount -t bpf -o cgroup_mirror on a fresh directory: (path or None, the mount's result)."""
+    path = tempfile.mkdtemp(prefix="cgstat-second-")
+    res = subprocess.run(["mount", "-t", "bpf", "-o", "cgroup_mirror", "bpf", path],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        os.rmdir(path)
+        return None, res
+    return path, res
+
+
+def test_a_lazily_unmounted_instance_keeps_the_mirror_until_its_last_file_closes(
+        stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]) -> None:
+    """umount -l of the mirror instance while one of its files is open keeps its superblock, and
+    the mirror, alive: a new instance is refused (EBUSY: v2 let it take the mirror, so any mount
+    removed the files everyone read); once the file closes, a new instance gets it."""
     make_tree(cg, "a")
     link_fds.append(stat.attach(cg))
+    stat.close()  # no fd of ours on the instance but the file below
     held = os.open(os.path.join(mirror_fs, "cgroup", os.path.relpath(cg, "/sys/fs/cgroup"), "hist_oncpu"),
                    os.O_RDONLY)
     try:
         subprocess.run(["umount", "-l", mirror_fs], check=True)
-        fresh = mount_bpffs("cgroup_mirror")
-        try:
-            assert stat_files(fresh) == cgroups_under(cg)
-            assert link_desc(link_fds[0]).nr_files == 2
-        finally:
-            umount_bpffs(fresh)
+        err, log = refused_mirror_mount()
+        assert (err, HELD in log) == (errno.EBUSY, True), log
+        assert link_desc(link_fds[0]).nr_files == 2
     finally:
         os.close(held)
+    fresh, res = mount_mirror()
+    assert fresh is not None, res.stderr
+    try:
+        assert stat_files(fresh) == cgroups_under(cg)
+    finally:
+        umount_bpffs(fresh)
         subprocess.run(["mount", "-t", "bpf", "bpf", mirror_fs], check=True)  # for the fixture's umount
 
 
-def test_mount_namespace_copy_does_not_block_a_new_instance(stat: kernel_a1.KernelMirror, mirror_fs: str,
-                                                            cg: str, link_fds: list[int]) -> None:
+def test_a_mount_namespace_copy_keeps_the_mirror_until_it_goes(stat: kernel_a1.KernelMirror, mirror_fs: str,
+                                                               cg: str, link_fds: list[int]) -> None:
     """A mount namespace made while the mirror was mounted keeps the instance after the admin's
-    umount; a new instance takes the mirror, and the copy's view loses it."""
+    umount: a new instance is refused with EBUSY and the copy keeps its files; once the copy's
+    last process exits, a new instance gets the mirror."""
     make_tree(cg, "a")
     link_fds.append(stat.attach(cg))
+    stat.close()
     holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
     try:
         copy_view = f"/proc/{holder.pid}/root{os.path.realpath(mirror_fs)}"
@@ -60,17 +80,24 @@ def test_mount_namespace_copy_does_not_block_a_new_instance(stat: kernel_a1.Kern
             os.sched_yield()
         assert os.path.isdir(os.path.join(copy_view, "cgroup"))
         subprocess.run(["umount", mirror_fs], check=True)
-        fresh = mount_bpffs("cgroup_mirror")
-        try:
-            assert stat_files(fresh) == cgroups_under(cg)
-            assert not os.path.lexists(os.path.join(copy_view, "cgroup"))
-        finally:
-            umount_bpffs(fresh)
+        err, log = refused_mirror_mount()
+        assert (err, HELD in log) == (errno.EBUSY, True), log
+        assert stat_files(copy_view) == cgroups_under(cg)
     finally:
         holder.kill()
         holder.wait()
-        with contextlib.suppress(subprocess.CalledProcessError):
-            subprocess.run(["mount", "-t", "bpf", "bpf", mirror_fs], check=True)
+    # the namespace's mounts go after its last process, possibly from a worker: wait for that
+    for _ in range(200):
+        fresh, res = mount_mirror()
+        if fresh is not None:
+            break
+        time.sleep(0.05)
+    assert fresh is not None, res.stderr
+    try:
+        assert stat_files(fresh) == cgroups_under(cg)
+    finally:
+        umount_bpffs(fresh)
+        subprocess.run(["mount", "-t", "bpf", "bpf", mirror_fs], check=True)
 
 
 def test_remount_turns_the_mirror_off_and_on(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,

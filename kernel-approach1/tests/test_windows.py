@@ -1,0 +1,159 @@
+"""Races between link create and rmdir, each forced through a window point of the series.
+
+A plain race would hit these interleavings rarely. With CONFIG_FAULT_INJECTION_DEBUG_FS (on in
+config/base.config) the series has debug-only window points: writing a window's number to
+/sys/kernel/debug/bpf_cgroup_stat/window makes the next task that reaches it sleep window_ms there,
+once, and bump window_hits. Each test arms a window, starts the link create in a thread, waits for
+the hit (the create is now inside the window) and does the rmdir that races it. No timing is
+asserted: the sleep only has to outlast the rmdir, which needs no lock the sleeper holds on v2.
+
+- Window 1 (INDEX), v3 review Major 1: link create has checked that its root is alive and not yet
+  indexed the link. v2 checked under cgstat_mutex only, so the rmdir's OFFLINE, which looks at the
+  index under RCU, missed the link: it stayed attached to the removed cgroup (cgroup_id != 0).
+- Window 2 (POPULATE), v3 review Major 2: link create made its ancestors' directories and dropped
+  cgstat_mutex. An rmdir of a sibling whose link covered the only other file under the parent pruned
+  the parent's directory; v2's walk then counted ENOENT as a name collision: nr_files 0, no file,
+  and later mkdirs below the link got none either.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import rawbpf
+from conftest import link_desc
+from test_cgroup_stat import make_tree, mirror_of
+
+DEBUGFS = "/sys/kernel/debug"
+KNOBS = os.path.join(DEBUGFS, "bpf_cgroup_stat")
+WIN_INDEX = 1
+WIN_POPULATE = 2
+WINDOW_MS = 3000  # outlasts an rmdir under TCG; only waited for when the rmdir does not wait itself
+HIT_TIMEOUT = 120.0
+
+
+def _write(knob: str, value: int) -> None:
+    with open(os.path.join(KNOBS, knob), "w", encoding="ascii") as f:
+        f.write(str(value))
+
+
+def _hits() -> int:
+    with open(os.path.join(KNOBS, "window_hits"), encoding="ascii") as f:
+        return int(f.read())
+
+
+@pytest.fixture
+def window() -> Iterator[None]:
+    """The window knobs (debugfs mounted if needed); disarmed at the end."""
+    if not os.path.isdir(KNOBS):
+        subprocess.run(["mount", "-t", "debugfs", "debugfs", DEBUGFS], check=False, capture_output=True)
+    if not os.path.isdir(KNOBS):
+        pytest.skip("kernel without the series' window points (CONFIG_FAULT_INJECTION_DEBUG_FS)")
+    _write("window_ms", WINDOW_MS)
+    try:
+        yield
+    finally:
+        _write("window", 0)
+
+
+def load(name: str) -> int:
+    fd, _log = rawbpf.prog_load_cgroup_stat(rawbpf.call_helper_prog(rawbpf.BPF_FUNC_get_smp_processor_id), name=name)
+    return fd
+
+
+class Create(threading.Thread):
+    """BPF_LINK_CREATE of prog_fd at the cgroup dir, in a thread: fd or the error."""
+
+    def __init__(self, prog_fd: int, cgroup_dir: str) -> None:
+        super().__init__(daemon=True)
+        self.prog_fd = prog_fd
+        self.cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.fd: int | None = None
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        try:
+            self.fd = rawbpf.link_create_cgroup_stat(self.prog_fd, self.cgroup_fd)
+        except OSError as err:
+            self.error = err
+        finally:
+            os.close(self.cgroup_fd)
+
+
+def create_in_window(win: int, prog_fd: int, cgroup_dir: str) -> Create:
+    """Start a link create and return once it sleeps in window win."""
+    before = _hits()
+    _write("window", win)
+    create = Create(prog_fd, cgroup_dir)
+    create.start()
+    deadline = time.monotonic() + HIT_TIMEOUT
+    while _hits() == before:
+        assert create.is_alive(), f"link create returned without reaching window {win}: {create.error!r}"
+        assert time.monotonic() < deadline, f"window {win} not reached"
+        time.sleep(0.01)
+    return create
+
+
+def test_rmdir_of_the_root_between_check_and_index(window: None, mirror_fs: str, cg: str,
+                                                   link_fds: list[int]) -> None:
+    """An rmdir of the link's root while link create is between its liveness check and indexing the
+    link: the create fails with ENOENT or the link ends detached (cgroup_id 0) with no file, never
+    attached to the removed cgroup."""
+    make_tree(cg, "root/x")
+    name = "win_index"
+    prog_fd = load(name)
+    try:
+        create = create_in_window(WIN_INDEX, prog_fd, os.path.join(cg, "root"))
+        os.rmdir(os.path.join(cg, "root", "x"))
+        os.rmdir(os.path.join(cg, "root"))
+        create.join()
+    finally:
+        os.close(prog_fd)
+    if create.fd is None:
+        assert create.error is not None
+        return
+    link_fds.append(create.fd)
+    desc = link_desc(create.fd)
+    assert desc.cgroup_id == 0, f"link {desc.link_id} still attached to the removed cgroup {desc.cgroup_id}"
+    assert not os.path.exists(mirror_of(mirror_fs, os.path.join(cg, "root")))
+
+
+def test_rmdir_pruning_the_parent_during_populate(window: None, mirror_fs: str, cg: str,
+                                                  link_fds: list[int]) -> None:
+    """Link L3 at a/c, the only file under a/; L2 created at a/b sleeps after making its ancestors'
+    directories; rmdir a/c detaches L3 and prunes a/. L2 still gets a file in a/b and each cgroup below,
+    nr_files says so, and a later mkdir below a/b gets its file too."""
+    make_tree(cg, "a/c", "a/b/x/y", "a/b/z")
+    l3_fd = load("win_l3")
+    l2_fd = load("win_l2")
+    try:
+        c_fd = os.open(os.path.join(cg, "a", "c"), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            link_fds.append(rawbpf.link_create_cgroup_stat(l3_fd, c_fd))
+        finally:
+            os.close(c_fd)
+        a_dir = mirror_of(mirror_fs, os.path.join(cg, "a"))
+        assert os.listdir(a_dir) == ["c"]
+        create = create_in_window(WIN_POPULATE, l2_fd, os.path.join(cg, "a", "b"))
+        os.rmdir(os.path.join(cg, "a", "c"))
+        create.join()
+    finally:
+        os.close(l3_fd)
+        os.close(l2_fd)
+    assert create.error is None, f"link create failed: {create.error!r}"
+    assert create.fd is not None
+    link_fds.append(create.fd)
+    assert link_desc(link_fds[0]).cgroup_id == 0  # L3 went with its root
+    b = os.path.join(cg, "a", "b")
+    want = {".", "x", "x/y", "z"}
+    have = {rel for rel in want if os.path.exists(os.path.join(mirror_of(mirror_fs, os.path.join(b, rel)), "win_l2"))}
+    desc = link_desc(create.fd)
+    assert (have, desc.nr_files, desc.nr_errors) == (want, len(want), 0)
+    os.mkdir(os.path.join(b, "z", "later"))
+    assert os.path.exists(os.path.join(mirror_of(mirror_fs, os.path.join(b, "z", "later")), "win_l2"))
+    assert link_desc(create.fd).nr_files == len(want) + 1
