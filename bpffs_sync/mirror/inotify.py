@@ -16,9 +16,9 @@ So this module is the whole contract with the kernel, and it is small enough to 
   '/' and NUL, up to NAME_MAX = 255);
 - IN_Q_OVERFLOW arrives as an event with wd -1: the caller is told events were lost.
 
-`Reader` is the one thread that reads an instance. Its error boundary is explicit: the first
-exception (in the handler, or from the fd: closed under it, or no longer an inotify instance) ends
-the thread and is kept as `failure`, and `on_death` is called once. It never carries on after an
+`Reader` is the one thread that reads an instance. Its error boundary is explicit (mirror/supervised.py):
+the first exception (in the handler, or from the fd: closed under it, or no longer an inotify
+instance) ends the thread and is kept as `failure`, and `on_death` is called once. It never carries on after an
 error, so its owner's books cannot silently diverge from the kernel's: a supervisor replaces the
 whole instance (mirror/daemon.py).
 """
@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+
+from bpffs_sync.mirror.supervised import Supervised
 
 # <linux/inotify.h>
 IN_ACCESS = 0x00000001
@@ -179,12 +181,7 @@ def _is_inotify(fd: int) -> bool:
         return False
 
 
-def describe(err: BaseException) -> str:
-    """A one-line reason for a death: the exception's type and message."""
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-
-
-class Reader:
+class Reader(Supervised):
     """The thread that reads one Inotify and hands each batch of events to handle().
 
     Ends on stop(), or at its first failure, which it keeps (`failure`, `error`) and reports
@@ -196,17 +193,15 @@ class Reader:
 
     def __init__(self, ino: Inotify, handle: Callable[[list[Event]], None], name: str,
                  on_death: Callable[[str], None] | None = None, check_every: float = 0.25) -> None:
+        super().__init__(on_death, "the reader thread ended")
         self._ino = ino
         self._fd = ino.fileno()
         self._handle = handle
-        self._on_death = on_death
         self._check_ms = round(check_every * 1e3)
-        self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
-        self.error: BaseException | None = None
         # The fd failed (closed under us, its number maybe another file's now): its owner must not close it.
         self.lost_fd = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread: threading.Thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -223,24 +218,6 @@ class Reader:
                 with suppress(OSError):
                     os.close(fd)
             self._wake_r = self._wake_w = -1
-
-    @property
-    def failure(self) -> str | None:
-        """Why the reader is not reading (None while it is, or after stop())."""
-        if self.error is not None:
-            return describe(self.error)
-        if self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set():
-            return "the reader thread ended"
-        return None
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as err:  # the boundary: kept, reported once, and the thread ends
-            self.error = err
-            if self._on_death is not None and not self._stop.is_set():
-                with suppress(Exception):  # the supervisor's periodic check sees the failure anyway
-                    self._on_death(describe(err))
 
     def _loop(self) -> None:
         poller = select.poll()

@@ -21,7 +21,7 @@ path; the tree of _Node (name, parent, wd, inode, children) and its index by wd 
 is the directory an event was about (the parent's path and the event's name): never widened.
 
 Supervision: both watchers read in one thread of their own, and that thread ends at its first
-failure (inotify.Reader's boundary; MountWatcher's own). `failure` then says why, on_death is
+failure (the boundary both share: mirror/supervised.py). `failure` then says why, on_death is
 called once, and the daemon replaces the watcher with a fresh one and runs a full resync.
 """
 
@@ -41,6 +41,7 @@ from bpffs_sync import dirfd, log
 from bpffs_sync.errors import CgroupGone, translate_oserror
 from bpffs_sync.mirror import inotify
 from bpffs_sync.mirror.inotify import Event, Inotify, Reader
+from bpffs_sync.mirror.supervised import Supervised
 from bpffs_sync.paths import RelPath
 
 Hint = Callable[[RelPath | None], None]
@@ -498,7 +499,7 @@ class CgroupWatcher:
         self._hint(None)
 
 
-class MountWatcher:
+class MountWatcher(Supervised):
     """Calls hint() whenever this mount namespace's mount table changes: /proc/self/mountinfo
     polls with POLLPRI|POLLERR then (proc_pid_mountinfo(5)); reading it again re-arms the poll.
     Cheap: a thread asleep in poll(2), so a v1 hierarchy mounted or unmounted is seen at once.
@@ -508,13 +509,10 @@ class MountWatcher:
 
     def __init__(self, hint: Callable[[], None], path: str = "/proc/self/mountinfo",
                  on_death: Death | None = None, check_every: float = 0.25) -> None:
+        super().__init__(on_death, "the mountinfo thread ended")
         self._hint = hint
         self._path = path
-        self._on_death = on_death
         self._check_ms = round(check_every * 1e3)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mountinfo", daemon=True)
@@ -524,24 +522,6 @@ class MountWatcher:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-
-    @property
-    def failure(self) -> str | None:
-        """Why the thread no longer watches the mount table, or None."""
-        if self.error is not None:
-            return inotify.describe(self.error)
-        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
-            return "the mountinfo thread ended"
-        return None
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as err:  # the boundary: kept, reported once, and the thread ends
-            self.error = err
-            if self._on_death is not None and not self._stop.is_set():
-                with suppress(Exception):  # the supervisor's periodic check sees the failure anyway
-                    self._on_death(inotify.describe(err))
 
     def _loop(self) -> None:
         fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
