@@ -36,10 +36,14 @@ class Supervised:
         """Why the thread is not watching (None while it is, before start(), or after stop())."""
         if self.error is not None:
             return describe(self.error)
-        thread = self._thread
-        if thread is not None and thread.ident is not None and not thread.is_alive() and not self._stop.is_set():
+        if self._started() and self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             return self._ended
         return None
+
+    def _started(self) -> bool:
+        """Whether the thread was started, so that one not alive has ended (override to count a
+        start() that raised)."""
+        return self._thread is not None and self._thread.ident is not None
 
     def _run(self) -> None:
         try:

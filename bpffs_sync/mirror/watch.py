@@ -523,6 +523,9 @@ class MountWatcher(Supervised):
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
+    def _started(self) -> bool:
+        return self._thread is not None  # a start() that raised counts: the supervisor tries again
+
     def _loop(self) -> None:
         fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         closed_under_us = False
