@@ -16,7 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import Mirror
 
+from bpffs_sync.mirror.reconciler import Reconciler
+from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import private_bpffs, private_cgroup_root
+from bpffs_sync.stats import LoadedStat
 
 
 def _capabilities() -> str:
@@ -60,6 +63,18 @@ def mirror(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
         # Unpin the mirror before the cgroups go: a pin keeps a removed cgroup alive.
         shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def rec(mirror: Mirror) -> Iterator[Reconciler]:
+    """A Reconciler of `mirror` with hist_oncpu loaded, both closed after."""
+    loaded = LoadedStat(mirror.layout, lookup("hist_oncpu"))
+    r = Reconciler(mirror.layout, {"hist_oncpu": loaded})
+    try:
+        yield r
+    finally:
+        r.close()
+        loaded.close()
 
 
 # --- cgroup v1: private subtrees of the host's hierarchies (tasks moved out, then removed) -------

@@ -5,26 +5,11 @@ Asserted on the pass's scopes and counts, not on time."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
-import pytest
 from helpers import Mirror
 
 from bpffs_sync.mirror.reconciler import SCOPES_PER_GROUP, Reconciler
 from bpffs_sync.paths import mirrored_scope, share
-from bpffs_sync.programs import lookup
-from bpffs_sync.stats import LoadedStat
-
-
-@pytest.fixture
-def rec(mirror: Mirror) -> Iterator[Reconciler]:
-    loaded = LoadedStat(mirror.layout, lookup("hist_oncpu"))
-    r = Reconciler(mirror.layout, {"hist_oncpu": loaded})
-    try:
-        yield r
-    finally:
-        r.close()
-        loaded.close()
 
 
 def test_shadowed_hint_is_dropped_not_widened() -> None:

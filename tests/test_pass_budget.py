@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,8 +23,6 @@ from bpffs_sync.mirror.apply import Budget
 from bpffs_sync.mirror.daemon import HintQueue, _by_subtree, _subtree
 from bpffs_sync.mirror.mirrors import TreeHint
 from bpffs_sync.mirror.reconciler import Reconciler
-from bpffs_sync.programs import lookup
-from bpffs_sync.stats import LoadedStat
 
 
 def _lines(mirror: Mirror, event: str) -> list[dict[str, Any]]:
@@ -37,17 +34,6 @@ def _lines(mirror: Mirror, event: str) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return [d for d in out if d.get("event") == event]
-
-
-@pytest.fixture
-def rec(mirror: Mirror) -> Iterator[Reconciler]:
-    loaded = LoadedStat(mirror.layout, lookup("hist_oncpu"))
-    r = Reconciler(mirror.layout, {"hist_oncpu": loaded})
-    try:
-        yield r
-    finally:
-        r.close()
-        loaded.close()
 
 
 def test_budgeted_pass_defers_the_rest_of_a_subtree(mirror: Mirror, rec: Reconciler) -> None:
