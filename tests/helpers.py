@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpffs_sync.paths import Layout
+from bpffs_sync.paths import Layout, RelPath
 from bpffs_sync.rundir import telemetry_path
 from bpffs_sync.sandbox import wait_until
 
@@ -137,6 +137,18 @@ class Mirror:
 
     def cg(self, rel: str) -> str:
         return os.path.join(self.cgroup_root, rel)
+
+
+class Hints:
+    """A CgroupWatcher's hint callback that keeps every hint (`seen`), thread-safe."""
+
+    def __init__(self) -> None:
+        self.seen: list[RelPath | None] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, rel: RelPath | None) -> None:
+        with self._lock:
+            self.seen.append(rel)
 
 
 class Burst(threading.Thread):

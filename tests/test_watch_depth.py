@@ -7,28 +7,16 @@ child moving by chdir (measure/hostile.py): no path here is ever longer than PAT
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
-from helpers import Mirror, wait_for
+from helpers import Hints, Mirror, wait_for
 
 from bpffs_sync import dirfd
 from bpffs_sync.measure import hostile
 from bpffs_sync.mirror.watch import CgroupWatcher
-from bpffs_sync.paths import RelPath
 
 NOBODY = 65534
-
-
-class Hints:
-    def __init__(self) -> None:
-        self.seen: list[RelPath | None] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, rel: RelPath | None) -> None:
-        with self._lock:
-            self.seen.append(rel)
 
 
 @pytest.fixture

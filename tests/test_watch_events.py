@@ -7,27 +7,15 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import wait_for
+from helpers import Hints, wait_for
 
 from bpffs_sync.errors import SyncError
 from bpffs_sync.mirror.inotify import Inotify
 from bpffs_sync.mirror.watch import CgroupWatcher
-from bpffs_sync.paths import RelPath
-
-
-class Hints:
-    def __init__(self) -> None:
-        self.seen: list[RelPath | None] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, rel: RelPath | None) -> None:
-        with self._lock:
-            self.seen.append(rel)
 
 
 @pytest.fixture
