@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +149,20 @@ class Hints:
     def __call__(self, rel: RelPath | None) -> None:
         with self._lock:
             self.seen.append(rel)
+
+
+def mkdir_chain(top: str, names: Iterable[str | bytes]) -> None:
+    """mkdir top/names[0]/names[1]/... one level at a time relative to directory fds (the chain's
+    path may be longer than PATH_MAX)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
 
 
 class Burst(threading.Thread):

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from helpers import Mirror
+from helpers import Mirror, mkdir_chain
 
 from bpffs_sync import dirfd
 from bpffs_sync.mirror import bpffs, cgroupfs, cgtree
@@ -50,19 +50,6 @@ def _assert_same(a: DesiredView, b: DesiredView) -> None:
     assert a.opaque == b.opaque
 
 
-def _mkdir_chain(top: str, depth: int, name: bytes) -> None:
-    """top/name/name/... `depth` levels, one name at a time (longer than PATH_MAX)."""
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir(name, dir_fd=fd)
-            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    finally:
-        os.close(fd)
-
-
 def test_hostile_names_build_the_walks_tree(cgroup_root: str, reader: cgtree.TreeReader) -> None:
     """Spaces, 255-byte, non-UTF-8, dotted, stat-named (with children) names: byte-exact, same
     entries, ids and conflicts as the cgroupfs walk."""
@@ -91,7 +78,7 @@ def test_newline_names_cannot_exist(cgroup_root: str) -> None:
 def test_chain_past_max_depth_is_the_walks(cgroup_root: str, reader: cgtree.TreeReader) -> None:
     """A chain deeper than dirfd.MAX_DEPTH (and than PATH_MAX): the same TOO_DEEP conflict and
     opaque subtree as the walk, every level above it mirrored."""
-    _mkdir_chain(cgroup_root, dirfd.MAX_DEPTH + 2, b"d")
+    mkdir_chain(cgroup_root, [b"d"] * (dirfd.MAX_DEPTH + 2))  # a path longer than PATH_MAX
     layout = Layout("/nonexistent", cgroup_root)
     view, count = _from_iterator(reader, layout)
     walked = cgroupfs.walk(layout, STATS)

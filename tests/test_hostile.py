@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from helpers import Mirror, assert_one_line_error
+from helpers import Mirror, assert_one_line_error, mkdir_chain
 
 from bpffs_sync.sandbox import _rmdir_post_order
 
@@ -102,15 +102,7 @@ def test_symlink_inside_the_mirror_is_replaced_not_followed(mirror: Mirror, outs
 def _deep_chain(root: str, levels: int, name_len: int) -> list[str]:
     """mkdir a chain root/n1/n2/... made relative to directory fds (its path is too long for mkdir -p)."""
     names = [f"{i:03d}".ljust(name_len, chr(ord("a") + i % 26)) for i in range(levels)]
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names:
-            os.mkdir(name, dir_fd=fd)
-            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    finally:
-        os.close(fd)
+    mkdir_chain(root, names)
     return names
 
 
