@@ -4,9 +4,7 @@ removed by finalizers whatever the test's outcome."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import Mirror
+from helpers import Mirror, mirror_on
 
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.programs import lookup
@@ -54,15 +52,8 @@ def cgroup_root(kernel: None) -> Iterator[str]:
 
 @pytest.fixture
 def mirror(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
-    run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
-    m = Mirror(bpffs_mount, cgroup_root, run_dir)
-    try:
+    with mirror_on(bpffs_mount, cgroup_root) as m:
         yield m
-    finally:
-        m.stop()
-        # Unpin the mirror before the cgroups go: a pin keeps a removed cgroup alive.
-        shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +140,21 @@ class Mirror:
 
     def cg(self, rel: str) -> str:
         return os.path.join(self.cgroup_root, rel)
+
+
+@contextmanager
+def mirror_on(bpffs: str, cgroup_root: str) -> Iterator[Mirror]:
+    """A Mirror of bpffs and cgroup_root with a run dir of its own; after, whatever happened: its
+    daemon (if started) stopped, the mirror unpinned, the run dir removed."""
+    run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
+    m = Mirror(bpffs, cgroup_root, run_dir)
+    try:
+        yield m
+    finally:
+        m.stop()
+        # Unpin the mirror before the cgroups go: a pin keeps a removed cgroup alive.
+        shutil.rmtree(os.path.join(bpffs, "cgroup"), ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class Hints:

@@ -10,12 +10,13 @@ import socket
 import struct
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from export_fixtures import UNPRIVILEGED, Exporter, samples, start_exporter
-from helpers import Mirror, cli, wait_for
+from helpers import Mirror, cli, mirror_on, wait_for
 
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.export.files import Filter, walk
@@ -42,18 +43,21 @@ def running(mirror: Mirror) -> Iterator[tuple[Mirror, Exporter]]:
         exp.stop()
 
 
-@pytest.fixture
-def once(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
-    """A mirror made by one `run --once` pass over jobs/a/b (no daemon left running)."""
-    run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
-    m = Mirror(bpffs_mount, cgroup_root, run_dir)
-    os.makedirs(m.cg("jobs/a/b"))
-    try:
+@contextmanager
+def _mirrored_once(bpffs_mount: str, cgroup_root: str, rels: Iterable[str]) -> Iterator[Mirror]:
+    """A mirror made by one `run --once` pass over the cgroups rels (no daemon left running)."""
+    with mirror_on(bpffs_mount, cgroup_root) as m:
+        for rel in rels:
+            os.makedirs(m.cg(rel))
         m.cli("run", "--once", check=True)
         yield m
-    finally:
-        shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def once(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
+    """A mirror made by one `run --once` pass over jobs/a/b."""
+    with _mirrored_once(bpffs_mount, cgroup_root, ["jobs/a/b"]) as m:
+        yield m
 
 
 def test_scrape_figures_are_the_files(running: tuple[Mirror, Exporter]) -> None:
@@ -233,16 +237,10 @@ def _scrape_as_nobody(bpffs: str, run_dir: str) -> dict[str, float]:
 @pytest.fixture
 def mode_700_mirror(kernel: None) -> Iterator[Mirror]:
     """A daemon on a bpffs mounted mode=0700 as systemd mounts /sys/fs/bpf (only root may enter its root)."""
-    with private_bpffs("mode=0700") as bpffs, private_cgroup_root() as cgroup_root:
-        run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
-        os.chmod(run_dir, 0o755)  # as /run/bpffs-sync is (RuntimeDirectoryMode=0755)
-        m = Mirror(bpffs, cgroup_root, run_dir)
-        try:
-            yield m
-        finally:
-            m.stop()
-            shutil.rmtree(os.path.join(bpffs, "cgroup"), ignore_errors=True)
-            shutil.rmtree(run_dir, ignore_errors=True)
+    with (private_bpffs("mode=0700") as bpffs, private_cgroup_root() as cgroup_root,
+          mirror_on(bpffs, cgroup_root) as m):
+        os.chmod(m.run_dir, 0o755)  # as /run/bpffs-sync is (RuntimeDirectoryMode=0755)
+        yield m
 
 
 @pytest.fixture
@@ -306,16 +304,8 @@ def test_daemon_publishes_drift_it_repaired(mirror: Mirror) -> None:
 @pytest.fixture
 def wide(bpffs_mount: str, cgroup_root: str) -> Iterator[Mirror]:
     """300 cgroups mirrored by one `run --once` (a scrape body of about 600 KB, more than the sockets buffer)."""
-    run_dir = tempfile.mkdtemp(prefix="bpffs-sync-run-")
-    m = Mirror(bpffs_mount, cgroup_root, run_dir)
-    for i in range(300):
-        os.mkdir(m.cg(f"j{i}"))
-    try:
-        m.cli("run", "--once", check=True)
+    with _mirrored_once(bpffs_mount, cgroup_root, [f"j{i}" for i in range(300)]) as m:
         yield m
-    finally:
-        shutil.rmtree(os.path.join(bpffs_mount, "cgroup"), ignore_errors=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_a_scraper_that_resets_mid_body_is_one_json_line(wide: Mirror) -> None:
