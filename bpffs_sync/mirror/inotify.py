@@ -244,7 +244,12 @@ class Reader(Supervised):
                     events = parse(os.read(self._fd, BUFFER))
                 except BlockingIOError:
                     continue
-                except (OSError, ValueError):  # not an inotify fd any more (EISDIR, a file's bytes, ...)
+                except OSError as err:
+                    self.lost_fd = True
+                    if err.errno == errno.EBADF:  # closed between poll and read: the same death as POLLNVAL
+                        raise OSError(errno.EBADF, f"inotify fd {self._fd} was closed under its reader") from err
+                    raise  # not an inotify fd any more (EISDIR, ...)
+                except ValueError:  # a file's bytes, not inotify events
                     self.lost_fd = True
                     raise
                 if events:

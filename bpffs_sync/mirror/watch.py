@@ -555,6 +555,8 @@ class MountWatcher(Supervised):
                     _drain(fd)
                 except OSError as err:
                     closed_under_us = err.errno == errno.EBADF
+                    if closed_under_us:  # closed between poll and read: the same death as POLLNVAL
+                        raise OSError(errno.EBADF, f"the mountinfo fd {fd} was closed under its reader") from err
                     raise
                 _log.debug("mounts_changed")
                 self._hint()
