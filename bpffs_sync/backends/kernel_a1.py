@@ -70,7 +70,8 @@ def enable_mirror(bpffs_dir: str) -> None:
                          capture_output=True, text=True, check=False)
     if res.returncode != 0 or not mirror_enabled(bpffs_dir):
         hint = ("EEXIST: an entry named `cgroup` is in the way (a user-space mirror? `bpffs-sync clean`); "
-                "EBUSY: a kernel whose series predates instance takeover, another instance holds the mirror")
+                "EBUSY: another bpffs instance holds the mirror (v3 refuses a second one; find it with "
+                "`grep cgroup_mirror /proc/self/mountinfo` and remount it nocgroup_mirror, or use it)")
         raise EnvironmentProblem("remount cgroup_mirror", bpffs_dir, 0,
                                  f"{res.stderr.strip() or 'option not taken'} ({hint})")
 
