@@ -275,19 +275,24 @@ def test_open_file_survives_rmdir_and_detach(stat: kernel_a1.KernelMirror, mirro
 # --- the mirror instance -------------------------------------------------------------------------
 
 
-def refused_mirror_mount() -> tuple[int, str]:
-    """A new bpffs with cgroup_mirror through fsopen/fsconfig: (errno of FSCONFIG_CMD_CREATE, the
-    fs_context log); (0, "") if it was created (then dropped at once, taking the mirror with it)."""
-    fs_fd = rawbpf.fsopen("bpf")
+def _ask_for_the_mirror(fs_fd: int, apply: Callable[[int], None]) -> tuple[int, str]:
+    """Set cgroup_mirror on an fs_context and apply it (create or reconfigure): (errno, the
+    fs_context log) when refused, (0, "") when taken. Closes fs_fd."""
     try:
         rawbpf.fsconfig_flag(fs_fd, "cgroup_mirror")
         try:
-            rawbpf.fsconfig_create(fs_fd)
+            apply(fs_fd)
         except OSError as err:
             return err.errno or 0, rawbpf.fs_messages(fs_fd)
         return 0, ""
     finally:
         os.close(fs_fd)
+
+
+def refused_mirror_mount() -> tuple[int, str]:
+    """A new bpffs with cgroup_mirror through fsopen/fsconfig: (errno of FSCONFIG_CMD_CREATE, the
+    fs_context log); (0, "") if it was created (then dropped at once, taking the mirror with it)."""
+    return _ask_for_the_mirror(rawbpf.fsopen("bpf"), rawbpf.fsconfig_create)
 
 
 def refused_mirror_remount(path: str) -> tuple[int, str]:
@@ -297,15 +302,7 @@ def refused_mirror_remount(path: str) -> tuple[int, str]:
         fs_fd = rawbpf.fspick(fd)
     finally:
         os.close(fd)
-    try:
-        rawbpf.fsconfig_flag(fs_fd, "cgroup_mirror")
-        try:
-            rawbpf.fsconfig_reconfigure(fs_fd)
-        except OSError as err:
-            return err.errno or 0, rawbpf.fs_messages(fs_fd)
-        return 0, ""
-    finally:
-        os.close(fs_fd)
+    return _ask_for_the_mirror(fs_fd, rawbpf.fsconfig_reconfigure)
 
 
 HELD = "another bpffs instance holds the mirror"
