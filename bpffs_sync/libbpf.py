@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno as errno_mod
 import os
+import platform
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from ctypes import (
     c_char,
     c_char_p,
     c_int,
+    c_long,
     c_size_t,
     c_uint8,
     c_uint32,
@@ -32,39 +34,55 @@ from ctypes import (
     c_void_p,
 )
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from bpffs_sync.errors import LibbpfError
+from bpffs_sync import series
+from bpffs_sync.errors import KernelUnsupported, LibbpfError
 
 # --- globals -------------------------------------------------------------------------------------
+# Stable UAPI (include/uapi/linux/bpf.h of every kernel we run on; tests/test_btf.py checks each
+# against the running kernel's BTF). The kernel series' numbers are not here: series.uapi() reads them.
 
 BPF_LINK_TYPE_ITER = 4
 BPF_CGROUP_ITER_SELF_ONLY = 1
 BPF_CGROUP_ITER_DESCENDANTS_PRE = 2
 BPF_TRACE_ITER = 28
-BTF_KIND_STRUCT = 4
-BTF_KIND_TYPEDEF = 8
-# The kernel series of kernel-approach1/ (UAPI values of its include/uapi/linux/bpf.h).
-BPF_PROG_TYPE_CGROUP_STAT = 33
-BPF_CGROUP_STAT = 62
-BPF_LINK_TYPE_CGROUP_STAT = 16
-BPF_F_CGROUP_STAT_CGROUPFS = 1 << 0
-_BPF_LINK_CREATE = 28
-_BPF_OBJ_PIN = 6
-_BPF_OBJ_GET = 7
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
+BPF_LINK_CREATE = 28
 BPF_F_PATH_FD = 1 << 14  # path_fd is a directory fd, pathname relative to it (Linux 6.5)
 BPF_FS_MAGIC = 0xCAFE4A11
-_NR_BPF = 321  # x86_64
 BPF_OBJ_NAME_LEN = 16
+# __NR_bpf by platform.machine(): arch/x86/entry/syscalls/syscall_{64,32}.tbl,
+# arch/arm/tools/syscall.tbl, arch/powerpc/kernel/syscalls/syscall.tbl, arch/s390/.../syscall.tbl,
+# and include/uapi/asm-generic/unistd.h (280) for the architectures using the generic table.
+SYSCALL_BPF: dict[str, int] = {
+    "x86_64": 321, "amd64": 321, "i386": 357, "i686": 357,
+    "aarch64": 280, "arm64": 280, "riscv64": 280, "loongarch64": 280,
+    "armv7l": 386, "armv6l": 386, "armv8l": 386,
+    "ppc64le": 361, "ppc64": 361, "s390x": 351,
+}
 T = TypeVar("T")
+
+
+def nr_bpf(machine: str | None = None) -> int:
+    """__NR_bpf on this machine (or on `machine`); KernelUnsupported names an architecture we have no number for."""
+    arch = platform.machine() if machine is None else machine
+    try:
+        return SYSCALL_BPF[arch]
+    except KeyError:
+        raise KernelUnsupported("bpf(2)", arch or "unknown machine", 0,
+                                f"no bpf syscall number known for this architecture (known: "
+                                f"{', '.join(sorted(SYSCALL_BPF))}); add it to libbpf.SYSCALL_BPF") from None
+
 
 _lib: ctypes.CDLL | None
 _LOAD_ERROR: OSError | None = None
 try:
     _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _libc: ctypes.CDLL | None = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 except OSError as err:  # pragma: no cover - exercised only on a host without libbpf
-    _lib = None
+    _lib = _libc = None
     _LOAD_ERROR = err
 
 
@@ -213,62 +231,83 @@ def _clear_messages() -> None:
 
 
 # --- foreign functions ---------------------------------------------------------------------------
+# Each declared once: a prototype (restype, argtypes, use_errno=True) bound to its symbol, and a
+# Python signature mypy checks every call against. Pointers to libbpf's opaque objects are ints
+# (c_void_p); a NULL result is None. A missing libbpf.so.1 makes each call raise LibbpfError.
+
+if TYPE_CHECKING:
+    from _ctypes import _CArgObject as ByRef  # what ctypes.byref() returns
+else:
+    ByRef = object
+Buffer = ctypes.Array[c_char]  # ctypes.create_string_buffer()
 
 
-def _fn(name: str, restype: object, *argtypes: object) -> Any:
-    """Declare one libbpf function: argtypes, restype; errno is captured (use_errno=True)."""
-    if _lib is None:
-        raise LibbpfError("dlopen", "libbpf.so.1", errno_mod.ENOENT, str(_LOAD_ERROR))
-    fn = getattr(_lib, name)
-    fn.restype = restype
-    fn.argtypes = list(argtypes)
-    return fn
+def _fn(lib: ctypes.CDLL | None, name: str, restype: type[Any] | None, *argtypes: type[Any]) -> Callable[..., Any]:
+    """The foreign function `name` of lib, with its prototype; errno is captured (use_errno=True).
+    Without the library, a stand-in that raises LibbpfError (dlopen) when called."""
+    if lib is None:
+        def missing(*args: object) -> NoReturn:
+            raise LibbpfError("dlopen", "libbpf.so.1", errno_mod.ENOENT, str(_LOAD_ERROR))
+        return missing
+    proto = ctypes.CFUNCTYPE(restype, *argtypes, use_errno=True)
+    return proto((name, lib))
 
 
+# libc
+_vsnprintf: Callable[[Buffer, int, bytes | None, int | None], int] = _fn(
+    _libc, "vsnprintf", c_int, c_char_p, c_size_t, c_char_p, c_void_p)
+_syscall: Callable[[int, int, ByRef, int], int] = _fn(_libc, "syscall", c_long, c_long, c_int, c_void_p, c_uint32)
+_fstatfs: Callable[[int, Buffer], int] = _fn(_libc, "fstatfs", c_int, c_int, c_void_p)
+# libbpf: its log
+_set_print: Callable[[object], int | None] = _fn(_lib, "libbpf_set_print", c_void_p, _PRINT_FN)
+# libbpf: objects, programs, maps (pointers to struct bpf_object / bpf_program / bpf_map / bpf_link)
+_obj_open_file: Callable[[bytes, int | None], int | None] = _fn(
+    _lib, "bpf_object__open_file", c_void_p, c_char_p, c_void_p)
+_obj_load: Callable[[int], int] = _fn(_lib, "bpf_object__load", c_int, c_void_p)
+_obj_close: Callable[[int], None] = _fn(_lib, "bpf_object__close", None, c_void_p)
+_obj_find_map: Callable[[int, bytes], int | None] = _fn(_lib, "bpf_object__find_map_by_name", c_void_p, c_void_p,
+                                                        c_char_p)
+_obj_find_prog: Callable[[int, bytes], int | None] = _fn(_lib, "bpf_object__find_program_by_name", c_void_p,
+                                                         c_void_p, c_char_p)
+_map_set_pin_path: Callable[[int, bytes], int] = _fn(_lib, "bpf_map__set_pin_path", c_int, c_void_p, c_char_p)
+_map_set_max_entries: Callable[[int, int], int] = _fn(_lib, "bpf_map__set_max_entries", c_int, c_void_p, c_uint32)
+_map_fd: Callable[[int], int] = _fn(_lib, "bpf_map__fd", c_int, c_void_p)
+_prog_set_autoload: Callable[[int, bool], int] = _fn(_lib, "bpf_program__set_autoload", c_int, c_void_p, c_bool)
+_prog_set_type: Callable[[int, int], int] = _fn(_lib, "bpf_program__set_type", c_int, c_void_p, c_int)
+_prog_set_expected_attach_type: Callable[[int, int], int] = _fn(
+    _lib, "bpf_program__set_expected_attach_type", c_int, c_void_p, c_int)
+_prog_fd: Callable[[int], int] = _fn(_lib, "bpf_program__fd", c_int, c_void_p)
+_prog_attach: Callable[[int], int | None] = _fn(_lib, "bpf_program__attach", c_void_p, c_void_p)
+_link_pin: Callable[[int, bytes], int] = _fn(_lib, "bpf_link__pin", c_int, c_void_p, c_char_p)
+_link_destroy: Callable[[int], int] = _fn(_lib, "bpf_link__destroy", c_int, c_void_p)
+_link_fd: Callable[[int], int] = _fn(_lib, "bpf_link__fd", c_int, c_void_p)
+# libbpf: bpf(2) wrappers on fds and ids
+_link_detach: Callable[[int], int] = _fn(_lib, "bpf_link_detach", c_int, c_int)
+_link_update: Callable[[int, int, int | None], int] = _fn(_lib, "bpf_link_update", c_int, c_int, c_int, c_void_p)
+_link_get_fd_by_id: Callable[[int], int] = _fn(_lib, "bpf_link_get_fd_by_id", c_int, c_uint32)
+_link_get_next_id: Callable[[int, ByRef], int] = _fn(_lib, "bpf_link_get_next_id", c_int, c_uint32,
+                                                     POINTER(c_uint32))
+_iter_create: Callable[[int], int] = _fn(_lib, "bpf_iter_create", c_int, c_int)
+_obj_get: Callable[[bytes], int] = _fn(_lib, "bpf_obj_get", c_int, c_char_p)
+_obj_pin: Callable[[int, bytes], int] = _fn(_lib, "bpf_obj_pin", c_int, c_int, c_char_p)
+_obj_get_info: Callable[[int, ByRef, ByRef], int] = _fn(_lib, "bpf_obj_get_info_by_fd", c_int, c_int, c_void_p,
+                                                        POINTER(c_uint32))
+_prog_get_fd_by_id: Callable[[int], int] = _fn(_lib, "bpf_prog_get_fd_by_id", c_int, c_uint32)
+_map_delete: Callable[[int, Buffer], int] = _fn(_lib, "bpf_map_delete_elem", c_int, c_int, c_void_p)
+_map_next_key: Callable[[int, Buffer | None, Buffer], int] = _fn(_lib, "bpf_map_get_next_key", c_int, c_int,
+                                                                 c_void_p, c_void_p)
 if _lib is not None:
-    _vsnprintf = _libc.vsnprintf
-    _vsnprintf.restype = c_int
-    _vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
-
-    _set_print = _fn("libbpf_set_print", c_void_p, _PRINT_FN)
-    _obj_open_file = _fn("bpf_object__open_file", c_void_p, c_char_p, c_void_p)
-    _obj_load = _fn("bpf_object__load", c_int, c_void_p)
-    _obj_close = _fn("bpf_object__close", None, c_void_p)
-    _obj_find_map = _fn("bpf_object__find_map_by_name", c_void_p, c_void_p, c_char_p)
-    _obj_find_prog = _fn("bpf_object__find_program_by_name", c_void_p, c_void_p, c_char_p)
-    _map_set_pin_path = _fn("bpf_map__set_pin_path", c_int, c_void_p, c_char_p)
-    _map_fd = _fn("bpf_map__fd", c_int, c_void_p)
-    _prog_set_autoload = _fn("bpf_program__set_autoload", c_int, c_void_p, c_bool)
-    _prog_set_type = _fn("bpf_program__set_type", c_int, c_void_p, c_int)
-    _prog_set_expected_attach_type = _fn("bpf_program__set_expected_attach_type", c_int, c_void_p, c_int)
-    _prog_fd = _fn("bpf_program__fd", c_int, c_void_p)
-    _link_detach = _fn("bpf_link_detach", c_int, c_int)
-    _link_update = _fn("bpf_link_update", c_int, c_int, c_int, c_void_p)
-    _link_get_fd_by_id = _fn("bpf_link_get_fd_by_id", c_int, c_uint32)
-    _link_get_next_id = _fn("bpf_link_get_next_id", c_int, c_uint32, POINTER(c_uint32))
-    _syscall = _libc.syscall
-    _syscall.restype = ctypes.c_long
-    _syscall.argtypes = [ctypes.c_long, c_int, c_void_p, c_uint32]
-    _prog_attach = _fn("bpf_program__attach", c_void_p, c_void_p)
-    _prog_attach_iter = _fn("bpf_program__attach_iter", c_void_p, c_void_p, POINTER(IterAttachOpts))
-    _link_pin = _fn("bpf_link__pin", c_int, c_void_p, c_char_p)
-    _link_destroy = _fn("bpf_link__destroy", c_int, c_void_p)
-    _link_fd = _fn("bpf_link__fd", c_int, c_void_p)
-    _iter_create = _fn("bpf_iter_create", c_int, c_int)
-    _map_set_max_entries = _fn("bpf_map__set_max_entries", c_int, c_void_p, c_uint32)
-    _fstatfs = _libc.fstatfs
-    _fstatfs.restype = c_int
-    _fstatfs.argtypes = [c_int, c_void_p]
-    _obj_get = _fn("bpf_obj_get", c_int, c_char_p)
-    _obj_pin = _fn("bpf_obj_pin", c_int, c_int, c_char_p)
-    _obj_get_info = _fn("bpf_obj_get_info_by_fd", c_int, c_int, c_void_p, POINTER(c_uint32))
-    _prog_get_fd_by_id = _fn("bpf_prog_get_fd_by_id", c_int, c_uint32)
-    _map_delete = _fn("bpf_map_delete_elem", c_int, c_int, c_void_p)
-    _map_next_key = _fn("bpf_map_get_next_key", c_int, c_int, c_void_p, c_void_p)
-    _btf_load_vmlinux = _fn("btf__load_vmlinux_btf", c_void_p)
-    _btf_find = _fn("btf__find_by_name_kind", c_int, c_void_p, c_char_p, c_uint32)
-    _btf_free = _fn("btf__free", None, c_void_p)
     _set_print(_print_cb)
+
+
+def sys_bpf(cmd: int, attr: ByRef, size: int, op: str, what: str) -> int:
+    """One raw bpf(2) call (the calls whose attr an installed libbpf may not know, and the hot
+    per-cgroup link create); a negative result raises LibbpfError with errno."""
+    ctypes.set_errno(0)
+    ret = _syscall(nr_bpf(), cmd, attr, size)
+    if ret < 0:
+        raise LibbpfError(op, what, ctypes.get_errno() or errno_mod.EINVAL, "")
+    return ret
 
 
 # --- error helpers -------------------------------------------------------------------------------
@@ -323,8 +362,8 @@ class BpfObject:
 
     def program(self, name: str) -> BpfProgram:
         ctypes.set_errno(0)
-        p = _obj_find_prog(self._handle(), name.encode())
-        _check_ptr(p, "bpf_object__find_program_by_name", f"{self.path}:{name}")
+        p = _check_ptr(_obj_find_prog(self._handle(), name.encode()), "bpf_object__find_program_by_name",
+                       f"{self.path}:{name}")
         return BpfProgram(self, name, p)
 
     def load(self) -> None:
@@ -359,9 +398,11 @@ class BpfProgram:
         _check_int(_prog_set_autoload(self._p, autoload), "bpf_program__set_autoload", self.name)
 
     def set_cgroup_stat(self) -> None:
-        """Load as BPF_PROG_TYPE_CGROUP_STAT: a libbpf older than the series has no SEC("cgroup/stat")."""
-        _check_int(_prog_set_type(self._p, BPF_PROG_TYPE_CGROUP_STAT), "bpf_program__set_type", self.name)
-        _check_int(_prog_set_expected_attach_type(self._p, BPF_CGROUP_STAT),
+        """Load as BPF_PROG_TYPE_CGROUP_STAT (its number read from the kernel's BTF: series.uapi()):
+        a libbpf older than the series has no SEC("cgroup/stat")."""
+        uapi = series.uapi()
+        _check_int(_prog_set_type(self._p, uapi.prog_type), "bpf_program__set_type", self.name)
+        _check_int(_prog_set_expected_attach_type(self._p, uapi.attach_type),
                    "bpf_program__set_expected_attach_type", self.name)
 
     def fd(self) -> int:
@@ -381,11 +422,7 @@ class BpfProgram:
         info = IterLinkInfoCgroup(order=order, cgroup_fd=cgroup_fd, cgroup_id=0)
         attr = LinkCreateIter(prog_fd=self.fd(), attach_type=BPF_TRACE_ITER, iter_info=ctypes.addressof(info),
                               iter_info_len=ctypes.sizeof(info))
-        ctypes.set_errno(0)
-        ret = int(_syscall(_NR_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
-        if ret < 0:
-            raise LibbpfError("BPF_LINK_CREATE iter/cgroup", what, ctypes.get_errno() or errno_mod.EINVAL, "")
-        return ret
+        return sys_bpf(BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr), "BPF_LINK_CREATE iter/cgroup", what)
 
     def attach_cgroup_iter(self, cgroup_fd: int, what: str) -> BpfLink:
         """Attach a SELF_ONLY cgroup iterator for the cgroup open at cgroup_fd."""
@@ -461,23 +498,19 @@ def _obj_at(cmd: int, fd: int, dir_fd: int, name: str, *, op: str, what: str) ->
         raise LibbpfError(op, what, errno_mod.EINVAL, "not a single path component")
     buf = ctypes.create_string_buffer(raw)
     attr = _ObjAttr(pathname=ctypes.addressof(buf), bpf_fd=fd, file_flags=BPF_F_PATH_FD, path_fd=dir_fd)
-    ctypes.set_errno(0)
-    ret = int(_syscall(_NR_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr)))
-    if ret < 0:
-        raise LibbpfError(op, what, ctypes.get_errno() or errno_mod.EINVAL, "")
-    return ret
+    return sys_bpf(cmd, ctypes.byref(attr), ctypes.sizeof(attr), op, what)
 
 
 def obj_pin_at(fd: int, dir_fd: int, name: str, what: str) -> None:
     """Pin the object at fd as `name` in the directory open at dir_fd. BPF_OBJ_PIN never follows
     a symlink at the last component (it creates), and there is no other component."""
-    _obj_at(_BPF_OBJ_PIN, fd, dir_fd, name, op="bpf_obj_pin", what=what)
+    _obj_at(BPF_OBJ_PIN, fd, dir_fd, name, op="bpf_obj_pin", what=what)
 
 
 def obj_get_at(dir_fd: int, name: str, what: str) -> int:
     """Open the object pinned as `name` in the directory open at dir_fd; returns an fd. BPF_OBJ_GET
     follows a symlink at the last component: callers lstat the name first (bpffs.describe_at)."""
-    return _obj_at(_BPF_OBJ_GET, 0, dir_fd, name, op="bpf_obj_get", what=what)
+    return _obj_at(BPF_OBJ_GET, 0, dir_fd, name, op="bpf_obj_get", what=what)
 
 
 def fs_magic(fd: int) -> int:
@@ -597,22 +630,6 @@ def map_keys(fd: int, key_size: int, what: str = "map") -> Iterator[bytes]:
         cur = ctypes.create_string_buffer(key, key_size)
 
 
-def _vmlinux_has(name: str, kind: int) -> bool:
-    ctypes.set_errno(0)
-    btf = _btf_load_vmlinux()
-    if not btf:
-        return False
-    try:
-        return int(_btf_find(btf, name.encode(), kind)) > 0
-    finally:
-        _btf_free(btf)
-
-
-def vmlinux_has_typedef(name: str) -> bool:
-    """Feature probe: does the running kernel's BTF carry typedef `name` (e.g. btf_trace_sched_switch)?"""
-    return _vmlinux_has(name, BTF_KIND_TYPEDEF)
-
-
 # --- cgroup stat links (the patched kernel of kernel-approach1/) ---------------------------------
 
 
@@ -628,29 +645,33 @@ class CgroupStatLinkDesc:
     nr_errors: int
 
 
-def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None, flags: int = 0) -> int:
+def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None, cgroupfs: bool = False) -> int:
     """BPF_LINK_CREATE of a cgroup stat link at the cgroup open at cgroup_fd; returns the link fd.
-    flags: BPF_F_CGROUP_STAT_CGROUPFS for Approach 2's files in cgroupfs (else Approach 1's mirror).
+    cgroupfs: Approach 2's files in cgroupfs (BPF_F_CGROUP_STAT_CGROUPFS), else Approach 1's mirror.
+    The numbers (attach type, flag) are this kernel's (series.uapi()).
 
     A raw bpf(2) call: the link's optional file name needs the series' bpf_attr layout, which an
     installed libbpf may predate.
     """
+    uapi = series.uapi()
+    flags = 0
+    if cgroupfs:
+        if uapi.cgroupfs_flag is None:
+            raise KernelUnsupported("BPF_LINK_CREATE cgroup_stat cgroupfs", name or f"prog fd {prog_fd}", 0,
+                                    f"the kernel's BTF has no {series.CGROUPFS_FLAG} (no kernel-approach2 series)")
+        flags = uapi.cgroupfs_flag
     raw = os.fsencode(name) if name is not None else b""
     buf = ctypes.create_string_buffer(raw, len(raw) + 1)
     attr = LinkCreateCgroupStat(
         prog_fd=prog_fd,
         cgroup_root=cgroup_fd,
-        attach_type=BPF_CGROUP_STAT,
+        attach_type=uapi.attach_type,
         name=ctypes.addressof(buf) if name is not None else 0,
         name_len=len(raw),
         name_flags=flags,
     )
-    ctypes.set_errno(0)
-    ret = int(_syscall(_NR_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
-    if ret < 0:
-        op = "BPF_LINK_CREATE cgroup_stat" + (" cgroupfs" if flags & BPF_F_CGROUP_STAT_CGROUPFS else "")
-        raise LibbpfError(op, name or f"prog fd {prog_fd}", ctypes.get_errno(), "")
-    return ret
+    op = "BPF_LINK_CREATE cgroup_stat" + (" cgroupfs" if cgroupfs else "")
+    return sys_bpf(BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr), op, name or f"prog fd {prog_fd}")
 
 
 def _link_fd_if_alive(link_id: int) -> int | None:
@@ -678,10 +699,14 @@ def detach_links(ids: Iterable[int]) -> int:
 
 
 def _cgroup_stat_info(fd: int, what: str) -> tuple[CgroupStatLinkInfo, str] | None:
-    """bpf_link_info of a cgroup stat link (either series) and its file name; None for any other link."""
+    """bpf_link_info of a cgroup stat link (either series) and its file name; None for any other link
+    (every link, on a kernel with neither series)."""
+    uapi = series.carried().uapi
+    if uapi is None:
+        return None
     probe = LinkInfo()  # no pointers in: other link types read the union differently
     _get_info(fd, probe, what)
-    if probe.type != BPF_LINK_TYPE_CGROUP_STAT:
+    if probe.type != uapi.link_type:
         return None
     name = ctypes.create_string_buffer(256)
     info = CgroupStatLinkInfo(name=ctypes.addressof(name), name_len=len(name))
@@ -689,11 +714,17 @@ def _cgroup_stat_info(fd: int, what: str) -> tuple[CgroupStatLinkInfo, str] | No
     return info, os.fsdecode(name.value)
 
 
+def _cgroupfs(info: CgroupStatLinkInfo) -> bool:
+    """Was the link made with BPF_F_CGROUP_STAT_CGROUPFS (Approach 2)?"""
+    flag = series.carried().uapi
+    return flag is not None and flag.cgroupfs_flag is not None and bool(info.flags & flag.cgroupfs_flag)
+
+
 def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | None:
     """The Approach 1 view of the link at fd; None for any other link (Approach 2's included: the
     same link type, told apart by BPF_F_CGROUP_STAT_CGROUPFS)."""
     found = _cgroup_stat_info(fd, what)
-    if found is None or found[0].flags & BPF_F_CGROUP_STAT_CGROUPFS:
+    if found is None or _cgroupfs(found[0]):
         return None
     info, name = found
     return CgroupStatLinkDesc(link_id=info.id, prog_id=info.prog_id, cgroup_id=info.cgroup_id, name=name,
@@ -745,11 +776,6 @@ def cgroup_stat_links() -> list[CgroupStatLinkDesc]:
     return _links_where(cgroup_stat_link_info)
 
 
-def vmlinux_has_struct(name: str) -> bool:
-    """Feature probe: does the running kernel's BTF carry `struct name`?"""
-    return _vmlinux_has(name, BTF_KIND_STRUCT)
-
-
 # --- the report's alternatives: map lookups/updates, test runs, iterators made per read ----------
 
 
@@ -764,12 +790,13 @@ class TestRunOpts(Structure):
     )
 
 
-if _lib is not None:
-    _map_lookup = _fn("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
-    _map_update = _fn("bpf_map_update_elem", c_int, c_int, c_void_p, c_void_p, c_uint64)
-    _prog_test_run = _fn("bpf_prog_test_run_opts", c_int, c_int, POINTER(TestRunOpts))
-    _iter_create = _fn("bpf_iter_create", c_int, c_int)
-    _link_fd_of = _fn("bpf_link__fd", c_int, c_void_p)
+_map_lookup: Callable[[int, Buffer, Buffer], int] = _fn(_lib, "bpf_map_lookup_elem", c_int, c_int, c_void_p,
+                                                        c_void_p)
+_map_update: Callable[[int, Buffer, Buffer, int], int] = _fn(_lib, "bpf_map_update_elem", c_int, c_int, c_void_p,
+                                                             c_void_p, c_uint64)
+_prog_test_run: Callable[[int, ByRef], int] = _fn(_lib, "bpf_prog_test_run_opts", c_int, c_int, POINTER(TestRunOpts))
+_prog_attach_iter: Callable[[int, ByRef], int | None] = _fn(_lib, "bpf_program__attach_iter", c_void_p, c_void_p,
+                                                            POINTER(IterAttachOpts))
 
 
 def map_lookup(fd: int, key: bytes, value_size: int, what: str = "map") -> bytes | None:
@@ -803,7 +830,7 @@ def iter_read(link: BpfLink, size: int = 32768, what: str = "iter") -> bytes:
     """Open an iterator instance of link (bpf_iter_create), read it once, close it."""
     if link._l is None:
         raise LibbpfError("bpf_iter_create", what, errno_mod.EBADF, "link destroyed")
-    fd = _check_int(_iter_create(_check_int(_link_fd_of(link._l), "bpf_link__fd", what)), "bpf_iter_create", what)
+    fd = _check_int(_iter_create(_check_int(_link_fd(link._l), "bpf_link__fd", what)), "bpf_iter_create", what)
     try:
         return os.read(fd, size)
     finally:
@@ -834,13 +861,13 @@ class CgroupfsStatLinkDesc:
 def link_create_cgroupfs_stat(prog_fd: int, cgroup_fd: int, name: str | None = None) -> int:
     """BPF_LINK_CREATE of an Approach 2 link at the cgroup (v2 or v1) open at cgroup_fd; its files
     are `bpf.stat.<name>` (name defaults to the program's). Returns the link fd."""
-    return link_create_cgroup_stat(prog_fd, cgroup_fd, name, BPF_F_CGROUP_STAT_CGROUPFS)
+    return link_create_cgroup_stat(prog_fd, cgroup_fd, name, cgroupfs=True)
 
 
 def cgroupfs_stat_link_info(fd: int, what: str = "link") -> CgroupfsStatLinkDesc | None:
     """The Approach 2 view of the link at fd; None for any other link (Approach 1's included)."""
     found = _cgroup_stat_info(fd, what)
-    if found is None or not found[0].flags & BPF_F_CGROUP_STAT_CGROUPFS:
+    if found is None or not _cgroupfs(found[0]):
         return None
     info, name = found
     return CgroupfsStatLinkDesc(link_id=info.id, prog_id=info.prog_id, cgroup_id=info.cgroup_id,

@@ -16,7 +16,7 @@ import stat as stat_mod
 import struct
 from dataclasses import dataclass, field
 
-from bpffs_sync import libbpf, log
+from bpffs_sync import btf, libbpf, log
 from bpffs_sync.errors import CgroupGone, LibbpfError
 from bpffs_sync.mirror import bpffs
 from bpffs_sync.paths import PRIVATE_DIR, Layout
@@ -179,7 +179,10 @@ class LoadedStat:
         for c in self.spec.collectors:
             if force_raw_tp and c.probe_typedef is not None:
                 continue
-            if c.probe_typedef is None or libbpf.vmlinux_has_typedef(c.probe_typedef):
+            if c.probe_typedef is None:
+                return c
+            found = btf.vmlinux_or_none(typedefs=(c.probe_typedef,))
+            if found is not None and c.probe_typedef in found.typedefs:
                 return c
         return self.spec.collectors[-1]
 

@@ -4,7 +4,8 @@ There the kernel keeps `<bpffs>/cgroup/<path>/<name>` in step with cgroupfs itse
 only attaches one link per stat (KernelMirror.attach) and checks the result (verify). Nothing
 here runs per cgroup: no watcher, no reconciler.
 
-- supported(): the running kernel has BPF_PROG_TYPE_CGROUP_STAT (feature probe on its BTF).
+- supported(): the running kernel has the series: BPF_PROG_TYPE_CGROUP_STAT and bpffs's cgroup_mirror
+  option in its BTF (series.carried()).
 - The mirror lives in the bpffs instance mounted with `-o cgroup_mirror` (one per system: the last asked);
   enable_mirror() remounts a bpffs with it.
 - attach() loads the stat's `.stat.bpf.o` as BPF_PROG_TYPE_CGROUP_STAT with its collector, shares
@@ -23,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from bpffs_sync import libbpf, rundir
+from bpffs_sync import libbpf, rundir, series
 from bpffs_sync.backends.base import Backend, Request, RunResult, Verdict
 from bpffs_sync.backends.statlink import (
     PIN_OTHER,
@@ -46,14 +47,15 @@ MIRROR_OPTION = "cgroup_mirror"
 
 
 def supported() -> bool:
-    """Does the running kernel carry the series (BPF_PROG_TYPE_CGROUP_STAT)?"""
-    return libbpf.vmlinux_has_struct("bpf_cgroup_stat_ctx")
+    """Does the running kernel carry the series: cgroup stat links and the bpffs mirror (series.py)?"""
+    return series.carried().approach1
 
 
 def require_supported() -> None:
     if not supported():
         raise KernelUnsupported("cgroup stat link", "/sys/kernel/btf/vmlinux", errno.EOPNOTSUPP,
-                                "kernel lacks BPF_PROG_TYPE_CGROUP_STAT (kernel-approach1 series)")
+                                "kernel lacks BPF_PROG_TYPE_CGROUP_STAT or bpffs's cgroup_mirror "
+                                "(kernel-approach1 series)")
 
 
 def mirror_enabled(bpffs_dir: str) -> bool:

@@ -5,7 +5,7 @@ BPF_F_CGROUP_STAT_CGROUPFS puts `bpf.stat.<name>` in the directory of its root c
 descendant, on the v2 hierarchy or on a v1 one, and keeps them in step with mkdir and rmdir. User
 space attaches one link per stat and hierarchy and checks the result; there is no bpffs mirror.
 
-- supported(): the running kernel has the series (struct bpf_stat_link in its BTF).
+- supported(): the running kernel has the series (BPF_F_CGROUP_STAT_CGROUPFS in its BTF: series.carried()).
 - CgroupfsStat.ensure_link(): load the stat's `.stat.bpf.o` as BPF_PROG_TYPE_CGROUP_STAT (the same
   object Approach 1 uses), share its stats map and collector pinned under <bpffs>/bpffs-sync/<stat>/,
   and pin the link there as `cgroupfs_link` (v2) or `cgroupfs_link_h<hierarchy id>` (v1): adopted
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from bpffs_sync import libbpf, rundir
+from bpffs_sync import libbpf, rundir, series
 from bpffs_sync.backends.base import Backend, Request, RunResult
 from bpffs_sync.backends.statlink import LinkDesc, StatLink, file_cgroup_id
 from bpffs_sync.errors import KernelUnsupported, UsageError
@@ -40,7 +40,7 @@ A1_LINK_PIN = "native_link"  # kernel_a1's pin beside ours: its stat directory i
 
 def supported() -> bool:
     """Does the running kernel carry the kernel-approach2 series?"""
-    return libbpf.vmlinux_has_struct("bpf_cgroup_stat_ctx") and libbpf.vmlinux_has_struct("bpf_stat_link")
+    return series.carried().approach2
 
 
 def require_supported() -> None:

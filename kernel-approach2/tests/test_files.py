@@ -15,7 +15,7 @@ import threading
 import pytest
 from conftest import CGROUP2, FILE, NAME, cgroups_under, files_under, link_by_id, link_desc, make_tree, read
 
-from bpffs_sync import libbpf
+from bpffs_sync import libbpf, series
 from bpffs_sync.backends import kernel_a2
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.paths import Layout
@@ -213,14 +213,11 @@ def test_bad_names_refused(stat: kernel_a2.CgroupfsStat, cg: str, link_fds: list
 def _create_with_len(prog_fd: int, cg_fd: int, raw: bytes, length: int) -> int:
     """BPF_LINK_CREATE with a name buffer and a length that need not agree (raw bpf(2))."""
     buf = ctypes.create_string_buffer(raw, len(raw) + 1)
-    attr = libbpf.LinkCreateCgroupStat(prog_fd=prog_fd, cgroup_root=cg_fd, attach_type=libbpf.BPF_CGROUP_STAT,
+    uapi = series.uapi()
+    attr = libbpf.LinkCreateCgroupStat(prog_fd=prog_fd, cgroup_root=cg_fd, attach_type=uapi.attach_type,
                                        name=ctypes.addressof(buf), name_len=length,
-                                       name_flags=libbpf.BPF_F_CGROUP_STAT_CGROUPFS)
-    ctypes.set_errno(0)
-    ret = int(libbpf._syscall(libbpf._NR_BPF, libbpf._BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr)))
-    if ret < 0:
-        raise LibbpfError("BPF_LINK_CREATE", "raw", ctypes.get_errno(), "")
-    return ret
+                                       name_flags=uapi.cgroupfs_flag or 0)
+    return libbpf.sys_bpf(libbpf.BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr), "BPF_LINK_CREATE", "raw")
 
 
 def test_not_a_cgroup_refused(stat: kernel_a2.CgroupfsStat, link_fds: list[int]) -> None:
