@@ -86,7 +86,7 @@ def stack() -> Iterator[Stack]:
         try:
             mirror.start()
             burn_in(mirror.cg("jobs/a"), 0.2)
-            exporter = start_exporter(mnt, work, wrapper=UNPRIVILEGED if _can_unshare() else ())
+            exporter = start_exporter(mnt, work, "--detail", "buckets", wrapper=UNPRIVILEGED if _can_unshare() else ())
             prom, prom_port = _prometheus(work, exporter.port)
             st = Stack(mirror, exporter, prom_port)
 
@@ -122,7 +122,7 @@ def test_promql_returns_the_cgroup_series(stack: Stack) -> None:
 
 
 def test_promql_histogram_quantile(stack: Stack) -> None:
-    """histogram_quantile over the exported buckets gives a finite slice length in seconds."""
+    """histogram_quantile over the exported buckets (--detail buckets) gives a finite slice length in seconds."""
     result = stack.query('histogram_quantile(0.5, bpffs_sync_hist_oncpu_seconds_bucket{cgroup="/jobs/a"})')
     assert len(result) == 1
     assert 0 < float(result[0]["value"][1]) < 10

@@ -8,6 +8,7 @@ from importlib import metadata
 
 from bpffs_sync.errors import UsageError
 from bpffs_sync.export.published import STALE_AFTER
+from bpffs_sync.export.render import DETAILS, SUMMARY
 
 DEFAULT_PORT = 9847
 
@@ -31,8 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export only cgroups whose path (/jobs/a) matches a glob (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="do not export cgroups whose path matches this glob (repeatable)")
+    p.add_argument("--detail", choices=DETAILS, default=SUMMARY,
+                   help="per-cgroup detail: summary (default: _sum and _count of each distribution, at most 10 "
+                        "series per cgroup) or buckets (histograms with their log2 buckets: 29 series each)")
     p.add_argument("--bucket-stride", type=int, default=1, metavar="K",
-                   help="keep every K-th log2 bucket boundary (fewer series; default 1: all 26)")
+                   help="with --detail buckets: keep every K-th log2 bucket boundary (default 1: all 26)")
     p.add_argument("--verify-interval", type=float, default=0.0, metavar="S",
                    help="as root, with no daemon publishing its drift: seconds between verify runs for the drift "
                         "metrics (default 0: never)")
@@ -51,6 +55,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--max-depth", str(args.max_depth), 0, "must be >= 0")
     if not 1 <= args.bucket_stride <= 26:
         raise UsageError("--bucket-stride", str(args.bucket_stride), 0, "must be 1..26")
+    if args.bucket_stride != 1 and args.detail != "buckets":
+        raise UsageError("--bucket-stride", str(args.bucket_stride), 0, "only with --detail buckets")
     if args.verify_interval < 0:
         raise UsageError("--verify-interval", str(args.verify_interval), 0, "must be >= 0")
     if not args.stale_after > 0:
@@ -84,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ExportOptions(
         bpffs=bpffs_dir, cgroup_root=cgroup_root, address=args.address, port=args.port,
         filter=Filter(args.max_depth, tuple(args.include), tuple(args.exclude)), bucket_stride=args.bucket_stride,
-        verify_interval=verify_interval, kernel_links=root and kernel_a1.supported(), version=version(),
-        stale_after=args.stale_after)
+        detail=args.detail, verify_interval=verify_interval, kernel_links=root and kernel_a1.supported(),
+        version=version(), stale_after=args.stale_after)
     try:
         return serve(opts)
     except OSError as err:  # the bind: address in use, not an address of this host

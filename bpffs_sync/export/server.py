@@ -50,6 +50,7 @@ class ExportOptions:
     port: int = 9847
     filter: files.Filter = field(default_factory=files.Filter)
     bucket_stride: int = 1
+    detail: str = render.SUMMARY  # render.SUMMARY or render.BUCKETS
     verify_interval: float = 300.0  # 0: never
     kernel_links: bool = False
     version: str = ""
@@ -113,7 +114,7 @@ class Exporter:
     def _scrape(self) -> bytes:
         started, cpu = time.monotonic(), time.thread_time()
         walked = files.walk(self.opts.bpffs, self.stats, self.opts.filter)
-        fams = render.render(walked.readings, self.opts.bucket_stride)
+        fams = render.render(walked.readings, self.opts.bucket_stride, self.opts.detail)
         self.me.scrapes += 1
         self.me.read_errors += walked.errors
         self.me.parse_errors += fams.parse_errors
