@@ -23,6 +23,11 @@ The watcher starts before the first full pass, so nothing made during start-up i
 worker (this thread) runs passes, so two passes never race on the same path. SIGTERM/SIGINT end
 the loop and leave the mirror and the pinned collectors in place: a restart adopts them.
 
+systemd (sdnotify.py; a no-op without $NOTIFY_SOCKET or with `--once`): READY=1 after the first full
+round, WATCHDOG=1 after each pass that completed and each full round (at most one a second), STATUS= after
+each full round, STOPPING=1 when the loop ends. A loop stuck inside a pass feeds nothing: WatchdogSec=
+(at least 3 x --resync-interval, docs/deploy.md) restarts it.
+
 Errors (the retry boundary, like controller-runtime's per-key rate limiter): the worker's queue
 is keyed -- one key per tree, plus the round's own steps `refresh` and `watches` -- and every
 step runs inside one boundary. A step that raises, or a pass whose operations failed, is logged
@@ -51,7 +56,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
-from bpffs_sync import log, rundir
+from bpffs_sync import log, rundir, sdnotify
 from bpffs_sync.errors import Remounted, SyncError
 from bpffs_sync.histogram import Log2Us
 from bpffs_sync.interrupt import Interrupted, Preempted
@@ -76,6 +81,7 @@ SUPERVISE_EVERY = 0.5  # seconds between checks that every watcher's reader is a
 PREEMPT_AFTER = 0.01  # seconds a budgeted pass runs before a hint of another subtree may preempt it
 PREEMPT_EVERY = 0.002  # seconds between two looks at the queue for such a hint
 TELEMETRY_EVERY = 1.0  # seconds: the status document is rewritten at most this often (and after a full round)
+WATCHDOG_MIN = 3  # WatchdogSec= below this many resync intervals is logged (watchdog_too_short) at start
 
 T = TypeVar("T", bound=Hashable)
 
@@ -309,6 +315,7 @@ class Daemon:
         self.deep_requested = False  # SIGHUP: the next full round re-walks every mirror (set by a handler)
         self.interrupted = 0  # passes ended by a stop request, over the daemon's life
         self.preempted = 0  # passes that made way for another subtree's hint, over the daemon's life
+        self.notify = sdnotify.Notifier(env={} if opts.once else None)  # systemd's READY/WATCHDOG/STOPPING
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stop_event.set()
@@ -349,6 +356,8 @@ class Daemon:
                 self.mounts.start()
             self._loop(mirrors)
         finally:
+            self.notify.stopping()
+            self.notify.close()
             if self.mounts is not None:
                 self.mounts.stop()
             mirrors.close()
@@ -485,6 +494,7 @@ class Daemon:
                                 preempt=self._preempter(key, scopes))
         if res is None:
             return True
+        self.notify.watchdog()  # the pass completed (a preempted or interrupted one raised)
         self.telemetry.record(res, key)
         if res.deferred:  # past the pass's share or budget of one subtree: the next pass
             self.work.add(key, res.deferred)
@@ -563,6 +573,7 @@ class Daemon:
                     self.deep_requested = False
                     mirrors.request_deep()
                 self._full_round(mirrors)
+                self._notify_round()
                 next_full = time.monotonic() + _jittered(self.opts.resync_interval)
                 write_at = 0.0  # a full round is written at once
             elif hints or self.work.scopes:
@@ -577,6 +588,21 @@ class Daemon:
             if self.opts.once:
                 break
         _log.info("stopping", passes=self.telemetry.passes, interrupted=self.interrupted, preempted=self.preempted)
+
+    def _notify_round(self) -> None:
+        """After a full round: READY=1 the first time, a watchdog feed, the status line."""
+        t = self.telemetry
+        status = (f"{t.full_passes} full rounds, {t.passes} passes, {self.failed_steps} failed steps; "
+                  f"last round {t.last_full_seconds:.1f} s")
+        if t.full_passes == 1:
+            self.notify.ready(status)
+            watchdog = self.notify.watchdog_usec / 1e6
+            if watchdog and watchdog < WATCHDOG_MIN * self.opts.resync_interval:
+                _log.warning("watchdog_too_short", watchdog_sec=watchdog, resync_interval=self.opts.resync_interval,
+                             want_at_least=WATCHDOG_MIN * self.opts.resync_interval)
+        else:
+            self.notify.status(status)
+        self.notify.watchdog()
 
 
 def _subtree(hint: TreeHint) -> tuple[str, str]:
