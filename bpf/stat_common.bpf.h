@@ -20,8 +20,10 @@
 
 #ifdef BPFFS_SYNC_CGROUP_STAT
 #define STAT_SEC "cgroup/stat"
+#define STAT_SEC_SLEEPABLE "cgroup/stat.s"	/* a reader that calls sleepable kfuncs */
 #else
 #define STAT_SEC "iter/cgroup"
+#define STAT_SEC_SLEEPABLE "iter.s/cgroup"
 #endif
 
 #define HIST_BAR_WIDTH 40

@@ -1,7 +1,8 @@
-"""The mirror instance. One instance holds the mirror until its superblock goes or it is remounted
-with nocgroup_mirror; another is refused with EBUSY and a message (v2 let the instance asked last
-take it, so any admin's mount removed the files everyone read). An instance a lazy umount or
-another mount namespace keeps alive keeps the mirror until then. Remount turns it off
+"""The mirror instance. One instance holds the mirror until its superblock goes, it is remounted
+with nocgroup_mirror, or another asks for cgroup_mirror=takeover; a plain cgroup_mirror from
+another is refused with EBUSY and a message (v2 let the instance asked last take it, so any
+admin's mount removed the files everyone read). An instance a lazy umount or another mount
+namespace keeps alive keeps the mirror until then, or until an admin takes it over. Remount turns it off
 (nocgroup_mirror) as well as on; a user's entry named cgroup fails the remount with a message and
 is left alone; the option is judged by the credentials the mount was opened with."""
 
@@ -179,3 +180,90 @@ def test_option_judged_by_the_mount_openers_credentials() -> None:
         if mnt >= 0:
             os.close(mnt)
         os.rmdir(target)
+
+
+def test_takeover_moves_the_mirror_from_a_holder_nobody_can_reach(stat: kernel_a1.KernelMirror, mirror_fs: str,
+                                                                   cg: str, link_fds: list[int]) -> None:
+    """The holder lives on only in a copied mount namespace (as an unprivileged `unshare -Urm`
+    keeps it): a plain cgroup_mirror is refused (EBUSY), cgroup_mirror=takeover moves the mirror
+    to the new instance, which gets every file, and the copy's instance loses its cgroup/ and its
+    option. Before takeover existed, such a copy kept the host without a mirror for as long as it
+    lived (the v3 review's finding)."""
+    make_tree(cg, "a/b")
+    link_fds.append(stat.attach(cg))
+    stat.close()
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    fresh: str | None = None
+    try:
+        copy_view = f"/proc/{holder.pid}/root{os.path.realpath(mirror_fs)}"
+        for _ in range(500):
+            if os.readlink(f"/proc/{holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+                break
+            os.sched_yield()
+        assert os.path.isdir(os.path.join(copy_view, "cgroup"))
+        subprocess.run(["umount", mirror_fs], check=True)
+        err, log = refused_mirror_mount()
+        assert (err, HELD in log, "takeover" in log) == (errno.EBUSY, True, True), log
+        fresh = tempfile.mkdtemp(prefix="cgstat-takeover-")
+        res = subprocess.run(["mount", "-t", "bpf", "-o", "cgroup_mirror=takeover", "bpf", fresh],
+                             capture_output=True, text=True, check=False)
+        assert res.returncode == 0, res.stderr
+        assert "cgroup_mirror" in mount_options(fresh)
+        assert stat_files(fresh) == cgroups_under(cg)
+        assert link_desc(link_fds[0]).nr_files == len(cgroups_under(cg))
+        assert not os.path.exists(os.path.join(copy_view, "cgroup")), "the old holder kept its files"
+        # a mkdir now lands in the new holder only
+        make_tree(cg, "a/c")
+        assert stat_files(fresh) == cgroups_under(cg)
+    finally:
+        holder.kill()
+        holder.wait()
+        if fresh is not None:
+            umount_bpffs(fresh)
+        subprocess.run(["mount", "-t", "bpf", "bpf", mirror_fs], check=False)  # for the fixture's umount
+
+
+def test_takeover_by_remount_and_back(stat: kernel_a1.KernelMirror, mirror_fs: str, plain_fs: str, cg: str,
+                                      link_fds: list[int]) -> None:
+    """remount,cgroup_mirror=takeover of a plain instance takes the mirror from a reachable holder,
+    which loses its files and its option; a takeover of the holder itself changes nothing."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    res = remount(plain_fs, "cgroup_mirror=takeover")
+    assert res.returncode == 0, res.stderr
+    assert stat_files(plain_fs) == cgroups_under(cg)
+    assert not os.path.exists(os.path.join(mirror_fs, "cgroup"))
+    assert "cgroup_mirror" not in mount_options(mirror_fs)
+    res = remount(plain_fs, "cgroup_mirror=takeover")
+    assert res.returncode == 0 and stat_files(plain_fs) == cgroups_under(cg), res.stderr
+    res = remount(mirror_fs, "cgroup_mirror=takeover")
+    assert res.returncode == 0, res.stderr
+    assert stat_files(mirror_fs) == cgroups_under(cg)
+    assert not os.path.exists(os.path.join(plain_fs, "cgroup"))
+    assert link_desc(link_fds[0]).nr_files == len(cgroups_under(cg))
+
+
+def test_a_remount_context_made_before_a_change_does_not_undo_it(stat: kernel_a1.KernelMirror, mirror_fs: str,
+                                                                  cg: str, link_fds: list[int]) -> None:
+    """fspick of the holder makes a remount context; meanwhile `remount,nocgroup_mirror` turns the
+    mirror off; reconfiguring the first context with an unrelated option (mode) must leave it off.
+    Before this fix the context recorded "holds the mirror" when it was made and its reconfigure
+    turned the mirror back on, which no one had asked for."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    fd = os.open(mirror_fs, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fs_fd = rawbpf.fspick(fd)
+    finally:
+        os.close(fd)
+    try:
+        res = remount(mirror_fs, "nocgroup_mirror")
+        assert res.returncode == 0, res.stderr
+        assert not os.path.exists(os.path.join(mirror_fs, "cgroup"))
+        rawbpf.fsconfig_string(fs_fd, "mode", "1777")
+        rawbpf.fsconfig_reconfigure(fs_fd)
+    finally:
+        os.close(fs_fd)
+    assert not os.path.exists(os.path.join(mirror_fs, "cgroup")), "a stale remount context took the mirror back"
+    assert "cgroup_mirror" not in mount_options(mirror_fs)
+    assert link_desc(link_fds[0]).nr_files == 0

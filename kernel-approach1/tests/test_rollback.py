@@ -92,13 +92,18 @@ def errno_of(err: BaseException) -> int:
 
 
 @pytest.mark.usefixtures("failslab")
+@pytest.mark.parametrize("root_rel", [".", "a/b.scope"], ids=["top-level-root", "nested-root"])
 def test_link_create_is_all_or_nothing(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
-                                       link_fds: list[int]) -> None:
+                                       link_fds: list[int], root_rel: str) -> None:
+    """nested-root: the link's root is two levels below cg, so link create must also make the
+    directories above it. v3 before this fix made those in a "populate begin" step whose ENOMEM
+    was counted as a name collision: link create returned success with nr_files 0."""
     make_tree(cg, "a/b.scope/c", "a/d", "e.slice/f")
+    root = os.path.normpath(os.path.join(cg, root_rel))
     before = snapshot(mirror_fs)
     links_before = {d.link_id for d in libbpf.cgroup_stat_links()}
     failures = 0
-    cg_fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)  # only the syscall under test runs with faults
+    cg_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)  # only the syscall under test runs with faults
     link_fds.append(cg_fd)
     prog_fd = stat.stat.reader.fd()
     for nth in range(1, MAX_NTH):
@@ -111,8 +116,8 @@ def test_link_create_is_all_or_nothing(stat: kernel_a1.KernelMirror, mirror_fs: 
             failures += 1
             continue
         desc = link_desc(fd)
-        assert stat_files(mirror_fs) == cgroups_under(cg), f"nth={nth}: link made, mirror incomplete"
-        assert (desc.nr_files, desc.nr_errors) == (len(cgroups_under(cg)), 0), f"nth={nth}"
+        assert stat_files(mirror_fs) == cgroups_under(root), f"nth={nth}: link made, mirror incomplete"
+        assert (desc.nr_files, desc.nr_errors) == (len(cgroups_under(root)), 0), f"nth={nth}"
         libbpf.link_detach(fd)
         os.close(fd)
         assert snapshot(mirror_fs) == before, f"nth={nth}: detach left entries"

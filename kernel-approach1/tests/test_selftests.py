@@ -17,6 +17,9 @@ EXPECTED = {
     "cgroup_stat_fail/send_signal", "cgroup_stat_fail/send_signal_thread",
     "cgroup_stat_fail/probe_write_user", "cgroup_stat_fail/plain_helper",
     "cgroup_stat_fail/send_signal_task", "cgroup_stat_fail/cgroup_kfunc", "cgroup_stat_fail/memcg_kfunc",
+    "cgroup_stat_fail/memcg_flush_not_sleepable", "cgroup_stat_fail/memcg_flush_sleepable",
+    "cgroup_stat_fail/return_out_of_range", "cgroup_stat_fail/task_work_signal",
+    "cgroup_stat_fail/task_work_resume",
 }
 
 
@@ -36,7 +39,7 @@ def test_selftests_pass() -> None:
     results = dict(re.findall(r"^#\d+/\d+\s+(\S+):(\w+)", out, re.MULTILINE))
     assert set(results) == EXPECTED, out[-4000:]
     assert set(results.values()) == {"OK"}, results
-    assert re.search(r"^Summary: 2/10 PASSED, 0 SKIPPED, 0/0 FAILED", out, re.MULTILINE), out[-2000:]
+    assert re.search(r"^Summary: 2/15 PASSED, 0 SKIPPED, 0/0 FAILED", out, re.MULTILINE), out[-2000:]
 
 
 def test_libbpf_probes_the_type() -> None:
