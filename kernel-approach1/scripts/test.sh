@@ -6,7 +6,8 @@
 # sets the program type itself and makes the series' link with a raw bpf(2), so it needs nothing
 # newer (the guest could not see the tree's libbpf anyway: its /var/cache is a tmpfs). The series'
 # libbpf patch is exercised by its selftests: selftests.sh builds their test_progs and
-# tests/test_selftests.py runs it in the same boot. Results: JUnit XML, the tests' output and the
+# tests/test_selftests.py runs it in the same boot; bpftool.sh builds the tree's bpftool, which
+# tests/test_bpftool.py runs there. Results: JUnit XML, the tests' output and the
 # guest's dmesg in $BPFFS_SYNC_GUEST_OUT (default: a temp dir).
 # Fails when a test fails or the guest's dmesg shows WARNING/BUG/Oops/KASAN/lockdep/kmemleak.
 set -euo pipefail
@@ -27,8 +28,11 @@ fi
 kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
 make -s -C "$repo" bpf
-progs=
-[[ -n $bench ]] || progs=$("$here/scripts/selftests.sh" "$tree")
+progs= bpftool=
+if [[ -z $bench ]]; then
+	progs=$("$here/scripts/selftests.sh" "$tree")
+	bpftool=$("$here/scripts/bpftool.sh" "$tree")
+fi
 
 export BPFFS_SYNC_GUEST_OUT=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-kernel-test.XXXXXX)}
 start=$(date +%s)
@@ -40,7 +44,7 @@ else
 fi
 set +e
 "$here/scripts/run-guest.sh" --variant "$variant" --mem "$mem" \
-	env BPFFS_SYNC_TEST_PROGS="$progs" "${cmd[@]}"
+	env BPFFS_SYNC_TEST_PROGS="$progs" BPFFS_SYNC_BPFTOOL="$bpftool" "${cmd[@]}"
 rc=$?
 set -e
 echo "kernel-test: guest run took $(($(date +%s) - start)) s, results in $BPFFS_SYNC_GUEST_OUT" >&2

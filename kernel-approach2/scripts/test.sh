@@ -24,8 +24,11 @@ done
 kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
 make -s -C "$repo" bpf
-progs=  # Approach 1's selftests (patch 7), run with its suite
-[[ -z $a1 || -n $bench ]] || progs=$("$repo/kernel-approach1/scripts/selftests.sh" "$tree")
+progs= bpftool=  # Approach 1's selftests (patch 7) and its bpftool, run with its suite
+if [[ -n $a1 && -z $bench ]]; then
+	progs=$("$repo/kernel-approach1/scripts/selftests.sh" "$tree")
+	bpftool=$("$repo/kernel-approach1/scripts/bpftool.sh" "$tree")
+fi
 
 export BPFFS_SYNC_GUEST_OUT=${BPFFS_SYNC_GUEST_OUT:-$(mktemp -d /tmp/bpffs-sync-a2-test.XXXXXX)}
 start=$(date +%s)
@@ -42,7 +45,7 @@ else
 fi
 set +e
 "$repo/kernel-approach1/scripts/run-guest.sh" --variant "$guest" --mem "$mem" \
-	env BPFFS_SYNC_TEST_PROGS="$progs" "${cmd[@]}"
+	env BPFFS_SYNC_TEST_PROGS="$progs" BPFFS_SYNC_BPFTOOL="$bpftool" "${cmd[@]}"
 rc=$?
 set -e
 echo "kernel-a2-test: guest run took $(($(date +%s) - start)) s, results in $BPFFS_SYNC_GUEST_OUT" >&2
