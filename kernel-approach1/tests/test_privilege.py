@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
 import rawbpf
+
+from bpffs_sync.backends import kernel_a1
 
 
 def test_plain_helper_loads() -> None:
@@ -48,3 +52,28 @@ def test_token_holder_in_user_namespace_cannot_link(cg: str) -> None:
         assert rawbpf.in_userns_with_token(body) == errno.EPERM
     finally:
         os.close(cgroup_fd)
+
+
+LINK_UPDATE = """
+import ctypes, sys
+lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+rc = lib.bpf_link_update(int(sys.argv[1]), int(sys.argv[2]), None)
+print(-rc if rc < 0 else 0)
+"""
+
+
+def test_link_update_needs_the_capability_link_create_needs(stat: kernel_a1.KernelMirror, cg: str,
+                                                            link_fds: list[int]) -> None:
+    """BPF_LINK_UPDATE swaps the program every reader of the link's files runs, so it is gated
+    like link create (CAP_SYS_ADMIN in the initial user namespace): a process holding the link's
+    fd and a program fd but without CAP_SYS_ADMIN (dropped from its bounding set, still uid 0
+    with CAP_BPF and CAP_PERFMON) gets EPERM; with it, the update succeeds. v2 let any holder of
+    the fd replace the program."""
+    link_fds.append(stat.attach(cg))
+    prog_fd = stat.stat.reader.fd()
+    drop = ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin"]
+    for prefix, want in ((drop, errno.EPERM), ([], 0)):
+        res = subprocess.run([*prefix, sys.executable, "-c", LINK_UPDATE, str(link_fds[0]), str(prog_fd)],
+                             pass_fds=(link_fds[0], prog_fd), capture_output=True, text=True, check=False)
+        assert res.returncode == 0, res.stderr
+        assert int(res.stdout) == want, (prefix, res.stdout, res.stderr)
