@@ -269,8 +269,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     backend = _backend("status", args)
     layout, specs = _prepare(args, mount=False, objects=False)
-    doc = status(layout, specs)
-    doc["mode"] = backend.mode
+    doc = status(backend, _request(args, layout, specs))
     if args.json:
         _print_json(doc)
     else:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import Mirror, mkdir_chain
+from series_fixtures import CgroupChurn
 
 from bpffs_sync import dirfd
 from bpffs_sync.mirror import bpffs, cgroupfs, cgtree
@@ -18,7 +19,6 @@ from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.mirror.tree import DesiredView
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.sandbox import CgroupChurn
 from bpffs_sync.stats import LoadedStat
 
 STATS = ("hist_oncpu",)

@@ -1,21 +1,25 @@
 """The ways a mirror is kept, behind one interface (base.py): user-space pins on a stock kernel
-(pins.py), the kernel series' links (kernel_a1.py: Approach 1; kernel_a2.py: Approach 2).
+(pins.py), the kernel series' links (kernel_a1.py: Approach 1; kernel_a2.py: Approach 2); what
+they share on one bpffs, and who uses it (sharing.py).
 
-pick() is the one place that chooses; the commands call the backend it returns.
+backend_class() is the one place that chooses; `run`, `verify`, `clean` and `status` call the
+backend it returns and print what that returns. See docs/architecture.md, "Backends".
 """
 
 from __future__ import annotations
 
+from bpffs_sync import series
 from bpffs_sync.backends.base import Backend
 
 
 def backend_class(mode: str) -> type[Backend]:
-    """The backend class of a mode, without probing the kernel; auto is resolved by the probe: the
-    kernel series when the running kernel carries it (its BTF), else the user-space mirror."""
+    """The backend class of a mode; `auto` is resolved by a feature probe on the running kernel's
+    BTF (series.carried().best): Approach 1 when the kernel has its bpffs mirror, else Approach 2
+    when it has cgroupfs stat links, else the user-space mirror."""
     from bpffs_sync.backends import kernel_a1, kernel_a2, pins
 
     if mode == "auto":
-        mode = "kernel" if kernel_a1.supported() else "user-space"
+        mode = series.carried().best
     classes: dict[str, type[Backend]] = {"user-space": pins.UserSpace, "kernel": kernel_a1.KernelA1,
                                          "approach-2": kernel_a2.KernelA2}
     return classes[mode]

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from bpffs_sync import libbpf, rundir, series
+from bpffs_sync.backends import sharing
 from bpffs_sync.backends.base import Backend, Request, RunResult, Verdict
 from bpffs_sync.backends.statlink import (
     PIN_OTHER,
@@ -38,12 +39,13 @@ from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.diff import diff
 from bpffs_sync.mirror.report import Report
 from bpffs_sync.mirror.tree import Actual, Conflict, Desired, DesiredTree, Kind
-from bpffs_sync.paths import PRIVATE_DIR, Layout, RelPath
+from bpffs_sync.paths import Layout, RelPath
 from bpffs_sync.programs import CATALOGUE, StatProgram
 from bpffs_sync.stats import Generations
 
-NATIVE_LINK_PIN = "native_link"
-MIRROR_OPTION = "cgroup_mirror"
+NATIVE_LINK_PIN = sharing.A1_LINK_PIN
+MIRROR_OPTION = sharing.MIRROR_OPTION
+mirror_enabled = sharing.mirror_enabled
 
 
 def supported() -> bool:
@@ -56,12 +58,6 @@ def require_supported() -> None:
         raise KernelUnsupported("cgroup stat link", "/sys/kernel/btf/vmlinux", errno.EOPNOTSUPP,
                                 "kernel lacks BPF_PROG_TYPE_CGROUP_STAT or bpffs's cgroup_mirror "
                                 "(kernel-approach1 series)")
-
-
-def mirror_enabled(bpffs_dir: str) -> bool:
-    """Is the bpffs at bpffs_dir the instance holding the kernel's mirror?"""
-    mount = bpffs.mount_of(bpffs_dir)
-    return mount is not None and mount.fstype == "bpf" and MIRROR_OPTION in mount.super_options
 
 
 def enable_mirror(bpffs_dir: str) -> None:
@@ -143,10 +139,11 @@ def attach_stats(layout: Layout, specs: Iterable[StatProgram], force_raw_tp: boo
 
 def clean(layout: Layout, names: Iterable[str]) -> int:
     """`bpffs-sync clean --kernel`: detach the links making files of these names (ours or not), then
-    drop our pins. The kernel removes the files; <bpffs>/cgroup itself stays with the instance."""
-    detached = detach_all(names)
-    removed = bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR,))
-    return detached + removed
+    drop our link pins, and each stat's private directory (its map and collector) unless another
+    mode uses it (sharing.remove_own). The kernel removes the files; <bpffs>/cgroup stays with the instance."""
+    stats = list(names)
+    detached = detach_all(stats)
+    return detached + sharing.remove_own(layout, sharing.KERNEL, stats, NATIVE_LINK_PIN)
 
 
 def detach_all(names: Iterable[str] | None = None) -> int:
@@ -306,5 +303,8 @@ class KernelA1(Backend):
             return clean(req.layout, names)
 
     def status(self, req: Request) -> dict[str, Any]:
-        return {"mirror_enabled": mirror_enabled(req.layout.bpffs),
-                "links": [link_doc(d) for d in libbpf.cgroup_stat_links()]}
+        """Is this bpffs the mirror's instance, every Approach 1 link, and the files in <bpffs>/cgroup."""
+        links = libbpf.cgroup_stat_links()
+        names = frozenset(d.name for d in links)
+        return {"kernel": {"mirror_enabled": mirror_enabled(req.layout.bpffs), "links": [link_doc(d) for d in links]},
+                "mirror": bpffs.count_tree(req.layout.bpffs, req.layout.mirror_parts, names | frozenset(CATALOGUE))}

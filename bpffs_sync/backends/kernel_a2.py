@@ -17,7 +17,6 @@ space attaches one link per stat and hierarchy and checks the result; there is n
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections.abc import Iterable
@@ -25,17 +24,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from bpffs_sync import libbpf, rundir, series
+from bpffs_sync.backends import sharing
 from bpffs_sync.backends.base import Backend, Request, RunResult
 from bpffs_sync.backends.statlink import LinkDesc, StatLink, file_cgroup_id
 from bpffs_sync.errors import KernelUnsupported, UsageError
 from bpffs_sync.mirror import bpffs, forest
-from bpffs_sync.paths import PRIVATE_DIR, Layout
+from bpffs_sync.paths import Layout
 from bpffs_sync.programs import CATALOGUE, StatProgram, lookup
 from bpffs_sync.stats import Generations
 
 PREFIX = libbpf.CGROUPFS_STAT_PREFIX
-LINK_PIN = "cgroupfs_link"
-A1_LINK_PIN = "native_link"  # kernel_a1's pin beside ours: its stat directory is not ours to remove
+LINK_PIN = sharing.A2_LINK_PIN
 
 
 def supported() -> bool:
@@ -149,20 +148,11 @@ def detach_all(files: Iterable[str] | None = None) -> int:
 
 def clean(layout: Layout, stats: Iterable[str]) -> int:
     """`bpffs-sync clean --approach 2`: detach the links making these stats' files (ours or not),
-    remove our link pins, and each stat's private directory unless Approach 1's link is pinned there."""
+    remove our link pins, and each stat's private directory (its map and collector) unless another
+    mode uses it: Approach 1's link, or the user-space mirror's pins (sharing.remove_own)."""
     names = list(stats)
     done = detach_all(file_name(s) for s in names)
-    for stat in names:
-        top = layout.private_path(stat)
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            entries = os.listdir(top)
-            if A1_LINK_PIN in entries:
-                for entry in entries:
-                    if entry.startswith(LINK_PIN):
-                        done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat, entry))
-            else:
-                done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat))
-    return done
+    return done + sharing.remove_own(layout, sharing.APPROACH_2, names)
 
 
 # --- verify --------------------------------------------------------------------------------------
@@ -365,4 +355,5 @@ class KernelA2(Backend):
             return clean(req.layout, names)
 
     def status(self, req: Request) -> dict[str, Any]:
-        return {"links": [link_doc(d) for d in libbpf.cgroupfs_stat_links()]}
+        """Every Approach 2 link (its files are in cgroupfs: `verify --approach 2` walks them)."""
+        return {"approach_2": {"links": [link_doc(d) for d in libbpf.cgroupfs_stat_links()]}}

@@ -3,21 +3,31 @@ keeps one pinned SELF_ONLY cgroup iterator per cgroup and stat (mirror/daemon.py
 cgroupfs against the pins, plus the collectors' health (a mirror whose collector is gone shows
 files full of zeros). `--v1` verifies each selected v1 tree the same way, plus the top of the v1
 mirror (hierarchy directories and controller symlinks) in a ForestReport.
+
+clean removes the mirrors (v2 and v1) and the pinned collectors and maps, holding the bpffs's lock
+(rundir.exclusive): refused while a daemon runs (it would rebuild the mirror at once), and no daemon
+can start half-way through. Refused, too, while a kernel mode's links use this bpffs's collectors
+(sharing.py: Approach 1's `native_link`, Approach 2's `cgroupfs_link*` pins beside them): unpinning
+a collector would freeze the counts of the kernel's files without a word. It never crosses a mount
+point: a filesystem mounted below a tree it removes is left alone with the directories holding it
+(bpffs.remove_tree_at), and clean then exits 2 naming each, after removing everything else of ours.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from bpffs_sync import rundir
+from bpffs_sync.backends import sharing
 from bpffs_sync.backends.base import Backend, Request, RunResult, Verdict
-from bpffs_sync.errors import UsageError
+from bpffs_sync.errors import EnvironmentProblem, MountPoint, Tampered, UsageError
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.diff import diff
 from bpffs_sync.mirror.forest import ALL, Selection, Tree, resolve_now, top_actual, top_desired, top_diff
 from bpffs_sync.mirror.report import ForestReport, Report
 from bpffs_sync.mirror.tree import Kind
-from bpffs_sync.paths import Layout
-from bpffs_sync.programs import StatProgram, lookup, object_path
+from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
+from bpffs_sync.programs import CATALOGUE, StatProgram, lookup, object_path
 from bpffs_sync.stats import Generations, collector_problem
 
 
@@ -53,6 +63,58 @@ def verify(layout: Layout, specs: list[StatProgram]) -> Report:
     return Report(layout, plan, cgroups, files, _collector_problems(layout, specs, gens))
 
 
+def v1_trees(layout: Layout) -> dict[str, Any]:
+    """What is under <bpffs>/cgroup-v1: each hierarchy's counts, each controller symlink's target."""
+    out: dict[str, Any] = {}
+    stats = frozenset(CATALOGUE)
+    try:
+        top = top_actual(layout.bpffs)
+    except Tampered as err:  # planted at the sticky root: not ours, shown, not fatal
+        return {"not_ours": err.detail}
+    for name, target in sorted(top.items()):
+        if target == "":
+            out[name] = bpffs.count_tree(layout.bpffs, (MIRROR_V1, name), stats)
+        elif target is not None:
+            out[name] = {"symlink": target}
+    return out
+
+
+def kernel_users(private_entries: dict[str, list[str]]) -> dict[str, list[str]]:
+    """{stat: kernel modes whose link pins sit in its private directory}, for the stats that have any."""
+    out = {stat: sorted(sharing.link_users(names)) for stat, names in private_entries.items()}
+    return {stat: modes for stat, modes in sorted(out.items()) if modes}
+
+
+def clean(layout: Layout) -> int:
+    """`bpffs-sync clean --user-space`: the mirrors and the private directory, unless a kernel mode uses it."""
+    with rundir.exclusive(layout.bpffs, rundir.ROLE_CLEAN):
+        users = kernel_users(sharing.private_entries(layout))
+        if users:
+            modes = sorted({m for ms in users.values() for m in ms})
+            raise EnvironmentProblem(
+                "clean", layout.private_root, 0,
+                f"kernel links use the collectors of {', '.join(users)} ("
+                + "; ".join(sharing.USED_BY[m] for m in modes) + " first)")
+        removed = 0
+        tops = [*sharing.user_space_tops(layout), (PRIVATE_DIR,)]
+        foreign: list[Tampered] = []
+        mounts: list[str] = []
+        for top in tops:  # what is ours goes; what is not (planted at the sticky root) stays, and is said
+            try:
+                removed += bpffs.remove_tree(layout.bpffs, top, left=mounts)
+            except Tampered as err:
+                foreign.append(err)
+        if foreign:
+            raise Tampered("clean", foreign[0].path, 0, f"removed {removed} entries of ours; left alone: "
+                           + "; ".join([f"{e.path}: {e.detail}" for e in foreign]
+                                       + [f"{m}: mount point" for m in mounts]))
+        if mounts:
+            raise MountPoint("clean", layout.bpffs, 0, f"removed {removed} entries of ours; left alone, with the "
+                             "directories holding them (another filesystem is mounted there: umount it, then "
+                             f"clean again): mount point {', mount point '.join(mounts)}")
+        return removed
+
+
 class UserSpace(Backend):
     """Approach 1 in user space: the daemon (mirror/daemon.py) and its pins."""
 
@@ -66,10 +128,9 @@ class UserSpace(Backend):
         """Any kernel with cgroup iterators (preflight checks BTF and libbpf)."""
 
     def run(self, req: Request) -> RunResult:
-        from bpffs_sync.backends import kernel_a1
         from bpffs_sync.mirror.daemon import run
 
-        if kernel_a1.mirror_enabled(req.layout.bpffs):
+        if sharing.mirror_enabled(req.layout.bpffs):
             raise UsageError("run", req.layout.bpffs, 0,
                              "this bpffs holds the kernel's mirror (cgroup_mirror): use --kernel")
         return RunResult(run(req.layout, req.specs, req.run, req.selection), {}, [])
@@ -84,9 +145,10 @@ class UserSpace(Backend):
         return verify_forest(req.selection, trees, req.layout.bpffs)
 
     def clean(self, req: Request) -> int:
-        from bpffs_sync.commands.clean import clean
-
         return clean(req.layout)
 
     def status(self, req: Request) -> dict[str, Any]:
-        return {}
+        """The mirror trees: v2's directories and stat files, and each v1 hierarchy's."""
+        names = frozenset(s.name for s in req.specs) | frozenset(CATALOGUE)
+        return {"mirror": bpffs.count_tree(req.layout.bpffs, req.layout.mirror_parts, names),
+                "v1": v1_trees(req.layout)}

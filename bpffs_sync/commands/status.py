@@ -1,5 +1,6 @@
-"""`bpffs-sync status`: the daemon (running iff it holds the bpffs's lock: rundir.py) and the kernel
-objects it owns."""
+"""`bpffs-sync status`: the daemon (running iff it holds the bpffs's lock: rundir.py), the stats'
+shared maps and collectors, and the chosen backend's own part (Backend.status: the user-space
+mirror's trees, Approach 1's links and mirror, or Approach 2's links)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import os
 import time
 from typing import Any
 
-from bpffs_sync import dirfd, libbpf, rundir
-from bpffs_sync.backends import kernel_a1
-from bpffs_sync.errors import LibbpfError, SyncError, Tampered
-from bpffs_sync.mirror import bpffs, forest
-from bpffs_sync.paths import MIRROR_V1, Layout
+from bpffs_sync import libbpf, rundir
+from bpffs_sync.backends.base import Backend, Request
+from bpffs_sync.errors import LibbpfError
+from bpffs_sync.paths import Layout
 from bpffs_sync.printable import escape
 from bpffs_sync.programs import CATALOGUE, StatProgram
 from bpffs_sync.stats import COLLECTOR_PIN, private_dir
@@ -68,68 +68,6 @@ def _program(layout: Layout, spec: StatProgram) -> dict[str, Any]:
     return out
 
 
-def _mirror(bpffs_root: str, parts: tuple[str, ...], stats: frozenset[str]) -> dict[str, int]:
-    """Directories and stat files below <bpffs>/<parts>, counted relative to directory fds
-    (dirfd.descend: no symlink followed, no path length or recursion limit)."""
-    top = bpffs.open_sub(bpffs_root, parts, create=False)
-    if top is None:
-        return {"dirs": 0, "stat_files": 0}
-    counts = {"dirs": 1, "stat_files": 0}
-
-    def children(fd: int, rel: tuple[str, ...]) -> list[tuple[str, bool]] | None:
-        try:
-            with os.scandir(fd) as it:
-                return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        except OSError:
-            return None
-
-    def enter(fd: int, rel: tuple[str, ...], entry: tuple[str, bool]) -> tuple[tuple[str, ...], int] | None:
-        name, is_dir = entry
-        if name in stats:
-            counts["stat_files"] += 1
-            return None
-        if not is_dir or len(rel) >= dirfd.MAX_DEPTH:
-            return None
-        try:  # never into a mount point: another filesystem's entries are not the mirror's
-            child = dirfd.open_dir(fd, name, name)
-        except SyncError:
-            return None
-        counts["dirs"] += 1
-        return (*rel, name), child
-
-    try:
-        dirfd.descend(top, (), children, enter)
-    finally:
-        os.close(top)
-    return counts
-
-
-def _v1_trees(layout: Layout) -> dict[str, Any]:
-    """What is under <bpffs>/cgroup-v1: each hierarchy's counts, each controller symlink's target."""
-    out: dict[str, Any] = {}
-    stats = frozenset(CATALOGUE)
-    try:
-        top = forest.top_actual(layout.bpffs)
-    except Tampered as err:  # planted at the sticky root: not ours, shown, not fatal
-        return {"not_ours": err.detail}
-    for name, target in sorted(top.items()):
-        if target == "":
-            out[name] = _mirror(layout.bpffs, (MIRROR_V1, name), stats)
-        elif target is not None:
-            out[name] = {"symlink": target}
-    return out
-
-
-def _kernel(layout: Layout) -> dict[str, Any] | None:
-    """The patched kernel's mirror: is this bpffs its instance, and every cgroup stat link; None on a stock kernel."""
-    if not kernel_a1.supported():
-        return None
-    return {
-        "mirror_enabled": kernel_a1.mirror_enabled(layout.bpffs),
-        "links": [kernel_a1.link_doc(d) for d in libbpf.cgroup_stat_links()],
-    }
-
-
 def _has_private(layout: Layout, stat: str) -> bool:
     fd = private_dir(layout, stat, create=False)
     if fd is None:
@@ -138,18 +76,19 @@ def _has_private(layout: Layout, stat: str) -> bool:
     return True
 
 
-def status(layout: Layout, specs: list[StatProgram]) -> dict[str, Any]:
-    names = {s.name for s in specs}
-    names |= {n for n in CATALOGUE if _has_private(layout, n)}  # loaded for a v1 tree
+def status(backend: Backend, req: Request) -> dict[str, Any]:
+    """`status --json`: what every mode shares, then the backend's part (Backend.status)."""
+    layout = req.layout
+    names = {s.name for s in req.specs}
+    names |= {n for n in CATALOGUE if _has_private(layout, n)}  # loaded for a v1 tree or another mode
     return {
-        "kernel": _kernel(layout),
+        "mode": backend.mode,
         "bpffs": layout.bpffs,
         "cgroup_root": layout.cgroup_root,
         "mirror_root": layout.mirror_root,
         "daemon": daemon_status(layout),
         "programs": {n: _program(layout, CATALOGUE[n]) for n in sorted(names)},
-        "mirror": _mirror(layout.bpffs, layout.mirror_parts, frozenset(names)),
-        "v1": _v1_trees(layout),
+        **backend.status(req),
     }
 
 
@@ -175,16 +114,23 @@ def to_text(doc: dict[str, Any]) -> str:
                          f"collector {p.get('collector_program', 'MISSING')}")
         else:
             lines.append(f"program  {name}: not loaded")
-    m = doc["mirror"]
-    lines.append(f"files    {m['dirs']} directories, {m['stat_files']} stat files")
-    k = doc["kernel"]
+    m = doc.get("mirror")
+    if m is not None:
+        lines.append(f"files    {m['dirs']} directories, {m['stat_files']} stat files")
+    k = doc.get("kernel")
     if k is not None:
         lines.append(f"kernel   cgroup stat links: {len(k['links'])}; mirror "
                      f"{'on this bpffs' if k['mirror_enabled'] else 'not on this bpffs'}")
         lines += [f"kernel   link {x['id']} {x['name']}: root cgroup {x['cgroup_id'] or '(detached)'}, "
                   f"{x['nr_files']} files, {x['nr_errors']} errors" for x in k["links"]]
+    a2 = doc.get("approach_2")
+    if a2 is not None:
+        lines.append(f"cgroupfs Approach 2 links: {len(a2['links'])}")
+        lines += [f"cgroupfs link {x['id']} {x['name']}: root cgroup {x['cgroup_id'] or '(detached)'} on "
+                  f"{'the v2 hierarchy' if not x['hierarchy_id'] else 'hierarchy ' + str(x['hierarchy_id'])}, "
+                  f"{x['nr_files']} files, {x['nr_errors']} errors" for x in a2["links"]]
     trees = d.get("trees", {}) if d.get("running") else {}
-    for name, v in doc["v1"].items():
+    for name, v in doc.get("v1", {}).items():
         if name == "not_ours":
             lines.append(f"v1       cgroup-v1: not ours, left alone ({v})")
             continue

@@ -533,3 +533,40 @@ def _walk_below(layout: Layout, top_fd: int, top: RelPath, judge_file: FileJudge
             view.cut.append(child)
 
     dirfd.descend(top_fd, top, children, enter, deadline=deadline, left=left)
+
+
+def count_tree(bpffs_root: str, parts: tuple[str, ...], stats: frozenset[str]) -> dict[str, int]:
+    """Directories and stat files (entries named in stats) below <bpffs>/<parts>, counted relative
+    to directory fds (dirfd.descend: no symlink followed, no path length or recursion limit, no
+    mount point entered). `status` shows it."""
+    top = open_sub(bpffs_root, parts, create=False)
+    if top is None:
+        return {"dirs": 0, "stat_files": 0}
+    counts = {"dirs": 1, "stat_files": 0}
+
+    def children(fd: int, rel: tuple[str, ...]) -> list[tuple[str, bool]] | None:
+        try:
+            with os.scandir(fd) as it:
+                return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except OSError:
+            return None
+
+    def enter(fd: int, rel: tuple[str, ...], entry: tuple[str, bool]) -> tuple[tuple[str, ...], int] | None:
+        name, is_dir = entry
+        if name in stats:
+            counts["stat_files"] += 1
+            return None
+        if not is_dir or len(rel) >= dirfd.MAX_DEPTH:
+            return None
+        try:  # never into a mount point: another filesystem's entries are not the mirror's
+            child = dirfd.open_dir(fd, name, name)
+        except SyncError:
+            return None
+        counts["dirs"] += 1
+        return (*rel, name), child
+
+    try:
+        dirfd.descend(top, (), children, enter)
+    finally:
+        os.close(top)
+    return counts

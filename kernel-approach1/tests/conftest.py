@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))  # series_fixtures
+from series_fixtures import LoadedStats
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.sandbox import LoadedStats, make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
+from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
 CGROUP2 = "/sys/fs/cgroup"
 

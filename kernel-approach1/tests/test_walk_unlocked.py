@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import pytest
 from conftest import link_desc
+from series_fixtures import CgroupChurn
 from test_cgroup_stat import cgroups_under, mirror_of, stat_files
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.errors import LibbpfError
-from bpffs_sync.sandbox import CgroupChurn
 
 NAME = "walk"
 # Tree sizes: a populate of many steps under TCG. BPFFS_SYNC_TEST_SCALE shrinks them for the debug

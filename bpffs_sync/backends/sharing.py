@@ -1,0 +1,123 @@
+"""What the three modes share on one bpffs, and who uses it: so that the clean of one mode never
+removes what another mode's pins or links read from.
+
+Each stat's private directory, <bpffs>/bpffs-sync/<stat>/, holds its stats map and its collector
+link (stats.LoadedStat), pinned once and adopted by every mode:
+
+    user-space  its iterator pins under <bpffs>/cgroup and <bpffs>/cgroup-v1 run programs that read
+                the map the collector fills
+    kernel      Approach 1's link, pinned there as `native_link`
+    approach-2  Approach 2's links, pinned there as `cgroupfs_link` (v2) / `cgroupfs_link_h<id>` (v1)
+
+Unpin the collector and every file of every mode reading that map freezes silently. So a mode's
+clean removes its own pins, and a stat's directory only when no other mode uses it (users()).
+See docs/architecture.md, "Backends".
+"""
+
+from __future__ import annotations
+
+import os
+
+from bpffs_sync import dirfd
+from bpffs_sync.errors import Tampered
+from bpffs_sync.mirror import bpffs
+from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
+
+USER_SPACE, KERNEL, APPROACH_2 = "user-space", "kernel", "approach-2"
+A1_LINK_PIN = "native_link"
+A2_LINK_PIN = "cgroupfs_link"  # v2; cgroupfs_link_h<hierarchy id> on a v1 hierarchy
+MIRROR_OPTION = "cgroup_mirror"  # bpffs mount option of Approach 1: this instance holds the kernel's mirror
+USED_BY = {KERNEL: "Approach 1's cgroup stat links: `bpffs-sync clean --kernel` detaches them",
+           APPROACH_2: "Approach 2's cgroupfs links: `bpffs-sync clean --approach 2` detaches them",
+           USER_SPACE: "the user-space mirror's pins: `bpffs-sync clean --user-space` removes them"}
+
+
+def mirror_enabled(bpffs_dir: str) -> bool:
+    """Is the bpffs at bpffs_dir the instance holding Approach 1's kernel mirror?"""
+    mount = bpffs.mount_of(bpffs_dir)
+    return mount is not None and mount.fstype == "bpf" and MIRROR_OPTION in mount.super_options
+
+
+def is_a2_pin(name: str) -> bool:
+    return name == A2_LINK_PIN or name.startswith(A2_LINK_PIN + "_h")
+
+
+def link_users(entries: list[str]) -> set[str]:
+    """The kernel modes whose link pins are among a stat directory's entries."""
+    found = set()
+    if A1_LINK_PIN in entries:
+        found.add(KERNEL)
+    if any(is_a2_pin(e) for e in entries):
+        found.add(APPROACH_2)
+    return found
+
+
+def private_entries(layout: Layout) -> dict[str, list[str]]:
+    """{stat: entry names} of <bpffs>/bpffs-sync, read through checked directory fds (a planted
+    `bpffs-sync` is Tampered, never followed)."""
+    fd = bpffs.open_sub(layout.bpffs, (PRIVATE_DIR,), create=False)
+    if fd is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    try:
+        with os.scandir(fd) as it:
+            stats = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+        for stat in stats:
+            sub = dirfd.open_dir(fd, stat, os.path.join(layout.private_root, stat))
+            try:
+                out[stat] = os.listdir(sub)
+            finally:
+                os.close(sub)
+    finally:
+        os.close(fd)
+    return out
+
+
+def user_space_tops(layout: Layout) -> list[tuple[str, ...]]:
+    """The trees the user-space mirror keeps on this bpffs: <bpffs>/cgroup (unless it is the
+    kernel's mirror) and <bpffs>/cgroup-v1."""
+    tops: list[tuple[str, ...]] = [(MIRROR_V1,)]
+    if not mirror_enabled(layout.bpffs):
+        tops.insert(0, layout.mirror_parts)
+    return tops
+
+
+def user_space_present(layout: Layout) -> bool:
+    """Does a user-space mirror (a tree of ours) exist on this bpffs?"""
+    for top in user_space_tops(layout):
+        try:
+            fd = bpffs.open_sub(layout.bpffs, top, create=False)
+        except Tampered:  # planted, not ours: not a mirror of ours either
+            continue
+        if fd is not None:
+            os.close(fd)
+            return True
+    return False
+
+
+def users(layout: Layout, entries: dict[str, list[str]] | None = None) -> dict[str, set[str]]:
+    """stat -> the modes using its private directory (its map and collector)."""
+    entries = private_entries(layout) if entries is None else entries
+    everyone = {USER_SPACE} if user_space_present(layout) else set()
+    return {stat: link_users(names) | everyone for stat, names in entries.items()}
+
+
+def remove_own(layout: Layout, mode: str, stats: list[str], own_pin: str | None = None) -> int:
+    """A kernel mode's clean, in the private directory: for each stat, its own link pins (own_pin,
+    or every Approach 2 pin), and the stat's whole directory when no other mode uses it. Returns
+    how many entries went."""
+    entries = private_entries(layout)
+    using = users(layout, entries)
+    done = 0
+    for stat in stats:
+        if stat not in entries:
+            continue
+        if using[stat] - {mode}:
+            for name in entries[stat]:
+                if name == own_pin or (own_pin is None and is_a2_pin(name)):
+                    done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat, name))
+        else:
+            done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat))
+    if entries and not private_entries(layout):  # nothing of any mode left: the directory goes too
+        done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR,))
+    return done
