@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 
@@ -132,3 +134,15 @@ def test_hostile_names_are_escaped_and_get_no_workload_label(layouts: Mirror) ->
     assert _labels_of(body, raw) == {"cgroup": raw, "slice": "system.slice"}
     assert "\x1b" not in body
     body.encode("utf-8", "strict")
+
+
+def test_promtool_accepts_the_default_scrape(layouts: Mirror) -> None:
+    """`promtool check metrics` finds nothing to say about a default scrape with workload labels and
+    hostile names (summaries without quantiles are valid families)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("no promtool (package prometheus)")
+    res = subprocess.run(
+        [promtool, "check", "metrics"], input=_scrape(layouts), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (res.returncode, res.stdout + res.stderr) == (0, "")
