@@ -120,15 +120,14 @@ def require_bpffs_root(path: str) -> None:
 def require_v1_paths(selectors: list[str]) -> None:
     """A --v1 directory must be a cgroup of a v1 hierarchy mounted now (a controller or hierarchy
     name may wait for its mount; a directory cannot become a v1 cgroup later)."""
-    import v1_controllers
-    from bpffs_sync.mirror.forest import Selection
+    from bpffs_sync.mirror.forest import Selection, hierarchies
 
     paths = [s for s in selectors if s.startswith("/")]
     if not paths:
         return
     for path in paths:
         require_directory("--v1", path)
-    pending = set(Selection(paths).pending(v1_controllers.discover()))
+    pending = set(Selection(paths).pending(hierarchies()))
     for path in paths:
         if os.path.realpath(path) in pending:
             raise UsageError("--v1", path, 0, "not a cgroup v1 directory (no mounted v1 hierarchy holds it)")

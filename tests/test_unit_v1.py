@@ -139,8 +139,9 @@ def test_default_stats_by_controller() -> None:
 
 def test_unknown_controller_is_kernel_unsupported() -> None:
     """Never a silent skip: a name nobody knows raises, naming it."""
-    with pytest.raises(KernelUnsupported, match="nosuch"):
+    with pytest.raises(v1_controllers.UnknownController, match="unknown controller") as exc:
         v1_controllers.controller("nosuch")
+    assert exc.value.name == "nosuch"
     with pytest.raises(KernelUnsupported, match="bogus"):
         Selection(["cpu,bogus"])
     Selection(["all", "name=anything", "cpu,cpuacct", "/sys/fs/cgroup/memory/x"])  # all fine

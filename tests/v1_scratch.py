@@ -13,8 +13,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from bpffs_sync.mirror.forest import hierarchies
 from bpffs_sync.sandbox import _rmdir_post_order, wait_until
-from v1_controllers import discover
 from v1_controllers.discovery import SELF_CGROUP, parse_self_cgroup
 
 # --- cgroup v1 ----------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def mounted_v1_hierarchy(options: str, timeout: float = 10.0) -> Iterator[str]:
         except BaseException:
             os.rmdir(path)
             raise
-        name = next(h.name for h in discover() if path in h.mount_points)
+        name = next(h.name for h in hierarchies() if path in h.mount_points)
         try:
             yield path
         finally:

@@ -10,20 +10,20 @@ Each controller whose behaviour differs has a module with the same small interfa
 `memory` (memcg_histo) and `cpu` (cpu and cpuacct: hist_oncpu keyed by the task's cgroup in that
 hierarchy) have modules; every other known controller is a row of the plain table in `table.py`
 (mirrored as directories, no stat file by default). A name the registry does not know raises
-KernelUnsupported: never a silent skip.
+UnknownController (bpffs_sync reports it as KernelUnsupported): never a silent skip.
+
+This package imports nothing of bpffs_sync (bpffs_sync imports it): tests/test_imports.py checks.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from bpffs_sync.errors import KernelUnsupported
-
 from . import cpu, memory, table
 from .discovery import Hierarchy, discover, hierarchy_name, parse_hierarchies
 
-__all__ = ["Controller", "Hierarchy", "controller", "default_stats", "discover", "hierarchy_name", "known",
-           "parse_hierarchies"]
+__all__ = ["Controller", "Hierarchy", "UnknownController", "controller", "default_stats", "discover",
+           "hierarchy_name", "known", "parse_hierarchies"]
 
 
 
@@ -45,14 +45,20 @@ def known(name: str) -> bool:
     return name in REGISTRY
 
 
+class UnknownController(LookupError):
+    """A controller name nobody here knows (bpffs_sync turns it into KernelUnsupported, one line)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown controller (known: {', '.join(sorted(REGISTRY))})")
+
+
 def controller(name: str) -> Controller:
-    """The module that knows controller `name`; KernelUnsupported for a name nobody knows."""
+    """The module that knows controller `name`; UnknownController for a name nobody knows."""
     try:
         return REGISTRY[name]
     except KeyError:
-        known_names = ", ".join(sorted(REGISTRY))
-        raise KernelUnsupported("cgroup v1 controller", name, 0,
-                                f"unknown controller (known: {known_names})") from None
+        raise UnknownController(name) from None
 
 
 def default_stats(controllers: tuple[str, ...]) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """Which cgroup-v1 hierarchies are mounted, and what each is called.
 
 Sources (all read by this process, so all in its mount and cgroup namespaces):
-- /proc/self/mountinfo: every `cgroup` (v1) mount, its superblock options (the controllers and
+- /proc/self/mountinfo (parsed by the caller, bpffs_sync.mountinfo, and handed in: this package
+  imports nothing of bpffs_sync): every `cgroup` (v1) mount, its superblock options (the controllers and
   `name=`) and its root within the hierarchy. A mount whose root is not "/" is a bind mount of a
   subdirectory and is not a hierarchy root; a hierarchy mounted twice shows twice.
 - /proc/cgroups: controller -> hierarchy id, in subsystem-id order (the order names are printed in).
@@ -14,13 +15,27 @@ proc_cgroup_show()): its controllers' legacy names in subsystem-id order, comma-
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-from bpffs_sync import mountinfo
-from bpffs_sync.mountinfo import MountEntry
+from typing import Protocol
 
 PROC_CGROUPS = "/proc/cgroups"
 SELF_CGROUP = "/proc/self/cgroup"
+
+
+class Mount(Protocol):
+    """What discovery reads of one /proc/self/mountinfo line (bpffs_sync.mountinfo.MountEntry has it)."""
+
+    @property
+    def dev(self) -> str: ...  # major:minor of the filesystem
+    @property
+    def root(self) -> str: ...  # the filesystem's directory this mount shows
+    @property
+    def mount_point(self) -> str: ...
+    @property
+    def fstype(self) -> str: ...
+    @property
+    def super_options(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +102,7 @@ def _split_options(options: tuple[str, ...], controllers: set[str]) -> tuple[lis
     return found, named
 
 
-def parse_hierarchies(mounts: list[MountEntry], proc_cgroups: str, self_cgroup: str) -> list[Hierarchy]:
+def parse_hierarchies(mounts: Iterable[Mount], proc_cgroups: str, self_cgroup: str) -> list[Hierarchy]:
     """The mounted v1 hierarchies, one per hierarchy however often it is mounted."""
     table = parse_proc_cgroups(proc_cgroups)
     order = [name for name, _hid, _on in table]
@@ -120,6 +135,6 @@ def _read(path: str) -> str:
         return ""
 
 
-def discover() -> list[Hierarchy]:
-    """The v1 hierarchies this process sees now."""
-    return parse_hierarchies(mountinfo.read(), _read(PROC_CGROUPS), _read(SELF_CGROUP))
+def discover(mounts: Iterable[Mount]) -> list[Hierarchy]:
+    """The v1 hierarchies this process sees now, among its mounts (bpffs_sync.mountinfo.read())."""
+    return parse_hierarchies(mounts, _read(PROC_CGROUPS), _read(SELF_CGROUP))

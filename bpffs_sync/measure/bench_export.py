@@ -26,6 +26,7 @@ import v1_controllers
 from bpffs_sync.export.files import Filter, walk
 from bpffs_sync.export.render import render
 from bpffs_sync.export.server import Exporter, ExportOptions
+from bpffs_sync.mirror import forest
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
@@ -75,7 +76,7 @@ def _cpu_ms(fn: Callable[[], object], rounds: int) -> float:
 
 
 def _v1_memory() -> v1_controllers.Hierarchy | None:
-    for h in v1_controllers.discover():
+    for h in forest.hierarchies():
         if "memory" in h.controllers:
             return h
     return None

@@ -20,7 +20,8 @@ import os
 from dataclasses import dataclass, field
 
 import v1_controllers
-from bpffs_sync.errors import EnvironmentProblem, UsageError, translate_oserror
+from bpffs_sync import mountinfo
+from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, UsageError, translate_oserror
 from bpffs_sync.mirror import bpffs
 from bpffs_sync.paths import MIRROR_V1, Layout
 from v1_controllers import Hierarchy
@@ -40,11 +41,30 @@ class Tree:
         return self.layout.mirror
 
 
+def hierarchies() -> list[Hierarchy]:
+    """The v1 hierarchies this process sees now (its /proc/self/mountinfo, /proc/cgroups)."""
+    return v1_controllers.discover(mountinfo.read())
+
+
+def _unknown(err: v1_controllers.UnknownController) -> KernelUnsupported:
+    return KernelUnsupported("cgroup v1 controller", err.name, 0, str(err))
+
+
 def _check_name(selector: str) -> None:
     """KernelUnsupported unless every controller named in `selector` is known."""
     for part in selector.split(","):
         if not part.startswith("name="):
-            v1_controllers.controller(part)
+            try:
+                v1_controllers.controller(part)
+            except v1_controllers.UnknownController as err:
+                raise _unknown(err) from None
+
+
+def _default_stats(h: Hierarchy) -> tuple[str, ...]:
+    try:
+        return v1_controllers.default_stats(h.controllers)
+    except v1_controllers.UnknownController as err:
+        raise _unknown(err) from None
 
 
 @dataclass(slots=True)
@@ -83,8 +103,7 @@ class Selection:
             found = _containing(path, hierarchies)
             if found is not None:
                 roots[found.name] = (found, path)
-        return [Tree(Layout.for_v1(base, root, h.name, h.hierarchy_id),
-                     v1_controllers.default_stats(h.controllers), h)
+        return [Tree(Layout.for_v1(base, root, h.name, h.hierarchy_id), _default_stats(h), h)
                 for h, root in roots.values()]
 
 
@@ -101,12 +120,12 @@ def _containing(path: str, hierarchies: list[Hierarchy]) -> Hierarchy | None:
 
 def resolve_now(selection: Selection, base: Layout) -> list[Tree]:
     """The trees for a one-shot command: every selector must be answered now."""
-    hierarchies = v1_controllers.discover()
-    missing = selection.pending(hierarchies)
+    found = hierarchies()
+    missing = selection.pending(found)
     if missing:
         raise EnvironmentProblem("--v1", ", ".join(missing), 0,
                                  "not mounted (no cgroup v1 hierarchy, controller or cgroup directory by that name)")
-    return selection.trees(base, hierarchies)
+    return selection.trees(base, found)
 
 
 # --- the top of the v1 mirror: hierarchy directories and controller symlinks ------------------------

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import v1_controllers
 from bpffs_sync import log
 from bpffs_sync.errors import Tampered
 from bpffs_sync.mirror import bpffs, forest
@@ -62,7 +61,7 @@ class Mirrors:
     def refresh(self) -> list[str]:
         """Bring the set of trees in line with the mounted hierarchies. Returns the keys of the
         trees added (each wants a full pass)."""
-        hierarchies = v1_controllers.discover()
+        hierarchies = forest.hierarchies()
         wanted = [self.base, *(self.selection.trees(self.base.layout, hierarchies) if self.selection else [])]
         by_key = {t.key: t for t in wanted}
         pending = self.selection.pending(hierarchies) if self.selection else []
