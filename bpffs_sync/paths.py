@@ -3,7 +3,7 @@
 Relative paths are tuples of components (`("jobs", "a")`; the root is `()`), so names with dots,
 spaces, newlines-free UTF-8 or undecodable bytes (kept as surrogate escapes) never need quoting.
 
-bpffs layout (DESIGN.md §1):
+bpffs layout (docs/architecture.md, section 1):
     <bpffs>/cgroup/<v2 cgroup path>/<stat>                     the v2 mirror (kernel-owned on a patched kernel)
     <bpffs>/cgroup-v1/<hierarchy>/<v1 cgroup path>/<stat>      one mirror per v1 hierarchy
     <bpffs>/cgroup-v1/<controller> -> <hierarchy>              when the two names differ

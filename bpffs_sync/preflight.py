@@ -60,7 +60,7 @@ def resolve(bpffs_path: str | None, cgroup_root: str | None, programs: list[str]
 
 
 def prepare_bpffs(layout: Layout, v1: bool = False) -> None:
-    """The default bpffs is mounted if absent (DESIGN.md §2); an explicit one must be bpffs already.
+    """The default bpffs is mounted if absent (docs/architecture.md, section 1); an explicit one must be bpffs already.
     Then what already sits where we keep state must be ours (check_tops)."""
     bpffs.ensure_bpffs(layout.bpffs, mount_if_absent=layout.bpffs == DEFAULT_BPFFS)
     check_tops(layout, v1)

@@ -1,5 +1,5 @@
 """Loaded stat programs: the shared map pinned, one collector attached (or adopted), the reader
-ready to serve per-cgroup pins. This is the stock-kernel Pinner of DESIGN.md §3.
+ready to serve per-cgroup pins. This is what pins the user-space mirror's files (docs/architecture.md, section 2).
 
 Generation: a per-cgroup pin is current when its program is the stat's reader *and* uses the
 map pinned now (map ids are checked, so pins left by a daemon whose map was replaced are found).

@@ -1,7 +1,7 @@
 """inotify on the cgroup tree (our own binding, mirror/inotify.py), as a hint source.
 
 Hints are relative cgroup paths; None asks for a full resync. Events only say *where* to look:
-the reconciler re-reads both trees. cgroupfs facts this module is shaped by (DESIGN.md §3):
+the reconciler re-reads both trees. cgroupfs facts this module is shaped by (docs/architecture.md, section 2):
 - watches are per directory, so a new directory is watched and *then* rescanned for children
   made before the watch existed (mkdir -p races);
 - IN_DELETE_SELF / IN_IGNORED never arrive on cgroupfs: a mark stays on a removed directory's
