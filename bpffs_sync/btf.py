@@ -32,10 +32,25 @@ KIND_FLOAT, KIND_DECL_TAG, KIND_TYPE_TAG, KIND_ENUM64 = 16, 17, 18, 19
 
 # kind -> (bytes after the btf_type always, bytes per vlen member)
 _EXTRA: dict[int, tuple[int, int]] = {
-    KIND_INT: (4, 0), KIND_PTR: (0, 0), KIND_ARRAY: (12, 0), KIND_STRUCT: (0, 12), KIND_UNION: (0, 12),
-    KIND_ENUM: (0, 8), KIND_FWD: (0, 0), KIND_TYPEDEF: (0, 0), KIND_VOLATILE: (0, 0), KIND_CONST: (0, 0),
-    KIND_RESTRICT: (0, 0), KIND_FUNC: (0, 0), KIND_FUNC_PROTO: (0, 8), KIND_VAR: (4, 0), KIND_DATASEC: (0, 12),
-    KIND_FLOAT: (0, 0), KIND_DECL_TAG: (4, 0), KIND_TYPE_TAG: (0, 0), KIND_ENUM64: (0, 12),
+    KIND_INT: (4, 0),
+    KIND_PTR: (0, 0),
+    KIND_ARRAY: (12, 0),
+    KIND_STRUCT: (0, 12),
+    KIND_UNION: (0, 12),
+    KIND_ENUM: (0, 8),
+    KIND_FWD: (0, 0),
+    KIND_TYPEDEF: (0, 0),
+    KIND_VOLATILE: (0, 0),
+    KIND_CONST: (0, 0),
+    KIND_RESTRICT: (0, 0),
+    KIND_FUNC: (0, 0),
+    KIND_FUNC_PROTO: (0, 8),
+    KIND_VAR: (4, 0),
+    KIND_DATASEC: (0, 12),
+    KIND_FLOAT: (0, 0),
+    KIND_DECL_TAG: (4, 0),
+    KIND_TYPE_TAG: (0, 0),
+    KIND_ENUM64: (0, 12),
 }
 # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len; native order, as the kernel exports it
 _HEADER = struct.Struct("=HBBIIIII")
@@ -70,8 +85,14 @@ def _offsets(strings: bytes, names: tuple[str, ...]) -> dict[int, str]:
     return out
 
 
-def query(data: bytes, *, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (),
-          typedefs: tuple[str, ...] = (), what: str = "btf") -> Found:
+def query(
+    data: bytes,
+    *,
+    enums: tuple[str, ...] = (),
+    structs: tuple[str, ...] = (),
+    typedefs: tuple[str, ...] = (),
+    what: str = "btf",
+) -> Found:
     """Look the names up in a raw BTF blob (as /sys/kernel/btf/vmlinux holds it), in one pass over
     its types; only the names asked for are decoded. Raises KernelUnsupported (one line) on a blob
     this reader cannot walk."""
@@ -82,9 +103,9 @@ def query(data: bytes, *, enums: tuple[str, ...] = (), structs: tuple[str, ...] 
         raise KernelUnsupported("read BTF", what, 0, f"bad magic {magic:#x} (another byte order, or not BTF)")
     if hdr_len % 4 or type_off % 4 or type_len % 4 or hdr_len + str_off + str_len > len(data):
         raise KernelUnsupported("read BTF", what, 0, "section offsets out of bounds")
-    strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
+    strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
     enum_at, struct_at, typedef_at = _offsets(strings, enums), _offsets(strings, structs), _offsets(strings, typedefs)
-    words = memoryview(data)[hdr_len + type_off:hdr_len + type_off + type_len].cast("I")
+    words = memoryview(data)[hdr_len + type_off : hdr_len + type_off + type_len].cast("I")
     found_enums: dict[str, int] = {}
     found_structs: set[str] = set()
     found_typedefs: set[str] = set()
@@ -114,8 +135,9 @@ def query(data: bytes, *, enums: tuple[str, ...] = (), structs: tuple[str, ...] 
     return Found(found_enums, frozenset(found_structs), frozenset(found_typedefs))
 
 
-def read(path: str, *, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (),
-         typedefs: tuple[str, ...] = ()) -> Found:
+def read(
+    path: str, *, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (), typedefs: tuple[str, ...] = ()
+) -> Found:
     """query() the BTF file at path; KernelUnsupported (one line) when it cannot be read."""
     try:
         with open(path, "rb") as f:
@@ -132,8 +154,9 @@ def vmlinux(*, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (), typed
     return read(VMLINUX, enums=enums, structs=structs, typedefs=typedefs)
 
 
-def vmlinux_or_none(*, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (),
-                    typedefs: tuple[str, ...] = ()) -> Found | None:
+def vmlinux_or_none(
+    *, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (), typedefs: tuple[str, ...] = ()
+) -> Found | None:
     """vmlinux(), or None on a kernel without readable BTF (a probe then says "not supported")."""
     try:
         return vmlinux(enums=enums, structs=structs, typedefs=typedefs)

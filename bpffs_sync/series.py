@@ -82,6 +82,10 @@ def uapi() -> Uapi:
     """This kernel's numbers for cgroup stat links; KernelUnsupported (one line) on a kernel with neither series."""
     found = carried().uapi
     if found is None:
-        raise KernelUnsupported("cgroup stat link", btf.VMLINUX, 0,
-                                f"the kernel's BTF has no {PROG_TYPE} (neither kernel series is in this kernel)")
+        raise KernelUnsupported(
+            "cgroup stat link",
+            btf.VMLINUX,
+            0,
+            f"the kernel's BTF has no {PROG_TYPE} (neither kernel series is in this kernel)",
+        )
     return found

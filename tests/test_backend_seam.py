@@ -26,14 +26,18 @@ UAPI = series.Uapi(prog_type=33, attach_type=62, link_type=16, cgroupfs_flag=1)
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(("carried", "cls"), [
-    (series.Carried(None, False, False), pins.UserSpace),
-    (series.Carried(UAPI, True, False), kernel_a1.KernelA1),
-    (series.Carried(UAPI, False, True), kernel_a2.KernelA2),
-    (series.Carried(UAPI, True, True), kernel_a1.KernelA1),
-])
-def test_auto_picks_the_series_the_kernel_carries(monkeypatch: pytest.MonkeyPatch, carried: series.Carried,
-                                                  cls: type) -> None:
+@pytest.mark.parametrize(
+    ("carried", "cls"),
+    [
+        (series.Carried(None, False, False), pins.UserSpace),
+        (series.Carried(UAPI, True, False), kernel_a1.KernelA1),
+        (series.Carried(UAPI, False, True), kernel_a2.KernelA2),
+        (series.Carried(UAPI, True, True), kernel_a1.KernelA1),
+    ],
+)
+def test_auto_picks_the_series_the_kernel_carries(
+    monkeypatch: pytest.MonkeyPatch, carried: series.Carried, cls: type
+) -> None:
     """auto: Approach 1 when the kernel has its mirror, else Approach 2, else user space; an explicit mode is kept."""
     monkeypatch.setattr(series, "carried", lambda: carried)
     assert backend_class("auto") is cls
@@ -48,13 +52,23 @@ def test_status_of_a_kernel_mode_on_a_stock_kernel_is_one_line(mirror: Mirror, a
 
 def test_status_approach_2_shows_its_links(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
     """status through the Approach 2 backend: its links, in JSON and text, and no user-space mirror part."""
-    link = CgroupfsStatLinkDesc(link_id=41, prog_id=7, cgroup_id=1, hierarchy_id=3, name="bpf.stat.hist_oncpu",
-                                nr_files=12, nr_errors=0)
+    link = CgroupfsStatLinkDesc(
+        link_id=41, prog_id=7, cgroup_id=1, hierarchy_id=3, name="bpf.stat.hist_oncpu", nr_files=12, nr_errors=0
+    )
     monkeypatch.setattr(libbpf, "cgroupfs_stat_links", lambda: [link])
     doc = status(kernel_a2.KernelA2(), Request(mirror.layout, [lookup(STAT)]))
     assert doc["mode"] == "approach-2"
-    assert doc["approach_2"]["links"] == [{"id": 41, "name": "bpf.stat.hist_oncpu", "cgroup_id": 1,
-                                           "hierarchy_id": 3, "nr_files": 12, "nr_errors": 0, "prog_id": 7}]
+    assert doc["approach_2"]["links"] == [
+        {
+            "id": 41,
+            "name": "bpf.stat.hist_oncpu",
+            "cgroup_id": 1,
+            "hierarchy_id": 3,
+            "nr_files": 12,
+            "nr_errors": 0,
+            "prog_id": 7,
+        }
+    ]
     assert "mirror" not in doc and "v1" not in doc and "kernel" not in doc
     assert "cgroupfs link 41 bpf.stat.hist_oncpu: root cgroup 1 on hierarchy 3, 12 files, 0 errors" in to_text(doc)
 

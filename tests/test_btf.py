@@ -13,8 +13,14 @@ from bpffs_sync.errors import KernelUnsupported
 pytestmark = pytest.mark.unit
 
 # include/uapi/linux/bpf.h, unchanged since they were added (4.10, 5.9, 6.1, 5.7, 5.6, 6.5)
-KNOWN = {"BPF_PROG_TYPE_CGROUP_SKB": 8, "BPF_LINK_TYPE_ITER": 4, "BPF_TRACE_ITER": 28,
-         "BPF_CGROUP_ITER_SELF_ONLY": 1, "BPF_LINK_CREATE": 28, "BPF_F_PATH_FD": 1 << 14}
+KNOWN = {
+    "BPF_PROG_TYPE_CGROUP_SKB": 8,
+    "BPF_LINK_TYPE_ITER": 4,
+    "BPF_TRACE_ITER": 28,
+    "BPF_CGROUP_ITER_SELF_ONLY": 1,
+    "BPF_LINK_CREATE": 28,
+    "BPF_F_PATH_FD": 1 << 14,
+}
 
 
 def _needs_vmlinux() -> None:
@@ -32,19 +38,27 @@ def test_reads_known_enum_values_from_the_host_btf() -> None:
 def test_the_binding_stable_constants_agree_with_the_host_btf() -> None:
     """Every UAPI number libbpf.py still spells out is the running kernel's."""
     _needs_vmlinux()
-    ours = {"BPF_LINK_TYPE_ITER": libbpf.BPF_LINK_TYPE_ITER, "BPF_TRACE_ITER": libbpf.BPF_TRACE_ITER,
-            "BPF_CGROUP_ITER_SELF_ONLY": libbpf.BPF_CGROUP_ITER_SELF_ONLY,
-            "BPF_CGROUP_ITER_DESCENDANTS_PRE": libbpf.BPF_CGROUP_ITER_DESCENDANTS_PRE,
-            "BPF_OBJ_PIN": libbpf.BPF_OBJ_PIN, "BPF_OBJ_GET": libbpf.BPF_OBJ_GET,
-            "BPF_LINK_CREATE": libbpf.BPF_LINK_CREATE, "BPF_F_PATH_FD": libbpf.BPF_F_PATH_FD}
+    ours = {
+        "BPF_LINK_TYPE_ITER": libbpf.BPF_LINK_TYPE_ITER,
+        "BPF_TRACE_ITER": libbpf.BPF_TRACE_ITER,
+        "BPF_CGROUP_ITER_SELF_ONLY": libbpf.BPF_CGROUP_ITER_SELF_ONLY,
+        "BPF_CGROUP_ITER_DESCENDANTS_PRE": libbpf.BPF_CGROUP_ITER_DESCENDANTS_PRE,
+        "BPF_OBJ_PIN": libbpf.BPF_OBJ_PIN,
+        "BPF_OBJ_GET": libbpf.BPF_OBJ_GET,
+        "BPF_LINK_CREATE": libbpf.BPF_LINK_CREATE,
+        "BPF_F_PATH_FD": libbpf.BPF_F_PATH_FD,
+    }
     assert btf.read(btf.VMLINUX, enums=tuple(ours)).enums == ours
 
 
 def test_structs_and_typedefs_are_found_by_name_and_kind() -> None:
     """A struct is found as a struct, a typedef as a typedef; a name of neither kind is absent."""
     _needs_vmlinux()
-    found = btf.read(btf.VMLINUX, structs=("bpf_link", "btf_trace_sched_switch"),
-                     typedefs=("btf_trace_sched_switch", "bpf_link", "no_such_typedef_here"))
+    found = btf.read(
+        btf.VMLINUX,
+        structs=("bpf_link", "btf_trace_sched_switch"),
+        typedefs=("btf_trace_sched_switch", "bpf_link", "no_such_typedef_here"),
+    )
     assert found.structs == {"bpf_link"}
     assert found.typedefs == {"btf_trace_sched_switch"}
 
@@ -82,12 +96,19 @@ A, B, NEG, BIG, S, T, INT = 1, 3, 5, 9, 13, 15, 17
 
 
 def _sample() -> bytes:
-    types = (_type(INT, btf.KIND_INT, 0, 4) + struct.pack("=I", 32)  # int: 4 bytes after
-             + _type(S, btf.KIND_STRUCT, 1, 4) + struct.pack("=III", A, 1, 0)  # struct s { int A; }: member named A
-             + _type(0, btf.KIND_ENUM, 2, 4) + struct.pack("=IIII", A, 7, B, 1 << 14)  # enum { A = 7, B = 1 << 14 }
-             + _type(0, btf.KIND_ENUM, 1, 4, kflag=1) + struct.pack("=Ii", NEG, -2)  # signed enum
-             + _type(0, btf.KIND_ENUM64, 1, 8) + struct.pack("=III", BIG, 5, 1)  # BIG = 1 << 32 | 5
-             + _type(T, btf.KIND_TYPEDEF, 0, 1))
+    types = (
+        _type(INT, btf.KIND_INT, 0, 4)
+        + struct.pack("=I", 32)  # int: 4 bytes after
+        + _type(S, btf.KIND_STRUCT, 1, 4)
+        + struct.pack("=III", A, 1, 0)  # struct s { int A; }: member named A
+        + _type(0, btf.KIND_ENUM, 2, 4)
+        + struct.pack("=IIII", A, 7, B, 1 << 14)  # enum { A = 7, B = 1 << 14 }
+        + _type(0, btf.KIND_ENUM, 1, 4, kflag=1)
+        + struct.pack("=Ii", NEG, -2)  # signed enum
+        + _type(0, btf.KIND_ENUM64, 1, 8)
+        + struct.pack("=III", BIG, 5, 1)  # BIG = 1 << 32 | 5
+        + _type(T, btf.KIND_TYPEDEF, 0, 1)
+    )
     return _blob(types, STRINGS)
 
 
@@ -124,14 +145,17 @@ def _found(enums: dict[str, int], structs: tuple[str, ...] = ()) -> btf.Found:
 PREFIX = {series.PROG_TYPE: 33, series.ATTACH_TYPE: 62, series.LINK_TYPE: 16}
 
 
-@pytest.mark.parametrize(("enums", "structs", "best", "flag"), [
-    ({}, (), "user-space", None),  # a stock kernel
-    ({series.PROG_TYPE: 33}, (), "user-space", None),  # a half series is none
-    ({**PREFIX, series.MIRROR_OPTION: 5}, (), "kernel", None),  # Approach 1
-    ({**PREFIX, series.CGROUPFS_FLAG: 1}, (), "approach-2", 1),  # Approach 2 on Approach 1's prefix
-    ({**PREFIX}, (series.A2_LINK_STRUCT,), "approach-2", series.CGROUPFS_FLAG_UAPI),  # its enum dropped
-    ({**PREFIX, series.MIRROR_OPTION: 5, series.CGROUPFS_FLAG: 1}, (), "kernel", 1),  # both: Approach 1
-])
+@pytest.mark.parametrize(
+    ("enums", "structs", "best", "flag"),
+    [
+        ({}, (), "user-space", None),  # a stock kernel
+        ({series.PROG_TYPE: 33}, (), "user-space", None),  # a half series is none
+        ({**PREFIX, series.MIRROR_OPTION: 5}, (), "kernel", None),  # Approach 1
+        ({**PREFIX, series.CGROUPFS_FLAG: 1}, (), "approach-2", 1),  # Approach 2 on Approach 1's prefix
+        ({**PREFIX}, (series.A2_LINK_STRUCT,), "approach-2", series.CGROUPFS_FLAG_UAPI),  # its enum dropped
+        ({**PREFIX, series.MIRROR_OPTION: 5, series.CGROUPFS_FLAG: 1}, (), "kernel", 1),  # both: Approach 1
+    ],
+)
 def test_which_series_a_btf_says(enums: dict[str, int], structs: tuple[str, ...], best: str, flag: int | None) -> None:
     """auto picks Approach 1 when the kernel has its mirror, else Approach 2, else user space; the
     numbers are the BTF's."""
@@ -146,8 +170,18 @@ def test_which_series_a_btf_says(enums: dict[str, int], structs: tuple[str, ...]
 # --- bpf(2)'s number --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("machine", "nr"), [("x86_64", 321), ("aarch64", 280), ("riscv64", 280),
-                                             ("i686", 357), ("armv7l", 386), ("ppc64le", 361), ("s390x", 351)])
+@pytest.mark.parametrize(
+    ("machine", "nr"),
+    [
+        ("x86_64", 321),
+        ("aarch64", 280),
+        ("riscv64", 280),
+        ("i686", 357),
+        ("armv7l", 386),
+        ("ppc64le", 361),
+        ("s390x", 351),
+    ],
+)
 def test_bpf_syscall_number_by_architecture(machine: str, nr: int) -> None:
     assert libbpf.nr_bpf(machine) == nr
 

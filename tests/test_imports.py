@@ -48,16 +48,20 @@ def _files(package: str) -> list[Path]:
 
 def test_v1_controllers_imports_nothing_of_bpffs_sync() -> None:
     """Not at module level, not inside a function: the dependency runs one way only."""
-    bad = {str(p.relative_to(REPO)): sorted(m for m in _imports(p, everywhere=True) if m.startswith("bpffs_sync"))
-           for p in _files("v1_controllers")}
+    bad = {
+        str(p.relative_to(REPO)): sorted(m for m in _imports(p, everywhere=True) if m.startswith("bpffs_sync"))
+        for p in _files("v1_controllers")
+    }
     assert {k: v for k, v in bad.items() if v} == {}
 
 
 @pytest.mark.parametrize("module", ["v1_controllers", "bpffs_sync.cli", "bpffs_sync.backends", "bpffs_sync.libbpf"])
 def test_each_imports_alone_in_a_fresh_interpreter(module: str) -> None:
     """A fresh interpreter imports it without error; v1_controllers pulls in no bpffs_sync module."""
-    code = (f"import sys, {module}\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bpffs_sync', 'v1_controllers')))")
+    code = (
+        f"import sys, {module}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bpffs_sync', 'v1_controllers')))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert res.returncode == 0, res.stderr
     if module == "v1_controllers":
@@ -75,7 +79,7 @@ def test_no_module_level_import_cycle() -> None:
         state[m] = 1
         for nxt in graph[m]:
             if state.get(nxt) == 1:
-                cycles.append([*path[path.index(nxt):], nxt])
+                cycles.append([*path[path.index(nxt) :], nxt])
             elif nxt not in state:
                 visit(nxt, [*path, nxt])
         state[m] = 2

@@ -27,9 +27,11 @@ USER_SPACE, KERNEL, APPROACH_2 = "user-space", "kernel", "approach-2"
 A1_LINK_PIN = "native_link"
 A2_LINK_PIN = "cgroupfs_link"  # v2; cgroupfs_link_h<hierarchy id> on a v1 hierarchy
 MIRROR_OPTION = "cgroup_mirror"  # bpffs mount option of Approach 1: this instance holds the kernel's mirror
-USED_BY = {KERNEL: "Approach 1's cgroup stat links: `bpffs-sync clean --kernel` detaches them",
-           APPROACH_2: "Approach 2's cgroupfs links: `bpffs-sync clean --approach 2` detaches them",
-           USER_SPACE: "the user-space mirror's pins: `bpffs-sync clean --user-space` removes them"}
+USED_BY = {
+    KERNEL: "Approach 1's cgroup stat links: `bpffs-sync clean --kernel` detaches them",
+    APPROACH_2: "Approach 2's cgroupfs links: `bpffs-sync clean --approach 2` detaches them",
+    USER_SPACE: "the user-space mirror's pins: `bpffs-sync clean --user-space` removes them",
+}
 
 
 def mirror_enabled(bpffs_dir: str) -> bool:
