@@ -147,6 +147,17 @@ kernel-bench: deps
 	@BPFFS_SYNC_A1_REV=HEAD $(PROGRESS) kernel-build-both kernel-approach2/scripts/build.sh
 	BPFFS_SYNC_A1_REV=HEAD kernel-approach2/scripts/test.sh --bench
 
+# The upstream BPF selftests on their own config (tools/testing/selftests/bpf/config + config.x86_64 + modules),
+# pristine 7.3 vs the series: two more trees (selftests-pristine, selftests-patched seeded from it), the full
+# test_progs of each (clang-19, exclusions listed in the table), one TCG boot each, and the table
+# kernel-approach1/selftests/upstream-table.md. Hours from scratch, so not part of `make test`: run it whenever
+# the series changes (times: kernel-approach1/README.md, "Upstream selftests").
+.PHONY: kernel-selftests
+kernel-selftests: deps
+	@scripts/install-deps.sh --kernel
+	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh
+	@$(PROGRESS) kernel-selftests kernel-approach1/scripts/upstream-selftests.sh all
+
 # Approach 1 alone (its own tree, build-plain): the series' developer loop.
 kernel-a1-test: deps
 	@scripts/install-deps.sh --kernel
