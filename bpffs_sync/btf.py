@@ -9,7 +9,10 @@ type without resolving any. A query names what it asks for, and only those names
   the UAPI numbers of a kernel series (BPF_PROG_TYPE_CGROUP_STAT, BPF_LINK_TYPE_CGROUP_STAT,
   BPF_F_CGROUP_STAT_CGROUPFS...) are read here, never hard-coded, so a renumbered series or a
   kernel without it is seen, not guessed;
-- the names of structs and typedefs (struct bpf_stat_link, btf_trace_sched_switch...).
+- the names of structs and typedefs (struct bpf_stat_link, btf_trace_sched_switch...);
+- the names of functions (BTF_KIND_FUNC): a kfunc a program calls is a FUNC of vmlinux's BTF
+  (bpf_cgroup_acquire, the memcg kfuncs bpf_mem_cgroup_page_state...), so a stat that needs kfuncs
+  the kernel lacks is refused before its load (programs.require_kfuncs).
 
 Pure Python, no libbpf: readable by a process with no BPF capability. An unknown kind (a BTF newer
 than this reader) is an error naming it, not a silent skip: skipping would misplace every type after.
@@ -58,12 +61,13 @@ _HEADER = struct.Struct("=HBBIIIII")
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What a query found: the enumerators asked for that exist (name -> value), and the struct and
-    typedef names asked for that exist."""
+    """What a query found: the enumerators asked for that exist (name -> value), and the struct,
+    typedef and function names asked for that exist."""
 
     enums: dict[str, int]
     structs: frozenset[str]
     typedefs: frozenset[str]
+    funcs: frozenset[str] = frozenset()
 
     def enum_value(self, name: str) -> int | None:
         """The value of enumerator `name` (any enum, anonymous ones included); None if absent."""
@@ -91,6 +95,7 @@ def query(
     enums: tuple[str, ...] = (),
     structs: tuple[str, ...] = (),
     typedefs: tuple[str, ...] = (),
+    funcs: tuple[str, ...] = (),
     what: str = "btf",
 ) -> Found:
     """Look the names up in a raw BTF blob (as /sys/kernel/btf/vmlinux holds it), in one pass over
@@ -105,10 +110,12 @@ def query(
         raise KernelUnsupported("read BTF", what, 0, "section offsets out of bounds")
     strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
     enum_at, struct_at, typedef_at = _offsets(strings, enums), _offsets(strings, structs), _offsets(strings, typedefs)
+    func_at = _offsets(strings, funcs)
     words = memoryview(data)[hdr_len + type_off : hdr_len + type_off + type_len].cast("I")
     found_enums: dict[str, int] = {}
     found_structs: set[str] = set()
     found_typedefs: set[str] = set()
+    found_funcs: set[str] = set()
     pos, end = 0, len(words)
     while pos < end:
         name_off, info = words[pos], words[pos + 1]
@@ -131,12 +138,19 @@ def query(
             found_structs.add(name)
         elif kind == KIND_TYPEDEF and (name := typedef_at.get(name_off)) is not None:
             found_typedefs.add(name)
+        elif kind == KIND_FUNC and (name := func_at.get(name_off)) is not None:
+            found_funcs.add(name)
         pos = body + (extra[0] + extra[1] * vlen) // 4
-    return Found(found_enums, frozenset(found_structs), frozenset(found_typedefs))
+    return Found(found_enums, frozenset(found_structs), frozenset(found_typedefs), frozenset(found_funcs))
 
 
 def read(
-    path: str, *, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (), typedefs: tuple[str, ...] = ()
+    path: str,
+    *,
+    enums: tuple[str, ...] = (),
+    structs: tuple[str, ...] = (),
+    typedefs: tuple[str, ...] = (),
+    funcs: tuple[str, ...] = (),
 ) -> Found:
     """query() the BTF file at path; KernelUnsupported (one line) when it cannot be read."""
     try:
@@ -144,21 +158,31 @@ def read(
             data = f.read()
     except OSError as err:
         raise KernelUnsupported("read BTF", path, err.errno or 0, err.strerror or "cannot read") from err
-    return query(data, enums=enums, structs=structs, typedefs=typedefs, what=path)
+    return query(data, enums=enums, structs=structs, typedefs=typedefs, funcs=funcs, what=path)
 
 
 @functools.cache
-def vmlinux(*, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (), typedefs: tuple[str, ...] = ()) -> Found:
+def vmlinux(
+    *,
+    enums: tuple[str, ...] = (),
+    structs: tuple[str, ...] = (),
+    typedefs: tuple[str, ...] = (),
+    funcs: tuple[str, ...] = (),
+) -> Found:
     """read() the running kernel's BTF, once per process and question (it cannot change without a
     reboot; the blob itself is not kept)."""
-    return read(VMLINUX, enums=enums, structs=structs, typedefs=typedefs)
+    return read(VMLINUX, enums=enums, structs=structs, typedefs=typedefs, funcs=funcs)
 
 
 def vmlinux_or_none(
-    *, enums: tuple[str, ...] = (), structs: tuple[str, ...] = (), typedefs: tuple[str, ...] = ()
+    *,
+    enums: tuple[str, ...] = (),
+    structs: tuple[str, ...] = (),
+    typedefs: tuple[str, ...] = (),
+    funcs: tuple[str, ...] = (),
 ) -> Found | None:
     """vmlinux(), or None on a kernel without readable BTF (a probe then says "not supported")."""
     try:
-        return vmlinux(enums=enums, structs=structs, typedefs=typedefs)
+        return vmlinux(enums=enums, structs=structs, typedefs=typedefs, funcs=funcs)
     except KernelUnsupported:
         return None

@@ -234,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             *(("--no-watch", "--resync-interval") if args.once else ()))
     backend = _backend("run", args)
     selection = _selection(args)
-    layout, specs = _prepare(args, objects=backend.mode == "user-space")
+    layout, specs = _prepare(args, objects=backend.mode == "user-space", loads=True)
     interval = DEFAULT_RESYNC if args.resync_interval is None else args.resync_interval
     opts = RunOptions(resync_interval=interval, watch=not args.no_watch, once=args.once, force_raw_tp=args.raw_tp)
     if args.memory_budget:
@@ -350,7 +350,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True) -> tuple[Any, Any]:
+def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True,
+             loads: bool = False) -> tuple[Any, Any]:
+    """Validate the command line and the host before anything is touched; `loads`: the command loads
+    the stats' programs (run, in every mode), so a kernel without their kfuncs is refused here."""
     preflight.require_root()
     preflight.require_kernel()
     programs: list[str] | None = getattr(args, "program", None)
@@ -358,6 +361,8 @@ def _prepare(args: argparse.Namespace, mount: bool = True, objects: bool = True)
     if twice:
         raise UsageError("--program", ", ".join(twice), 0, "given twice")
     layout, specs = preflight.resolve(args.bpffs, args.cgroup_root, programs)
+    if loads:
+        preflight.require_kfuncs(specs)
     if getattr(args, "file_mode", None) is not None or getattr(args, "file_group", None) is not None:
         from dataclasses import replace
 

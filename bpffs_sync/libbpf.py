@@ -51,6 +51,7 @@ BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_LINK_CREATE = 28
 BPF_F_PATH_FD = 1 << 14  # path_fd is a directory fd, pathname relative to it (Linux 6.5)
+BPF_F_SLEEPABLE = 1 << 4  # prog_flags: the program may sleep (a #define of uapi/linux/bpf.h, not in BTF)
 BPF_FS_MAGIC = 0xCAFE4A11
 BPF_OBJ_NAME_LEN = 16
 # __NR_bpf by platform.machine(): arch/x86/entry/syscalls/syscall_{64,32}.tbl,
@@ -277,6 +278,9 @@ _prog_set_type: Callable[[int, int], int] = _fn(_lib, "bpf_program__set_type", c
 _prog_set_expected_attach_type: Callable[[int, int], int] = _fn(
     _lib, "bpf_program__set_expected_attach_type", c_int, c_void_p, c_int)
 _prog_fd: Callable[[int], int] = _fn(_lib, "bpf_program__fd", c_int, c_void_p)
+_prog_section_name: Callable[[int], bytes | None] = _fn(_lib, "bpf_program__section_name", c_char_p, c_void_p)
+_prog_flags: Callable[[int], int] = _fn(_lib, "bpf_program__flags", c_uint32, c_void_p)
+_prog_set_flags: Callable[[int, int], int] = _fn(_lib, "bpf_program__set_flags", c_int, c_void_p, c_uint32)
 _prog_attach: Callable[[int], int | None] = _fn(_lib, "bpf_program__attach", c_void_p, c_void_p)
 _link_pin: Callable[[int, bytes], int] = _fn(_lib, "bpf_link__pin", c_int, c_void_p, c_char_p)
 _link_destroy: Callable[[int], int] = _fn(_lib, "bpf_link__destroy", c_int, c_void_p)
@@ -404,6 +408,19 @@ class BpfProgram:
         _check_int(_prog_set_type(self._p, uapi.prog_type), "bpf_program__set_type", self.name)
         _check_int(_prog_set_expected_attach_type(self._p, uapi.attach_type),
                    "bpf_program__set_expected_attach_type", self.name)
+
+    def section_name(self) -> str:
+        """The program's ELF section (SEC("...")), e.g. iter.s/cgroup."""
+        raw = _prog_section_name(self._p)
+        return raw.decode() if raw else ""
+
+    def flags(self) -> int:
+        """The prog_flags the load will pass (libbpf's from the section, and any set_flags())."""
+        return int(_prog_flags(self._p))
+
+    def set_flags(self, flags: int) -> None:
+        """Before load: the prog_flags (BPF_F_SLEEPABLE...)."""
+        _check_int(_prog_set_flags(self._p, flags), "bpf_program__set_flags", self.name)
 
     def fd(self) -> int:
         """The loaded program's fd (owned by the object)."""

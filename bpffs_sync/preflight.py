@@ -14,6 +14,7 @@ import os
 import stat as stat_mod
 
 from bpffs_sync import libbpf
+from bpffs_sync import programs as programs_mod
 from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, UsageError
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.paths import MIRROR_V1, MIRROR_V2, PRIVATE_DIR, Layout
@@ -80,6 +81,13 @@ def check_tops(layout: Layout, v1: bool = False) -> None:
 def require_objects(specs: list[StatProgram]) -> None:
     for spec in specs:
         object_path(spec)
+
+
+def require_kfuncs(specs: list[StatProgram]) -> None:
+    """Every stat's reader can be loaded here: the kfuncs it calls are in the kernel's BTF (one
+    line naming the stat and the first missing kfunc, before anything is loaded or mounted)."""
+    for spec in specs:
+        programs_mod.require_kfuncs(spec)
 
 
 def require_directory(option: str, path: str) -> None:

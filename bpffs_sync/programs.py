@@ -2,6 +2,13 @@
 
 A stat's file name is its reader program's name. Collectors fill `stats_map`, which the loader
 pins under <bpffs>/bpffs-sync/<stat>/ so a restarted daemon adopts it with the collector link.
+A stat with no collector (memcg_stat: its reader asks the kernel through kfuncs at each read)
+has no stats map either: nothing of it is pinned in its private directory, nothing is healed.
+
+A reader in a sleepable section (SEC("iter.s/cgroup"), SEC("cgroup/stat.s")) is loaded with
+BPF_F_SLEEPABLE: the loader reads the section name from the object (stats.LoadedStat), so the
+object, not the catalogue, says it. A stat whose reader calls kfuncs names them (`kfuncs`): a
+kernel whose BTF lacks one is refused in one line before anything is loaded (require_kfuncs).
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpffs_sync.errors import EnvironmentProblem, UsageError
+from bpffs_sync import btf
+from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +28,31 @@ class Collector:
 
 
 @dataclass(frozen=True, slots=True)
+class Kfuncs:
+    """Kernel functions a reader calls, and which kernels have them (for the refusal's words)."""
+
+    names: tuple[str, ...]  # each a BTF FUNC of the kernel's vmlinux
+    since: str  # e.g. "the memcg kfuncs, Linux 7.0 and later"
+
+
+@dataclass(frozen=True, slots=True)
 class StatProgram:
     name: str
     object_file: str
-    stats_map: str
-    collectors: tuple[Collector, ...]  # in order of preference; exactly one is loaded
+    stats_map: str | None  # None: no collector, no state; the reader computes everything per read
+    collectors: tuple[Collector, ...]  # in order of preference; exactly one is loaded; () with no stats_map
     description: str
+    kfuncs: Kfuncs | None = None  # checked against the kernel's BTF before loading (require_kfuncs)
+
+    def __post_init__(self) -> None:
+        if (self.stats_map is None) != (not self.collectors):
+            raise ValueError(f"{self.name}: a stats map needs a collector to fill it, and a collector a map")
+
+    def map_name(self) -> str:
+        """stats_map, for code that only handles stats with a map (ValueError for one without)."""
+        if self.stats_map is None:
+            raise ValueError(f"{self.name} has no stats map")
+        return self.stats_map
 
 
 CATALOGUE: dict[str, StatProgram] = {
@@ -49,6 +76,18 @@ CATALOGUE: dict[str, StatProgram] = {
         ),
         description="memcg usage/limit/failcnt from the page counters and a log2 histogram of reclaim stalls",
     ),
+    "memcg_stat": StatProgram(
+        name="memcg_stat",
+        object_file="memcg_stat.bpf.o",
+        stats_map=None,
+        collectors=(),
+        description="memory.stat's state lines (bytes) and pgfault/pgmajfault, read through the memcg kfuncs",
+        kfuncs=Kfuncs(
+            ("bpf_mem_cgroup_page_state", "bpf_mem_cgroup_vm_events", "bpf_mem_cgroup_flush_stats",
+             "bpf_get_mem_cgroup", "bpf_put_mem_cgroup"),
+            "the memcg kfuncs of mm/bpf_memcontrol.c, Linux 7.0 and later",
+        ),
+    ),
 }
 DEFAULT_PROGRAMS: tuple[str, ...] = ("hist_oncpu",)
 
@@ -63,6 +102,25 @@ def lookup(name: str) -> StatProgram:
     except KeyError:
         known = ", ".join(sorted(CATALOGUE))
         raise UnknownProgram("program", name, 0, f"unknown stat program (known: {known})") from None
+
+
+def missing_kfuncs(spec: StatProgram) -> list[str]:
+    """The kfuncs spec's reader calls that the running kernel's BTF has no FUNC of (all of them
+    when the BTF cannot be read); [] when it needs none."""
+    if spec.kfuncs is None:
+        return []
+    found = btf.vmlinux_or_none(funcs=spec.kfuncs.names)
+    have = found.funcs if found is not None else frozenset()
+    return [n for n in spec.kfuncs.names if n not in have]
+
+
+def require_kfuncs(spec: StatProgram) -> None:
+    """Refuse (KernelUnsupported, one line) a stat whose reader calls kfuncs this kernel lacks."""
+    missing = missing_kfuncs(spec)
+    if missing and spec.kfuncs is not None:
+        raise KernelUnsupported("stat program", spec.name, 0,
+                                f"needs {spec.kfuncs.since}; this kernel ({os.uname().release}) has no "
+                                f"{missing[0]}" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
 
 
 PACKAGED_OBJECTS = Path(__file__).resolve().parent / "bpf_objects"

@@ -106,7 +106,7 @@ def _stand_in(m: Mirror, name: str) -> None:
         os.close(fd)
 
 
-SHARED = sorted([COLLECTOR_PIN, lookup(STAT).stats_map])
+SHARED = sorted([COLLECTOR_PIN, lookup(STAT).map_name()])
 
 
 def test_user_space_clean_refuses_while_approach_2_uses_the_collector(once: Mirror) -> None:

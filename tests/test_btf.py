@@ -190,3 +190,26 @@ def test_an_unknown_architecture_is_a_clear_error() -> None:
     with pytest.raises(KernelUnsupported, match="no bpf syscall number known for this architecture") as exc:
         libbpf.nr_bpf("pdp11")
     assert "pdp11" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_functions_are_found_by_name_and_kind() -> None:
+    """A kfunc is a FUNC of the host's BTF (bpf_cgroup_acquire, since 6.2); a made-up name and a
+    struct's name are not functions."""
+    _needs_vmlinux()
+    found = btf.read(btf.VMLINUX, funcs=("bpf_cgroup_acquire", "bpffs_sync_no_such_kfunc", "bpf_link"))
+    assert found.funcs == {"bpf_cgroup_acquire"}
+    assert btf.vmlinux_or_none(funcs=("bpffs_sync_no_such_kfunc",)) == btf.Found({}, frozenset(), frozenset())
+
+
+def test_a_function_in_a_made_blob() -> None:
+    """A FUNC is found by its name; a FUNC_PROTO's parameter of that name is not a function."""
+    strings = b"\0f\0g\0int\0"
+    types = (
+        _type(6, btf.KIND_INT, 0, 4)
+        + struct.pack("=I", 32)
+        + _type(0, btf.KIND_FUNC_PROTO, 1, 1)
+        + struct.pack("=II", 3, 1)  # int (*)(int g)
+        + _type(1, btf.KIND_FUNC, 1, 2)  # int f(int g), global linkage
+    )
+    found = btf.query(_blob(types, strings), funcs=("f", "g"), typedefs=("f",))
+    assert found.funcs == {"f"} and found.typedefs == frozenset()

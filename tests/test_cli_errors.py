@@ -15,12 +15,26 @@ from helpers import REPO, Mirror, assert_one_line_error, cli
 from bpffs_sync import libbpf
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.measure.bench import MEMORY_V1_STAT
+from bpffs_sync.programs import lookup, missing_kfuncs
 from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 
 def test_unknown_program(mirror: Mirror) -> None:
     """--program nope names the program and the known ones."""
     assert_one_line_error(mirror.cli("run", "--program", "nope"), "nope", "hist_oncpu")
+
+
+def test_program_whose_kfuncs_the_kernel_lacks(mirror: Mirror) -> None:
+    """--program memcg_stat on a kernel without the memcg kfuncs (Linux 7.0+): one line naming the
+    stat and a missing kfunc, before anything is loaded or pinned (user-space and auto mode)."""
+    if not missing_kfuncs(lookup("memcg_stat")):
+        pytest.skip("this kernel has the memcg kfuncs")
+    before = sorted(os.listdir(mirror.bpffs))
+    user_space = mirror.cli("run", "--once", "--program", "memcg_stat")
+    auto = cli("run", *mirror.args(), "--once", "--program", "hist_oncpu", "--program", "memcg_stat", env=mirror.env)
+    for res in (user_space, auto):
+        assert_one_line_error(res, "stat program memcg_stat", "memcg kfuncs", "has no bpf_mem_cgroup_page_state")
+    assert sorted(os.listdir(mirror.bpffs)) == before
 
 
 def test_missing_cgroup_root(bpffs_mount: str) -> None:

@@ -87,7 +87,7 @@ def test_gone_hierarchies_are_forgotten_in_every_stat(mirror: Mirror) -> None:
     programs = [arg for name in stats for arg in ("--program", name)]
     mirror.cli("run", "--once", *programs, check=True)  # the maps, pinned
     key = _stale_key()
-    pins = [mirror.layout.private_path(name, lookup(name).stats_map) for name in stats]
+    pins = [mirror.layout.private_path(name, lookup(name).map_name()) for name in stats]
     for pin in pins:
         size = json.loads(_bpftool("-j", "map", "show", "pinned", pin).stdout)["bytes_value"]
         res = _bpftool("map", "update", "pinned", pin, "key", "hex", *key.split(), "value", "hex", *["00"] * size)

@@ -12,7 +12,7 @@ from bpffs_sync import libbpf
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.histogram import parse_stat
-from bpffs_sync.programs import lookup
+from bpffs_sync.programs import lookup, missing_kfuncs
 from bpffs_sync.stats import LoadedStat
 
 
@@ -100,3 +100,57 @@ def test_stale_generation_pins_are_replaced(mirror: Mirror) -> None:
     passes = [doc for doc in map(json.loads, res.stderr.splitlines()) if doc["event"] == "reconcile_pass"]
     assert [p["done"] for p in passes] == [{"remove": 2, "pin": 2}]  # root and g, re-pinned
     assert mirror.in_sync()
+
+
+def test_a_stat_without_collector_pins_nothing_private(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    """memcg_stat (no collector, no map, a sleepable iter.s/cgroup reader): loaded with
+    BPF_F_SLEEPABLE, nothing in its private directory (not the directory either), nothing to heal
+    or forget, no collector problem; its pin serves the cgroup. On a kernel without the memcg
+    kfuncs (the load is let through here: the weak kfuncs are dead code) the file says so."""
+    from bpffs_sync import stats
+    from bpffs_sync.backends.pins import verify
+
+    spec = lookup("memcg_stat")
+    missing = missing_kfuncs(spec)
+    monkeypatch.setattr(stats, "require_kfuncs", lambda spec: None)
+    flags: dict[str, int] = {}
+    real_set_flags = libbpf.BpfProgram.set_flags
+
+    def spy(self: libbpf.BpfProgram, value: int) -> None:
+        flags[self.name] = value
+        real_set_flags(self, value)
+
+    monkeypatch.setattr(libbpf.BpfProgram, "set_flags", spy)
+    os.mkdir(mirror.cg("m"))
+    loaded = LoadedStat(mirror.layout, spec)
+    try:
+        assert flags == {"memcg_stat": libbpf.BPF_F_SLEEPABLE}
+        assert (loaded.collector, loaded.map_fd, loaded.map_id, loaded.collector_name) == (None, None, None, "")
+        assert not os.path.exists(mirror.layout.private_path("memcg_stat"))
+        assert loaded.heal() is False and loaded.forget_cgroup(0, 1) is False
+        assert loaded.forget_hierarchies_except(frozenset()) == 0
+        assert not os.path.exists(mirror.layout.private_path("memcg_stat"))
+        assert verify(mirror.layout, [spec]).collector_problems == []
+        pin = os.path.join(mirror.bpffs, "m_memcg")
+        cg_fd = os.open(mirror.cg("m"), os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(mirror.bpffs, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            loaded.pin_cgroup(cg_fd, dir_fd, "m_memcg", pin)
+        finally:
+            os.close(cg_fd)
+            os.close(dir_fd)
+        try:
+            with open(pin, encoding="ascii") as f:
+                text = f.read()
+        finally:
+            os.unlink(pin)
+        if missing:
+            assert text == "memcg_stat: this kernel has no memcg kfuncs\n"
+        elif text:  # the memory controller is on for this cgroup
+            assert text.startswith("anon ") and "\npgfault " in text
+    finally:
+        loaded.close()
+    flags.clear()
+    other = LoadedStat(mirror.layout, lookup("hist_oncpu"))  # iter/cgroup: not sleepable, flags untouched
+    other.close()
+    assert flags == {}

@@ -246,7 +246,7 @@ def test_plain_clean_refuses_while_kernel_links_use_the_collectors(mirror: Mirro
         os.close(fd)
     res = mirror.cli("clean")
     assert_one_line_error(res, "kernel links use the collectors of hist_oncpu", "clean --kernel")
-    kept = [COLLECTOR_PIN, kernel_a1.NATIVE_LINK_PIN, lookup("hist_oncpu").stats_map]
+    kept = [COLLECTOR_PIN, kernel_a1.NATIVE_LINK_PIN, lookup("hist_oncpu").map_name()]
     assert sorted(os.listdir(private)) == sorted(kept)
     assert os.path.exists(mirror.stat_path("x"))
 

@@ -34,6 +34,8 @@ from bpffs_sync.stats import Generations, collector_problem
 def _collector_problems(layout: Layout, specs: list[StatProgram], gens: Generations) -> list[str]:
     problems = []
     for spec in specs:
+        if spec.stats_map is None:  # no collector, no map: nothing to miss
+            continue
         map_id = gens.map_ids.get(spec.name)
         if map_id is None:
             problems.append(f"{spec.name}: no stats map pinned at {layout.private_path(spec.name, spec.stats_map)}")

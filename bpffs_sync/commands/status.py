@@ -34,8 +34,10 @@ def daemon_status(layout: Layout) -> dict[str, Any]:
 
 def _program(layout: Layout, spec: StatProgram) -> dict[str, Any]:
     """The stat's pinned map and collector, read through its checked private directory (never a path
-    a planted symlink could redirect)."""
+    a planted symlink could redirect). A stat with no collector has neither: `stateless`."""
     out: dict[str, Any] = {"map_pinned": False, "collector_pinned": False}
+    if spec.stats_map is None:
+        return {**out, "stateless": True}
     dfd = private_dir(layout, spec.name, create=False)
     if dfd is None:
         out["map_error"] = f"no directory {layout.private_path(spec.name)}"
@@ -112,6 +114,8 @@ def to_text(doc: dict[str, Any]) -> str:
         if p["map_pinned"]:
             lines.append(f"program  {name}: map {p['map_id']} ({p['map_entries']}/{p['map_max_entries']} entries), "
                          f"collector {p.get('collector_program', 'MISSING')}")
+        elif p.get("stateless"):
+            lines.append(f"program  {name}: no map, no collector (its reader computes each read)")
         else:
             lines.append(f"program  {name}: not loaded")
     m = doc.get("mirror")

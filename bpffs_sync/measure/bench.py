@@ -222,8 +222,8 @@ def _pinloop(layout: Layout, loaded: LoadedStat) -> float:
     binary = _build_c("pinloop")
     spec = loaded.spec
     with private_bpffs() as other:
-        res = subprocess.run([binary, object_path(spec), spec.name, spec.stats_map,
-                              layout.private_path(spec.name, spec.stats_map), layout.cgroup_root, other],
+        res = subprocess.run([binary, object_path(spec), spec.name, spec.map_name(),
+                              layout.private_path(spec.name, spec.map_name()), layout.cgroup_root, other],
                              capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise RuntimeError(res.stderr.strip() or f"pinloop exited {res.returncode}")

@@ -42,7 +42,9 @@ class Pinner(Protocol):
     """What a pass needs of a loaded stat (stats.LoadedStat on a stock kernel)."""
 
     @property
-    def map_id(self) -> int: ...
+    def map_id(self) -> int | None:
+        """The stats map its pins read (their generation); None for a stat with no map."""
+        ...
 
     def pin_cgroup(self, cgroup_fd: int, dir_fd: int, name: str, what: str) -> int:
         """Pin a file serving the cgroup open at cgroup_fd as `name` in dir_fd; its cgroup id."""

@@ -338,7 +338,8 @@ class Daemon:
         if loaded is None:
             loaded = LoadedStat(self.layout, lookup(name), force_raw_tp=self.opts.force_raw_tp)
             self.stats[name] = loaded
-            self.telemetry.collectors[name] = loaded.collector_name
+            if loaded.collector is not None:
+                self.telemetry.collectors[name] = loaded.collector_name
         return loaded
 
     def run(self) -> int:

@@ -57,7 +57,7 @@ def test_stale_program_is_drift_until_run_swaps_it(pins_fs: str, cg: str) -> Non
     assert code == 0
     link_id = doc["links"][0]["link_id"]
     inode = os.stat(os.path.join(cg, FILE)).st_ino
-    os.unlink(os.path.join(pins_fs, "bpffs-sync", NAME, lookup(NAME).stats_map))
+    os.unlink(os.path.join(pins_fs, "bpffs-sync", NAME, lookup(NAME).map_name()))
     with kernel_a2.CgroupfsStat(Layout(pins_fs, CGROUP2), lookup(NAME)):
         pass  # loads and pins a new stats map: a new generation
     code, doc = cli_json("verify", "--approach", "2", "--bpffs", pins_fs, "--cgroup-root", cg)

@@ -128,7 +128,8 @@ def open_bed(tools: Tools, burn_seconds: float = 0.3) -> Iterator[Bed]:
         libbpf.obj_pin(loaded.reader.fd(), reader_pin)
         obj = libbpf.BpfObject(tools.bpf_object)
         stack.callback(obj.close)
-        map_pin = layout.private_path(STAT, loaded.spec.stats_map)
+        assert loaded.map_fd is not None  # hist_oncpu keeps a map
+        map_pin = layout.private_path(STAT, loaded.spec.map_name())
         knob_pin = os.path.join(private, "knobs")
         obj.set_map_pin_path("oncpu_stats", map_pin)
         obj.set_map_pin_path("knobs", knob_pin)
