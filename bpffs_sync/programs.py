@@ -83,8 +83,13 @@ CATALOGUE: dict[str, StatProgram] = {
         collectors=(),
         description="memory.stat's state lines (bytes) and pgfault/pgmajfault, read through the memcg kfuncs",
         kfuncs=Kfuncs(
-            ("bpf_mem_cgroup_page_state", "bpf_mem_cgroup_vm_events", "bpf_mem_cgroup_flush_stats",
-             "bpf_get_mem_cgroup", "bpf_put_mem_cgroup"),
+            (
+                "bpf_mem_cgroup_page_state",
+                "bpf_mem_cgroup_vm_events",
+                "bpf_mem_cgroup_flush_stats",
+                "bpf_get_mem_cgroup",
+                "bpf_put_mem_cgroup",
+            ),
             "the memcg kfuncs of mm/bpf_memcontrol.c, Linux 7.0 and later",
         ),
     ),
@@ -118,9 +123,13 @@ def require_kfuncs(spec: StatProgram) -> None:
     """Refuse (KernelUnsupported, one line) a stat whose reader calls kfuncs this kernel lacks."""
     missing = missing_kfuncs(spec)
     if missing and spec.kfuncs is not None:
-        raise KernelUnsupported("stat program", spec.name, 0,
-                                f"needs {spec.kfuncs.since}; this kernel ({os.uname().release}) has no "
-                                f"{missing[0]}" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise KernelUnsupported(
+            "stat program",
+            spec.name,
+            0,
+            f"needs {spec.kfuncs.since}; this kernel ({os.uname().release}) has no "
+            f"{missing[0]}" + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""),
+        )
 
 
 PACKAGED_OBJECTS = Path(__file__).resolve().parent / "bpf_objects"
