@@ -58,7 +58,8 @@ class MissingPage:
     def __init__(self) -> None:
         fd = int(_libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC))
         if fd < 0:
-            pytest.skip(f"userfaultfd: {os.strerror(ctypes.get_errno())} (the guest config has CONFIG_USERFAULTFD)")
+            pytest.skip(f"userfaultfd: {os.strerror(ctypes.get_errno())}: the guest kernel has no CONFIG_USERFAULTFD "
+                        "(kernel-approach1/config/base.config leaves it out)")
         self.fd = fd
         api = ctypes.create_string_buffer(struct.pack("QQQ", UFFD_API, 0, 0), 24)
         _ioctl(fd, UFFDIO_API, api)
