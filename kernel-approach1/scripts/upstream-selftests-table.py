@@ -134,7 +134,7 @@ def header() -> list[str]:
     ]
     for v in VARIANTS:
         excl = read(BUILD / f"upstream-{v}" / "EXCLUDED", "(not built)")
-        lines.append(f"- **Excluded from the {v} build**: {excl or 'nothing'}")
+        lines.append(f"- **Excluded from the {v} test_progs build**: {excl or 'nothing'}")
     lines += [
         "- **Commands** (in the guest, from the test_progs build directory):",
         "  `./test_progs -t libbpf_probes,bpf_iter,cgroup_iter,cgroup_hierarchical_stats,test_bpffs,"
