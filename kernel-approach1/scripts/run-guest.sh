@@ -70,7 +70,7 @@ GUEST
 chmod +x "$out/guest.sh" "$out/cmd.sh"
 
 cd "$tree"
-timeout=${BPFFS_SYNC_GUEST_TIMEOUT:-$([[ $variant == *debug ]] && echo 10800 || echo 900)}
+timeout=${BPFFS_SYNC_GUEST_TIMEOUT:-$([[ $variant == *debug ]] && echo 10800 || echo 1800)}
 # Single-threaded TCG: under multi-threaded TCG the other vCPU can run a stale translation of text
 # the kernel is patching (text_poke_bp) and take the int3 after the patch is done: an "Oops: int3"
 # in __schedule whenever a test attaches/detaches the sched_switch collector (static key flip).
