@@ -4,7 +4,10 @@
 and ship build/…/*.bpf.o as bpffs_sync/bpf_objects/. CO-RE relocations let objects built against one
 kernel's BTF load on any kernel with BTF that has the fields they read. Building needs clang,
 bpftool and libbpf-dev (bpf_helpers.h) and a BTF file: /sys/kernel/btf/vmlinux, or VMLINUX_BTF=<file>.
-An editable install (`pip install -e`, the development venv) skips this: it uses build/bpf (`make bpf`).
+It also copies the lab's C and BPF sources (bpffs_sync/measure/toolchain.py's IN_CHECKOUT) into
+bpffs_sync/measure/csrc/, which the report and `bench sync` compile at run time into a cache directory.
+An editable install (`pip install -e`, the development venv) skips this: it uses build/bpf (`make bpf`)
+and the sources where they are.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from setuptools.command.bdist_wheel import bdist_wheel, get_platform
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
+# The same list as bpffs_sync/measure/toolchain.py's IN_CHECKOUT (tests/test_packaging.py checks the wheel).
+LAB_SOURCES = ("bench/report/readloop.c", "bench/report/bpf/stat_by_id.bpf.c", "bpf/stat_common.h", "bench/c/pinloop.c")
 NEEDS = "clang, bpftool and libbpf-dev (apt-get install clang llvm bpftool libbpf-dev)"
 
 
@@ -29,6 +34,7 @@ class BuildWithBpf(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
+        self.copy_lab_sources()
         missing = [tool for tool in ("make", "clang", "bpftool") if shutil.which(tool) is None]
         if missing:
             sys.exit(f"bpffs-sync: error: building the BPF objects needs {NEEDS}; missing: {', '.join(missing)}")
@@ -45,6 +51,12 @@ class BuildWithBpf(build_py):
                          f"{res.returncode}); it needs {NEEDS}")
             for obj in sorted(Path(out).glob("*.bpf.o")):
                 shutil.copy2(obj, dest / obj.name)
+
+    def copy_lab_sources(self) -> None:
+        dest = Path(self.build_lib) / "bpffs_sync" / "measure" / "csrc"
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel in LAB_SOURCES:
+            shutil.copy2(HERE / rel, dest / Path(rel).name)
 
 
 class PlatformWheel(bdist_wheel):

@@ -251,3 +251,74 @@ def test_installed_wheel_finds_its_objects_and_version(wheel: Path) -> None:
     lines = res.stdout.splitlines()
     assert lines[0] == os.path.join(target, "bpffs_sync", "bpf_objects")
     assert lines[1] == f"bpffs-sync {version}"
+
+
+def test_wheel_carries_the_labs_sources(wheel: Path) -> None:
+    """What the report and `bench sync` compile at run time is package data (setup.py copies it)."""
+    from bpffs_sync.measure.toolchain import IN_CHECKOUT
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"bpffs_sync/measure/csrc/{n}" for n in IN_CHECKOUT} <= names
+
+
+def _site_files(venv: Path) -> set[str]:
+    (site,) = venv.glob("lib/python3*/site-packages")
+    return {str(p.relative_to(site)) for p in site.rglob("*") if "__pycache__" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def lab_venv(wheel: Path) -> Any:
+    """A fresh venv as the README installs the lab: requirements/lab.lock with hashes, then the wheel without
+    its dependencies (the lock holds the agent's and the lab extra's packages)."""
+    with tempfile.TemporaryDirectory(prefix="bpffs-sync-lab-") as tmp:
+        venv = Path(tmp, "venv")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        for args in (["--require-hashes", "-r", str(REPO / "requirements" / "lab.lock")], ["--no-deps", str(wheel)]):
+            res = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=900, check=False)
+            assert res.returncode == 0, res.stderr
+        yield venv
+
+
+def _lab_cli(venv: Path, tmp: Path, *argv: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed entry point, run from outside the checkout with the checkout off sys.path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BPFFS_SYNC_BPF_DIR", "VIRTUAL_ENV")}
+    env["XDG_CACHE_HOME"] = str(tmp / "cache")
+    env["PATH"] = path if path is not None else f"{venv / 'bin'}:{os.environ.get('PATH', '')}"
+    return subprocess.run([str(venv / "bin" / "bpffs-sync"), *argv], capture_output=True, text=True, env=env,
+                          cwd=tmp, timeout=1200, check=False)
+
+
+@pytest.mark.timeout(1800)
+def test_lab_report_runs_from_its_install(lab_venv: Path, tmp_path: Path) -> None:
+    """report --quick from the lab's install (issue 21's Done-when): exit 0, its files written, its native parts
+    compiled into the user's cache (vmlinux.h generated there from BTF), nothing written into site-packages."""
+    for tool in ("clang", "gcc", "bpftool"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the report compiles its C loop and BPF object at run time: no {tool}")
+    before = _site_files(lab_venv)
+    res = _lab_cli(lab_venv, tmp_path, "report", "--quick", "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    for name in ("report.md", "report.html", "results.json"):
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert {"readloop", "stat_by_id.bpf.o", "vmlinux.h"} <= {
+        p.name for p in (tmp_path / "cache" / "bpffs-sync" / "report").iterdir()}
+    assert _site_files(lab_venv) == before
+
+
+def test_lab_bench_from_its_install(lab_venv: Path, tmp_path: Path) -> None:
+    """bench --help works from the install; without a compiler on PATH, `bench sync` and `report` are one line
+    naming the missing tool, exit 2, nothing written into site-packages."""
+    res = _lab_cli(lab_venv, tmp_path, "bench", "--help")
+    assert res.returncode == 0 and "usage: bpffs-sync bench" in res.stdout, res.stderr
+    before = _site_files(lab_venv)
+    bare = str(lab_venv / "bin")  # the venv only: no gcc, cc, clang or bpftool
+    for argv, missing in ((["bench", "sync", "--count", "10"], "gcc or cc"),
+                          (["report", "--quick", "--out", str(tmp_path / "out")], "clang")):
+        res = _lab_cli(lab_venv, tmp_path, *argv, path=bare)
+        assert res.returncode == 2, res.stdout + res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"needs {missing}, not found on PATH" in lines[0], res.stderr
+        assert "Traceback" not in res.stderr
+    assert _site_files(lab_venv) == before

@@ -33,6 +33,7 @@ from typing import Any
 
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.histogram import parse_stat
+from bpffs_sync.measure import toolchain
 from bpffs_sync.mirror import cgroupfs
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
@@ -40,8 +41,6 @@ from bpffs_sync.programs import lookup, object_path
 from bpffs_sync.rundir import telemetry_path
 from bpffs_sync.sandbox import private_bpffs, private_cgroup_root, wait_until
 from bpffs_sync.stats import LoadedStat
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MEMORY_V1_STAT = "/sys/fs/cgroup/memory/memory.stat"
 
@@ -219,7 +218,7 @@ def bench_sync(count: int, repeats: int = 5) -> dict[str, Any]:
 def _pinloop(layout: Layout, loaded: LoadedStat) -> float:
     """The C baseline (bench/c/pinloop.c): the same mkdir + link_create + pin + chmod per cgroup,
     from C, into a second private bpffs. Returns its seconds (the walk and syscalls only)."""
-    binary = _build_c("pinloop")
+    binary = toolchain.compile_c("pinloop", "bench")
     spec = loaded.spec
     with private_bpffs() as other:
         res = subprocess.run([binary, object_path(spec), spec.name, spec.map_name(),
@@ -228,16 +227,6 @@ def _pinloop(layout: Layout, loaded: LoadedStat) -> float:
         if res.returncode != 0:
             raise RuntimeError(res.stderr.strip() or f"pinloop exited {res.returncode}")
     return float(res.stdout.split("seconds")[1])
-
-
-def _build_c(name: str) -> str:
-    """bench/c/<name>.c compiled (gcc, libbpf) into build/bench/, again when the source is newer."""
-    src = os.path.join(REPO, "bench", "c", f"{name}.c")
-    out = os.path.join(REPO, "build", "bench", name)
-    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", out, src, "-lbpf"], check=True)
-    return out
 
 
 def _parse_memory_stat(text: str) -> dict[str, int]:
@@ -332,6 +321,8 @@ def render(doc: dict[str, Any]) -> str:
 
 def bench(what: list[str], counts: list[int] | None, reads: int, rate: float = 1000.0,
           seconds: float = 60.0) -> dict[str, Any]:
+    if "sync" in what:  # its C baseline is compiled first: a missing gcc/libbpf is one line before any run
+        toolchain.compile_c("pinloop", "bench")
     doc: dict[str, Any] = {"kernel": os.uname().release, "cpus": os.cpu_count()}
     if "lag" in what:
         doc["lag"] = bench_lag(counts[0] if counts else 1000)

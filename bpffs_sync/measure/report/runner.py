@@ -74,6 +74,9 @@ def _patched(plan: Plan, out_dir: Path, on_progress: Callable[[str], None]) -> d
         return stats.not_measured("patched kernel not booted (--kernel no)")
     if plan.kernel == "auto" and plan.quick:
         return stats.not_measured("--quick does not boot the patched kernel (use --kernel yes)")
+    if not guest.RUN_GUEST.is_file():  # an install carries the lab, not the kernel series and their scripts
+        return stats.not_measured(f"no {guest.RUN_GUEST.relative_to(native.REPO)} here: the patched-kernel rows "
+                                  "run from a checkout")
     if guest.choose() is None:
         if plan.kernel == "auto":
             return stats.not_measured(f"no built kernel at {guest.BOTH.bzimage} "

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,8 +47,16 @@ def cat_grep(path: str | None, key: str) -> str:
 def unprivileged(readloop: str, cloop: list[str] | None) -> str:
     if cloop is None:
         return "not measured: mechanism unavailable here"
-    proc = subprocess.run([readloop, cloop[0], "1", *cloop[1:]], capture_output=True, text=True, check=False,
-                          user=NOBODY, group=NOBODY, extra_groups=[], timeout=30)
+    # The loop may be built under a home uid 65534 cannot enter (an install compiles it into ~/.cache, and
+    # /root is 0700): it runs a copy in a directory of its own that it can.
+    with tempfile.TemporaryDirectory(prefix="bpffs-sync-readloop-") as tmp:
+        os.chmod(tmp, 0o755)
+        binary = shutil.copy2(readloop, tmp)
+        try:
+            proc = subprocess.run([binary, cloop[0], "1", *cloop[1:]], capture_output=True, text=True, check=False,
+                                  user=NOBODY, group=NOBODY, extra_groups=[], timeout=30)
+        except OSError as err:
+            return f"not measured: cannot run the C loop as uid 65534 from {tmp}: {err.strerror}"
     if proc.returncode == 0:
         return "yes: read as uid 65534"
     return f"no: {proc.stderr.strip().removeprefix('readloop: ')[:100]}"
