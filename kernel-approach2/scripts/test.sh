@@ -24,7 +24,7 @@ done
 kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
 make -s -C "$repo" bpf
-progs= bpftool=  # Approach 1's selftests (patch 7) and its bpftool, run with its suite
+progs= bpftool=  # Approach 1's selftests (patch 10) and its bpftool (patch 11), run with its suite
 if [[ -n $a1 && -z $bench ]]; then
 	progs=$("$repo/kernel-approach1/scripts/selftests.sh" "$tree")
 	bpftool=$("$repo/kernel-approach1/scripts/bpftool.sh" "$tree")
