@@ -80,7 +80,7 @@ lint-run:
 	$(VENV)/ruff check bpffs_sync v1_controllers tests bench kernel-approach1/tests kernel-approach1/bench \
 		kernel-approach2/tests kernel-approach2/bench
 	$(VENV)/mypy
-	$(VENV)/mypy kernel-approach1/tests kernel-approach1/bench
+	MYPYPATH=tests $(VENV)/mypy kernel-approach1/tests kernel-approach1/bench
 	MYPYPATH=tests $(VENV)/mypy kernel-approach2/tests kernel-approach2/bench
 
 test: bpf lint

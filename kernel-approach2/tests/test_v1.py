@@ -14,16 +14,15 @@ from conftest import FILE, cgroups_under, files_under, link_desc, make_tree, rea
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a2
-from bpffs_sync.mirror.forest import Selection
+from bpffs_sync.mirror.forest import Selection, hierarchies
 from bpffs_sync.paths import Layout
-from v1_controllers import discover
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
 from v1_scratch import mounted_v1_hierarchy
 
 
 def hierarchy_id_of(mount_point: str) -> int:
-    return next(h.hierarchy_id for h in discover() if mount_point in h.mount_points)
+    return next(h.hierarchy_id for h in hierarchies() if mount_point in h.mount_points)
 
 
 @pytest.fixture(params=["none,name=a2test", "cpu,cpuacct"])
