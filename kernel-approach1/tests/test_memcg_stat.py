@@ -71,7 +71,7 @@ HOG = f"""
 import mmap, os, signal, sys
 with open(sys.argv[1] + "/cgroup.procs", "w") as f:
     f.write(str(os.getpid()))
-anon = mmap.mmap(-1, {ANON_MIB} << 20)
+anon = mmap.mmap(-1, {ANON_MIB} << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # not shmem
 for off in range(0, len(anon), 4096):
     anon[off] = 1
 fd = os.open("/dev/shm/memcg-stat-test-%d" % os.getpid(), os.O_CREAT | os.O_RDWR, 0o600)
