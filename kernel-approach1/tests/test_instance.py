@@ -38,6 +38,17 @@ def mount_mirror() -> tuple[str | None, subprocess.CompletedProcess[str]]:
     return path, res
 
 
+def namespace_copy(mirror_fs: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A process in a private copy of this mount namespace (it keeps the mirror instance alive after
+    our umount), and the path of mirror_fs as that copy sees it; the caller kills the process."""
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    for _ in range(500):  # until the namespace exists
+        if os.readlink(f"/proc/{holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+            break
+        os.sched_yield()
+    return holder, f"/proc/{holder.pid}/root{os.path.realpath(mirror_fs)}"
+
+
 def test_a_lazily_unmounted_instance_keeps_the_mirror_until_its_last_file_closes(
         stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]) -> None:
     """umount -l of the mirror instance while one of its files is open keeps its superblock, and
@@ -72,13 +83,8 @@ def test_a_mount_namespace_copy_keeps_the_mirror_until_it_goes(stat: kernel_a1.K
     make_tree(cg, "a")
     link_fds.append(stat.attach(cg))
     stat.close()
-    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    holder, copy_view = namespace_copy(mirror_fs)
     try:
-        copy_view = f"/proc/{holder.pid}/root{os.path.realpath(mirror_fs)}"
-        for _ in range(500):  # until the namespace exists
-            if os.readlink(f"/proc/{holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
-                break
-            os.sched_yield()
         assert os.path.isdir(os.path.join(copy_view, "cgroup"))
         subprocess.run(["umount", mirror_fs], check=True)
         err, log = refused_mirror_mount()
@@ -192,14 +198,9 @@ def test_takeover_moves_the_mirror_from_a_holder_nobody_can_reach(stat: kernel_a
     make_tree(cg, "a/b")
     link_fds.append(stat.attach(cg))
     stat.close()
-    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    holder, copy_view = namespace_copy(mirror_fs)
     fresh: str | None = None
     try:
-        copy_view = f"/proc/{holder.pid}/root{os.path.realpath(mirror_fs)}"
-        for _ in range(500):
-            if os.readlink(f"/proc/{holder.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
-                break
-            os.sched_yield()
         assert os.path.isdir(os.path.join(copy_view, "cgroup"))
         subprocess.run(["umount", mirror_fs], check=True)
         err, log = refused_mirror_mount()
