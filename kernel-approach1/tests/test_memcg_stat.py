@@ -5,66 +5,30 @@ cgroup, read while the cgroup's only task is stopped (so the counters hold still
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
+from conftest import CGROUP2
+from series_fixtures import LoadedStats
 from test_cgroup_stat import mirror_of
 
-from bpffs_sync import libbpf, series
-from bpffs_sync.programs import object_dir
+from bpffs_sync.backends import kernel_a1
+from bpffs_sync.paths import Layout
+from bpffs_sync.programs import lookup
 
-BPF_F_SLEEPABLE = 1 << 4
 NAME = "memcg_stat"
 ANON_MIB = 24
 SHMEM_MIB = 8
 
 
-class SleepableReader:
-    """bpf/memcg_stat's cgroup/stat.s object opened with the system libbpf, which predates the
-    series: the type, attach type and BPF_F_SLEEPABLE are set by hand, as bpffs-sync does."""
-
-    def __init__(self) -> None:
-        lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
-        lib.bpf_object__open_file.restype = ctypes.c_void_p
-        lib.bpf_object__open_file.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
-        lib.bpf_object__find_program_by_name.restype = ctypes.c_void_p
-        lib.bpf_object__find_program_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        for fn in ("bpf_program__set_type", "bpf_program__set_expected_attach_type", "bpf_program__set_flags"):
-            getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_uint]
-            getattr(lib, fn).restype = ctypes.c_int
-        lib.bpf_object__load.argtypes = [ctypes.c_void_p]
-        lib.bpf_program__fd.argtypes = [ctypes.c_void_p]
-        lib.bpf_object__close.argtypes = [ctypes.c_void_p]
-        self._lib = lib
-        path = os.path.join(object_dir(), "memcg_stat.stat.bpf.o")
-        self._obj = lib.bpf_object__open_file(path.encode(), None)
-        assert self._obj, f"open {path}: errno {ctypes.get_errno()}"
-        prog = lib.bpf_object__find_program_by_name(self._obj, NAME.encode())
-        assert prog
-        uapi = series.uapi()
-        assert lib.bpf_program__set_type(prog, uapi.prog_type) == 0
-        assert lib.bpf_program__set_expected_attach_type(prog, uapi.attach_type) == 0
-        assert lib.bpf_program__set_flags(prog, BPF_F_SLEEPABLE) == 0
-        err = lib.bpf_object__load(self._obj)
-        assert err == 0, f"load memcg_stat: {err}"
-        self.fd: int = lib.bpf_program__fd(prog)
-
-    def close(self) -> None:
-        self._lib.bpf_object__close(self._obj)
-
-
 @pytest.fixture
-def reader() -> Iterator[SleepableReader]:
-    r = SleepableReader()
-    try:
-        yield r
-    finally:
-        r.close()
+def reader(mirror_fs: str, loaded_stats: LoadedStats) -> kernel_a1.KernelMirror:
+    """memcg_stat through bpffs-sync's own loader (once per session), which sets BPF_F_SLEEPABLE
+    from the reader's section name: the system libbpf predates SEC("cgroup/stat.s")."""
+    return loaded_stats.get(kernel_a1.KernelMirror, Layout(mirror_fs, CGROUP2), lookup(NAME))
 
 
 HOG = f"""
@@ -99,14 +63,12 @@ def enable_memory(cg: str) -> None:
             f.write("+memory")
 
 
-def test_memcg_stat_equals_memory_stat(mirror_fs: str, cg: str, reader: SleepableReader,
+def test_memcg_stat_equals_memory_stat(mirror_fs: str, cg: str, reader: kernel_a1.KernelMirror,
                                        link_fds: list[int]) -> None:
     enable_memory(cg)
     job = os.path.join(cg, "job")
     os.mkdir(job)
-    cg_fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
-    link_fds.append(cg_fd)
-    link_fds.append(libbpf.link_create_cgroup_stat(reader.fd, cg_fd, NAME))
+    link_fds.append(reader.attach(cg))
     hog = subprocess.Popen([sys.executable, "-c", HOG, job], stdout=subprocess.PIPE, text=True)
     try:
         assert hog.stdout is not None and hog.stdout.readline() == "ready\n"
@@ -135,15 +97,13 @@ def test_memcg_stat_equals_memory_stat(mirror_fs: str, cg: str, reader: Sleepabl
         hog.wait()
 
 
-def test_memcg_stat_of_a_cgroup_without_memory_controller(mirror_fs: str, cg: str, reader: SleepableReader,
+def test_memcg_stat_of_a_cgroup_without_memory_controller(mirror_fs: str, cg: str, reader: kernel_a1.KernelMirror,
                                                            link_fds: list[int]) -> None:
     """No memory controller on the cgroup (its parent does not enable it): bpf_get_mem_cgroup()
     finds no memcg and the file reads empty, with no error."""
     plain = os.path.join(cg, "plain")
     os.mkdir(plain)
-    cg_fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
-    link_fds.append(cg_fd)
-    link_fds.append(libbpf.link_create_cgroup_stat(reader.fd, cg_fd, NAME))
+    link_fds.append(reader.attach(cg))
     with open(os.path.join(mirror_of(mirror_fs, plain), NAME), encoding="ascii") as f:
         text = f.read()
     assert text == ""
