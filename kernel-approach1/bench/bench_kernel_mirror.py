@@ -25,52 +25,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.cli import bounded
+from bpffs_sync.measure import harness
+from bpffs_sync.measure.harness import CGROUP2, make_tree, remove_tree, spin, timed_make
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
-
-CGROUP2 = "/sys/fs/cgroup"
-
-
-def make_tree(root: str, n: int) -> list[str]:
-    """n cgroups as ceil(sqrt n) parents of about sqrt n children; returns them parents first."""
-    width = max(1, int(n ** 0.5))
-    made: list[str] = []
-    i = 0
-    while len(made) < n:
-        parent = os.path.join(root, f"p{i}.slice")
-        os.mkdir(parent)
-        made.append(parent)
-        for j in range(min(width, n - len(made))):
-            child = os.path.join(parent, f"c{j}.scope")
-            os.mkdir(child)
-            made.append(child)
-        i += 1
-    return made
-
-
-def remove_tree(made: list[str]) -> float:
-    start = time.perf_counter()
-    for path in reversed(made):
-        os.rmdir(path)
-    return time.perf_counter() - start
-
-
-def timed_make(root: str, n: int) -> tuple[list[str], float]:
-    start = time.perf_counter()
-    made = make_tree(root, n)
-    return made, time.perf_counter() - start
-
 
 # With two CPUs the probe runs on CPU 1, the walk (the attaching thread) and the busy baseline on
 # CPU 0, the same placement in every round. The guest runs single-threaded TCG (run-guest.sh), one
@@ -81,47 +48,23 @@ PROBE_CPU = 1 if len(os.sched_getaffinity(0)) >= 2 and 1 in os.sched_getaffinity
 WALK_CPU = 0
 
 
-def _voluntary_switches() -> int:
-    return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+class MkdirProbe:
+    """What one stall probe saw: mkdir latencies (the mkdir alone timed, rmdir after), the worst,
+    and the mkdirs that blocked in the kernel (harness.stall_probe's "thread" runner)."""
 
-
-class MkdirProbe(threading.Thread):
-    """mkdir+rmdir in a loop until stopped; keeps the worst latency, and the mkdirs that slept."""
-
-    def __init__(self, root: str) -> None:
-        super().__init__(daemon=True)
-        self.root = root
-        self.stop = threading.Event()
-        self.worst = 0.0
-        self.samples: list[float] = []
-        self.slept: list[float] = []  # latencies of the mkdirs that blocked in the kernel
-
-    def run(self) -> None:
-        if PROBE_CPU is not None:
-            os.sched_setaffinity(0, {PROBE_CPU})  # this thread only
-        path = os.path.join(self.root, "probe")
-        while not self.stop.is_set():
-            switches = _voluntary_switches()
-            start = time.perf_counter()
-            os.mkdir(path)
-            took = time.perf_counter() - start
-            if _voluntary_switches() != switches:
-                self.slept.append(took)
-            os.rmdir(path)
-            self.samples.append(took)
-            self.worst = max(self.worst, took)
+    def __init__(self, samples: list[harness.Sample]) -> None:
+        self.samples = [s.latency_ns / 1e9 for s in samples]
+        self.worst = max(self.samples, default=0.0)
+        self.slept = [s.latency_ns / 1e9 for s in samples if s.slept]  # latencies of the mkdirs that blocked
 
 
 def probe_while(root: str, action: Callable[[], object]) -> MkdirProbe:
-    """The probe, stopped, that ran mkdirs during action()."""
-    probe = MkdirProbe(root)
-    probe.start()
-    time.sleep(0.05)
-    action()
-    time.sleep(0.05)
-    probe.stop.set()
-    probe.join()
-    return probe
+    """The probe, stopped, that ran mkdirs during action(): a thread of this process on PROBE_CPU."""
+    with harness.stall_probe(root, "thread", pair=False, cpu=PROBE_CPU) as samples:
+        time.sleep(0.05)
+        action()
+        time.sleep(0.05)
+    return MkdirProbe(samples)
 
 
 STALL_ROUNDS = 3
@@ -156,13 +99,6 @@ def stall_rounds(actions: dict[str, Callable[[], object]]) -> dict[str, float]:
         out[f"mkdir_slept_{label}"] = len(slept[label])
         out[f"mkdir_slept_worst_{label}_ms"] = max(slept[label], default=0.0)
     return out
-
-
-def spin(seconds: float) -> None:
-    """A CPU-bound process for `seconds`: the busy baseline of the stall (under TCG a vCPU that
-    runs anything at all slows the other's mkdir; this separates that from lock waits)."""
-    subprocess.run([sys.executable, "-c", f"import time\ne = time.monotonic() + {seconds}\n"
-                    "while time.monotonic() < e: pass"], check=True)
 
 
 READ_PARTS = ("open", "run", "close")  # run: the first read(2), which runs the program

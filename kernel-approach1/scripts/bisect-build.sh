@@ -5,6 +5,10 @@
 # CONFIG_BPF_EVENTS=n (the two options the series' stubs and #ifdefs depend on).
 #
 # Usage: bisect-build.sh            (after build.sh plain; the worktrees live in the cache)
+# Another series: BISECT_TREE=<git tree whose baseline..HEAD is the series> (default build-plain),
+# BISECT_CONFIG=<.config to build with> (default the tree's), BISECT_NAME=<worktree prefix> (default
+# bisect); e.g. Approach 2 from its developer tree:
+#   BISECT_TREE=$cache/a2-dev BISECT_CONFIG=$cache/build-a2/.config BISECT_NAME=bisect-a2 bisect-build.sh
 # Per patch: every touched .c under kernel/ fs/ mm/ net/ becomes its .o target, built with -Werror
 # and then W=1 -Werror; a touched header also rebuilds kernel/bpf/ and kernel/cgroup/ (its users
 # here); tools/lib/bpf is built when the patch touches it. Prints one line per patch and exits non-zero on the first that fails.
@@ -41,10 +45,10 @@ worktree() {
 
 # O= build dir for a =n config, seeded from the plain .config; prints nothing
 seed_noconfig() {
-	local tree=$1 src=$2 name=$3 out=$4
+	local config=$1 src=$2 name=$3 out=$4
 	local opt=${NOCFG_OPT[$name]}
 	mkdir -p "$out"
-	cp "$tree/.config" "$out/.config"
+	cp "$config" "$out/.config"
 	# shellcheck disable=SC2086 # word splitting of the argument list is intended
 	"$src/scripts/config" --file "$out/.config" ${NOCFG_ARGS[$name]}
 	make -s -C "$src" O="$out" olddefconfig >/dev/null
@@ -56,35 +60,37 @@ seed_noconfig() {
 }
 
 main() {
-	local here repo cache tree wt src commits commit n=0 files objs dirs kernel name
+	local here repo cache tree config wt src commits commit n=0 files objs dirs kernel name nc
 	local link=${BISECT_LINK:-each} noconfigs
 	read -r -a noconfigs <<<"${BISECT_NOCONFIGS-cgroup-bpf bpf-events}"
 	here=$(cd "$(dirname "$0")/.." && pwd)
 	repo=$(cd "$here/.." && pwd)
 	cache=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
-	tree=$cache/build-plain
-	wt=$cache/bisect
-	src=$cache/bisect-src
+	tree=${BISECT_TREE:-$cache/build-plain}
+	config=${BISECT_CONFIG:-$tree/.config}
+	name=${BISECT_NAME:-bisect}
+	wt=$cache/$name
+	src=$cache/$name-src
 	export CCACHE_DIR=$cache/ccache
-	[[ -f $tree/.config ]] || { echo "bisect-build: no $tree/.config (run scripts/build.sh plain)" >&2; exit 2; }
+	[[ -f $config ]] || { echo "bisect-build: no $config (run scripts/build.sh plain)" >&2; exit 2; }
 	case $link in
 	each | last | none) ;;
 	*) echo "bisect-build: BISECT_LINK must be each, last or none, not '$link'" >&2; exit 2 ;;
 	esac
-	for name in "${noconfigs[@]}"; do
-		[[ -n ${NOCFG_OPT[$name]:-} ]] || { echo "bisect-build: unknown =n config '$name' (cgroup-bpf, bpf-events)" >&2; exit 2; }
+	for nc in "${noconfigs[@]}"; do
+		[[ -n ${NOCFG_OPT[$nc]:-} ]] || { echo "bisect-build: unknown =n config '$nc' (cgroup-bpf, bpf-events)" >&2; exit 2; }
 	done
 
-	exec 9>"$cache/bisect.lock"
+	exec 9>"$cache/$name.lock"
 	flock 9
 	worktree "$tree" "$wt" baseline
-	cp "$tree/.config" "$wt/.config"
+	cp "$config" "$wt/.config"
 	make -s -C "$wt" olddefconfig >/dev/null
 	make -s -C "$wt" -j"$(nproc)" CC="ccache gcc" prepare >/dev/null
 	if ((${#noconfigs[@]})); then
 		worktree "$tree" "$src" baseline
-		for name in "${noconfigs[@]}"; do
-			seed_noconfig "$tree" "$src" "$name" "$cache/bisect-no-$name"
+		for nc in "${noconfigs[@]}"; do
+			seed_noconfig "$config" "$src" "$nc" "$cache/$name-no-$nc"
 		done
 	fi
 
@@ -121,8 +127,8 @@ main() {
 		fi
 		if ((kernel)) && ((${#noconfigs[@]})); then
 			git -C "$src" checkout -q --detach "$commit"
-			for name in "${noconfigs[@]}"; do
-				make -s -C "$src" O="$cache/bisect-no-$name" -j"$(nproc)" CC="ccache gcc" \
+			for nc in "${noconfigs[@]}"; do
+				make -s -C "$src" O="$cache/$name-no-$nc" -j"$(nproc)" CC="ccache gcc" \
 					KCFLAGS=-Werror kernel/bpf/ kernel/cgroup/ >&2
 			done
 			echo "bisect-build: patch $n/${#commits[@]} compiles with ${noconfigs[*]} =n"

@@ -202,6 +202,33 @@ def test_name_collision_skips_the_subtree(stat: kernel_a1.KernelMirror, mirror_f
     assert report.conflicts == [os.path.relpath(os.path.join(cg, NAME), CGROUP2)]
 
 
+@pytest.mark.parametrize("dir_first", [True, False], ids=["directory-first", "file-first"])
+def test_first_entry_made_wins(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int],
+                               dir_first: bool) -> None:
+    """Second v3 review, finding 6: link "l1" at a/x needs the directory a/x in the mirror, link "x" at
+    a needs the file a/x; whichever entry is made first wins, both link creates succeed. Directory
+    first: l1 keeps its file, x has none at a (one error) but one in a/x's directory. File first:
+    a/x is not mirrored, so l1 is left with no file at all (nr_files 0, one error)."""
+    make_tree(cg, "a/x")
+    a = os.path.join(cg, "a")
+    ax = os.path.join(a, "x")
+    if dir_first:
+        link_fds.append(l1 := stat.attach(ax, "l1"))
+        link_fds.append(lx := stat.attach(a, "x"))
+    else:
+        link_fds.append(lx := stat.attach(a, "x"))
+        link_fds.append(l1 := stat.attach(ax, "l1"))
+    entry = os.path.join(mirror_of(mirror_fs, a), "x")
+    d1, dx = link_desc(l1), link_desc(lx)
+    if dir_first:
+        assert os.path.isdir(entry)
+        assert sorted(os.listdir(entry)) == ["l1", "x"]  # l1's file, and x's for the cgroup a/x
+        assert ((d1.nr_files, d1.nr_errors), (dx.nr_files, dx.nr_errors)) == ((1, 0), (1, 1))
+    else:
+        assert os.path.isfile(entry)  # x's file for a
+        assert ((d1.nr_files, d1.nr_errors), (dx.nr_files, dx.nr_errors)) == ((0, 1), (1, 1))
+
+
 # --- link lifetime -------------------------------------------------------------------------------
 
 

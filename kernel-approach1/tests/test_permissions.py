@@ -99,3 +99,24 @@ def test_top_directory_stays_without_links(mirror_fs: str) -> None:
             op()
         assert exc.value.errno == errno.EPERM
     assert os.path.isdir(top)
+
+
+def test_no_entry_is_a_mountpoint(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]) -> None:
+    """Kernel-owned entries cannot be mounted on (dont_mount()): rmdir of a cgroup, under cgroup_mutex,
+    never has mounts to detach (before: both mounts succeeded and the rmdir unmounted them)."""
+    job = os.path.join(cg, "job")
+    os.mkdir(job)
+    link_fds.append(stat.attach(cg))
+    d = mirror_dir(mirror_fs, job)
+    tries = {
+        "tmpfs on a directory": ["mount", "-t", "tmpfs", "none", d],
+        "bind on a file": ["mount", "--bind", "/etc/hostname", os.path.join(d, NAME)],
+    }
+    results = {what: subprocess.run(cmd, capture_output=True, text=True, check=False) for what, cmd in tries.items()}
+    for what, res in results.items():
+        if res.returncode == 0:  # never leave it mounted
+            subprocess.run(["umount", tries[what][-1]], check=False)
+    assert {what: res.returncode != 0 for what, res in results.items()} == dict.fromkeys(tries, True)
+    assert not os.path.ismount(d)
+    os.rmdir(job)
+    assert not os.path.exists(d)

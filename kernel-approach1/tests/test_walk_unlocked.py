@@ -8,19 +8,14 @@ stall in milliseconds is measured by kernel-approach1/bench (`make kernel-bench`
 
 from __future__ import annotations
 
-import errno
 import os
-import threading
-from collections.abc import Callable
 
 import pytest
 from conftest import link_desc
-from series_fixtures import CgroupChurn
+from series_fixtures import in_thread, joined_fd, make_flat, race_create_and_detach
 from test_cgroup_stat import cgroups_under, mirror_of, stat_files
 
-from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.errors import LibbpfError
 
 NAME = "walk"
 # Tree sizes: a populate of many steps under TCG. BPFFS_SYNC_TEST_SCALE shrinks them for the debug
@@ -29,35 +24,6 @@ SCALE = float(os.environ.get("BPFFS_SYNC_TEST_SCALE", "1"))
 WIDE = max(100, int(4000 * SCALE))
 CHURNED = max(100, int(2000 * SCALE))
 ATTEMPTS = 6
-
-
-def make_flat(tree: str, n: int) -> None:
-    os.mkdir(tree)
-    for i in range(n):
-        os.mkdir(os.path.join(tree, f"c{i}"))
-
-
-def in_thread(fn: Callable[[], int]) -> tuple[threading.Thread, dict[str, object]]:
-    out: dict[str, object] = {}
-
-    def body() -> None:
-        try:
-            out["fd"] = fn()
-        except BaseException as err:
-            out["error"] = err
-
-    t = threading.Thread(target=body)
-    t.start()
-    return t, out
-
-
-def joined_fd(t: threading.Thread, out: dict[str, object]) -> int:
-    t.join()
-    if "error" in out:
-        raise AssertionError(f"link create failed: {out['error']!r}")
-    fd = out["fd"]
-    assert isinstance(fd, int)
-    return fd
 
 
 def test_mkdir_elsewhere_returns_while_a_populate_runs(
@@ -88,41 +54,29 @@ def mirror_dirs(mirror_fs: str, tree: str) -> set[str]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_walks_racing_mkdir_and_rmdir_handle_each_cgroup_once(
-    stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int], seed: int
+    stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, seed: int
 ) -> None:
     """mkdir and rmdir all over the subtree while the link is created and while it is detached:
     afterwards the files are exactly the live cgroups (none missing, none for a removed cgroup,
     nr_files equal), and after detach nothing is left and the link goes with its fd."""
     tree = os.path.join(cg, "tree")
     make_flat(tree, CHURNED)
-    raced = {"populate": 0, "depopulate": 0}
-    # Under single-threaded TCG a churn mkdir can spin out a whole walk on the mirror's mutex:
-    # cycles repeat (each one checked in full) until both walks have been raced at least once.
-    for attempt in range(ATTEMPTS):
-        with CgroupChurn(tree, seed * 1000 + 2 * attempt) as churn:
-            fd = stat.attach(tree, NAME)
-        link_fds.append(fd)
-        raced["populate"] += churn.during > 0
+
+    def created(fd: int) -> int:
         live = cgroups_under(tree)
         assert stat_files(mirror_fs, NAME) == live
         assert mirror_dirs(mirror_fs, tree) == live
         desc = link_desc(fd)
         assert desc.nr_files == len(live)
+        return desc.link_id
 
-        with CgroupChurn(tree, seed * 1000 + 2 * attempt + 1) as churn:
-            libbpf.link_detach(fd)
-        raced["depopulate"] += churn.during > 0
+    def detached(fd: int) -> None:
         assert stat_files(mirror_fs, NAME) == set()
         assert mirror_dirs(mirror_fs, tree) == set()
         assert link_desc(fd).nr_files == 0
-        link_fds.remove(fd)
-        os.close(fd)
-        with pytest.raises(LibbpfError) as exc:
-            libbpf.link_fd_by_id(desc.link_id)
-        assert exc.value.errno == errno.ENOENT
-        if all(raced.values()):
-            break
-    assert all(raced.values()), f"a walk was never raced in {ATTEMPTS} cycles: {raced}"
+
+    race_create_and_detach(tree, seed, ATTEMPTS, attach=lambda: stat.attach(tree, NAME), created=created,
+                           detached=detached)
 
 
 def test_a_mkdir_under_a_populating_link_gets_the_whole_path(

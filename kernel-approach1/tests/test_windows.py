@@ -14,12 +14,22 @@ asserted: the sleep only has to outlast the rmdir, which needs no lock the sleep
   cgstat_mutex. An rmdir of a sibling whose link covered the only other file under the parent pruned
   the parent's directory; v2's walk then counted ENOENT as a name collision: nr_files 0, no file,
   and later mkdirs below the link got none either.
+- Window 2 again, second v3 review finding 3: the sleeper holds cgstat_walk_mutex, on which every
+  bpffs kill_sb waited, even that of an unprivileged user-namespace instance that never held the
+  mirror. The umount of such an instance must return long before the window ends (the one timed
+  assertion here, a ratio against the window's length).
+- Window 2 again, second v3 review finding 7: a mkdir below a name collision while the walk has not
+  begun. The mkdir and then the walk both met the collision for the new cgroup, and both counted
+  it in nr_errors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +44,7 @@ KNOBS = os.path.join(DEBUGFS, "bpf_cgroup_stat")
 WIN_INDEX = 1
 WIN_POPULATE = 2
 WINDOW_MS = 3000  # outlasts an rmdir under TCG; only waited for when the rmdir does not wait itself
+WINDOW_S = min(WINDOW_MS, 2000) / 1000  # the kernel caps window_ms at 2 s (CGSTAT_WINDOW_MAX_MS)
 HIT_TIMEOUT = 120.0
 
 
@@ -157,3 +168,99 @@ def test_rmdir_pruning_the_parent_during_populate(window: None, mirror_fs: str, 
     os.mkdir(os.path.join(b, "z", "later"))
     assert os.path.exists(os.path.join(mirror_of(mirror_fs, os.path.join(b, "z", "later")), "win_l2"))
     assert link_desc(create.fd).nr_files == len(want) + 1
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _libc_check(ret: int, what: str) -> None:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+class OtherBpffs:
+    """A bpffs instance that never holds the mirror: root's plain `mount -t bpf none dir` (a
+    container runtime's, say). Not a user namespace's own mount: bpf_fill_super() wants
+    CAP_SYS_ADMIN in the initial namespace to make an instance, whoever's namespace it is for."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="cgstat-other-bpffs.")
+        try:
+            _libc_check(_libc.mount(b"none", self.dir.encode(), b"bpf", 0, None), "mount bpf")
+        except BaseException:
+            os.rmdir(self.dir)
+            raise
+        self.mounted = True
+
+    def umount_seconds(self) -> float:
+        """umount(2) of the instance, its last reference (kill_sb runs before it returns): seconds."""
+        start = time.monotonic()
+        _libc_check(_libc.umount2(self.dir.encode(), 0), "umount")
+        self.mounted = False
+        return time.monotonic() - start
+
+    def close(self) -> None:
+        if self.mounted:
+            _libc.umount2(self.dir.encode(), 2)  # MNT_DETACH
+        with contextlib.suppress(OSError):
+            os.rmdir(self.dir)
+
+
+def test_unrelated_umount_does_not_wait_for_a_walk(window: None, mirror_fs: str, cg: str,
+                                                   link_fds: list[int]) -> None:
+    """Second v3 review, finding 3: link create sleeps in window 2 holding cgstat_walk_mutex; the
+    umount of another bpffs instance, one that never held the mirror, returns long before the window ends
+    (it took about the rest of the window when every kill_sb took cgstat_walk_mutex), and link
+    create still succeeds with its files."""
+    make_tree(cg, "root/x")
+    other = OtherBpffs()
+    try:
+        prog_fd = load("win_umount")
+        try:
+            create = create_in_window(WIN_POPULATE, prog_fd, os.path.join(cg, "root"))
+            hit = time.monotonic()
+            took = other.umount_seconds()
+            returned = time.monotonic() - hit
+            create.join()
+        finally:
+            os.close(prog_fd)
+    finally:
+        other.close()
+    assert create.error is None, f"link create failed: {create.error!r}"
+    assert create.fd is not None
+    link_fds.append(create.fd)
+    assert took < WINDOW_S / 4, (f"umount of an unrelated bpffs took {took:.3f} s with a {WINDOW_S:.1f} s "
+                                 "walk window open: it waited for the walk")
+    # the umount ran while link create slept in the window, or nothing was forced
+    assert returned < WINDOW_S, f"the umount returned {returned:.3f} s after the window opened: not inside it"
+    want = {".", "x"}
+    root = os.path.join(cg, "root")
+    have = {rel for rel in want
+            if os.path.exists(os.path.join(mirror_of(mirror_fs, os.path.join(root, rel)), "win_umount"))}
+    assert (have, link_desc(create.fd).nr_files) == (want, len(want))
+
+
+def test_collision_made_during_populate_counted_once(window: None, mirror_fs: str, cg: str,
+                                                     link_fds: list[int]) -> None:
+    """Second v3 review, finding 7: link "x" at r, where r has a child cgroup named x; mkdir r/x/y while
+    link create sleeps in window 2, before its walk begins. The mkdir adds the path from the root:
+    r's file x, then r/x collides with it. The walk counts the collisions at r/x and r/x/y; the
+    mkdir no longer counts r/x/y as well: nr_errors is 2, not 3."""
+    make_tree(cg, "r/x")
+    prog_fd = load("x")
+    r = os.path.join(cg, "r")
+    try:
+        create = create_in_window(WIN_POPULATE, prog_fd, r)
+        os.mkdir(os.path.join(r, "x", "y"))
+        assert create.is_alive(), "link create left the window before the mkdir: nothing was forced"
+        create.join()
+    finally:
+        os.close(prog_fd)
+    assert create.error is None, f"link create failed: {create.error!r}"
+    assert create.fd is not None
+    link_fds.append(create.fd)
+    r_dir = mirror_of(mirror_fs, r)
+    assert os.path.isfile(os.path.join(r_dir, "x")), os.listdir(r_dir)  # the link's file won at r
+    desc = link_desc(create.fd)
+    assert (desc.nr_files, desc.nr_errors) == (1, 2)
