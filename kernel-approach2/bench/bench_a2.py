@@ -27,7 +27,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,62 +36,13 @@ from typing import Any
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1, kernel_a2
 from bpffs_sync.cli import bounded
+from bpffs_sync.measure import harness
+from bpffs_sync.measure.harness import CGROUP2, make_tree, remove_tree, slab_bytes, spin
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
-CGROUP2 = "/sys/fs/cgroup"
 NAME = "hist_oncpu"
-
-# The probe also counts the mkdir+rmdir pairs that slept (a voluntary context switch across them): a
-# wait on a mutex sleeps, a vCPU shared with the walk under TCG does not.
-PROBE = r"""
-import os, resource, sys, time
-top, stop = sys.argv[1], sys.argv[2]
-worst, n, slept, slept_worst = 0.0, 0, 0, 0.0
-d = os.path.join(top, "probe")
-while not os.path.exists(stop) or n < 20:
-    v = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
-    t = time.perf_counter(); os.mkdir(d); os.rmdir(d); dt = time.perf_counter() - t
-    n += 1
-    if n == 20:
-        print("ready", flush=True)  # warmed up: the parent starts what it measures now
-    if n > 20:
-        worst = max(worst, dt)
-        if resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw != v:
-            slept, slept_worst = slept + 1, max(slept_worst, dt)
-print(worst, n - 20, slept, slept_worst, flush=True)
-"""
-
-
-def make_tree(root: str, n: int) -> list[str]:
-    """n cgroups as about sqrt n parents of about sqrt n children; returns them parents first."""
-    width = max(1, int(n ** 0.5))
-    made: list[str] = []
-    i = 0
-    while len(made) < n:
-        parent = os.path.join(root, f"p{i}.slice")
-        os.mkdir(parent)
-        made.append(parent)
-        for j in range(min(width, n - len(made))):
-            child = os.path.join(parent, f"c{j}.scope")
-            os.mkdir(child)
-            made.append(child)
-        i += 1
-    return made
-
-
-def remove_tree(made: list[str]) -> None:
-    for path in reversed(made):
-        os.rmdir(path)
-
-
-def slab_kb() -> int:
-    with open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("Slab:"):
-                return int(line.split()[1])
-    raise RuntimeError("no Slab: in /proc/meminfo")
 
 
 class Approaches:
@@ -200,31 +150,16 @@ def bench_mkdir(ap: Approaches, root: str, rounds: int) -> dict[str, Any]:
 
 def probe_worst(elsewhere: str, during: Callable[[], None] | None) -> tuple[float, int, int, float]:
     """(worst mkdir+rmdir latency, pairs, pairs that slept, worst of those) of a probe process in
-    elsewhere while during() runs (else idle)."""
-    fd, stop = tempfile.mkstemp(prefix="bench-a2-stop-")
-    os.close(fd)
-    os.unlink(stop)  # the probe runs until it exists
-    proc = subprocess.Popen([sys.executable, "-c", PROBE, elsewhere, stop], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("the mkdir probe did not start")
+    elsewhere while during() runs (else idle). The probe (harness.stall_probe, "process") is warmed up
+    by 20 pairs before during() starts and counts the pairs that slept (a voluntary context switch
+    across them): a wait on a mutex sleeps, a vCPU shared with the walk under TCG does not."""
+    with harness.stall_probe(elsewhere, "process", pair=True, warmup=20) as samples:
         if during is not None:
             during()
         else:
             time.sleep(0.5)
-    finally:
-        open(stop, "w").close()
-        out, _ = proc.communicate()
-        os.unlink(stop)
-    worst, pairs, slept, slept_worst = out.split()  # the line after "ready"
-    return float(worst), int(pairs), int(slept), float(slept_worst)
-
-
-def spin(seconds: float) -> None:
-    """A CPU-bound process for `seconds` (the busy baseline of the stall)."""
-    subprocess.run([sys.executable, "-c", f"import time\ne = time.monotonic() + {seconds}\n"
-                    "while time.monotonic() < e: pass"], check=True)
+    seen = harness.Summary.of(samples)
+    return seen.worst_ns / 1e9, seen.count, seen.slept, seen.slept_worst_ns / 1e9
 
 
 def bench_stall(ap: Approaches, root: str, n: int) -> dict[str, Any]:
@@ -289,9 +224,9 @@ def bench_slab(ap: Approaches, root: str, n: int) -> dict[str, Any]:
         deltas = []
         for _ in range(2):
             subprocess.run(["sync"], check=False)
-            before = slab_kb()
+            before = slab_bytes()
             with linked(ap, approach, sub, [NAME]):
-                deltas.append((slab_kb() - before) * 1024 / (n + 1))
+                deltas.append((slab_bytes() - before) / (n + 1))
         out[f"{approach}_bytes_per_file"] = statistics.median(deltas)
     out["ratio_a2_a1"] = out["a2_bytes_per_file"] / out["a1_bytes_per_file"] if out["a1_bytes_per_file"] else None
     remove_tree(made)

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Build Linux 7.3 with both series: kernel-approach1/patches (Approach 1, whose prog type, link
-# UAPI and libbpf support Approach 2 reuses) and kernel-approach2/patches on top. One image carries
-# both, so one boot compares them. The Approach 1 series is taken as committed at the revision in
-# ../a1-series.rev (the one this series was made on; BPFFS_SYNC_A1_REV=<rev> overrides, e.g. HEAD
-# when rebasing), not from the work tree, so Approach 1's rework does not move this tree.
-# Usage: build.sh [plain|debug]   prints the bzImage path on stdout, logs on stderr.
-#   debug: kernel-approach1/config/debug.config on top (lockdep, KASAN, kmemleak), tree build-a2-debug.
+# Build Linux 7.3 with the Approach 2 series (kernel-approach2/patches), in one of two images:
 #
-# Tree: $BPFFS_SYNC_KCACHE/build-a2, a git tree whose first commit (tag `baseline`) is the pristine
-# linux-source-7.3 (tag `a1-base`: + Approach 1). When either series changes, the tree is reset to
-# the baseline and both are applied with `git am`; an unchanged pair rebuilds nothing; a tree with
-# uncommitted changes is never reset (a developer's work is built on top, with a note).
-# A new tree is seeded with the objects of the Approach 1 tree (build-plain) when that one is built
-# (same config): only what the series change is compiled, instead of the whole kernel.
+#   plain (default)  the comparison image, one boot for both approaches: the Approach 1 series
+#                    (kernel-approach1/patches, as committed at ../a1-series.rev;
+#                    BPFFS_SYNC_A1_REV=<rev> overrides, e.g. HEAD when rebasing), then Approach 2's
+#                    own patches (those not in ../prereqs), then ../combined/*.patch, the merge of
+#                    the two link_create() dispatches. Tree $BPFFS_SYNC_KCACHE/build-a2, seeded
+#                    from build-plain (Approach 1's tree, same config).
+#   alone            Approach 2 as posted: every patch of kernel-approach2/patches on pristine 7.3,
+#                    the shared prerequisites (program type, cgroup_walk_next(), tools UAPI, libbpf:
+#                    ../prereqs) included. Tree build-a2-alone, seeded from build-a2.
+#   debug            plain + kernel-approach1/config/debug.config (lockdep, KASAN, kmemleak), tree
+#                    build-a2-debug.
+# Prints the bzImage path on stdout, logs on stderr.
+#
+# ../prereqs maps each prerequisite patch of this series to the Approach 1 patch it copies; the
+# build checks that each pair has the same `git patch-id --stable` (the same change), so the
+# comparison image carries each prerequisite once.
+#
+# A tree is a git tree whose first commit (tag `baseline`) is the pristine linux-source-7.3. When
+# the series change, the tree is moved to the new result (only the files that differ are
+# rewritten); an unchanged series rebuilds nothing; a tree with uncommitted changes is never
+# reset (a developer's work is built on top, with a note).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,8 +34,9 @@ GIT=(git "${GIT_IDENT[@]}" -c advice.detachedHead=false)
 variant=${1:-plain}
 case $variant in
 plain) tree=$CACHE/build-a2 seed=$CACHE/build-plain ;;
+alone) tree=$CACHE/build-a2-alone seed=$CACHE/build-a2 ;;
 debug) tree=$CACHE/build-a2-debug seed=$CACHE/build-debug ;;
-*) echo "usage: build.sh [plain|debug]" >&2; exit 2 ;;
+*) echo "usage: build.sh [plain|alone|debug]" >&2; exit 2 ;;
 esac
 src=$("$a1/scripts/fetch-source.sh")
 series() {
@@ -39,8 +49,28 @@ a1_rev=${BPFFS_SYNC_A1_REV:-$(cat "$here/a1-series.rev")}
 a1_snap=$(mktemp -d)
 trap 'rm -rf "$a1_snap"' EXIT
 git -C "$repo" archive "$a1_rev" kernel-approach1/patches kernel-approach1/config | tar -x -C "$a1_snap" --strip-components=1
-mapfile -t a1_patches < <(series "$a1_snap")
-mapfile -t a2_patches < <(series "$here")
+mapfile -t a2_all < <(series "$here")
+# Approach 2's prerequisites: the same change as an Approach 1 patch (../prereqs)
+declare -A prereq=()
+while read -r mine theirs; do
+	[[ -z $mine || $mine == \#* ]] && continue
+	p2=$(ls "$here"/patches/"$mine"-*.patch)
+	p1=$(ls "$a1_snap"/patches/"$theirs"-*.patch)
+	if [[ $(git patch-id --stable <"$p2" | cut -d' ' -f1) != $(git patch-id --stable <"$p1" | cut -d' ' -f1) ]]; then
+		echo "build: $(basename "$p2") is not the change of Approach 1's $(basename "$p1") (../prereqs)" >&2
+		exit 2
+	fi
+	prereq[$p2]=1
+done <"$here/prereqs"
+if [[ $variant == alone ]]; then
+	a1_patches=()
+	a2_patches=("${a2_all[@]}")
+else
+	mapfile -t a1_patches < <(series "$a1_snap")
+	a2_patches=()
+	for p in "${a2_all[@]}"; do [[ -n ${prereq[$p]:-} ]] || a2_patches+=("$p"); done
+	a2_patches+=("$here"/combined/*.patch)
+fi
 
 export CCACHE_DIR=$CACHE/ccache
 mkdir -p "$CACHE"

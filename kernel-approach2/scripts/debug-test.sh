@@ -22,9 +22,9 @@ tree=${kernel%/arch/x86/boot/bzImage}
 make -s -C "$repo" bpf
 progs=$("$repo/kernel-approach1/scripts/selftests.sh" "$tree")  # Approach 1's selftests (test_selftests)
 
-a1_files=(test_rollback_race test_walk_unlocked test_lifetime test_instance test_dying test_rollback test_premature
-	test_privilege test_permissions test_scale test_cgroup_stat test_selftests test_cli_kernel)
-a2_files=(test_rollback test_storm test_files test_v1 test_cli)
+a1_files=(test_rollback_race test_walk_unlocked test_windows test_lifetime test_instance test_dying test_rollback
+	test_premature test_privilege test_permissions test_scale test_cgroup_stat test_selftests test_cli_kernel)
+a2_files=(test_walk_unlocked test_rollback test_storm test_files test_v1 test_selftests test_cli)
 # BPFFS_SYNC_DEBUG_A1 / _A2: the files to run (names as above), e.g. the kernel-facing ones only when
 # the whole suite would outlast the time there is; BPFFS_SYNC_DEBUG_K: a pytest -k expression for both.
 [[ -z ${BPFFS_SYNC_DEBUG_A1:-} ]] || read -r -a a1_files <<<"$BPFFS_SYNC_DEBUG_A1"

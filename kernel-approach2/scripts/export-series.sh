@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Export the Approach 2 series from a developer's tree into ../patches: `git format-patch
-# a1-base..HEAD` (a1-base: the baseline + the Approach 1 series as committed in
-# kernel-approach1/patches) with a cover letter from ../cover-letter.txt (first line: subject),
-# then checkpatch.pl --strict on every patch (fails on any error, warning or check) and
-# Approach 1's provenance check.
-# Usage: export-series.sh [TREE]   (default: $BPFFS_SYNC_KCACHE/build-a2)
+# Export the Approach 2 series, as posted (standalone on pristine 7.3), from a developer's tree
+# into ../patches: `git format-patch baseline..HEAD` with a cover letter from ../cover-letter.txt
+# (first line: subject), then checkpatch.pl --strict on every patch (fails on any error, warning
+# or check) and Approach 1's provenance check. The merge into the comparison image
+# (../combined/*.patch) is kept by hand: `git format-patch -1` of the merge commit in a tree of
+# Approach 1 + this series' own patches.
+# Usage: export-series.sh [TREE]   (default: $BPFFS_SYNC_KCACHE/build-a2-alone)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 a1=$(cd "$here/../kernel-approach1" && pwd)
 CACHE=${BPFFS_SYNC_KCACHE:-/var/cache/bpffs-sync/kernel}
-tree=${1:-$CACHE/build-a2}
+tree=${1:-$CACHE/build-a2-alone}
 out=$here/patches
 . "$a1/scripts/identity.sh"
 
 mkdir -p "$out"
 rm -f "$out"/*.patch
 git -C "$tree" "${GIT_IDENT[@]}" format-patch -q --cover-letter --subject-prefix="PATCH bpf-next" \
-	-o "$out" a1-base..HEAD
+	-o "$out" baseline..HEAD
 cover=$(ls "$out"/0000-cover-letter.patch)
 python3 - "$cover" "$here/cover-letter.txt" <<'PY'
 import sys

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Approach 2 end to end: build the kernel carrying both series (build.sh) -> boot it under
-# virtme-ng (kernel-approach1/scripts/run-guest.sh --variant a2) -> kernel-approach2/tests inside.
-# Usage: test.sh [--debug] [--bench] [--a1] [PYTEST ARGS | BENCH ARGS...]
+# Approach 2 end to end: build the comparison image carrying both series (build.sh) -> boot it
+# under virtme-ng (kernel-approach1/scripts/run-guest.sh --variant a2) -> kernel-approach2/tests
+# inside, with the selftests the image's series add (selftests.sh: both series' test_progs).
+# Usage: test.sh [--alone|--debug] [--bench] [--a1] [PYTEST ARGS | BENCH ARGS...]
+#   --alone  Approach 2 as posted, alone on pristine 7.3 (build.sh alone, tree build-a2-alone)
 #   --a1     also run kernel-approach1/tests in the same boot (one image carries both series)
 #   --debug  the debug config (lockdep, KASAN, kmemleak; tree build-a2-debug, 4G guest)
 #   --bench  run bench/bench_a2.py instead (JSON to $BPFFS_SYNC_GUEST_OUT/bench_a2.json)
@@ -17,6 +19,7 @@ while [[ $# -gt 0 ]]; do
 	--bench) bench=1; shift ;;
 	--a1) a1=1; shift ;;
 	--debug) variant=debug guest=a2-debug mem=4G; shift ;;
+	--alone) variant=alone guest=a2-alone; shift ;;
 	*) break ;;
 	esac
 done
@@ -24,9 +27,12 @@ done
 kernel=$("$here/scripts/build.sh" "$variant")
 tree=$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")
 make -s -C "$repo" bpf
-progs= bpftool=  # Approach 1's selftests (patch 10) and its bpftool (patch 11), run with its suite
-if [[ -n $a1 && -z $bench ]]; then
+progs= bpftool=  # the image's selftests (A2's 9/9, A1's 10/11) and A1's bpftool (its 11/11)
+if [[ -z $bench ]]; then
 	progs=$("$repo/kernel-approach1/scripts/selftests.sh" "$tree")
+fi
+if [[ -n $a1 && -z $bench ]]; then
+	[[ $variant != alone ]] || { echo "test.sh: --a1 needs the comparison image, not --alone" >&2; exit 2; }
 	bpftool=$("$repo/kernel-approach1/scripts/bpftool.sh" "$tree")
 fi
 

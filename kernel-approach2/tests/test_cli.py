@@ -4,12 +4,14 @@ in sync and 1 with --json drift by reason, clean detaches and the files go."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 from typing import Any
 
+import pytest
 from conftest import CGROUP2, FILE, NAME, cgroups_under, files_under, make_tree
 
 from bpffs_sync import libbpf
@@ -94,5 +96,40 @@ def test_both_approaches_side_by_side(pins_fs: str, cg: str) -> None:
     finally:
         from bpffs_sync.backends import kernel_a1
 
+        kernel_a1.detach_all()
+        umount_bpffs(mirror)
+
+
+def test_link_limit_on_the_default_hierarchy_is_joint_with_approach_1(stat: kernel_a2.CgroupfsStat, pins_fs: str,
+                                                                       cg: str, link_fds: list[int]) -> None:
+    """The comparison image carries both placements: on the default hierarchy, Approach 1's links and
+    Approach 2's share the limit of 64, so no cgroup gets more than 64 stat files (v1 of the series:
+    64 of each, 128)."""
+    from bpffs_sync import series
+    from bpffs_sync.backends import kernel_a1
+    from bpffs_sync.errors import LibbpfError
+    from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
+
+    if not series.carried().approach1:
+        pytest.skip("Approach 2 alone: no other placement to share the limit with")
+    mirror = mount_bpffs()
+    try:
+        code, _ = cli_json("run", "--kernel", "--bpffs", mirror, "--cgroup-root", cg)
+        assert code == 0
+        a1_links = len(libbpf.cgroup_stat_links())
+        a2_dfl = sum(1 for d in libbpf.cgroupfs_stat_links() if d.hierarchy_id == 0)
+        made, refused = 0, None
+        for i in range(70):
+            try:
+                link_fds.append(stat.attach(cg, f"joint{i}"))
+                made += 1
+            except LibbpfError as err:
+                refused = err.errno
+                break
+        assert a1_links >= 1
+        assert (made + a2_dfl + a1_links, refused) == (64, errno.E2BIG)
+    finally:
+        for fd in link_fds:
+            libbpf.link_detach(fd)
         kernel_a1.detach_all()
         umount_bpffs(mirror)

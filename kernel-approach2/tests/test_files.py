@@ -20,6 +20,7 @@ from bpffs_sync.backends import kernel_a2
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
+from bpffs_sync.sandbox import wait_until
 
 # --- where the files are -------------------------------------------------------------------------
 
@@ -175,15 +176,56 @@ def test_mkdir_named_like_the_file_is_eexist_like_interface_files(stat: kernel_a
     assert (desc.nr_files, desc.nr_errors) == (1, 0)
 
 
-def test_link_create_skips_a_cgroup_named_like_the_file(stat: kernel_a2.CgroupfsStat, cg: str,
-                                                       link_fds: list[int]) -> None:
-    """Link create over a directory holding a cgroup named bpf.stat.<name>: that one file is skipped
-    and counted, every other cgroup gets its file."""
-    make_tree(cg, FILE, "a")
+def test_no_cgroup_can_take_a_bpf_stat_name(stat: kernel_a2.CgroupfsStat, cg: str, link_fds: list[int]) -> None:
+    """The prefix is reserved: mkdir of any bpf.stat.* name is EINVAL, before a link exists (so no
+    cgroup can be there to shadow a link's file) and after (for names no link has yet)."""
+    errnos = []
+    for name in (FILE, "bpf.stat.future", "bpf.stat."):
+        with pytest.raises(OSError) as exc:
+            os.mkdir(os.path.join(cg, name))
+        errnos.append(exc.value.errno)
     link_fds.append(stat.attach(cg))
+    with pytest.raises(OSError) as after:
+        os.mkdir(os.path.join(cg, "bpf.stat.future"))
+    assert errnos == [errno.EINVAL] * 3
+    assert after.value.errno == errno.EINVAL
+    os.mkdir(os.path.join(cg, "bpf.statistics"))  # only the prefix with its dot
+    os.rmdir(os.path.join(cg, "bpf.statistics"))
     desc = link_desc(link_fds[0])
-    assert (desc.nr_files, desc.nr_errors) == (2, 1)
-    assert files_under(cg) == {FILE, "a"}
+    assert (desc.nr_files, desc.nr_errors) == (1, 0)
+
+
+def test_delegated_user_cannot_blind_the_monitor(stat: kernel_a2.CgroupfsStat, cg: str,
+                                                 link_fds: list[int]) -> None:
+    """A delegated user owning a subtree can neither shadow, remove nor hide the admin's file: its
+    mkdir of the file's name is EEXIST, of another bpf.stat name EINVAL, its unlink EPERM; cgroups it
+    makes while the link is being created all get the file (nr_errors 0); a chmod of a file it owns
+    leaves it readable by root."""
+    make_tree(cg, "user")
+    delegated = os.path.join(cg, "user")
+    for entry in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        os.chown(os.path.join(delegated, entry), 65534, 65534)
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    # the user's cgroups come and go while the link is created
+    churn = subprocess.Popen([*as_user, "/usr/bin/python3", "-c",
+                              "import os, sys\nfor i in range(400): os.mkdir(f'{sys.argv[1]}/j{i}')", delegated])
+    link_fds.append(stat.attach(cg))
+    assert churn.wait() == 0
+    job = os.path.join(delegated, "j0")
+    attempts = {
+        "mkdir file name": [*as_user, "mkdir", os.path.join(job, FILE)],
+        "mkdir other bpf.stat": [*as_user, "mkdir", os.path.join(job, "bpf.stat.mine")],
+        "unlink": [*as_user, "rm", "-f", os.path.join(job, FILE)],
+        "mv": [*as_user, "mv", os.path.join(job, FILE), os.path.join(job, "x")],
+    }
+    failed = {what: subprocess.run(cmd, check=False, capture_output=True, text=True).returncode != 0
+              for what, cmd in attempts.items()}
+    subprocess.run([*as_user, "chmod", "000", os.path.join(job, FILE)], check=True)
+    desc = link_desc(link_fds[0])
+    assert failed == dict.fromkeys(attempts, True)
+    assert files_under(cg) == cgroups_under(cg)
+    assert (desc.nr_files, desc.nr_errors) == (len(cgroups_under(cg)), 0)
+    assert read(os.path.join(job, FILE)).splitlines()[0] == f"cgroup_id: {os.stat(job).st_ino}"
 
 
 def test_duplicate_name_on_a_hierarchy_refused(stat: kernel_a2.CgroupfsStat, cg: str, link_fds: list[int]) -> None:
@@ -260,30 +302,34 @@ def _sh_quote(s: str) -> str:
 # --- link lifetime -------------------------------------------------------------------------------
 
 
-def test_files_keep_the_link_after_its_fd_closes(stat: kernel_a2.CgroupfsStat, cg: str) -> None:
-    """Each file holds the link: closing its only fd leaves link and files in place."""
+def test_closing_the_last_fd_detaches_and_frees_the_link(stat: kernel_a2.CgroupfsStat, cg: str) -> None:
+    """A link lives by its fds and pins, as any BPF link: closing its only fd removes its files and
+    frees it (v1: each file held the link, so a link on the v2 root outlived its last fd for good)."""
     make_tree(cg, "a")
     fd = stat.attach(cg)
     link_id = link_desc(fd).link_id
+    assert files_under(cg) == {".", "a"}
+    os.close(fd)
+    # the release runs from the fd's last put: deferred, but before the link id goes
+    wait_until(lambda: link_by_id(link_id) is None, 10.0, "link freed after its last fd")
+    assert files_under(cg) == set()
+
+
+def test_a_pinned_link_keeps_its_files_until_the_pin_goes(stat: kernel_a2.CgroupfsStat, pins_fs: str,
+                                                          cg: str) -> None:
+    """A pin keeps the link and its files after the fd closes; unlinking the pin detaches it."""
+    make_tree(cg, "a")
+    fd = stat.attach(cg)
+    link_id = link_desc(fd).link_id
+    pin = os.path.join(pins_fs, "a2-lifetime-link")
+    libbpf.obj_pin(fd, pin)
     os.close(fd)
     desc = link_by_id(link_id)
     assert desc is not None and desc.nr_files == 2
     assert files_under(cg) == {".", "a"}
-
-
-def test_last_file_gone_frees_a_link_without_fd(stat: kernel_a2.CgroupfsStat, cg: str) -> None:
-    """References are exact: a link with no fd and no pin lives exactly as long as its files; rmdir
-    of its last cgroup (its root) frees it."""
-    make_tree(cg, "r/a")
-    root = os.path.join(cg, "r")
-    fd = stat.attach(root)
-    link_id = link_desc(fd).link_id
-    os.close(fd)
-    os.rmdir(os.path.join(root, "a"))
-    desc = link_by_id(link_id)
-    assert desc is not None and desc.nr_files == 1
-    os.rmdir(root)
-    assert link_by_id(link_id) is None
+    os.unlink(pin)
+    wait_until(lambda: link_by_id(link_id) is None, 10.0, "link freed after its pin")
+    assert files_under(cg) == set()
 
 
 def test_detach_removes_every_file(stat: kernel_a2.CgroupfsStat, cg: str, link_fds: list[int]) -> None:
@@ -323,7 +369,8 @@ def test_nested_links_are_independent(stat: kernel_a2.CgroupfsStat, pins_fs: str
 
 def test_update_swaps_the_program_in_place(stat: kernel_a2.CgroupfsStat, pins_fs: str, cg: str,
                                            link_fds: list[int]) -> None:
-    """BPF_LINK_UPDATE: same link, same file inodes, the new program runs on the next open."""
+    """BPF_LINK_UPDATE: same link, same file inodes, the new program runs on the next read, of a file
+    opened before the update too."""
     make_tree(cg, "a")
     link_fds.append(stat.attach(cg))
     before = {rel: os.stat(os.path.join(cg, rel, FILE)).st_ino for rel in (".", "a")}
@@ -335,7 +382,7 @@ def test_update_swaps_the_program_in_place(stat: kernel_a2.CgroupfsStat, pins_fs
     desc = link_desc(link_fds[0])
     assert desc.prog_id == new_prog
     assert {rel: os.stat(os.path.join(cg, rel, FILE)).st_ino for rel in (".", "a")} == before
-    assert os.read(held, 65536).startswith(b"cgroup_id: ")  # the open file keeps its program
+    assert os.read(held, 65536).startswith(b"cgroup_id: ")  # opened before: reads with the new one
     assert read(os.path.join(cg, "a", FILE)).startswith("cgroup_id: ")
 
 
@@ -388,14 +435,3 @@ def test_backend_attach_verify_clean(pins_fs: str, cg: str) -> None:
     kernel_a2.clean(layout, [NAME])
     assert files_under(cg) == set()
     assert libbpf.cgroupfs_stat_links() == []
-
-
-def test_verify_knows_a_skipped_name(pins_fs: str, cg: str) -> None:
-    """A cgroup named like the file before the link exists: link create skips that file (nr_errors 1)
-    and verify expects no file where a child cgroup has the name: in sync."""
-    layout = Layout(pins_fs, cg)
-    os.mkdir(os.path.join(cg, FILE))
-    kernel_a2.attach_stats(layout, [lookup(NAME)])
-    report = kernel_a2.verify(cg, layout=layout)
-    assert report.in_sync, report.to_text()
-    assert [d["nr_errors"] for d in report.links] == [1]

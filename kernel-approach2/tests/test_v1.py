@@ -4,9 +4,11 @@ cpu,cpuacct, each mounted privately by the test (tests/v1_scratch.py)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -87,3 +89,49 @@ def test_backend_v1_selection_attach_and_verify(pins_fs: str, cg: str, v1_root: 
         assert report.in_sync, report.to_text()
     finally:
         kernel_a2.detach_all()
+
+
+def test_no_v1_cgroup_can_be_renamed_to_a_bpf_stat_name(stat: kernel_a2.CgroupfsStat, v1_root: str,
+                                                        link_fds: list[int]) -> None:
+    """v1 cgroups can be renamed (v2 ones cannot): a rename to a bpf.stat.* name is EINVAL, as a
+    mkdir of one is, so no v1 cgroup can come to shadow a link's file either."""
+    make_tree(v1_root, "job")
+    link_fds.append(stat.attach(v1_root))
+    errnos = []
+    for name in (FILE, "bpf.stat.later"):
+        with pytest.raises(OSError) as exc:
+            os.rename(os.path.join(v1_root, "job"), os.path.join(v1_root, name))
+        errnos.append(exc.value.errno)
+    os.rename(os.path.join(v1_root, "job"), os.path.join(v1_root, "job2"))  # other names still move
+    # onto the file itself the VFS answers first (a directory onto a file); any other name: EINVAL
+    assert errnos[0] in (errno.ENOTDIR, errno.EEXIST, errno.EINVAL)
+    assert errnos[1] == errno.EINVAL
+    assert files_under(v1_root) == {".", "job2"}
+
+
+def test_umount_with_a_link_on_the_root_lets_the_hierarchy_go(stat: kernel_a2.CgroupfsStat) -> None:
+    """A link on the root of a childless v1 hierarchy, then the last umount: the hierarchy ends and
+    the link is detached at once (cgroup_id 0, no file), so a new mount of the same options succeeds
+    at once instead of retrying in cgroup1_get_tree() for as long as the link lives (v1 of the
+    series: until its fd was closed, forever if the link lived only through a pin)."""
+    options = "none,name=a2remount"
+    path = tempfile.mkdtemp(prefix="bpffs-sync-v1-remount-")
+    try:
+        subprocess.run(["mount", "-t", "cgroup", "-o", options, "none", path], check=True)
+        fd = stat.attach(path)
+        try:
+            desc = link_desc(fd)
+            assert (desc.nr_files, desc.hierarchy_id != 0) == (1, True)
+            subprocess.run(["umount", path], check=True)
+            after = link_desc(fd)
+            # a new mount of the hierarchy: with the link still pinning the dying root this loops
+            remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
+                                     check=False, capture_output=True, text=True)
+            assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
+            assert (after.cgroup_id, after.hierarchy_id, after.nr_files) == (0, 0, 0)
+            assert not os.path.exists(os.path.join(path, FILE))
+        finally:
+            os.close(fd)
+    finally:
+        subprocess.run(["umount", path], check=False, capture_output=True)
+        os.rmdir(path)
