@@ -122,7 +122,7 @@ static __always_inline struct cgroup *task_v1_cgroup(struct task_struct *task, i
  *  (b) the collector charges only the task's own cgroup and the reader sums the subtree
  *      (bpf_iter_css_* under bpf_rcu_read_lock()).
  * (a) is what runs. (b) is not exact: a removed cgroup's entry leaves the walk (and the daemon
- * deletes it, stats.py forget_cgroup), so its time would vanish from every ancestor, where the
+ * deletes it, loader.py forget_cgroup), so its time would vanish from every ancestor, where the
  * kernel keeps it (rstat flushes a dying cgroup into its parent); a read near the root would walk
  * the whole tree; and the reader, also built as the patched kernel's BPF_PROG_TYPE_CGROUP_STAT,
  * would need the css iterator and RCU kfuncs granted to that program type. With (a) the readers

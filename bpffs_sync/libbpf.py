@@ -1,4 +1,5 @@
-"""The only ctypes module: a thin, typed binding of the libbpf.so.1 calls bpffs-sync needs.
+"""The node agent's ctypes binding: a thin, typed binding of the libbpf.so.1 calls the agent needs (the lab's own
+calls, built on these declarations, are bpffs_sync/measure/ffi.py).
 
 Each foreign function is declared once with argtypes/restype and use_errno=True. A negative int
 result raises LibbpfError with -ret as errno; a NULL pointer result raises with ctypes.get_errno().
@@ -106,12 +107,6 @@ class LinkCreateIter(Structure):
 
     _fields_ = (("prog_fd", c_uint32), ("target_fd", c_uint32), ("attach_type", c_uint32), ("flags", c_uint32),
                 ("iter_info", c_uint64), ("iter_info_len", c_uint32), ("pad", c_uint32))
-
-
-class IterAttachOpts(Structure):
-    """struct bpf_iter_attach_opts (24 bytes)."""
-
-    _fields_ = (("sz", c_size_t), ("link_info", c_void_p), ("link_info_len", c_uint32))
 
 
 class LinkInfo(Structure):
@@ -398,6 +393,11 @@ class BpfProgram:
         self.name = name
         self._p = handle
 
+    @property
+    def handle(self) -> int:
+        """The struct bpf_program pointer, for a libbpf call not bound here (the lab's: measure/ffi.py)."""
+        return self._p
+
     def set_autoload(self, autoload: bool) -> None:
         _check_int(_prog_set_autoload(self._p, autoload), "bpf_program__set_autoload", self.name)
 
@@ -441,18 +441,6 @@ class BpfProgram:
                               iter_info_len=ctypes.sizeof(info))
         return sys_bpf(BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr), "BPF_LINK_CREATE iter/cgroup", what)
 
-    def attach_cgroup_iter(self, cgroup_fd: int, what: str) -> BpfLink:
-        """Attach a SELF_ONLY cgroup iterator for the cgroup open at cgroup_fd."""
-        info = IterLinkInfoCgroup(order=BPF_CGROUP_ITER_SELF_ONLY, cgroup_fd=cgroup_fd, cgroup_id=0)
-        opts = IterAttachOpts(
-            sz=ctypes.sizeof(IterAttachOpts),
-            link_info=ctypes.addressof(info),
-            link_info_len=ctypes.sizeof(info),
-        )
-        ctypes.set_errno(0)
-        link = _prog_attach_iter(self._p, ctypes.byref(opts))
-        return BpfLink(_check_ptr(link, "bpf_program__attach_iter", what))
-
 
 class BpfLink:
     """A libbpf bpf_link; destroy() closes our fd (a pin keeps the link alive)."""
@@ -465,11 +453,17 @@ class BpfLink:
             raise LibbpfError("bpf_link__pin", path, errno_mod.EBADF, "link destroyed")
         _check_int(_link_pin(self._l, _b(path)), "bpf_link__pin", path)
 
+    def fd(self, what: str = "link") -> int:
+        """The link's fd (owned by the link: destroy() closes it)."""
+        if self._l is None:
+            raise LibbpfError("bpf_link__fd", what, errno_mod.EBADF, "link destroyed")
+        return _check_int(_link_fd(self._l), "bpf_link__fd", what)
+
     def pin_at(self, dir_fd: int, name: str, what: str) -> None:
         """Pin as `name` in the directory open at dir_fd (no path walk: BPF_F_PATH_FD)."""
         if self._l is None:
             raise LibbpfError("bpf_obj_pin", what, errno_mod.EBADF, "link destroyed")
-        obj_pin_at(_check_int(_link_fd(self._l), "bpf_link__fd", what), dir_fd, name, what)
+        obj_pin_at(self.fd(what), dir_fd, name, what)
 
     def destroy(self) -> None:
         if self._l is not None:
@@ -791,67 +785,6 @@ def link_update(fd: int, prog_fd: int, what: str = "link") -> None:
 def cgroup_stat_links() -> list[CgroupStatLinkDesc]:
     """Every Approach 1 cgroup stat link in the system."""
     return _links_where(cgroup_stat_link_info)
-
-
-# --- the report's alternatives: map lookups/updates, test runs, iterators made per read ----------
-
-
-class TestRunOpts(Structure):
-    """struct bpf_test_run_opts (libbpf bpf.h), up to batch_size."""
-
-    _fields_ = (
-        ("sz", c_size_t), ("data_in", c_void_p), ("data_out", c_void_p), ("data_size_in", c_uint32),
-        ("data_size_out", c_uint32), ("ctx_in", c_void_p), ("ctx_out", c_void_p), ("ctx_size_in", c_uint32),
-        ("ctx_size_out", c_uint32), ("retval", c_uint32), ("repeat", c_int), ("duration", c_uint32),
-        ("flags", c_uint32), ("cpu", c_uint32), ("batch_size", c_uint32),
-    )
-
-
-_map_lookup: Callable[[int, Buffer, Buffer], int] = _fn(_lib, "bpf_map_lookup_elem", c_int, c_int, c_void_p,
-                                                        c_void_p)
-_map_update: Callable[[int, Buffer, Buffer, int], int] = _fn(_lib, "bpf_map_update_elem", c_int, c_int, c_void_p,
-                                                             c_void_p, c_uint64)
-_prog_test_run: Callable[[int, ByRef], int] = _fn(_lib, "bpf_prog_test_run_opts", c_int, c_int, POINTER(TestRunOpts))
-_prog_attach_iter: Callable[[int, ByRef], int | None] = _fn(_lib, "bpf_program__attach_iter", c_void_p, c_void_p,
-                                                            POINTER(IterAttachOpts))
-
-
-def map_lookup(fd: int, key: bytes, value_size: int, what: str = "map") -> bytes | None:
-    """The value at key, None when absent."""
-    k = ctypes.create_string_buffer(key, len(key))
-    v = ctypes.create_string_buffer(value_size)
-    if _map_lookup(fd, k, v) < 0:
-        err = ctypes.get_errno()
-        if err == errno_mod.ENOENT:
-            return None
-        raise LibbpfError("bpf_map_lookup_elem", what, err, "")
-    return v.raw
-
-
-def map_update(fd: int, key: bytes, value: bytes, what: str = "map") -> None:
-    k = ctypes.create_string_buffer(key, len(key))
-    v = ctypes.create_string_buffer(value, len(value))
-    _check_int(_map_update(fd, k, v, 0), "bpf_map_update_elem", what)
-
-
-def prog_test_run_ctx(prog_fd: int, ctx: bytes, what: str = "prog") -> tuple[int, bytes]:
-    """BPF_PROG_TEST_RUN of a BPF_PROG_TYPE_SYSCALL program: ctx in; the kernel copies the context
-    back (the program's output). Returns (the program's return value, the context after the run)."""
-    buf = ctypes.create_string_buffer(ctx, len(ctx))
-    opts = TestRunOpts(sz=ctypes.sizeof(TestRunOpts), ctx_in=ctypes.addressof(buf), ctx_size_in=len(ctx))
-    _check_int(_prog_test_run(prog_fd, ctypes.byref(opts)), "bpf_prog_test_run_opts", what)
-    return int(opts.retval), buf.raw
-
-
-def iter_read(link: BpfLink, size: int = 32768, what: str = "iter") -> bytes:
-    """Open an iterator instance of link (bpf_iter_create), read it once, close it."""
-    if link._l is None:
-        raise LibbpfError("bpf_iter_create", what, errno_mod.EBADF, "link destroyed")
-    fd = _check_int(_iter_create(_check_int(_link_fd(link._l), "bpf_link__fd", what)), "bpf_iter_create", what)
-    try:
-        return os.read(fd, size)
-    finally:
-        os.close(fd)
 
 
 # --- Approach 2: cgroup stat links whose files live in cgroupfs (kernel-approach2/) ---------------

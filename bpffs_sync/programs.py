@@ -6,7 +6,7 @@ A stat with no collector (memcg_stat: its reader asks the kernel through kfuncs 
 has no stats map either: nothing of it is pinned in its private directory, nothing is healed.
 
 A reader in a sleepable section (SEC("iter.s/cgroup"), SEC("cgroup/stat.s")) is loaded with
-BPF_F_SLEEPABLE: the loader reads the section name from the object (stats.LoadedStat), so the
+BPF_F_SLEEPABLE: the loader reads the section name from the object (loader.LoadedStat), so the
 object, not the catalogue, says it. A stat whose reader calls kfuncs names them (`kfuncs`): a
 kernel whose BTF lacks one is refused in one line before anything is loaded (require_kfuncs).
 """
@@ -147,9 +147,10 @@ def object_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "build" / "bpf"
 
 
-def object_path(spec: StatProgram, native: bool = False) -> str:
-    """The stat's object: built as SEC("iter/cgroup"), or as SEC("cgroup/stat") when native."""
-    name = spec.object_file.replace(".bpf.o", ".stat.bpf.o") if native else spec.object_file
+def object_path(spec: StatProgram, cgroup_stat: bool = False) -> str:
+    """The stat's object: built as SEC("iter/cgroup"), or as SEC("cgroup/stat") with cgroup_stat
+    (the kernel series' program type)."""
+    name = spec.object_file.replace(".bpf.o", ".stat.bpf.o") if cgroup_stat else spec.object_file
     path = object_dir() / name
     if not path.is_file():
         raise EnvironmentProblem("bpf object", str(path), 0, "not built (run `make bpf`, or install the wheel)")

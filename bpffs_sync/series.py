@@ -4,13 +4,13 @@ Both series (kernel-approach1/, kernel-approach2/) add names to include/uapi/lin
 numbers depend on the tree they were applied to (7.3's bpf_attach_type is not 6.18's), so they are
 read from the running kernel's BTF (btf.py), never hard-coded:
 
-    the common prefix (Approach 1's 2/7)   BPF_PROG_TYPE_CGROUP_STAT, BPF_CGROUP_STAT (attach type),
-                                           BPF_LINK_TYPE_CGROUP_STAT
-    Approach 1 (its 4/7, the bpffs mirror)  OPT_CGROUP_MIRROR, bpffs's `cgroup_mirror` mount option
-    Approach 2 (its 1/3)                    BPF_F_CGROUP_STAT_CGROUPFS (link_create.cgroup_stat.flags)
+    the shared prerequisite (A1 2/11 = A2 1/8)  BPF_PROG_TYPE_CGROUP_STAT, BPF_CGROUP_STAT (attach type),
+                                                BPF_LINK_TYPE_CGROUP_STAT
+    Approach 1 (its 5/11, the bpffs mirror)     OPT_CGROUP_MIRROR, bpffs's `cgroup_mirror` mount option
+    Approach 2 (its 7/8)                        BPF_F_CGROUP_STAT_CGROUPFS (link_create.cgroup_stat.flags)
 
-Approach 2 applies on Approach 1's 2/7, 5/7 and 6/7 (its cover letter), so a kernel may carry
-Approach 2 with or without the bpffs mirror, and one image may carry both. The compiler may drop an
+Each series carries the shared prerequisites itself (kernel-approach2/prereqs), so a kernel may carry
+Approach 1 alone, Approach 2 alone, or both (the comparison image). The compiler may drop an
 anonymous enum nothing names in a type, so Approach 2 is also recognised by its link struct
 (struct bpf_stat_link); its flag then has the value its UAPI header gives it.
 
@@ -30,7 +30,7 @@ LINK_TYPE = "BPF_LINK_TYPE_CGROUP_STAT"
 MIRROR_OPTION = "OPT_CGROUP_MIRROR"
 CGROUPFS_FLAG = "BPF_F_CGROUP_STAT_CGROUPFS"
 A2_LINK_STRUCT = "bpf_stat_link"
-CGROUPFS_FLAG_UAPI = 1 << 0  # kernel-approach2 1/3, include/uapi/linux/bpf.h: used only if BTF dropped its enum
+CGROUPFS_FLAG_UAPI = 1 << 0  # kernel-approach2 7/8, include/uapi/linux/bpf.h: used only if BTF dropped its enum
 
 _ENUMS = (PROG_TYPE, ATTACH_TYPE, LINK_TYPE, MIRROR_OPTION, CGROUPFS_FLAG)
 

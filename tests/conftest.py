@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import Mirror, mirror_on
 
+from bpffs_sync.loader import LoadedStat
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import private_bpffs, private_cgroup_root
-from bpffs_sync.stats import LoadedStat
 
 
 def _capabilities() -> str:

@@ -1,5 +1,6 @@
 """Fixtures only tests use, out of the agent's package: a cgroup churn thread (the race partner of
-tree walks: tests/test_cgtree.py, kernel-approach1's walk tests) and the kernel series' stats loaded
+tree walks: tests/test_cgtree.py, the kernel series' walk tests), a flat tree, a call on a thread and
+the create/detach race driver for the walk tests of both series, and the kernel series' stats loaded
 once per test session (kernel-approach1/2 guest suites: LoadedStats). The guest suites' conftest.py
 put this directory on sys.path to import it."""
 
@@ -9,13 +10,52 @@ import errno
 import os
 import random
 import threading
+import time
+from collections.abc import Callable
 from typing import TypeVar
 
+from bpffs_sync import libbpf
 from bpffs_sync.backends.statlink import StatLink
+from bpffs_sync.errors import LibbpfError
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import StatProgram
 
 S = TypeVar("S", bound=StatLink)
+
+
+def make_flat(tree: str, n: int) -> None:
+    """tree and n children c0..c<n-1>: a walk of many steps."""
+    os.mkdir(tree)
+    for i in range(n):
+        os.mkdir(os.path.join(tree, f"c{i}"))
+
+
+def in_thread(fn: Callable[[], int]) -> tuple[threading.Thread, dict[str, object]]:
+    """fn() (a link create) on a thread; out gets "t0" and "t1" (monotonic, just before and after)
+    and "fd" or "error"."""
+    out: dict[str, object] = {}
+
+    def body() -> None:
+        out["t0"] = time.monotonic()
+        try:
+            out["fd"] = fn()
+        except BaseException as err:
+            out["error"] = err
+        out["t1"] = time.monotonic()
+
+    t = threading.Thread(target=body)
+    t.start()
+    return t, out
+
+
+def joined_fd(t: threading.Thread, out: dict[str, object]) -> int:
+    """The fd in_thread's call returned, once it has; AssertionError if it raised."""
+    t.join()
+    if "error" in out:
+        raise AssertionError(f"link create failed: {out['error']!r}")
+    fd = out["fd"]
+    assert isinstance(fd, int)
+    return fd
 
 
 class CgroupChurn:
@@ -75,6 +115,37 @@ class CgroupChurn:
         self.thread.join()
         if self.error is not None:
             raise AssertionError(f"the churn thread failed: {self.error!r}")
+
+
+def race_create_and_detach(tree: str, seed: int, attempts: int, *, attach: Callable[[], int],
+                           created: Callable[[int], int], detached: Callable[[int], None]) -> None:
+    """Link create and then BPF_LINK_DETACH, each inside a CgroupChurn of tree, until both walks have
+    been raced at least once (under single-threaded TCG a churn mkdir can spin out a whole walk on
+    the series' mutex, so cycles repeat, each one checked in full). created(fd) checks the files and
+    returns the link id; detached(fd) checks that none is left; then the fd is closed and the link
+    must be gone with it."""
+    raced = {"create": 0, "detach": 0}
+    for attempt in range(attempts):
+        with CgroupChurn(tree, seed * 1000 + 2 * attempt) as churn:
+            fd = attach()
+        try:
+            raced["create"] += churn.during > 0
+            link_id = created(fd)
+            with CgroupChurn(tree, seed * 1000 + 2 * attempt + 1) as churn:
+                libbpf.link_detach(fd)
+            raced["detach"] += churn.during > 0
+            detached(fd)
+        finally:
+            os.close(fd)
+        try:
+            libbpf.link_fd_by_id(link_id)
+        except LibbpfError as err:
+            assert err.errno == errno.ENOENT, err
+        else:
+            raise AssertionError(f"link {link_id} outlived its only fd")
+        if all(raced.values()):
+            return
+    raise AssertionError(f"a walk was never raced in {attempts} cycles: {raced}")
 
 
 class LoadedStats:

@@ -12,14 +12,14 @@ import pytest
 from helpers import Mirror, assert_one_line_error
 
 from bpffs_sync import libbpf, series
-from bpffs_sync.backends import backend_class, kernel_a1, kernel_a2, pins, sharing
+from bpffs_sync.backends import backend_class, kernel_a1, kernel_a2, sharing, user_space
 from bpffs_sync.backends.base import Request
 from bpffs_sync.commands.status import status, to_text
 from bpffs_sync.libbpf import CgroupfsStatLinkDesc
+from bpffs_sync.loader import COLLECTOR_PIN
 from bpffs_sync.mirror import bpffs
 from bpffs_sync.paths import PRIVATE_DIR
 from bpffs_sync.programs import lookup
-from bpffs_sync.stats import COLLECTOR_PIN
 
 STAT = "hist_oncpu"
 UAPI = series.Uapi(prog_type=33, attach_type=62, link_type=16, cgroupfs_flag=1)
@@ -29,7 +29,7 @@ UAPI = series.Uapi(prog_type=33, attach_type=62, link_type=16, cgroupfs_flag=1)
 @pytest.mark.parametrize(
     ("carried", "cls"),
     [
-        (series.Carried(None, False, False), pins.UserSpace),
+        (series.Carried(None, False, False), user_space.UserSpace),
         (series.Carried(UAPI, True, False), kernel_a1.KernelA1),
         (series.Carried(UAPI, False, True), kernel_a2.KernelA2),
         (series.Carried(UAPI, True, True), kernel_a1.KernelA1),
@@ -41,7 +41,7 @@ def test_auto_picks_the_series_the_kernel_carries(
     """auto: Approach 1 when the kernel has its mirror, else Approach 2, else user space; an explicit mode is kept."""
     monkeypatch.setattr(series, "carried", lambda: carried)
     assert backend_class("auto") is cls
-    assert backend_class("approach-2") is kernel_a2.KernelA2 and backend_class("user-space") is pins.UserSpace
+    assert backend_class("approach-2") is kernel_a2.KernelA2 and backend_class("user-space") is user_space.UserSpace
 
 
 @pytest.mark.parametrize("argv", [["status", "--approach", "2"], ["status", "--kernel"], ["clean", "--kernel"]])

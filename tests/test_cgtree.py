@@ -13,13 +13,13 @@ from helpers import Mirror, mkdir_chain
 from series_fixtures import CgroupChurn
 
 from bpffs_sync import dirfd
+from bpffs_sync.loader import LoadedStat
 from bpffs_sync.mirror import bpffs, cgroupfs, cgtree
 from bpffs_sync.mirror.diff import OpKind, diff
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.mirror.tree import DesiredView
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.stats import LoadedStat
 
 STATS = ("hist_oncpu",)
 

@@ -3,6 +3,7 @@ imports alone in a fresh interpreter, and no module-level import cycle runs thro
 
 from __future__ import annotations
 
+import argparse
 import ast
 import subprocess
 import sys
@@ -88,3 +89,56 @@ def test_no_module_level_import_cycle() -> None:
         if m not in state:
             visit(m, [m])
     assert cycles == []
+
+
+def test_the_agent_never_imports_the_lab() -> None:
+    """bpffs_sync outside measure/ imports nothing of bpffs_sync.measure: not at module level, and not
+    inside a function either; cli.py names the lab's command modules only in its dispatch table
+    (docs/architecture.md, "The lab")."""
+    bad = {}
+    for p in _files("bpffs_sync"):
+        rel = str(p.relative_to(REPO))
+        if rel.startswith("bpffs_sync/measure/"):
+            continue
+        lab = sorted(m for m in _imports(p, everywhere=True)
+                     if m == "bpffs_sync.measure" or m.startswith("bpffs_sync.measure."))
+        if lab:
+            bad[rel] = lab
+    assert bad == {}
+
+
+_LAB_COMMANDS = {"bench", "report"}
+
+
+def test_one_module_per_command() -> None:
+    """cli.py dispatches every command it parses to one module's main(): the agent's under
+    bpffs_sync/commands/, the lab's (bench, report) under bpffs_sync/measure/."""
+    from bpffs_sync import cli
+
+    parsed = set(next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices)
+    assert set(cli.HANDLERS) == parsed
+    for command, module in cli.HANDLERS.items():
+        lab = command in _LAB_COMMANDS
+        assert module.startswith("bpffs_sync.measure." if lab else "bpffs_sync.commands."), (command, module)
+        path = REPO / (module.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), path
+
+
+@pytest.mark.parametrize("module", ["bpffs_sync.cli", "bpffs_sync.backends", "bpffs_sync.libbpf",
+                                    "bpffs_sync.mirror.daemon", "bpffs_sync.export"])
+def test_agent_modules_load_no_lab_module(module: str) -> None:
+    """Importing an agent module loads no module of the lab (bpffs_sync.measure, its ffi.py included)."""
+    code = f"import sys, {module}\nprint(sorted(m for m in sys.modules if m.startswith('bpffs_sync.measure')))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert res.returncode == 0, res.stderr
+    assert ast.literal_eval(res.stdout) == [], res.stdout
+
+
+def test_the_parser_loads_no_lab_module() -> None:
+    """Building every command's parser (what any agent command does first) loads nothing of the lab."""
+    code = ("import sys\nfrom bpffs_sync import cli\ncli.build_parser()\n"
+            "print(sorted(m for m in sys.modules if m.startswith('bpffs_sync.measure')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert res.returncode == 0, res.stderr
+    assert ast.literal_eval(res.stdout) == [], res.stdout

@@ -12,8 +12,8 @@ from bpffs_sync import libbpf
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.errors import LibbpfError
 from bpffs_sync.histogram import parse_stat
+from bpffs_sync.loader import LoadedStat
 from bpffs_sync.programs import lookup, missing_kfuncs
-from bpffs_sync.stats import LoadedStat
 
 
 def test_error_names_operation_path_and_strerror(kernel: None) -> None:
@@ -107,12 +107,12 @@ def test_a_stat_without_collector_pins_nothing_private(mirror: Mirror, monkeypat
     BPF_F_SLEEPABLE, nothing in its private directory (not the directory either), nothing to heal
     or forget, no collector problem; its pin serves the cgroup. On a kernel without the memcg
     kfuncs (the load is let through here: the weak kfuncs are dead code) the file says so."""
-    from bpffs_sync import stats
-    from bpffs_sync.backends.pins import verify
+    from bpffs_sync import loader
+    from bpffs_sync.backends.user_space import verify
 
     spec = lookup("memcg_stat")
     missing = missing_kfuncs(spec)
-    monkeypatch.setattr(stats, "require_kfuncs", lambda spec: None)
+    monkeypatch.setattr(loader, "require_kfuncs", lambda spec: None)
     flags: dict[str, int] = {}
     real_set_flags = libbpf.BpfProgram.set_flags
 

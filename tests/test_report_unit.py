@@ -36,8 +36,10 @@ def test_bad_numbers_finds_nan_and_inf() -> None:
 
 def test_check_cells_flags_empty_and_nan_cells() -> None:
     """An empty cell and a 'nan' cell are both unfilled; 'n/a: ...' and 'not measured: ...' are filled."""
-    sec = render.Section("t", tables=[(["k", "v"], [["a", ""], ["b", "nan us"], ["c", "n/a: no daemon"],
-                                                    ["d", "not measured: no kernel"]])])
+    sec = render.Section(
+        "t",
+        tables=[(["k", "v"], [["a", ""], ["b", "nan us"], ["c", "n/a: no daemon"], ["d", "not measured: no kernel"]])],
+    )
     assert render.check_cells([sec]) == ["t: a: v = ''", "t: b: v = 'nan us'"]
 
 
@@ -55,10 +57,14 @@ def test_approach2_rows_say_it_has_not_landed() -> None:
 
 def test_approach2_rows_name_an_image_without_it() -> None:
     """A booted image whose kernel lacks Approach 2 (BTF probe) is named as the reason, not a landing."""
-    doc = {"patched": {"carries": ["a1"], "image": {"path": "/k/bzImage", "series": "Approach 1 + Approach 2"}},
-           "loc": {"a2_file": {"kernel": 640}}}
-    assert render._nm(render._a2(doc)) == ("not measured: the booted kernel does not carry Approach 2 (BTF probe in "
-                                           "the guest; image /k/bzImage, meant for Approach 1 + Approach 2)")
+    doc = {
+        "patched": {"carries": ["a1"], "image": {"path": "/k/bzImage", "series": "Approach 1 + Approach 2"}},
+        "loc": {"a2_file": {"kernel": 640}},
+    }
+    assert render._nm(render._a2(doc)) == (
+        "not measured: the booted kernel does not carry Approach 2 (BTF probe in "
+        "the guest; image /k/bzImage, meant for Approach 1 + Approach 2)"
+    )
 
 
 def test_guest_boot_is_matched_to_the_recorded_image() -> None:
@@ -74,8 +80,17 @@ def test_patch_lines_counts_by_part(tmp_path: Path) -> None:
     (tmp_path / "0000-cover-letter.patch").write_text("+++ b/kernel/x.c\n+ignored\n")
     (tmp_path / "0001-a.patch").write_text(
         "--- a/kernel/x.c\n+++ b/kernel/x.c\n+one\n+two\n-gone\n"
-        "+++ b/tools/lib/bpf/l.c\n+three\n+++ b/tools/testing/selftests/t.c\n+four\n")
+        "+++ b/tools/lib/bpf/l.c\n+three\n+++ b/tools/testing/selftests/t.c\n+four\n"
+    )
     assert patch_lines(tmp_path) == {"kernel": 2, "tools": 1, "selftests": 1, "removed": 1}
+
+
+def test_patch_lines_of_chosen_patches(tmp_path: Path) -> None:
+    """only= counts the named patches (the shared prerequisites of kernel-approach2/prereqs)."""
+    (tmp_path / "0001-a.patch").write_text("+++ b/kernel/x.c\n+one\n")
+    (tmp_path / "0002-b.patch").write_text("+++ b/kernel/y.c\n+two\n+three\n")
+    assert patch_lines(tmp_path, ["0002"])["kernel"] == 2
+    assert patch_lines(tmp_path, [])["kernel"] == 0
 
 
 def test_compare_names_the_winner_of_each_measured_figure() -> None:
@@ -83,9 +98,11 @@ def test_compare_names_the_winner_of_each_measured_figure() -> None:
     a1 = verdict.Approach(read=10.0, hold_s=1.0, slab=500.0, cells={"cgroup v1": "no: link create on a v1 cgroup"})
     a2 = verdict.Approach(read=20.0, hold_s=1.05, slab=None, cells={"cgroup v1": "yes (named v1 hierarchy): ..."})
     got = {what: who for what, who, _ in verdict.compare(a1, a2)}
-    assert got == {"read cost (C p50, same boot)": "a1",
-                   "link create time (A2's is a cgroup_mutex hold, A1's walk holds none)": "tie",
-                   "cgroup v1 hierarchies": "a2"}
+    assert got == {
+        "read cost (C p50, same boot)": "a1",
+        "link create time (A2's is a cgroup_mutex hold, A1's walk holds none)": "tie",
+        "cgroup v1 hierarchies": "a2",
+    }
 
 
 def test_bzimage_version_reads_the_boot_header(tmp_path: Path) -> None:
@@ -93,6 +110,6 @@ def test_bzimage_version_reads_the_boot_header(tmp_path: Path) -> None:
     head = bytearray(0x2000)
     head[0x202:0x206] = b"HdrS"
     head[0x20E:0x210] = (0x1000).to_bytes(2, "little")
-    head[0x1200:0x1200 + 20] = b"7.3.4+ (root@vm) #3\0"
+    head[0x1200 : 0x1200 + 20] = b"7.3.4+ (root@vm) #3\0"
     (tmp_path / "bzImage").write_bytes(bytes(head))
     assert guest.bzimage_version(tmp_path / "bzImage") == "7.3.4+ (root@vm) #3"

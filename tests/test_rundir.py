@@ -16,10 +16,10 @@ from helpers import Mirror, assert_one_line_error, cli, wait_for
 
 from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends import kernel_a1
+from bpffs_sync.loader import COLLECTOR_PIN
 from bpffs_sync.paths import PRIVATE_DIR
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import private_bpffs
-from bpffs_sync.stats import COLLECTOR_PIN
 
 
 @contextmanager
@@ -241,12 +241,12 @@ def test_plain_clean_refuses_while_kernel_links_use_the_collectors(mirror: Mirro
     # A stand-in for the link `run --kernel` pins there (a stock kernel has no cgroup stat link): any link.
     fd = libbpf.obj_get(os.path.join(private, COLLECTOR_PIN))
     try:
-        libbpf.obj_pin(fd, os.path.join(private, kernel_a1.NATIVE_LINK_PIN))
+        libbpf.obj_pin(fd, os.path.join(private, kernel_a1.A1_LINK_PIN))
     finally:
         os.close(fd)
     res = mirror.cli("clean")
     assert_one_line_error(res, "kernel links use the collectors of hist_oncpu", "clean --kernel")
-    kept = [COLLECTOR_PIN, kernel_a1.NATIVE_LINK_PIN, lookup("hist_oncpu").map_name()]
+    kept = [COLLECTOR_PIN, kernel_a1.A1_LINK_PIN, lookup("hist_oncpu").map_name()]
     assert sorted(os.listdir(private)) == sorted(kept)
     assert os.path.exists(mirror.stat_path("x"))
 

@@ -13,8 +13,8 @@ import pytest
 from bpffs_sync import rundir
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.backends.kernel_a1 import pin_verdict
-from bpffs_sync.backends.pins import kernel_users
 from bpffs_sync.backends.statlink import PIN_ABSENT, PIN_OTHER, PIN_OURS, PIN_UNKNOWN, get_error_verdict
+from bpffs_sync.backends.user_space import kernel_users
 from bpffs_sync.libbpf import CgroupStatLinkDesc
 
 pytestmark = pytest.mark.unit
@@ -89,7 +89,7 @@ def test_pin_verdict(kind: str, desc: CgroupStatLinkDesc | None, verdict: str) -
 
 def test_clean_sees_kernel_users() -> None:
     """A private stat directory holding either kernel mode's link pin makes the user-space `clean` refuse."""
-    entries = {"hist_oncpu": ["stats", "collector", kernel_a1.NATIVE_LINK_PIN], "memcg_histo": ["stats", "collector"]}
+    entries = {"hist_oncpu": ["stats", "collector", kernel_a1.A1_LINK_PIN], "memcg_histo": ["stats", "collector"]}
     assert kernel_users(entries) == {"hist_oncpu": ["kernel"]}
     assert kernel_users({"memcg_histo": ["stats", "collector"]}) == {}
     both = {"hist_oncpu": ["stats", "cgroupfs_link", "cgroupfs_link_h3"], "memcg_histo": ["cgroupfs_link_h4"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bpffs_sync.mirror.diff import OpKind, diff
-from bpffs_sync.mirror.report import Report
+from bpffs_sync.mirror.drift import Report
 from bpffs_sync.mirror.tree import Actual, ActualTree, Desired, DesiredTree, Kind
 from bpffs_sync.paths import FILE_MODE, Layout
 

@@ -7,8 +7,8 @@ import pytest
 
 from bpffs_sync import btf, programs
 from bpffs_sync.errors import KernelUnsupported
+from bpffs_sync.loader import collector_pins, sleepable
 from bpffs_sync.programs import CATALOGUE, Collector, Kfuncs, StatProgram
-from bpffs_sync.stats import collector_pins, sleepable
 
 pytestmark = pytest.mark.unit
 

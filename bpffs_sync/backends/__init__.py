@@ -1,5 +1,5 @@
 """The ways a mirror is kept, behind one interface (base.py): user-space pins on a stock kernel
-(pins.py), the kernel series' links (kernel_a1.py: Approach 1; kernel_a2.py: Approach 2); what
+(user_space.py), the kernel series' links (kernel_a1.py: Approach 1; kernel_a2.py: Approach 2); what
 they share on one bpffs, and who uses it (sharing.py).
 
 backend_class() is the one place that chooses; `run`, `verify`, `clean` and `status` call the
@@ -16,11 +16,11 @@ def backend_class(mode: str) -> type[Backend]:
     """The backend class of a mode; `auto` is resolved by a feature probe on the running kernel's
     BTF (series.carried().best): Approach 1 when the kernel has its bpffs mirror, else Approach 2
     when it has cgroupfs stat links, else the user-space mirror."""
-    from bpffs_sync.backends import kernel_a1, kernel_a2, pins
+    from bpffs_sync.backends import kernel_a1, kernel_a2, user_space
 
     if mode == "auto":
         mode = series.carried().best
-    classes: dict[str, type[Backend]] = {"user-space": pins.UserSpace, "kernel": kernel_a1.KernelA1,
+    classes: dict[str, type[Backend]] = {"user-space": user_space.UserSpace, "kernel": kernel_a1.KernelA1,
                                          "approach-2": kernel_a2.KernelA2}
     return classes[mode]
 

@@ -1,6 +1,6 @@
 """One interface behind `run`, `verify`, `clean` and `status`: the ways a mirror can be kept.
 
-    user-space  backends/pins.py       any kernel with cgroup iterators: a daemon pins one iterator per
+    user-space  backends/user_space.py any kernel with cgroup iterators: a daemon pins one iterator per
                                        cgroup and stat and follows cgroupfs (Approach 1 in user space)
     kernel      backends/kernel_a1.py  the kernel-approach1 series: one cgroup stat link per stat; the
                                        kernel makes and removes the files in mkdir/rmdir (Approach 1)

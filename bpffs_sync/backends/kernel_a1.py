@@ -35,15 +35,15 @@ from bpffs_sync.backends.statlink import (
     file_cgroup_id,
 )
 from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, UsageError
+from bpffs_sync.loader import Generations
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.diff import diff
-from bpffs_sync.mirror.report import Report
+from bpffs_sync.mirror.drift import Report
 from bpffs_sync.mirror.tree import Actual, Conflict, Desired, DesiredTree, Kind
 from bpffs_sync.paths import Layout, RelPath
 from bpffs_sync.programs import CATALOGUE, StatProgram
-from bpffs_sync.stats import Generations
 
-NATIVE_LINK_PIN = sharing.A1_LINK_PIN
+A1_LINK_PIN = sharing.A1_LINK_PIN
 MIRROR_OPTION = sharing.MIRROR_OPTION
 mirror_enabled = sharing.mirror_enabled
 
@@ -111,11 +111,11 @@ class KernelMirror(StatLink):
         return pin_verdict("link", desc, self.spec.name, root_id) == PIN_OURS
 
     def pin_name(self, hierarchy_id: int) -> str:
-        return NATIVE_LINK_PIN
+        return A1_LINK_PIN
 
     @property
     def link_pin(self) -> str:
-        return self.layout.private_path(self.spec.name, NATIVE_LINK_PIN)
+        return self.layout.private_path(self.spec.name, A1_LINK_PIN)
 
     def ensure_link(self, cgroup_dir: str) -> LinkOutcome:
         """The stat's link at cgroup_dir (statlink.StatLink._ensure), pinned at link_pin."""
@@ -143,7 +143,7 @@ def clean(layout: Layout, names: Iterable[str]) -> int:
     mode uses it (sharing.remove_own). The kernel removes the files; <bpffs>/cgroup stays with the instance."""
     stats = list(names)
     detached = detach_all(stats)
-    return detached + sharing.remove_own(layout, sharing.KERNEL, stats, NATIVE_LINK_PIN)
+    return detached + sharing.remove_own(layout, sharing.APPROACH_1, stats, A1_LINK_PIN)
 
 
 def detach_all(names: Iterable[str] | None = None) -> int:

@@ -28,10 +28,10 @@ from bpffs_sync.backends import sharing
 from bpffs_sync.backends.base import Backend, Request, RunResult
 from bpffs_sync.backends.statlink import LinkDesc, StatLink, file_cgroup_id
 from bpffs_sync.errors import KernelUnsupported, UsageError
+from bpffs_sync.loader import Generations
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import CATALOGUE, StatProgram, lookup
-from bpffs_sync.stats import Generations
 
 PREFIX = libbpf.CGROUPFS_STAT_PREFIX
 LINK_PIN = sharing.A2_LINK_PIN

@@ -2,7 +2,7 @@
 removes what another mode's pins or links read from.
 
 Each stat's private directory, <bpffs>/bpffs-sync/<stat>/, holds its stats map and its collector
-link (stats.LoadedStat), pinned once and adopted by every mode:
+link (loader.LoadedStat), pinned once and adopted by every mode:
 
     user-space  its iterator pins under <bpffs>/cgroup and <bpffs>/cgroup-v1 run programs that read
                 the map the collector fills
@@ -23,12 +23,14 @@ from bpffs_sync.errors import Tampered
 from bpffs_sync.mirror import bpffs
 from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
 
-USER_SPACE, KERNEL, APPROACH_2 = "user-space", "kernel", "approach-2"
-A1_LINK_PIN = "native_link"
+# The modes by their user-visible names (`status`, `--kernel`): "kernel" is Approach 1 only, the name
+# kept for the command line and `status` readers; the code calls it APPROACH_1.
+USER_SPACE, APPROACH_1, APPROACH_2 = "user-space", "kernel", "approach-2"
+A1_LINK_PIN = "native_link"  # the name on disk, kept: pins made by earlier releases are adopted by it
 A2_LINK_PIN = "cgroupfs_link"  # v2; cgroupfs_link_h<hierarchy id> on a v1 hierarchy
 MIRROR_OPTION = "cgroup_mirror"  # bpffs mount option of Approach 1: this instance holds the kernel's mirror
 USED_BY = {
-    KERNEL: "Approach 1's cgroup stat links: `bpffs-sync clean --kernel` detaches them",
+    APPROACH_1: "Approach 1's cgroup stat links: `bpffs-sync clean --kernel` detaches them",
     APPROACH_2: "Approach 2's cgroupfs links: `bpffs-sync clean --approach 2` detaches them",
     USER_SPACE: "the user-space mirror's pins: `bpffs-sync clean --user-space` removes them",
 }
@@ -48,7 +50,7 @@ def link_users(entries: list[str]) -> set[str]:
     """The kernel modes whose link pins are among a stat directory's entries."""
     found = set()
     if A1_LINK_PIN in entries:
-        found.add(KERNEL)
+        found.add(APPROACH_1)
     if any(is_a2_pin(e) for e in entries):
         found.add(APPROACH_2)
     return found

@@ -23,10 +23,10 @@ from typing import Protocol, Self
 
 from bpffs_sync import libbpf
 from bpffs_sync.errors import EnvironmentProblem, LibbpfError, UsageError
+from bpffs_sync.loader import Generations, LoadedStat, private_dir
 from bpffs_sync.mirror import bpffs
 from bpffs_sync.paths import PRIVATE_DIR, Layout
 from bpffs_sync.programs import StatProgram
-from bpffs_sync.stats import Generations, LoadedStat, private_dir
 
 PIN_OURS, PIN_OTHER, PIN_ABSENT, PIN_UNKNOWN = "ours", "other", "absent", "unknown"
 
@@ -73,7 +73,7 @@ class LinkDesc(Protocol):
 
 class StatLink(ABC):
     """One stat loaded as BPF_PROG_TYPE_CGROUP_STAT, its map and collector pinned or adopted exactly
-    as the user-space mirror does (stats.LoadedStat). close() drops our fds; links, files, pins stay."""
+    as the user-space mirror does (loader.LoadedStat). close() drops our fds; links, files, pins stay."""
 
     attach_op = "attach cgroup stat link"
     exists_hint = ""  # what EEXIST at link create means, and what detaches the other link
@@ -81,7 +81,7 @@ class StatLink(ABC):
     def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False) -> None:
         self.layout = layout
         self.spec = spec
-        self.stat = LoadedStat(layout, spec, force_raw_tp, native=True)
+        self.stat = LoadedStat(layout, spec, force_raw_tp, cgroup_stat=True)
 
     @abstractmethod
     def _create(self, prog_fd: int, cgroup_fd: int, name: str | None) -> int:

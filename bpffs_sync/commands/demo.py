@@ -7,13 +7,15 @@ removes what it made and waits for the mirror to follow.
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import subprocess
 import sys
 from collections.abc import Callable
 
-from bpffs_sync.backends.pins import verify
+from bpffs_sync.backends.user_space import verify
+from bpffs_sync.commands.common import prepare
 from bpffs_sync.commands.status import daemon_status
 from bpffs_sync.errors import EnvironmentProblem
 from bpffs_sync.histogram import parse_stat
@@ -87,3 +89,7 @@ def demo(layout: Layout, specs: list[StatProgram], seconds: float) -> int:
                 wait_for(lambda: not os.path.exists(gone), 10, f"removal of {gone}")
                 print(f"# removed the demo cgroups; the mirror dropped {gone}")
 
+
+def main(args: argparse.Namespace) -> int:
+    layout, specs = prepare(args, mount=False)
+    return demo(layout, specs, seconds=args.seconds)

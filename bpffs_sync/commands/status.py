@@ -4,17 +4,19 @@ mirror's trees, Approach 1's links and mirror, or Approach 2's links)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from typing import Any
 
 from bpffs_sync import libbpf, rundir
 from bpffs_sync.backends.base import Backend, Request
+from bpffs_sync.commands import common
 from bpffs_sync.errors import LibbpfError
+from bpffs_sync.loader import COLLECTOR_PIN, private_dir
 from bpffs_sync.paths import Layout
 from bpffs_sync.printable import escape
 from bpffs_sync.programs import CATALOGUE, StatProgram
-from bpffs_sync.stats import COLLECTOR_PIN, private_dir
 
 
 def daemon_status(layout: Layout) -> dict[str, Any]:
@@ -145,3 +147,14 @@ def to_text(doc: dict[str, Any]) -> str:
         src = f"  <-  {t['cgroup_root']} ({', '.join(t['stats']) or 'no stats'})" if t else ""
         lines.append(f"v1       cgroup-v1/{name}: {v['dirs']} directories, {v['stat_files']} stat files{src}")
     return "\n".join(escape(line) for line in lines)  # names are data: each line one line, never obeyed
+
+
+def main(args: argparse.Namespace) -> int:
+    chosen = common.backend("status", args)
+    layout, specs = common.prepare(args, mount=False, objects=False)
+    doc = status(chosen, common.request(args, layout, specs))
+    if args.json:
+        common.print_json(doc)
+    else:
+        print(to_text(doc))
+    return common.EXIT_OK

@@ -124,7 +124,7 @@ class Verifier:
             return self.result
 
     def run_once(self) -> None:
-        from bpffs_sync.backends.pins import verify
+        from bpffs_sync.backends.user_space import verify
 
         if isinstance(daemon_state(self.bpffs)[1].get("drift"), dict):
             return  # the daemon publishes its own drift (Health shows that): no need to ask the kernel

@@ -33,6 +33,7 @@ from typing import Any
 
 from bpffs_sync.commands.demo import burn_in
 from bpffs_sync.histogram import parse_stat
+from bpffs_sync.loader import LoadedStat
 from bpffs_sync.measure import toolchain
 from bpffs_sync.mirror import cgroupfs
 from bpffs_sync.mirror.reconciler import Reconciler
@@ -40,7 +41,6 @@ from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup, object_path
 from bpffs_sync.rundir import telemetry_path
 from bpffs_sync.sandbox import private_bpffs, private_cgroup_root, wait_until
-from bpffs_sync.stats import LoadedStat
 
 MEMORY_V1_STAT = "/sys/fs/cgroup/memory/memory.stat"
 

@@ -26,12 +26,12 @@ import v1_controllers
 from bpffs_sync.export.files import Filter, walk
 from bpffs_sync.export.render import render
 from bpffs_sync.export.server import Exporter, ExportOptions
+from bpffs_sync.loader import LoadedStat
 from bpffs_sync.mirror import forest
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import private_bpffs, private_cgroup_root
-from bpffs_sync.stats import LoadedStat
 
 FANOUT = 100
 GOAL_MS = 150.0

@@ -39,7 +39,7 @@ _log = log.get(__name__)
 
 
 class Pinner(Protocol):
-    """What a pass needs of a loaded stat (stats.LoadedStat on a stock kernel)."""
+    """What a pass needs of a loaded stat (loader.LoadedStat on a stock kernel)."""
 
     @property
     def map_id(self) -> int | None:

@@ -60,6 +60,7 @@ from bpffs_sync import log, rundir, sdnotify
 from bpffs_sync.errors import Remounted, SyncError
 from bpffs_sync.histogram import Log2Us
 from bpffs_sync.interrupt import Interrupted, Preempted
+from bpffs_sync.loader import LoadedStat
 from bpffs_sync.mirror.apply import Budget
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.mirrors import Mirrors, TreeHint
@@ -67,7 +68,6 @@ from bpffs_sync.mirror.reconciler import PassResult
 from bpffs_sync.mirror.watch import MountWatcher
 from bpffs_sync.paths import Layout, RelPath
 from bpffs_sync.programs import StatProgram, lookup
-from bpffs_sync.stats import LoadedStat
 
 _log = log.get(__name__)
 BASE_BACKOFF = 0.1  # seconds before the first retry of a failed step; doubles per failure

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 from bpffs_sync import log
 from bpffs_sync.errors import Tampered
+from bpffs_sync.loader import LoadedStat
 from bpffs_sync.mirror import bpffs, forest
 from bpffs_sync.mirror.apply import Budget
 from bpffs_sync.mirror.forest import Selection, Tree
 from bpffs_sync.mirror.reconciler import PassResult, Reconciler
 from bpffs_sync.mirror.watch import CgroupWatcher
 from bpffs_sync.paths import RelPath
-from bpffs_sync.stats import LoadedStat
 
 _log = log.get(__name__)
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from bpffs_sync import dirfd, interrupt, log
+from bpffs_sync.loader import Generations, LoadedStat
 from bpffs_sync.mirror import bpffs, cgroupfs, cgtree
 from bpffs_sync.mirror.apply import ApplyResult, Budget, apply, group_of
 from bpffs_sync.mirror.cache import MirrorCache
@@ -39,7 +40,6 @@ from bpffs_sync.mirror.diff import OpKind, Plan, diff
 from bpffs_sync.mirror.roots import Roots
 from bpffs_sync.mirror.tree import ActualTree, Conflict, DesiredTree, DesiredView, Kind, under
 from bpffs_sync.paths import Layout, RelPath, coalesce, display, mirrored_scope, share
-from bpffs_sync.stats import Generations, LoadedStat
 
 _log = log.get(__name__)
 # A pass takes at most this many hinted scopes of one top-level cgroup (paths.share); the rest are

@@ -7,7 +7,7 @@ kernel-approach2/bench/bench_a2.py's JSON), and a row that could not be measured
 ("not measured: <reason>"), never a made-up figure.
 
     bed.py         the private kernel state every mechanism reads (bpffs, cgroups, loaded programs)
-    native.py      builds the C loop (bench/report/readloop.c) and the alternatives' BPF object
+    compiled.py    builds the C loop (bench/report/readloop.c) and the alternatives' BPF object
     mechanisms.py  one real reader per mechanism: a Python operation and the C loop's arguments
     measures.py    read cost (idle, under churn), mkdir -> readable, populate, memory, kernel LOC
     usability.py   the usability table, each cell a check run now

@@ -1,7 +1,7 @@
 """The test bed every mechanism reads: one busy cgroup, its stat reachable every way at once.
 
 - a private bpffs and a private v2 cgroup subtree (bpffs_sync.sandbox), target cgroup `busy`;
-- hist_oncpu loaded as the user-space mirror loads it (stats.LoadedStat): stats map and
+- hist_oncpu loaded as the user-space mirror loads it (loader.LoadedStat): stats map and
   collector pinned, the mirror's pinned iterator at <bpffs>/cgroup/busy/hist_oncpu (one
   Reconciler pass);
 - the reader program pinned too (for a cgroup iterator made per read, without a pinned link);
@@ -25,12 +25,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from bpffs_sync import libbpf
-from bpffs_sync.measure.report.native import Tools
+from bpffs_sync.loader import LoadedStat
+from bpffs_sync.measure import ffi
+from bpffs_sync.measure.report.compiled import Tools
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
-from bpffs_sync.stats import LoadedStat
 
 STAT = "hist_oncpu"
 V1_ROOT = "/sys/fs/cgroup"
@@ -89,7 +90,7 @@ def pin_iterator(loaded: LoadedStat, cgroup_dir: str, pin: str) -> None:
     """Pin a SELF_ONLY iterator of the stat's reader for cgroup_dir at pin (what the mirror pins)."""
     fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with loaded.reader.attach_cgroup_iter(fd, cgroup_dir) as link:
+        with ffi.attach_cgroup_iter(loaded.reader, fd, cgroup_dir) as link:
             link.pin(pin)
     finally:
         os.close(fd)

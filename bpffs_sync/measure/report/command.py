@@ -1,5 +1,6 @@
 """`bpffs-sync report [--out DIR] [--quick] [--kernel auto|yes|no] [--json]`: run, then write
-report.md, report.html, the PNG plots and results.json (every raw sample) into DIR."""
+report.md, report.html, the PNG plots and results.json (every raw sample) into DIR. Its options are
+defined in cli.py, which imports this module only when `report` runs (the agent never imports the lab)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,6 @@ from typing import Any
 from bpffs_sync import log, preflight
 from bpffs_sync.errors import EnvironmentProblem, UsageError
 from bpffs_sync.programs import lookup
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="report", metavar="DIR", help="output directory (default ./report)")
-    p.add_argument("--quick", action="store_true", help="fewer samples and cgroups (about a minute; what CI runs)")
-    p.add_argument("--kernel", choices=("auto", "yes", "no"), default="auto",
-                   help="patched-kernel rows, from one TCG boot of the image carrying Approach 1 + 2 (else "
-                        "Approach 1's): auto boots it unless --quick; yes also builds it when absent; no never "
-                        "boots (default auto)")
-    p.add_argument("--json", action="store_true", help="print the output paths and headline as JSON")
 
 
 def write(doc: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -52,7 +43,7 @@ def require_lab() -> None:
                                  "or pip install --require-hashes -r requirements/lab.lock)")
 
 
-def run_command(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     require_lab()
     from bpffs_sync.measure.report.runner import Plan, run
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bpffs_sync.measure.report import stats
-from bpffs_sync.measure.report.native import REPO
+from bpffs_sync.measure.report.compiled import REPO
 
 CACHE = Path(os.environ.get("BPFFS_SYNC_KCACHE", "/var/cache/bpffs-sync/kernel"))
 GUEST_JSON = "report-guest.json"

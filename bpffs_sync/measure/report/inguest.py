@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bpffs_sync.measure import harness
 from bpffs_sync.measure.report import stats
-from bpffs_sync.measure.report.native import REPO, Tools
+from bpffs_sync.measure.report.compiled import REPO, Tools
 
 CGROUP2 = "/sys/fs/cgroup"
 STAT = "hist_oncpu"
@@ -316,43 +317,7 @@ def _load_bench_a2() -> Any:
     return mod
 
 
-Window = tuple[int, int]  # CLOCK_MONOTONIC ns (time.monotonic_ns), start and end
 TRIES = 5
-
-
-@contextlib.contextmanager
-def _probe(readloop: str, elsewhere: str) -> Iterator[list[tuple[int, int]]]:
-    """readloop mkdirts on CPU 1 in elsewhere (mkdir+rmdir nonstop), seen running before the body;
-    on exit, its (start ns, latency ns) samples fill the yielded list."""
-    samples: list[tuple[int, int]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        stop = os.path.join(tmp, "stop")
-        proc = subprocess.Popen([readloop, "mkdirts", "10000000", elsewhere, stop], stdout=subprocess.PIPE, text=True,
-                                preexec_fn=_on_cpu(1))  # noqa: PLW1509 (sched_setaffinity only)
-        try:
-            deadline = time.monotonic() + 30
-            while not os.path.exists(os.path.join(elsewhere, "probe")) and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            time.sleep(0.1)
-            yield samples
-        finally:
-            open(stop, "w").close()
-            out, _ = proc.communicate(timeout=600)
-    lines = out.splitlines()[1:]
-    samples.extend((int(a), int(b)) for a, b in (line.split() for line in lines))
-
-
-def _overlapping(samples: list[tuple[int, int]], window: Window) -> list[int]:
-    """Latencies of the probe's mkdirs that were in flight at some point of window."""
-    a, b = window
-    return [lat for start, lat in samples if start < b and start + lat > a]
-
-
-def _on_cpu(cpu: int) -> Callable[[], None]:
-    def pin() -> None:
-        if (os.cpu_count() or 1) > cpu:
-            os.sched_setaffinity(0, {cpu})
-    return pin
 
 
 def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
@@ -360,32 +325,33 @@ def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
     n cgroups, vs its worst when idle) and JSON shape, measured so that it means something here:
     bench_a2's probe makes its stop file in cgroupfs (EACCES: it never stops) and, a Python process
     still starting under TCG, missed the whole link create. Here the probe is readloop's C mkdirts on
-    CPU 1, link create runs on CPU 0, and only the probe's mkdirs in flight during link create count.
+    CPU 1 (harness.stall_probe, "readloop"), link create runs on CPU 0, and only the probe's mkdirs in
+    flight during link create count.
     Single-threaded TCG runs one vCPU at a time, so one create may meet few or no probe mkdirs: the
     worst is taken over TRIES creates, and none overlapping is said so, not shown as a number."""
     cpus = os.sched_getaffinity(0)
-    _on_cpu(0)()
+    harness.on_cpu(0)()
     sub, elsewhere = os.path.join(root, "stall"), os.path.join(root, "elsewhere")
     os.mkdir(sub)
     os.mkdir(elsewhere)
-    made = b.make_tree(sub, n)
+    made = harness.make_tree(sub, n)
     try:
-        with _probe(readloop, elsewhere) as idle:
+        with harness.stall_probe(elsewhere, "readloop", readloop=readloop, cpu=1) as idle:
             time.sleep(0.5)
-        out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": max(lat for _, lat in idle) / 1e6,
+        out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": max(s.latency_ns for s in idle) / 1e6,
                                "idle_samples": len(idle), "probe_cpu": 1, "link_create_cpu": 0}
         for approach in ("a1", "a2"):
             during: list[int] = []
             seen = 0
             for _ in range(TRIES):
-                with _probe(readloop, elsewhere) as samples:
+                with harness.stall_probe(elsewhere, "readloop", readloop=readloop, cpu=1) as samples:
                     t0 = time.monotonic_ns()
                     fd = ap.attach(approach, sub)
                     window = (t0, time.monotonic_ns())
                     time.sleep(0.05)
                 b.libbpf.link_detach(fd)
                 os.close(fd)
-                these = _overlapping(samples, window)
+                these = harness.overlapping(samples, window)
                 seen += bool(these)
                 during += these
             out[f"{approach}_tries"], out[f"{approach}_tries_overlapped"] = TRIES, seen
@@ -398,7 +364,7 @@ def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
                                           "(single-threaded TCG ran the other vCPU elsewhere)")
     finally:
         os.sched_setaffinity(0, cpus)
-        b.remove_tree(made)
+        harness.remove_tree(made)
         os.rmdir(sub)
         os.rmdir(elsewhere)
     return out
@@ -443,7 +409,7 @@ def _cpu_model() -> str:
 
 
 def guest_main(out: str, quick: bool) -> int:
-    from bpffs_sync.measure.report import native
+    from bpffs_sync.measure.report import compiled
 
     started = time.monotonic()
     plan = GuestPlan.make(quick)
@@ -452,7 +418,7 @@ def guest_main(out: str, quick: bool) -> int:
                            "cpus": os.cpu_count() or 0, "date": time.strftime("%F %T %z"), "carries": keys,
                            "plan": asdict(plan)}
     if keys:
-        tools = native.build()
+        tools = compiled.build()
         rows = attempt("file rows", lambda: files(tools, plan, keys))
         doc.update(rows if stats.is_measured(rows) else {f"{k}_file": rows for k in keys})
     if keys == ["a1", "a2"]:

@@ -20,19 +20,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bpffs_sync.loader import LoadedStat
+from bpffs_sync.measure import ffi, harness
+from bpffs_sync.measure.harness import make_tree, remove_tree, slab_bytes
 from bpffs_sync.measure.report import stats
 from bpffs_sync.measure.report.bed import XATTR, Bed
+from bpffs_sync.measure.report.compiled import REPO
 from bpffs_sync.measure.report.mechanisms import Mechanism
-from bpffs_sync.measure.report.native import REPO
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import private_bpffs, private_cgroup_root, wait_until
-from bpffs_sync.stats import LoadedStat
 
 PY_WARMUP = 20
 
@@ -169,7 +171,6 @@ def first_read(ok: Callable[[], bool], timeout: float = 10.0) -> tuple[int, int]
 
 def _readers_for(bed: Bed, cg: str, rel: str) -> dict[str, Callable[[], bool]]:
     """For a new cgroup `cg`: one "is it readable now" check per mechanism that names cgroups."""
-    from bpffs_sync import libbpf
 
     def cpu_stat() -> bool:
         with open(os.path.join(cg, "cpu.stat"), encoding="ascii") as f:
@@ -177,14 +178,14 @@ def _readers_for(bed: Bed, cg: str, rel: str) -> dict[str, Callable[[], bool]]:
 
     def prog_run() -> bool:
         ctx = (0).to_bytes(4, "little") * 2 + os.stat(cg).st_ino.to_bytes(8, "little") + bytes(8 + 232)
-        libbpf.prog_test_run_ctx(bed.prog_fd, ctx, "stat_by_id")
+        ffi.prog_test_run_ctx(bed.prog_fd, ctx, "stat_by_id")
         return True  # found=0 is an answer: no slice charged yet
 
     def iter_per_read() -> bool:
         fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            with bed.loaded.reader.attach_cgroup_iter(fd, cg) as link:
-                return b"cgroup_id" in libbpf.iter_read(link)
+            with ffi.attach_cgroup_iter(bed.loaded.reader, fd, cg) as link:
+                return b"cgroup_id" in ffi.iter_read(link)
         finally:
             os.close(fd)
 
@@ -227,57 +228,16 @@ def mkdir_readable(bed: Bed, n: int) -> dict[str, Any]:
 # --- populate, mkdir cost, memory ---------------------------------------------------------------
 
 
-def make_tree(root: str, n: int) -> list[str]:
-    """n cgroups as ~sqrt(n) parents of ~sqrt(n) children (kernel-approach1's bench shape)."""
-    width = max(1, int(n ** 0.5))
-    made: list[str] = []
-    i = 0
-    while len(made) < n:
-        parent = os.path.join(root, f"p{i}.slice")
-        os.mkdir(parent)
-        made.append(parent)
-        for j in range(min(width, n - len(made))):
-            child = os.path.join(parent, f"c{j}.scope")
-            os.mkdir(child)
-            made.append(child)
-        i += 1
-    return made
-
-
-def remove_tree(made: list[str]) -> None:
-    for path in reversed(made):
-        os.rmdir(path)
-
-
-def slab_bytes() -> int:
-    """Slab (reclaimable + unreclaimable) from /proc/meminfo, in bytes."""
-    with open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("Slab:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no Slab line in /proc/meminfo")
-
-
 @contextlib.contextmanager
 def mkdir_prober(readloop: str, parent: str) -> Iterator[Callable[[], list[int]]]:
-    """A concurrent mkdir-latency probe (C loop, own process) in its own cgroup directory."""
-    with tempfile.TemporaryDirectory() as tmp:
-        stop = os.path.join(tmp, "stop")
-        os.mkdir(parent)
-        proc = subprocess.Popen([readloop, "mkdirlat", "2000000", parent, stop], stdout=subprocess.PIPE, text=True)
-        result: list[int] = []
-
-        def samples() -> list[int]:
-            return result
-
-        try:
-            time.sleep(0.05)
-            yield samples
-        finally:
-            Path(stop).touch()
-            out, _ = proc.communicate(timeout=60)
-            result.extend(int(x) for x in out.split()[2:])
-            os.rmdir(parent)
+    """A concurrent mkdir-latency probe (the C loop, own process: harness.stall_probe) in its own
+    cgroup directory, made and removed here; the body starts 0.05 s after the probe."""
+    os.mkdir(parent)
+    try:
+        with harness.stall_probe(parent, "readloop", readloop=readloop, count=2_000_000, settle=0.05) as samples:
+            yield lambda: [s.latency_ns for s in samples]
+    finally:
+        os.rmdir(parent)
 
 
 def populate(readloop: str, n: int) -> dict[str, Any]:
@@ -379,12 +339,13 @@ def memory(bed: Bed, n: int) -> dict[str, Any]:
 _FILE = re.compile(r"^\+\+\+ b/(\S+)")
 
 
-def patch_lines(patch_dir: Path) -> dict[str, int]:
+def patch_lines(patch_dir: Path, only: Iterable[str] | None = None) -> dict[str, int]:
     """Lines added by a series, by part: kernel (kernel/, include/, fs/, mm/ ...), selftests
-    (tools/testing/), tools (uapi copy, libbpf)."""
+    (tools/testing/), tools (uapi copy, libbpf). only: the patch numbers ("0001") to count."""
     parts = {"kernel": 0, "selftests": 0, "tools": 0, "removed": 0}
+    wanted = None if only is None else set(only)
     for patch in sorted(patch_dir.glob("*.patch")):
-        if "cover-letter" in patch.name:
+        if "cover-letter" in patch.name or (wanted is not None and patch.name[:4] not in wanted):
             continue
         part = "kernel"
         for line in patch.read_text(errors="replace").splitlines():
@@ -408,4 +369,12 @@ def kernel_loc() -> dict[str, Any]:
             out[key] = patch_lines(d)
         else:
             out[key] = stats.not_measured(f"{name}/patches absent: the series has not landed in this checkout")
+    # Each series carries the prerequisites both need (kernel-approach2/prereqs): counted in both
+    # rows above, and once here.
+    prereqs = REPO / "kernel-approach2" / "prereqs"
+    if prereqs.is_file() and (REPO / "kernel-approach2" / "patches").is_dir():
+        mine = [line.split()[0] for line in prereqs.read_text().splitlines() if line.strip() and line[0] != "#"]
+        out["shared"] = patch_lines(REPO / "kernel-approach2" / "patches", mine)
+    else:
+        out["shared"] = stats.not_measured("kernel-approach2/prereqs absent")
     return out

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pyroute2.netlink import NLM_F_REQUEST, genlmsg  # type: ignore[import-untyped]
 from pyroute2.netlink.generic import GenericNetlinkSocket  # type: ignore[import-untyped]
 
-from bpffs_sync import libbpf
 from bpffs_sync.histogram import StatFile, format_stat, parse_stat
+from bpffs_sync.loader import cg_key
+from bpffs_sync.measure import ffi
 from bpffs_sync.measure.report.bed import XATTR, Bed
-from bpffs_sync.stats import cg_key
 
 MAX_SLOTS = 27
 _HIST = struct.Struct(f"=QQ{MAX_SLOTS}Q")  # struct hist_value
@@ -86,7 +86,7 @@ def _map_lookup(bed: Bed) -> Callable[[], int]:
     key = cg_key(0, bed.target_id)
 
     def op() -> int:
-        raw = libbpf.map_lookup(bed.map_fd, key, _HIST.size, "oncpu_stats")
+        raw = ffi.map_lookup(bed.map_fd, key, _HIST.size, "oncpu_stats")
         return _format_raw(raw) if raw is not None else 0
     return op
 
@@ -95,7 +95,7 @@ def _prog_run(bed: Bed) -> Callable[[], int]:
     args = _ARGS.pack(0, 0, bed.target_id, 0, 0) + bytes(_HIST.size)
 
     def op() -> int:
-        _, out = libbpf.prog_test_run_ctx(bed.prog_fd, args, "stat_by_id")
+        _, out = ffi.prog_test_run_ctx(bed.prog_fd, args, "stat_by_id")
         found = _ARGS.unpack_from(out)[3]
         return _format_raw(out[_ARGS.size:]) if found else 0
     return op
@@ -106,8 +106,8 @@ def _iter_per_read(bed: Bed) -> Callable[[], int]:
     cg_fd = os.open(bed.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # closed with the process
 
     def op() -> int:
-        with reader.attach_cgroup_iter(cg_fd, bed.target) as link:
-            text = libbpf.iter_read(link, what=bed.target).decode()
+        with ffi.attach_cgroup_iter(reader, cg_fd, bed.target) as link:
+            text = ffi.iter_read(link, what=bed.target).decode()
         return parse_stat(text).summary.get("total_ns", 0)
     return op
 
@@ -158,7 +158,7 @@ def _map_update(bed: Bed) -> Callable[[], int]:
 
     def op() -> int:
         counter[0] += 1
-        libbpf.map_update(bed.knob_fd, key, struct.pack("=Q", counter[0]), "knobs")
+        ffi.map_update(bed.knob_fd, key, struct.pack("=Q", counter[0]), "knobs")
         return counter[0]
     return op
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from bpffs_sync.measure.report import guest, measures, native, stats, usability
+from bpffs_sync.measure.report import compiled, guest, measures, stats, usability
 from bpffs_sync.measure.report.bed import open_bed
 from bpffs_sync.measure.report.mechanisms import knob_mechanisms, read_mechanisms
 
@@ -44,7 +44,7 @@ class Plan:
 
 
 def _git(*args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(native.REPO), *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run(["git", "-C", str(compiled.REPO), *args], capture_output=True, text=True, check=False)
     return proc.stdout.strip() or "unknown (not a git checkout)"
 
 
@@ -75,7 +75,7 @@ def _patched(plan: Plan, out_dir: Path, on_progress: Callable[[str], None]) -> d
     if plan.kernel == "auto" and plan.quick:
         return stats.not_measured("--quick does not boot the patched kernel (use --kernel yes)")
     if not guest.RUN_GUEST.is_file():  # an install carries the lab, not the kernel series and their scripts
-        return stats.not_measured(f"no {guest.RUN_GUEST.relative_to(native.REPO)} here: the patched-kernel rows "
+        return stats.not_measured(f"no {guest.RUN_GUEST.relative_to(compiled.REPO)} here: the patched-kernel rows "
                                   "run from a checkout")
     if guest.choose() is None:
         if plan.kernel == "auto":
@@ -89,7 +89,7 @@ def _patched(plan: Plan, out_dir: Path, on_progress: Callable[[str], None]) -> d
 
 def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
     started = time.monotonic()
-    tools = native.build()
+    tools = compiled.build()
     doc: dict[str, Any] = {"meta": meta(plan)}
     steps: list[tuple[str, Callable[[], None]]] = []
     bar = tqdm(total=0, file=sys.stderr, unit="step", dynamic_ncols=True, leave=True)

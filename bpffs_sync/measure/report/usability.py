@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bpffs_sync import libbpf
 from bpffs_sync.errors import SyncError
+from bpffs_sync.loader import cg_key
+from bpffs_sync.measure import ffi
 from bpffs_sync.measure.report.bed import XATTR, Bed, pin_iterator
 from bpffs_sync.measure.report.measures import mirror_daemon, readable_file
 from bpffs_sync.measure.report.mechanisms import Mechanism
-from bpffs_sync.stats import cg_key
 
 COLUMNS = ("cat / grep", "unprivileged (uid 65534)", "cgroup v1", "after rmdir", "daemon crash")
 NOBODY = 65534
@@ -96,18 +96,18 @@ def v1_cells(bed: Bed) -> dict[str, str]:
             os.unlink(pin)
 
     def lookup() -> str:
-        raw = libbpf.map_lookup(bed.map_fd, key, 232, "oncpu_stats")
+        raw = ffi.map_lookup(bed.map_fd, key, 232, "oncpu_stats")
         return f"yes: key (hierarchy {hid}, id {cgid}) found" if raw else "no: no entry for the v1 cgroup"
 
     def prog_run() -> str:
-        _, out = libbpf.prog_test_run_ctx(bed.prog_fd, key + bytes(8 + 232), "stat_by_id")
+        _, out = ffi.prog_test_run_ctx(bed.prog_fd, key + bytes(8 + 232), "stat_by_id")
         return f"yes: found={int.from_bytes(out[16:20], 'little')} for (hierarchy {hid}, id {cgid})"
 
     def iter_once() -> str:
         fd = os.open(cpu, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            with bed.loaded.reader.attach_cgroup_iter(fd, cpu) as link:
-                return "yes: reads " + libbpf.iter_read(link).decode().splitlines()[1]
+            with ffi.attach_cgroup_iter(bed.loaded.reader, fd, cpu) as link:
+                return "yes: reads " + ffi.iter_read(link).decode().splitlines()[1]
         finally:
             os.close(fd)
 
@@ -151,8 +151,8 @@ def after_rmdir(bed: Bed) -> dict[str, str]:
                 "stale: still reads data"
 
         def iter_once() -> str:
-            with bed.loaded.reader.attach_cgroup_iter(fd, cg) as link:
-                return f"reads {len(libbpf.iter_read(link))} bytes from a held fd"
+            with ffi.attach_cgroup_iter(bed.loaded.reader, fd, cg) as link:
+                return f"reads {len(ffi.iter_read(link))} bytes from a held fd"
 
         def cpu_stat() -> str:
             with open(os.path.join(cg, "cpu.stat"), encoding="ascii") as f:
@@ -160,11 +160,11 @@ def after_rmdir(bed: Bed) -> dict[str, str]:
             return "stale: still readable"
 
         def prog_run() -> str:
-            _, out = libbpf.prog_test_run_ctx(bed.prog_fd, cg_key(0, cgid) + bytes(8 + 232), "stat_by_id")
+            _, out = ffi.prog_test_run_ctx(bed.prog_fd, cg_key(0, cgid) + bytes(8 + 232), "stat_by_id")
             return f"answers found={int.from_bytes(out[16:20], 'little')}: an id cannot tell 'gone' from 'idle'"
 
         def lookup() -> str:
-            raw = libbpf.map_lookup(bed.map_fd, cg_key(0, cgid), 232, "oncpu_stats")
+            raw = ffi.map_lookup(bed.map_fd, cg_key(0, cgid), 232, "oncpu_stats")
             return "entry still there (stale until deleted)" if raw else "no entry: cannot tell 'gone' from 'idle'"
 
         return {"mirror_iter": _try(mirror), "iter_per_read": _try(iter_once), "cpu_stat": _try(cpu_stat),

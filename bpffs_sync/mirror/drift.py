@@ -1,6 +1,6 @@
 """What `verify` reports: the plan a pass would apply, as drift grouped by reason, plus problems a
 tree walk cannot see (collectors, kernel links). The same Report serves every backend: the
-user-space mirror (backends/pins.py) and the kernel's (backends/kernel_a1.py), since both are a
+user-space mirror (backends/user_space.py) and the kernel's (backends/kernel_a1.py), since both are a
 desired tree (cgroupfs) diffed against an actual one (bpffs).
 
 Names are data: to_text escapes every name and problem it prints (printable.escape: a cgroup named

@@ -21,14 +21,14 @@ from bpffs_sync import rundir
 from bpffs_sync.backends import sharing
 from bpffs_sync.backends.base import Backend, Request, RunResult, Verdict
 from bpffs_sync.errors import EnvironmentProblem, MountPoint, Tampered, UsageError
+from bpffs_sync.loader import Generations, collector_problem
 from bpffs_sync.mirror import bpffs, cgroupfs
 from bpffs_sync.mirror.diff import diff
+from bpffs_sync.mirror.drift import ForestReport, Report
 from bpffs_sync.mirror.forest import ALL, Selection, Tree, resolve_now, top_actual, top_desired, top_diff
-from bpffs_sync.mirror.report import ForestReport, Report
 from bpffs_sync.mirror.tree import Kind
 from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
 from bpffs_sync.programs import CATALOGUE, StatProgram, lookup, object_path
-from bpffs_sync.stats import Generations, collector_problem
 
 
 def _collector_problems(layout: Layout, specs: list[StatProgram], gens: Generations) -> list[str]:

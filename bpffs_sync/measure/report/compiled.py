@@ -1,4 +1,4 @@
-"""Build the report's native parts at run time (bpffs_sync/measure/toolchain.py says where from and to:
+"""Build the report's compiled parts at run time (bpffs_sync/measure/toolchain.py says where from and to:
 build/report/ in a checkout, a per-user cache from an install), rebuilt when a source is newer:
 
 - readloop: the C loop (bench/report/readloop.c), with gcc (cc as fallback), linked to libbpf;

@@ -1,51 +1,15 @@
-"""`bpffs-sync export`: its arguments and their validation (every bad value: exit 2, one line)."""
+"""`bpffs-sync export`: the checks of its arguments (every bad value: exit 2, one line), then the
+Prometheus endpoint (the exporter itself: bpffs_sync/export/) or, with --check, the daemon's health."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from importlib import metadata
 
+from bpffs_sync.commands.common import version
 from bpffs_sync.errors import UsageError
-from bpffs_sync.export.published import STALE_AFTER
-from bpffs_sync.export.render import DETAILS, SUMMARY
 
 DEFAULT_PORT = 9847
-
-
-def version() -> str:
-    """The installed distribution's version ("unknown" when run from a tree that was never installed)."""
-    try:
-        return metadata.version("bpffs-sync")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bpffs", help="bpffs holding the mirror (default /sys/fs/bpf)")
-    p.add_argument("--cgroup-root", help="cgroup v2 root for verify when no daemon runs (default: the cgroup2 mount)")
-    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1; :: for all)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any)")
-    p.add_argument("--max-depth", type=int, metavar="N",
-                   help="export cgroups at most N levels below the root (root = 0; default: all)")
-    p.add_argument("--include", action="append", default=[], metavar="GLOB",
-                   help="export only cgroups whose path (/jobs/a) matches a glob (repeatable)")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                   help="do not export cgroups whose path matches this glob (repeatable)")
-    p.add_argument("--detail", choices=DETAILS, default=SUMMARY,
-                   help="per-cgroup detail: summary (default: _sum and _count of each distribution, at most 10 "
-                        "series per cgroup) or buckets (histograms with their log2 buckets: 29 series each)")
-    p.add_argument("--bucket-stride", type=int, default=1, metavar="K",
-                   help="with --detail buckets: keep every K-th log2 bucket boundary (default 1: all 26)")
-    p.add_argument("--verify-interval", type=float, default=0.0, metavar="S",
-                   help="as root, with no daemon publishing its drift: seconds between verify runs for the drift "
-                        "metrics (default 0: never)")
-    p.add_argument("--stale-after", type=float, default=STALE_AFTER, metavar="N",
-                   help=f"/healthz fails when the daemon's last pass is more than N resync intervals old "
-                        f"(default {STALE_AFTER:g})")
-    p.add_argument("--check", action="store_true",
-                   help="do not serve: print /healthz's verdict on the daemon and exit 0 (ok) or 1 (a probe)")
-    p.set_defaults(func=run)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -66,7 +30,7 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError("--include/--exclude", glob, 0, "a cgroup path glob starts with / (e.g. /jobs/*)")
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from bpffs_sync import preflight
     from bpffs_sync.backends import kernel_a1
     from bpffs_sync.errors import EnvironmentProblem, SyncError

@@ -13,7 +13,7 @@ it has no generation: any program of its name is current (Generations.judge).
 
 A reader in a sleepable section (iter.s/..., cgroup/stat.s) is loaded with BPF_F_SLEEPABLE, set
 by hand (sleepable()): the system libbpf knows iter.s/ but not the patched kernel's cgroup/stat.s,
-whose type the native load sets by hand too.
+whose type the cgroup-stat load (cgroup_stat=True) sets by hand too.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class Generations:
 class LoadedStat:
     """One stat program loaded for a mirror. close() releases our fds; pins stay.
 
-    native: load the reader as BPF_PROG_TYPE_CGROUP_STAT (the patched kernel's cgroup stat link,
+    cgroup_stat: load the reader as BPF_PROG_TYPE_CGROUP_STAT (the patched kernel's cgroup stat link,
     kernel_a1.py) instead of as a cgroup iterator; the map and collector are shared the same way.
 
     A stat with no collector has collector None, map_fd and map_id None: its private directory is
@@ -177,10 +177,10 @@ class LoadedStat:
     """
 
     def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False,
-                 native: bool = False) -> None:
+                 cgroup_stat: bool = False) -> None:
         self.layout = layout
         self.spec = spec
-        self.native = native
+        self.cgroup_stat = cgroup_stat
         require_kfuncs(spec)  # before any load: one line, not the verifier's log
         self.collector = self._choose_collector(force_raw_tp)
         self.map_fd: int | None = None
@@ -229,7 +229,7 @@ class LoadedStat:
         return "+".join(self.collector.programs) if self.collector is not None else ""
 
     def _open(self) -> libbpf.BpfObject:
-        obj = libbpf.BpfObject(object_path(self.spec, self.native))
+        obj = libbpf.BpfObject(object_path(self.spec, self.cgroup_stat))
         try:
             if self.spec.stats_map is not None:
                 # libbpf pins and reuses the map by path: give it one through our checked directory
@@ -239,7 +239,7 @@ class LoadedStat:
                 for prog in c.programs:
                     obj.program(prog).set_autoload(c is self.collector)
             reader = obj.program(self.spec.name)
-            if self.native:
+            if self.cgroup_stat:
                 reader.set_cgroup_stat()
             if sleepable(reader.section_name()):
                 reader.set_flags(reader.flags() | libbpf.BPF_F_SLEEPABLE)
