@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bpffs_sync.measure.report import guest, render, stats, verdict
+from bpffs_sync.measure.report import guest, measures, render, stats, verdict
 from bpffs_sync.measure.report.measures import patch_lines
 
 pytestmark = pytest.mark.unit
@@ -113,3 +114,143 @@ def test_bzimage_version_reads_the_boot_header(tmp_path: Path) -> None:
     head[0x1200 : 0x1200 + 20] = b"7.3.4+ (root@vm) #3\0"
     (tmp_path / "bzImage").write_bytes(bytes(head))
     assert guest.bzimage_version(tmp_path / "bzImage") == "7.3.4+ (root@vm) #3"
+
+
+# --- bootstrap intervals (issue 22, item 3) --------------------------------------------------------
+
+
+def test_bootstrap_matches_naive_resampling() -> None:
+    """The Beta order-statistic draw gives the interval that resampling all n values gives (within
+    one rank of this 41-value sample), for the median and for p90."""
+    import random
+
+    sample = sorted(float(v * v % 97) for v in range(41))
+    rng = random.Random(5)
+    for q in (0.5, 0.9):
+        naive = sorted(stats.percentile([rng.choice(sample) for _ in sample], q) for _ in range(4000))
+        fast = sorted(stats.boot_quantile(sample, q, random.Random(6), 4000))
+        for tail in (0.025, 0.5, 0.975):
+            i = int(tail * 3999)
+            assert abs(sample.index(naive[i]) - sample.index(fast[i])) <= 1, (q, tail, naive[i], fast[i])
+
+
+def test_estimate_is_seeded_and_brackets_the_median() -> None:
+    """Same samples -> the same interval; it holds the median; n is carried; ns scale to us."""
+    samples = [1000 + (i * 7919) % 500 for i in range(1001)]
+    e1, e2 = stats.estimate(samples, scale=1e-3), stats.estimate(samples, scale=1e-3)
+    assert e1 == e2 and e1 is not None
+    assert e1.lo <= e1.value <= e1.hi and e1.n == 1001 and 1.0 < e1.value < 1.5
+    assert stats.estimate([]) is None
+
+
+def test_ratio_interval_straddling_one_is_a_tie() -> None:
+    """Two draws of one distribution tie; a 2x shift does not, and says which side is higher."""
+    a = [float(100 + (i * 37) % 50) for i in range(500)]
+    b = [float(100 + (i * 53) % 50) for i in range(400)]
+    same, double = stats.ratio_est(b, a), stats.ratio_est([2 * v for v in b], a)
+    assert same is not None and same.tie and same.side() == "tie" and (same.n_num, same.n_den) == (400, 500)
+    assert double is not None and not double.tie and double.side() == "higher" and double.lo > 1.9
+    half = stats.ratio_est(a, [2 * v for v in b])
+    assert half is not None and half.side() == "lower"
+
+
+def test_ratio_est_without_samples_is_none() -> None:
+    """No samples on either side, or a zero baseline: no ratio (the renderer says why)."""
+    assert stats.ratio_est([], [1.0]) is None and stats.ratio_est([1.0], [0.0, 0.0]) is None
+
+
+def test_maxima_only_at_equal_n() -> None:
+    """Equal n: the maxima; 516 against 13 samples: p99 of each, with an interval and both n."""
+    eq = stats.worst([1.0, 2.0, 3.0], [1.0, 1.0, 6.0])
+    assert eq is not None and (eq.stat, eq.a, eq.b, eq.x, eq.ci) == ("max", 3.0, 6.0, 2.0, None)
+    big = [float(i) for i in range(1, 517)]
+    uneq = stats.worst(big, [float(i) for i in range(1, 14)])
+    assert uneq is not None and uneq.stat == "p99" and (uneq.n_a, uneq.n_b) == (516, 13)
+    assert uneq.a == stats.percentile(big, 0.99) and uneq.ci is not None
+
+
+def test_fmt_est_shows_interval_and_n() -> None:
+    """A cell: value, [lo, hi] and n; a ratio names its baseline and both n."""
+    assert stats.fmt_est(stats.Est(41.23, 40.9, 41.6, 20000)) == "41.2 us [40.9, 41.6] n=20000"
+    assert stats.fmt_ratio_est(stats.RatioEst(2.014, 1.98, 2.04, 10, 12), "cpu.stat") == \
+        "2.01x cpu.stat [1.98, 2.04], n=10/12"
+    assert stats.fmt_est(None) == "not measured: no samples"
+
+
+# --- mkdir -> readable (issue 22, Why item 4) ------------------------------------------------------
+
+
+class _Clock:
+    """A fake clock: each reading moves it 10 us on; pauses are free (no timed assertions)."""
+
+    def __init__(self, start: int) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        self.now += 10_000
+        return self.now
+
+
+def test_first_read_times_from_mkdir_return() -> None:
+    """The lag counts from t0 (mkdir returned), not from the first poll: a check that first succeeds
+    at its 3rd attempt, polled from t0 + 1 ms, reports the time since t0 and 3 attempts."""
+    answers = iter([False, False, True])
+    clock = _Clock(1_000_000 + 1_000_000)
+    took, attempts = measures.first_read(lambda: next(answers), 1_000_000, clock=clock, pause=lambda _s: None)
+    assert (took, attempts) == (1_000_000 + 3 * 10_000, 3)
+
+
+def test_first_read_times_out_without_raising() -> None:
+    """A check that never succeeds is a timeout (None), counted, not an exception."""
+    clock = _Clock(0)
+    took, attempts = measures.first_read(lambda: False, 0, timeout=0.001, clock=clock, pause=lambda _s: None)
+    assert took is None and attempts == 101
+
+
+def test_readable_summary_one_definition() -> None:
+    """Readable = the check said so; timeouts count against it; the lag is over the readable tries."""
+    got = measures.readable_summary([(5_000, 1), (None, 9), (7_000, 2)], gave_up=False)
+    assert (got["tries"], got["readable"], got["timeouts"], got["attempts_max"]) == (3, 2, 1, 9)
+    assert got["first_try"] == 1 / 3 and got["samples_ns"] == [5_000, 7_000] and got["summary"]["n"] == 2.0
+    none = measures.readable_summary([(None, 4)] * 3, gave_up=True)
+    assert none["readable"] == 0 and "summary" not in none and none["gave_up"].startswith("stopped after")
+
+
+def test_prog_run_found_zero_is_not_readable() -> None:
+    """stat_by_id's found=0 (any unknown id gets it) is not a read of the new cgroup; found=1 is."""
+    key = bytes(16)
+    assert not measures.prog_found(key + (0).to_bytes(4, "little") + bytes(4 + 232))
+    assert measures.prog_found(key + (1).to_bytes(4, "little") + bytes(4 + 232))
+
+
+def test_round_orders_are_seeded_shuffles() -> None:
+    """Every round holds every mechanism once; one seed gives one order; the rounds differ."""
+    keys = ["a", "b", "c", "d", "e"]
+    orders = measures.round_orders(keys, 6, 7)
+    assert orders == measures.round_orders(keys, 6, 7) and all(sorted(o) == keys for o in orders)
+    assert len({tuple(o) for o in orders}) > 1 and orders != measures.round_orders(keys, 6, 8)
+
+
+def test_split_keeps_every_sample() -> None:
+    """n samples split over rounds sum to n."""
+    assert measures.split(20000, 3) == [6667, 6667, 6666] and sum(measures.split(7, 5)) == 7
+
+
+def test_interleaved_runs_rounds_in_order_and_merges() -> None:
+    """Calls follow each round's order; each mechanism's samples are concatenated over its rounds;
+    a failed round makes the mechanism not measured, with that round's reason."""
+    from bpffs_sync.measure.report.mechanisms import Mechanism
+
+    mechs = [Mechanism(k, k, "read", k, None, None) for k in ("x", "y", "z")]
+    calls: list[tuple[str, int]] = []
+
+    def one(m: Mechanism, k: int) -> dict[str, Any]:
+        calls.append((m.key, k))
+        if m.key == "z" and len(calls) > 3:
+            return stats.not_measured("failed here: boom")
+        return {"c": measures.series(len(calls), [len(calls)] * k)}
+
+    got = measures.interleaved(mechs, [["y", "x", "z"], ["z", "x", "y"]], one, 5)
+    assert calls == [("y", 3), ("x", 3), ("z", 3), ("z", 2), ("x", 2), ("y", 2)]
+    assert got["x"]["c"]["samples_ns"] == [2, 2, 2, 5, 5] and got["x"]["c"]["rounds"] == 2
+    assert got["z"] == {"not_measured": "failed here: boom"} and list(got) == ["x", "y", "z"]

@@ -148,19 +148,18 @@ def reads(tools: Tools, path: str, plan: GuestPlan) -> dict[str, Any]:
 
 
 def mkdir_readable(ap: Approach, root: str, n: int) -> dict[str, Any]:
-    """mkdir, then read the new cgroup's file at once (polling every 50 us if it is not there)."""
+    """mkdir, then read the new cgroup's file at once (polling every 50 us if it is not there); the
+    clock starts when mkdir returns; success as measures.READABLE defines it."""
     from bpffs_sync.measure.report import measures
 
-    ns, tries = [], []
+    tries = []
     for i in range(n):
         cg = os.path.join(root, f"fresh{i}")
         os.mkdir(cg)
-        took, attempts = measures.first_read(measures.readable_file(ap.file_of(cg)))
-        ns.append(took)
-        tries.append(attempts)
+        t0 = time.perf_counter_ns()
+        tries.append(measures.first_read(measures.readable_file(ap.file_of(cg)), t0))
         os.rmdir(cg)
-    return {"summary": stats.summarize_ns(ns), "samples_ns": ns,
-            "first_try": sum(1 for a in tries if a == 1) / len(tries), "attempts_max": max(tries)}
+    return measures.readable_summary(tries) | {"definition": measures.READABLE}
 
 
 def after_rmdir(ap: Approach, root: str) -> str:

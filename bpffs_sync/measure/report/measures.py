@@ -1,9 +1,11 @@
 """The stock-kernel measures. Each returns a JSON-able dict with its raw samples; every ratio is
 against a baseline measured in the same call.
 
-read_cost       per mechanism: N timed operations from the C loop and from a Python loop
+read_costs      per mechanism: N timed operations from the C loop and from a Python loop, in rounds
+                whose mechanism order is a seeded shuffle (interleaved(); the seed is in results.json)
 under_churn     the C loop again while another process mkdirs/rmdirs cgroups nonstop (cgroup_mutex)
-mkdir_readable  mkdir -> first successful read of the new cgroup, per mechanism that can name it
+mkdir_readable  mkdir -> first successful read of a new cgroup of its own, per mechanism that can
+                name it, mechanisms in a seeded shuffled order per round
 populate        the user-space mirror's first pass over N cgroups vs making them; the worst mkdir
                 latency of a concurrent prober during it vs idle; slab per mirrored file
 mkdir_cost      mkdir+rmdir of N cgroups with the mirror daemon running vs without
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import subprocess
 import sys
@@ -76,14 +79,66 @@ def _attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return stats.not_measured(f"failed here: {err}")
 
 
+def round_orders(keys: list[str], rounds: int, seed: int) -> list[list[str]]:
+    """The order of the mechanisms in each round: a shuffle per round from one seeded RNG (the seed
+    is recorded in results.json, so the order of a run can be redone)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(rounds):
+        order = list(keys)
+        rng.shuffle(order)
+        out.append(order)
+    return out
+
+
+def split(n: int, rounds: int) -> list[int]:
+    """n samples over `rounds` rounds, as even as it goes (the first rounds take the remainder)."""
+    return [n // rounds + (1 if i < n % rounds else 0) for i in range(rounds)]
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of one series as one: samples in the order taken; a failed round fails the series."""
+    for p in parts:
+        if not stats.is_measured(p):
+            return p
+    samples = [s for p in parts for s in p["samples_ns"]]
+    return series(parts[-1]["value"], samples) | {"rounds": len(parts)}
+
+
+def interleaved(mechs: list[Mechanism], orders: list[list[str]],
+                one: Callable[[Mechanism, int], dict[str, dict[str, Any]]], n: int) -> dict[str, Any]:
+    """Run one(mech, samples) for every mechanism in every round, in that round's order; merge each
+    mechanism's rounds. one() returns {"c": series, "py": series} (or a not_measured entry)."""
+    by_key = {m.key: m for m in mechs}
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for order, count in zip(orders, split(n, len(orders)), strict=True):
+        for key in order:
+            parts.setdefault(key, []).append(one(by_key[key], count))
+    out: dict[str, Any] = {}
+    for m in mechs:  # the mechanisms' own order, for the tables
+        got = parts[m.key]
+        if not all(stats.is_measured(g) for g in got):
+            out[m.key] = next(g for g in got if not stats.is_measured(g))
+            continue
+        out[m.key] = {col: _merge([g[col] for g in got]) for col in got[0]}
+    return out
+
+
 def read_cost(bed: Bed, mech: Mechanism, n_c: int, n_py: int) -> dict[str, Any]:
+    """One round of one mechanism: n_c timed operations of the C loop, n_py of the Python loop."""
     if mech.cloop is None or mech.python is None:
         return stats.not_measured(mech.missing)
     cloop, python = mech.cloop, mech.python
     return {
         "c": _attempt(lambda: series(*c_loop(bed.tools.readloop, cloop, n_c))),
-        "py": _attempt(lambda: series(*py_loop(python, n_py))),
+        "py": _attempt(lambda: series(*py_loop(python, max(1, n_py)))),
     }
+
+
+def read_costs(bed: Bed, mechs: list[Mechanism], n_c: int, n_py: int, orders: list[list[str]]) -> dict[str, Any]:
+    """read_cost of every mechanism, rounds interleaved in the given orders (n_py split like n_c)."""
+    ratio = n_py / n_c
+    return interleaved(mechs, orders, lambda m, k: read_cost(bed, m, k, round(k * ratio)), n_c)
 
 
 @contextlib.contextmanager
@@ -103,17 +158,19 @@ def churning(readloop: str, parent: str) -> Iterator[None]:
         os.rmdir(parent)
 
 
-def under_churn(bed: Bed, mechs: list[Mechanism], n_c: int) -> dict[str, Any]:
-    """The C loop of each read mechanism while cgroups are made and removed beside the target."""
-    out: dict[str, Any] = {}
+def under_churn(bed: Bed, mechs: list[Mechanism], n_c: int, orders: list[list[str]]) -> dict[str, Any]:
+    """The C loop of each read mechanism while cgroups are made and removed beside the target,
+    rounds interleaved in the given orders."""
+
+    def one(m: Mechanism, k: int) -> dict[str, Any]:
+        cloop = m.cloop
+        if cloop is None:
+            return stats.not_measured(m.missing)
+        return {"c": _attempt(lambda: series(*c_loop(bed.tools.readloop, cloop, k)))}
+
     with churning(bed.tools.readloop, os.path.join(bed.layout.cgroup_root, "churn")):
-        for m in mechs:
-            cloop = m.cloop
-            if cloop is None:
-                out[m.key] = stats.not_measured(m.missing)
-                continue
-            out[m.key] = _attempt(lambda cloop=cloop: series(*c_loop(bed.tools.readloop, cloop, n_c)))  # type: ignore[misc]
-    return out
+        got = interleaved(mechs, orders, one, n_c)
+    return {k: v["c"] if stats.is_measured(v) else v for k, v in got.items()}
 
 
 # --- mkdir -> readable -----------------------------------------------------------------------------
@@ -156,30 +213,62 @@ def readable_file(path: str) -> Callable[[], bool]:
     return ok
 
 
-def first_read(ok: Callable[[], bool], timeout: float = 10.0) -> tuple[int, int]:
-    """(ns until ok() first returned true, attempts); polls with 50 us pauses."""
-    t0 = time.perf_counter_ns()
+READABLE = ("readable: the read returns the new cgroup's own record (a per-cgroup file that opens and is "
+            "not empty, an iterator's output naming a cgroup_id, cpu.stat's usage_usec, BPF_PROG_RUN's "
+            "found=1); found=0 is the answer for any unknown id, so it is not")
+TIMEOUT_S = 0.25  # a read not there after this counts as not readable (a timeout, not an error)
+GIVE_UP = 3  # consecutive timeouts after which a mechanism is not polled again in this run
+
+
+def first_read(ok: Callable[[], bool], t0: int, timeout: float = TIMEOUT_S,
+               clock: Callable[[], int] = time.perf_counter_ns,
+               pause: Callable[[float], None] = time.sleep) -> tuple[int | None, int]:
+    """(ns from t0, the moment mkdir returned, until ok() first returned true, or None after
+    `timeout`; attempts); polls with 50 us pauses."""
     attempts = 0
     while True:
         attempts += 1
         if ok():
-            return time.perf_counter_ns() - t0, attempts
-        if time.perf_counter_ns() - t0 > timeout * 1e9:
-            raise TimeoutError(f"not readable after {timeout:g} s")
-        time.sleep(50e-6)
+            return clock() - t0, attempts
+        if clock() - t0 > timeout * 1e9:
+            return None, attempts
+        pause(50e-6)
+
+
+def readable_summary(tries: list[tuple[int | None, int]], gave_up: bool = False) -> dict[str, Any]:
+    """One mechanism's mkdir -> readable tries [(ns or None for a timeout, attempts)] as the report's
+    entry. The one definition of success is READABLE's; the lag summary is over the readable ones."""
+    ns = [t for t, _ in tries if t is not None]
+    out: dict[str, Any] = {
+        "tries": len(tries), "readable": len(ns), "timeouts": len(tries) - len(ns), "timeout_s": TIMEOUT_S,
+        "first_try": sum(1 for t, a in tries if t is not None and a == 1) / len(tries) if tries else 0.0,
+        "attempts_max": max((a for _, a in tries), default=0), "samples_ns": ns,
+        "gave_up": f"stopped after {GIVE_UP} timeouts in a row" if gave_up else None,
+    }
+    if ns:
+        out["summary"] = stats.summarize_ns(ns)
+    return out
+
+
+def prog_found(ctx_out: bytes) -> bool:
+    """stat_by_id's answer (struct stat_args: key 16 bytes, then found): True when it found the cgroup."""
+    return int.from_bytes(ctx_out[16:20], "little") == 1
 
 
 def _readers_for(bed: Bed, cg: str, rel: str) -> dict[str, Callable[[], bool]]:
     """For a new cgroup `cg`: one "is it readable now" check per mechanism that names cgroups."""
 
     def cpu_stat() -> bool:
-        with open(os.path.join(cg, "cpu.stat"), encoding="ascii") as f:
-            return "usage_usec" in f.read()
+        try:
+            with open(os.path.join(cg, "cpu.stat"), encoding="ascii") as f:
+                return "usage_usec" in f.read()
+        except OSError:
+            return False
 
     def prog_run() -> bool:
         ctx = (0).to_bytes(4, "little") * 2 + os.stat(cg).st_ino.to_bytes(8, "little") + bytes(8 + 232)
-        ffi.prog_test_run_ctx(bed.prog_fd, ctx, "stat_by_id")
-        return True  # found=0 is an answer: no slice charged yet
+        _, out = ffi.prog_test_run_ctx(bed.prog_fd, ctx, "stat_by_id")
+        return prog_found(out)
 
     def iter_per_read() -> bool:
         fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
@@ -193,36 +282,42 @@ def _readers_for(bed: Bed, cg: str, rel: str) -> dict[str, Callable[[], bool]]:
             "prog_run": prog_run, "iter_per_read": iter_per_read}
 
 
-def mkdir_readable(bed: Bed, n: int) -> dict[str, Any]:
-    """mkdir of a new cgroup, then poll each mechanism until it reads that cgroup. The mirror runs
-    as a daemon process here (the way it is deployed)."""
-    out: dict[str, dict[str, list[int]]] = {}
+MKDIR_KEYS = ["mirror_iter", "cpu_stat", "prog_run", "iter_per_read"]
+
+
+def mkdir_readable(bed: Bed, n: int, seed: int) -> dict[str, Any]:
+    """Per round, in a seeded shuffled order, each mechanism gets its own new cgroup: mkdir, the
+    clock starts when mkdir returns, then its check is polled until it reads that cgroup (READABLE)
+    or TIMEOUT_S passes. The mirror runs as a daemon process here (the way it is deployed)."""
+    tries: dict[str, list[tuple[int | None, int]]] = {k: [] for k in MKDIR_KEYS}
+    stopped: set[str] = set()
     parent = os.path.join(bed.layout.cgroup_root, "fresh")
     os.mkdir(parent)
     try:
         with mirror_daemon(bed.layout):
             wait_until(readable_file(bed.layout.mirror_path(("fresh", "hist_oncpu"))), 10, "fresh mirrored")
-            for i in range(n):
-                rel = f"c{i}"
-                cg = os.path.join(parent, rel)
-                os.mkdir(cg)
-                readers = _readers_for(bed, cg, os.path.join("fresh", rel))
-                for key, ok in readers.items():
-                    took, attempts = first_read(ok)
-                    entry = out.setdefault(key, {"ns": [], "attempts": []})
-                    entry["ns"].append(took)
-                    entry["attempts"].append(attempts)
-            for i in range(n):
-                os.rmdir(os.path.join(parent, f"c{i}"))
+            for i, order in enumerate(round_orders(MKDIR_KEYS, n, seed)):
+                for key in order:
+                    if key in stopped:
+                        continue
+                    rel = f"c{i}-{key}"
+                    cg = os.path.join(parent, rel)
+                    readers = _readers_for(bed, cg, os.path.join("fresh", rel))
+                    os.mkdir(cg)
+                    t0 = time.perf_counter_ns()
+                    tries[key].append(first_read(readers[key], t0))
+                    if len(tries[key]) >= GIVE_UP and all(t is None for t, _ in tries[key][-GIVE_UP:]):
+                        stopped.add(key)
+                    # Settle (not timed): the daemon mirrors every new cgroup; let it finish this one
+                    # so no backlog of the previous mkdir lands in the next mechanism's measurement.
+                    first_read(readers["mirror_iter"], time.perf_counter_ns())
     finally:
         for name in os.listdir(parent):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(parent, name))
         with contextlib.suppress(OSError):
             os.rmdir(parent)
-    return {k: {"summary": stats.summarize_ns(v["ns"]), "samples_ns": v["ns"],
-                "first_try": sum(1 for a in v["attempts"] if a == 1) / len(v["attempts"]),
-                "attempts_max": max(v["attempts"])} for k, v in out.items()}
+    return {k: readable_summary(v, k in stopped) | {"definition": READABLE} for k, v in tries.items()}
 
 
 # --- populate, mkdir cost, memory ---------------------------------------------------------------

@@ -40,6 +40,30 @@ def _lat(entry: Any, q: str) -> str:
     return fmt_us(v) if v is not None else _nm(entry)
 
 
+def _samples(entry: Any) -> list[int] | None:
+    s = entry.get("samples_ns") if stats.is_measured(entry) else None
+    return s if isinstance(s, list) and s else None
+
+
+def est(entry: Any, q: float = 0.5) -> stats.Est | None:
+    """The q-quantile of a measured series in us with its bootstrap interval (None: no samples)."""
+    s = _samples(entry)
+    return stats.estimate(s, q, scale=1e-3) if s else None
+
+
+def ratio_est(entry: Any, base: Any, q: float = 0.5) -> stats.RatioEst | None:
+    """entry / base of their q-quantiles, both resampled (None: either has no samples)."""
+    a, b = _samples(entry), _samples(base)
+    return stats.ratio_est(a, b, q) if a and b else None
+
+
+def _cell(entry: Any, q: float = 0.5) -> str:
+    """'median [lo, hi] n=N' of a series, or why it has none."""
+    if not stats.is_measured(entry):
+        return _nm(entry)
+    return stats.fmt_est(est(entry, q), "not measured: no raw samples in this result")
+
+
 def _patched(doc: dict[str, Any]) -> dict[str, Any]:
     p = doc.get("patched", {})
     return p if isinstance(p, dict) else {}
@@ -173,7 +197,7 @@ def headline_section(doc: dict[str, Any]) -> Section:
     """One row per main mechanism: the figures a reader compares first, each from this run."""
     from bpffs_sync.measure.report.verdict import approach
 
-    base = _p(doc["read"].get(BASELINE, {}).get("c"))
+    base = doc["read"].get(BASELINE, {}).get("c")
     u = doc["usability"]["rows"]
     cols = ("cat / grep", "unprivileged (uid 65534)")
     rows = []
@@ -200,10 +224,10 @@ def headline_section(doc: dict[str, Any]) -> Section:
                          "(map entry)")}
     for key, (mkdir_cell, mem_cell) in host.items():
         e, r = mk.get(key), doc["read"].get(key)
-        first = f"{e['first_try'] * 100:.0f}% of {int(e['summary']['n'])}" if stats.is_measured(e) else _nm(e)
-        if key == "mirror_iter" and stats.is_measured(e):
-            first += f" (lag p50 {_lat(e, 'p50_us')})"
-        ratio = fmt_ratio(stats.ratio(_p(r["c"]), base), "cpu.stat") if stats.is_measured(r) and \
+        first = _first_cell(e) if stats.is_measured(e) else _nm(e)
+        if key == "mirror_iter" and stats.is_measured(e) and est(e) is not None:
+            first += f" (lag p50 {stats.fmt_est(est(e))})"
+        ratio = stats.fmt_ratio_est(ratio_est(r["c"], base), "cpu.stat") if stats.is_measured(r) and \
             stats.is_measured(r["c"]) else _nm(r)
         rows.append([f"{label(doc, key)} (host)", ratio, first,
                      *[_short(u.get(key, {}).get(c, "not measured")) for c in cols], mkdir_cell, mem_cell])
@@ -214,40 +238,40 @@ def headline_section(doc: dict[str, Any]) -> Section:
                              "uid 65534", "mkdir cost", "memory per cgroup"], rows)], images=["scaling.png"])
 
 
-def _read_row(doc: dict[str, Any], key: str, entry: Any, churn: Any, *, base_c: float | None,
-              base_name: str) -> list[str]:
+def _read_row(doc: dict[str, Any], key: str, entry: Any, churn: Any, *, base: Any, base_name: str) -> list[str]:
     if not stats.is_measured(entry):
         return [label(doc, key), *[_nm(entry)] * 7]
     c, py = entry["c"], entry.get("py", stats.not_measured("no Python loop in this run"))
-    ratio = stats.ratio(_p(c), base_c)
-    churn_ratio = stats.ratio(_p(churn, "p99_us"), _p(c, "p99_us"))
+    churn_x = ratio_est(churn, c, 0.99)
     value = str(c.get("value", py.get("value") if isinstance(py, dict) else "")) if stats.is_measured(c) else _nm(c)
-    return [label(doc, key), _lat(c, "p50_us"), _lat(c, "p99_us"), _lat(py, "p50_us"), _lat(py, "p99_us"),
-            fmt_ratio(ratio, base_name), _lat(churn, "p99_us") + (f" ({churn_ratio:.1f}x idle p99)"
-                                                                 if churn_ratio is not None else ""), value or "0"]
+    base_cell = stats.fmt_ratio_est(ratio_est(c, base), base_name) if stats.is_measured(c) else _nm(c)
+    churn_cell = _cell(churn, 0.99) + (f" ({churn_x.value:.1f}x idle p99 [{churn_x.lo:.2f}, {churn_x.hi:.2f}])"
+                                       if churn_x is not None else "")
+    return [label(doc, key), _cell(c), _cell(c, 0.99), _cell(py), _cell(py, 0.99), base_cell, churn_cell,
+            value or "0"]
 
 
 def reads(doc: dict[str, Any]) -> Section:
-    heads = ["mechanism (figure read)", "C p50", "C p99", "Python p50", "Python p99", "C p50 vs baseline",
-             "C p99 under churn", "value read"]
-    base = _p(doc["read"].get(BASELINE, {}).get("c"))
+    heads = ["mechanism (figure read)", "C p50 [95% CI] n", "C p99 [95% CI] n", "Python p50 [95% CI] n",
+             "Python p99 [95% CI] n", "C p50 vs baseline [95% CI]", "C p99 under churn [95% CI] n", "value read"]
+    base = doc["read"].get(BASELINE, {}).get("c")
     rows = []
     gbase = _gbase(doc)
-    gbase_c = _p(gbase["c"]) if stats.is_measured(gbase) else None
+    gbase_c = gbase["c"] if stats.is_measured(gbase) else gbase
     for key in ("a1", "a2"):
         e = _file(doc, key)
         if stats.is_measured(e):
-            rows.append(_read_row(doc, key, e["read"], e.get("churn"), base_c=gbase_c,
+            rows.append(_read_row(doc, key, e["read"], e.get("churn"), base=gbase_c,
                                   base_name="cpu.stat, same guest boot"))
             rows[-1][0] = f"{NAMES[key]} ({FIGURE[key]}; guest, TCG)"
         else:
             rows.append([NAMES[key], *[_nm(e)] * 7])
     if stats.is_measured(gbase):
-        rows.append(_read_row(doc, "cpu_stat", gbase, gbase.get("churn"), base_c=gbase_c,
+        rows.append(_read_row(doc, "cpu_stat", gbase, gbase.get("churn"), base=gbase_c,
                               base_name="cpu.stat, same guest boot"))
         rows[-1][0] = "cgroupfs v2 cpu.stat in the guest (baseline of the two rows above; guest, TCG)"
     for key, entry in doc["read"].items():
-        rows.append(_read_row(doc, key, entry, doc["churn"].get(key), base_c=base, base_name="cpu.stat"))
+        rows.append(_read_row(doc, key, entry, doc["churn"].get(key), base=base, base_name="cpu.stat"))
     return Section(
         "Read cost per mechanism",
         text=["Each mechanism reads the same cgroup (`busy`, with a sleeping task and a short CPU burn). C: "
@@ -256,23 +280,41 @@ def reads(doc: dict[str, Any]) -> Section:
               "same through the project's libbpf binding or pyroute2, parsing or formatting to the same numbers. "
               "Churn: another process mkdirs/rmdirs cgroups nonstop beside the target (each takes cgroup_mutex). "
               "Baseline: cgroupfs v2 `cpu.stat`, same run; for the patched-kernel rows, `cpu.stat` of the same "
-              "cgroup in the same guest boot (emulated: compare their ratios, not their times, with the host rows)."],
+              "cgroup in the same guest boot (emulated: compare their ratios, not their times, with the host rows).",
+              _order_note(doc), _ci_note(doc)],
         tables=[(heads, rows)], images=["read_cdf_c.png", "read_cdf_python.png",
                                         *(["read_cdf_guest.png"] if any(stats.is_measured(_file(doc, k))
                                                                         for k in ("a1", "a2")) else []),
                                         "churn_p99.png"])
 
 
+def _order_note(doc: dict[str, Any]) -> str:
+    o = doc["meta"].get("order")
+    if not isinstance(o, dict):
+        return "Order: not recorded by this run (mechanisms measured one after another)."
+    rounds = o["rounds"].get("read", [])
+    return (f"Order: the samples of each mechanism are taken in {len(rounds)} rounds; in each round the "
+            f"mechanisms run in a shuffled order (seed {o['seed']}, every round's order in results.json "
+            "meta.order), so a drift of the machine spreads over all of them.")
+
+
+def _ci_note(doc: dict[str, Any]) -> str:
+    st = doc["meta"].get("stats", {})
+    return (f"[lo, hi]: percentile bootstrap {st.get('level', stats.LEVEL) * 100:.0f} % interval of the quantile "
+            f"({st.get('replicates', stats.BOOT)} replicates, seed {st.get('seed', stats.SEED)}; a ratio resamples "
+            "both sides); n: samples. A ratio whose interval holds 1.0 is a tie.")
+
+
 def knobs(doc: dict[str, Any]) -> Section:
     rows = []
-    base = _p(doc["knobs"].get("map_update", {}).get("c"))
+    base = doc["knobs"].get("map_update", {}).get("c")
     for key, entry in doc["knobs"].items():
         if not stats.is_measured(entry):
             rows.append([label(doc, key), *[_nm(entry)] * 5])
             continue
         c, py = entry["c"], entry["py"]
-        rows.append([label(doc, key), _lat(c, "p50_us"), _lat(c, "p99_us"), _lat(py, "p50_us"),
-                     _lat(py, "p99_us"), fmt_ratio(stats.ratio(_p(c), base), "map update")])
+        rows.append([label(doc, key), _cell(c), _cell(c, 0.99), _cell(py), _cell(py, 0.99),
+                     stats.fmt_ratio_est(ratio_est(c, base), "map update")])
     reason = "the kernel series has no write mode yet (RFC: 'Potential Feature: File Writes')"
     rows.append(["Approach 1 file write", *[f"not measured: {reason}"] * 5])
     absent = _a2_absent(doc)
@@ -281,7 +323,25 @@ def knobs(doc: dict[str, Any]) -> Section:
     return Section("Per-cgroup knobs (writes, the sched_ext case)",
                    text=["A u64 knob per cgroup: a cgroupfs `user.*` xattr on the cgroup directory (the maintainer's "
                          "suggestion) against a pinned BPF map keyed by cgroup id. Baseline: the map update."],
-                   tables=[(["mechanism", "C p50", "C p99", "Python p50", "Python p99", "C p50 vs baseline"], rows)])
+                   tables=[(["mechanism", "C p50 [95% CI] n", "C p99 [95% CI] n", "Python p50 [95% CI] n",
+                             "Python p99 [95% CI] n", "C p50 vs baseline [95% CI]"], rows)])
+
+
+def readable_cell(e: dict[str, Any]) -> str:
+    """'100 of 100 readable within 0.5 s; first read succeeded 97 of 100' (one definition of success)."""
+    tries = int(e.get("tries", len(e.get("samples_ns", []))))
+    ok = int(e.get("readable", tries))
+    first = round(float(e.get("first_try", 0.0)) * tries)
+    out = f"{ok} of {tries} readable within {e.get('timeout_s', 10)} s; first read succeeded {first} of {tries}"
+    if e.get("attempts_max"):
+        out += f" (worst: {e['attempts_max']} tries)"
+    return out + (f"; {e['gave_up']}" if e.get("gave_up") else "")
+
+
+def _first_cell(e: dict[str, Any]) -> str:
+    """'97 of 100 first reads' in the headline (readable_cell's definition)."""
+    tries = int(e.get("tries", len(e.get("samples_ns", []))))
+    return f"{round(float(e.get('first_try', 0.0)) * tries)} of {tries} first reads"
 
 
 def mkdir_readable(doc: dict[str, Any]) -> Section:
@@ -291,17 +351,22 @@ def mkdir_readable(doc: dict[str, Any]) -> Section:
         e = _file(doc, key)
         entries.append((f"{NAMES[key]} (guest, TCG)", e.get("mkdir_readable", e) if stats.is_measured(e) else e))
     entries += [(label(doc, k), v) for k, v in doc["mkdir_readable"].items()]
+    definition = next((e.get("definition") for _, e in entries if stats.is_measured(e) and e.get("definition")),
+                      None)
     for name, e in entries:
         if not stats.is_measured(e):
             rows.append([name, _nm(e), _nm(e), _nm(e)])
             continue
-        rows.append([name, _lat(e, "p50_us"), _lat(e, "p99_us"),
-                     f"{e['first_try'] * 100:.0f}% of {int(e['summary']['n'])} (worst: {e['attempts_max']} tries)"])
+        none = "none readable: no lag to show" if not e.get("samples_ns") else "not measured: no raw samples"
+        rows.append([name, stats.fmt_est(est(e), none), stats.fmt_est(est(e, 0.99), none), readable_cell(e)])
     return Section("mkdir -> readable",
-                   text=["Time from mkdir(2) returning to the first successful read of the new cgroup, polling every "
-                         "50 us. The user-space mirror runs as a daemon process, as deployed. A mechanism that is "
-                         "readable by construction shows it here as a first read that succeeds."],
-                   tables=[(["mechanism", "p50", "p99", "first read after mkdir succeeded"], rows)])
+                   text=["Per round, each mechanism makes a cgroup of its own (mechanisms in a shuffled order): "
+                         "the clock starts when mkdir(2) returns and stops at the first read of that cgroup that "
+                         "succeeds, polling every 50 us. The user-space mirror runs as a daemon process, as "
+                         "deployed. A mechanism readable by construction shows it as a first read that succeeds.",
+                         f"Success, one definition for every row: {definition or 'not recorded by this run'}."],
+                   tables=[(["mechanism", "lag p50 [95% CI] n", "lag p99 [95% CI] n",
+                             "readable after mkdir (same definition for all)"], rows)])
 
 
 def _link_create_cell(doc: dict[str, Any], n: int, key: str) -> str:

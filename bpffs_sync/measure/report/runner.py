@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import time
@@ -35,12 +36,15 @@ class Plan:
     populate: tuple[int, ...]
     cost_n: int
     mem_n: int
+    rounds: int  # read rounds: n_c and n_py are split over them, mechanisms interleaved
+    seed: int  # of the per-round shuffles of the mechanisms' order (recorded: meta.plan)
 
     @classmethod
-    def make(cls, quick: bool, kernel: str) -> Plan:
+    def make(cls, quick: bool, kernel: str, seed: int | None = None) -> Plan:
+        seed = secrets.randbits(32) if seed is None else seed
         if quick:
-            return cls(True, kernel, 20000, 3000, 100, (100, 1000, 10000), 1000, 1000)
-        return cls(False, kernel, 50000, 10000, 300, (100, 1000, 10000), 2000, 5000)
+            return cls(True, kernel, 20000, 3000, 100, (100, 1000, 10000), 1000, 1000, 5, seed)
+        return cls(False, kernel, 50000, 10000, 300, (100, 1000, 10000), 2000, 5000, 10, seed)
 
 
 def _git(*args: str) -> str:
@@ -66,6 +70,7 @@ def meta(plan: Plan) -> dict[str, Any]:
         "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")
                                                          .strip() not in ("", "unknown (not a git checkout)")),
         "python": platform.python_version(), "plan": asdict(plan),
+        "stats": {"bootstrap": "percentile", "replicates": stats.BOOT, "level": stats.LEVEL, "seed": stats.SEED},
     }
 
 
@@ -103,17 +108,20 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
         reads, knobs = read_mechanisms(bed), knob_mechanisms(bed)
         doc["mechanisms"] = [{"key": m.key, "label": m.label, "kind": m.kind, "what": m.what, "missing": m.missing}
                              for m in [*reads, *knobs]]
-        doc["read"], doc["knobs"] = {}, {}
-        for m in reads:
-            steps.append((f"read {m.key}", lambda m=m: doc["read"].__setitem__(  # type: ignore[misc]
-                m.key, measures.read_cost(bed, m, plan.n_c, plan.n_py))))
-        for m in knobs:
-            steps.append((f"knob {m.key}", lambda m=m: doc["knobs"].__setitem__(  # type: ignore[misc]
-                m.key, measures.read_cost(bed, m, plan.n_c, plan.n_py))))
+        orders = {what: measures.round_orders([m.key for m in ms], plan.rounds, plan.seed + i)
+                  for i, (what, ms) in enumerate((("read", reads), ("knobs", knobs), ("churn", reads)))}
+        doc["meta"]["order"] = {"seed": plan.seed, "rounds": orders,
+                                "mkdir_readable": measures.round_orders(measures.MKDIR_KEYS, plan.n_mkdir,
+                                                                        plan.seed + 3)}
         steps += [
-            ("under churn", lambda: doc.__setitem__("churn", measures.under_churn(bed, reads, plan.n_c))),
+            ("read (interleaved rounds)", lambda: doc.__setitem__(
+                "read", measures.read_costs(bed, reads, plan.n_c, plan.n_py, orders["read"]))),
+            ("knobs (interleaved rounds)", lambda: doc.__setitem__(
+                "knobs", measures.read_costs(bed, knobs, plan.n_c, plan.n_py, orders["knobs"]))),
+            ("under churn", lambda: doc.__setitem__(
+                "churn", measures.under_churn(bed, reads, plan.n_c, orders["churn"]))),
             ("mkdir -> readable",
-             lambda: doc.__setitem__("mkdir_readable", measures.mkdir_readable(bed, plan.n_mkdir))),
+             lambda: doc.__setitem__("mkdir_readable", measures.mkdir_readable(bed, plan.n_mkdir, plan.seed + 3))),
             ("mkdir/rmdir cost", lambda: doc.__setitem__("mkdir_cost", measures.mkdir_cost(bed, plan.cost_n))),
             ("memory", lambda: doc.__setitem__("memory", measures.memory(bed, plan.mem_n))),
             ("usability", lambda: doc.__setitem__("usability", usability.as_json(usability.table(bed, reads)))),

@@ -1,15 +1,34 @@
-"""Percentiles, ratios and number formatting for the report. Pure: no I/O, unit-tested.
+"""Percentiles, bootstrap intervals, ratios and number formatting for the report. Pure: no I/O,
+unit-tested.
 
 Samples are nanoseconds (ints); summaries are microseconds. A ratio is only made from two numbers
 measured in the same run, and is None when either is missing or the baseline is zero, so the
 renderer can say so instead of printing inf or NaN.
+
+Uncertainty (issue 22, item 3): every quantile the report compares carries a percentile-bootstrap
+95 % interval and its n (Est); a ratio of two samples resamples both sides (RatioEst), and it is a
+tie when its interval straddles 1.0 (never a fixed band). The bootstrap is seeded (SEED) so one
+results.json always renders the same intervals. Maxima are compared only at equal n (worst()).
+
+How the bootstrap is drawn: the statistic is the nearest-rank quantile, the r-th smallest of n
+values (r = ceil(q n)). In a resample of n values drawn uniformly with replacement, the index of its
+r-th smallest value is floor(n U) where U is the r-th smallest of n uniforms on [0, 1) (floor is
+monotone, so order statistics carry over), and U ~ Beta(r, n - r + 1). Each bootstrap replicate is
+thus sorted[floor(n * betavariate(r, n - r + 1))]: the same distribution as resampling all n values,
+at O(1) per replicate instead of O(n) (test_bootstrap_matches_naive_resampling checks it).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+SEED = 22  # the bootstrap's seed: recorded in results.json (meta.stats); same doc -> same intervals
+BOOT = 2000  # bootstrap replicates per interval
+LEVEL = 0.95
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -18,6 +37,124 @@ def percentile(values: Sequence[float], q: float) -> float:
         raise ValueError("percentile of no samples")
     ordered = sorted(values)
     return float(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))])
+
+
+def _rank(n: int, q: float) -> int:
+    """The 1-based rank of the nearest-rank q-quantile of n values."""
+    return min(n, max(1, math.ceil(q * n)))
+
+
+def boot_quantile(ordered: Sequence[float], q: float, rng: random.Random, b: int = BOOT) -> list[float]:
+    """b bootstrap replicates of the nearest-rank q-quantile of the sorted sample `ordered`."""
+    n = len(ordered)
+    r = _rank(n, q)
+    return [float(ordered[min(n - 1, int(n * rng.betavariate(r, n - r + 1)))]) for _ in range(b)]
+
+
+@dataclass(frozen=True, slots=True)
+class Est:
+    """A quantile of one sample with its bootstrap interval; in the sample's unit."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+    q: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class RatioEst:
+    """num / den of a quantile of two samples, with the bootstrap interval of the ratio."""
+
+    value: float
+    lo: float
+    hi: float
+    n_num: int
+    n_den: int
+    q: float = 0.5
+
+    @property
+    def tie(self) -> bool:
+        """Neither side is shown to be larger: the interval holds 1.0."""
+        return self.lo <= 1.0 <= self.hi
+
+    def side(self) -> str:
+        """'higher' (num > den), 'lower' or 'tie', by the interval."""
+        return "tie" if self.tie else "higher" if self.lo > 1.0 else "lower"
+
+
+def _bounds(reps: list[float], level: float = LEVEL) -> tuple[float, float]:
+    reps = sorted(reps)
+    tail = (1 - level) / 2
+    return reps[int(tail * (len(reps) - 1))], reps[math.ceil((1 - tail) * (len(reps) - 1))]
+
+
+def estimate(samples: Sequence[float], q: float = 0.5, *, scale: float = 1.0, seed: int = SEED) -> Est | None:
+    """The q-quantile of samples (times scale) with its bootstrap 95 % interval; None for no samples."""
+    if not samples:
+        return None
+    ordered = sorted(s * scale for s in samples)
+    lo, hi = _bounds(boot_quantile(ordered, q, random.Random(seed)))
+    return Est(percentile(ordered, q), lo, hi, len(ordered), q)
+
+
+def ratio_est(num: Sequence[float], den: Sequence[float], q: float = 0.5, *, seed: int = SEED) -> RatioEst | None:
+    """Quantile(num) / quantile(den), both resampled (independent streams of one seeded RNG)."""
+    if not num or not den:
+        return None
+    a, b = sorted(num), sorted(den)
+    rng = random.Random(seed)
+    ra, rb = boot_quantile(a, q, rng), boot_quantile(b, q, rng)
+    reps = [x / y for x, y in zip(ra, rb, strict=True) if y > 0]
+    top = percentile(b, q)
+    if top <= 0 or len(reps) < len(ra) // 2:
+        return None
+    lo, hi = _bounds(reps)
+    return RatioEst(percentile(a, q) / top, lo, hi, len(a), len(b), q)
+
+
+@dataclass(frozen=True, slots=True)
+class Worst:
+    """The tails of two samples compared fairly: max at equal n, else p99 (stat says which)."""
+
+    stat: str  # "max" | "p99"
+    a: float
+    b: float
+    n_a: int
+    n_b: int
+    x: float | None  # b / a (None: a is 0)
+    ci: RatioEst | None  # the p99 ratio's bootstrap interval; None for maxima (a max has none)
+
+
+def worst(a: Sequence[float], b: Sequence[float], *, seed: int = SEED) -> Worst | None:
+    """The worst of b against the worst of a: maxima only when both have the same n (a max grows
+    with n), otherwise the p99 of each, and their ratio with its interval."""
+    if not a or not b:
+        return None
+    if len(a) == len(b):
+        ma, mb = float(max(a)), float(max(b))
+        return Worst("max", ma, mb, len(a), len(b), ratio(mb, ma), None)
+    pa, pb = percentile(a, 0.99), percentile(b, 0.99)
+    return Worst("p99", pa, pb, len(a), len(b), ratio(pb, pa), ratio_est(b, a, 0.99, seed=seed))
+
+
+def fmt_est(e: Est | None, missing: str = "not measured: no samples") -> str:
+    """'41.2 us [40.9, 41.6] n=20000' (a quantile in us with its 95 % interval and n)."""
+    if e is None:
+        return missing
+    return f"{fmt_us(e.value)} [{_num(e.lo)}, {_num(e.hi)}] n={e.n}"
+
+
+def fmt_ratio_est(r: RatioEst | None, baseline: str) -> str:
+    """'2.01x cpu.stat [1.98, 2.04], n=20000/20000'."""
+    if r is None:
+        return f"no ratio: {baseline} not measured"
+    return f"{r.value:.2f}x {baseline} [{r.lo:.2f}, {r.hi:.2f}], n={r.n_num}/{r.n_den}"
+
+
+def _num(v: float) -> str:
+    """A bound in the precision fmt_us gives its value, without the unit."""
+    return fmt_us(v).removesuffix(" us")
 
 
 def summarize_ns(samples: Sequence[int]) -> dict[str, float]:
