@@ -99,3 +99,55 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("bpffs-sync: error: report --out") \
         and proc.stderr.count("\n") == 1
+
+
+def _fake_guest(seed: int, a2_us: float) -> dict[str, Any]:
+    """A patched-kernel part in the shape inguest.py and bench_a2 give (synthetic numbers): the full
+    run's render path, checked without booting a guest."""
+    import random
+
+    from bpffs_sync.measure.report import measures
+
+    rng = random.Random(seed)
+
+    def ser(mu: float, n: int = 500) -> dict[str, Any]:
+        return measures.series(7, [int(rng.gauss(mu, mu * 0.05)) for _ in range(n)])
+
+    def file(mu: float) -> dict[str, Any]:
+        tries: list[tuple[int | None, int]] = [(int(rng.gauss(300e3, 1e4)), 1) for _ in range(20)]
+        return {"file": "/x", "read": {"c": ser(mu), "py": ser(mu * 3)}, "churn": ser(mu * 1.3),
+                "mkdir_readable": measures.readable_summary(tries) | {"definition": measures.READABLE},
+                "usability": {"cat / grep": "yes: reads", "unprivileged (uid 65534)": "yes: reads",
+                              "cgroup v1": "no: link create fails", "after rmdir": "ENOENT",
+                              "daemon crash": "n/a: no daemon: the loader exited"}}
+
+    one = {f"{k}_{op}_{u}": v for k, m in (("a1", 1.3), ("a2", 1.1)) for op, base in (("mkdir", 100), ("rmdir", 80))
+           for u, v in (("us", base * m), ("vs_none", m))}
+    return {"carries": ["a1", "a2"], "image": {"path": "/k/bzImage", "series": "A1+A2", "sha256": "ab" * 32},
+            "booted_matches_image": True, "guest_exit": 0, "kernel": "7.3.4+", "version": "#1", "cpu": "QEMU",
+            "cpus": 2, "date": "today", "wall_s": 500.0, "guest_run_s": 400.0,
+            "baseline_cpu_stat": {"c": ser(200e3), "py": ser(600e3), "churn": ser(260e3)},
+            "a1_file": file(250e3), "a2_file": file(a2_us * 1e3),
+            "bench_a2": {"link_create": {"100": {"a1_s": 0.1, "a1_us_per_cgroup": 990.0, "a2_s": 0.2,
+                                                 "a2_us_per_cgroup": 1980.0}},
+                         "mkdir": {"rounds": 300, "none_mkdir_us": 100.0, "none_rmdir_us": 80.0, "1": one},
+                         "stall": {"cgroups": 100, "idle_worst_ms": 1.0, "a1_worst_ms": 1.2, "a1_vs_idle": 1.2,
+                                   "a2_worst_ms": 5.0, "a2_vs_idle": 5.0},
+                         "slab_per_file": {"files": 100, "a1_bytes_per_file": 900.0, "a2_bytes_per_file": 600.0}}}
+
+
+def test_full_run_render_path_with_a_guest_part(report: tuple[Path, dict[str, Any]]) -> None:
+    """This run's host rows plus a guest part in the full run's shape: every cell filled, the A1 vs A2
+    pick printed with its intervals, and (bench_a2 giving medians only) no clear pick."""
+    import copy
+
+    from bpffs_sync.measure.report import render
+
+    _, doc = report
+    doc = copy.deepcopy(doc)
+    doc["patched"] = _fake_guest(1, 240.0)
+    secs = render.sections(doc)
+    assert render.check_cells(secs) == []
+    text = " ".join(next(s for s in secs if s.title.startswith("Verdict")).text)
+    assert "Approach 2 wins read (weight 3: A1 " in text and "A2/A1 0.96x [" in text
+    assert "No clear pick: the axes without an interval or not measured weigh 7" in text

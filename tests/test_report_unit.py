@@ -94,18 +94,6 @@ def test_patch_lines_of_chosen_patches(tmp_path: Path) -> None:
     assert patch_lines(tmp_path, [])["kernel"] == 0
 
 
-def test_compare_names_the_winner_of_each_measured_figure() -> None:
-    """Lower wins, within 10 % is a tie, an unmeasured figure is left out, v1 support counts."""
-    a1 = verdict.Approach(read=10.0, hold_s=1.0, slab=500.0, cells={"cgroup v1": "no: link create on a v1 cgroup"})
-    a2 = verdict.Approach(read=20.0, hold_s=1.05, slab=None, cells={"cgroup v1": "yes (named v1 hierarchy): ..."})
-    got = {what: who for what, who, _ in verdict.compare(a1, a2)}
-    assert got == {
-        "read cost (C p50, same boot)": "a1",
-        "link create time (A2's is a cgroup_mutex hold, A1's walk holds none)": "tie",
-        "cgroup v1 hierarchies": "a2",
-    }
-
-
 def test_bzimage_version_reads_the_boot_header(tmp_path: Path) -> None:
     """The version string is found through the x86 boot header's pointer at 0x20e (+0x200)."""
     head = bytearray(0x2000)
@@ -254,3 +242,192 @@ def test_interleaved_runs_rounds_in_order_and_merges() -> None:
     assert calls == [("y", 3), ("x", 3), ("z", 3), ("z", 2), ("x", 2), ("y", 2)]
     assert got["x"]["c"]["samples_ns"] == [2, 2, 2, 5, 5] and got["x"]["c"]["rounds"] == 2
     assert got["z"] == {"not_measured": "failed here: boom"} and list(got) == ["x", "y", "z"]
+
+
+# --- verdict sentences: inputs -> the exact sentence (issue 22, item 7) ----------------------------
+
+R = stats.RatioEst
+HI, TIE, LO = R(2.0, 1.8, 2.2, 10, 12), R(1.02, 0.97, 1.08, 10, 12), R(0.5, 0.45, 0.55, 10, 12)
+HI_S, TIE_S, LO_S = "2.00x [1.80, 2.20], n=10/12", "1.02x [0.97, 1.08], n=10/12", "0.50x [0.45, 0.55], n=10/12"
+READS_HEAD = ("Reads by programs (host, C p50): the mirror's stat file costs {c} a BPF_PROG_RUN call; the C loop "
+              "opens, reads and parses the file but takes BPF_PROG_RUN's raw struct as it is, so the work is not "
+              "the same; the Python loop, where both end in the same formatted numbers: {py}.")
+
+
+@pytest.mark.parametrize(("c", "py", "tail"), [
+    (HI, HI, " The file is the dearer read in both loops: for a program reading at a high rate, BPF_PROG_RUN is "
+             "the cheaper interface."),
+    (HI, TIE, " With equal work (Python) the file is not shown dearer: the C gap is the file's formatting and "
+              "parsing, not the interface."),
+    (HI, LO, " With equal work (Python) the file is the cheaper read: the C gap is the file's formatting and "
+             "parsing, not the interface."),
+    (HI, None, " The file is the dearer read in the C loop; whether that survives equal work is not measured."),
+    (TIE, HI, " In the C loop neither is shown dearer."),
+    (LO, None, " In the C loop the file is the cheaper read."),
+])
+def test_reads_sentence(c: stats.RatioEst, py: stats.RatioEst | None, tail: str) -> None:
+    """Each (C side, Python side) gives its sentence; the intervals and n are printed."""
+    names = {id(HI): HI_S, id(TIE): TIE_S, id(LO): LO_S}
+    head = READS_HEAD.format(c=names[id(c)], py=names[id(py)] + "" if py is not None else "not measured")
+    assert verdict.reads_sentence(c, py) == head + tail
+
+
+def test_reads_sentence_not_measured() -> None:
+    """No C ratio: it says what is missing, no default."""
+    assert verdict.reads_sentence(None, HI) == \
+        "Reads by programs: not measured: the C loop of the mirror's stat file or of BPF_PROG_RUN."
+
+
+KNOB_TAIL = (" Writing a knob through Approach 1's or 2's file: not measured: neither series has a write mode. The "
+             "BPF-side read of a knob in the scheduling path (bpf_cgroup_read_xattr() against a map lookup): not "
+             "measured.")
+
+
+@pytest.mark.parametrize(("x", "want"), [
+    (HI, f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {HI_S} a pinned map update: the xattr is the "
+         "dearer write."),
+    (TIE, f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {TIE_S} a pinned map update: the xattr is not "
+          "shown dearer or cheaper than the map write."),
+    (LO, f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {LO_S} a pinned map update: the xattr is the "
+         "cheaper write."),
+    (None, "Knobs: not measured: the C loop of a user.* xattr set or of a pinned map update."),
+])
+def test_knobs_sentence(x: stats.RatioEst | None, want: str) -> None:
+    """xattr against map update by the interval; the series' writes and the BPF-side read are named unmeasured."""
+    assert verdict.knobs_sentence(x) == want + KNOB_TAIL
+
+
+RD = verdict.Readable
+LAG = stats.Est(2166.0, 2046.0, 2427.0, 100)
+MIRROR_LAGS = RD(100, 100, 3, LAG)
+MIRROR_S = ("the user-space mirror (host): 3 of 100 at the first read, 100 of 100 within the timeout, lag p50 "
+            "2166 us [2046, 2427] n=100")
+GUEST = "(guest, TCG: another machine than the mirror's)."
+
+
+@pytest.mark.parametrize(("mirror", "kernel", "want"), [
+    (MIRROR_LAGS, {"1": None, "2": None},
+     f"mkdir -> readable: {MIRROR_S}; the kernel series: not measured: no patched-kernel boot in this run, so "
+     "whether they remove the lag is not shown."),
+    (MIRROR_LAGS, {"1": RD(50, 50, 50), "2": RD(50, 50, 49)},
+     f"mkdir -> readable: {MIRROR_S}; Approach 1: 50 of 50 at the first read, 50 of 50 within the timeout; "
+     f"Approach 2: 50 of 50 at the first read... {GUEST} Only Approach 1 gave a file readable at every first read "
+     "after mkdir, which the mirror did not."),
+    (MIRROR_LAGS, {"1": RD(50, 50, 49), "2": None},
+     f"mkdir -> readable: {MIRROR_S}; Approach 1: 49 of 50 at the first read, 50 of 50 within the timeout; "
+     f"Approach 2: not measured {GUEST} No kernel series was readable at every first read after mkdir."),
+    (RD(100, 100, 100), {"1": RD(50, 50, 50), "2": None},
+     "mkdir -> readable: the user-space mirror (host): 100 of 100 at the first read, 100 of 100 within the "
+     "timeout; Approach 1: 50 of 50 at the first read, 50 of 50 within the timeout; Approach 2: not measured "
+     f"{GUEST} The mirror too was readable at every first read: no lag left for a series to remove here."),
+    (None, {"1": RD(50, 50, 50), "2": RD(50, 50, 50)},
+     "mkdir -> readable: the user-space mirror: not measured; Approach 1: 50 of 50 at the first read, 50 of 50 "
+     "within the timeout; Approach 2: 50 of 50 at the first read, 50 of 50 within the timeout "
+     f"{GUEST} Only Approach 1 and 2 gave a file readable at every first read after mkdir; the mirror's is not "
+     "measured."),
+])
+def test_mkdir_sentence(mirror: verdict.Readable | None, kernel: dict[str, verdict.Readable | None],
+                        want: str) -> None:
+    """Kernel series readable at every first read vs the mirror's lag, each branch; missing inputs named."""
+    got = verdict.mkdir_sentence(mirror, kernel)
+    if "..." in want:  # the second approach's counts, elided in the table above
+        want = want.replace("Approach 2: 50 of 50 at the first read...",
+                            "Approach 2: 49 of 50 at the first read, 50 of 50 within the timeout")
+    assert got == want
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    ((stats.Est(1.62, 1.6, 1.64, 20000), [], RD(3, 0, 0), "no: `cat` fails", "no: EACCES"),
+     "For programs: no read measured is shown cheaper than its C p50 1.62 [1.60, 1.64] n=20000; it answered for "
+     "a new cgroup after 0 of 3 mkdirs (found=0 for an empty new cgroup, the answer any unknown id gets); `cat` "
+     "of the pin: fails; uid 65534: fails (checks above)."),
+    ((stats.Est(1.62, 1.6, 1.64, 20000), ["map_lookup 1.50 us [1.49, 1.51] n=20000"], RD(100, 100, 100),
+      "yes: reads", "yes: reads"),
+     "For programs: its C p50 1.62 [1.60, 1.64] n=20000; shown cheaper: map_lookup 1.50 us [1.49, 1.51] "
+     "n=20000; it answered for a new cgroup after 100 of 100 mkdirs; `cat` of the pin: works; uid 65534: reads "
+     "(checks above)."),
+    ((None, [], None, "not measured", "not measured"),
+     "For programs: its read cost: not measured; whether it answers for a new cgroup: not measured; `cat` of the "
+     "pin: fails; uid 65534: fails (checks above)."),
+])
+def test_prog_sentence(args: tuple[Any, ...], want: str) -> None:
+    """BPF_PROG_RUN's fit: cheapest or not, answers at mkdir or not (found=0 is not an answer), the checks:
+    args are (its C p50, reads shown cheaper, mkdir -> readable, cat cell, uid 65534 cell)."""
+    assert verdict.prog_sentence(*args) == want.replace("1.62 [", "1.62 us [")
+
+
+@pytest.mark.parametrize(("rows", "want"), [
+    ([("f", HI), ("cpu.stat", HI)],
+     f"Under churn (host, p99 with churn / idle): rose: f {HI_S}; cpu.stat {HI_S}; not shown to change: none. "
+     "cpu.stat, a plain cgroupfs file, rose too: a busy tree slows any file read here, not only these."),
+    ([("f", HI), ("cpu.stat", TIE), ("p", LO), ("q", None)],
+     f"Under churn (host, p99 with churn / idle): rose: f {HI_S}; not shown to change: cpu.stat {TIE_S}; lower: "
+     f"p {LO_S}. Not measured: q."),
+    ([("f", None)], "Under churn: not measured: no read's p99 with and without churn."),
+])
+def test_churn_sentence(rows: list[tuple[str, stats.RatioEst | None]], want: str) -> None:
+    """Rose / unchanged / lower by the p99 ratio's interval, never by a fixed 1.5x."""
+    assert verdict.churn_sentence(rows) == want
+
+
+def test_tree_sentences() -> None:
+    """bench_a2's medians are printed as such (no interval); a missing figure says so."""
+    a = verdict.Approach(cycle_x=1.234, rounds=300, hold_s=0.25, hold_x_mkdir=3.0, stall_x=None)
+    assert verdict.tree_sentence("2", a) == (
+        "Approach 2: mkdir+rmdir of one cgroup under one link 1.2x no link (medians of 300 rounds, no interval); "
+        "link create 250 ms (3.0x a mkdir per cgroup); a concurrent mkdir's stall: not measured.")
+    cost = {"cgroups": 1000, "mkdir_plain_ns": 80, "rmdir_plain_ns": 20, "mkdir_mirrored_ns": 160,
+            "rmdir_mirrored_ns": 40, "mkdir_ratio": 2.0, "rmdir_ratio": 2.0}
+    assert verdict.mirror_tree_sentence(cost) == (
+        "User-space mirror (host): mkdir+rmdir of 1000 cgroups took 2.0x with its daemon running (mkdir 2.0x, "
+        "rmdir 2.0x; one timing each, no interval).")
+    assert verdict.mirror_tree_sentence(None) == "User-space mirror: mkdir+rmdir with its daemon running: not measured."
+
+
+def _ax(**won: str) -> list[verdict.Axis]:
+    """Every WEIGHTS axis, winner from won (default 'tie'), detail 'd'."""
+    return [verdict.Axis(name, won.get(name.split()[0], "tie"), "d") for name in verdict.WEIGHTS]
+
+
+@pytest.mark.parametrize(("won", "want"), [
+    ({"read": "a2", "kernel": "a2"},
+     " Pick: Approach 2, by a margin of 4 that the open axes (0) cannot reverse."),
+    ({"read": "a2", "mkdir+rmdir": "open"},
+     " No clear pick: the axes without an interval or not measured weigh 3, enough to reverse Approach 2's margin "
+     "of 3."),
+    ({"read": "a1", "mkdir+rmdir": "a2"}, " No clear pick: the weighted wins are equal (3 each)."),
+    ({}, " No clear pick: the weighted wins are equal (0 each)."),
+    ({"read": "a1", "slab": "unmeasured", "cgroup": "a2"},
+     " Pick: Approach 1, by a margin of 2 that the open axes (1) cannot reverse."),
+])
+def test_pick(won: dict[str, str], want: str) -> None:
+    """Weighted wins; a tie (interval holding 1.0) counts for nobody; open axes that could reverse the
+    margin give 'no clear pick' with the reason."""
+    got = verdict.pick(_ax(**won))
+    assert got.endswith(want) and got.startswith("Approach 1 against Approach 2 (same guest boot; weights in "
+                                                 "verdict.WEIGHTS)")
+
+
+def test_pick_prints_the_intervals_it_used() -> None:
+    """The deciding read axis shows both medians and the A2/A1 ratio's interval; mkdir and rmdir are one axis."""
+    def series(base: int) -> dict[str, Any]:
+        return measures.series(1, [base + i % 7 for i in range(300)])
+
+    a1 = verdict.Approach(read_c=series(1000), read=render.est(series(1000)), cycle_x=1.3, rounds=300, loc=1900,
+                          cells={"cgroup v1": "yes"})
+    a2 = verdict.Approach(read_c=series(2000), read=render.est(series(2000)), cycle_x=1.1, rounds=300, loc=1000,
+                          cells={"cgroup v1": "no"})
+    ax = {a.name: a for a in verdict.axes(a1, a2)}
+    assert ax["read"].winner == "a1" and "A2/A1 2.00x [2.00, 2.00], n=300/300" in ax["read"].detail
+    cycle = ax["mkdir+rmdir under one link"]
+    assert cycle.winner == "open" and "no interval" in cycle.detail
+    assert (ax["kernel lines"].winner, ax["cgroup v1 hierarchies"].winner) == ("a2", "a1")
+    assert "mkdir under one link" not in ax and "rmdir under one link" not in ax
+    assert verdict.pick(list(ax.values())).endswith(
+        "No clear pick: the axes without an interval or not measured weigh 7, enough to reverse Approach 1's "
+        "margin of 3.")
+
+
+def test_weights_say_why() -> None:
+    """Every axis has a positive weight and a reason."""
+    assert all(w > 0 and len(why) > 20 for w, why in verdict.WEIGHTS.values())

@@ -7,7 +7,6 @@ Every cell is text made from a measured number of this run, a check's outcome, o
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,8 +209,8 @@ def headline_section(doc: dict[str, Any]) -> Section:
             continue
         cells = e.get("usability", {})
         mem = slab.get(f"{key}_bytes_per_file") if stats.is_measured(slab) else None
-        rows.append([f"{NAMES[key]} (guest, TCG)", fmt_ratio(a.read_x_cpu, "cpu.stat, same boot"),
-                     f"{a.first_try * 100:.0f}% of {a.mkdirs}" if a.first_try is not None else "not measured",
+        rows.append([f"{NAMES[key]} (guest, TCG)", stats.fmt_ratio_est(a.read_x_cpu, "cpu.stat, same boot"),
+                     f"{a.mk.first} of {a.mk.tries} first reads" if a.mk is not None else "not measured",
                      *[_short(str(cells.get(c, "not measured"))) for c in cols],
                      f"{a.mkdir_x:.2f}x (1 link)" if a.mkdir_x is not None else _nm(mkdir_part),
                      fmt_bytes(mem) if mem is not None else _nm(slab)])
@@ -448,10 +447,12 @@ def mkdir_cost(doc: dict[str, Any]) -> Section:
             why = _nm(mk)
             rows.append([f"Approach {key[1]} links", why, why, why])
     return Section("Cost added to mkdir and rmdir",
-                   text=["Without -> with the mechanism, same run. The user-space mirror adds nothing inside "
-                         "mkdir(2); what shows is its daemon competing for the CPUs. Approaches 1 and 2 add their "
-                         "files inside mkdir and rmdir (under cgroup_mutex), one per covering link: mkdir/rmdir of "
-                         "one cgroup under 0, 1 and 4 links in one guest boot (kernel-approach2/bench/bench_a2.py)."],
+                   text=["Without -> with the mechanism, same run. User-space mirror: the same mkdir and rmdir of "
+                         "N cgroups timed once without and once with its daemon running (one timing each, so no "
+                         "interval); its code runs in the daemon, not in mkdir(2), so a ratio above 1 is the "
+                         "daemon's work on the same CPUs. Approaches 1 and 2 make their files inside mkdir and "
+                         "rmdir, one per covering link: mkdir/rmdir of one cgroup under 0, 1 and 4 links in one "
+                         "guest boot (kernel-approach2/bench/bench_a2.py: medians, no samples, so no interval)."],
                    tables=[(["with", "mkdir", "rmdir", "sample"], rows)])
 
 
@@ -591,24 +592,23 @@ def headline(doc: dict[str, Any]) -> list[str]:
     """The closing note's ratios, all from this run."""
     from bpffs_sync.measure.report.verdict import approach
 
-    r, base = doc["read"], _p(doc["read"].get(BASELINE, {}).get("c"))
+    r, base = doc["read"], doc["read"].get(BASELINE, {}).get("c")
     lines = []
     for key in ("mirror_iter", "prog_run", "map_lookup", "iter_per_read"):
         e = r.get(key)
         if stats.is_measured(e) and stats.is_measured(e["c"]):
-            rr = stats.ratio(_p(e["c"]), base)
-            lines.append(f"{key}: C p50 {fmt_us(_p(e['c']) or math.nan)}, {fmt_ratio(rr, 'cpu.stat')}")
+            lines.append(f"{key}: C p50 {_cell(e['c'])}, {stats.fmt_ratio_est(ratio_est(e['c'], base), 'cpu.stat')}")
     for key in ("a1", "a2"):
         a = approach(doc, key)
         if a.read_x_cpu is None:
             lines.append(f"{key}_file: {_nm(_file(doc, key))}")
             continue
-        line = f"{key}_file (guest, TCG): C p50 {a.read_x_cpu:.2f}x cpu.stat of the same boot"
-        if a.first_try is not None:
-            line += f", first read after mkdir {a.first_try * 100:.0f}% of {a.mkdirs}"
+        line = f"{key}_file (guest, TCG): C p50 {stats.fmt_ratio_est(a.read_x_cpu, 'cpu.stat of the same boot')}"
+        if a.mk is not None:
+            line += f", first read after mkdir {a.mk.first} of {a.mk.tries}"
         if a.hold_s is not None and a.hold_x_mkdir is not None:
             line += f", link create {a.hold_x_mkdir:.2f}x a mkdir per cgroup"
         if a.mkdir_x is not None:
-            line += f", mkdir under 1 link {a.mkdir_x:.2f}x"
+            line += f", mkdir under 1 link {a.mkdir_x:.2f}x (median, no interval)"
         lines.append(line)
     return lines

@@ -1,7 +1,14 @@
 """The verdict: each of the maintainer's points in the RFC thread, the number of this run that
-answers it, and a recommendation that says where Approach 1 loses. Every sentence that states a
-finding is chosen by comparing this run's numbers (figures()); a number that was not measured is
-said to be so, and the reading then says it cannot tell."""
+answers it, and the recommendation. Every sentence that states a finding is a function of this
+run's numbers and their bootstrap intervals (the *_sentence functions and pick(), each tested with a
+table of inputs -> the exact sentence): "higher"/"lower" means an interval that excludes 1.0, a tie
+one that holds it; a figure that was not measured is named ("not measured: <what>"), never assumed.
+
+The Approach 1 vs Approach 2 pick weighs its axes by WEIGHTS (the reason for each weight is beside
+it); an axis decides only through an interval that excludes 1.0 or an exact count (kernel lines,
+a yes/no check); a figure without an interval leaves its axis undecided, and the pick says "no
+clear pick" whenever the undecided weight could reverse the margin.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from bpffs_sync.measure.report import stats
-from bpffs_sync.measure.report.render import Section, _bench, _bench_part, _file, _gbase, _nm, _p
-from bpffs_sync.measure.report.stats import fmt_us
+from bpffs_sync.measure.report.render import Section, _bench, _bench_part, _file, _gbase, _nm, est, ratio_est
+from bpffs_sync.measure.report.stats import Est, RatioEst
 
-TIE = 0.10  # within 10 %: neither approach wins that comparison
-
-
-def _c(doc: dict[str, Any], key: str, q: str = "p50_us", table: str = "read") -> float | None:
-    e = doc[table].get(key)
-    return _p(e["c"], q) if stats.is_measured(e) and stats.is_measured(e.get("c")) else None
-
-
-def _py(doc: dict[str, Any], key: str) -> float | None:
-    e = doc["read"].get(key)
-    return _p(e["py"]) if stats.is_measured(e) and stats.is_measured(e.get("py")) else None
-
-
-def _churn_x(churn: Any, idle: Any) -> float | None:
-    return stats.ratio(_p(churn, "p99_us"), _p(idle, "p99_us"))
-
-
-def _cell(doc: dict[str, Any], key: str, col: str) -> str:
-    return str(doc["usability"]["rows"].get(key, {}).get(col, "not measured"))
-
-
-def _yes(cell: str) -> bool:
-    return cell.startswith(("yes", "n/a: no daemon: the loader exited"))
+# The Approach 1 vs Approach 2 axes: (weight, why that weight). mkdir and rmdir are one axis (the
+# cost of one cgroup's life under a link), so one slow operation cannot count twice.
+WEIGHTS: dict[str, tuple[int, str]] = {
+    "read": (3, "every consumer pays it on every read; read efficiency is the thread's first objection"),
+    "mkdir+rmdir under one link": (3, "every cgroup's life pays it, inside cgroup_mutex, on every host "
+                                      "running the series, whether anyone reads the files or not"),
+    "stall of a concurrent mkdir during link create": (2, "latency other workloads feel, but only while a "
+                                                          "link is being created"),
+    "link create time": (1, "paid once per link, by the program that creates it"),
+    "slab per file": (1, "bytes per cgroup, small next to a cgroup's own state"),
+    "kernel lines": (1, "review and maintenance cost, no runtime effect"),
+    "cgroup v1 hierarchies": (1, "v1 is legacy, used by a minority of deployments"),
+}
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -45,20 +42,49 @@ def _get(d: Any, *path: str) -> Any:
     return d
 
 
+def _cell(doc: dict[str, Any], key: str, col: str) -> str:
+    return str(doc["usability"]["rows"].get(key, {}).get(col, "not measured"))
+
+
+def _yes(cell: str) -> bool:
+    return cell.startswith(("yes", "n/a: no daemon: the loader exited"))
+
+
+@dataclass(frozen=True, slots=True)
+class Readable:
+    """mkdir -> readable of one mechanism: tries, how many were readable, how many at the first read."""
+
+    tries: int
+    readable: int
+    first: int
+    lag: Est | None = None  # p50 of the readable ones, us
+
+    @classmethod
+    def of(cls, e: Any) -> Readable | None:
+        if not stats.is_measured(e) or not isinstance(e, dict):
+            return None
+        tries = int(e.get("tries", len(e.get("samples_ns", []))))
+        if tries == 0:
+            return None
+        return cls(tries, int(e.get("readable", tries)), round(float(e.get("first_try", 0.0)) * tries), est(e))
+
+
 @dataclass(slots=True)
 class Approach:
     """One kernel series' figures from the guest boot (None: not measured)."""
 
-    read: float | None = None  # C p50, us
-    read_x_cpu: float | None = None  # vs cpu.stat in the same boot
-    churn_x: float | None = None  # p99 under churn / idle p99
-    first_try: float | None = None  # share of first reads right after mkdir that succeeded
-    mkdirs: int = 0
-    hold_s: float | None = None  # link create over the largest tree
+    read_c: Any = None  # the C loop's series (samples), for ratios between the approaches
+    read: Est | None = None  # C p50, us
+    read_x_cpu: RatioEst | None = None  # vs cpu.stat in the same boot
+    churn_x: RatioEst | None = None  # p99 under churn / idle p99
+    mk: Readable | None = None
+    hold_s: float | None = None  # link create over the largest tree (best of bench_a2's tries)
     hold_x_mkdir: float | None = None  # per cgroup, vs one mkdir of the same boot
-    stall_x: float | None = None  # worst concurrent mkdir during link create vs idle
-    mkdir_x: float | None = None  # mkdir under 1 link vs none
+    stall_x: float | None = None  # worst concurrent mkdir during link create vs idle (worst of its tries)
+    mkdir_x: float | None = None  # mkdir under 1 link vs none (medians)
     rmdir_x: float | None = None
+    cycle_x: float | None = None  # mkdir+rmdir under 1 link vs none (medians)
+    rounds: int = 0  # bench_a2's mkdir rounds
     slab: float | None = None  # bytes per file
     loc: float | None = None  # kernel lines of the series
     cells: dict[str, str] | None = None  # usability cells
@@ -68,11 +94,11 @@ def approach(doc: dict[str, Any], key: str) -> Approach:
     f, b, g = _file(doc, key), _bench(doc), _gbase(doc)
     a = Approach()
     if stats.is_measured(f):
-        a.read = _p(f["read"]["c"])
-        a.read_x_cpu = stats.ratio(a.read, _p(g["c"]) if stats.is_measured(g) else None)
-        a.churn_x = _churn_x(f.get("churn"), f["read"]["c"])
-        mk = f.get("mkdir_readable", {})
-        a.first_try, a.mkdirs = mk.get("first_try"), int(_get(mk, "summary", "n") or 0)
+        a.read_c = f["read"]["c"]
+        a.read = est(a.read_c)
+        a.read_x_cpu = ratio_est(a.read_c, g["c"]) if stats.is_measured(g) else None
+        a.churn_x = ratio_est(f.get("churn"), a.read_c, 0.99)
+        a.mk = Readable.of(f.get("mkdir_readable"))
         a.cells = f.get("usability")
     if stats.is_measured(b):
         lc = _bench_part(doc, "link_create")
@@ -84,14 +110,22 @@ def approach(doc: dict[str, Any], key: str) -> Approach:
         a.stall_x = _get(b, "stall", f"{key}_vs_idle")
         a.mkdir_x = _get(b, "mkdir", "1", f"{key}_mkdir_vs_none")
         a.rmdir_x = _get(b, "mkdir", "1", f"{key}_rmdir_vs_none")
+        mk, rm = _get(b, "mkdir", "1", f"{key}_mkdir_us"), _get(b, "mkdir", "1", f"{key}_rmdir_us")
+        none = (_get(b, "mkdir", "none_mkdir_us") or 0) + (_get(b, "mkdir", "none_rmdir_us") or 0)
+        a.cycle_x = stats.ratio(mk + rm, none) if mk is not None and rm is not None else None
+        a.rounds = int(_get(b, "mkdir", "rounds") or 0)
         a.slab = _get(b, "slab_per_file", f"{key}_bytes_per_file")
     loc = doc.get("loc", {}).get(f"{key}_file")
     a.loc = loc["kernel"] if stats.is_measured(loc) else None
     return a
 
 
-def _u(v: float | None) -> str:
-    return fmt_us(v) if v is not None else "not measured"
+# --- formatting ------------------------------------------------------------------------------------
+
+
+def rx(r: RatioEst) -> str:
+    """'16.1x [15.9, 16.3], n=20000/20000'."""
+    return f"{r.value:.2f}x [{r.lo:.2f}, {r.hi:.2f}], n={r.n_num}/{r.n_den}"
 
 
 def _x(v: float | None) -> str:
@@ -100,165 +134,309 @@ def _x(v: float | None) -> str:
     return f"{v:.2f}x" if v < 1 else f"{v:.1f}x"
 
 
-def _pct(v: float | None, n: int = 0) -> str:
-    return f"{v * 100:.0f}%" + (f" of {n}" if n else "") if v is not None else "not measured"
+def _e(e: Est | None) -> str:
+    return stats.fmt_est(e, "not measured")
 
 
-def compare(a1: Approach, a2: Approach) -> list[tuple[str, str, str]]:
-    """(what, A1, A2) -> who wins each measured comparison: [(what, winner 'a1'|'a2'|'tie', detail)]."""
-    out = []
-    lower_better = [("read cost (C p50, same boot)", a1.read, a2.read, _u),
-                    ("link create time (A2's is a cgroup_mutex hold, A1's walk holds none)", a1.hold_s, a2.hold_s,
-                     lambda v: f"{v * 1e3:.0f} ms"),
-                    ("stall of a concurrent mkdir during link create", a1.stall_x, a2.stall_x, _x),
-                    ("mkdir under one link", a1.mkdir_x, a2.mkdir_x, _x),
-                    ("rmdir under one link", a1.rmdir_x, a2.rmdir_x, _x),
-                    ("slab per file", a1.slab, a2.slab, lambda v: f"{v:.0f} B"),
-                    ("kernel lines", a1.loc, a2.loc, lambda v: f"{v:.0f}")]
-    for what, v1, v2, fmt in lower_better:
-        if v1 is None or v2 is None or v1 <= 0 or v2 <= 0:
-            continue
-        r = v2 / v1
-        win = "tie" if abs(r - 1) <= TIE else ("a2" if r < 1 else "a1")
-        out.append((what, win, f"A1 {fmt(v1)}, A2 {fmt(v2)}"))
-    if a1.cells and a2.cells:
-        y1, y2 = _yes(a1.cells.get("cgroup v1", "")), _yes(a2.cells.get("cgroup v1", ""))
-        if y1 != y2:
-            out.append(("cgroup v1 hierarchies", "a1" if y1 else "a2",
-                        f"a link on a named v1 hierarchy: A1 {'yes' if y1 else 'no'}, A2 {'yes' if y2 else 'no'}"))
+def _ms(v: float | None) -> str:
+    return f"{v * 1e3:.0f} ms" if v is not None else "not measured"
+
+
+def _list(items: list[str]) -> str:
+    return "; ".join(items) if items else "none"
+
+
+# --- the sentences (pure; tests/test_report_unit.py has a table for each) ---------------------------
+
+
+def reads_sentence(c: RatioEst | None, py: RatioEst | None) -> str:
+    """The mirror's stat file against BPF_PROG_RUN (host): C loop (unequal work) and Python loop
+    (both end in the same numbers)."""
+    if c is None:
+        return "Reads by programs: not measured: the C loop of the mirror's stat file or of BPF_PROG_RUN."
+    head = (f"Reads by programs (host, C p50): the mirror's stat file costs {rx(c)} a BPF_PROG_RUN call; the "
+            "C loop opens, reads and parses the file but takes BPF_PROG_RUN's raw struct as it is, so the work "
+            "is not the same")
+    head += "; the Python loop, where both end in the same formatted numbers: " + \
+        (f"{rx(py)}." if py is not None else "not measured.")
+    side = c.side()
+    if side == "tie":
+        return head + " In the C loop neither is shown dearer."
+    if side == "lower":
+        return head + " In the C loop the file is the cheaper read."
+    if py is None:
+        return head + " The file is the dearer read in the C loop; whether that survives equal work is not measured."
+    return head + {
+        "higher": " The file is the dearer read in both loops: for a program reading at a high rate, "
+                  "BPF_PROG_RUN is the cheaper interface.",
+        "tie": " With equal work (Python) the file is not shown dearer: the C gap is the file's formatting "
+               "and parsing, not the interface.",
+        "lower": " With equal work (Python) the file is the cheaper read: the C gap is the file's formatting "
+                 "and parsing, not the interface.",
+    }[py.side()]
+
+
+def knobs_sentence(x: RatioEst | None) -> str:
+    """A user.* xattr set against a pinned map update (host, C p50)."""
+    tail = (" Writing a knob through Approach 1's or 2's file: not measured: neither series has a write mode. "
+            "The BPF-side read of a knob in the scheduling path (bpf_cgroup_read_xattr() against a map "
+            "lookup): not measured.")
+    if x is None:
+        return "Knobs: not measured: the C loop of a user.* xattr set or of a pinned map update." + tail
+    word = {"higher": "the dearer", "lower": "the cheaper", "tie": "not shown dearer or cheaper than the map"}
+    return (f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {rx(x)} a pinned map update: the xattr "
+            f"is {word[x.side()]} write." + tail)
+
+
+def _counts(r: Readable) -> str:
+    return f"{r.first} of {r.tries} at the first read, {r.readable} of {r.tries} within the timeout"
+
+
+def mkdir_sentence(mirror: Readable | None, kernel: dict[str, Readable | None]) -> str:
+    """Is a new cgroup's figure readable when mkdir returns: the user-space mirror (host) against
+    the kernel-kept files (guest)."""
+    if mirror is None:
+        m = "the user-space mirror: not measured"
+    else:
+        m = f"the user-space mirror (host): {_counts(mirror)}" + (f", lag p50 {_e(mirror.lag)}" if mirror.lag else "")
+    measured = {k: r for k, r in kernel.items() if r is not None}
+    if not measured:
+        return (f"mkdir -> readable: {m}; the kernel series: not measured: no patched-kernel boot in this run, "
+                "so whether they remove the lag is not shown.")
+    ks = "; ".join(f"Approach {k}: {_counts(r)}" if r is not None else f"Approach {k}: not measured"
+                   for k, r in kernel.items())
+    head = f"mkdir -> readable: {m}; {ks} (guest, TCG: another machine than the mirror's)."
+    always = [k for k, r in measured.items() if r.first == r.tries]
+    if mirror is not None and mirror.first == mirror.tries:
+        return head + " The mirror too was readable at every first read: no lag left for a series to remove here."
+    if not always:
+        return head + " No kernel series was readable at every first read after mkdir."
+    return (head + f" Only Approach {' and '.join(always)} gave a file readable at every first read after mkdir"
+            + (", which the mirror did not." if mirror is not None else "; the mirror's is not measured."))
+
+
+def prog_sentence(prog: Est | None, cheaper: list[str], mk: Readable | None, cat: str, unpriv: str) -> str:
+    """Does a pinned BPF_PROG_RUN program fit: its cost (and any read shown cheaper), whether it
+    names a new cgroup, whether a shell and an unprivileged reader can use it (the checks' cells)."""
+    if prog is None:
+        cost = "its read cost: not measured"
+    elif cheaper:
+        cost = f"its C p50 {_e(prog)}; shown cheaper: {', '.join(cheaper)}"
+    else:
+        cost = f"no read measured is shown cheaper than its C p50 {_e(prog)}"
+    if mk is None:
+        at = "whether it answers for a new cgroup: not measured"
+    elif mk.readable == mk.tries:
+        at = f"it answered for a new cgroup after {mk.readable} of {mk.tries} mkdirs"
+    else:
+        at = (f"it answered for a new cgroup after {mk.readable} of {mk.tries} mkdirs (found=0 for an empty "
+              "new cgroup, the answer any unknown id gets)")
+    use = f"`cat` of the pin: {'works' if _yes(cat) else 'fails'}; uid 65534: {'reads' if _yes(unpriv) else 'fails'}"
+    return f"For programs: {cost}; {at}; {use} (checks above)."
+
+
+def churn_sentence(rows: list[tuple[str, RatioEst | None]], plain: str = "cpu.stat") -> str:
+    """Read p99 under mkdir/rmdir churn against idle, per mechanism (host)."""
+    measured = [(n, r) for n, r in rows if r is not None]
+    if not measured:
+        return "Under churn: not measured: no read's p99 with and without churn."
+    rose = [f"{n} {rx(r)}" for n, r in measured if r.side() == "higher"]
+    flat = [f"{n} {rx(r)}" for n, r in measured if r.side() == "tie"]
+    fell = [f"{n} {rx(r)}" for n, r in measured if r.side() == "lower"]
+    out = f"Under churn (host, p99 with churn / idle): rose: {_list(rose)}; not shown to change: {_list(flat)}"
+    out += f"; lower: {_list(fell)}." if fell else "."
+    missing = [n for n, r in rows if r is None]
+    if missing:
+        out += f" Not measured: {', '.join(missing)}."
+    base = dict(measured).get(plain)
+    if base is not None and base.side() == "higher" and any(n != plain for n, r in measured if r.side() == "higher"):
+        out += f" {plain}, a plain cgroupfs file, rose too: a busy tree slows any file read here, not only these."
     return out
+
+
+def tree_sentence(k: str, a: Approach) -> str:
+    """What one approach's files cost the cgroup tree, from bench_a2 (medians and worsts: no interval)."""
+    parts = [f"mkdir+rmdir of one cgroup under one link {_x(a.cycle_x)} no link (medians of {a.rounds} rounds, "
+             "no interval)" if a.cycle_x is not None else "mkdir+rmdir under one link: not measured",
+             f"link create {_ms(a.hold_s)}" + (f" ({_x(a.hold_x_mkdir)} a mkdir per cgroup)"
+                                              if a.hold_x_mkdir is not None else "")
+             if a.hold_s is not None else "link create: not measured",
+             f"a concurrent mkdir's worst during link create {_x(a.stall_x)} its idle worst (worst of the "
+             "creates, no interval)" if a.stall_x is not None else "a concurrent mkdir's stall: not measured"]
+    return f"Approach {k}: " + "; ".join(parts) + "."
+
+
+def mirror_tree_sentence(cost: dict[str, Any] | None) -> str:
+    """The user-space mirror's daemon against mkdir+rmdir (host): one timing each, so no interval."""
+    if not cost or not stats.is_measured(cost):
+        return "User-space mirror: mkdir+rmdir with its daemon running: not measured."
+    plain = cost["mkdir_plain_ns"] + cost["rmdir_plain_ns"]
+    with_daemon = cost["mkdir_mirrored_ns"] + cost["rmdir_mirrored_ns"]
+    return (f"User-space mirror (host): mkdir+rmdir of {cost['cgroups']} cgroups took "
+            f"{_x(stats.ratio(with_daemon, plain))} with its daemon running (mkdir {_x(cost['mkdir_ratio'])}, "
+            f"rmdir {_x(cost['rmdir_ratio'])}; one timing each, no interval).")
+
+
+# --- Approach 1 against Approach 2 -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """One comparison: winner 'a1' | 'a2' | 'tie' | 'open' (measured, no interval) | 'unmeasured'."""
+
+    name: str
+    winner: str
+    detail: str
+
+    @property
+    def weight(self) -> int:
+        return WEIGHTS[self.name][0]
+
+
+def _point_axis(name: str, v1: float | None, v2: float | None, fmt: Any, why: str) -> Axis:
+    if v1 is None or v2 is None:
+        return Axis(name, "unmeasured", f"A1 {fmt(v1)}, A2 {fmt(v2)}")
+    return Axis(name, "open", f"A1 {fmt(v1)}, A2 {fmt(v2)}: no interval ({why})")
+
+
+def axes(a1: Approach, a2: Approach) -> list[Axis]:
+    """Every WEIGHTS axis, decided by an interval, an exact count, or left open."""
+    out = []
+    if a1.read_c is None or a2.read_c is None:
+        out.append(Axis("read", "unmeasured", "C p50 in the guest: not measured"))
+    else:
+        r = ratio_est(a2.read_c, a1.read_c)
+        if r is None:
+            out.append(Axis("read", "unmeasured", "C p50 in the guest: no samples"))
+        else:
+            out.append(Axis("read", {"lower": "a2", "higher": "a1", "tie": "tie"}[r.side()],
+                            f"A1 {_e(a1.read)}, A2 {_e(a2.read)}, A2/A1 {rx(r)}"))
+    out.append(_point_axis("mkdir+rmdir under one link", a1.cycle_x, a2.cycle_x, _x,
+                           f"bench_a2 reports medians of {a1.rounds or '?'} rounds, not their samples"))
+    out.append(_point_axis("stall of a concurrent mkdir during link create", a1.stall_x, a2.stall_x, _x,
+                           "a worst of a few creates"))
+    out.append(_point_axis("link create time", a1.hold_s, a2.hold_s, _ms, "the best of bench_a2's tries"))
+    out.append(_point_axis("slab per file", a1.slab, a2.slab,
+                           lambda v: f"{v:.0f} B" if v is not None else "not measured", "median of 2 slab deltas"))
+    if a1.loc is None or a2.loc is None:
+        out.append(Axis("kernel lines", "unmeasured", "not counted"))
+    else:
+        out.append(Axis("kernel lines", "tie" if a1.loc == a2.loc else "a1" if a1.loc < a2.loc else "a2",
+                        f"A1 {a1.loc:.0f}, A2 {a2.loc:.0f} (exact counts)"))
+    if a1.cells is None or a2.cells is None:
+        out.append(Axis("cgroup v1 hierarchies", "unmeasured", "the v1 check did not run"))
+    else:
+        y1, y2 = _yes(a1.cells.get("cgroup v1", "")), _yes(a2.cells.get("cgroup v1", ""))
+        out.append(Axis("cgroup v1 hierarchies", "tie" if y1 == y2 else "a1" if y1 else "a2",
+                        f"a link on a named v1 hierarchy: A1 {'yes' if y1 else 'no'}, A2 {'yes' if y2 else 'no'} "
+                        "(a check)"))
+    return out
+
+
+def pick(ax: list[Axis]) -> str:
+    """The weighted pick between the approaches, the axes and intervals it used, or why there is none."""
+    def names(who: str) -> list[str]:
+        return [f"{a.name} (weight {a.weight}: {a.detail})" for a in ax if a.winner == who]
+
+    w1 = sum(a.weight for a in ax if a.winner == "a1")
+    w2 = sum(a.weight for a in ax if a.winner == "a2")
+    open_w = sum(a.weight for a in ax if a.winner in ("open", "unmeasured"))
+    out = (f"Approach 1 against Approach 2 (same guest boot; weights in verdict.WEIGHTS): Approach 1 wins "
+           f"{_list(names('a1'))}; Approach 2 wins {_list(names('a2'))}; ties (interval holds 1.0 or equal) "
+           f"{_list(names('tie'))}; open {_list(names('open'))}; not measured "
+           f"{_list([f'{a.name} (weight {a.weight})' for a in ax if a.winner == 'unmeasured'])}. "
+           f"Weighted wins: Approach 1 {w1}, Approach 2 {w2}; open or not measured: {open_w}.")
+    if w1 == w2:
+        return out + f" No clear pick: the weighted wins are equal ({w1} each)."
+    margin, lead = abs(w1 - w2), "1" if w1 > w2 else "2"
+    if open_w >= margin:
+        return out + (f" No clear pick: the axes without an interval or not measured weigh {open_w}, enough to "
+                      f"reverse Approach {lead}'s margin of {margin}.")
+    return out + f" Pick: Approach {lead}, by a margin of {margin} that the open axes ({open_w}) cannot reverse."
+
+
+# --- the section -----------------------------------------------------------------------------------
+
+
+def _c_entry(doc: dict[str, Any], key: str, table: str = "read", col: str = "c") -> Any:
+    e = doc[table].get(key)
+    return e.get(col) if stats.is_measured(e) else e
 
 
 def recommendation(doc: dict[str, Any], a1: Approach, a2: Approach) -> list[str]:
-    mirror, prog, mapr = _c(doc, "mirror_iter"), _c(doc, "prog_run"), _c(doc, "map_lookup")
-    fast = min((v for v in (prog, mapr) if v is not None), default=None)
-    out = []
-    if fast is not None and mirror is not None:
-        out.append(f"Reads by programs: a pinned BPF_PROG_RUN program or map lookup costs {_u(fast)} (C p50, host), "
-                   f"a stat file {_u(mirror)} ({mirror / fast:.0f}x). For high-rate consumers the maintainer is "
-                   "right and every file-based approach, Approach 1 included, loses.")
-    xs, mu = _c(doc, "xattr_set", table="knobs"), _c(doc, "map_update", table="knobs")
-    out.append(f"Knobs: a cgroupfs user.* xattr set costs {_u(xs)} vs a map update {_u(mu)}, needs no kernel code, "
-               "and neither series has a write mode: for low-frequency hints xattrs are enough; Approach 1 (and 2) "
-               "lose there today.")
-    mk = doc["mkdir_readable"].get("mirror_iter")
-    lagged = stats.is_measured(mk) and mk.get("first_try", 1) < 1
-    kernel_ok = [k for k, a in (("1", a1), ("2", a2)) if a.first_try is not None and a.first_try >= 1]
-    if lagged and kernel_ok:
-        out.append(f"What only a kernel series gives: a file that exists when mkdir returns. The user-space mirror's "
-                   f"first read succeeded {_pct(mk['first_try'])} of the time right after mkdir (p50 lag "
-                   f"{_u(_p(mk))}); Approach {' and '.join(kernel_ok)}: every first read succeeded. Shell tools and "
-                   "uid 65534 read these files; a BPF_PROG_RUN pin serves neither.")
-    elif not kernel_ok:
-        out.append("Whether the kernel series remove the mkdir -> readable lag was not measured in this run "
-                   "(no patched-kernel boot), so the one benefit a user-space mirror cannot give is unproven here.")
-    wins = compare(a1, a2)
-    if a1.read is not None and a2.read is not None:
-        lost = [f"{w} ({d})" for w, who, d in wins if who == "a2"]
-        won = [f"{w} ({d})" for w, who, d in wins if who == "a1"]
-        ties = [w for w, who, _ in wins if who == "tie"]
-        pick = "Approach 2" if len(lost) > len(won) else "Approach 1" if len(won) > len(lost) else "neither clearly"
-        out.append(f"Approach 1 against Approach 2 (same boot): Approach 1 loses on {'; '.join(lost) or 'nothing'}; "
-                   f"wins on {'; '.join(won) or 'nothing'}"
-                   + (f"; ties on {', '.join(ties)}" if ties else "") + f". If a file interface is merged, the "
-                   f"numbers favour {pick}.")
+    out = [reads_sentence(ratio_est(_c_entry(doc, "mirror_iter"), _c_entry(doc, "prog_run")),
+                          ratio_est(_c_entry(doc, "mirror_iter", col="py"), _c_entry(doc, "prog_run", col="py"))),
+           knobs_sentence(ratio_est(_c_entry(doc, "xattr_set", "knobs"), _c_entry(doc, "map_update", "knobs"))),
+           mkdir_sentence(Readable.of(doc["mkdir_readable"].get("mirror_iter")), {"1": a1.mk, "2": a2.mk})]
+    ax = axes(a1, a2)
+    if next(a for a in ax if a.name == "read").winner == "unmeasured":
+        loc = next(a for a in ax if a.name == "kernel lines")
+        out.append("Approach 1 against Approach 2: not measured: their read cost in the guest boot carrying both "
+                   "series, so no pick" + (f"; only their size is known: {loc.detail}." if loc.winner != "unmeasured"
+                                           else "."))
     else:
-        loc = [w for w in wins if w[0] == "kernel lines"]
-        out.append("Approach 1 against Approach 2: not measured in this run (needs the boot of the image carrying "
-                   "both series), so this report cannot say which one to merge"
-                   + (f"; only their size is known: {loc[0][2]} kernel lines." if loc else "."))
+        out.append(pick(ax))
     return out
 
 
-def _tree_cost(a1: Approach, a2: Approach) -> str:
+def _cheaper_than(doc: dict[str, Any], key: str) -> list[str]:
+    """Read mechanisms whose C p50 interval lies wholly below key's (host)."""
+    mine = est(_c_entry(doc, key))
+    if mine is None:
+        return []
     out = []
-    for k, a in (("1", a1), ("2", a2)):
-        parts = []
-        if a.mkdir_x is not None and a.mkdir_x > 1 + TIE:
-            parts.append(f"every covered mkdir costs {a.mkdir_x:.1f}x")
-        if a.stall_x is not None and a.stall_x > 1 + TIE:
-            parts.append(f"link create stalls concurrent mkdir ({a.stall_x:.1f}x its idle worst)")
-        out.append(f"Approach {k}: " + (", ".join(parts) if parts else "no cost above 10% measured"))
-    return "; ".join(out) + ". The user-space mirror pays none of these inside mkdir, but lags (row above)."
+    for other in doc["read"]:
+        e = est(_c_entry(doc, other)) if other != key else None
+        if e is not None and e.hi < mine.lo:
+            out.append(f"{other} {_e(e)}")
+    return out
 
 
 def verdict(doc: dict[str, Any]) -> Section:
     a1, a2 = approach(doc, "a1"), approach(doc, "a2")
-    mirror, prog, cpu = _c(doc, "mirror_iter"), _c(doc, "prog_run"), _c(doc, "cpu_stat")
-    file_x_prog, file_x_cpu = stats.ratio(mirror, prog), stats.ratio(mirror, cpu)
-    kernel_x = ", ".join(f"Approach {k[1]} {_x(a.read_x_cpu)}" for k, a in (("a1", a1), ("a2", a2)))
-    if file_x_prog is None:
-        eff = "Cannot tell: a read row is missing."
-    else:
-        kx = [f"Approach {k[1]} {a.read_x_cpu:.1f}x" for k, a in (("a1", a1), ("a2", a2)) if a.read_x_cpu is not None]
-        eff = (f"{'True' if file_x_prog > 2 else 'Not borne out'} against BPF_PROG_RUN ({file_x_prog:.0f}x in C). "
-               + (f"Against the cgroupfs file readers already poll (cpu.stat), the kernel-kept files cost "
-                  f"{', '.join(kx)} (same boot) and the user-space mirror's {_x(file_x_cpu)} (host)." if kx else
-                  "The kernel-kept files' cost against cpu.stat was not measured in this run."))
+    mirror, prog, cpu = (_c_entry(doc, k) for k in ("mirror_iter", "prog_run", "cpu_stat"))
+    file_x_prog, file_x_cpu = ratio_est(mirror, prog), ratio_est(mirror, cpu)
+    kernel_x = ", ".join(f"Approach {k[1]} {rx(a.read_x_cpu) if a.read_x_cpu else 'not measured'}"
+                         for k, a in (("a1", a1), ("a2", a2)))
     prog_cells = [_cell(doc, "prog_run", c) for c in ("cat / grep", "unprivileged (uid 65534)", "after rmdir")]
-    mk = doc["mkdir_readable"].get("mirror_iter", {})
-    kernel_mk = "; ".join(f"Approach {k}: " + (f"{_pct(a.first_try, a.mkdirs)} of first reads succeeded"
-                                                  if a.first_try is not None else "not measured")
-                          for k, a in (("1", a1), ("2", a2)))
-    mk_txt = (f"user-space mirror: first read after mkdir succeeded {_pct(mk.get('first_try'))}, lag p50 "
-              f"{_u(_p(mk))} / p99 {_u(_p(mk, 'p99_us'))} (host); {kernel_mk} (guest)")
-    kernel_first = [a.first_try for a in (a1, a2) if a.first_try is not None]
-    only = ("No: the files also exist the moment mkdir returns, which no user-space mirror can give"
-            if kernel_first and min(kernel_first) >= 1 and mk.get("first_try", 1) < 1 else
-            "Not shown by this run: the kernel series' mkdir -> readable was not measured" if not kernel_first else
-            "Not borne out: a kernel-kept file was not always readable right after mkdir")
-    xs, xg, mu = (_c(doc, k, table="knobs") for k in ("xattr_set", "xattr_get", "map_update"))
-    churn = {k: _churn_x(doc["churn"].get(k), doc["read"].get(k, {}).get("c")) for k in
-             ("mirror_iter", "iter_per_read", "prog_run", "cpu_stat")}
+    mk_mirror = Readable.of(doc["mkdir_readable"].get("mirror_iter"))
+    names = {"mirror_iter": "the mirror's file", "iter_per_read": "a per-read iterator", "prog_run": "BPF_PROG_RUN",
+             "cpu_stat": "cpu.stat"}
+    churn = [(n, ratio_est(doc["churn"].get(k), _c_entry(doc, k), 0.99)) for k, n in names.items()]
     g = _gbase(doc)
-    g_churn = _churn_x(g.get("churn"), g.get("c")) if stats.is_measured(g) else None
-    names = {"mirror_iter": "the mirror's file", "iter_per_read": "a per-read iterator", "cpu_stat": "cpu.stat"}
-    rose = [f"{names[k]} {churn[k]:.1f}x" for k in names if (churn[k] or 0) > 1.5]
-    flat = [f"{n} {_x(v)}" for n, v in (("BPF_PROG_RUN", churn["prog_run"]),) if v is not None and v <= 1.5]
-    hf = ((f"Partly: under churn the p99 of {', '.join(rose)} rose more than 1.5x (host)" if rose else
-           "Not borne out on this host: no file read's p99 rose 1.5x under churn")
-          + (f", while {', '.join(flat)} did not" if flat else "")
-          + ("; a plain cgroupfs file (cpu.stat) rose too, so on this host it is the cost of any file read on a "
-             "busy tree, not of the series" if churn["cpu_stat"] is not None and churn["cpu_stat"] > 1.5 else "")
-          + ".")
-    mirror_pop = doc["populate"][-1]
-    m_stall = stats.ratio(_p(mirror_pop["probe_during_pass"], "max_us"), _p(mirror_pop["probe_idle"], "max_us"))
-    holds = [a.hold_s for a in (a1, a2) if a.hold_s is not None]
+    g_churn = ratio_est(g.get("churn"), g.get("c"), 0.99) if stats.is_measured(g) else None
     lc = _bench_part(doc, "link_create")
     n_big = max((int(n) for n in lc), default=0) if stats.is_measured(lc) else 0
+    xs, xg, mu = (est(_c_entry(doc, k, "knobs")) for k in ("xattr_set", "xattr_get", "map_update"))
+    kx = ", ".join(f"Approach {k} {rx(a.churn_x) if a.churn_x else 'not measured'}" for k, a in (("1", a1), ("2", a2)))
     rows = [
         ["\"a different and not-particularly-efficient way to communicate with BPF progs\" (Tejun)",
-         f"C p50: stat file {_u(mirror)} vs BPF_PROG_RUN {_u(prog)} ({_x(file_x_prog)}) vs cgroupfs cpu.stat "
-         f"{_u(cpu)} ({_x(file_x_cpu)}); Python {_u(_py(doc, 'mirror_iter'))} vs {_u(_py(doc, 'prog_run'))} "
-         f"(host). Kernel-kept files vs cpu.stat in the same guest boot: {kernel_x}.", eff],
+         f"C p50 (host): stat file {_e(est(mirror))}, BPF_PROG_RUN {_e(est(prog))}, cgroupfs cpu.stat "
+         f"{_e(est(cpu))}; file / cpu.stat {rx(file_x_cpu) if file_x_cpu else 'not measured'}. Kernel-kept "
+         f"files / cpu.stat in the same guest boot: {kernel_x}.",
+         reads_sentence(file_x_prog, ratio_est(_c_entry(doc, "mirror_iter", col="py"),
+                                               _c_entry(doc, "prog_run", col="py")))],
         ["\"Wouldn't pinned BPF_PROG_RUN program fit the bill?\" (Tejun)",
-         f"BPF_PROG_RUN {_u(prog)} C p50; cat: {prog_cells[0]}; uid 65534: {prog_cells[1]}; after rmdir: "
-         f"{prog_cells[2]}.",
-         "For programs, yes: it is the cheapest read and answers at mkdir. It does not fit shells or unprivileged "
-         "readers" + (" (both checks failed above)." if not any(_yes(c) for c in prog_cells[:2]) else ".")],
+         f"cat: {prog_cells[0]}; uid 65534: {prog_cells[1]}; after rmdir: {prog_cells[2]}.",
+         prog_sentence(est(prog), _cheaper_than(doc, "prog_run"),
+                       Readable.of(doc["mkdir_readable"].get("prog_run")), prog_cells[0], prog_cells[1])],
         ["\"AFAICS, this is the only actual benefit, right? Having text files as interface.\" (Tejun), "
          "\"there will always be a latency between cgroups getting created and userspace going to pin\" (Josh)",
-         mk_txt + ".", only + "."],
+         "the mkdir -> readable table below, one definition of readable for every row.",
+         mkdir_sentence(mk_mirror, {"1": a1.mk, "2": a2.mk})],
         ["\"for cgroup level low-freq hinting, being able to read xattrs on cgroupfs should be enough\" (Tejun)",
-         f"xattr set {_u(xs)} / get {_u(xg)} vs pinned map update {_u(mu)} (C p50, host); uid 65534 get: "
-         f"{_cell(doc, 'xattr', 'unprivileged (uid 65534)')}; v1: {_cell(doc, 'xattr', 'cgroup v1')}. Neither "
-         "series has a write mode.",
-         "Agreed: for knobs xattrs are enough today; both series lose here (no write path, more kernel code)."],
+         f"C p50 (host): xattr set {_e(xs)}, get {_e(xg)}, pinned map update {_e(mu)}; uid 65534 get: "
+         f"{_cell(doc, 'xattr', 'unprivileged (uid 65534)')}; v1: {_cell(doc, 'xattr', 'cgroup v1')}.",
+         knobs_sentence(ratio_est(_c_entry(doc, "xattr_set", "knobs"), _c_entry(doc, "map_update", "knobs")))],
         ["\"Anything high-volume/freq ... cgroupfs file interface is far from ideal\" (Tejun)",
-         f"read p99 under mkdir/rmdir churn vs idle: mirror file {_x(churn['mirror_iter'])}, per-read iterator "
-         f"{_x(churn['iter_per_read'])}, BPF_PROG_RUN {_x(churn['prog_run'])}, cpu.stat {_x(churn['cpu_stat'])} "
-         f"(host); Approach 1 {_x(a1.churn_x)}, Approach 2 {_x(a2.churn_x)}, cpu.stat {_x(g_churn)} (guest).", hf],
+         f"guest, p99 with churn / idle: {kx}, cpu.stat {rx(g_churn) if g_churn else 'not measured'}.",
+         churn_sentence(churn)],
         ["what the file costs the cgroup tree (the RFC walks it \"with cgroup_mutex in hand\")",
-         f"link create over {n_big + 1 if n_big else 'N'} cgroups: Approach 1 "
-         f"{f'{a1.hold_s * 1e3:.0f} ms' if a1.hold_s is not None else 'not measured'} "
-         f"({_x(a1.hold_x_mkdir)} a mkdir per cgroup) with no cgroup_mutex hold (it walks under RCU and a "
-         f"mutex of its own), Approach 2 "
-         f"{f'{a2.hold_s * 1e3:.0f} ms' if a2.hold_s is not None else 'not measured'} ({_x(a2.hold_x_mkdir)}), "
-         f"all of it under cgroup_mutex; "
-         f"a concurrent mkdir's worst {_x(a1.stall_x)} / {_x(a2.stall_x)} idle (guest). mkdir under one link "
-         f"{_x(a1.mkdir_x)} / {_x(a2.mkdir_x)} no link. User-space mirror: no cgroup_mutex across its pass, "
-         f"concurrent mkdir worst {_x(m_stall)} idle at {mirror_pop['cgroups']} cgroups (host).",
-         _tree_cost(a1, a2) if holds else _nm(lc) + "."],
+         f"bench_a2 in the guest boot, link create over {n_big + 1 if n_big else 'N'} cgroups (Approach 2 holds "
+         "cgroup_mutex through it, Approach 1 walks under RCU and a mutex of its own)"
+         + ("" if stats.is_measured(lc) else f": {_nm(lc)}") + ".",
+         " ".join([tree_sentence("1", a1), tree_sentence("2", a2), mirror_tree_sentence(doc.get("mkdir_cost"))])],
     ]
     return Section("Verdict: the maintainer's points", text=recommendation(doc, a1, a2),
                    tables=[(["point (RFC thread)", "number from this run", "reading"], rows)])
+
