@@ -431,3 +431,15 @@ def test_pick_prints_the_intervals_it_used() -> None:
 def test_weights_say_why() -> None:
     """Every axis has a positive weight and a reason."""
     assert all(w > 0 and len(why) > 20 for w, why in verdict.WEIGHTS.values())
+
+
+def test_worst_cell_compares_maxima_only_at_equal_n() -> None:
+    """The populate table's worst concurrent mkdir: maxima at equal n, p99 with its interval otherwise,
+    and an old results.json without samples shows the maxima with their n and no ratio."""
+    same = render.worst_cell({"samples_ns": [1000, 3000]}, {"samples_ns": [2000, 6000]})
+    assert same == "max 3.00 us (n=2) -> 6.00 us (n=2): 2.00x (maxima at equal n, no interval)"
+    idle, busy = {"samples_ns": list(range(1000, 517_000, 1000))}, {"samples_ns": list(range(1000, 14_000, 1000))}
+    uneq = render.worst_cell(idle, busy)
+    assert uneq.startswith("p99 511 us (n=516) -> 13.0 us (n=13): 0.03x [") and "max" not in uneq
+    old = render.worst_cell({"summary": {"max_us": 3.0, "n": 516.0}}, {"summary": {"max_us": 9.0, "n": 13.0}})
+    assert old == "max 3.00 us (n=516) -> 9.00 us (n=13): unequal n, not compared"

@@ -365,9 +365,9 @@ def populate(readloop: str, n: int) -> dict[str, Any]:
         "cgroups": n, "pins": pins, "first_pass_ns": pass_ns, "mkdir_ns": mkdir_ns,
         "ratio_vs_mkdir": stats.ratio(pass_ns, mkdir_ns),
         "per_cgroup_us": pass_ns / n / 1000,
-        "probe_idle": {"summary": stats.summarize_ns(idle())} if idle() else
+        "probe_idle": {"summary": stats.summarize_ns(idle()), "samples_ns": idle()} if idle() else
         stats.not_measured("prober made no sample"),
-        "probe_during_pass": {"summary": stats.summarize_ns(busy())} if busy() else
+        "probe_during_pass": {"summary": stats.summarize_ns(busy()), "samples_ns": busy()} if busy() else
         stats.not_measured("prober made no sample during the pass"),
         "slab_per_file_bytes": (slab1 - slab0) / max(pins, 1),
     }
