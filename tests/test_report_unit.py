@@ -116,7 +116,7 @@ def test_bootstrap_matches_naive_resampling() -> None:
     rng = random.Random(5)
     for q in (0.5, 0.9):
         naive = sorted(stats.percentile([rng.choice(sample) for _ in sample], q) for _ in range(4000))
-        fast = sorted(stats.boot_quantile(sample, q, random.Random(6), 4000))
+        fast = sorted(stats.boot_quantile(sample, q, 6, 4000))
         for tail in (0.025, 0.5, 0.975):
             i = int(tail * 3999)
             assert abs(sample.index(naive[i]) - sample.index(fast[i])) <= 1, (q, tail, naive[i], fast[i])
@@ -217,6 +217,14 @@ def test_round_orders_are_seeded_shuffles() -> None:
     orders = measures.round_orders(keys, 6, 7)
     assert orders == measures.round_orders(keys, 6, 7) and all(sorted(o) == keys for o in orders)
     assert len({tuple(o) for o in orders}) > 1 and orders != measures.round_orders(keys, 6, 8)
+
+
+def test_tree_paths_is_make_trees_shape(tmp_path: Path) -> None:
+    """The cost measure's paths are the ones harness.make_tree makes, parents first."""
+    from bpffs_sync.measure.harness import make_tree
+
+    want = make_tree(str(tmp_path), 11)
+    assert measures.tree_paths(str(tmp_path), 11) == want and len(want) == 11
 
 
 def test_split_keeps_every_sample() -> None:
@@ -376,12 +384,15 @@ def test_tree_sentences() -> None:
     assert verdict.tree_sentence("2", a) == (
         "Approach 2: mkdir+rmdir of one cgroup under one link 1.2x no link (medians of 300 rounds, no interval); "
         "link create 250 ms (3.0x a mkdir per cgroup); a concurrent mkdir's stall: not measured.")
-    cost = {"cgroups": 1000, "mkdir_plain_ns": 80, "rmdir_plain_ns": 20, "mkdir_mirrored_ns": 160,
-            "rmdir_mirrored_ns": 40, "mkdir_ratio": 2.0, "rmdir_ratio": 2.0}
-    assert verdict.mirror_tree_sentence(cost) == (
-        "User-space mirror (host): mkdir+rmdir of 1000 cgroups took 2.0x with its daemon running (mkdir 2.0x, "
-        "rmdir 2.0x; one timing each, no interval).")
-    assert verdict.mirror_tree_sentence(None) == "User-space mirror: mkdir+rmdir with its daemon running: not measured."
+    assert verdict.mirror_tree_sentence(TIE, HI, 1000) == (
+        f"User-space mirror (host): with its daemon running, mkdir+rmdir of one cgroup (n=1000 each way) costs "
+        f"{TIE_S} the same without it at the median (not shown dearer or cheaper) and {HI_S} at p99 (dearer); "
+        "the daemon runs beside mkdir, not in it, on the same CPUs.")
+    assert verdict.mirror_tree_sentence(LO, LO, 10).endswith(
+        f"costs {LO_S} the same without it at the median (cheaper) and {LO_S} at p99 (cheaper); the daemon runs "
+        "beside mkdir, not in it, on the same CPUs.")
+    assert verdict.mirror_tree_sentence(HI, None, 0) == \
+        "User-space mirror: mkdir+rmdir with its daemon running: not measured."
 
 
 def _ax(**won: str) -> list[verdict.Axis]:

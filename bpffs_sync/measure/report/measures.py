@@ -373,26 +373,64 @@ def populate(readloop: str, n: int) -> dict[str, Any]:
     }
 
 
-def mkdir_cost(bed: Bed, n: int) -> dict[str, Any]:
-    """mkdir then rmdir of n cgroups under the bed's root, with the mirror daemon running and
-    without (same tree, same run): what running the user-space mirror adds to them."""
-    def timed() -> tuple[int, int]:
-        parent = os.path.join(bed.layout.cgroup_root, "cost")
-        os.mkdir(parent)
-        t0 = time.perf_counter_ns()
-        made = make_tree(parent, n)
-        t1 = time.perf_counter_ns()
-        remove_tree(made)
-        t2 = time.perf_counter_ns()
-        os.rmdir(parent)
-        return t1 - t0, t2 - t1
+def tree_paths(root: str, n: int) -> list[str]:
+    """harness.make_tree's n cgroups (about sqrt n parents of about sqrt n children), parents first,
+    as paths, without making them."""
+    width = max(1, int(n ** 0.5))
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        parent = os.path.join(root, f"p{i}.slice")
+        out.append(parent)
+        out += [os.path.join(parent, f"c{j}.scope") for j in range(min(width, n - len(out)))]
+        i += 1
+    return out
 
-    plain_mk, plain_rm = timed()
-    with mirror_daemon(bed.layout):
-        mirr_mk, mirr_rm = timed()
-    return {"cgroups": n, "mkdir_plain_ns": plain_mk, "rmdir_plain_ns": plain_rm,
-            "mkdir_mirrored_ns": mirr_mk, "rmdir_mirrored_ns": mirr_rm,
-            "mkdir_ratio": stats.ratio(mirr_mk, plain_mk), "rmdir_ratio": stats.ratio(mirr_rm, plain_rm)}
+
+def _timed_tree(parent: str, n: int) -> tuple[list[int], list[int]]:
+    """mkdir then rmdir of n cgroups under parent, each timed: (mkdir ns, rmdir ns), in the order made."""
+    paths = tree_paths(parent, n)
+    clock = time.perf_counter_ns
+    mk, rm = [], []
+    os.mkdir(parent)
+    try:
+        for path in paths:
+            t0 = clock()
+            os.mkdir(path)
+            mk.append(clock() - t0)
+        for path in reversed(paths):
+            t0 = clock()
+            os.rmdir(path)
+            rm.append(clock() - t0)
+    finally:
+        for path in reversed(paths):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+        os.rmdir(parent)
+    return mk, rm[::-1]
+
+
+def mkdir_cost(bed: Bed, n: int, rounds: int, seed: int) -> dict[str, Any]:
+    """mkdir then rmdir of n cgroups under the bed's root, each call timed, with the mirror daemon
+    running and without (same tree shape, same run), in `rounds` rounds of n / rounds cgroups whose
+    order (without, with) is a seeded shuffle: what running the user-space mirror adds to them."""
+    orders = round_orders(["plain", "mirrored"], rounds, seed)
+    got: dict[str, dict[str, list[int]]] = {k: {"mkdir": [], "rmdir": []} for k in ("plain", "mirrored")}
+    parent = os.path.join(bed.layout.cgroup_root, "cost")
+    for order, count in zip(orders, split(n, rounds), strict=True):
+        for key in order:
+            with mirror_daemon(bed.layout) if key == "mirrored" else contextlib.nullcontext():
+                mk, rm = _timed_tree(parent, count)
+            got[key]["mkdir"] += mk
+            got[key]["rmdir"] += rm
+    out: dict[str, Any] = {"cgroups": n, "rounds": orders}
+    for key, ops in got.items():
+        cycle = [a + b for a, b in zip(ops["mkdir"], ops["rmdir"], strict=True)]
+        out[key] = {op: series(0, v) for op, v in (*ops.items(), ("cycle", cycle))}
+        out[f"mkdir_{key}_ns"], out[f"rmdir_{key}_ns"] = sum(ops["mkdir"]), sum(ops["rmdir"])
+    out["mkdir_ratio"] = stats.ratio(out["mkdir_mirrored_ns"], out["mkdir_plain_ns"])
+    out["rmdir_ratio"] = stats.ratio(out["rmdir_mirrored_ns"], out["rmdir_plain_ns"])
+    return out
 
 
 def _memlock(fd: int) -> int:

@@ -233,7 +233,11 @@ def headline_section(doc: dict[str, Any]) -> Section:
                      fmt_bytes(mem) if mem is not None else _nm(slab)])
     mk = doc["mkdir_readable"]
     cost, pop, m = doc["mkdir_cost"], doc["populate"][-1], doc["memory"]
-    host = {"mirror_iter": (fmt_ratio(cost["mkdir_ratio"], "no daemon") + " (daemon running)",
+    mk_x, mk_99 = ((ratio_est(cost["mirrored"]["mkdir"], cost["plain"]["mkdir"], q) for q in (0.5, 0.99))
+                   if "plain" in cost else (None, None))
+    mkdir_cell = (f"p50 {stats.fmt_ratio_est(mk_x, 'no daemon')}; p99 {stats.fmt_ratio_est(mk_99, 'no daemon')}"
+                  if mk_x and mk_99 else fmt_ratio(cost["mkdir_ratio"], "no daemon") + ", no interval")
+    host = {"mirror_iter": (mkdir_cell + " (daemon running)",
                             fmt_bytes(pop["slab_per_file_bytes"]) if pop["slab_per_file_bytes"] > 0 else
                             "no slab growth seen"),
             "prog_run": ("not measured: nothing is made per cgroup", f"{fmt_bytes(m['map_per_entry_bytes'])} "
@@ -473,10 +477,18 @@ def _links_row(mk: dict[str, Any], key: str, k: str) -> list[str]:
 def mkdir_cost(doc: dict[str, Any]) -> Section:
     c = doc["mkdir_cost"]
     n = c["cgroups"]
-    rows = [["user-space mirror daemon running (host)", f"{c['mkdir_plain_ns'] / n / 1e3:.1f} -> "
-             f"{c['mkdir_mirrored_ns'] / n / 1e3:.1f} us ({fmt_ratio(c['mkdir_ratio'], 'no daemon')})",
-             f"{c['rmdir_plain_ns'] / n / 1e3:.1f} -> {c['rmdir_mirrored_ns'] / n / 1e3:.1f} us "
-             f"({fmt_ratio(c['rmdir_ratio'], 'no daemon')})", f"{n} cgroups, total / {n}"]]
+    if "plain" in c:  # each call timed: medians with intervals
+        rows = [["user-space mirror daemon running (host)",
+                 *["; ".join(f"{q}: {_cell(c['plain'][op], qv)} -> {_cell(c['mirrored'][op], qv)} "
+                             f"({stats.fmt_ratio_est(ratio_est(c['mirrored'][op], c['plain'][op], qv), 'no daemon')})"
+                             for q, qv in (("p50", 0.5), ("p99", 0.99)))
+                   + f"; total {fmt_ratio(c[f'{op}_ratio'], 'no daemon')}" for op in ("mkdir", "rmdir")],
+                 f"{n} cgroups each way, every call timed, in {len(c['rounds'])} rounds (order shuffled)"]]
+    else:  # a results.json from before: totals only
+        rows = [["user-space mirror daemon running (host)", f"{c['mkdir_plain_ns'] / n / 1e3:.1f} -> "
+                 f"{c['mkdir_mirrored_ns'] / n / 1e3:.1f} us ({fmt_ratio(c['mkdir_ratio'], 'no daemon')})",
+                 f"{c['rmdir_plain_ns'] / n / 1e3:.1f} -> {c['rmdir_mirrored_ns'] / n / 1e3:.1f} us "
+                 f"({fmt_ratio(c['rmdir_ratio'], 'no daemon')})", f"{n} cgroups, total / {n}, no interval"]]
     mk = _bench_part(doc, "mkdir")
     for key in ("a1", "a2"):
         if stats.is_measured(mk):
@@ -485,9 +497,9 @@ def mkdir_cost(doc: dict[str, Any]) -> Section:
             why = _nm(mk)
             rows.append([f"Approach {key[1]} links", why, why, why])
     return Section("Cost added to mkdir and rmdir",
-                   text=["Without -> with the mechanism, same run. User-space mirror: the same mkdir and rmdir of "
-                         "N cgroups timed once without and once with its daemon running (one timing each, so no "
-                         "interval); its code runs in the daemon, not in mkdir(2), so a ratio above 1 is the "
+                   text=["Without -> with the mechanism, same run. User-space mirror: mkdir and rmdir of N "
+                         "cgroups without and with its daemon running, every call timed, the two in shuffled "
+                         "rounds; its code runs in the daemon, not in mkdir(2), so a ratio above 1 is the "
                          "daemon's work on the same CPUs. Approaches 1 and 2 make their files inside mkdir and "
                          "rmdir, one per covering link: mkdir/rmdir of one cgroup under 0, 1 and 4 links in one "
                          "guest boot (kernel-approach2/bench/bench_a2.py: medians, no samples, so no interval)."],

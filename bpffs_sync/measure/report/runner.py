@@ -122,7 +122,8 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
                 "churn", measures.under_churn(bed, reads, plan.n_c, orders["churn"]))),
             ("mkdir -> readable",
              lambda: doc.__setitem__("mkdir_readable", measures.mkdir_readable(bed, plan.n_mkdir, plan.seed + 3))),
-            ("mkdir/rmdir cost", lambda: doc.__setitem__("mkdir_cost", measures.mkdir_cost(bed, plan.cost_n))),
+            ("mkdir/rmdir cost", lambda: doc.__setitem__(
+                "mkdir_cost", measures.mkdir_cost(bed, plan.cost_n, 2, plan.seed + 4))),
             ("memory", lambda: doc.__setitem__("memory", measures.memory(bed, plan.mem_n))),
             ("usability", lambda: doc.__setitem__("usability", usability.as_json(usability.table(bed, reads)))),
         ]

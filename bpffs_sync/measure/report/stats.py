@@ -20,6 +20,7 @@ at O(1) per replicate instead of O(n) (test_bootstrap_matches_naive_resampling c
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
@@ -44,11 +45,18 @@ def _rank(n: int, q: float) -> int:
     return min(n, max(1, math.ceil(q * n)))
 
 
-def boot_quantile(ordered: Sequence[float], q: float, rng: random.Random, b: int = BOOT) -> list[float]:
-    """b bootstrap replicates of the nearest-rank q-quantile of the sorted sample `ordered`."""
-    n = len(ordered)
+@functools.lru_cache(maxsize=64)
+def boot_ranks(n: int, q: float, seed: int, b: int = BOOT) -> tuple[int, ...]:
+    """The 0-based indices, into a sorted sample of n, of b bootstrap replicates of its nearest-rank
+    q-quantile. They depend on n, q and the seed only, not on the values: computed once per key."""
+    rng = random.Random(seed)
     r = _rank(n, q)
-    return [float(ordered[min(n - 1, int(n * rng.betavariate(r, n - r + 1)))]) for _ in range(b)]
+    return tuple(min(n - 1, int(n * rng.betavariate(r, n - r + 1))) for _ in range(b))
+
+
+def boot_quantile(ordered: Sequence[float], q: float, seed: int, b: int = BOOT) -> list[float]:
+    """b bootstrap replicates of the nearest-rank q-quantile of the sorted sample `ordered`."""
+    return [float(ordered[i]) for i in boot_ranks(len(ordered), q, seed, b)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,7 @@ def estimate(samples: Sequence[float], q: float = 0.5, *, scale: float = 1.0, se
     if not samples:
         return None
     ordered = sorted(s * scale for s in samples)
-    lo, hi = _bounds(boot_quantile(ordered, q, random.Random(seed)))
+    lo, hi = _bounds(boot_quantile(ordered, q, seed))
     return Est(percentile(ordered, q), lo, hi, len(ordered), q)
 
 
@@ -103,8 +111,7 @@ def ratio_est(num: Sequence[float], den: Sequence[float], q: float = 0.5, *, see
     if not num or not den:
         return None
     a, b = sorted(num), sorted(den)
-    rng = random.Random(seed)
-    ra, rb = boot_quantile(a, q, rng), boot_quantile(b, q, rng)
+    ra, rb = boot_quantile(a, q, seed), boot_quantile(b, q, seed + 1)  # two independent streams
     reps = [x / y for x, y in zip(ra, rb, strict=True) if y > 0]
     top = percentile(b, q)
     if top <= 0 or len(reps) < len(ra) // 2:
