@@ -101,7 +101,7 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
         and proc.stderr.count("\n") == 1
 
 
-def _fake_guest(seed: int, a2_us: float) -> dict[str, Any]:
+def _fake_guest(seed: int, a2_us: float, samples: bool = False) -> dict[str, Any]:
     """A patched-kernel part in the shape inguest.py and bench_a2 give (synthetic numbers): the full
     run's render path, checked without booting a guest."""
     import random
@@ -123,18 +123,27 @@ def _fake_guest(seed: int, a2_us: float) -> dict[str, Any]:
 
     one = {f"{k}_{op}_{u}": v for k, m in (("a1", 1.3), ("a2", 1.1)) for op, base in (("mkdir", 100), ("rmdir", 80))
            for u, v in (("us", base * m), ("vs_none", m))}
+    bench: dict[str, Any] = {
+        "link_create": {"100": {"a1_s": 0.1, "a1_us_per_cgroup": 990.0, "a2_s": 0.2, "a2_us_per_cgroup": 1980.0}},
+        "mkdir": {"rounds": 300, "none_mkdir_us": 100.0, "none_rmdir_us": 80.0, "1": one},
+        "stall": {"cgroups": 100, "idle_worst_ms": 1.0, "idle_samples": 500, "a1_worst_ms": 1.2, "a1_vs_idle": 1.2,
+                  "a2_worst_ms": 5.0, "a2_vs_idle": 5.0},
+        "slab_per_file": {"files": 100, "a1_bytes_per_file": 900.0, "a2_bytes_per_file": 600.0}}
+    if samples:  # the shape inguest._mkdir_cost and _stall keep: every round, every probe mkdir
+
+        def ns(mu: float, n: int = 300) -> list[int]:
+            return [int(rng.gauss(mu, mu * 0.05)) for _ in range(n)]
+
+        bench["mkdir"]["samples_ns"] = {c: {"mkdir": ns(100e3 * m), "rmdir": ns(80e3 * m)} for c, m in
+                                        (("none", 1.0), ("a1:1", 1.3), ("a2:1", 1.1), ("a1:4", 1.5), ("a2:4", 1.2))}
+        bench["stall"] |= {"idle_samples_ns": ns(50e3, 500), "a1_samples_ns": ns(60e3, 40),
+                           "a2_samples_ns": ns(400e3, 13)}
     return {"carries": ["a1", "a2"], "image": {"path": "/k/bzImage", "series": "A1+A2", "sha256": "ab" * 32},
             "booted_matches_image": True, "guest_exit": 0, "kernel": "7.3.4+", "version": "#1", "cpu": "QEMU",
             "cpus": 2, "date": "today", "wall_s": 500.0, "guest_run_s": 400.0,
             "baseline_cpu_stat": {"c": ser(200e3), "py": ser(600e3), "churn": ser(260e3)},
             "a1_file": file(250e3), "a2_file": file(a2_us * 1e3),
-            "bench_a2": {"link_create": {"100": {"a1_s": 0.1, "a1_us_per_cgroup": 990.0, "a2_s": 0.2,
-                                                 "a2_us_per_cgroup": 1980.0}},
-                         "mkdir": {"rounds": 300, "none_mkdir_us": 100.0, "none_rmdir_us": 80.0, "1": one},
-                         "stall": {"cgroups": 100, "idle_worst_ms": 1.0, "a1_worst_ms": 1.2, "a1_vs_idle": 1.2,
-                                   "a2_worst_ms": 5.0, "a2_vs_idle": 5.0},
-                         "slab_per_file": {"files": 100, "a1_bytes_per_file": 900.0, "a2_bytes_per_file": 600.0}}}
-
+            "bench_a2": bench}
 
 def test_full_run_render_path_with_a_guest_part(report: tuple[Path, dict[str, Any]]) -> None:
     """This run's host rows plus a guest part in the full run's shape: every cell filled, the A1 vs A2
@@ -151,3 +160,21 @@ def test_full_run_render_path_with_a_guest_part(report: tuple[Path, dict[str, An
     text = " ".join(next(s for s in secs if s.title.startswith("Verdict")).text)
     assert "Approach 2 wins read (weight 3: A1 " in text and "A2/A1 0.96x [" in text
     assert "No clear pick: the axes without an interval or not measured weigh 7" in text
+
+
+def test_full_run_pick_with_every_axis_sampled(report: tuple[Path, dict[str, Any]]) -> None:
+    """With the guest's samples of mkdir/rmdir under links and of the stall probe, those axes are
+    decided by intervals (the stall by p99, 40 against 13 probe mkdirs), and the pick is made."""
+    import copy
+
+    from bpffs_sync.measure.report import render
+
+    _, doc = report
+    doc = copy.deepcopy(doc)
+    doc["patched"] = _fake_guest(2, 240.0, samples=True)
+    secs = render.sections(doc)
+    assert render.check_cells(secs) == []
+    text = " ".join(next(s for s in secs if s.title.startswith("Verdict")).text)
+    assert "mkdir+rmdir under one link (weight 3: A1 1.3x, A2 1.1x no link (medians); A2/A1 0." in text
+    assert "stall of a concurrent mkdir during link create (weight 2: p99 of the probe's mkdirs" in text
+    assert text.endswith("Pick: Approach 2, by a margin of 5 that the open axes (2) cannot reverse.")

@@ -384,6 +384,15 @@ def test_tree_sentences() -> None:
     assert verdict.tree_sentence("2", a) == (
         "Approach 2: mkdir+rmdir of one cgroup under one link 1.2x no link (medians of 300 rounds, no interval); "
         "link create 250 ms (3.0x a mkdir per cgroup); a concurrent mkdir's stall: not measured.")
+    b = verdict.Approach(cycle=[300] * 5, cycle_none=[100] * 5, stall=[30] * 20, stall_idle=[10] * 50)
+    assert verdict.tree_sentence("1", b) == (
+        "Approach 1: mkdir+rmdir of one cgroup under one link 3.00x [3.00, 3.00], n=5/5 no link; link create: not "
+        "measured; a concurrent mkdir's p99 during link create 3.00x [3.00, 3.00], n=20/50 its p99 idle (a stall).")
+    c = verdict.Approach(stall=[10, 20], stall_idle=[10, 10], stall_x=9.0)
+    assert verdict.tree_sentence("1", c).endswith(
+        "a concurrent mkdir's worst during link create 2.0x its idle worst (maxima at equal n=2).")
+    assert verdict.tree_sentence("1", verdict.Approach(stall_x=9.0)).endswith(
+        "a concurrent mkdir's worst during link create 9.0x its idle worst (maxima of unequal n, no interval).")
     assert verdict.mirror_tree_sentence(TIE, HI, 1000) == (
         f"User-space mirror (host): with its daemon running, mkdir+rmdir of one cgroup (n=1000 each way) costs "
         f"{TIE_S} the same without it at the median (not shown dearer or cheaper) and {HI_S} at p99 (dearer); "
@@ -454,3 +463,24 @@ def test_worst_cell_compares_maxima_only_at_equal_n() -> None:
     assert uneq.startswith("p99 511 us (n=516) -> 13.0 us (n=13): 0.03x [") and "max" not in uneq
     old = render.worst_cell({"summary": {"max_us": 3.0, "n": 516.0}}, {"summary": {"max_us": 9.0, "n": 13.0}})
     assert old == "max 3.00 us (n=516) -> 9.00 us (n=13): unequal n, not compared"
+
+
+def test_guest_mkdir_cost_keeps_samples_and_interleaves(tmp_path: Path) -> None:
+    """inguest._mkdir_cost (here on a plain directory, links faked): bench_a2's JSON keys, every
+    sample kept per condition, the conditions in each round's shuffled order, links made per round."""
+    import contextlib
+
+    from bpffs_sync.measure.report import inguest
+
+    made: list[tuple[str, int]] = []
+
+    def linked(approach: str, _d: str, names: list[str]) -> contextlib.AbstractContextManager[None]:
+        made.append((approach, len(names)))
+        return contextlib.nullcontext()
+
+    got = inguest._mkdir_cost(linked, str(tmp_path), 12, 3)
+    assert {len(v) for c in got["samples_ns"].values() for v in c.values()} == {12}
+    assert got["order"] == measures.round_orders(["none", "a1:1", "a2:1", "a1:4", "a2:4"], 5, 3)
+    want_links = [(c.split(":")[0], int(c.split(":")[1])) for o in got["order"] for c in o if c != "none"]
+    assert made == want_links and list(tmp_path.iterdir()) == []
+    assert got["1"]["a1_mkdir_us"] > 0 and got["4"]["a2_rmdir_vs_none"] > 0 and got["rounds"] == 12

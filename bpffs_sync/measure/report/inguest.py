@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -337,8 +338,10 @@ def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
     try:
         with harness.stall_probe(elsewhere, "readloop", readloop=readloop, cpu=1) as idle:
             time.sleep(0.5)
-        out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": max(s.latency_ns for s in idle) / 1e6,
-                               "idle_samples": len(idle), "probe_cpu": 1, "link_create_cpu": 0}
+        idle_ns = [s.latency_ns for s in idle]
+        out: dict[str, Any] = {"cgroups": n + 1, "idle_worst_ms": max(idle_ns) / 1e6,
+                               "idle_samples": len(idle), "idle_samples_ns": idle_ns, "probe_cpu": 1,
+                               "link_create_cpu": 0}
         for approach in ("a1", "a2"):
             during: list[int] = []
             seen = 0
@@ -357,6 +360,7 @@ def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
             if during:
                 out[f"{approach}_worst_ms"] = max(during) / 1e6
                 out[f"{approach}_overlapping"] = len(during)
+                out[f"{approach}_samples_ns"] = during
                 out[f"{approach}_vs_idle"] = out[f"{approach}_worst_ms"] / out["idle_worst_ms"]
             else:
                 out[f"{approach}_why"] = (f"no probe mkdir was in flight during any of {TRIES} link creates "
@@ -369,9 +373,67 @@ def _stall(b: Any, ap: Any, readloop: str, root: str, n: int) -> dict[str, Any]:
     return out
 
 
+MKDIR_SUBROUNDS = 5  # the rounds of _mkdir_cost: conditions interleaved in a seeded shuffled order
+
+
+def _mkdir_cost(linked: Callable[[str, str, list[str]], Any], root: str, rounds: int, seed: int) -> dict[str, Any]:
+    """bench_a2.bench_mkdir's figures and JSON shape (mkdir and rmdir of one cgroup under 0, 1 and 4
+    links of each approach, medians), keeping every sample (samples_ns) so the host can put intervals
+    on them, and interleaving the conditions: MKDIR_SUBROUNDS rounds, each running every condition in
+    a seeded shuffled order (order). linked(approach, dir, names) is bench_a2.linked bound to its
+    Approaches."""
+    from bpffs_sync.measure.report import measures
+
+    top = os.path.join(root, "mk")
+    leaf = os.path.join(top, "leaf")
+    os.makedirs(leaf)
+    target = os.path.join(leaf, "x.scope")
+    conds = ["none", "a1:1", "a2:1", "a1:4", "a2:4"]
+    orders = measures.round_orders(conds, MKDIR_SUBROUNDS, seed)
+    got: dict[str, dict[str, list[int]]] = {c: {"mkdir": [], "rmdir": []} for c in conds}
+    clock = time.perf_counter_ns
+    try:
+        for order, count in zip(orders, measures.split(rounds, MKDIR_SUBROUNDS), strict=True):
+            for cond in order:
+                approach, _, nlinks = cond.partition(":")
+                ctx = contextlib.nullcontext() if cond == "none" else \
+                    linked(approach, top, [f"l{i}" for i in range(int(nlinks))])
+                with ctx:
+                    for _ in range(count):
+                        t0 = clock()
+                        os.mkdir(target)
+                        t1 = clock()
+                        os.rmdir(target)
+                        got[cond]["mkdir"].append(t1 - t0)
+                        got[cond]["rmdir"].append(clock() - t1)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(target)
+        os.rmdir(leaf)
+        os.rmdir(top)
+
+    def med_us(v: list[int]) -> float:
+        return float(stats.percentile(v, 0.5)) / 1e3
+
+    out: dict[str, Any] = {"rounds": rounds, "none_mkdir_us": med_us(got["none"]["mkdir"]),
+                           "none_rmdir_us": med_us(got["none"]["rmdir"]), "order": orders, "seed": seed,
+                           "samples_ns": got}
+    for nlinks in ("1", "4"):
+        row: dict[str, Any] = {}
+        for approach in ("a1", "a2"):
+            for op in ("mkdir", "rmdir"):
+                row[f"{approach}_{op}_us"] = med_us(got[f"{approach}:{nlinks}"][op])
+                row[f"{approach}_{op}_vs_none"] = row[f"{approach}_{op}_us"] / out[f"none_{op}_us"]
+        row["mkdir_ratio_a2_a1"] = row["a2_mkdir_us"] / row["a1_mkdir_us"]
+        row["rmdir_ratio_a2_a1"] = row["a2_rmdir_us"] / row["a1_rmdir_us"]
+        out[nlinks] = row
+    return out
+
+
 def bench_a2(plan: GuestPlan, tools: Tools, out_dir: str) -> dict[str, Any]:
     """kernel-approach2/bench/bench_a2.py's measures and JSON shape (its main() with this plan's
-    sizes): its functions are called as they are, except the stall (see _probe_worst). Each part
+    sizes): its functions are called as they are, except the stall (_stall) and mkdir/rmdir under
+    links (_mkdir_cost, which keeps the samples and interleaves the conditions). Each part
     that fails is that part's not_measured entry."""
     from bpffs_sync.backends import kernel_a1, kernel_a2
     from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
@@ -384,7 +446,8 @@ def bench_a2(plan: GuestPlan, tools: Tools, out_dir: str) -> dict[str, Any]:
     doc: dict[str, Any] = {"kernel": platform.release(), "unit_note": "TCG guest: read the ratios"}
     try:
         doc["link_create"] = attempt("bench_a2: link create", lambda: b.bench_link_create(ap, root, sizes))
-        doc["mkdir"] = attempt("bench_a2: mkdir/rmdir under links", lambda: b.bench_mkdir(ap, root, plan.rounds))
+        doc["mkdir"] = attempt("bench_a2: mkdir/rmdir under links", lambda: _mkdir_cost(
+            lambda approach, d, names: b.linked(ap, approach, d, names), root, plan.rounds, secrets.randbits(32)))
         doc["stall"] = attempt("bench_a2: stall", lambda: _stall(b, ap, tools.readloop, root, max(sizes)))
         doc["read"] = attempt("bench_a2: read", lambda: b.bench_read(ap, root, plan.rounds))
         doc["slab_per_file"] = attempt("bench_a2: slab", lambda: b.bench_slab(ap, root, max(sizes)))

@@ -404,11 +404,15 @@ def _link_create_cell(doc: dict[str, Any], n: int, key: str) -> str:
 
 def _stall_row(stall: dict[str, Any], k: str) -> list[str]:
     head = [f"Approach {k[1]} link create over {stall['cgroups']} cgroups (guest, TCG)",
-            f"{stall['idle_worst_ms']:.1f} ms"]
+            f"{stall['idle_worst_ms']:.1f} ms (max of {stall.get('idle_samples', '?')})"]
     if f"{k}_worst_ms" not in stall:
         return [*head, *[f"not measured: {stall.get(f'{k}_why', 'no result')}"] * 2]
-    return [*head, f"{stall[f'{k}_worst_ms']:.1f} ms (worst of {stall.get(f'{k}_overlapping', '?')} probe mkdirs "
-                   f"in flight over {stall.get(f'{k}_tries', '?')} creates)", f"{stall[f'{k}_vs_idle']:.1f}x idle"]
+    during = (f"{stall[f'{k}_worst_ms']:.1f} ms (worst of {stall.get(f'{k}_overlapping', '?')} probe mkdirs "
+              f"in flight over {stall.get(f'{k}_tries', '?')} creates)")
+    if stall.get("idle_samples_ns") and stall.get(f"{k}_samples_ns"):
+        return [*head, during, worst_cell({"samples_ns": stall["idle_samples_ns"]},
+                                          {"samples_ns": stall[f"{k}_samples_ns"]})]
+    return [*head, during, f"{stall[f'{k}_vs_idle']:.1f}x idle (maxima of unequal n: not a fair comparison)"]
 
 
 def worst_cell(idle: Any, busy: Any) -> str:
@@ -467,11 +471,20 @@ def populate(doc: dict[str, Any]) -> Section:
 
 
 def _links_row(mk: dict[str, Any], key: str, k: str) -> list[str]:
-    r = mk[k]
-    return [f"Approach {key[1]}: {k} link{'s' if k != '1' else ''} covering the cgroup (guest, TCG)",
+    r, sm = mk[k], mk.get("samples_ns")
+    name = f"Approach {key[1]}: {k} link{'s' if k != '1' else ''} covering the cgroup (guest, TCG)"
+    if isinstance(sm, dict) and f"{key}:{k}" in sm:  # every round kept: medians with intervals
+        cells = []
+        for op in ("mkdir", "rmdir"):
+            base, under = sm["none"][op], sm[f"{key}:{k}"][op]
+            cells.append(f"{stats.fmt_est(stats.estimate(base, scale=1e-3))} -> "
+                         f"{stats.fmt_est(stats.estimate(under, scale=1e-3))} "
+                         f"({stats.fmt_ratio_est(stats.ratio_est(under, base), 'no link')})")
+        return [name, *cells, f"1 cgroup, {mk['rounds']} rounds per condition, conditions interleaved"]
+    return [name,
             f"{mk['none_mkdir_us']:.0f} -> {r[f'{key}_mkdir_us']:.0f} us ({r[f'{key}_mkdir_vs_none']:.2f}x no link)",
             f"{mk['none_rmdir_us']:.0f} -> {r[f'{key}_rmdir_us']:.0f} us ({r[f'{key}_rmdir_vs_none']:.2f}x no link)",
-            f"1 cgroup, median of {mk['rounds']} rounds"]
+            f"1 cgroup, median of {mk['rounds']} rounds, no interval"]
 
 
 def mkdir_cost(doc: dict[str, Any]) -> Section:

@@ -84,10 +84,19 @@ class Approach:
     mkdir_x: float | None = None  # mkdir under 1 link vs none (medians)
     rmdir_x: float | None = None
     cycle_x: float | None = None  # mkdir+rmdir under 1 link vs none (medians)
+    cycle: list[int] | None = None  # mkdir+rmdir ns under 1 link, per round (guest mkdir cost's samples)
+    cycle_none: list[int] | None = None  # the same with no link
+    stall: list[int] | None = None  # a concurrent mkdir's ns while link create ran (stall's samples)
+    stall_idle: list[int] | None = None  # the same probe's ns with no link create
     rounds: int = 0  # bench_a2's mkdir rounds
     slab: float | None = None  # bytes per file
     loc: float | None = None  # kernel lines of the series
     cells: dict[str, str] | None = None  # usability cells
+
+
+def _pairs(ops: dict[str, list[int]]) -> list[int]:
+    """mkdir + rmdir of each round (the cost of one cgroup's life)."""
+    return [m + r for m, r in zip(ops["mkdir"], ops["rmdir"], strict=True)]
 
 
 def approach(doc: dict[str, Any], key: str) -> Approach:
@@ -114,6 +123,10 @@ def approach(doc: dict[str, Any], key: str) -> Approach:
         none = (_get(b, "mkdir", "none_mkdir_us") or 0) + (_get(b, "mkdir", "none_rmdir_us") or 0)
         a.cycle_x = stats.ratio(mk + rm, none) if mk is not None and rm is not None else None
         a.rounds = int(_get(b, "mkdir", "rounds") or 0)
+        sm = _get(b, "mkdir", "samples_ns")
+        if isinstance(sm, dict) and f"{key}:1" in sm and "none" in sm:
+            a.cycle, a.cycle_none = (_pairs(sm[c]) for c in (f"{key}:1", "none"))
+        a.stall, a.stall_idle = _get(b, "stall", f"{key}_samples_ns"), _get(b, "stall", "idle_samples_ns")
         a.slab = _get(b, "slab_per_file", f"{key}_bytes_per_file")
     loc = doc.get("loc", {}).get(f"{key}_file")
     a.loc = loc["kernel"] if stats.is_measured(loc) else None
@@ -254,15 +267,29 @@ def churn_sentence(rows: list[tuple[str, RatioEst | None]], plain: str = "cpu.st
     return out
 
 
+def _stall_part(a: Approach) -> str:
+    w = stats.worst(a.stall_idle, a.stall) if a.stall and a.stall_idle else None
+    if w is not None and w.ci is not None:
+        return (f"a concurrent mkdir's p99 during link create {rx(w.ci)} its p99 idle "
+                f"({ {'higher': 'a stall', 'lower': 'faster', 'tie': 'no stall shown'}[w.ci.side()]})")
+    if w is not None and w.x is not None:
+        return f"a concurrent mkdir's worst during link create {_x(w.x)} its idle worst (maxima at equal n={w.n_a})"
+    if a.stall_x is not None:
+        return (f"a concurrent mkdir's worst during link create {_x(a.stall_x)} its idle worst (maxima of "
+                "unequal n, no interval)")
+    return "a concurrent mkdir's stall: not measured"
+
+
 def tree_sentence(k: str, a: Approach) -> str:
     """What one approach's files cost the cgroup tree, from bench_a2 (medians and worsts: no interval)."""
-    parts = [f"mkdir+rmdir of one cgroup under one link {_x(a.cycle_x)} no link (medians of {a.rounds} rounds, "
+    cyc = stats.ratio_est(a.cycle, a.cycle_none) if a.cycle and a.cycle_none else None
+    parts = [f"mkdir+rmdir of one cgroup under one link {rx(cyc)} no link" if cyc is not None else
+             f"mkdir+rmdir of one cgroup under one link {_x(a.cycle_x)} no link (medians of {a.rounds} rounds, "
              "no interval)" if a.cycle_x is not None else "mkdir+rmdir under one link: not measured",
              f"link create {_ms(a.hold_s)}" + (f" ({_x(a.hold_x_mkdir)} a mkdir per cgroup)"
                                               if a.hold_x_mkdir is not None else "")
              if a.hold_s is not None else "link create: not measured",
-             f"a concurrent mkdir's worst during link create {_x(a.stall_x)} its idle worst (worst of the "
-             "creates, no interval)" if a.stall_x is not None else "a concurrent mkdir's stall: not measured"]
+             _stall_part(a)]
     return f"Approach {k}: " + "; ".join(parts) + "."
 
 
@@ -306,6 +333,11 @@ def _point_axis(name: str, v1: float | None, v2: float | None, fmt: Any, why: st
     return Axis(name, "open", f"A1 {fmt(v1)}, A2 {fmt(v2)}: no interval ({why})")
 
 
+def _by(r: RatioEst) -> str:
+    """The winner of a lower-is-better axis from the A2/A1 ratio's interval."""
+    return {"lower": "a2", "higher": "a1", "tie": "tie"}[r.side()]
+
+
 def axes(a1: Approach, a2: Approach) -> list[Axis]:
     """Every WEIGHTS axis, decided by an interval, an exact count, or left open."""
     out = []
@@ -316,12 +348,27 @@ def axes(a1: Approach, a2: Approach) -> list[Axis]:
         if r is None:
             out.append(Axis("read", "unmeasured", "C p50 in the guest: no samples"))
         else:
-            out.append(Axis("read", {"lower": "a2", "higher": "a1", "tie": "tie"}[r.side()],
+            out.append(Axis("read", _by(r),
                             f"A1 {_e(a1.read)}, A2 {_e(a2.read)}, A2/A1 {rx(r)}"))
-    out.append(_point_axis("mkdir+rmdir under one link", a1.cycle_x, a2.cycle_x, _x,
-                           f"bench_a2 reports medians of {a1.rounds or '?'} rounds, not their samples"))
-    out.append(_point_axis("stall of a concurrent mkdir during link create", a1.stall_x, a2.stall_x, _x,
-                           "a worst of a few creates"))
+    cyc = stats.ratio_est(a2.cycle, a1.cycle) if a1.cycle and a2.cycle else None
+    if cyc is not None:
+        out.append(Axis("mkdir+rmdir under one link", _by(cyc),
+                        f"A1 {_x(a1.cycle_x)}, A2 {_x(a2.cycle_x)} no link (medians); A2/A1 {rx(cyc)}"))
+    else:
+        out.append(_point_axis("mkdir+rmdir under one link", a1.cycle_x, a2.cycle_x, _x,
+                               f"medians of {a1.rounds or '?'} rounds, without their samples"))
+    w = stats.worst(a1.stall, a2.stall) if a1.stall and a2.stall else None
+    if w is not None and w.ci is not None:
+        out.append(Axis("stall of a concurrent mkdir during link create", _by(w.ci),
+                        f"p99 of the probe's mkdirs during link create: A1 {w.a / 1e3:.0f} us (n={w.n_a}), "
+                        f"A2 {w.b / 1e3:.0f} us (n={w.n_b}), A2/A1 {rx(w.ci)}"))
+    elif w is not None:
+        out.append(Axis("stall of a concurrent mkdir during link create", "open",
+                        f"worst probe mkdir during link create: A1 {w.a / 1e3:.0f} us, A2 {w.b / 1e3:.0f} us "
+                        f"(n={w.n_a} each): maxima, no interval"))
+    else:
+        out.append(_point_axis("stall of a concurrent mkdir during link create", a1.stall_x, a2.stall_x, _x,
+                               "a worst of a few creates, without its samples"))
     out.append(_point_axis("link create time", a1.hold_s, a2.hold_s, _ms, "the best of bench_a2's tries"))
     out.append(_point_axis("slab per file", a1.slab, a2.slab,
                            lambda v: f"{v:.0f} B" if v is not None else "not measured", "median of 2 slab deltas"))
