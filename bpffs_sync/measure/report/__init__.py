@@ -9,12 +9,16 @@ kernel-approach2/bench/bench_a2.py's JSON), and a row that could not be measured
     bed.py         the private kernel state every mechanism reads (bpffs, cgroups, loaded programs)
     compiled.py    builds the C loop (bench/report/readloop.c) and the alternatives' BPF object
     mechanisms.py  one real reader per mechanism: a Python operation and the C loop's arguments
-    measures.py    read cost (idle, under churn), mkdir -> readable, populate, memory, kernel LOC
+    measures.py    read cost (idle, under churn; mechanisms interleaved in seeded shuffled rounds),
+                   mkdir -> readable (one definition of readable), populate, mkdir cost, memory, kernel LOC
     usability.py   the usability table, each cell a check run now
     guest.py       the patched-kernel rows, host side: which image, its identity, the boot, the JSON back
     inguest.py     the patched-kernel rows, guest side: both approaches' files, cpu.stat, bench_a2
+                   (its mkdir-under-links and stall parts keep every sample)
     runner.py      runs it all with progress and writes results.json
-    stats.py       percentiles, ratios, formatting (pure)
+    stats.py       percentiles, bootstrap 95 % intervals (seeded), ratios with intervals, ties, fair
+                   maxima, formatting (pure)
     render.py      report.md and report.html (headline, sections, closing note); plots.py the PNGs
-    verdict.py     the maintainer's points, each with this run's number, and the recommendation
+    verdict.py     the maintainer's points, each with this run's numbers and intervals; every finding
+                   sentence is a tested function of them; the A1/A2 pick weighs axes by WEIGHTS
 """
