@@ -484,3 +484,52 @@ def test_guest_mkdir_cost_keeps_samples_and_interleaves(tmp_path: Path) -> None:
     want_links = [(c.split(":")[0], int(c.split(":")[1])) for o in got["order"] for c in o if c != "none"]
     assert made == want_links and list(tmp_path.iterdir()) == []
     assert got["1"]["a1_mkdir_us"] > 0 and got["4"]["a2_rmdir_vs_none"] > 0 and got["rounds"] == 12
+
+
+def test_guest_reads_are_interleaved_with_every_approach_linked(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """inguest.interleaved_reads (approaches and the C loop faked, files real): every approach is linked
+    for the whole phase, cpu.stat and each file are read in each round's shuffled order, samples of all
+    rounds merged (n_c each), the churn pass likewise, and the order recorded with its seed."""
+    import contextlib
+    import os
+
+    from bpffs_sync.measure.report import inguest
+    from bpffs_sync.measure.report.compiled import Tools
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "cpu.stat").write_text("usage_usec 7\n")
+    events: list[str] = []
+
+    class FakeAp:
+        def __init__(self, key: str) -> None:
+            self.key = key
+            (busy / key).write_text("total_ns: 9\n")
+
+        def attach(self, _d: str) -> int:
+            events.append(f"attach {self.key}")
+            return os.open("/dev/null", os.O_RDONLY)
+
+        def detach_all(self) -> None:
+            events.append(f"detach {self.key}")
+
+        def file_of(self, d: str) -> str:
+            return os.path.join(d, self.key)
+
+    def c_loop(_readloop: str, args: list[str], n: int) -> tuple[int, list[int]]:
+        events.append(f"read {os.path.basename(args[1])} {n}")
+        return 1, [n] * n
+
+    monkeypatch.setattr(measures, "c_loop", c_loop)
+    monkeypatch.setattr(measures, "churning", lambda *_a: contextlib.nullcontext())
+    plan = inguest.GuestPlan(10, 5, 1, (100,), 10)
+    tools = Tools(readloop="readloop", bpf_object="x")
+    got = inguest.interleaved_reads(tools, plan, [FakeAp("a1"), FakeAp("a2")], root=str(tmp_path),  # type: ignore[list-item]
+                                    busy=str(busy), churn_dir=str(tmp_path / "churn"), seed=4)
+    names = {"cpu_stat": "cpu.stat", "a1": "a1", "a2": "a2"}
+    want_reads = [f"read {names[k]} 2" for o in got["order"]["read"] + got["order"]["churn"] for k in o]
+    assert events == ["attach a1", "attach a2", *want_reads, "detach a2", "detach a1"]
+    assert got["order"]["seed"] == 4 and got["order"]["read"] == measures.round_orders(["cpu_stat", "a1", "a2"], 5, 4)
+    assert {len(got[k][part]["samples_ns"]) for k in names for part in ("c", "churn")} == {10}
+    assert got["a1"]["py"]["value"] == 9 and got["cpu_stat"]["py"]["value"] == 7

@@ -141,13 +141,6 @@ def _parse(path: str, key: str = KEY) -> Callable[[], int]:
     return read
 
 
-def reads(tools: Tools, path: str, plan: GuestPlan) -> dict[str, Any]:
-    from bpffs_sync.measure.report import measures
-
-    return {"c": measures.series(*measures.c_loop(tools.readloop, ["file", path, KEY], plan.n_c)),
-            "py": measures.series(*measures.py_loop(_parse(path), plan.n_py))}
-
-
 def mkdir_readable(ap: Approach, root: str, n: int) -> dict[str, Any]:
     """mkdir, then read the new cgroup's file at once (polling every 50 us if it is not there); the
     clock starts when mkdir returns; success as measures.READABLE defines it."""
@@ -256,9 +249,50 @@ def usability(ap: Approach, tools: Tools, root: str, busy_file: str) -> dict[str
             "daemon crash": ""}
 
 
+READ_ROUNDS = 5  # the guest's read rounds: cpu.stat and the approaches' files in a seeded shuffled order
+
+
+def interleaved_reads(tools: Tools, plan: GuestPlan, aps: list[Approach], *, root: str, busy: str,
+                      churn_dir: str, seed: int | None = None) -> dict[str, Any]:
+    """cpu.stat and every approach's file on the busy cgroup, read with every approach linked at once,
+    in READ_ROUNDS rounds whose order is a seeded shuffle; then the C loop of each again under churn,
+    interleaved the same way. {"cpu_stat"|key: {"c", "py", "churn"}, "order": {seed, read, churn}}."""
+    from bpffs_sync.measure.report import measures
+    from bpffs_sync.measure.report.mechanisms import Mechanism
+
+    seed = secrets.randbits(32) if seed is None else seed
+    with contextlib.ExitStack() as links:
+        for ap in aps:
+            links.enter_context(linked(ap, root))
+        targets = {"cpu_stat": (os.path.join(busy, "cpu.stat"), "usage_usec"),
+                   **{ap.key: (ap.file_of(busy), KEY) for ap in aps}}
+        mechs = [Mechanism(k, k, "read", key, _parse(path, key), ["file", path, key])
+                 for k, (path, key) in targets.items()]
+        keys = [m.key for m in mechs]
+        orders = {"read": measures.round_orders(keys, READ_ROUNDS, seed),
+                  "churn": measures.round_orders(keys, READ_ROUNDS, seed + 1)}
+        share = plan.n_py / plan.n_c
+
+        def both(m: Mechanism, k: int) -> dict[str, Any]:
+            assert m.cloop is not None and m.python is not None
+            return {"c": measures.series(*measures.c_loop(tools.readloop, m.cloop, k)),
+                    "py": measures.series(*measures.py_loop(m.python, max(1, round(k * share))))}
+
+        def c_only(m: Mechanism, k: int) -> dict[str, Any]:
+            assert m.cloop is not None
+            return {"c": measures.series(*measures.c_loop(tools.readloop, m.cloop, k))}
+
+        out: dict[str, Any] = measures.interleaved(mechs, orders["read"], both, plan.n_c)
+        with measures.churning(tools.readloop, churn_dir):
+            churn = measures.interleaved(mechs, orders["churn"], c_only, plan.n_c)
+    for k in keys:
+        out[k]["churn"] = churn[k]["c"]
+    out["order"] = {"seed": seed, **orders}
+    return out
+
+
 def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
     """The file rows of each carried approach, and the cpu.stat baseline, on one busy cgroup."""
-    from bpffs_sync.measure.report import measures
     from bpffs_sync.measure.report.bed import burn
     from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
@@ -270,24 +304,22 @@ def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
         busy = os.path.join(root, "busy")
         os.mkdir(busy)
         burn([busy], 0.3)
-        cpu_stat = os.path.join(busy, "cpu.stat")
         churn_dir = os.path.join(root, "churn")
-        progress("baseline: cpu.stat")
-        base = {"c": measures.series(*measures.c_loop(tools.readloop, ["file", cpu_stat, "usage_usec"], plan.n_c)),
-                "py": measures.series(*measures.py_loop(_parse(cpu_stat, "usage_usec"), plan.n_py))}
-        with measures.churning(tools.readloop, churn_dir):
-            base["churn"] = measures.series(*measures.c_loop(tools.readloop, ["file", cpu_stat, "usage_usec"],
-                                                             plan.n_c))
-        out["baseline_cpu_stat"] = base
+        progress("reads: cpu.stat and every approach's file, interleaved")
+        got = attempt("reads (interleaved)", lambda: interleaved_reads(tools, plan, aps, root=root, busy=busy,
+                                                                                churn_dir=churn_dir))
+        if not stats.is_measured(got):
+            return {"baseline_cpu_stat": got, **{f"{ap.key}_file": got for ap in aps}}
+        out["baseline_cpu_stat"] = got["cpu_stat"]
+        out["read_order"] = got["order"]
         for ap in aps:
             def one(ap: Approach = ap) -> dict[str, Any]:
                 row: dict[str, Any] = {}
                 with linked(ap, root):
                     path = ap.file_of(busy)
                     row["file"] = path
-                    row["read"] = reads(tools, path, plan)
-                    with measures.churning(tools.readloop, churn_dir):
-                        row["churn"] = measures.series(*measures.c_loop(tools.readloop, ["file", path, KEY], plan.n_c))
+                    row["read"] = {k: got[ap.key][k] for k in ("c", "py")}
+                    row["churn"] = got[ap.key]["churn"]
                     row["mkdir_readable"] = mkdir_readable(ap, root, plan.n_mkdir)
                     row["usability"] = usability(ap, tools, root, path)
                 u = row["usability"]
