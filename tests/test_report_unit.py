@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -220,11 +221,12 @@ def test_round_orders_are_seeded_shuffles() -> None:
 
 
 def test_tree_paths_is_make_trees_shape(tmp_path: Path) -> None:
-    """The cost measure's paths are the ones harness.make_tree makes, parents first."""
-    from bpffs_sync.measure.harness import make_tree
+    """The cost measure's paths (harness.tree_paths) are the ones harness.make_tree makes, parents first."""
+    from bpffs_sync.measure.harness import make_tree, tree_paths
 
     want = make_tree(str(tmp_path), 11)
-    assert measures.tree_paths(str(tmp_path), 11) == want and len(want) == 11
+    assert tree_paths(str(tmp_path), 11) == want and len(want) == 11
+    assert all(os.path.isdir(p) for p in want)
 
 
 def test_split_keeps_every_sample() -> None:

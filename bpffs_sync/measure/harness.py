@@ -3,7 +3,7 @@ kernel-approach2/bench/bench_a2.py, the report's guest rows (report/inguest.py) 
 (report/measures.py) build their cgroup trees, read the slab, spin a CPU and probe mkdir stalls here.
 
 - make_tree / remove_tree: n cgroups as about sqrt n parents (`p<i>.slice`) of about sqrt n children
-  (`c<j>.scope`), parents first; removed in reverse.
+  (`c<j>.scope`), parents first; removed in reverse. tree_paths: their paths, nothing made.
 - slab_bytes: `Slab:` of /proc/meminfo (reclaimable + unreclaimable), in bytes.
 - spin: a CPU-bound process for some seconds (the busy baseline of a stall: under TCG any busy vCPU
   slows the other's mkdir; this separates that from a lock wait).
@@ -40,20 +40,25 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspat
 # --- trees, slab, a busy CPU ---------------------------------------------------------------------
 
 
+def tree_paths(root: str, n: int) -> list[str]:
+    """The paths of make_tree's n cgroups (about sqrt n parents of about sqrt n children), parents
+    first, without making them."""
+    width = max(1, int(n ** 0.5))
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        parent = os.path.join(root, f"p{i}.slice")
+        out.append(parent)
+        out += [os.path.join(parent, f"c{j}.scope") for j in range(min(width, n - len(out)))]
+        i += 1
+    return out
+
+
 def make_tree(root: str, n: int) -> list[str]:
     """n cgroups as about sqrt n parents of about sqrt n children; returns them parents first."""
-    width = max(1, int(n ** 0.5))
-    made: list[str] = []
-    i = 0
-    while len(made) < n:
-        parent = os.path.join(root, f"p{i}.slice")
-        os.mkdir(parent)
-        made.append(parent)
-        for j in range(min(width, n - len(made))):
-            child = os.path.join(parent, f"c{j}.scope")
-            os.mkdir(child)
-            made.append(child)
-        i += 1
+    made = tree_paths(root, n)
+    for path in made:
+        os.mkdir(path)
     return made
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from bpffs_sync.loader import LoadedStat
 from bpffs_sync.measure import ffi, harness
-from bpffs_sync.measure.harness import make_tree, remove_tree, slab_bytes
+from bpffs_sync.measure.harness import make_tree, remove_tree, slab_bytes, tree_paths
 from bpffs_sync.measure.report import stats
 from bpffs_sync.measure.report.bed import XATTR, Bed
 from bpffs_sync.measure.report.compiled import REPO
@@ -371,20 +371,6 @@ def populate(readloop: str, n: int) -> dict[str, Any]:
         stats.not_measured("prober made no sample during the pass"),
         "slab_per_file_bytes": (slab1 - slab0) / max(pins, 1),
     }
-
-
-def tree_paths(root: str, n: int) -> list[str]:
-    """harness.make_tree's n cgroups (about sqrt n parents of about sqrt n children), parents first,
-    as paths, without making them."""
-    width = max(1, int(n ** 0.5))
-    out: list[str] = []
-    i = 0
-    while len(out) < n:
-        parent = os.path.join(root, f"p{i}.slice")
-        out.append(parent)
-        out += [os.path.join(parent, f"c{j}.scope") for j in range(min(width, n - len(out)))]
-        i += 1
-    return out
 
 
 def _timed_tree(parent: str, n: int) -> tuple[list[int], list[int]]:
