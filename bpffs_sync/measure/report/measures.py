@@ -285,10 +285,11 @@ def _readers_for(bed: Bed, cg: str, rel: str) -> dict[str, Callable[[], bool]]:
 MKDIR_KEYS = ["mirror_iter", "cpu_stat", "prog_run", "iter_per_read"]
 
 
-def mkdir_readable(bed: Bed, n: int, seed: int) -> dict[str, Any]:
-    """Per round, in a seeded shuffled order, each mechanism gets its own new cgroup: mkdir, the
-    clock starts when mkdir returns, then its check is polled until it reads that cgroup (READABLE)
-    or TIMEOUT_S passes. The mirror runs as a daemon process here (the way it is deployed)."""
+def mkdir_readable(bed: Bed, orders: list[list[str]]) -> dict[str, Any]:
+    """Per round, in that round's order (round_orders of MKDIR_KEYS: the caller records them), each
+    mechanism gets its own new cgroup: mkdir, the clock starts when mkdir returns, then its check is
+    polled until it reads that cgroup (READABLE) or TIMEOUT_S passes. The mirror runs as a daemon
+    process here (the way it is deployed)."""
     tries: dict[str, list[tuple[int | None, int]]] = {k: [] for k in MKDIR_KEYS}
     stopped: set[str] = set()
     parent = os.path.join(bed.layout.cgroup_root, "fresh")
@@ -296,7 +297,7 @@ def mkdir_readable(bed: Bed, n: int, seed: int) -> dict[str, Any]:
     try:
         with mirror_daemon(bed.layout):
             wait_until(readable_file(bed.layout.mirror_path(("fresh", "hist_oncpu"))), 10, "fresh mirrored")
-            for i, order in enumerate(round_orders(MKDIR_KEYS, n, seed)):
+            for i, order in enumerate(orders):
                 for key in order:
                     if key in stopped:
                         continue
@@ -361,13 +362,14 @@ def populate(readloop: str, n: int) -> dict[str, Any]:
         finally:
             loaded.close()
         remove_tree(made)
+    idle_ns, busy_ns = idle(), busy()  # each call builds its list anew
     return {
         "cgroups": n, "pins": pins, "first_pass_ns": pass_ns, "mkdir_ns": mkdir_ns,
         "ratio_vs_mkdir": stats.ratio(pass_ns, mkdir_ns),
         "per_cgroup_us": pass_ns / n / 1000,
-        "probe_idle": {"summary": stats.summarize_ns(idle()), "samples_ns": idle()} if idle() else
+        "probe_idle": {"summary": stats.summarize_ns(idle_ns), "samples_ns": idle_ns} if idle_ns else
         stats.not_measured("prober made no sample"),
-        "probe_during_pass": {"summary": stats.summarize_ns(busy()), "samples_ns": busy()} if busy() else
+        "probe_during_pass": {"summary": stats.summarize_ns(busy_ns), "samples_ns": busy_ns} if busy_ns else
         stats.not_measured("prober made no sample during the pass"),
         "slab_per_file_bytes": (slab1 - slab0) / max(pins, 1),
     }
