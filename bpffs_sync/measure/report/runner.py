@@ -110,9 +110,8 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
                              for m in [*reads, *knobs]]
         orders = {what: measures.round_orders([m.key for m in ms], plan.rounds, plan.seed + i)
                   for i, (what, ms) in enumerate((("read", reads), ("knobs", knobs), ("churn", reads)))}
-        doc["meta"]["order"] = {"seed": plan.seed, "rounds": orders,
-                                "mkdir_readable": measures.round_orders(measures.MKDIR_KEYS, plan.n_mkdir,
-                                                                        plan.seed + 3)}
+        mk_orders = measures.round_orders(measures.MKDIR_KEYS, plan.n_mkdir, plan.seed + 3)
+        doc["meta"]["order"] = {"seed": plan.seed, "rounds": orders, "mkdir_readable": mk_orders}
         steps += [
             ("read (interleaved rounds)", lambda: doc.__setitem__(
                 "read", measures.read_costs(bed, reads, plan.n_c, plan.n_py, orders["read"]))),
@@ -121,7 +120,7 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
             ("under churn", lambda: doc.__setitem__(
                 "churn", measures.under_churn(bed, reads, plan.n_c, orders["churn"]))),
             ("mkdir -> readable",
-             lambda: doc.__setitem__("mkdir_readable", measures.mkdir_readable(bed, plan.n_mkdir, plan.seed + 3))),
+             lambda: doc.__setitem__("mkdir_readable", measures.mkdir_readable(bed, mk_orders))),
             ("mkdir/rmdir cost", lambda: doc.__setitem__(
                 "mkdir_cost", measures.mkdir_cost(bed, plan.cost_n, 2, plan.seed + 4))),
             ("memory", lambda: doc.__setitem__("memory", measures.memory(bed, plan.mem_n))),
