@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bpffs_sync.measure.report import guest, measures, render, stats, verdict
+from bpffs_sync.measure.report import guest, measures, mechanisms, render, stats, verdict
 from bpffs_sync.measure.report.measures import patch_lines
 
 pytestmark = pytest.mark.unit
@@ -208,8 +208,8 @@ def test_readable_summary_one_definition() -> None:
 def test_prog_run_found_zero_is_not_readable() -> None:
     """stat_by_id's found=0 (any unknown id gets it) is not a read of the new cgroup; found=1 is."""
     key = bytes(16)
-    assert not measures.prog_found(key + (0).to_bytes(4, "little") + bytes(4 + 232))
-    assert measures.prog_found(key + (1).to_bytes(4, "little") + bytes(4 + 232))
+    assert not mechanisms.prog_found(key + (0).to_bytes(4, "little") + bytes(4 + 232))
+    assert mechanisms.prog_found(key + (1).to_bytes(4, "little") + bytes(4 + 232))
 
 
 def test_round_orders_are_seeded_shuffles() -> None:

@@ -33,7 +33,7 @@ from bpffs_sync.measure.harness import make_tree, remove_tree, slab_bytes, tree_
 from bpffs_sync.measure.report import stats
 from bpffs_sync.measure.report.bed import XATTR, Bed
 from bpffs_sync.measure.report.compiled import REPO
-from bpffs_sync.measure.report.mechanisms import Mechanism
+from bpffs_sync.measure.report.mechanisms import Mechanism, prog_found
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
@@ -248,11 +248,6 @@ def readable_summary(tries: list[tuple[int | None, int]], gave_up: bool = False)
     if ns:
         out["summary"] = stats.summarize_ns(ns)
     return out
-
-
-def prog_found(ctx_out: bytes) -> bool:
-    """stat_by_id's answer (struct stat_args: key 16 bytes, then found): True when it found the cgroup."""
-    return int.from_bytes(ctx_out[16:20], "little") == 1
 
 
 def _readers_for(bed: Bed, cg: str, rel: str) -> dict[str, Callable[[], bool]]:

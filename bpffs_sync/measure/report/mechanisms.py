@@ -91,13 +91,17 @@ def _map_lookup(bed: Bed) -> Callable[[], int]:
     return op
 
 
+def prog_found(ctx_out: bytes) -> bool:
+    """stat_by_id's answer (struct stat_args: key 16 bytes, then found): True when it found the cgroup."""
+    return bool(_ARGS.unpack_from(ctx_out)[3] == 1)
+
+
 def _prog_run(bed: Bed) -> Callable[[], int]:
     args = _ARGS.pack(0, 0, bed.target_id, 0, 0) + bytes(_HIST.size)
 
     def op() -> int:
         _, out = ffi.prog_test_run_ctx(bed.prog_fd, args, "stat_by_id")
-        found = _ARGS.unpack_from(out)[3]
-        return _format_raw(out[_ARGS.size:]) if found else 0
+        return _format_raw(out[_ARGS.size:]) if prog_found(out) else 0
     return op
 
 
