@@ -347,11 +347,16 @@ def knobs(doc: dict[str, Any]) -> Section:
                              "Python p99 [95% CI] n", "C p50 vs baseline [95% CI]"], rows)])
 
 
+def readable_counts(e: dict[str, Any]) -> tuple[int, int, int]:
+    """A mkdir -> readable entry's (tries, readable, readable at the first read); an entry from before
+    tries and readable were kept counts its samples, all readable."""
+    tries = int(e.get("tries", len(e.get("samples_ns", []))))
+    return tries, int(e.get("readable", tries)), round(float(e.get("first_try", 0.0)) * tries)
+
+
 def readable_cell(e: dict[str, Any]) -> str:
     """'100 of 100 readable within 0.5 s; first read succeeded 97 of 100' (one definition of success)."""
-    tries = int(e.get("tries", len(e.get("samples_ns", []))))
-    ok = int(e.get("readable", tries))
-    first = round(float(e.get("first_try", 0.0)) * tries)
+    tries, ok, first = readable_counts(e)
     out = f"{ok} of {tries} readable within {e.get('timeout_s', 10)} s; first read succeeded {first} of {tries}"
     if e.get("attempts_max"):
         out += f" (worst: {e['attempts_max']} tries)"
@@ -360,8 +365,8 @@ def readable_cell(e: dict[str, Any]) -> str:
 
 def _first_cell(e: dict[str, Any]) -> str:
     """'97 of 100 first reads' in the headline (readable_cell's definition)."""
-    tries = int(e.get("tries", len(e.get("samples_ns", []))))
-    return f"{round(float(e.get('first_try', 0.0)) * tries)} of {tries} first reads"
+    tries, _, first = readable_counts(e)
+    return f"{first} of {tries} first reads"
 
 
 def mkdir_readable(doc: dict[str, Any]) -> Section:

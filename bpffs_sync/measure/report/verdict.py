@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from bpffs_sync.measure.report import stats
-from bpffs_sync.measure.report.render import Section, _bench, _bench_part, _file, _gbase, _nm, est, ratio_est
+from bpffs_sync.measure.report.render import (
+    Section,
+    _bench,
+    _bench_part,
+    _file,
+    _gbase,
+    _nm,
+    est,
+    ratio_est,
+    readable_counts,
+)
 from bpffs_sync.measure.report.stats import Est, RatioEst
 
 # The Approach 1 vs Approach 2 axes: (weight, why that weight). mkdir and rmdir are one axis (the
@@ -63,10 +73,10 @@ class Readable:
     def of(cls, e: Any) -> Readable | None:
         if not stats.is_measured(e) or not isinstance(e, dict):
             return None
-        tries = int(e.get("tries", len(e.get("samples_ns", []))))
+        tries, readable, first = readable_counts(e)
         if tries == 0:
             return None
-        return cls(tries, int(e.get("readable", tries)), round(float(e.get("first_try", 0.0)) * tries), est(e))
+        return cls(tries, readable, first, est(e))
 
 
 @dataclass(slots=True)
