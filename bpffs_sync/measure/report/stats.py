@@ -36,12 +36,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in [0, 1]) of a non-empty sequence."""
     if not values:
         raise ValueError("percentile of no samples")
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))])
+    return float(sorted(values)[_rank(len(values), q) - 1])
 
 
 def _rank(n: int, q: float) -> int:
-    """The 1-based rank of the nearest-rank q-quantile of n values."""
+    """The 1-based rank of the nearest-rank q-quantile of n values (percentile and the bootstrap's)."""
     return min(n, max(1, math.ceil(q * n)))
 
 
