@@ -427,11 +427,10 @@ def _c_entry(doc: dict[str, Any], key: str, table: str = "read", col: str = "c")
     return e.get(col) if stats.is_measured(e) else e
 
 
-def recommendation(doc: dict[str, Any], a1: Approach, a2: Approach) -> list[str]:
-    out = [reads_sentence(ratio_est(_c_entry(doc, "mirror_iter"), _c_entry(doc, "prog_run")),
-                          ratio_est(_c_entry(doc, "mirror_iter", col="py"), _c_entry(doc, "prog_run", col="py"))),
-           knobs_sentence(ratio_est(_c_entry(doc, "xattr_set", "knobs"), _c_entry(doc, "map_update", "knobs"))),
-           mkdir_sentence(Readable.of(doc["mkdir_readable"].get("mirror_iter")), {"1": a1.mk, "2": a2.mk})]
+def recommendation(findings: list[str], a1: Approach, a2: Approach) -> list[str]:
+    """The findings' sentences (reads, knobs, mkdir -> readable: the table's, made once by verdict()),
+    then the Approach 1 vs Approach 2 pick."""
+    out = list(findings)
     ax = axes(a1, a2)
     if next(a for a in ax if a.name == "read").winner == "unmeasured":
         loc = next(a for a in ax if a.name == "kernel lines")
@@ -473,13 +472,16 @@ def verdict(doc: dict[str, Any]) -> Section:
     n_big = max((int(n) for n in lc), default=0) if stats.is_measured(lc) else 0
     xs, xg, mu = (est(_c_entry(doc, k, "knobs")) for k in ("xattr_set", "xattr_get", "map_update"))
     kx = ", ".join(f"Approach {k} {rx(a.churn_x) if a.churn_x else 'not measured'}" for k, a in (("1", a1), ("2", a2)))
+    reads = reads_sentence(file_x_prog, ratio_est(_c_entry(doc, "mirror_iter", col="py"),
+                                                  _c_entry(doc, "prog_run", col="py")))
+    knobs = knobs_sentence(ratio_est(_c_entry(doc, "xattr_set", "knobs"), _c_entry(doc, "map_update", "knobs")))
+    mkdir = mkdir_sentence(mk_mirror, {"1": a1.mk, "2": a2.mk})
     rows = [
         ["\"a different and not-particularly-efficient way to communicate with BPF progs\" (Tejun)",
          f"C p50 (host): stat file {_e(est(mirror))}, BPF_PROG_RUN {_e(est(prog))}, cgroupfs cpu.stat "
          f"{_e(est(cpu))}; file / cpu.stat {rx(file_x_cpu) if file_x_cpu else 'not measured'}. Kernel-kept "
          f"files / cpu.stat in the same guest boot: {kernel_x}.",
-         reads_sentence(file_x_prog, ratio_est(_c_entry(doc, "mirror_iter", col="py"),
-                                               _c_entry(doc, "prog_run", col="py")))],
+         reads],
         ["\"Wouldn't pinned BPF_PROG_RUN program fit the bill?\" (Tejun)",
          f"cat: {prog_cells[0]}; uid 65534: {prog_cells[1]}; after rmdir: {prog_cells[2]}.",
          prog_sentence(est(prog), _cheaper_than(doc, "prog_run"),
@@ -487,11 +489,11 @@ def verdict(doc: dict[str, Any]) -> Section:
         ["\"AFAICS, this is the only actual benefit, right? Having text files as interface.\" (Tejun), "
          "\"there will always be a latency between cgroups getting created and userspace going to pin\" (Josh)",
          "the mkdir -> readable table below, one definition of readable for every row.",
-         mkdir_sentence(mk_mirror, {"1": a1.mk, "2": a2.mk})],
+         mkdir],
         ["\"for cgroup level low-freq hinting, being able to read xattrs on cgroupfs should be enough\" (Tejun)",
          f"C p50 (host): xattr set {_e(xs)}, get {_e(xg)}, pinned map update {_e(mu)}; uid 65534 get: "
          f"{_cell(doc, 'xattr', 'unprivileged (uid 65534)')}; v1: {_cell(doc, 'xattr', 'cgroup v1')}.",
-         knobs_sentence(ratio_est(_c_entry(doc, "xattr_set", "knobs"), _c_entry(doc, "map_update", "knobs")))],
+         knobs],
         ["\"Anything high-volume/freq ... cgroupfs file interface is far from ideal\" (Tejun)",
          f"guest, p99 with churn / idle: {kx}, cpu.stat {rx(g_churn) if g_churn else 'not measured'}.",
          churn_sentence(churn)],
@@ -502,6 +504,6 @@ def verdict(doc: dict[str, Any]) -> Section:
          " ".join([tree_sentence("1", a1), tree_sentence("2", a2),
                    mirror_tree_sentence(*_mirror_cycle(doc.get("mkdir_cost")))])],
     ]
-    return Section("Verdict: the maintainer's points", text=recommendation(doc, a1, a2),
+    return Section("Verdict: the maintainer's points", text=recommendation([reads, knobs, mkdir], a1, a2),
                    tables=[(["point (RFC thread)", "number from this run", "reading"], rows)])
 
