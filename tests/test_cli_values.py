@@ -71,6 +71,19 @@ def test_bad_values_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: l
     assert needle in _usage_error(capsys, *argv)
 
 
+@pytest.mark.unit
+def test_bench_metavar_names_every_benchmark() -> None:
+    """cli.py may not import the lab, so `bench`'s metavar spells the benchmarks out: it must be the
+    list bench_command.BENCHES checks against, in the same order."""
+    import argparse
+
+    from bpffs_sync.measure.bench_command import BENCHES
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    what = next(a for a in sub.choices["bench"]._actions if a.dest == "what")
+    assert what.metavar == "{" + ",".join(BENCHES) + "}"
+
+
 @pytest.mark.parametrize(("argv", "needle"), [
     (["run", "--json"], "run --json: only with --kernel"),
     (["run", "--kernel", "--once"], "not with --kernel"),
