@@ -124,7 +124,7 @@ kernel: deps
 	@$(PROGRESS) kernel-build kernel-approach1/scripts/build.sh plain
 
 # ... and the test of `make test`: ONE image carrying both series (Approach 1 as committed at HEAD, Approach 2 on
-# top: kernel-approach2/scripts/build.sh), booted once under virtme-ng, both in-guest suites in that boot.
+# top: kernel-approach2/scripts/build.sh), booted twice side by side under virtme-ng (single-threaded TCG, one host core each), one in-guest suite per boot.
 kernel-test: deps
 	@scripts/install-deps.sh --kernel
 	@$(PROGRESS) kernel-fetch kernel-approach1/scripts/fetch-source.sh

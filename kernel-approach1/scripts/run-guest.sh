@@ -70,7 +70,10 @@ GUEST
 chmod +x "$out/guest.sh" "$out/cmd.sh"
 
 cd "$tree"
-timeout=${BPFFS_SYNC_GUEST_TIMEOUT:-$([[ $variant == *debug ]] && echo 10800 || echo 1800)}
+# One boot's budget (BPFFS_SYNC_GUEST_TIMEOUT overrides): a plain boot runs one suite (make kernel-test
+# boots one per suite, side by side); on 2026-12-07 one boot running both suites one after the other
+# ran into the 30 min this was, with Approach 1's suite at its 39th test: 60 min, inside CI's 90.
+timeout=${BPFFS_SYNC_GUEST_TIMEOUT:-$([[ $variant == *debug ]] && echo 10800 || echo 3600)}
 # Single-threaded TCG: under multi-threaded TCG the other vCPU can run a stale translation of text
 # the kernel is patching (text_poke_bp) and take the int3 after the patch is done: an "Oops: int3"
 # in __schedule whenever a test attaches/detaches the sched_switch collector (static key flip).
