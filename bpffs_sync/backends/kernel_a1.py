@@ -6,12 +6,13 @@ here runs per cgroup: no watcher, no reconciler.
 
 - supported(): the running kernel has the series: BPF_PROG_TYPE_CGROUP_STAT and bpffs's cgroup_mirror
   option in its BTF (series.carried()).
-- The mirror lives in the bpffs instance mounted with `-o cgroup_mirror` (one per system: the last asked);
-  enable_mirror() remounts a bpffs with it.
+- The mirror lives in the bpffs instance mounted with `-o cgroup_mirror` (one per system: another
+  is refused with EBUSY); enable_mirror() remounts a bpffs with it.
 - attach() loads the stat's `.stat.bpf.o` as BPF_PROG_TYPE_CGROUP_STAT with its collector, shares
   the stats map pinned under <bpffs>/bpffs-sync/<stat>/ with the user-space mirror, and pins the
-  link there as `native_link` so it can be found and detached later. The files hold the link, so
-  the pin is for bookkeeping, not lifetime.
+  link there as `native_link`. The pin is what keeps the link (fds and pins keep a link, as for
+  every link type; the files do not): the command exits and the files stay, and unpinning the
+  last handle detaches the link and removes its files.
 - verify() compares the files the kernel made with the cgroups each link's subtree holds.
 """
 

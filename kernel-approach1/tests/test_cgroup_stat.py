@@ -6,13 +6,14 @@ mocked. Run inside the guest by `make kernel-test` (kernel-approach1/scripts/tes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import rawbpf
@@ -229,15 +230,27 @@ def test_first_entry_made_wins(stat: kernel_a1.KernelMirror, mirror_fs: str, cg:
         assert ((d1.nr_files, d1.nr_errors), (dx.nr_files, dx.nr_errors)) == ((0, 1), (1, 1))
 
 
+
+@pytest.fixture
+def pin_path(mirror_fs: str) -> Iterator[str]:
+    """A pin path in the test's bpffs instance, unlinked afterwards."""
+    path = os.path.join(mirror_fs, "cgstat_test_pin")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
 # --- link lifetime -------------------------------------------------------------------------------
 
 
-def test_files_keep_the_link_after_its_fd_closes(stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str,
-                                                 link_fds: list[int]) -> None:
-    """Closing the link fd keeps files and link; new cgroups still get files; detach removes all."""
+def test_a_pin_keeps_the_link_and_files_after_its_fd_closes(stat: kernel_a1.KernelMirror, mirror_fs: str,
+                                                            cg: str, pin_path: str) -> None:
+    """A pinned link whose fd closes keeps its files; new cgroups still get files; detach removes all."""
     make_tree(cg, "a/b")
     fd = stat.attach(cg)
     link_id = link_desc(fd).link_id
+    libbpf.obj_pin(fd, pin_path)
     os.close(fd)
     assert stat_files(mirror_fs) == cgroups_under(cg)
     assert any(d.link_id == link_id for d in libbpf.cgroup_stat_links())

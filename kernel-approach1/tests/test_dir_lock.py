@@ -1,17 +1,21 @@
-"""Finding 5 of the v2 review, measured: a mirror directory's inode lock is taken under
-cgroup_mutex (a covered mkdir makes its entries in the parent's mirror directory, holding the
-parent's i_rwsem exclusively, inside cgroup_mkdir()), so a reader that holds that lock shared
-for long stalls the covered mkdir, and behind it every cgroup_mutex user: here an unrelated
-mkdir elsewhere in the hierarchy.
+"""Major 5 of the v2 review: a mirror directory's inode lock is taken under cgroup_mutex (a
+covered mkdir makes its entries in the parent's mirror directory, holding the parent's i_rwsem
+exclusively, inside cgroup_mkdir()), so a reader that holds that lock shared for long stalls the
+covered mkdir, and behind it every cgroup_mutex user: here an unrelated mkdir elsewhere.
 
 The reader is a getdents64() of the mirror directory into a buffer whose page is missing in a
 userfaultfd range: dcache_readdir() copies entries to user memory with the directory's lock held
-shared, and the copy sleeps until the page is supplied. Root can do this with userfaultfd (an
-unprivileged user's userfaultfd is UFFD_USER_MODE_ONLY, which does not catch the kernel's copy);
-an unprivileged user can do the same with a buffer mmapped from a FUSE file in its own user
-namespace, whose server never answers the read. The test asserts the stall's shape, not its
-length: while the fault is held, both mkdirs sleep (state D); once the page is supplied, both
-finish and the covered one has its file. The cover letter gives the numbers this prints."""
+shared, and the copy sleeps until the page is supplied (an unprivileged user could do the same
+with a buffer mmapped from a FUSE file in its own user namespace whose server never answers).
+
+v3 makes it impossible for anyone but the instance's owner and group: mirror directories are
+0551, so only they may open one for reading, and nothing else an unprivileged user can do in a
+mirror directory holds its lock for longer than a dcache lookup (test_nobody_cannot_list_...,
+which fails on v2, where directories were 0555). What stays, measured by the first test and
+stated in the cover letter: root (or the instance's group) can still stall cgroup_mutex this
+way, as root can in many other ways. The test asserts the stall's shape, not its length: while
+the fault is held, both mkdirs sleep (state D); once the page is supplied, both finish and the
+covered one has its file."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from collections.abc import Iterator
 
 import pytest
 from test_cgroup_stat import NAME, make_tree, mirror_of
+from test_permissions import as_nobody
 
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.sandbox import make_cgroup_root, remove_cgroup_tree
@@ -58,8 +63,8 @@ class MissingPage:
     def __init__(self) -> None:
         fd = int(_libc.syscall(NR_USERFAULTFD, os.O_CLOEXEC))
         if fd < 0:
-            pytest.skip(f"userfaultfd: {os.strerror(ctypes.get_errno())}: the guest kernel has no CONFIG_USERFAULTFD "
-                        "(kernel-approach1/config/base.config leaves it out)")
+            pytest.fail(f"userfaultfd: {os.strerror(ctypes.get_errno())}: the guest kernel needs CONFIG_USERFAULTFD "
+                        "(kernel-approach1/config/base.config sets it)")
         self.fd = fd
         api = ctypes.create_string_buffer(struct.pack("QQQ", UFFD_API, 0, 0), 24)
         _ioctl(fd, UFFDIO_API, api)
@@ -163,3 +168,19 @@ def test_a_reader_holding_a_mirror_directory_stalls_cgroup_mutex(
     finally:
         os.close(dir_fd)
         page.close()
+
+
+def test_nobody_cannot_list_a_mirror_directory_but_reads_its_file(
+        stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]) -> None:
+    """The reader above needs a mirror directory open for reading: an unprivileged user gets
+    EACCES on every mirror directory (cgroup/ included) and still reads each file by its path."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    mdir = mirror_of(mirror_fs, os.path.join(cg, "a"))
+    for d in (os.path.join(mirror_fs, "cgroup"), mirror_of(mirror_fs, cg), mdir):
+        res = as_nobody("ls", d)
+        assert res.returncode != 0 and "Permission denied" in res.stderr, (d, res)
+    res = as_nobody("cat", os.path.join(mdir, NAME))
+    assert res.returncode == 0 and res.stdout, res
+    res = as_nobody("stat", "-c", "%a", mdir)
+    assert res.returncode == 0 and res.stdout.strip() == "551", res

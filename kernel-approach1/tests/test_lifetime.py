@@ -1,6 +1,8 @@
-"""One link-lifetime rule, the whole matrix: a cgroup stat link stays attached until BPF_LINK_DETACH
-or the removal of its root cgroup, whether or not an fd or pin refers to it, a mirror instance is
-mounted, or it has files; once detached it goes with its last fd or pin.
+"""One link-lifetime rule, the whole matrix, the rule of every BPF link: fds and pins keep a cgroup
+stat link; when the last goes the link is detached and freed and its files removed. Its files do
+not keep it (v3; v2 kept every link attached until BPF_LINK_DETACH, so libbpf's bpf_link__destroy()
+and every skeleton's destroy leaked an attached, host-wide link). BPF_LINK_DETACH and the removal
+of the root cgroup detach it (files gone, cgroup_id 0) and leave it to its fds and pins.
 
 Each case runs with a mirror instance mounted (files in every cgroup of the subtree) and without
 one (no files)."""
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import rawbpf
-from conftest import link_desc
+from conftest import CGROUP2, link_desc
 from test_cgroup_stat import make_tree
 
 from bpffs_sync import libbpf
@@ -77,10 +79,29 @@ def files_expected(mirror: str | None, cg: str) -> int:
     return sum(1 for _ in os.walk(cg)) if mirror is not None else 0
 
 
-def test_closing_the_last_fd_keeps_it_attached(mirror: str | None, cg: str) -> None:
-    """Close the only fd: the link stays, attached, with its files (or none without a mirror)."""
+def mirror_files(mirror: str | None) -> list[str]:
+    """Every file under the mirror's cgroup/ (none without a mirror)."""
+    if mirror is None:
+        return []
+    return [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(mirror, "cgroup")) for f in fs]
+
+
+def test_closing_the_last_fd_detaches_it(mirror: str | None, cg: str) -> None:
+    """Close the only fd (what bpf_link__destroy() does): the link is freed and its files go."""
     make_tree(cg, "a/b")
     fd, link_id = make_link(cg)
+    assert len(mirror_files(mirror)) == files_expected(mirror, cg)
+    os.close(fd)
+    assert gone(link_id)
+    assert mirror_files(mirror) == []
+
+
+def test_a_pin_keeps_it_attached_with_its_files(mirror: str | None, cg: str, plain_fs: str) -> None:
+    """Pin, close the fd: attached, every file there; unlink the pin: freed, files gone."""
+    make_tree(cg, "a/b")
+    fd, link_id = make_link(cg)
+    pin = os.path.join(plain_fs, "link")
+    libbpf.obj_pin(fd, pin)
     os.close(fd)
     assert alive(link_id) and cgroup_id_of(link_id) == os.stat(cg).st_ino
     handle = libbpf.link_fd_by_id(link_id)
@@ -88,15 +109,31 @@ def test_closing_the_last_fd_keeps_it_attached(mirror: str | None, cg: str) -> N
         assert link_desc(handle).nr_files == files_expected(mirror, cg)
     finally:
         os.close(handle)
+    assert len(mirror_files(mirror)) == files_expected(mirror, cg)
+    os.unlink(pin)
+    assert gone(link_id)
+    assert mirror_files(mirror) == []
 
 
-def test_unpinning_the_last_pin_keeps_it_attached(mirror: str | None, cg: str, plain_fs: str) -> None:
-    """Pin, close the fd, unlink the pin: the link stays attached."""
-    fd, link_id = make_link(cg)
-    libbpf.obj_pin(fd, os.path.join(plain_fs, "link"))
-    os.close(fd)
-    os.unlink(os.path.join(plain_fs, "link"))
-    assert alive(link_id) and cgroup_id_of(link_id) != 0
+def test_an_open_file_outlives_its_link(cg: str) -> None:
+    """A file open when its link goes still reads (it holds its program), and reopening it through
+    /proc/self/fd gets ENOENT: the inode keeps the link's memory, never the freed program."""
+    path = mount_bpffs("cgroup_mirror")
+    try:
+        fd, link_id = make_link(cg)
+        file = os.path.join(path, "cgroup", os.path.relpath(cg, CGROUP2), FILE)
+        held = os.open(file, os.O_RDONLY)
+        try:
+            os.close(fd)
+            assert gone(link_id) and not os.path.exists(file)
+            assert os.pread(held, 4096, 0)
+            with pytest.raises(FileNotFoundError):
+                os.open(f"/proc/self/fd/{held}", os.O_RDONLY)
+        finally:
+            os.close(held)
+    finally:
+        kernel_a1.detach_all()
+        umount_bpffs(path)
 
 
 def test_detach_then_the_last_handle_frees_it(mirror: str | None, cg: str, plain_fs: str) -> None:
@@ -132,24 +169,24 @@ def test_rmdir_of_the_root_detaches(mirror: str | None, cg: str, held: str) -> N
 
 
 def test_unmount_of_the_mirror_detaches_nothing(cg: str) -> None:
-    """umount of the mirror instance removes the files only: the link stays attached and a new
-    instance shows them again."""
+    """umount of the mirror instance removes the files only: the link stays attached (its fd keeps
+    it) and a new instance shows them again."""
     make_tree(cg, "a")
     first = mount_bpffs("cgroup_mirror")
+    fd = -1
     try:
         fd, link_id = make_link(cg)
-        os.close(fd)
         umount_bpffs(first)
         assert alive(link_id) and cgroup_id_of(link_id) != 0
         second = mount_bpffs("cgroup_mirror")
         try:
-            handle = libbpf.link_fd_by_id(link_id)
-            assert link_desc(handle).nr_files == 2
-            os.close(handle)
+            assert link_desc(fd).nr_files == 2
         finally:
             kernel_a1.detach_all()
             umount_bpffs(second)
     finally:
+        if fd >= 0:
+            os.close(fd)
         kernel_a1.detach_all()
         with contextlib.suppress(FileNotFoundError):
             umount_bpffs(first)

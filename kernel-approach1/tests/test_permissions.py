@@ -1,5 +1,6 @@
 """Ownership, mode and write refusal of the mirror's entries (the rule is in patch 3's inode.c
-comment: owned by the instance root's owner, 0555 directories and 0444 files, readable by all,
+comment: owned by the instance root's owner and group, 0551 directories and 0444 files, every
+file readable by all by its path, directories listed by the owner and group only,
 writable by nobody). The entries are not S_IMMUTABLE any more; every refusal S_IMMUTABLE gave must
 now come from the inode operations, which these tests pin down."""
 
@@ -32,7 +33,7 @@ def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_owner_and_mode_follow_the_stated_rule(
     stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, link_fds: list[int]
 ) -> None:
-    """A cgroup made by a delegated user: its directory 0555 and file 0444, owned by the instance root."""
+    """A cgroup made by a delegated user: its directory 0551 and file 0444, owned by the instance root."""
     delegated = os.path.join(cg, "user")
     os.mkdir(delegated)
     for entry in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
@@ -42,7 +43,7 @@ def test_owner_and_mode_follow_the_stated_rule(
     assert res.returncode == 0, res.stderr
     mdir = os.path.join(mirror_dir(mirror_fs, cg), "user", "job.scope")
     root = os.stat(mirror_fs)
-    for path, mode in ((mdir, 0o555), (os.path.join(mdir, NAME), 0o444)):
+    for path, mode in ((mdir, 0o551), (os.path.join(mdir, NAME), 0o444)):
         s = os.stat(path)
         assert (st.S_IMODE(s.st_mode), s.st_uid, s.st_gid) == (mode, root.st_uid, root.st_gid), path
 

@@ -3,6 +3,7 @@ the memory cgroup of the link's creator rather than to whoever did the mkdir."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -52,17 +53,19 @@ def memory_current(cgroup_dir: str) -> int:
         return int(f.read())
 
 
-def link_from(cgroup_dir: str, root: str, name: str) -> None:
-    """From a process in cgroup_dir, link a cgroup stat program at root; the link outlives it
-    (root's file holds it)."""
+def link_from(cgroup_dir: str, root: str, name: str, pin: str) -> None:
+    """From a process in cgroup_dir, link a cgroup stat program at root and pin the link at pin:
+    the pin keeps it after the process exits."""
     code = (
         "import os, sys\n"
         f"sys.path.insert(0, {TESTS_DIR!r})\n"
         "import rawbpf\n"
+        "from bpffs_sync import libbpf\n"
         f"open(os.path.join({cgroup_dir!r}, 'cgroup.procs'), 'w').write(str(os.getpid()))\n"
         "insns = rawbpf.call_helper_prog(rawbpf.BPF_FUNC_get_smp_processor_id)\n"
         f"fd, _ = rawbpf.prog_load_cgroup_stat(insns, name={name!r})\n"
-        f"rawbpf.link_create_cgroup_stat(fd, os.open({root!r}, os.O_RDONLY | os.O_DIRECTORY))\n"
+        f"link = rawbpf.link_create_cgroup_stat(fd, os.open({root!r}, os.O_RDONLY | os.O_DIRECTORY))\n"
+        f"libbpf.obj_pin(link, {pin!r})\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -73,11 +76,12 @@ def test_entries_are_charged_to_the_link_creator(mirror_fs: str, cg: str) -> Non
     enable_memory(cg)
     os.mkdir(creator)
     os.mkdir(tree)
-    link_from(creator, tree, "charged")
-    assert os.path.isfile(os.path.join(mirror_of(mirror_fs, tree), "charged"))
-    before = memory_current(creator)
+    pin = os.path.join(mirror_fs, "cgstat_charged_link")
+    link_from(creator, tree, "charged", pin)
     made = [os.path.join(tree, f"c{i}") for i in range(MKDIRS)]
     try:
+        assert os.path.isfile(os.path.join(mirror_of(mirror_fs, tree), "charged"))
+        before = memory_current(creator)
         for path in made:
             os.mkdir(path)
         grown = memory_current(creator) - before
@@ -85,5 +89,7 @@ def test_entries_are_charged_to_the_link_creator(mirror_fs: str, cg: str) -> Non
         for path in made:
             if os.path.isdir(path):
                 os.rmdir(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pin)
     # a directory and a file per mkdir: two dentries and two bpffs inodes, ~2 KiB
     assert grown >= MKDIRS * 1024, f"the creator's cgroup grew by {grown} bytes only"
