@@ -19,7 +19,8 @@ GIT=(git "${GIT_IDENT[@]}" -c advice.detachedHead=false)
 src=$("$here/scripts/fetch-source.sh")
 tree=$CACHE/build-$variant
 patches=()
-for p in "$here"/patches/*.patch; do
+# The posted series, then ../testing (never posted: the race window points the guest tests use).
+for p in "$here"/patches/*.patch "$here"/testing/*.patch; do
 	[[ -e $p && $p != *-cover-letter.patch ]] && patches+=("$p")
 done
 

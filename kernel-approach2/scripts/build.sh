@@ -48,7 +48,10 @@ repo=$(cd "$here/.." && pwd)
 a1_rev=${BPFFS_SYNC_A1_REV:-$(cat "$here/a1-series.rev")}
 a1_snap=$(mktemp -d)
 trap 'rm -rf "$a1_snap"' EXIT
-git -C "$repo" archive "$a1_rev" kernel-approach1/patches kernel-approach1/config | tar -x -C "$a1_snap" --strip-components=1
+a1_paths=(kernel-approach1/patches kernel-approach1/config)
+# ../../kernel-approach1/testing: Approach 1's race window points for its guest tests, never posted
+git -C "$repo" cat-file -e "$a1_rev:kernel-approach1/testing" 2>/dev/null && a1_paths+=(kernel-approach1/testing)
+git -C "$repo" archive "$a1_rev" "${a1_paths[@]}" | tar -x -C "$a1_snap" --strip-components=1
 mapfile -t a2_all < <(series "$here")
 # Approach 2's prerequisites: the same change as an Approach 1 patch (../prereqs)
 declare -A prereq=()
@@ -67,6 +70,7 @@ if [[ $variant == alone ]]; then
 	a2_patches=("${a2_all[@]}")
 else
 	mapfile -t a1_patches < <(series "$a1_snap")
+	for p in "$a1_snap"/testing/*.patch; do [[ -e $p ]] && a1_patches+=("$p"); done
 	a2_patches=()
 	for p in "${a2_all[@]}"; do [[ -n ${prereq[$p]:-} ]] || a2_patches+=("$p"); done
 	a2_patches+=("$here"/combined/*.patch)
