@@ -31,6 +31,7 @@ VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 IN_CHECKOUT = {
     "readloop.c": "bench/report/readloop.c",
     "stat_by_id.bpf.c": "bench/report/bpf/stat_by_id.bpf.c",
+    "scrape.bpf.c": "bench/report/bpf/scrape.bpf.c",
     "stat_common.h": "bpf/stat_common.h",
     "pinloop.c": "bench/c/pinloop.c",
 }

@@ -591,10 +591,11 @@ def usability(doc: dict[str, Any]) -> Section:
 
 
 def sections(doc: dict[str, Any]) -> list[Section]:
+    from bpffs_sync.measure.report.render_scrape import section as scrape
     from bpffs_sync.measure.report.verdict import verdict
 
     return [environment(doc), headline_section(doc), verdict(doc), reads(doc), knobs(doc), mkdir_readable(doc),
-            populate(doc), mkdir_cost(doc), memory(doc), loc(doc), usability(doc),
+            populate(doc), scrape(doc), mkdir_cost(doc), memory(doc), loc(doc), usability(doc),
             Section("Closing note: the headline ratios of this run",
                     text=["\n".join(f"- {line}" for line in headline(doc))])]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from bpffs_sync.measure.report import compiled, guest, measures, stats, usability
+from bpffs_sync.measure.report import compiled, equal, guest, measures, render_scrape, scrape, stats, usability
 from bpffs_sync.measure.report.bed import open_bed
 from bpffs_sync.measure.report.mechanisms import knob_mechanisms, read_mechanisms
 
@@ -106,15 +106,20 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
 
     with open_bed(tools) as bed:
         reads, knobs = read_mechanisms(bed), knob_mechanisms(bed)
-        doc["mechanisms"] = [{"key": m.key, "label": m.label, "kind": m.kind, "what": m.what, "missing": m.missing}
-                             for m in [*reads, *knobs]]
+        doc["mechanisms"] = [{"key": m.key, "label": m.label, "kind": m.kind, "what": m.what, "missing": m.missing,
+                              "variant": m.variant} for m in [*reads, *knobs]]
         orders = {what: measures.round_orders([m.key for m in ms], plan.rounds, plan.seed + i)
                   for i, (what, ms) in enumerate((("read", reads), ("knobs", knobs), ("churn", reads)))}
         mk_orders = measures.round_orders(measures.MKDIR_KEYS, plan.n_mkdir, plan.seed + 3)
         doc["meta"]["order"] = {"seed": plan.seed, "rounds": orders, "mkdir_readable": mk_orders}
+        routed = [m for m in reads if m.variant or m.key == "cpu_stat"]  # the routes, and the baseline
+        orders["breakdown"] = measures.round_orders([m.key for m in routed], plan.rounds, plan.seed + 6)
         steps += [
+            ("equal work check", lambda: doc.__setitem__("equal_work", equal.run(bed, reads))),
             ("read (interleaved rounds)", lambda: doc.__setitem__(
                 "read", measures.read_costs(bed, reads, plan.n_c, plan.n_py, orders["read"]))),
+            ("per-syscall breakdown", lambda: doc.__setitem__(
+                "breakdown", measures.breakdown(bed, routed, plan.n_c // 4, orders["breakdown"]))),
             ("knobs (interleaved rounds)", lambda: doc.__setitem__(
                 "knobs", measures.read_costs(bed, knobs, plan.n_c, plan.n_py, orders["knobs"]))),
             ("under churn", lambda: doc.__setitem__(
@@ -125,6 +130,8 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
                 "mkdir_cost", measures.mkdir_cost(bed, plan.cost_n, 2, plan.seed + 4))),
             ("memory", lambda: doc.__setitem__("memory", measures.memory(bed, plan.mem_n))),
             ("usability", lambda: doc.__setitem__("usability", usability.as_json(usability.table(bed, reads)))),
+            ("scrape N cgroups", lambda: doc.__setitem__("scrape", (sc := scrape.run(bed, plan.quick, plan.seed + 5))
+                                                         | {"summary": render_scrape.summary(sc)})),
         ]
         bar.total = len(steps) + len(plan.populate) + 2
         for name, fn in steps:

@@ -1,0 +1,152 @@
+"""The scrape table (report/scrape.py's results) as a report section, and its JSON block (the same
+figures for results.json's scrape.summary). Pure: results in, text and dicts out.
+
+Every time cell is the median of the scrapes with its bootstrap 95 % interval and n (stats.estimate);
+every ratio is against cgroupfs cpu.stat x N of the same set in the same run, both sides resampled
+(stats.ratio_est); a route that did not run says why (the measurement's own reason).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bpffs_sync.measure.report import stats
+from bpffs_sync.measure.report.render import Section
+
+BASELINE = "cpu_stat"
+SIZES = (100, 1000, 10000)
+MS = 1e-6  # ns -> ms
+SEE_LEFT = "not measured (why: the CPU cell)"
+
+
+def set_name(s: dict[str, Any]) -> str:
+    return f"{s['n']} flat" if s["shape"] == "flat" else f"{s['n']}, chains of depth {s['depth']}"
+
+
+def _nm(entry: Any) -> str:
+    return f"not measured: {entry['not_measured']}" if isinstance(entry, dict) and "not_measured" in entry \
+        else "not measured: no result"
+
+
+def fmt_ms(e: stats.Est | None) -> str:
+    """'4.12 ms [3.98, 4.30] n=5'."""
+    if e is None:
+        return "not measured: no samples"
+    return f"{e.value:.3g} ms [{e.lo:.3g}, {e.hi:.3g}] n={e.n}"
+
+
+def _est(entry: Any, col: str) -> stats.Est | None:
+    return stats.estimate(entry[col], scale=MS) if stats.is_measured(entry) and entry.get(col) else None
+
+
+def _ratio(entry: Any, base: Any, col: str = "cpu_ns") -> stats.RatioEst | None:
+    if not (stats.is_measured(entry) and stats.is_measured(base) and entry.get(col) and base.get(col)):
+        return None
+    return stats.ratio_est(entry[col], base[col])
+
+
+def _values_cell(entry: dict[str, Any], n: int, key: str) -> str:
+    cell = f"{entry.get('count', 0)} of {n}"
+    if "same_as_files" in entry and key != "files":
+        cell += f"; equal to the files' value: {entry['same_as_files']} of {n}"
+    return cell
+
+
+def _per_cgroup(e: stats.Est | None, n: int) -> str:
+    return f"{e.value * 1000 / n:.2f} us" if e is not None else "not measured: no samples"
+
+
+def set_rows(s: dict[str, Any], labels: dict[str, str]) -> list[list[str]]:
+    """One row per route of one set."""
+    rows = []
+    routes, n = s["routes"], s["n"]
+    base = routes.get(BASELINE)
+    for key, entry in routes.items():
+        name = [set_name(s), labels.get(key, key)]
+        if not stats.is_measured(entry):
+            rows.append([*name, _nm(entry), *[SEE_LEFT] * 4])
+            continue
+        cpu = _est(entry, "cpu_ns")
+        ratio = (stats.fmt_ratio_est(_ratio(entry, base), "cpu.stat x N") if stats.is_measured(base)
+                 else f"no ratio: cpu.stat x N {_nm(base)}")
+        rows.append([*name, fmt_ms(cpu), fmt_ms(_est(entry, "wall_ns")), ratio, _per_cgroup(cpu, n),
+                     _values_cell(entry, n, key)])
+    return rows
+
+
+def _find(doc: dict[str, Any], shape: str, n: int) -> dict[str, Any] | None:
+    found: list[dict[str, Any]] = [s for s in doc["sets"] if s["shape"] == shape and s["n"] == n]
+    return found[0] if found else None
+
+
+def _growth_cell(doc: dict[str, Any], key: str, big: tuple[str, int], small: tuple[str, int]) -> str:
+    """CPU per scrape of `big` over `small` for one route, with its interval."""
+    b, a = _find(doc, *big), _find(doc, *small)
+    for s, (shape, n) in ((b, big), (a, small)):
+        if s is None:
+            return f"not measured: no {shape} set of {n} cgroups in this run"
+        if not stats.is_measured(s["routes"].get(key)):
+            return f"not measured at {n} ({shape}): why in the table above"
+    assert a is not None and b is not None
+    return stats.fmt_ratio_est(_ratio(b["routes"][key], a["routes"][key]), f"{small[1]} {small[0]}")
+
+
+GROWTH = (("N 100 -> 1000 (flat)", ("flat", 1000), ("flat", 100)),
+          ("N 1000 -> 10000 (flat)", ("flat", 10000), ("flat", 1000)),
+          ("flat -> depth 8 (N 1000)", ("depth", 1000), ("flat", 1000)))
+
+
+def growth_rows(doc: dict[str, Any], labels: dict[str, str]) -> list[list[str]]:
+    keys = list(doc["sets"][0]["routes"]) if doc["sets"] else []
+    return [[labels.get(k, k), *[_growth_cell(doc, k, big, small) for _, big, small in GROWTH]] for k in keys]
+
+
+HEADS = ["cgroups", "route", "CPU per scrape p50 [95% CI] n", "wall per scrape p50 [95% CI] n",
+         "CPU vs cpu.stat x N [95% CI]", "CPU per cgroup (p50 / N)", "values returned (count check)"]
+
+
+def section(doc: dict[str, Any]) -> Section:
+    title = "Scale: one scrape of every cgroup, as monitoring does it"
+    sc = doc.get("scrape")
+    if not stats.is_measured(sc) or not isinstance(sc, dict):
+        return Section(title, tables=[(["", "value"], [["scrape", _nm(sc) if isinstance(sc, dict) else
+                                                        "not measured: this results.json has no scrape"]])])
+    labels: dict[str, str] = sc["routes"]
+    rows = [r for s in sc["sets"] for r in set_rows(s, labels)]
+    return Section(title, text=[
+        "A scraper reads hist_oncpu's on-CPU time (cpu.stat: usage_usec) of every cgroup of a set, once per "
+        "scrape, from Python on this host (stock kernel). The sets: N cgroups side by side, and 1000 as chains "
+        f"of depth {sc['depth']}; each cgroup ran a task once, so the stats map has an entry for each. Every route "
+        "reads the same cgroups and must return one value for each (the count check; a route that fails it, or "
+        "cannot run, says why). CPU: this thread's CPU time (time.thread_time_ns: user + kernel, so the kernel's "
+        "work inside our syscalls counts). Each route's first scrape is an untimed warm-up; then "
+        f"{sc['scrapes']} timed scrapes per route, the routes in a seeded shuffled order per round (seed "
+        f"{sc['seed']}, the orders in results.json scrape.sets[].order). Baseline: cpu.stat x N of the same set, "
+        "same run. Text routes parse the same text the mirror's files print; binary routes (BPF_PROG_RUN, batch, "
+        "ring) unpack total_ns from the raw struct."],
+        tables=[(HEADS, rows),
+                (["route: CPU per scrape, growth [95% CI]", *[g[0] for g in GROWTH]], growth_rows(sc, labels))])
+
+
+def _est_json(e: stats.Est | None) -> dict[str, Any] | None:
+    return None if e is None else {"p50_ms": e.value, "lo": e.lo, "hi": e.hi, "n": e.n}
+
+
+def _ratio_json(r: stats.RatioEst | None) -> dict[str, Any] | None:
+    return None if r is None else {"x": r.value, "lo": r.lo, "hi": r.hi, "n": [r.n_num, r.n_den]}
+
+
+def summary(sc: dict[str, Any]) -> dict[str, Any]:
+    """The table's figures as JSON (results.json scrape.summary): per set and route the CPU and wall
+    medians with intervals, the ratio to cpu.stat x N, the count; or why it was not measured."""
+    out: dict[str, Any] = {}
+    for s in sc["sets"]:
+        base = s["routes"].get(BASELINE)
+        cells: dict[str, Any] = {}
+        for key, entry in s["routes"].items():
+            cells[key] = entry if not stats.is_measured(entry) else {
+                "cpu": _est_json(_est(entry, "cpu_ns")), "wall": _est_json(_est(entry, "wall_ns")),
+                "cpu_x_cpu_stat": _ratio_json(_ratio(entry, base)), "count": entry.get("count"),
+                "same_as_files": entry.get("same_as_files")}
+        out[f"{s['shape']}-{s['n']}"] = cells
+    return out
