@@ -162,6 +162,13 @@ def test_growth_table_ratios_between_sets() -> None:
     assert rows["N held fds"][1] == "not measured at 1000 (flat): why in the table above"
 
 
+def test_prepared_note_names_each_set_and_the_recharged() -> None:
+    doc = {**DOC["scrape"], "sets": [{**DOC["scrape"]["sets"][0], "recharged": 2}, DOC["scrape"]["sets"][2]]}
+    assert render_scrape.prepared(doc) == ("Making each set (mkdir, a task run in each cgroup, the mirror's pass; "
+                                           "not timed as a scrape): 100 flat: 1.0 s, 2 charged twice; 1000, chains "
+                                           "of depth 8: 1.0 s. The whole table took 3 s.")
+
+
 def test_section_without_scrape_results_says_so() -> None:
     sec = render_scrape.section({})
     assert _table(sec, 0) == [["scrape", "not measured: this results.json has no scrape"]]

@@ -123,9 +123,17 @@ def section(doc: dict[str, Any]) -> Section:
         f"{sc['scrapes']} timed scrapes per route, the routes in a seeded shuffled order per round (seed "
         f"{sc['seed']}, the orders in results.json scrape.sets[].order). Baseline: cpu.stat x N of the same set, "
         "same run. Text routes parse the same text the mirror's files print; binary routes (BPF_PROG_RUN, batch, "
-        "ring) unpack total_ns from the raw struct."],
+        "ring) unpack total_ns from the raw struct.", prepared(sc)],
         tables=[(HEADS, rows),
                 (["route: CPU per scrape, growth [95% CI]", *[g[0] for g in GROWTH]], growth_rows(sc, labels))])
+
+
+def prepared(sc: dict[str, Any]) -> str:
+    """What making each set took (not part of any scrape), and the cgroups charged a second time."""
+    parts = [f"{set_name(s)}: {s['prepare_s']:.1f} s" + (f", {s['recharged']} charged twice" if s.get("recharged")
+                                                          else "") for s in sc["sets"]]
+    return ("Making each set (mkdir, a task run in each cgroup, the mirror's pass; not timed as a scrape): "
+            + "; ".join(parts) + f". The whole table took {sc['duration_s']:.0f} s.")
 
 
 def _est_json(e: stats.Est | None) -> dict[str, Any] | None:
