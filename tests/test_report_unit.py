@@ -259,33 +259,54 @@ def test_interleaved_runs_rounds_in_order_and_merges() -> None:
 R = stats.RatioEst
 HI, TIE, LO = R(2.0, 1.8, 2.2, 10, 12), R(1.02, 0.97, 1.08, 10, 12), R(0.5, 0.45, 0.55, 10, 12)
 HI_S, TIE_S, LO_S = "2.00x [1.80, 2.20], n=10/12", "1.02x [0.97, 1.08], n=10/12", "0.50x [0.45, 0.55], n=10/12"
-READS_HEAD = ("Reads by programs (host, C p50): the mirror's stat file costs {c} a BPF_PROG_RUN call; the C loop "
-              "opens, reads and parses the file but takes BPF_PROG_RUN's raw struct as it is, so the work is not "
-              "the same; the Python loop, where both end in the same formatted numbers: {py}.")
+FULL_P = "full text (both give the program's whole text; the same bytes, checked): the file costs {} BPF_PROG_RUN, {}"
+RAW_P = "raw value (both give total_ns alone; the same number, checked): the file costs {} BPF_PROG_RUN, {}"
+READS_HEAD = "Reads by programs (host, C p50), the file against BPF_PROG_RUN at equal work: "
+DEARER, CHEAPER, NEITHER = "the file is the dearer", "the file is the cheaper", "neither is shown dearer"
 
 
-@pytest.mark.parametrize(("c", "py", "tail"), [
-    (HI, HI, " The file is the dearer read in both loops: for a program reading at a high rate, BPF_PROG_RUN is "
-             "the cheaper interface."),
-    (HI, TIE, " With equal work (Python) the file is not shown dearer: the C gap is the file's formatting and "
-              "parsing, not the interface."),
-    (HI, LO, " With equal work (Python) the file is the cheaper read: the C gap is the file's formatting and "
-             "parsing, not the interface."),
-    (HI, None, " The file is the dearer read in the C loop; whether that survives equal work is not measured."),
-    (TIE, HI, " In the C loop neither is shown dearer."),
-    (LO, None, " In the C loop the file is the cheaper read."),
+@pytest.mark.parametrize(("full", "raw", "equal", "want"), [
+    (HI, HI, (True, True),
+     READS_HEAD + FULL_P.format(HI_S, DEARER) + "; " + RAW_P.format(HI_S, DEARER) + ". In both variants the file is "
+     "the dearer read: for a program reading at a high rate, BPF_PROG_RUN is the cheaper interface at equal work."),
+    (LO, LO, (True, True),
+     READS_HEAD + FULL_P.format(LO_S, CHEAPER) + "; " + RAW_P.format(LO_S, CHEAPER) + ". In both variants the file is "
+     "the cheaper read at equal work."),
+    (TIE, TIE, (True, True),
+     READS_HEAD + FULL_P.format(TIE_S, NEITHER) + "; " + RAW_P.format(TIE_S, NEITHER) + ". In both variants neither "
+     "is shown dearer at equal work."),
+    (TIE, HI, (True, True),
+     READS_HEAD + FULL_P.format(TIE_S, NEITHER) + "; " + RAW_P.format(HI_S, DEARER) + ". The variants disagree: which "
+     "interface is cheaper depends on whether the reader wants the text or the number."),
+    (HI, None, (True, None),
+     READS_HEAD + FULL_P.format(HI_S, DEARER) + "; raw value (both give total_ns alone; the same number not "
+     "checked): not measured. In the full text variant (the only one quoted) the file is the dearer read: for a "
+     "program reading at a high rate, BPF_PROG_RUN is the cheaper interface at equal work."),
+    (HI, LO, (False, True),
+     READS_HEAD + "full text (both give the program's whole text; NOT the same bytes): not equal work, so no ratio "
+     "is quoted; " + RAW_P.format(LO_S, CHEAPER) + ". In the raw value variant (the only one quoted) the file is the "
+     "cheaper read at equal work."),
+    (HI, HI, (False, False),
+     READS_HEAD + "full text (both give the program's whole text; NOT the same bytes): not equal work, so no ratio "
+     "is quoted; raw value (both give total_ns alone; NOT the same number): not equal work, so no ratio is quoted. "
+     "No variant gives an equal-work ratio in this run."),
+    (HI, HI, (None, None),
+     READS_HEAD + FULL_P.format(HI_S, DEARER).replace("the same bytes, checked", "the same bytes not checked")
+     + "; " + RAW_P.format(HI_S, DEARER).replace("the same number, checked", "the same number not checked")
+     + ". In both variants the file is the dearer read: for a program reading at a high rate, BPF_PROG_RUN is the "
+     "cheaper interface at equal work."),
 ])
-def test_reads_sentence(c: stats.RatioEst, py: stats.RatioEst | None, tail: str) -> None:
-    """Each (C side, Python side) gives its sentence; the intervals and n are printed."""
-    names = {id(HI): HI_S, id(TIE): TIE_S, id(LO): LO_S}
-    head = READS_HEAD.format(c=names[id(c)], py=names[id(py)] + "" if py is not None else "not measured")
-    assert verdict.reads_sentence(c, py) == head + tail
+def test_reads_sentence(full: stats.RatioEst, raw: stats.RatioEst | None, equal: tuple[bool | None, bool | None],
+                        want: str) -> None:
+    """Each variant's ratio (the file against BPF_PROG_RUN doing the same work) and its equal-work check
+    give the sentence; a variant whose outputs differed is never quoted; the intervals and n are printed."""
+    assert verdict.reads_sentence(full, raw, equal) == want
 
 
 def test_reads_sentence_not_measured() -> None:
-    """No C ratio: it says what is missing, no default."""
-    assert verdict.reads_sentence(None, HI) == \
-        "Reads by programs: not measured: the C loop of the mirror's stat file or of BPF_PROG_RUN."
+    """No ratio in either variant: it says what is missing, no default."""
+    assert verdict.reads_sentence(None, None) == \
+        "Reads by programs: not measured: the C loop of the file or of BPF_PROG_RUN, in either variant."
 
 
 KNOB_TAIL = (" Writing a knob through Approach 1's or 2's file: not measured: neither series has a write mode. The "
@@ -347,23 +368,25 @@ def test_mkdir_sentence(mirror: verdict.Readable | None, kernel: dict[str, verdi
 
 
 @pytest.mark.parametrize(("args", "want"), [
-    ((stats.Est(1.62, 1.6, 1.64, 20000), [], RD(3, 0, 0), "no: `cat` fails", "no: EACCES"),
-     "For programs: no read measured is shown cheaper than its C p50 1.62 [1.60, 1.64] n=20000; it answered for "
-     "a new cgroup after 0 of 3 mkdirs (found=0 for an empty new cgroup, the answer any unknown id gets); `cat` "
-     "of the pin: fails; uid 65534: fails (checks above)."),
-    ((stats.Est(1.62, 1.6, 1.64, 20000), ["map_lookup 1.50 us [1.49, 1.51] n=20000"], RD(100, 100, 100),
-      "yes: reads", "yes: reads"),
-     "For programs: its C p50 1.62 [1.60, 1.64] n=20000; shown cheaper: map_lookup 1.50 us [1.49, 1.51] "
-     "n=20000; it answered for a new cgroup after 100 of 100 mkdirs; `cat` of the pin: works; uid 65534: reads "
-     "(checks above)."),
-    ((None, [], None, "not measured", "not measured"),
+    ((stats.Est(1.62, 1.6, 1.64, 20000), stats.Est(16.2, 16.0, 16.4, 20000), [], RD(3, 0, 0), "no: `cat` fails",
+      "no: EACCES"),
+     "For programs: its C p50: raw value 1.62 [1.60, 1.64] n=20000, full text 16.2 us [16.0, 16.4] n=20000; no read "
+     "measured is shown cheaper than its raw value; it answered for a new cgroup after 0 of 3 mkdirs (found=0 for an "
+     "empty new cgroup, the answer any unknown id gets); `cat` of the pin: fails; uid 65534: fails (checks above)."),
+    ((stats.Est(1.62, 1.6, 1.64, 20000), None, ["map_lookup (raw value) 1.50 us [1.49, 1.51] n=20000"],
+      RD(100, 100, 100), "yes: reads", "yes: reads"),
+     "For programs: its C p50: raw value 1.62 [1.60, 1.64] n=20000, full text not measured; shown cheaper than its "
+     "raw value: map_lookup (raw value) 1.50 us [1.49, 1.51] n=20000; it answered for a new cgroup after 100 of 100 "
+     "mkdirs; `cat` of the pin: works; uid 65534: reads (checks above)."),
+    ((None, None, [], None, "not measured", "not measured"),
      "For programs: its read cost: not measured; whether it answers for a new cgroup: not measured; `cat` of the "
      "pin: fails; uid 65534: fails (checks above)."),
 ])
 def test_prog_sentence(args: tuple[Any, ...], want: str) -> None:
-    """BPF_PROG_RUN's fit: cheapest or not, answers at mkdir or not (found=0 is not an answer), the checks:
-    args are (its C p50, reads shown cheaper, mkdir -> readable, cat cell, uid 65534 cell)."""
-    assert verdict.prog_sentence(*args) == want.replace("1.62 [", "1.62 us [")
+    """BPF_PROG_RUN's fit: its cost in both variants, cheapest or not, answers at mkdir or not (found=0 is
+    not an answer), the checks: args are (its raw C p50, its full-text C p50, reads shown cheaper than the
+    raw one, mkdir -> readable, cat cell, uid 65534 cell)."""
+    assert verdict.prog_sentence(*args[:4], cat=args[4], unpriv=args[5]) == want.replace("1.62 [", "1.62 us [")
 
 
 @pytest.mark.parametrize(("rows", "want"), [

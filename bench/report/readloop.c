@@ -3,9 +3,15 @@
  * readloop: the C loop of `bpffs-sync report`. One mechanism per run, N timed operations.
  *
  *   readloop file      N PATH KEY           open + read(32 KiB) + close + parse the number after KEY
+ *                                           (KEY "": the number the file starts with)
+ *   readloop text      N PATH               open + read(32 KiB) + close: the file's text, not parsed
  *   readloop map       N MAP_PIN HIER CGID  bpf_map_lookup_elem of struct cg_key -> raw hist_value
- *   readloop progrun   N PROG_PIN HIER CGID bpf_prog_test_run_opts of a pinned SYSCALL program
- *   readloop iter      N PROG_PIN CGDIR KEY cgroup iterator made per read (link + iter fd), read, close
+ *   readloop maptext   N MAP_PIN HIER CGID  the same lookup, then the full text formatted here (snprintf,
+ *                                           hist_oncpu's reader's layout: the bytes of the mirror's file)
+ *   readloop progrun   N PROG_PIN HIER CGID bpf_prog_test_run_opts of stat_by_id: the raw struct out
+ *   readloop progtext  N PROG_PIN HIER CGID bpf_prog_test_run_opts of stat_text: the full text out
+ *   readloop iter      N PROG_PIN CGDIR [KEY] cgroup iterator made per read (link + iter fd), read, close
+ *                                           (+ parse the number after KEY when given)
  *   readloop netlink   N CGDIR              taskstats CGROUPSTATS_CMD_GET (genetlink), cgroup-v1 only
  *   readloop xattr_get N CGDIR NAME         getxattr of a cgroupfs user.* xattr
  *   readloop xattr_set N CGDIR NAME         setxattr of a cgroupfs user.* xattr
@@ -17,8 +23,18 @@
  *                                           mkdirs overlapped a given window (the guest's stall measure)
  *
  * Output (stdout): "value <v>" (what the last operation read: the stat, so the runner can check
- * every mechanism saw the same cgroup), then N lines of nanoseconds, one per operation.
+ * every mechanism saw the same cgroup; for text, maptext, progtext and iter without KEY, total_ns
+ * parsed from the text after the loop, untimed), then N lines of nanoseconds, one per operation.
  * Exit 1 with one line on stderr when an operation fails.
+ *
+ * Environment:
+ *   READLOOP_OUT=FILE   write what the last operation produced to FILE: the text (text, maptext,
+ *                       progtext, iter without KEY) or "<value>\n" (every other mode): the report's
+ *                       equal-work check compares these bytes across routes
+ *   READLOOP_PHASES=1   the per-syscall breakdown: each line is "<total> <open> <read> <close> <bpf>",
+ *                       ns in each kind of syscall of that operation (clock_gettime around each call;
+ *                       bpf: every bpf(2) call, e.g. link create + iterator create); the rest of the
+ *                       total is user space (parse, format) and the clock reads themselves
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +58,8 @@
 #define MAX_SLOTS 27
 #define WARMUP 50
 #define BUF_SIZE 32768
+#define TEXT_MAX 4096	/* stat_by_id.bpf.c's */
+#define HIST_BAR_WIDTH 40
 
 struct cg_key {
 	uint32_t hierarchy_id;
@@ -62,6 +80,13 @@ struct stat_args {
 	struct hist_value value;
 };
 
+struct text_args {
+	struct cg_key key;
+	uint32_t found;
+	uint32_t len;
+	char text[TEXT_MAX];
+};
+
 static char buf[BUF_SIZE];
 
 static uint64_t now_ns(void)
@@ -71,6 +96,20 @@ static uint64_t now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
+
+/* The per-syscall breakdown (READLOOP_PHASES): ns spent in each kind of call of one operation. */
+enum { PH_OPEN, PH_READ, PH_CLOSE, PH_BPF, N_PH };
+static int phases;
+static uint64_t ph[N_PH];
+
+#define PH(i, expr)							\
+	({								\
+		uint64_t __t = phases ? now_ns() : 0;			\
+		__typeof__(expr) __r = (expr);				\
+		if (phases)						\
+			ph[i] += now_ns() - __t;			\
+		__r;							\
+	})
 
 static void die(const char *what, int err)
 {
@@ -92,7 +131,7 @@ static uint64_t parse_key(const char *text, const char *key)
 
 static ssize_t read_fd_all(int fd)
 {
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	ssize_t n = PH(PH_READ, read(fd, buf, sizeof(buf) - 1));
 
 	if (n >= 0)
 		buf[n] = 0;
@@ -107,27 +146,97 @@ struct ctx {
 	uint16_t family;
 	struct cg_key cgkey;
 	uint64_t counter;
+	const char *out;	/* what the last operation produced, for a text mode */
+	size_t out_len;
 };
 
 static uint64_t op_file(struct ctx *c)
 {
-	int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+	int fd = PH(PH_OPEN, open(c->path, O_RDONLY | O_CLOEXEC));
 
 	if (fd < 0)
 		die(c->path, errno);
 	if (read_fd_all(fd) < 0)
 		die("read", errno);
-	close(fd);
+	PH(PH_CLOSE, close(fd));
 	return parse_key(buf, c->key);
+}
+
+/* The full text: open + read + close, nothing parsed (the value is parsed after the loop). */
+static uint64_t op_text(struct ctx *c)
+{
+	int fd = PH(PH_OPEN, open(c->path, O_RDONLY | O_CLOEXEC));
+	ssize_t n;
+
+	if (fd < 0)
+		die(c->path, errno);
+	n = read_fd_all(fd);
+	if (n < 0)
+		die("read", errno);
+	PH(PH_CLOSE, close(fd));
+	c->out = buf, c->out_len = n;
+	return 0;
 }
 
 static uint64_t op_map(struct ctx *c)
 {
 	struct hist_value v;
 
-	if (bpf_map_lookup_elem(c->fd, &c->cgkey, &v))
+	if (PH(PH_BPF, bpf_map_lookup_elem(c->fd, &c->cgkey, &v)))
 		return errno == ENOENT ? 0 : (die("bpf_map_lookup_elem", errno), 0);
 	return v.total_ns;
+}
+
+/* hist_oncpu's reader's text (stat_common.bpf.h print_log2_hist), formatted here into buf. */
+static size_t format_text(char *out, size_t size, uint64_t cgid, const struct hist_value *v)
+{
+	static const char stars[] = "****************************************";
+	static const char spaces[] = "                                        ";
+	uint64_t max = 0, low, high, val, bar;
+	size_t n;
+	int i, idx_max = -1;
+
+	n = snprintf(out, size, "cgroup_id: %llu\ntotal_ns: %llu\nslices: %llu\n", (unsigned long long)cgid,
+		     (unsigned long long)(v ? v->total_ns : 0), (unsigned long long)(v ? v->count : 0));
+	if (!v)
+		return n;
+	for (i = 0; i < MAX_SLOTS; i++) {
+		if (v->slots[i])
+			idx_max = i;
+		if (v->slots[i] > max)
+			max = v->slots[i];
+	}
+	if (idx_max < 0)
+		return n;
+	n += snprintf(out + n, size - n, "     usecs               : count    distribution\n");
+	for (i = 0; i <= idx_max && n < size; i++) {
+		val = v->slots[i];
+		low = (1ULL << (i + 1)) >> 1;
+		high = (1ULL << (i + 1)) - 1;
+		if (low == high)
+			low -= 1;
+		bar = val * HIST_BAR_WIDTH / max;
+		if (bar > HIST_BAR_WIDTH)
+			bar = HIST_BAR_WIDTH;
+		n += snprintf(out + n, size - n, "%10llu -> %-10llu : %-8llu |%s%s|\n", (unsigned long long)low,
+			      (unsigned long long)high, (unsigned long long)val, &stars[HIST_BAR_WIDTH - bar],
+			      &spaces[bar]);
+	}
+	return n < size ? n : size - 1;
+}
+
+static uint64_t op_maptext(struct ctx *c)
+{
+	struct hist_value v;
+	int absent = 0;
+
+	if (PH(PH_BPF, bpf_map_lookup_elem(c->fd, &c->cgkey, &v))) {
+		if (errno != ENOENT)
+			die("bpf_map_lookup_elem", errno);
+		absent = 1;
+	}
+	c->out = buf, c->out_len = format_text(buf, sizeof(buf), c->cgkey.cgroup_id, absent ? NULL : &v);
+	return 0;
 }
 
 static uint64_t op_progrun(struct ctx *c)
@@ -135,9 +244,24 @@ static uint64_t op_progrun(struct ctx *c)
 	struct stat_args args = { .key = c->cgkey };
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof(args));
 
-	if (bpf_prog_test_run_opts(c->fd, &opts))
+	if (PH(PH_BPF, bpf_prog_test_run_opts(c->fd, &opts)))
 		die("bpf_prog_test_run_opts", errno);
 	return args.found ? args.value.total_ns : 0;
+}
+
+static struct text_args text_args;
+
+static uint64_t op_progtext(struct ctx *c)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &text_args, .ctx_size_in = sizeof(text_args));
+
+	text_args.key = c->cgkey;
+	if (PH(PH_BPF, bpf_prog_test_run_opts(c->fd, &opts)))
+		die("bpf_prog_test_run_opts", errno);
+	if (text_args.len >= TEXT_MAX)
+		die("stat_text: len", E2BIG);
+	c->out = text_args.text, c->out_len = text_args.len;
+	return 0;
 }
 
 static uint64_t op_iter(struct ctx *c)
@@ -145,17 +269,23 @@ static uint64_t op_iter(struct ctx *c)
 	union bpf_iter_link_info info = { .cgroup = { .order = BPF_CGROUP_ITER_SELF_ONLY, .cgroup_fd = c->cg_fd } };
 	LIBBPF_OPTS(bpf_link_create_opts, opts, .iter_info = &info, .iter_info_len = sizeof(info));
 	int link, it;
+	ssize_t n;
 
-	link = bpf_link_create(c->fd, 0, BPF_TRACE_ITER, &opts);
+	link = PH(PH_BPF, bpf_link_create(c->fd, 0, BPF_TRACE_ITER, &opts));
 	if (link < 0)
 		die("bpf_link_create", errno);
-	it = bpf_iter_create(link);
+	it = PH(PH_BPF, bpf_iter_create(link));
 	if (it < 0)
 		die("bpf_iter_create", errno);
-	if (read_fd_all(it) < 0)
+	n = read_fd_all(it);
+	if (n < 0)
 		die("read iter", errno);
-	close(it);
-	close(link);
+	PH(PH_CLOSE, close(it));
+	PH(PH_CLOSE, close(link));
+	if (!c->key) {
+		c->out = buf, c->out_len = n;
+		return 0;
+	}
 	return parse_key(buf, c->key);
 }
 
@@ -299,6 +429,21 @@ static int mkdirlat(long max, const char *dir, const char *stop, int with_start)
 	return 0;
 }
 
+/* READLOOP_OUT: what the last operation produced (a text mode's bytes, else "<value>\n"). */
+static void write_out(const char *path, const struct ctx *c, uint64_t value)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (!f)
+		die(path, errno);
+	if (c->out)
+		fwrite(c->out, 1, c->out_len, f);
+	else
+		fprintf(f, "%llu\n", (unsigned long long)value);
+	if (fclose(f))
+		die(path, errno);
+}
+
 static int pinned(const char *path)
 {
 	int fd = bpf_obj_get(path);
@@ -337,13 +482,17 @@ int main(int argc, char **argv)
 		return mkdirlat(n, argv[3], argv[4], !strcmp(mode, "mkdirts"));
 	if (!strcmp(mode, "file") && argc == 5) {
 		c.path = argv[3], c.key = argv[4], op = op_file;
-	} else if ((!strcmp(mode, "map") || !strcmp(mode, "progrun") || !strcmp(mode, "mapupdate")) && argc == 6) {
+	} else if (!strcmp(mode, "text") && argc == 4) {
+		c.path = argv[3], op = op_text;
+	} else if ((!strcmp(mode, "map") || !strcmp(mode, "maptext") || !strcmp(mode, "progrun") ||
+		    !strcmp(mode, "progtext") || !strcmp(mode, "mapupdate")) && argc == 6) {
 		c.fd = pinned(argv[3]);
 		c.cgkey.hierarchy_id = strtoul(argv[4], NULL, 10);
 		c.cgkey.cgroup_id = strtoull(argv[5], NULL, 10);
-		op = !strcmp(mode, "map") ? op_map : !strcmp(mode, "progrun") ? op_progrun : op_mapupdate;
-	} else if (!strcmp(mode, "iter") && argc == 6) {
-		c.fd = pinned(argv[3]), c.cg_fd = open_dir(argv[4]), c.key = argv[5], op = op_iter;
+		op = !strcmp(mode, "map") ? op_map : !strcmp(mode, "maptext") ? op_maptext :
+		     !strcmp(mode, "progrun") ? op_progrun : !strcmp(mode, "progtext") ? op_progtext : op_mapupdate;
+	} else if (!strcmp(mode, "iter") && (argc == 5 || argc == 6)) {
+		c.fd = pinned(argv[3]), c.cg_fd = open_dir(argv[4]), c.key = argc == 6 ? argv[5] : NULL, op = op_iter;
 	} else if (!strcmp(mode, "netlink") && argc == 4) {
 		struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
 
@@ -360,18 +509,38 @@ int main(int argc, char **argv)
 		fprintf(stderr, "readloop: bad mode or arguments: %s\n", mode);
 		return 2;
 	}
-	samples = calloc(n > 0 ? n : 1, sizeof(*samples));
+	phases = getenv("READLOOP_PHASES") && !strcmp(getenv("READLOOP_PHASES"), "1");
+	samples = calloc(n > 0 ? n * (1 + N_PH) : 1, sizeof(*samples));
 	if (!samples)
 		die("calloc", ENOMEM);
 	for (i = 0; i < WARMUP; i++)
 		value = op(&c);
 	for (i = 0; i < n; i++) {
+		memset(ph, 0, sizeof(ph));
 		t0 = now_ns();
 		value = op(&c);
-		samples[i] = now_ns() - t0;
+		samples[i * (1 + N_PH)] = now_ns() - t0;
+		memcpy(&samples[i * (1 + N_PH) + 1], ph, sizeof(ph));
 	}
+	if (c.out) {	/* a text mode: the number is the text's total_ns, read here, untimed */
+		char *text = strndup(c.out, c.out_len);
+
+		if (!text)
+			die("strndup", ENOMEM);
+		value = parse_key(text, "total_ns");
+		free(text);
+	}
+	if (getenv("READLOOP_OUT"))
+		write_out(getenv("READLOOP_OUT"), &c, value);
 	printf("value %llu\n", (unsigned long long)value);
-	for (i = 0; i < n; i++)
-		printf("%llu\n", (unsigned long long)samples[i]);
+	for (i = 0; i < n; i++) {
+		uint64_t *s = &samples[i * (1 + N_PH)];
+
+		if (phases)
+			printf("%llu %llu %llu %llu %llu\n", (unsigned long long)s[0], (unsigned long long)s[1],
+			       (unsigned long long)s[2], (unsigned long long)s[3], (unsigned long long)s[4]);
+		else
+			printf("%llu\n", (unsigned long long)s[0]);
+	}
 	return 0;
 }

@@ -6,7 +6,9 @@
   Reconciler pass);
 - the reader program pinned too (for a cgroup iterator made per read, without a pinned link);
 - bench/report/bpf/stat_by_id.bpf.o loaded against the *same* pinned stats map: the SYSCALL
-  program pinned for BPF_PROG_RUN, and a pinned knob map;
+  programs pinned for BPF_PROG_RUN (stat_by_id: the raw struct; stat_text: the full text), a
+  pinned knob map, and total_only (an iterator reader printing total_ns alone), pinned as a
+  program and as a SELF_ONLY iterator of `busy` (the "raw value" file);
 - when cgroup v1 cpu / cpuacct / memory hierarchies are mounted, a private cgroup in each, for the
   native v1 files and for taskstats' CGROUPSTATS (which only accepts cgroup-v1 directories);
 - a sleeping task in all of them, and a short CPU burn, so every stat has something to show.
@@ -25,6 +27,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from bpffs_sync import libbpf
+from bpffs_sync.libbpf import BpfProgram
 from bpffs_sync.loader import LoadedStat
 from bpffs_sync.measure import ffi
 from bpffs_sync.measure.report.compiled import Tools
@@ -50,11 +53,16 @@ class Bed:
     map_pin: str  # hist_oncpu's stats map (struct cg_key -> struct hist_value)
     reader_pin: str  # hist_oncpu's reader program (SEC iter/cgroup)
     progrun_pin: str  # stat_by_id (SEC syscall)
+    text_pin: str  # stat_text (SEC syscall): the full text into the context
+    total_file: str  # total_only's pinned iterator of target: "<total_ns>\n"
+    total_reader_pin: str  # total_only (SEC iter/cgroup), for an iterator made per read
     knob_pin: str  # knobs map (struct cg_key -> u64)
     loaded: LoadedStat
     map_fd: int
     knob_fd: int
     prog_fd: int
+    text_fd: int
+    total_reader: BpfProgram
     v1: dict[str, str] = field(default_factory=dict)  # controller -> private v1 cgroup
 
 
@@ -86,11 +94,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(10)
 
 
-def pin_iterator(loaded: LoadedStat, cgroup_dir: str, pin: str) -> None:
-    """Pin a SELF_ONLY iterator of the stat's reader for cgroup_dir at pin (what the mirror pins)."""
+def pin_iterator(reader: BpfProgram, cgroup_dir: str, pin: str) -> None:
+    """Pin a SELF_ONLY iterator of a reader program for cgroup_dir at pin (what the mirror pins)."""
     fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with ffi.attach_cgroup_iter(loaded.reader, fd, cgroup_dir) as link:
+        with ffi.attach_cgroup_iter(reader, fd, cgroup_dir) as link:
             link.pin(pin)
     finally:
         os.close(fd)
@@ -138,6 +146,15 @@ def open_bed(tools: Tools, burn_seconds: float = 0.3) -> Iterator[Bed]:
         progrun_pin = os.path.join(private, "stat_by_id")
         prog_fd = obj.program("stat_by_id").fd()
         libbpf.obj_pin(prog_fd, progrun_pin)
+        text_pin = os.path.join(private, "stat_text")
+        text_fd = obj.program("stat_text").fd()
+        libbpf.obj_pin(text_fd, text_pin)
+        total_reader = obj.program("total_only")
+        total_reader_pin = os.path.join(private, "total_only_reader")
+        libbpf.obj_pin(total_reader.fd(), total_reader_pin)
+        total_file = os.path.join(private, "busy_total_ns")
+        pin_iterator(total_reader, target, total_file)
+        stack.callback(os.unlink, total_file)  # before the cgroup goes: a pin keeps it alive
 
         members = [target, *v1.values()]
         stack.callback(_stop, _sleeper(members))
@@ -145,5 +162,6 @@ def open_bed(tools: Tools, burn_seconds: float = 0.3) -> Iterator[Bed]:
         burn(members, burn_seconds)
         yield Bed(layout=layout, tools=tools, target=target, target_id=os.stat(target).st_ino,
                   mirror_file=layout.mirror_path(("busy", STAT)), map_pin=map_pin, reader_pin=reader_pin,
-                  progrun_pin=progrun_pin, knob_pin=knob_pin, loaded=loaded, map_fd=loaded.map_fd,
-                  knob_fd=obj.map_fd("knobs"), prog_fd=prog_fd, v1=v1)
+                  progrun_pin=progrun_pin, text_pin=text_pin, total_file=total_file,
+                  total_reader_pin=total_reader_pin, knob_pin=knob_pin, loaded=loaded, map_fd=loaded.map_fd,
+                  knob_fd=obj.map_fd("knobs"), prog_fd=prog_fd, text_fd=text_fd, total_reader=total_reader, v1=v1)

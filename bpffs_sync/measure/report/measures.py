@@ -3,6 +3,7 @@ against a baseline measured in the same call.
 
 read_costs      per mechanism: N timed operations from the C loop and from a Python loop, in rounds
                 whose mechanism order is a seeded shuffle (interleaved(); the seed is in results.json)
+breakdown       the C loop again with a clock around each syscall: open / read / close / bpf(2) / rest
 under_churn     the C loop again while another process mkdirs/rmdirs cgroups nonstop (cgroup_mutex)
 mkdir_readable  mkdir -> first successful read of a new cgroup of its own, per mechanism that can
                 name it, mechanisms in a seeded shuffled order per round
@@ -33,7 +34,7 @@ from bpffs_sync.measure.harness import make_tree, remove_tree, slab_bytes, tree_
 from bpffs_sync.measure.report import stats
 from bpffs_sync.measure.report.bed import XATTR, Bed
 from bpffs_sync.measure.report.compiled import REPO
-from bpffs_sync.measure.report.mechanisms import Mechanism, prog_found
+from bpffs_sync.measure.report.mechanisms import Mechanism, Output, prog_found, value_of
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
@@ -45,26 +46,55 @@ PY_WARMUP = 20
 # --- loops ---------------------------------------------------------------------------------------
 
 
-def c_loop(readloop: str, args: list[str], n: int) -> tuple[int, list[int]]:
-    """Run the C loop: (value read, per-operation ns)."""
-    proc = subprocess.run([readloop, args[0], str(n), *args[1:]], capture_output=True, text=True, check=False)
+def _readloop(readloop: str, args: list[str], n: int, env: dict[str, str] | None = None) -> list[str]:
+    """readloop's stdout lines: "value V", then one line per operation."""
+    proc = subprocess.run([readloop, args[0], str(n), *args[1:]], capture_output=True, text=True, check=False,
+                          env={**os.environ, **env} if env else None)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"readloop {args[0]} exited {proc.returncode}")
-    lines = proc.stdout.split()
-    return int(lines[1]), [int(x) for x in lines[2:]]
+    return proc.stdout.splitlines()
 
 
-def py_loop(op: Callable[[], int], n: int) -> tuple[int, list[int]]:
-    value = 0
+def c_loop(readloop: str, args: list[str], n: int) -> tuple[int, list[int]]:
+    """Run the C loop: (value read, per-operation ns)."""
+    lines = _readloop(readloop, args, n)
+    return int(lines[0].split()[1]), [int(x) for x in lines[1:]]
+
+
+PHASES = ("open", "read", "close", "bpf")  # readloop's READLOOP_PHASES columns after the total
+
+
+def c_phases(readloop: str, args: list[str], n: int) -> tuple[int, dict[str, list[int]]]:
+    """The C loop with a clock around each syscall (READLOOP_PHASES=1): (value, {"total", each of
+    PHASES, "rest": the total less the syscalls (user-space work and the clock reads)} -> ns per op)."""
+    lines = _readloop(readloop, args, n, {"READLOOP_PHASES": "1"})
+    rows = [[int(x) for x in line.split()] for line in lines[1:]]
+    out: dict[str, list[int]] = {"total": [r[0] for r in rows]}
+    for i, name in enumerate(PHASES, 1):
+        out[name] = [r[i] for r in rows]
+    out["rest"] = [r[0] - sum(r[1:]) for r in rows]
+    return int(lines[0].split()[1]), out
+
+
+def c_output(readloop: str, args: list[str], path: str) -> tuple[int, bytes]:
+    """What one operation of the C loop produced (READLOOP_OUT): (value, bytes)."""
+    lines = _readloop(readloop, args, 1, {"READLOOP_OUT": path})
+    with open(path, "rb") as f:
+        return int(lines[0].split()[1]), f.read()
+
+
+def py_loop(op: Callable[[], Output], n: int) -> tuple[int, list[int]]:
+    """n timed operations (after PY_WARMUP): (the number the last one produced, per-operation ns)."""
+    out: Output = 0
     for _ in range(PY_WARMUP):
-        value = op()
+        out = op()
     samples = []
     clock = time.perf_counter_ns
     for _ in range(n):
         t0 = clock()
-        value = op()
+        out = op()
         samples.append(clock() - t0)
-    return value, samples
+    return value_of(out), samples
 
 
 def series(value: int, samples: list[int]) -> dict[str, Any]:
@@ -139,6 +169,24 @@ def read_costs(bed: Bed, mechs: list[Mechanism], n_c: int, n_py: int, orders: li
     """read_cost of every mechanism, rounds interleaved in the given orders (n_py split like n_c)."""
     ratio = n_py / n_c
     return interleaved(mechs, orders, lambda m, k: read_cost(bed, m, k, round(k * ratio)), n_c)
+
+
+def breakdown(bed: Bed, mechs: list[Mechanism], n: int, orders: list[list[str]]) -> dict[str, Any]:
+    """The per-syscall breakdown of each mechanism's C loop (its own run: the clocks around each call
+    add to the total, so the read table's totals come from the loop without them), rounds interleaved
+    in the given orders: {key: {"total" | each of PHASES | "rest": series}}."""
+
+    def one(m: Mechanism, k: int) -> dict[str, Any]:
+        cloop = m.cloop
+        if cloop is None:
+            return stats.not_measured(m.missing)
+        try:
+            value, cols = c_phases(bed.tools.readloop, cloop, k)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            return stats.not_measured(f"failed here: {err}")
+        return {name: series(value, samples) for name, samples in cols.items()}
+
+    return interleaved(mechs, orders, one, n)
 
 
 @contextlib.contextmanager

@@ -1,16 +1,30 @@
 """The mechanisms compared, each real code reading the same stat of the same cgroup (bed.Bed).
 
-A Mechanism has a Python operation (what a Python user writes: one read, parsed or formatted
-into the same numbers) and the C loop's arguments (bench/report/readloop.c). Each operation
-returns the number it read, so the runner can show that every mechanism saw the same cgroup.
+A Mechanism has a Python operation (what a Python user writes) and the C loop's arguments
+(bench/report/readloop.c). hist_oncpu's reads come in two declared variants of equal work, so no
+route is timed doing more than another (the runner checks the outputs are equal: equal.py):
+  "full text"  every route ends with the program's full text (cgroup_id, total_ns, slices, the
+               log2 histogram: the bytes of the mirror's file) in a user-space buffer, unparsed;
+  "raw value"  every route ends with total_ns as a number.
+An operation returns what it produced (the text's bytes, or the number); the loops report the
+number (total_ns, parsed from a text after the timed loop), so every row shows the same cgroup.
 
-Reads of on-CPU time (hist_oncpu's figures unless said otherwise):
-  mirror_iter    the user-space mirror's pinned cgroup iterator: open + read + parse the file
-  prog_run       a pinned BPF_PROG_TYPE_SYSCALL program, BPF_PROG_RUN with the cgroup id in,
-                 the raw struct out, formatted in user space (C: raw only)
-  map_lookup     the pinned stats map read by cgroup id, formatted in user space (C: raw only)
+Full text (variant FULL):
+  mirror_iter    the user-space mirror's pinned cgroup iterator file: open + read + close
   iter_per_read  a cgroup iterator made per read (link + iterator fd) from the pinned reader
-                 program, without a pinned link
+                 program, without a pinned link: link, iterator, read, close
+  prog_run_text  a pinned BPF_PROG_TYPE_SYSCALL program (stat_text) writing the text into its
+                 context: one BPF_PROG_RUN
+  map_text       the pinned stats map read by cgroup id, the text formatted in user space (C:
+                 snprintf in readloop.c; Python: histogram.format_stat)
+Raw value (variant RAW):
+  total_file     a pinned iterator file whose program prints total_ns alone: open + read + close
+                 + the number parsed
+  iter_total_per_read  that program's iterator made per read
+  prog_run       a pinned BPF_PROG_TYPE_SYSCALL program (stat_by_id), BPF_PROG_RUN with the
+                 cgroup id in, the raw struct out: total_ns taken from it
+  map_lookup     the pinned stats map read by cgroup id: total_ns taken from the raw struct
+Other figures (no variant: the kernel's own files, baselines and context):
   cpu_stat       cgroupfs v2 cpu.stat, parsed for usage_usec (the kernel's own on-CPU time)
   cpuacct_usage  cgroup-v1 cpuacct.usage (the same figure on a v1 hierarchy)
   memory_stat    cgroup-v1 memory.stat, parsed whole (what Borglet parses, per the RFC)
@@ -32,14 +46,21 @@ from pyroute2.netlink import NLM_F_REQUEST, genlmsg  # type: ignore[import-untyp
 from pyroute2.netlink.generic import GenericNetlinkSocket  # type: ignore[import-untyped]
 
 from bpffs_sync.histogram import StatFile, format_stat, parse_stat
+from bpffs_sync.libbpf import BpfProgram
 from bpffs_sync.loader import cg_key
 from bpffs_sync.measure import ffi
 from bpffs_sync.measure.report.bed import XATTR, Bed
 
 MAX_SLOTS = 27
 _HIST = struct.Struct(f"=QQ{MAX_SLOTS}Q")  # struct hist_value
-_ARGS = struct.Struct("=IIQII")  # struct stat_args up to value
+_ARGS = struct.Struct("=IIQII")  # struct stat_args up to value; struct text_args up to text
+TEXT_MAX = 4096  # stat_by_id.bpf.c's
 CGROUPSTATS_CMD_GET = 4
+
+
+FULL, RAW = "full text", "raw value"
+VARIANTS = (FULL, RAW)
+Output = int | bytes  # what an operation produced: a number, or a text's bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,21 +69,30 @@ class Mechanism:
     label: str
     kind: str  # "read" or "knob"
     what: str  # the figure it reads, in words
-    python: Callable[[], int] | None  # None: no Python loop (the reason is in `missing`)
+    python: Callable[[], Output] | None  # None: no Python loop (the reason is in `missing`)
     cloop: list[str] | None  # readloop MODE ARGS (N goes after MODE)
     missing: str = ""  # why this mechanism cannot run here (then python and cloop are None)
+    variant: str = ""  # FULL or RAW for hist_oncpu's routes, "" for another figure
 
 
-def _format_raw(raw: bytes) -> int:
-    total, count, *slots = _HIST.unpack(raw)
-    format_stat(StatFile({"cgroup_id": 0, "total_ns": total, "slices": count}, "usecs", list(slots)))
-    return int(total)
+def value_of(out: Output) -> int:
+    """The number an operation's output carries: itself, or a text's total_ns (0 when it has none)."""
+    if isinstance(out, int):
+        return out
+    return parse_stat(out.decode()).summary.get("total_ns", 0)
 
 
-def _parse_file(path: str, key: str) -> Callable[[], int]:
-    def op() -> int:
-        with open(path, encoding="utf-8") as f:
-            return parse_stat(f.read()).summary.get(key, 0)
+def format_text(raw: bytes | None, cgroup_id: int) -> bytes:
+    """hist_oncpu's reader's text from the map's raw struct hist_value (None: no entry, zeros)."""
+    total, count, *slots = _HIST.unpack(raw) if raw is not None else (0, 0)
+    return format_stat(StatFile({"cgroup_id": cgroup_id, "total_ns": total, "slices": count}, "usecs",
+                                list(slots))).encode()
+
+
+def _read_bytes(path: str) -> Callable[[], Output]:
+    def op() -> Output:
+        with open(path, "rb") as f:
+            return f.read()
     return op
 
 
@@ -75,19 +105,27 @@ def _kv_file(path: str, key: str, scale: int = 1) -> Callable[[], int]:
     return op
 
 
-def _single_value(path: str) -> Callable[[], int]:
-    def op() -> int:
+def _single_value(path: str) -> Callable[[], Output]:
+    def op() -> Output:
         with open(path, encoding="utf-8") as f:
             return int(f.read())
     return op
 
 
-def _map_lookup(bed: Bed) -> Callable[[], int]:
+def _map_lookup(bed: Bed) -> Callable[[], Output]:
     key = cg_key(0, bed.target_id)
 
-    def op() -> int:
+    def op() -> Output:
         raw = ffi.map_lookup(bed.map_fd, key, _HIST.size, "oncpu_stats")
-        return _format_raw(raw) if raw is not None else 0
+        return int(_HIST.unpack_from(raw)[0]) if raw is not None else 0
+    return op
+
+
+def _map_text(bed: Bed) -> Callable[[], Output]:
+    key = cg_key(0, bed.target_id)
+
+    def op() -> Output:
+        return format_text(ffi.map_lookup(bed.map_fd, key, _HIST.size, "oncpu_stats"), bed.target_id)
     return op
 
 
@@ -96,23 +134,42 @@ def prog_found(ctx_out: bytes) -> bool:
     return bool(_ARGS.unpack_from(ctx_out)[3] == 1)
 
 
-def _prog_run(bed: Bed) -> Callable[[], int]:
+def _prog_run(bed: Bed) -> Callable[[], Output]:
     args = _ARGS.pack(0, 0, bed.target_id, 0, 0) + bytes(_HIST.size)
 
-    def op() -> int:
+    def op() -> Output:
         _, out = ffi.prog_test_run_ctx(bed.prog_fd, args, "stat_by_id")
-        return _format_raw(out[_ARGS.size:]) if prog_found(out) else 0
+        return int(_HIST.unpack_from(out, _ARGS.size)[0]) if prog_found(out) else 0
     return op
 
 
-def _iter_per_read(bed: Bed) -> Callable[[], int]:
-    reader = bed.loaded.reader
+def text_args(cgroup_id: int) -> bytes:
+    """stat_text's context: struct text_args {cg_key key; u32 found; u32 len; char text[TEXT_MAX]}."""
+    return _ARGS.pack(0, 0, cgroup_id, 0, 0) + bytes(TEXT_MAX)
+
+
+def text_out(ctx_out: bytes) -> bytes:
+    """The text stat_text wrote into its context."""
+    length = _ARGS.unpack_from(ctx_out)[4]
+    return ctx_out[_ARGS.size:_ARGS.size + length]
+
+
+def _prog_run_text(bed: Bed) -> Callable[[], Output]:
+    args = text_args(bed.target_id)
+
+    def op() -> Output:
+        _, out = ffi.prog_test_run_ctx(bed.text_fd, args, "stat_text")
+        return text_out(out)
+    return op
+
+
+def _iter_per_read(bed: Bed, reader: BpfProgram, number: bool) -> Callable[[], Output]:
     cg_fd = os.open(bed.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # closed with the process
 
-    def op() -> int:
+    def op() -> Output:
         with ffi.attach_cgroup_iter(reader, cg_fd, bed.target) as link:
-            text = ffi.iter_read(link, what=bed.target).decode()
-        return parse_stat(text).summary.get("total_ns", 0)
+            out = ffi.iter_read(link, what=bed.target)
+        return int(out) if number else out
     return op
 
 
@@ -167,7 +224,7 @@ def _map_update(bed: Bed) -> Callable[[], int]:
     return op
 
 
-def _v1(bed: Bed, ctrl: str, *, key: str, label: str, what: str, python: Callable[[str], Callable[[], int]],
+def _v1(bed: Bed, ctrl: str, *, key: str, label: str, what: str, python: Callable[[str], Callable[[], Output]],
         cloop: Callable[[str], list[str]]) -> Mechanism:
     path = bed.v1.get(ctrl)
     if path is None:
@@ -175,18 +232,35 @@ def _v1(bed: Bed, ctrl: str, *, key: str, label: str, what: str, python: Callabl
     return Mechanism(key, label, "read", what, python(path), cloop(path))
 
 
+ROUTES = {  # hist_oncpu's routes in each variant, the file first (the ratios' denominator is BPF_PROG_RUN)
+    FULL: ("mirror_iter", "iter_per_read", "prog_run_text", "map_text"),
+    RAW: ("total_file", "iter_total_per_read", "prog_run", "map_lookup"),
+}
+
+
 def read_mechanisms(bed: Bed) -> list[Mechanism]:
     cpu_stat = os.path.join(bed.target, "cpu.stat")
     cgid = str(bed.target_id)
+    full, raw = "hist_oncpu, full text", "hist_oncpu total_ns, raw value"
     return [
-        Mechanism("mirror_iter", "user-space mirror: pinned cgroup iterator file", "read", "hist_oncpu",
-                  _parse_file(bed.mirror_file, "total_ns"), ["file", bed.mirror_file, "total_ns"]),
-        Mechanism("prog_run", "pinned BPF_PROG_RUN program (SYSCALL, cgroup id in)", "read", "hist_oncpu",
-                  _prog_run(bed), ["progrun", bed.progrun_pin, "0", cgid]),
-        Mechanism("map_lookup", "pinned map lookup by cgroup id + formatting", "read", "hist_oncpu",
-                  _map_lookup(bed), ["map", bed.map_pin, "0", cgid]),
-        Mechanism("iter_per_read", "cgroup iterator created per read (no pinned link)", "read", "hist_oncpu",
-                  _iter_per_read(bed), ["iter", bed.reader_pin, bed.target, "total_ns"]),
+        Mechanism("mirror_iter", "user-space mirror: pinned cgroup iterator file, read whole", "read", full,
+                  _read_bytes(bed.mirror_file), ["text", bed.mirror_file], variant=FULL),
+        Mechanism("iter_per_read", "cgroup iterator created per read (no pinned link), read whole", "read", full,
+                  _iter_per_read(bed, bed.loaded.reader, False), ["iter", bed.reader_pin, bed.target],
+                  variant=FULL),
+        Mechanism("prog_run_text", "pinned BPF_PROG_RUN program writing the text into its context (stat_text)",
+                  "read", full, _prog_run_text(bed), ["progtext", bed.text_pin, "0", cgid], variant=FULL),
+        Mechanism("map_text", "pinned map lookup by cgroup id + the text formatted in user space", "read", full,
+                  _map_text(bed), ["maptext", bed.map_pin, "0", cgid], variant=FULL),
+        Mechanism("total_file", "pinned iterator file printing total_ns alone (total_only), parsed", "read", raw,
+                  _single_value(bed.total_file), ["file", bed.total_file, ""], variant=RAW),
+        Mechanism("iter_total_per_read", "total_only's iterator created per read, parsed", "read", raw,
+                  _iter_per_read(bed, bed.total_reader, True), ["iter", bed.total_reader_pin, bed.target, ""],
+                  variant=RAW),
+        Mechanism("prog_run", "pinned BPF_PROG_RUN program returning the raw struct (stat_by_id)", "read", raw,
+                  _prog_run(bed), ["progrun", bed.progrun_pin, "0", cgid], variant=RAW),
+        Mechanism("map_lookup", "pinned map lookup by cgroup id, the raw struct (no formatting)", "read", raw,
+                  _map_lookup(bed), ["map", bed.map_pin, "0", cgid], variant=RAW),
         Mechanism("cpu_stat", "cgroupfs v2 cpu.stat, parsed", "read", "usage_usec",
                   _kv_file(cpu_stat, "usage_usec", 1000), ["file", cpu_stat, "usage_usec"]),
         _v1(bed, "cpuacct", key="cpuacct_usage", label="cgroupfs v1 cpuacct.usage", what="on-CPU ns (v1)",

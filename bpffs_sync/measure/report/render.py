@@ -295,9 +295,12 @@ def reads(doc: dict[str, Any]) -> Section:
     return Section(
         "Read cost per mechanism",
         text=["Each mechanism reads the same cgroup (`busy`, with a sleeping task and a short CPU burn). C: "
-              "bench/report/readloop.c, one timed operation each (open+read+close+parse for files, one bpf(2) "
-              "call for maps and BPF_PROG_RUN, link+iterator+read+close for the per-read iterator). Python: the "
-              "same through the project's libbpf binding or pyroute2, parsing or formatting to the same numbers. "
+              "bench/report/readloop.c, one timed operation each (files: open+read+close, + a parse where the "
+              "row reads a number; maps and BPF_PROG_RUN: one bpf(2) call, + user-space formatting for the "
+              "map's text row; per-read iterators: link+iterator+read+close). hist_oncpu's rows come in two "
+              "declared variants of equal work, full text and raw value (each label says which; the equal-work "
+              "section below checks them and sets each against BPF_PROG_RUN of its variant). Python: the "
+              "same through the project's libbpf binding or pyroute2, to the same text or number. "
               "Churn: another process mkdirs/rmdirs cgroups nonstop beside the target (each takes cgroup_mutex). "
               "Baseline: cgroupfs v2 `cpu.stat`, same run; for the patched-kernel rows, `cpu.stat` of the same "
               "cgroup in the same guest boot (emulated: compare their ratios, not their times, with the host rows).",
@@ -591,10 +594,12 @@ def usability(doc: dict[str, Any]) -> Section:
 
 
 def sections(doc: dict[str, Any]) -> list[Section]:
+    from bpffs_sync.measure.report.render_equal import section as equal_work
     from bpffs_sync.measure.report.render_scrape import section as scrape
     from bpffs_sync.measure.report.verdict import verdict
 
-    return [environment(doc), headline_section(doc), verdict(doc), reads(doc), knobs(doc), mkdir_readable(doc),
+    return [environment(doc), headline_section(doc), verdict(doc), reads(doc), equal_work(doc), knobs(doc),
+            mkdir_readable(doc),
             populate(doc), scrape(doc), mkdir_cost(doc), memory(doc), loc(doc), usability(doc),
             Section("Closing note: the headline ratios of this run",
                     text=["\n".join(f"- {line}" for line in headline(doc))])]
@@ -659,14 +664,17 @@ def check_cells(secs: list[Section]) -> list[str]:
 
 def headline(doc: dict[str, Any]) -> list[str]:
     """The closing note's ratios, all from this run."""
+    from bpffs_sync.measure.report.mechanisms import ROUTES
     from bpffs_sync.measure.report.verdict import approach
 
     r, base = doc["read"], doc["read"].get(BASELINE, {}).get("c")
     lines = []
-    for key in ("mirror_iter", "prog_run", "map_lookup", "iter_per_read"):
-        e = r.get(key)
-        if stats.is_measured(e) and stats.is_measured(e["c"]):
-            lines.append(f"{key}: C p50 {_cell(e['c'])}, {stats.fmt_ratio_est(ratio_est(e['c'], base), 'cpu.stat')}")
+    for variant, keys in ROUTES.items():
+        for key in keys:
+            e = r.get(key)
+            if stats.is_measured(e) and stats.is_measured(e["c"]):
+                lines.append(f"{key} ({variant}): C p50 {_cell(e['c'])}, "
+                             f"{stats.fmt_ratio_est(ratio_est(e['c'], base), 'cpu.stat')}")
     for key in ("a1", "a2"):
         a = approach(doc, key)
         if a.read_x_cpu is None:

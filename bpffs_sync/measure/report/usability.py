@@ -88,7 +88,7 @@ def v1_cells(bed: Bed) -> dict[str, str]:
 
     def mirror() -> str:
         pin = os.path.join(bed.layout.bpffs, "report", "v1_pin")
-        pin_iterator(bed.loaded, cpu, pin)
+        pin_iterator(bed.loaded.reader, cpu, pin)
         try:
             with open(pin, encoding="utf-8") as f:
                 return "yes: a pin on the v1 cpu cgroup reads " + f.read().splitlines()[1]
@@ -139,7 +139,7 @@ def after_rmdir(bed: Bed) -> dict[str, str]:
     cg = os.path.join(bed.layout.cgroup_root, "gone")
     os.mkdir(cg)
     pin = os.path.join(bed.layout.bpffs, "report", "gone_pin")
-    pin_iterator(bed.loaded, cg, pin)
+    pin_iterator(bed.loaded.reader, cg, pin)
     fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
     cgid = os.stat(cg).st_ino
     os.rmdir(cg)

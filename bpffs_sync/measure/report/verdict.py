@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bpffs_sync.measure.report import stats
+from bpffs_sync.measure.report.mechanisms import FULL, RAW
 from bpffs_sync.measure.report.render import (
     Section,
     _bench,
@@ -27,6 +28,7 @@ from bpffs_sync.measure.report.render import (
     ratio_est,
     readable_counts,
 )
+from bpffs_sync.measure.report.render_equal import equal_work
 from bpffs_sync.measure.report.stats import Est, RatioEst
 
 # The Approach 1 vs Approach 2 axes: (weight, why that weight). mkdir and rmdir are one axis (the
@@ -172,31 +174,51 @@ def _list(items: list[str]) -> str:
 # --- the sentences (pure; tests/test_report_unit.py has a table for each) ---------------------------
 
 
-def reads_sentence(c: RatioEst | None, py: RatioEst | None) -> str:
-    """The mirror's stat file against BPF_PROG_RUN (host): C loop (unequal work) and Python loop
-    (both end in the same numbers)."""
-    if c is None:
-        return "Reads by programs: not measured: the C loop of the mirror's stat file or of BPF_PROG_RUN."
-    head = (f"Reads by programs (host, C p50): the mirror's stat file costs {rx(c)} a BPF_PROG_RUN call; the "
-            "C loop opens, reads and parses the file but takes BPF_PROG_RUN's raw struct as it is, so the work "
-            "is not the same")
-    head += "; the Python loop, where both end in the same formatted numbers: " + \
-        (f"{rx(py)}." if py is not None else "not measured.")
-    side = c.side()
-    if side == "tie":
-        return head + " In the C loop neither is shown dearer."
-    if side == "lower":
-        return head + " In the C loop the file is the cheaper read."
-    if py is None:
-        return head + " The file is the dearer read in the C loop; whether that survives equal work is not measured."
-    return head + {
-        "higher": " The file is the dearer read in both loops: for a program reading at a high rate, "
-                  "BPF_PROG_RUN is the cheaper interface.",
-        "tie": " With equal work (Python) the file is not shown dearer: the C gap is the file's formatting "
-               "and parsing, not the interface.",
-        "lower": " With equal work (Python) the file is the cheaper read: the C gap is the file's formatting "
-                 "and parsing, not the interface.",
-    }[py.side()]
+VARIANT_WHAT = {  # what both sides of a variant hand the reader, and what the check compared
+    FULL: ("the program's whole text", "the same bytes"),
+    RAW: ("total_ns alone", "the same number"),
+}
+_SIDE = {"higher": "the file is the dearer", "lower": "the file is the cheaper", "tie": "neither is shown dearer"}
+
+
+def _variant_part(variant: str, r: RatioEst | None, equal: bool | None) -> str:
+    gives, same = VARIANT_WHAT[variant]
+    checked = {True: f"{same}, checked", False: f"NOT {same}", None: f"{same} not checked"}[equal]
+    head = f"{variant} (both give {gives}; {checked})"
+    if equal is False:
+        return f"{head}: not equal work, so no ratio is quoted"
+    if r is None:
+        return f"{head}: not measured"
+    return f"{head}: the file costs {rx(r)} BPF_PROG_RUN, {_SIDE[r.side()]}"
+
+
+def reads_sentence(full: RatioEst | None, raw: RatioEst | None,
+                   equal: tuple[bool | None, bool | None] = (True, True)) -> str:
+    """The file against BPF_PROG_RUN (host, C p50) in the two declared variants of equal work: full
+    text (the mirror's file against stat_text, which formats the same text in the program) and raw
+    value (total_only's file printing total_ns alone against stat_by_id's struct). equal: each
+    variant's equal-work check in this run (True: held; False: the outputs differed, so its ratio is
+    not quoted; None: not checked)."""
+    parts = {FULL: (full, equal[0]), RAW: (raw, equal[1])}
+    usable = {v: r for v, (r, eq) in parts.items() if r is not None and eq is not False}
+    if full is None and raw is None:
+        return ("Reads by programs: not measured: the C loop of the file or of BPF_PROG_RUN, in either "
+                "variant.")
+    head = ("Reads by programs (host, C p50), the file against BPF_PROG_RUN at equal work: "
+            + "; ".join(_variant_part(v, r, eq) for v, (r, eq) in parts.items()) + ".")
+    if not usable:
+        return head + " No variant gives an equal-work ratio in this run."
+    where = "In both variants" if len(usable) == 2 else f"In the {next(iter(usable))} variant (the only one quoted)"
+    sides = {r.side() for r in usable.values()}
+    if sides == {"higher"}:
+        return head + (f" {where} the file is the dearer read: for a program reading at a high rate, "
+                       "BPF_PROG_RUN is the cheaper interface at equal work.")
+    if sides == {"lower"}:
+        return head + f" {where} the file is the cheaper read at equal work."
+    if sides == {"tie"}:
+        return head + f" {where} neither is shown dearer at equal work."
+    return head + (" The variants disagree: which interface is cheaper depends on whether the reader wants "
+                   "the text or the number.")
 
 
 def knobs_sentence(x: RatioEst | None) -> str:
@@ -238,15 +260,20 @@ def mkdir_sentence(mirror: Readable | None, kernel: dict[str, Readable | None]) 
             + (", which the mirror did not." if mirror is not None else "; the mirror's is not measured."))
 
 
-def prog_sentence(prog: Est | None, cheaper: list[str], mk: Readable | None, cat: str, unpriv: str) -> str:
-    """Does a pinned BPF_PROG_RUN program fit: its cost (and any read shown cheaper), whether it
-    names a new cgroup, whether a shell and an unprivileged reader can use it (the checks' cells)."""
-    if prog is None:
+def prog_sentence(prog: Est | None, prog_text: Est | None, cheaper: list[str], mk: Readable | None, *,
+                  cat: str, unpriv: str) -> str:
+    """Does a pinned BPF_PROG_RUN program fit: its cost in each variant (the raw struct, stat_by_id;
+    the full text, stat_text) and any read shown cheaper than the raw one, whether it names a new
+    cgroup, whether a shell and an unprivileged reader can use it (the checks' cells)."""
+    both = f"{RAW} {_e(prog)}, {FULL} {_e(prog_text)}"
+    if prog is None and prog_text is None:
         cost = "its read cost: not measured"
+    elif prog is None:
+        cost = f"its C p50: {both}"
     elif cheaper:
-        cost = f"its C p50 {_e(prog)}; shown cheaper: {', '.join(cheaper)}"
+        cost = f"its C p50: {both}; shown cheaper than its {RAW}: {', '.join(cheaper)}"
     else:
-        cost = f"no read measured is shown cheaper than its C p50 {_e(prog)}"
+        cost = f"its C p50: {both}; no read measured is shown cheaper than its {RAW}"
     if mk is None:
         at = "whether it answers for a new cgroup: not measured"
     elif mk.readable == mk.tries:
@@ -443,22 +470,32 @@ def recommendation(findings: list[str], a1: Approach, a2: Approach) -> list[str]
 
 
 def _cheaper_than(doc: dict[str, Any], key: str) -> list[str]:
-    """Read mechanisms whose C p50 interval lies wholly below key's (host)."""
+    """Read mechanisms whose C p50 interval lies wholly below key's (host), each with its variant."""
     mine = est(_c_entry(doc, key))
     if mine is None:
         return []
+    variant = {m["key"]: m.get("variant") or "another figure" for m in doc.get("mechanisms", [])}
     out = []
     for other in doc["read"]:
         e = est(_c_entry(doc, other)) if other != key else None
         if e is not None and e.hi < mine.lo:
-            out.append(f"{other} {_e(e)}")
+            out.append(f"{other} ({variant.get(other, 'variant not recorded')}) {_e(e)}")
     return out
+
+
+def _both_equal(doc: dict[str, Any], variant: str, *keys: str) -> bool | None:
+    """The run's equal-work check for these routes of a variant: False when any differed, None when
+    any was not checked, else True."""
+    got = [equal_work(doc, variant, k) for k in keys]
+    return False if False in got else None if None in got else True
 
 
 def verdict(doc: dict[str, Any]) -> Section:
     a1, a2 = approach(doc, "a1"), approach(doc, "a2")
     mirror, prog, cpu = (_c_entry(doc, k) for k in ("mirror_iter", "prog_run", "cpu_stat"))
-    file_x_prog, file_x_cpu = ratio_est(mirror, prog), ratio_est(mirror, cpu)
+    prog_text, total_file = (_c_entry(doc, k) for k in ("prog_run_text", "total_file"))
+    file_x_cpu = ratio_est(mirror, cpu)
+    checked = (_both_equal(doc, FULL, "mirror_iter", "prog_run_text"), _both_equal(doc, RAW, "total_file", "prog_run"))
     kernel_x = ", ".join(f"Approach {k[1]} {rx(a.read_x_cpu) if a.read_x_cpu else 'not measured'}"
                          for k, a in (("a1", a1), ("a2", a2)))
     prog_cells = [_cell(doc, "prog_run", c) for c in ("cat / grep", "unprivileged (uid 65534)", "after rmdir")]
@@ -472,20 +509,21 @@ def verdict(doc: dict[str, Any]) -> Section:
     n_big = max((int(n) for n in lc), default=0) if stats.is_measured(lc) else 0
     xs, xg, mu = (est(_c_entry(doc, k, "knobs")) for k in ("xattr_set", "xattr_get", "map_update"))
     kx = ", ".join(f"Approach {k} {rx(a.churn_x) if a.churn_x else 'not measured'}" for k, a in (("1", a1), ("2", a2)))
-    reads = reads_sentence(file_x_prog, ratio_est(_c_entry(doc, "mirror_iter", col="py"),
-                                                  _c_entry(doc, "prog_run", col="py")))
+    reads = reads_sentence(ratio_est(mirror, prog_text), ratio_est(total_file, prog), checked)
     knobs = knobs_sentence(ratio_est(_c_entry(doc, "xattr_set", "knobs"), _c_entry(doc, "map_update", "knobs")))
     mkdir = mkdir_sentence(mk_mirror, {"1": a1.mk, "2": a2.mk})
     rows = [
         ["\"a different and not-particularly-efficient way to communicate with BPF progs\" (Tejun)",
-         f"C p50 (host): stat file {_e(est(mirror))}, BPF_PROG_RUN {_e(est(prog))}, cgroupfs cpu.stat "
-         f"{_e(est(cpu))}; file / cpu.stat {rx(file_x_cpu) if file_x_cpu else 'not measured'}. Kernel-kept "
-         f"files / cpu.stat in the same guest boot: {kernel_x}.",
+         f"C p50 (host), {FULL}: the mirror's file {_e(est(mirror))}, BPF_PROG_RUN of stat_text "
+         f"{_e(est(prog_text))}; {RAW}: total_only's file {_e(est(total_file))}, BPF_PROG_RUN of stat_by_id "
+         f"{_e(est(prog))}; cgroupfs cpu.stat {_e(est(cpu))} (another figure); the mirror's file / cpu.stat "
+         f"{rx(file_x_cpu) if file_x_cpu else 'not measured'}. Kernel-kept files / cpu.stat in the same guest "
+         f"boot: {kernel_x}.",
          reads],
         ["\"Wouldn't pinned BPF_PROG_RUN program fit the bill?\" (Tejun)",
          f"cat: {prog_cells[0]}; uid 65534: {prog_cells[1]}; after rmdir: {prog_cells[2]}.",
-         prog_sentence(est(prog), _cheaper_than(doc, "prog_run"),
-                       Readable.of(doc["mkdir_readable"].get("prog_run")), prog_cells[0], prog_cells[1])],
+         prog_sentence(est(prog), est(prog_text), _cheaper_than(doc, "prog_run"),
+                       Readable.of(doc["mkdir_readable"].get("prog_run")), cat=prog_cells[0], unpriv=prog_cells[1])],
         ["\"AFAICS, this is the only actual benefit, right? Having text files as interface.\" (Tejun), "
          "\"there will always be a latency between cgroups getting created and userspace going to pin\" (Josh)",
          "the mkdir -> readable table below, one definition of readable for every row.",
