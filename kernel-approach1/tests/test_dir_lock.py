@@ -23,13 +23,14 @@ import ctypes
 import mmap
 import os
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from test_cgroup_stat import NAME, make_tree, mirror_of
-from test_permissions import as_nobody
+from test_permissions import NOBODY, as_nobody
 
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.sandbox import make_cgroup_root, remove_cgroup_tree
@@ -184,3 +185,57 @@ def test_nobody_cannot_list_a_mirror_directory_but_reads_its_file(
     assert res.returncode == 0 and res.stdout, res
     res = as_nobody("stat", "-c", "%a", mdir)
     assert res.returncode == 0 and res.stdout.strip() == "551", res
+
+
+def proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="open in v3 (cover letter, Locking): rename(2) from a mirror directory locks it "
+                          "exclusively, then waits for the other directory's lock; v4 makes entries outside "
+                          "cgroup_mutex")
+def test_nobodys_rename_cannot_hold_a_mirror_directory(
+        stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, elsewhere: str, link_fds: list[int]) -> None:
+    """The route 0551 leaves open: nobody renames from a mirror directory into a bpffs directory
+    on the same instance whose lock a stalled getdents64() holds (here root's, with userfaultfd;
+    an unprivileged user can do the same with a FUSE-backed buffer). lock_rename() takes the
+    mirror directory exclusively first and waits for the other, so a covered mkdir, and every
+    cgroup_mutex user behind it, waits too. Asserted is the behaviour wanted: the rename fails
+    without waiting and a covered mkdir completes while the fault is held."""
+    make_tree(cg, "a")
+    link_fds.append(stat.attach(cg))
+    other = os.path.join(mirror_fs, "cgstat-rename-target")
+    os.mkdir(other, 0o755)
+    page = MissingPage()
+    dir_fd = os.open(other, os.O_RDONLY | os.O_DIRECTORY)
+    renamer: subprocess.Popen[bytes] | None = None
+    covered: Op | None = None
+    try:
+        reader = Op(lambda: int(_libc.syscall(NR_GETDENTS64, dir_fd, ctypes.c_void_p(page.addr), page.size)))
+        reader.start()
+        page.wait_fault()  # the reader sleeps in the copy, holding `other` shared
+        src = os.path.join(mirror_of(mirror_fs, os.path.join(cg, "a")), "x")
+        renamer = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                                    "/usr/bin/python3", "-c", "import os, sys; os.rename(sys.argv[1], sys.argv[2])",
+                                    src, os.path.join(other, "y")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(500):  # at most 5 s for mv to fail, or to sleep on the lock
+            if renamer.poll() is not None or proc_state(renamer.pid) == "D":
+                break
+            time.sleep(0.01)
+        assert renamer.poll() is not None, "nobody's rename sleeps holding the mirror directory's lock"
+        covered = Op(os.mkdir, os.path.join(cg, "a", "new"))
+        covered.start()
+        covered.join(10)
+        assert not covered.is_alive(), "a covered mkdir waits behind it"
+    finally:
+        page.supply()
+        if renamer is not None:
+            renamer.wait(30)
+        if covered is not None:
+            covered.join(30)
+        os.close(dir_fd)
+        page.close()
+        os.rmdir(other)

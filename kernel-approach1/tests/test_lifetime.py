@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import rawbpf
@@ -31,14 +31,19 @@ def alive(link_id: int) -> bool:
     return any(d.link_id == link_id for d in libbpf.cgroup_stat_links())
 
 
-def gone(link_id: int) -> bool:
-    """True once link_id is freed (waits for the workqueue, at most FREE_WAIT_S)."""
+def eventually(pred: Callable[[], bool]) -> bool:
+    """True once pred() holds, polled for at most FREE_WAIT_S."""
     deadline = time.monotonic() + FREE_WAIT_S
-    while alive(link_id):
+    while not pred():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+def gone(link_id: int) -> bool:
+    """True once link_id is freed (waits for the workqueue, at most FREE_WAIT_S)."""
+    return eventually(lambda: not alive(link_id))
 
 
 def cgroup_id_of(link_id: int) -> int:
@@ -112,7 +117,8 @@ def test_a_pin_keeps_it_attached_with_its_files(mirror: str | None, cg: str, pla
     assert len(mirror_files(mirror)) == files_expected(mirror, cg)
     os.unlink(pin)
     assert gone(link_id)
-    assert mirror_files(mirror) == []
+    # an unpinned link's release runs from a workqueue, after its id is freed
+    assert eventually(lambda: mirror_files(mirror) == [])
 
 
 def test_an_open_file_outlives_its_link(cg: str) -> None:
@@ -190,3 +196,32 @@ def test_unmount_of_the_mirror_detaches_nothing(cg: str) -> None:
         kernel_a1.detach_all()
         with contextlib.suppress(FileNotFoundError):
             umount_bpffs(first)
+
+
+@pytest.mark.parametrize("how", ["detach", "takeover"])
+def test_a_removed_file_reopened_from_an_o_path_fd_gets_enoent(cg: str, how: str) -> None:
+    """A file removed while its link lives (BPF_LINK_DETACH, or another instance taking the mirror
+    over) cannot be reopened through /proc/self/fd of an O_PATH fd: before v3's unhashed check it
+    ran the live link's program."""
+    paths = [mount_bpffs("cgroup_mirror")]
+    fd = -1
+    try:
+        fd, _ = make_link(cg)
+        file = os.path.join(paths[0], "cgroup", os.path.relpath(cg, CGROUP2), FILE)
+        opath = os.open(file, os.O_PATH)
+        try:
+            if how == "detach":
+                libbpf.link_detach(fd)
+            else:
+                paths.append(mount_bpffs("cgroup_mirror=takeover"))
+            assert not os.path.exists(file)
+            with pytest.raises(FileNotFoundError):
+                os.open(f"/proc/self/fd/{opath}", os.O_RDONLY)
+        finally:
+            os.close(opath)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        kernel_a1.detach_all()
+        for path in reversed(paths):
+            umount_bpffs(path)
