@@ -238,6 +238,16 @@ ROUTES = {  # hist_oncpu's routes in each variant, the file first (the ratios' d
 }
 
 
+# Under churn, one route per interface: the variants differ in the work after the syscalls, not in the
+# locks the syscalls take (the other routes would only lengthen the run).
+UNDER_CHURN = ("mirror_iter", "iter_per_read", "prog_run", "map_lookup")
+
+
+def churned(mechs: list[Mechanism]) -> list[Mechanism]:
+    """The read mechanisms measured under churn: UNDER_CHURN and every mechanism of another figure."""
+    return [m for m in mechs if m.key in UNDER_CHURN or not m.variant]
+
+
 def read_mechanisms(bed: Bed) -> list[Mechanism]:
     cpu_stat = os.path.join(bed.target, "cpu.stat")
     cgid = str(bed.target_id)

@@ -23,7 +23,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from bpffs_sync.measure.report import compiled, equal, guest, measures, render_scrape, scrape, stats, usability
 from bpffs_sync.measure.report.bed import open_bed
-from bpffs_sync.measure.report.mechanisms import knob_mechanisms, read_mechanisms
+from bpffs_sync.measure.report.mechanisms import churned, knob_mechanisms, read_mechanisms
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class Plan:
     def make(cls, quick: bool, kernel: str, seed: int | None = None) -> Plan:
         seed = secrets.randbits(32) if seed is None else seed
         if quick:
-            return cls(True, kernel, 20000, 3000, 100, (100, 1000, 10000), 1000, 1000, 5, seed)
+            return cls(True, kernel, 10000, 3000, 100, (100, 1000, 10000), 1000, 1000, 5, seed)
         return cls(False, kernel, 50000, 10000, 300, (100, 1000, 10000), 2000, 5000, 10, seed)
 
 
@@ -109,7 +109,7 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
         doc["mechanisms"] = [{"key": m.key, "label": m.label, "kind": m.kind, "what": m.what, "missing": m.missing,
                               "variant": m.variant} for m in [*reads, *knobs]]
         orders = {what: measures.round_orders([m.key for m in ms], plan.rounds, plan.seed + i)
-                  for i, (what, ms) in enumerate((("read", reads), ("knobs", knobs), ("churn", reads)))}
+                  for i, (what, ms) in enumerate((("read", reads), ("knobs", knobs), ("churn", churned(reads))))}
         mk_orders = measures.round_orders(measures.MKDIR_KEYS, plan.n_mkdir, plan.seed + 3)
         doc["meta"]["order"] = {"seed": plan.seed, "rounds": orders, "mkdir_readable": mk_orders}
         routed = [m for m in reads if m.variant or m.key == "cpu_stat"]  # the routes, and the baseline
@@ -123,7 +123,7 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
             ("knobs (interleaved rounds)", lambda: doc.__setitem__(
                 "knobs", measures.read_costs(bed, knobs, plan.n_c, plan.n_py, orders["knobs"]))),
             ("under churn", lambda: doc.__setitem__(
-                "churn", measures.under_churn(bed, reads, plan.n_c, orders["churn"]))),
+                "churn", measures.under_churn(bed, churned(reads), plan.n_c, orders["churn"]))),
             ("mkdir -> readable",
              lambda: doc.__setitem__("mkdir_readable", measures.mkdir_readable(bed, mk_orders))),
             ("mkdir/rmdir cost", lambda: doc.__setitem__(
