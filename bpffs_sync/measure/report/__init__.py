@@ -8,8 +8,12 @@ kernel-approach2/bench/bench_a2.py's JSON), and a row that could not be measured
 
     bed.py         the private kernel state every mechanism reads (bpffs, cgroups, loaded programs)
     compiled.py    builds the C loop (bench/report/readloop.c) and the alternatives' BPF object
-    mechanisms.py  one real reader per mechanism: a Python operation and the C loop's arguments
-    measures.py    read cost (idle, under churn; mechanisms interleaved in seeded shuffled rounds),
+    mechanisms.py  one real reader per mechanism: a Python operation and the C loop's arguments;
+                   hist_oncpu's routes in two declared variants of equal work (full text, raw value)
+    equal.py       the equal-work check: every route of a variant produced the same bytes (or number),
+                   C and Python, once per run (results.json equal_work)
+    measures.py    read cost (idle, under churn, per-syscall breakdown; mechanisms interleaved in seeded
+                   shuffled rounds),
                    mkdir -> readable (one definition of readable), populate, mkdir cost, memory, kernel LOC
     usability.py   the usability table, each cell a check run now
     scrape.py      scale as monitoring does it: every cgroup's stat of N cgroups per scrape, via each
@@ -22,7 +26,8 @@ kernel-approach2/bench/bench_a2.py's JSON), and a row that could not be measured
     runner.py      runs it all with progress and writes results.json
     stats.py       percentiles, bootstrap 95 % intervals (seeded), ratios with intervals, ties, fair
                    maxima, formatting (pure)
-    render.py      report.md and report.html (headline, sections, closing note); plots.py the PNGs
+    render.py      report.md and report.html (headline, sections, closing note); plots.py the PNGs;
+                   render_equal.py the equal-work section and the per-syscall breakdown
     verdict.py     the maintainer's points, each with this run's numbers and intervals; every finding
                    sentence is a tested function of them; the A1/A2 pick weighs axes by WEIGHTS
 """

@@ -2,8 +2,9 @@
 build/report/ in a checkout, a per-user cache from an install), rebuilt when a source is newer:
 
 - readloop: the C loop (bench/report/readloop.c), with gcc (cc as fallback), linked to libbpf;
-- stat_by_id.bpf.o: the BPF_PROG_TYPE_SYSCALL program and knob map (bench/report/bpf/), with
-  clang against `make bpf`'s vmlinux.h, else one generated from this kernel's BTF with bpftool.
+- stat_by_id.bpf.o: the BPF_PROG_TYPE_SYSCALL programs (stat_by_id: the raw struct; stat_text: the
+  full text), the total_ns-only iterator reader (total_only) and the knob map (bench/report/bpf/),
+  with clang against `make bpf`'s vmlinux.h, else one generated from this kernel's BTF with bpftool.
 A missing compiler, header or BTF is an EnvironmentProblem: one line, exit 2.
 """
 
