@@ -173,3 +173,16 @@ def test_c_phases_parses_the_breakdown(tmp_path: Path) -> None:
     value, cols = measures.c_phases(str(fake), ["text", "/x"], 2)
     assert value == 7
     assert cols == {"total": [10, 20], "open": [1, 5], "read": [2, 5], "close": [3, 5], "bpf": [0, 4], "rest": [4, 1]}
+
+
+def test_a_failed_check_is_a_problem_of_the_run() -> None:
+    """A variant whose routes differ is one of the run's problems (the CLI exits 1); a passing check
+    and a results.json from before the check are not."""
+    other = TEXT.replace(b"42", b"43")
+    assert render_equal.problems(_doc()) == []
+    assert render_equal.problems(_doc(_full(map_text={"c": other, "py": TEXT}))) == [
+        f"equal work (full text): map_text:c: {len(other)} bytes, first difference at byte 12 (reference "
+        f"mirror_iter:c: {len(TEXT)} bytes)"]
+    doc = _doc()
+    del doc["equal_work"]
+    assert render_equal.problems(doc) == []

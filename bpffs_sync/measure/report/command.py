@@ -17,12 +17,14 @@ from bpffs_sync.programs import lookup
 
 
 def write(doc: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Render doc into out; returns what was written and any unfilled cell (there must be none)."""
-    from bpffs_sync.measure.report import plots, render, stats
+    """Render doc into out; returns what was written, any unfilled cell and any failed equal-work check
+    (there must be none: the report is written all the same, and the command exits 1)."""
+    from bpffs_sync.measure.report import plots, render, render_equal, stats
 
     images = plots.all_plots(doc, out)
     secs = render.sections(doc)
-    problems = render.check_cells(secs) + [f"results.json{p}: not finite" for p in stats.bad_numbers(doc)]
+    problems = (render.check_cells(secs) + [f"results.json{p}: not finite" for p in stats.bad_numbers(doc)]
+                + render_equal.problems(doc))
     (out / "report.md").write_text(render.to_markdown(secs) + "\n", encoding="utf-8")
     (out / "report.html").write_text(render.to_html(secs), encoding="utf-8")
     doc["headline"] = render.headline(doc)
@@ -68,5 +70,5 @@ def main(args: argparse.Namespace) -> int:
         for line in result["headline"]:
             print(f"  {line}")
         for p in result["problems"]:
-            print(f"  unfilled: {p}")
+            print(f"  problem: {p}")
     return 0 if not result["problems"] else 1

@@ -83,6 +83,17 @@ def check_sentence(doc: dict[str, Any], variant: str) -> str:
     return head + f"NOT equal: {'; '.join(check['differ']) or 'no route produced an output'}."
 
 
+def problems(doc: dict[str, Any]) -> list[str]:
+    """The equal-work check's failures, one line per variant that failed (the CLI exits 1 on any;
+    a results.json from before the check has none)."""
+    out = []
+    for variant in (FULL, RAW):
+        check = doc.get("equal_work", {}).get(variant)
+        if isinstance(check, dict) and not check["equal"]:
+            out.append(f"equal work ({variant}): {'; '.join(check['differ']) or 'no route produced an output'}")
+    return out
+
+
 def _ratio_cell(doc: dict[str, Any], variant: str, key: str) -> str:
     prog = PROG[variant]
     if key == prog:
