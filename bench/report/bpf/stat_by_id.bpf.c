@@ -79,7 +79,12 @@ struct text_args {
 	char text[TEXT_MAX];	/* out */
 };
 
-/* Where the text is made: a map value takes a variable offset, the context does not. */
+/*
+ * Where the text is made: a map value takes a variable offset, the context does not. Per CPU: the
+ * test run pins the program to its CPU (migrate_disable), but a reader preempted there could have
+ * its text overwritten by another reader's run on the same CPU; the report runs one reader at a
+ * time (and its equal-work check would see a mangled text).
+ */
 struct scratch {
 	char buf[TEXT_MAX + LINE_MAX];
 };
