@@ -259,10 +259,11 @@ def test_interleaved_runs_rounds_in_order_and_merges() -> None:
 R = stats.RatioEst
 HI, TIE, LO = R(2.0, 1.8, 2.2, 10, 12), R(1.02, 0.97, 1.08, 10, 12), R(0.5, 0.45, 0.55, 10, 12)
 HI_S, TIE_S, LO_S = "2.00x [1.80, 2.20], n=10/12", "1.02x [0.97, 1.08], n=10/12", "0.50x [0.45, 0.55], n=10/12"
-FULL_P = "full text (both give the program's whole text; the same bytes, checked): the file costs {} BPF_PROG_RUN, {}"
-RAW_P = "raw value (both give total_ns alone; the same number, checked): the file costs {} BPF_PROG_RUN, {}"
+FULL_P = ("full text (both give the program's whole text; the same bytes, checked): the file costs {} a BPF_PROG_RUN "
+          "call, {}")
+RAW_P = "raw value (both give total_ns alone; the same number, checked): the file costs {} a BPF_PROG_RUN call, {}"
 READS_HEAD = "Reads by programs (host, C p50), the file against BPF_PROG_RUN at equal work: "
-DEARER, CHEAPER, NEITHER = "the file is the dearer", "the file is the cheaper", "neither is shown dearer"
+DEARER, CHEAPER, NEITHER = "the file is the dearer read", "the file is the cheaper read", "neither is shown dearer"
 
 
 @pytest.mark.parametrize(("full", "raw", "equal", "want"), [

@@ -178,7 +178,8 @@ VARIANT_WHAT = {  # what both sides of a variant hand the reader, and what the c
     FULL: ("the program's whole text", "the same bytes"),
     RAW: ("total_ns alone", "the same number"),
 }
-_SIDE = {"higher": "the file is the dearer", "lower": "the file is the cheaper", "tie": "neither is shown dearer"}
+_SIDE = {"higher": "the file is the dearer read", "lower": "the file is the cheaper read",
+         "tie": "neither is shown dearer"}
 
 
 def _variant_part(variant: str, r: RatioEst | None, equal: bool | None) -> str:
@@ -189,7 +190,7 @@ def _variant_part(variant: str, r: RatioEst | None, equal: bool | None) -> str:
         return f"{head}: not equal work, so no ratio is quoted"
     if r is None:
         return f"{head}: not measured"
-    return f"{head}: the file costs {rx(r)} BPF_PROG_RUN, {_SIDE[r.side()]}"
+    return f"{head}: the file costs {rx(r)} a BPF_PROG_RUN call, {_SIDE[r.side()]}"
 
 
 def reads_sentence(full: RatioEst | None, raw: RatioEst | None,
