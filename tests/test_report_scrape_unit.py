@@ -169,6 +169,14 @@ def test_prepared_note_names_each_set_and_the_recharged() -> None:
                                            "of depth 8: 1.0 s. The whole table took 3 s.")
 
 
+def test_fmt_ms_has_no_exponent() -> None:
+    """Seconds-long scrapes print as whole milliseconds, short ones with 3 significant figures."""
+    from bpffs_sync.measure.report.stats import Est
+
+    assert render_scrape.fmt_ms(Est(1364.2, 1320.0, 1481.9, 7)) == "1364 ms [1320, 1482] n=7"
+    assert render_scrape.fmt_ms(Est(0.3081, 0.232, 0.506, 5)) == "0.308 ms [0.232, 0.506] n=5"
+
+
 def test_section_without_scrape_results_says_so() -> None:
     sec = render_scrape.section({})
     assert _table(sec, 0) == [["scrape", "not measured: this results.json has no scrape"]]

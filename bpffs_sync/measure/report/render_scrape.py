@@ -28,11 +28,16 @@ def _nm(entry: Any) -> str:
         else "not measured: no result"
 
 
+def _num(v: float) -> str:
+    """3 significant figures without an exponent: 0.308, 4.12, 41.2, 1360."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def fmt_ms(e: stats.Est | None) -> str:
-    """'4.12 ms [3.98, 4.30] n=5'."""
+    """'4.12 ms [3.98, 4.3] n=5'."""
     if e is None:
         return "not measured: no samples"
-    return f"{e.value:.3g} ms [{e.lo:.3g}, {e.hi:.3g}] n={e.n}"
+    return f"{_num(e.value)} ms [{_num(e.lo)}, {_num(e.hi)}] n={e.n}"
 
 
 def _est(entry: Any, col: str) -> stats.Est | None:
