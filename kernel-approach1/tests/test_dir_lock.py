@@ -1,24 +1,25 @@
-"""Major 5 of the v2 review: a mirror directory's inode lock is taken under cgroup_mutex (a
-covered mkdir makes its entries in the parent's mirror directory, holding the parent's i_rwsem
-exclusively, inside cgroup_mkdir()), so a reader that holds that lock shared for long stalls the
-covered mkdir, and behind it every cgroup_mutex user: here an unrelated mkdir elsewhere.
+"""Major 5 of the v2 review: bpffs directory locks under cgroup_mutex. A covered mkdir makes its
+entries in the parent's mirror directory, holding that directory's i_rwsem exclusively; until v3's
+patch 8 it did so inside cgroup_mkdir(), under cgroup_mutex, and rmdir removed them there too. A
+user who holds a mirror directory's lock for long then stalled every cgroup_mutex user on the host.
 
-The reader is a getdents64() of the mirror directory into a buffer whose page is missing in a
-userfaultfd range: dcache_readdir() copies entries to user memory with the directory's lock held
-shared, and the copy sleeps until the page is supplied (an unprivileged user could do the same
-with a buffer mmapped from a FUSE file in its own user namespace whose server never answers).
+Two ways to hold it, both forced here with a getdents64() whose buffer page is missing in a
+userfaultfd range (the copy to user memory sleeps, holding the directory's lock shared, until the
+page is supplied; an unprivileged user gets the same with a buffer mapped from a FUSE file whose
+server does not answer):
+- a getdents64() of the mirror directory itself (root here; 0551 keeps other users from opening a
+  mirror directory for reading: test_nobody_cannot_list_...);
+- nobody's rename(2) from a mirror directory into another bpffs directory whose lock a stalled
+  getdents64() holds: lock_rename() takes the mirror directory exclusively, then waits.
 
-v3 makes it impossible for anyone but the instance's owner and group: mirror directories are
-0551, so only they may open one for reading, and nothing else an unprivileged user can do in a
-mirror directory holds its lock for longer than a dcache lookup (test_nobody_cannot_list_...,
-which fails on v2, where directories were 0555). What stays, measured by the first test and
-stated in the cover letter: root (or the instance's group) can still stall cgroup_mutex this
-way, as root can in many other ways. The test asserts the stall's shape, not its length: while
-the fault is held, both mkdirs sleep (state D); once the page is supplied, both finish and the
-covered one has its file."""
+What each test asserts, failing before patch 8: while the lock is held, the covered mkdir sleeps
+(the mirror's own operation waits) but a mkdir elsewhere in the hierarchy completes (cgroup_mutex
+is free); once the page is supplied, everything finishes and the covered cgroup has its file. No
+duration is asserted."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import os
@@ -70,6 +71,7 @@ class MissingPage:
         api = ctypes.create_string_buffer(struct.pack("QQQ", UFFD_API, 0, 0), 24)
         _ioctl(fd, UFFDIO_API, api)
         self.size = mmap.PAGESIZE
+        self.supplied = False
         addr = _libc.mmap(None, self.size, mmap.PROT_READ | mmap.PROT_WRITE,
                           mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
         assert addr not in (None, ctypes.c_void_p(-1).value)
@@ -84,6 +86,13 @@ class MissingPage:
     def supply(self) -> None:
         zp = ctypes.create_string_buffer(struct.pack("QQQq", self.addr, self.size, 0, 0), 32)
         _ioctl(self.fd, UFFDIO_ZEROPAGE, zp)
+        self.supplied = True
+
+    def supply_quietly(self) -> None:
+        """supply() unless done (a cleanup path: the page must not stay missing)."""
+        if not self.supplied:
+            with contextlib.suppress(OSError):
+                self.supply()
 
     def close(self) -> None:
         _libc.munmap(self.addr, self.size)
@@ -135,12 +144,13 @@ def elsewhere() -> Iterator[str]:
         remove_cgroup_tree(path)
 
 
-def test_a_reader_holding_a_mirror_directory_stalls_cgroup_mutex(
+def test_a_reader_holding_a_mirror_directory_stalls_only_the_covered_mkdir(
         stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, elsewhere: str, link_fds: list[int]) -> None:
     make_tree(cg, "a")
     link_fds.append(stat.attach(cg))
     page = MissingPage()
     dir_fd = os.open(mirror_of(mirror_fs, os.path.join(cg, "a")), os.O_RDONLY | os.O_DIRECTORY)
+    covered: Op | None = None
     try:
         reader = Op(lambda: int(_libc.syscall(NR_GETDENTS64, dir_fd, ctypes.c_void_p(page.addr), page.size)))
         reader.start()
@@ -148,27 +158,31 @@ def test_a_reader_holding_a_mirror_directory_stalls_cgroup_mutex(
         covered = Op(os.mkdir, os.path.join(cg, "a", "new"))
         covered.start()
         wait_asleep(covered, "a mkdir under the held directory")
-        unrelated = Op(os.mkdir, os.path.join(elsewhere, "other"))
-        unrelated.start()
-        wait_asleep(unrelated, "a mkdir no link covers (waiting on cgroup_mutex)")
-        held_for = 1.0
-        time.sleep(held_for)
-        assert task_state(covered.tid) == "D" and task_state(unrelated.tid) == "D"
-        released = time.monotonic()
+        assert_cgroup_mutex_free(elsewhere)
+        assert task_state(covered.tid) == "D"
         page.supply()
-        for op in (reader, covered, unrelated):
+        for op in (reader, covered):
             op.join(30)
             assert not op.is_alive()
         assert isinstance(reader.result, int) and reader.result > 0, reader.result
-        assert covered.result is None and unrelated.result is None, (covered.result, unrelated.result)
+        assert covered.result is None, covered.result
         assert os.path.isfile(os.path.join(mirror_of(mirror_fs, os.path.join(cg, "a", "new")), NAME))
-        print(f"\ndir-lock stall: covered mkdir slept {released - covered.started_at:.2f} s, "
-              f"unrelated mkdir {released - unrelated.started_at:.2f} s "
-              f"(fault held {held_for:.1f} s after both slept); "
-              f"done {covered.ended_at - released:.3f} s / {unrelated.ended_at - released:.3f} s after release")
     finally:
+        page.supply_quietly()
+        if covered is not None:
+            covered.join(30)
         os.close(dir_fd)
         page.close()
+
+
+def assert_cgroup_mutex_free(elsewhere: str) -> None:
+    """A mkdir and an rmdir no link covers complete (they need cgroup_mutex, nothing of the mirror)."""
+    path = os.path.join(elsewhere, "other")
+    for op in (Op(os.mkdir, path), Op(os.rmdir, path)):
+        op.start()
+        op.join(20)
+        assert not op.is_alive(), "a mkdir or rmdir elsewhere waits: cgroup_mutex is held behind the bpffs lock"
+        assert op.result is None, op.result
 
 
 def test_nobody_cannot_list_a_mirror_directory_but_reads_its_file(
@@ -192,18 +206,11 @@ def proc_state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="open in v3 (cover letter, Locking): rename(2) from a mirror directory locks it "
-                          "exclusively, then waits for the other directory's lock; v4 makes entries outside "
-                          "cgroup_mutex")
-def test_nobodys_rename_cannot_hold_a_mirror_directory(
+def test_nobodys_rename_from_a_mirror_directory_stalls_only_the_covered_mkdir(
         stat: kernel_a1.KernelMirror, mirror_fs: str, cg: str, elsewhere: str, link_fds: list[int]) -> None:
-    """The route 0551 leaves open: nobody renames from a mirror directory into a bpffs directory
-    on the same instance whose lock a stalled getdents64() holds (here root's, with userfaultfd;
-    an unprivileged user can do the same with a FUSE-backed buffer). lock_rename() takes the
-    mirror directory exclusively first and waits for the other, so a covered mkdir, and every
-    cgroup_mutex user behind it, waits too. Asserted is the behaviour wanted: the rename fails
-    without waiting and a covered mkdir completes while the fault is held."""
+    """The route 0551 leaves open: nobody renames from a mirror directory into a bpffs directory of
+    the same instance whose lock a stalled getdents64() holds. The rename sleeps holding the
+    mirror directory's lock, and a covered mkdir waits for it; cgroup_mutex does not."""
     make_tree(cg, "a")
     link_fds.append(stat.attach(cg))
     other = os.path.join(mirror_fs, "cgstat-rename-target")
@@ -221,17 +228,23 @@ def test_nobodys_rename_cannot_hold_a_mirror_directory(
                                     "/usr/bin/python3", "-c", "import os, sys; os.rename(sys.argv[1], sys.argv[2])",
                                     src, os.path.join(other, "y")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(500):  # at most 5 s for mv to fail, or to sleep on the lock
-            if renamer.poll() is not None or proc_state(renamer.pid) == "D":
+        for _ in range(2000):  # 20 s at most for the rename to reach the lock
+            assert renamer.poll() is None, "the rename returned: it did not wait for the directory lock"
+            if proc_state(renamer.pid) == "D":
                 break
             time.sleep(0.01)
-        assert renamer.poll() is not None, "nobody's rename sleeps holding the mirror directory's lock"
+        assert proc_state(renamer.pid) == "D"
         covered = Op(os.mkdir, os.path.join(cg, "a", "new"))
         covered.start()
-        covered.join(10)
-        assert not covered.is_alive(), "a covered mkdir waits behind it"
-    finally:
+        wait_asleep(covered, "a mkdir under the mirror directory the rename holds")
+        assert_cgroup_mutex_free(elsewhere)
         page.supply()
+        assert renamer.wait(30) != 0  # the rename itself fails: nothing to rename, nor the right
+        covered.join(30)
+        assert not covered.is_alive() and covered.result is None, covered.result
+        assert os.path.isfile(os.path.join(mirror_of(mirror_fs, os.path.join(cg, "a", "new")), NAME))
+    finally:
+        page.supply_quietly()
         if renamer is not None:
             renamer.wait(30)
         if covered is not None:

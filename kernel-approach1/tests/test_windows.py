@@ -1,15 +1,17 @@
 """Races between link create and rmdir, each forced through a window point of the series.
 
 A plain race would hit these interleavings rarely. With CONFIG_FAULT_INJECTION_DEBUG_FS (on in
-config/base.config) the series has debug-only window points: writing a window's number to
+config/base.config) the test image carries window points (kernel-approach1/testing/, applied after
+the posted series, never posted): writing a window's number to
 /sys/kernel/debug/bpf_cgroup_stat/window makes the next task that reaches it sleep window_ms there,
 once, and bump window_hits. Each test arms a window, starts the link create in a thread, waits for
 the hit (the create is now inside the window) and does the rmdir that races it. No timing is
 asserted: the sleep only has to outlast the rmdir, which needs no lock the sleeper holds on v2.
 
-- Window 1 (INDEX), v3 review Major 1: link create has checked that its root is alive and not yet
-  indexed the link. v2 checked under cgstat_mutex only, so the rmdir's OFFLINE, which looks at the
-  index under RCU, missed the link: it stayed attached to the removed cgroup (cgroup_id != 0).
+- Window 1 (INDEX), v3 review Major 1: link create has indexed the link and not yet checked that
+  its root is alive (v3 indexes first, then checks, with no cgroup_mutex; the rmdir hook looks at
+  the index after CSS_ONLINE is cleared). v2 checked first, under cgstat_mutex only, so an rmdir
+  between the two missed the link: it stayed attached to the removed cgroup (cgroup_id != 0).
 - Window 2 (POPULATE), v3 review Major 2: link create made its ancestors' directories and dropped
   cgstat_mutex. An rmdir of a sibling whose link covered the only other file under the parent pruned
   the parent's directory; v2's walk then counted ENOENT as a name collision: nr_files 0, no file,
@@ -110,10 +112,10 @@ def create_in_window(win: int, prog_fd: int, cgroup_dir: str) -> Create:
     return create
 
 
-def test_rmdir_of_the_root_between_check_and_index(window: None, mirror_fs: str, cg: str,
-                                                   link_fds: list[int]) -> None:
-    """An rmdir of the link's root while link create is between its liveness check and indexing the
-    link: the create fails with ENOENT or the link ends detached (cgroup_id 0) with no file, never
+def test_rmdir_of_the_root_while_link_create_indexes(window: None, mirror_fs: str, cg: str,
+                                                     link_fds: list[int]) -> None:
+    """An rmdir of the link's root while link create is between indexing the link and its liveness
+    check: the create fails with ENOENT or the link ends detached (cgroup_id 0) with no file, never
     attached to the removed cgroup."""
     make_tree(cg, "root/x")
     name = "win_index"
