@@ -13,7 +13,7 @@ import pytest
 
 from bpffs_sync.loader import cg_key
 from bpffs_sync.measure import ffi
-from bpffs_sync.measure.report import compiled, scrape, scrape_iter
+from bpffs_sync.measure.report import compiled, scrape, scrape_iter, scrape_routes
 from bpffs_sync.measure.report.bed import Bed, open_bed
 from bpffs_sync.programs import lookup, object_path
 
@@ -50,7 +50,7 @@ def test_every_route_returns_one_value_per_cgroup(result: dict[str, Any]) -> Non
     """The routes that must run did, each scrape's count was 20; the hist_oncpu routes read the same
     figures as the mirror's files (idle cgroups: their values do not move)."""
     routes = result["routes"]
-    assert set(routes) == set(scrape.ROUTES)
+    assert set(routes) == set(scrape_routes.ROUTES)
     for key in MUST_RUN:
         assert "not_measured" not in routes[key], (key, routes[key])
         assert routes[key]["count"] == N and len(routes[key]["cpu_ns"]) == 2

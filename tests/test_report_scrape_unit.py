@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bpffs_sync.measure.report import render, render_scrape, scrape, scrape_iter
+from bpffs_sync.measure.report import measures, render, render_scrape, scrape, scrape_iter, scrape_routes
 
 pytestmark = pytest.mark.unit
 
@@ -52,7 +52,7 @@ def test_agreement_counts_equal_values_only() -> None:
 
 def test_kv_value_parses_cpu_stat() -> None:
     text = "usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n"
-    assert scrape.kv_value(text, "usage_usec") == 1234
+    assert scrape_routes.kv_value(text, "usage_usec") == 1234
 
 
 HIST_TEXT = """cgroup_id: 41
@@ -101,7 +101,7 @@ def test_reread_check_accepts_a_regular_file(tmp_path: Path) -> None:
     """A regular file reads again from offset 0 with pread: no reason given."""
     f = tmp_path / "stat"
     f.write_text("usage_usec 5\n")
-    assert scrape.reread_check(str(f)) is None
+    assert scrape_routes.reread_check(str(f)) is None
 
 
 # --- rendering from a fixed results document ------------------------------------------------------
@@ -189,3 +189,30 @@ def test_summary_json_block() -> None:
     assert files["cpu"]["p50_ms"] == pytest.approx(60.0) and files["cpu"]["n"] == 5
     assert files["cpu_x_cpu_stat"]["x"] == pytest.approx(1.5) and files["count"] == 1000
     assert out["flat-100"]["files_held"] == HELD
+
+
+def test_measure_set_checks_every_scrape_and_keeps_the_reasons() -> None:
+    """Fake routes over ids 1..3: a good one gets one sample per round and its count; one that
+    cannot run keeps its reason; one that answers 2 of 3 fails its warm-up check; one that fails
+    on its second scrape ends there with the error; the values are compared with the files'."""
+    ids = [1, 2, 3]
+    calls = [0]
+
+    def flaky() -> dict[int, int]:
+        calls[0] += 1
+        if calls[0] > 2:
+            raise OSError(5, "Input/output error")
+        return {1: 10, 2: 20, 3: 30}
+
+    rs = [scrape_routes.Route("files", "files", lambda: {1: 10, 2: 20, 3: 30}),
+          scrape_routes.Route("batch", "batch", lambda: {1: 10, 2: 20, 3: 31}),
+          scrape_routes.Route("files_held", "held", None, "pread: end of file"),
+          scrape_routes.Route("prog_run", "prog", lambda: {1: 10, 3: 30}),
+          scrape_routes.Route("iter_ring", "ring", flaky)]
+    orders = measures.round_orders(["files", "batch", "prog_run", "iter_ring"], 3, 1)
+    out = scrape.measure_set(rs, ids, orders)
+    assert len(out["files"]["cpu_ns"]) == len(out["files"]["wall_ns"]) == 3 and out["files"]["count"] == 3
+    assert out["batch"]["same_as_files"] == 2
+    assert out["files_held"] == {"not_measured": "pread: end of file"}
+    assert out["prog_run"] == {"not_measured": "count check failed: 2 of 3 cgroups answered"}
+    assert out["iter_ring"] == {"not_measured": "[Errno 5] Input/output error"}

@@ -1,7 +1,7 @@
 """The lab's foreign calls: what only the report uses to read a stat the other ways (a map lookup,
-a test run of a BPF_PROG_TYPE_SYSCALL program, a cgroup iterator made and read per read) and to set a
-knob (a map update). The agent never makes these calls, so they live here, apart from the node agent's
-binding (docs/architecture.md, "Backends" and "The lab").
+a batch lookup of a whole map, a test run of a BPF_PROG_TYPE_SYSCALL program, a cgroup iterator made
+and read per read) and to set a knob (a map update). The agent never makes these calls, so they live
+here, apart from the node agent's binding (docs/architecture.md, "Backends" and "The lab").
 
 Built on libbpf.py: its library handle, its prototype declarations (`_fn`: restype, argtypes,
 use_errno=True, and a Python signature mypy checks) and its error checks (a negative result raises
@@ -49,6 +49,8 @@ _map_update: Callable[[int, Buffer, Buffer, int], int] = _fn(_lib, "bpf_map_upda
 _prog_test_run: Callable[[int, ByRef], int] = _fn(_lib, "bpf_prog_test_run_opts", c_int, c_int, POINTER(TestRunOpts))
 _prog_attach_iter: Callable[[int, ByRef], int | None] = _fn(_lib, "bpf_program__attach_iter", c_void_p, c_void_p,
                                                             POINTER(IterAttachOpts))
+_lookup_batch: Callable[[int, Buffer | None, Buffer, Buffer, Buffer, ByRef, None], int] = _fn(
+    _lib, "bpf_map_lookup_batch", c_int, c_int, c_void_p, c_void_p, c_void_p, c_void_p, POINTER(c_uint32), c_void_p)
 
 
 def map_lookup(fd: int, key: bytes, value_size: int, what: str = "map") -> bytes | None:
@@ -61,6 +63,34 @@ def map_lookup(fd: int, key: bytes, value_size: int, what: str = "map") -> bytes
             return None
         raise LibbpfError("bpf_map_lookup_elem", what, err, "")
     return v.raw
+
+
+BATCH_TOKEN = 8  # bytes for BPF_MAP_LOOKUP_BATCH's token (a hash map's is a u32 bucket index)
+
+
+def map_lookup_batch(fd: int, key_size: int, value_size: int, chunk: int = 4096,
+                     what: str = "map") -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of the map by BPF_MAP_LOOKUP_BATCH, `chunk` entries per bpf(2) call at most
+    (the report's scrape table). The first call passes no token, each next one the token the previous
+    returned; the kernel answers ENOENT with the last chunk (maybe empty) when the walk is over."""
+    keys = ctypes.create_string_buffer(key_size * chunk)
+    values = ctypes.create_string_buffer(value_size * chunk)
+    token_in: Buffer | None = None
+    token_out = ctypes.create_string_buffer(BATCH_TOKEN)
+    out: list[tuple[bytes, bytes]] = []
+    while True:
+        count = c_uint32(chunk)
+        ctypes.set_errno(0)
+        ret = _lookup_batch(fd, token_in, token_out, keys, values, ctypes.byref(count), None)
+        err = 0 if ret >= 0 else (-ret if ret != -1 else ctypes.get_errno())
+        if err not in (0, errno_mod.ENOENT):
+            raise LibbpfError("bpf_map_lookup_batch", what, err, "")
+        kraw, vraw = keys.raw, values.raw
+        out += [(kraw[i * key_size:(i + 1) * key_size], vraw[i * value_size:(i + 1) * value_size])
+                for i in range(count.value)]
+        if err == errno_mod.ENOENT:
+            return out
+        token_in = ctypes.create_string_buffer(token_out.raw, BATCH_TOKEN)
 
 
 def map_update(fd: int, key: bytes, value: bytes, what: str = "map") -> None:

@@ -18,8 +18,9 @@ kernel-approach2/bench/bench_a2.py's JSON), and a row that could not be measured
     usability.py   the usability table, each cell a check run now
     scrape.py      scale as monitoring does it: every cgroup's stat of N cgroups per scrape, via each
                    route (files, held fds, one iterator, N x BPF_PROG_RUN, batch lookup, cpu.stat x N),
-                   each scrape checked to return one value per cgroup; scrape_iter.py the one-walk
-                   routes (bench/report/bpf/scrape.bpf.c); render_scrape.py its section and JSON block
+                   each scrape checked to return one value per cgroup; scrape_routes.py the readers,
+                   scrape_iter.py the one-walk ones (bench/report/bpf/scrape.bpf.c); render_scrape.py
+                   its section and JSON block
     guest.py       the patched-kernel rows, host side: which image, its identity, the boot, the JSON back
     inguest.py     the patched-kernel rows, guest side: both approaches' files, cpu.stat, bench_a2
                    (its mkdir-under-links and stall parts keep every sample)

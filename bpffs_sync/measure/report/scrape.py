@@ -7,7 +7,7 @@ same 1000 as chains of depth DEPTH (deep_paths). They live below the bed's cgrou
 (report/bed.py), each once run in by a task (charge()) so hist_oncpu's stats map holds an entry for
 every one of them, and the user-space mirror pins its iterator file for each (one Reconciler pass).
 
-Routes (ROUTES; scrape_iter.py holds the iterator ones):
+Routes (scrape_routes.py; scrape_iter.py holds the one-walk ones):
   cpu_stat       cgroupfs cpu.stat x N: open + read + close, parse usage_usec (the baseline)
   cpu_stat_held  cpu.stat, N fds held open, each re-read with pread(fd, buf, 0)
   files          the mirror's N pinned iterator files: open + read + close, parse
@@ -29,26 +29,24 @@ the routes in a seeded shuffled order per round (measures.round_orders).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from bpffs_sync import libbpf
 from bpffs_sync.errors import SyncError
-from bpffs_sync.histogram import ParseError, parse_stat
+from bpffs_sync.histogram import ParseError
 from bpffs_sync.loader import cg_key
-from bpffs_sync.measure import batch, ffi
+from bpffs_sync.measure import ffi
 from bpffs_sync.measure.report import scrape_iter, stats
 from bpffs_sync.measure.report.bed import STAT, Bed
 from bpffs_sync.measure.report.measures import round_orders
-from bpffs_sync.measure.report.mechanisms import MAX_SLOTS, prog_found
+from bpffs_sync.measure.report.scrape_routes import ROUTES, VALUE_SIZE, Route, Scene, Scrape, routes
 from bpffs_sync.mirror.reconciler import Reconciler
 from bpffs_sync.sandbox import remove_cgroup_tree
 
@@ -57,10 +55,6 @@ SCRAPES = 5  # timed scrapes per route and set (the full run: SCRAPES_FULL)
 SCRAPES_FULL = 7
 BASELINE = "cpu_stat"
 REFERENCE = "files"  # the hist_oncpu routes' values are compared with this one's
-_KEY_SIZE = 16  # struct cg_key
-_VALUE_SIZE = 8 * (2 + MAX_SLOTS)  # struct hist_value
-_CTX_HEAD = 24  # struct stat_args up to value: key, found, pad
-READ_SIZE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +113,6 @@ def agreement(values: Mapping[int, int], reference: Mapping[int, int], ids: Sequ
     return sum(1 for i in ids if i in values and values.get(i) == reference.get(i))
 
 
-def kv_value(text: str, key: str) -> int:
-    """The value of `key` in a cgroupfs `key value` file (cpu.stat), parsed whole like a reader."""
-    fields = dict(line.split(" ", 1) for line in text.splitlines())
-    return int(fields[key])
-
-
-def errno_text(err: OSError) -> str:
-    code = err.errno or 0
-    return f"{errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
-
-
 # --- the cgroups -----------------------------------------------------------------------------------
 
 _CHARGE = ("import os, sys, time\npid = str(os.getpid())\nfor p in sys.stdin.read().split('\\n'):\n"
@@ -145,7 +128,7 @@ def charge(paths: Sequence[str]) -> None:
 def uncharged(bed: Bed, paths: Sequence[str], ids: Sequence[int]) -> list[str]:
     """The cgroups of paths without a stats-map entry."""
     return [p for p, i in zip(paths, ids, strict=True)
-            if ffi.map_lookup(bed.map_fd, cg_key(0, i), _VALUE_SIZE, "oncpu_stats") is None]
+            if ffi.map_lookup(bed.map_fd, cg_key(0, i), VALUE_SIZE, "oncpu_stats") is None]
 
 
 def charge_all(bed: Bed, paths: Sequence[str], ids: Sequence[int], tries: int = 3) -> int:
@@ -161,18 +144,6 @@ def charge_all(bed: Bed, paths: Sequence[str], ids: Sequence[int], tries: int = 
         again += len(missing)
         charge(missing)
     return again
-
-
-@dataclass(slots=True)
-class Scene:
-    """A made set: its root, its cgroups (parents first), their ids, the mirror's files for them;
-    recharged: how many cgroups charge_all() ran in a second time."""
-
-    root: str
-    paths: list[str]
-    ids: list[int]
-    files: list[str]
-    recharged: int = 0
 
 
 def _forget(bed: Bed, ids: Sequence[int]) -> None:
@@ -204,172 +175,6 @@ def made(bed: Bed, s: CgSet) -> Iterator[Scene]:
         yield Scene(root, paths, ids, [bed.layout.mirror_path((*r, STAT)) for r in rel], again)
 
 
-# --- routes ------------------------------------------------------------------------------------------
-
-Scrape = Callable[[], dict[int, int]]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    key: str
-    label: str
-    scrape: Scrape | None  # None: cannot run here (missing says why)
-    missing: str = ""
-
-
-def _cpu_stat(scene: Scene) -> Scrape:
-    pairs = [(i, os.path.join(p, "cpu.stat")) for i, p in zip(scene.ids, scene.paths, strict=True)]
-
-    def scrape() -> dict[int, int]:
-        out = {}
-        for i, path in pairs:
-            with open(path, encoding="ascii") as f:
-                out[i] = kv_value(f.read(), "usage_usec") * 1000
-        return out
-    return scrape
-
-
-def _files(scene: Scene) -> Scrape:
-    files = scene.files
-
-    def scrape() -> dict[int, int]:
-        out = {}
-        for path in files:
-            with open(path, encoding="utf-8") as f:
-                s = parse_stat(f.read()).summary
-            out[s["cgroup_id"]] = s["total_ns"]
-        return out
-    return scrape
-
-
-def reread_check(path: str) -> str | None:
-    """None when a file opened once can be read again from offset 0 with pread (the data again),
-    else the errno pread gave (and lseek's, the other way back to 0)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        first = os.read(fd, READ_SIZE)
-        try:
-            again = os.pread(fd, READ_SIZE, 0)
-        except OSError as err:
-            return f"pread(fd, {READ_SIZE}, 0) after a first read: {errno_text(err)}; {_lseek_note(fd)}"
-        if again and again.split(maxsplit=1)[:1] == first.split(maxsplit=1)[:1]:
-            return None
-        return (f"pread(fd, {READ_SIZE}, 0) after a first read of {len(first)} bytes returned {len(again)} "
-                f"bytes{' (end of file): the file does not start over at offset 0' if not again else ''}; "
-                f"{_lseek_note(fd)}")
-    finally:
-        os.close(fd)
-
-
-def _lseek_note(fd: int) -> str:
-    """What lseek(fd, 0, SEEK_SET) says, the other way back to the start."""
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-    except OSError as err:
-        return f"lseek(fd, 0, SEEK_SET): {errno_text(err)}"
-    return "lseek(fd, 0, SEEK_SET) succeeds"
-
-
-def _room_for(n: int) -> str | None:
-    """Raise the soft fd limit to the hard one if n more fds need it; None, or why they do not fit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = n + len(os.listdir("/proc/self/fd")) + 64
-    if need > soft and need <= hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    return None if need <= soft else f"{n} held fds do not fit RLIMIT_NOFILE {soft} (hard {hard})"
-
-
-def _held(stack: ExitStack, paths: Sequence[str], keys: Sequence[int] | None,
-          parse: Callable[[bytes], tuple[int, int]]) -> Route | Scrape:
-    """N fds held open; each scrape preads each from 0. keys: the id per path (None: parse gives it)."""
-    why = reread_check(paths[0]) or _room_for(len(paths))
-    if why:
-        return Route("", "", None, why)
-    fds = []
-    for p in paths:
-        fds.append(os.open(p, os.O_RDONLY | os.O_CLOEXEC))
-        stack.callback(os.close, fds[-1])
-    ids = list(keys) if keys is not None else [0] * len(fds)
-
-    def scrape() -> dict[int, int]:
-        out = {}
-        for i, fd in zip(ids, fds, strict=True):
-            cg, value = parse(os.pread(fd, READ_SIZE, 0))
-            out[cg or i] = value
-        return out
-    return scrape
-
-
-def _parse_stat_bytes(raw: bytes) -> tuple[int, int]:
-    s = parse_stat(raw.decode()).summary
-    return s["cgroup_id"], s["total_ns"]
-
-
-def _prog_run(bed: Bed, scene: Scene) -> Scrape:
-    ctxs = [(i, (0).to_bytes(8, "little") + i.to_bytes(8, "little") + bytes(8 + _VALUE_SIZE)) for i in scene.ids]
-
-    def scrape() -> dict[int, int]:
-        out = {}
-        for i, ctx in ctxs:
-            _, got = ffi.prog_test_run_ctx(bed.prog_fd, ctx, "stat_by_id")
-            if prog_found(got):
-                out[i] = int.from_bytes(got[_CTX_HEAD:_CTX_HEAD + 8], "little")
-        return out
-    return scrape
-
-
-def _batch(bed: Bed, scene: Scene) -> Scrape:
-    wanted = set(scene.ids)
-
-    def scrape() -> dict[int, int]:
-        out = {}
-        for key, value in batch.lookup_batch(bed.map_fd, _KEY_SIZE, _VALUE_SIZE, what="oncpu_stats"):
-            hierarchy, cg = int.from_bytes(key[:4], "little"), int.from_bytes(key[8:], "little")
-            if hierarchy == 0 and cg in wanted:
-                out[cg] = int.from_bytes(value[:8], "little")
-        return out
-    return scrape
-
-
-ROUTES = {
-    "cpu_stat": "cgroupfs cpu.stat x N: open + read + close, parse usage_usec (baseline)",
-    "cpu_stat_held": "cgroupfs cpu.stat, N fds held open: pread(fd, buf, 0) each",
-    "files": "user-space mirror: N pinned iterator files, open + read + close, parse",
-    "files_held": "user-space mirror: N pinned iterator files held open: pread(fd, buf, 0) each",
-    "iter_hist": "one cgroup iterator (descendants_pre) with hist_oncpu's reader: the files' text, one stream",
-    "iter_lines": "one cgroup iterator (descendants_pre), one text line per cgroup (scrape_lines)",
-    "iter_ring": "one cgroup iterator (descendants_pre), one record per cgroup into a ring buffer (scrape_ring)",
-    "prog_run": "N x BPF_PROG_RUN of stat_by_id (cgroup id in, raw struct out)",
-    "batch": "BPF_MAP_LOOKUP_BATCH of the whole stats map, these N kept",
-}
-
-
-def routes(bed: Bed, scene: Scene, walker: scrape_iter.Walker | str, stack: ExitStack) -> list[Route]:
-    """Every route for one set, set up (fds opened, links made; undone by stack)."""
-    made: dict[str, Route | Scrape] = {
-        "cpu_stat": _cpu_stat(scene),
-        "cpu_stat_held": _held(stack, [os.path.join(p, "cpu.stat") for p in scene.paths], scene.ids,
-                               lambda raw: (0, kv_value(raw.decode(), "usage_usec") * 1000)),
-        "files": _files(scene),
-        "files_held": _held(stack, scene.files, None, _parse_stat_bytes),
-        "prog_run": _prog_run(bed, scene),
-        "batch": _batch(bed, scene),
-    }
-    root_fd = os.open(scene.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    stack.callback(os.close, root_fd)
-    what = f"at {os.path.basename(scene.root)}"
-    made["iter_hist"] = scrape_iter.hist_walk(stack, bed.loaded.reader, root_fd, what)
-    for key in ("iter_lines", "iter_ring"):
-        made[key] = (Route(key, "", None, walker) if isinstance(walker, str)
-                     else walker.walk(stack, key.removeprefix("iter_"), root_fd, what))
-    out = []
-    for key, label in ROUTES.items():
-        got = made[key]
-        out.append(Route(key, label, None, got.missing) if isinstance(got, Route) else Route(key, label, got))
-    return out
-
-
 # --- measuring ---------------------------------------------------------------------------------------
 
 
@@ -390,35 +195,44 @@ def _attempt(fn: Scrape, ids: Sequence[int]) -> tuple[dict[int, int], int, int] 
     return check_count(values, ids) or (values, wall, cpu)
 
 
-def measure_set(rs: Sequence[Route], ids: Sequence[int], orders: list[list[str]]) -> dict[str, Any]:
-    """Warm-up (checked) then one timed scrape per route per round, in the round's order."""
+def _warm_up(rs: Sequence[Route], ids: Sequence[int]) -> dict[str, Any]:
+    """Each route's untimed first scrape, checked: an entry for its samples, or why it cannot run."""
     out: dict[str, Any] = {}
-    last: dict[str, dict[int, int]] = {}
-    by_key = {r.key: r for r in rs}
     for r in rs:
-        if r.scrape is None:
-            out[r.key] = stats.not_measured(r.missing)
-            continue
-        got = _attempt(r.scrape, ids)
+        got = r.missing if r.scrape is None else _attempt(r.scrape, ids)
         out[r.key] = stats.not_measured(got) if isinstance(got, str) else {"wall_ns": [], "cpu_ns": []}
-    for order in orders:
-        for key in order:
-            entry, fn = out[key], by_key[key].scrape
-            if not stats.is_measured(entry) or fn is None:
-                continue
-            got = _attempt(fn, ids)
-            if isinstance(got, str):
-                out[key] = stats.not_measured(got)
-                continue
-            last[key], wall, cpu = got
-            entry["wall_ns"].append(wall)
-            entry["cpu_ns"].append(cpu)
+    return out
+
+
+def _counts(out: dict[str, Any], last: dict[str, dict[int, int]], ids: Sequence[int]) -> None:
+    """Record each measured route's count, and how many values equal the files' (hist_oncpu routes)."""
     ref = last.get(REFERENCE, {})
     for key, values in last.items():
         if stats.is_measured(out[key]):
             out[key]["count"] = sum(1 for i in ids if i in values)
             if key not in (BASELINE, "cpu_stat_held") and ref:
                 out[key]["same_as_files"] = agreement(values, ref, ids)
+
+
+def measure_set(rs: Sequence[Route], ids: Sequence[int], orders: list[list[str]]) -> dict[str, Any]:
+    """Warm-up (checked) then one timed scrape per route per round, in the round's order; a scrape
+    that fails or miscounts ends its route with the reason."""
+    out = _warm_up(rs, ids)
+    last: dict[str, dict[int, int]] = {}
+    by_key = {r.key: r for r in rs}
+    for order in orders:
+        for key in order:
+            fn = by_key[key].scrape
+            if not stats.is_measured(out[key]) or fn is None:
+                continue
+            got = _attempt(fn, ids)
+            if isinstance(got, str):
+                out[key] = stats.not_measured(got)
+                continue
+            last[key], wall, cpu = got
+            out[key]["wall_ns"].append(wall)
+            out[key]["cpu_ns"].append(cpu)
+    _counts(out, last, ids)
     return out
 
 
