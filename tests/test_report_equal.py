@@ -85,8 +85,27 @@ def test_check_a_route_without_output_says_why() -> None:
 
 
 def test_check_with_no_output_at_all_is_not_equal() -> None:
+    """No route produced an output: not equal, no reference."""
     got = equal.check(RAW, {"total_file": {"c": "failed here: x", "py": "failed here: y"}})
     assert not got["equal"] and got["reference"] is None
+
+
+def test_check_of_zeros_is_void() -> None:
+    """Every route gave total_ns 0 (the target has no stats entry): they agree, but the check is
+    void, so not equal; likewise the three zero lines of the full text."""
+    got = equal.check(RAW, {k: {"c": 0, "py": 0} for k in ROUTES[RAW]})
+    assert got["differ"] == [] and not got["equal"] and "total_ns 0" in got["void"]
+    zeros = format_text(None, 42)
+    got = equal.check(FULL, {k: {"c": zeros, "py": zeros} for k in ROUTES[FULL]})
+    assert got["differ"] == [] and not got["equal"] and "total_ns 0" in got["void"]
+
+
+def test_check_with_one_route_is_void() -> None:
+    """Only the reference route produced an output (its C and Python agree): nothing was compared."""
+    got = equal.check(RAW, {"total_file": {"c": 3000, "py": 3000}, "prog_run": {"c": "failed here: x",
+                                                                                   "py": "failed here: x"}})
+    assert not got["equal"] and got["void"] == "only total_file produced an output: nothing was compared"
+    assert equal.check(RAW, _raw())["void"] is None
 
 
 # --- the section, from fixed JSON -------------------------------------------------------------------
@@ -154,12 +173,26 @@ def test_section_refuses_a_ratio_without_equal_work() -> None:
 
 
 def test_section_of_a_results_json_without_the_check() -> None:
-    """An older results.json: the output cells say it was not checked, the ratios are still there."""
+    """An older results.json: the output cells say it was not checked, and no ratio is quoted."""
     doc = _doc()
     del doc["equal_work"]
     rows = _rows(render_equal.section(doc))
     assert rows[render_equal.ROUTE_NAMES["mirror_iter"]][2] == render_equal.NO_CHECK
+    assert rows[render_equal.ROUTE_NAMES["mirror_iter"]][5].startswith("no ratio: equal work not shown")
     assert render_equal.equal_work(doc, FULL, "mirror_iter") is None
+
+
+def test_a_void_check_quotes_no_ratio() -> None:
+    """Only the file produced a text: the check is void, not equal; no route is called equal work,
+    no ratio is quoted, and the CLI's problems name why."""
+    doc = _doc({"mirror_iter": {"c": TEXT, "py": TEXT}, "prog_run_text": {"c": "failed here: EPERM",
+                                                                         "py": "failed here: EPERM"}})
+    check = doc["equal_work"][FULL]
+    assert not check["equal"] and check["void"] == "only mirror_iter produced an output: nothing was compared"
+    assert render_equal.equal_work(doc, FULL, "mirror_iter") is None
+    rows = _rows(render_equal.section(doc))
+    assert rows[render_equal.ROUTE_NAMES["mirror_iter"]][5].startswith("no ratio: equal work not shown")
+    assert render_equal.problems(doc) == [f"equal work ({FULL}): {check['void']}"]
 
 
 # --- the breakdown's parsing -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 from bpffs_sync import log
 from bpffs_sync.measure.report import measures
 from bpffs_sync.measure.report.bed import Bed
-from bpffs_sync.measure.report.mechanisms import FULL, RAW, ROUTES, Mechanism, Output
+from bpffs_sync.measure.report.mechanisms import FULL, RAW, ROUTES, Mechanism, Output, value_of
 
 LOOPS = ("c", "py")
 _log = log.get(__name__)
@@ -87,7 +87,8 @@ def check(variant: str, outputs: dict[str, dict[str, Produced]],
           others: dict[str, str] | None = None) -> dict[str, Any]:
     """Compare every route's outputs in `variant` with the reference, the first route's C output (the
     file: ROUTES[variant][0]). {"equal": every route that produced an output produced the reference,
-    "reference": "<key>:c", "routes": {key: {loop: {bytes, sha256, same} | {value, same} |
+    and "void" is None; "void": why the agreement would prove nothing (no second route to compare,
+    a zero reference) or None; "reference": "<key>:c", "routes": {key: {loop: {bytes, sha256, same} | {value, same} |
     {"cannot": why}}}, "differ": ["<key>:<loop>: ..."], "cannot": {key: why}} plus, for the full text,
     the reference's bytes, sha256 and text, for the raw value the reference number. others: read
     mechanisms of another figure, key -> the figure they read."""
@@ -95,7 +96,7 @@ def check(variant: str, outputs: dict[str, dict[str, Produced]],
     out: dict[str, Any] = {"variant": variant, "routes": {}, "differ": [], "cannot": {}}
     ref_key = next((k for k in keys if _wrong_kind(variant, outputs[k].get("c", "")) is None), None)
     if ref_key is None:
-        out |= {"equal": False, "reference": None}
+        out |= {"equal": False, "reference": None, "void": "no route produced an output"}
         out["cannot"] = {k: "no route produced an output" for k in ROUTES[variant]}
         return out
     ref = outputs[ref_key]["c"]
@@ -131,8 +132,26 @@ def check(variant: str, outputs: dict[str, dict[str, Produced]],
             out["cannot"][key] = "not run here"
     for key, what in (others or {}).items():
         out["cannot"][key] = cannot_reason(variant, what)
-    out["equal"] = not out["differ"]
+    out["void"] = void_reason(variant, ref, ref_key, out["routes"])
+    out["equal"] = not out["differ"] and out["void"] is None
     return out
+
+
+def void_reason(variant: str, ref: Output, ref_key: str, routes: dict[str, dict[str, Any]]) -> str | None:
+    """Why an agreement would prove nothing, or None: no route but the reference's produced an
+    output to compare, or the reference carries no figure (total_ns 0: the target cgroup has no
+    stats entry, so every route's work is the three zero lines, not the text the timings are for)."""
+    compared = [k for k, rows in routes.items() if k != ref_key and any("cannot" not in r for r in rows.values())]
+    if not compared:
+        return f"only {ref_key} produced an output: nothing was compared"
+    try:
+        figure = value_of(ref)
+    except ValueError as err:  # ParseError, UnicodeDecodeError
+        return f"the reference text is not hist_oncpu's text ({err})"
+    if figure == 0:
+        what = "text" if variant == FULL else "value"
+        return f"the reference {what} has total_ns 0 (no stats entry for the target cgroup): equal zeros prove nothing"
+    return None
 
 
 def cannot_reason(variant: str, what: str) -> str:
@@ -148,5 +167,6 @@ def run(bed: Bed, mechs: list[Mechanism]) -> dict[str, Any]:
     doc = {v: check(v, outputs, others) for v in (FULL, RAW)}
     for v, res in doc.items():
         if not res["equal"]:
-            _log.warning("equal_work_check_failed", variant=v, differ=res["differ"], cannot=res["cannot"])
+            _log.warning("equal_work_check_failed", variant=v, differ=res["differ"], void=res["void"],
+                         cannot=res["cannot"])
     return doc

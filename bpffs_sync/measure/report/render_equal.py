@@ -58,14 +58,30 @@ def output_cell(doc: dict[str, Any], variant: str, key: str) -> str:
 
 def equal_work(doc: dict[str, Any], variant: str, key: str) -> bool | None:
     """True: the route produced the variant's reference in both loops this run; False: it produced
-    something else; None: not checked (an old results.json, or the route had no output)."""
+    something else; None: not checked (an old results.json, the route had no output, or the check
+    was void: nothing to compare, or a zero reference)."""
     check = doc.get("equal_work", {}).get(variant)
-    if not isinstance(check, dict) or key not in check["routes"]:
+    if not isinstance(check, dict) or key not in check["routes"] or check.get("void"):
         return None
     rows = check["routes"][key].values()
     if any("cannot" not in r and not r["same"] for r in rows):
         return False
     return True if all("cannot" not in r for r in rows) else None
+
+
+def c_equal_work(doc: dict[str, Any], variant: str, key: str) -> bool | None:
+    """equal_work() for the route's C output alone (what the ratio column compares)."""
+    check = doc.get("equal_work", {}).get(variant)
+    if not isinstance(check, dict) or key not in check["routes"] or check.get("void"):
+        return None
+    row = check["routes"][key].get("c", {})
+    return None if "same" not in row else bool(row["same"])
+
+
+def _failure(check: dict[str, Any]) -> str:
+    """Why a check did not hold: the routes that differ, and why it was void."""
+    return "; ".join([*check["differ"], *([check["void"]] if check.get("void") else [])]) or \
+        "no route produced an output"
 
 
 def check_sentence(doc: dict[str, Any], variant: str) -> str:
@@ -80,7 +96,7 @@ def check_sentence(doc: dict[str, Any], variant: str) -> str:
     if check["equal"]:
         gaps = [f"{k}: {why}" for k, why in check["cannot"].items() if ":" in k]
         return head + f"every route produced {what}" + (f"; no output from {'; '.join(gaps)}" if gaps else "") + "."
-    return head + f"NOT equal: {'; '.join(check['differ']) or 'no route produced an output'}."
+    return head + f"NOT shown equal: {_failure(check)}."
 
 
 def problems(doc: dict[str, Any]) -> list[str]:
@@ -90,7 +106,7 @@ def problems(doc: dict[str, Any]) -> list[str]:
     for variant in (FULL, RAW):
         check = doc.get("equal_work", {}).get(variant)
         if isinstance(check, dict) and not check["equal"]:
-            out.append(f"equal work ({variant}): {'; '.join(check['differ']) or 'no route produced an output'}")
+            out.append(f"equal work ({variant}): {_failure(check)}")
     return out
 
 
@@ -98,9 +114,11 @@ def _ratio_cell(doc: dict[str, Any], variant: str, key: str) -> str:
     prog = PROG[variant]
     if key == prog:
         return "the variant's baseline"
-    eq = equal_work(doc, variant, key)
-    if eq is False or equal_work(doc, variant, prog) is False:
+    got = (c_equal_work(doc, variant, key), c_equal_work(doc, variant, prog))
+    if False in got:
         return "not equal work: the outputs differ (see the output column), no ratio"
+    if None in got:
+        return "no ratio: equal work not shown for both C outputs (see the output column and the check above)"
     e, p = doc["read"].get(key), doc["read"].get(prog)
     if not (stats.is_measured(e) and stats.is_measured(p)):
         return _nm(e if not stats.is_measured(e) else p)

@@ -190,6 +190,8 @@ def _variant_part(variant: str, r: RatioEst | None, equal: bool | None) -> str:
         return f"{head}: not equal work, so no ratio is quoted"
     if r is None:
         return f"{head}: not measured"
+    if equal is None:
+        return f"{head}: equal work not shown, so no ratio is quoted"
     return f"{head}: the file costs {rx(r)} a BPF_PROG_RUN call, {_SIDE[r.side()]}"
 
 
@@ -198,10 +200,10 @@ def reads_sentence(full: RatioEst | None, raw: RatioEst | None,
     """The file against BPF_PROG_RUN (host, C p50) in the two declared variants of equal work: full
     text (the mirror's file against stat_text, which formats the same text in the program) and raw
     value (total_only's file printing total_ns alone against stat_by_id's struct). equal: each
-    variant's equal-work check in this run (True: held; False: the outputs differed, so its ratio is
-    not quoted; None: not checked)."""
+    variant's equal-work check in this run (True: held; False: the outputs differed; None: not
+    checked: a ratio is quoted, and concluded from, only where it held)."""
     parts = {FULL: (full, equal[0]), RAW: (raw, equal[1])}
-    usable = {v: r for v, (r, eq) in parts.items() if r is not None and eq is not False}
+    usable = {v: r for v, (r, eq) in parts.items() if r is not None and eq is True}
     if full is None and raw is None:
         return ("Reads by programs: not measured: the C loop of the file or of BPF_PROG_RUN, in either "
                 "variant.")
