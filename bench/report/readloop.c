@@ -129,13 +129,24 @@ static uint64_t parse_key(const char *text, const char *key)
 	return strtoull(p, NULL, 10);
 }
 
+/* One read() of the whole text; a text that fills the buffer may have been cut, so it fails (E2BIG). */
 static ssize_t read_fd_all(int fd)
 {
 	ssize_t n = PH(PH_READ, read(fd, buf, sizeof(buf) - 1));
 
+	if (n == (ssize_t)sizeof(buf) - 1) {
+		errno = E2BIG;
+		return -1;
+	}
 	if (n >= 0)
 		buf[n] = 0;
 	return n;
+}
+
+static void close_or_die(int fd, const char *what)
+{
+	if (PH(PH_CLOSE, close(fd)))
+		die(what, errno);
 }
 
 /* --- one operation per mechanism: returns the value read ------------------------------------ */
@@ -158,7 +169,7 @@ static uint64_t op_file(struct ctx *c)
 		die(c->path, errno);
 	if (read_fd_all(fd) < 0)
 		die("read", errno);
-	PH(PH_CLOSE, close(fd));
+	close_or_die(fd, "close");
 	return parse_key(buf, c->key);
 }
 
@@ -173,7 +184,7 @@ static uint64_t op_text(struct ctx *c)
 	n = read_fd_all(fd);
 	if (n < 0)
 		die("read", errno);
-	PH(PH_CLOSE, close(fd));
+	close_or_die(fd, "close");
 	c->out = buf, c->out_len = n;
 	return 0;
 }
@@ -206,8 +217,8 @@ static size_t format_text(char *out, size_t size, uint64_t cgid, const struct hi
 		if (v->slots[i] > max)
 			max = v->slots[i];
 	}
-	if (idx_max < 0)
-		return n;
+	if (idx_max < 0 || n >= size)
+		return n < size ? n : size - 1;
 	n += snprintf(out + n, size - n, "     usecs               : count    distribution\n");
 	for (i = 0; i <= idx_max && n < size; i++) {
 		val = v->slots[i];
@@ -280,8 +291,8 @@ static uint64_t op_iter(struct ctx *c)
 	n = read_fd_all(it);
 	if (n < 0)
 		die("read iter", errno);
-	PH(PH_CLOSE, close(it));
-	PH(PH_CLOSE, close(link));
+	close_or_die(it, "close iter");
+	close_or_die(link, "close link");
 	if (!c->key) {
 		c->out = buf, c->out_len = n;
 		return 0;
@@ -311,12 +322,15 @@ static uint16_t genl_family(int nl, const char *name)
 	if (send(nl, &req, req.n.nlmsg_len, 0) < 0)
 		die("send CTRL_CMD_GETFAMILY", errno);
 	len = recv(nl, buf, sizeof(buf), 0);
-	if (len < 0 || rep->nlmsg_type == NLMSG_ERROR)
-		die("genetlink family TASKSTATS", len < 0 ? errno : EINVAL);
+	if (len < 0)
+		die("recv CTRL_CMD_GETFAMILY", errno);
+	if (len < (ssize_t)NLMSG_LENGTH(GENL_HDRLEN) || rep->nlmsg_type == NLMSG_ERROR || rep->nlmsg_len > len)
+		die("genetlink family TASKSTATS", EINVAL);
 	len = rep->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
 	na = (struct nlattr *)((char *)NLMSG_DATA(rep) + GENL_HDRLEN);
-	while (len > 0) {
-		if (na->nla_type == CTRL_ATTR_FAMILY_ID)
+	/* attributes within the message only; a zero-length one would loop forever */
+	while (len >= NLA_HDRLEN && na->nla_len >= NLA_HDRLEN && na->nla_len <= len) {
+		if (na->nla_type == CTRL_ATTR_FAMILY_ID && na->nla_len >= NLA_HDRLEN + sizeof(uint16_t))
 			return *(uint16_t *)((char *)na + NLA_HDRLEN);
 		len -= NLA_ALIGN(na->nla_len);
 		na = (struct nlattr *)((char *)na + NLA_ALIGN(na->nla_len));
@@ -351,16 +365,23 @@ static uint64_t op_netlink(struct ctx *c)
 	len = recv(c->nl_fd, buf, sizeof(buf), 0);
 	if (len < 0)
 		die("recv", errno);
+	if (len < (ssize_t)NLMSG_HDRLEN ||
+	    (rep->nlmsg_type == NLMSG_ERROR && len < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr))))
+		die("CGROUPSTATS_CMD_GET: short reply", EINVAL);
 	if (rep->nlmsg_type == NLMSG_ERROR)
 		die("CGROUPSTATS_CMD_GET", -((struct nlmsgerr *)NLMSG_DATA(rep))->error);
 	na = (struct nlattr *)((char *)NLMSG_DATA(rep) + GENL_HDRLEN);
+	/* the reply's one attribute, CGROUPSTATS_TYPE_CGROUP_STATS, whole within what recv() returned */
+	if (len < (ssize_t)(NLMSG_LENGTH(GENL_HDRLEN) + NLA_HDRLEN + sizeof(st)) ||
+	    na->nla_type != CGROUPSTATS_TYPE_CGROUP_STATS || na->nla_len < NLA_HDRLEN + sizeof(st))
+		die("CGROUPSTATS_CMD_GET: no cgroupstats in the reply", EINVAL);
 	memcpy(&st, (char *)na + NLA_HDRLEN, sizeof(st));
 	return st.nr_sleeping + st.nr_running + st.nr_stopped + st.nr_uninterruptible + st.nr_io_wait;
 }
 
 static uint64_t op_xattr_get(struct ctx *c)
 {
-	ssize_t n = getxattr(c->path, c->name, buf, sizeof(buf));
+	ssize_t n = getxattr(c->path, c->name, buf, sizeof(buf) - 1);
 
 	if (n < 0)
 		die("getxattr", errno);
@@ -426,6 +447,8 @@ static int mkdirlat(long max, const char *dir, const char *stop, int with_start)
 			printf("%llu ", (unsigned long long)starts[i]);
 		printf("%llu\n", (unsigned long long)samples[i]);
 	}
+	if (fflush(stdout) || ferror(stdout))
+		die("stdout", errno ? errno : EIO);
 	return 0;
 }
 
@@ -478,6 +501,10 @@ int main(int argc, char **argv)
 	n = atol(argv[2]);
 	if (!strcmp(mode, "churn"))
 		return churn(argv[3]);
+	if (n < 1 || n > 100000000) {	/* the samples' calloc below: no overflow, no empty loop */
+		fprintf(stderr, "readloop: N must be 1..100000000: %s\n", argv[2]);
+		return 2;
+	}
 	if ((!strcmp(mode, "mkdirlat") || !strcmp(mode, "mkdirts")) && argc == 5)
 		return mkdirlat(n, argv[3], argv[4], !strcmp(mode, "mkdirts"));
 	if (!strcmp(mode, "file") && argc == 5) {
@@ -510,7 +537,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	phases = getenv("READLOOP_PHASES") && !strcmp(getenv("READLOOP_PHASES"), "1");
-	samples = calloc(n > 0 ? n * (1 + N_PH) : 1, sizeof(*samples));
+	samples = calloc(n * (1 + N_PH), sizeof(*samples));
 	if (!samples)
 		die("calloc", ENOMEM);
 	for (i = 0; i < WARMUP; i++)
@@ -542,5 +569,7 @@ int main(int argc, char **argv)
 		else
 			printf("%llu\n", (unsigned long long)s[0]);
 	}
+	if (fflush(stdout) || ferror(stdout))
+		die("stdout", errno ? errno : EIO);
 	return 0;
 }
