@@ -97,6 +97,18 @@ def test_ring_consume_skips_discarded_records_and_moves_the_consumer() -> None:
     assert struct.unpack_from("<Q", cons, 0)[0] == pos
 
 
+def test_ring_values_are_checked_against_the_summary() -> None:
+    """scrape_ring's summary and the records consumed: whole and matching, the values; a short
+    summary, dropped records, or fewer records than the walk wrote: WalkCut saying which."""
+    blob = scrape_iter.REC.pack(7, 100, 1) + scrape_iter.REC.pack(8, 0, 0)
+    assert scrape_iter.ring_values(scrape_iter.SUMMARY.pack(2, 0), blob, "t") == {7: 100, 8: 0}
+    for summary, recs, want in ((b"\0" * 8, blob, "8 bytes, not 16"),
+                                (scrape_iter.SUMMARY.pack(2, 1), blob, "1 of 3 records did not fit"),
+                                (scrape_iter.SUMMARY.pack(3, 0), blob, "the walk wrote 3 records")):
+        with pytest.raises(scrape_iter.WalkCut, match=want):
+            scrape_iter.ring_values(summary, recs, "t")
+
+
 def test_reread_check_accepts_a_regular_file(tmp_path: Path) -> None:
     """A regular file reads again from offset 0 with pread: no reason given."""
     f = tmp_path / "stat"
@@ -148,6 +160,10 @@ def test_section_rows_time_ratio_count_and_reason() -> None:
     assert files[5] == "60.00 us" and files[6] == "1000 of 1000"
     ring = rows[("1000, chains of depth 8", "one iterator, ring")]
     assert ring[4].startswith("0.10x cpu.stat x N") and ring[6].endswith("equal to the files' value: 1000 of 1000")
+    assert render_scrape.set_rows({**DOC["scrape"]["sets"][0], "routes": {
+        "cpu_stat": _route([4.0] * 5, 100), "iter_ring": _route([1.0] * 5, 100, 99)}}, {})[1][4:] == [
+        "no ratio: its values differ from the files' (the values column)", "10.00 us",
+        "100 of 100; equal to the files' value: 99 of 100 (DIFFERS: another figure, or a moving one)"]
     held = rows[("100 flat", "N held fds")]
     assert held[2] == f"not measured: {HELD['not_measured']}" and held[3:] == [render_scrape.SEE_LEFT] * 4
     assert render.check_cells([sec]) == []

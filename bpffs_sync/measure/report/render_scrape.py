@@ -54,7 +54,14 @@ def _values_cell(entry: dict[str, Any], n: int, key: str) -> str:
     cell = f"{entry.get('count', 0)} of {n}"
     if "same_as_files" in entry and key != "files":
         cell += f"; equal to the files' value: {entry['same_as_files']} of {n}"
+        if _differs(entry, n):
+            cell += " (DIFFERS: another figure, or a moving one)"
     return cell
+
+
+def _differs(entry: dict[str, Any], n: int) -> bool:
+    """A hist_oncpu route whose last scrape did not return the files' value for every cgroup."""
+    return "same_as_files" in entry and entry["same_as_files"] != n
 
 
 def _per_cgroup(e: stats.Est | None, n: int) -> str:
@@ -72,7 +79,8 @@ def set_rows(s: dict[str, Any], labels: dict[str, str]) -> list[list[str]]:
             rows.append([*name, _nm(entry), *[SEE_LEFT] * 4])
             continue
         cpu = _est(entry, "cpu_ns")
-        ratio = (stats.fmt_ratio_est(_ratio(entry, base), "cpu.stat x N") if stats.is_measured(base)
+        ratio = ("no ratio: its values differ from the files' (the values column)" if _differs(entry, n)
+                 else stats.fmt_ratio_est(_ratio(entry, base), "cpu.stat x N") if stats.is_measured(base)
                  else f"no ratio: cpu.stat x N {_nm(base)}")
         rows.append([*name, fmt_ms(cpu), fmt_ms(_est(entry, "wall_ns")), ratio, _per_cgroup(cpu, n),
                      _values_cell(entry, n, key)])
@@ -119,15 +127,20 @@ def section(doc: dict[str, Any]) -> Section:
     labels: dict[str, str] = sc["routes"]
     rows = [r for s in sc["sets"] for r in set_rows(s, labels)]
     return Section(title, text=[
-        "A scraper reads hist_oncpu's on-CPU time (cpu.stat: usage_usec) of every cgroup of a set, once per "
-        "scrape, from Python on this host (stock kernel). The sets: N cgroups side by side, and 1000 as chains "
-        f"of depth {sc['depth']}; each cgroup ran a task once, so the stats map has an entry for each. Every route "
-        "reads the same cgroups and must return one value for each (the count check; a route that fails it, or "
-        "cannot run, says why). CPU: this thread's CPU time (time.thread_time_ns: user + kernel, so the kernel's "
-        "work inside our syscalls counts). Each route's first scrape is an untimed warm-up; then "
+        "A scraper reads the on-CPU time of every cgroup of a set, once per scrape, from Python on this host "
+        "(stock kernel): hist_oncpu's total_ns on every route but the baseline, which reads the kernel's own "
+        "figure (cpu.stat: usage_usec, a text of its own), so the ratio column compares scrapes, not equal work. "
+        f"The sets: N cgroups side by side, and 1000 as chains of depth {sc['depth']}; each cgroup ran a task "
+        "once, so the stats map has an entry for each. Every route reads the same cgroups and must return one "
+        "value for each (the count check; the cpu.stat routes read one file per cgroup, so for them it shows only "
+        "that every read succeeded; a route that fails it, or cannot run, says why); a hist_oncpu route whose "
+        "values differ from the files' in its last scrape gets no ratio. CPU: this thread's CPU time "
+        "(time.thread_time_ns: user + kernel, so the kernel's work inside our syscalls counts). Each route's first "
+        "scrape is an untimed warm-up; then "
         f"{sc['scrapes']} timed scrapes per route, the routes in a seeded shuffled order per round (seed "
         f"{sc['seed']}, the orders in results.json scrape.sets[].order). Baseline: cpu.stat x N of the same set, "
-        "same run. Text routes parse the same text the mirror's files print; binary routes (BPF_PROG_RUN, batch, "
+        "same run. The files, the held files and iter_hist parse the mirror's text (~30 lines a cgroup); "
+        "iter_lines parses one short line a cgroup; the binary routes (BPF_PROG_RUN, batch, ring) unpack total_ns "
         "ring) unpack total_ns from the raw struct.", prepared(sc)],
         tables=[(HEADS, rows),
                 (["route: CPU per scrape, growth [95% CI]", *[g[0] for g in GROWTH]], growth_rows(sc, labels))])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -40,7 +41,6 @@ from typing import Any
 
 from bpffs_sync import libbpf
 from bpffs_sync.errors import SyncError
-from bpffs_sync.histogram import ParseError
 from bpffs_sync.loader import cg_key
 from bpffs_sync.measure import ffi
 from bpffs_sync.measure.report import scrape_iter, stats
@@ -190,7 +190,7 @@ def _attempt(fn: Scrape, ids: Sequence[int]) -> tuple[dict[int, int], int, int] 
     """One checked scrape, or why it failed (a failed read, or a count that is not N)."""
     try:
         values, wall, cpu = _timed(fn)
-    except (OSError, SyncError, ParseError, KeyError) as err:
+    except (OSError, SyncError, ValueError, KeyError, struct.error) as err:  # ValueError: ParseError too
         return str(err)
     return check_count(values, ids) or (values, wall, cpu)
 

@@ -157,20 +157,23 @@ class Walker:
 
     def __init__(self, bed: Bed) -> None:
         self._obj = libbpf.BpfObject(build_object())
+        self._maps: list[mmap.mmap] = []  # closed by close(), also when the second mmap fails
         try:
             self._obj.set_map_pin_path("oncpu_stats", bed.map_pin)
             self._obj.load()
             fd = self._obj.map_fd(RING)
             self.ring_bytes = libbpf.map_info(fd).max_entries
             self._cons = mmap.mmap(fd, _PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+            self._maps.append(self._cons)
             self._data = mmap.mmap(fd, _PAGE + 2 * self.ring_bytes, mmap.MAP_SHARED, mmap.PROT_READ, offset=_PAGE)
+            self._maps.append(self._data)
         except BaseException:
-            self._obj.close()
+            self.close()
             raise
 
     def close(self) -> None:
-        self._cons.close()
-        self._data.close()
+        for m in self._maps:
+            m.close()
         self._obj.close()
 
     def walk(self, stack: ExitStack, kind: str, root_fd: int, what: str) -> Scrape:
@@ -185,9 +188,21 @@ class Walker:
                 summary, _ = read_all(fd, what)
             finally:
                 os.close(fd)
-            records, dropped = SUMMARY.unpack(summary)
-            blob = consume(self._cons, self._data, self.ring_bytes)
-            if dropped:
-                raise WalkCut("ring buffer", what, 0, f"{dropped} of {records + dropped} records did not fit")
-            return parse_records(blob)
+                # also after a failed read: the next scrape must not find this walk's records
+                blob = consume(self._cons, self._data, self.ring_bytes)
+            return ring_values(summary, blob, what)
         return scrape
+
+
+def ring_values(summary: bytes, blob: bytes, what: str) -> dict[int, int]:
+    """scrape_ring's values from its summary and the records consumed, checked: the summary whole,
+    nothing dropped, and as many records in the ring as the walk says it wrote."""
+    if len(summary) != SUMMARY.size:
+        raise WalkCut("ring buffer summary", what, 0, f"{len(summary)} bytes, not {SUMMARY.size}")
+    records, dropped = SUMMARY.unpack(summary)
+    if dropped:
+        raise WalkCut("ring buffer", what, 0, f"{dropped} of {records + dropped} records did not fit")
+    if len(blob) != records * REC.size:
+        raise WalkCut("ring buffer", what, 0, f"{len(blob)} bytes of records consumed, the walk wrote {records} "
+                      f"records of {REC.size}")
+    return parse_records(blob)
