@@ -19,15 +19,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "stat_common.h"
+#include "oncpu_stats.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);	/* hist_oncpu.bpf.c's MAX_ENTRIES: libbpf reuses the pin */
-	__type(key, struct cg_key);
-	__type(value, struct hist_value);
-} oncpu_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -51,13 +45,9 @@ __u64 ndropped = 0;
 /* @cgrp's figures from the stats map (zeros when it has no entry, as the mirror's file prints). */
 static __always_inline void scrape_read(struct cgroup *cgrp, struct scrape_rec *rec)
 {
-	struct hist_value *st;
 	struct cg_key key;
+	struct hist_value *st = oncpu_lookup(cgrp, &key);
 
-	key.hierarchy_id = BPF_CORE_READ(cgrp, root, hierarchy_id);
-	key.pad = 0;
-	key.cgroup_id = BPF_CORE_READ(cgrp, kn, id);
-	st = bpf_map_lookup_elem(&oncpu_stats, &key);
 	rec->cgroup_id = key.cgroup_id;
 	rec->total_ns = st ? st->total_ns : 0;
 	rec->slices = st ? st->count : 0;

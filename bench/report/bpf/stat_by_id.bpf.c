@@ -26,18 +26,12 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "stat_common.h"
+#include "oncpu_stats.bpf.h"
 
 #define TEXT_MAX 4096	/* the text of one cgroup: at most 4 + MAX_SLOTS lines of ~80 bytes */
 #define LINE_MAX 128	/* one bpf_snprintf() call writes at most this (an 80-byte row) */
 #define HIST_BAR_WIDTH 40
 #define COPY_CHUNK 64
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);	/* hist_oncpu.bpf.c's MAX_ENTRIES: libbpf reuses the pin */
-	__type(key, struct cg_key);
-	__type(value, struct hist_value);
-} oncpu_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -208,10 +202,7 @@ int total_only(struct bpf_iter__cgroup *ctx)
 
 	if (!cgrp)
 		return 0;
-	key.hierarchy_id = BPF_CORE_READ(cgrp, root, hierarchy_id);
-	key.pad = 0;
-	key.cgroup_id = BPF_CORE_READ(cgrp, kn, id);
-	v = bpf_map_lookup_elem(&oncpu_stats, &key);
+	v = oncpu_lookup(cgrp, &key);
 	BPF_SEQ_PRINTF(seq, "%llu\n", v ? v->total_ns : 0);
 	return 0;
 }

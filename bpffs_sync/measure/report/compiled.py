@@ -4,7 +4,8 @@ build/report/ in a checkout, a per-user cache from an install), rebuilt when a s
 - readloop: the C loop (bench/report/readloop.c), with gcc (cc as fallback), linked to libbpf;
 - stat_by_id.bpf.o: the BPF_PROG_TYPE_SYSCALL programs (stat_by_id: the raw struct; stat_text: the
   full text), the total_ns-only iterator reader (total_only) and the knob map (bench/report/bpf/),
-  with clang against `make bpf`'s vmlinux.h, else one generated from this kernel's BTF with bpftool.
+  with clang against `make bpf`'s vmlinux.h, else one generated from this kernel's BTF with bpftool;
+- bpf_object(): that compile for any report BPF source (scrape.bpf.o too: report/scrape_iter.py).
 A missing compiler, header or BTF is an EnvironmentProblem: one line, exit 2.
 """
 
@@ -24,15 +25,24 @@ class Tools:
     bpf_object: str
 
 
-def build() -> Tools:
+HEADERS = ("stat_common.h", "oncpu_stats.bpf.h")  # what every report BPF source includes
+
+
+def bpf_object(name: str) -> str:
+    """bench/report/bpf/<name>.bpf.c compiled to <name>.bpf.o (CO-RE, clang -target bpf) when it or
+    a header it includes is newer."""
     out = toolchain.build_dir("report")
-    clang = toolchain.tool(os.environ.get("CLANG", "clang"), why="stat_by_id.bpf.o")
-    loop = toolchain.compile_c("readloop", "report")
+    clang = toolchain.tool(os.environ.get("CLANG", "clang"), why=f"{name}.bpf.o")
     vmlinux = toolchain.vmlinux_h(out)
-    bpf_src, common = toolchain.source("stat_by_id.bpf.c"), toolchain.source("stat_common.h")
-    bpf_obj = out / "stat_by_id.bpf.o"
-    if toolchain.stale(bpf_obj, [bpf_src, common, vmlinux]):
+    src = toolchain.source(f"{name}.bpf.c")
+    headers = [toolchain.source(h) for h in HEADERS]
+    obj = out / f"{name}.bpf.o"
+    if toolchain.stale(obj, [src, *headers, vmlinux]):
+        includes = [f"-I{d}" for d in dict.fromkeys([vmlinux.parent, *(h.parent for h in headers)])]
         toolchain.run([clang, "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                       f"-I{vmlinux.parent}", f"-I{common.parent}", "-c", str(bpf_src), "-o", str(bpf_obj)],
-                      str(bpf_src))
-    return Tools(readloop=loop, bpf_object=str(bpf_obj))
+                       *includes, "-c", str(src), "-o", str(obj)], str(src))
+    return str(obj)
+
+
+def build() -> Tools:
+    return Tools(readloop=toolchain.compile_c("readloop", "report"), bpf_object=bpf_object("stat_by_id"))

@@ -53,6 +53,7 @@ from bpffs_sync.measure.report.bed import XATTR, Bed
 
 MAX_SLOTS = 27
 _HIST = struct.Struct(f"=QQ{MAX_SLOTS}Q")  # struct hist_value
+HIST_SIZE = _HIST.size
 _ARGS = struct.Struct("=IIQII")  # struct stat_args up to value; struct text_args up to text
 TEXT_MAX = 4096  # stat_by_id.bpf.c's
 CGROUPSTATS_CMD_GET = 4
@@ -134,12 +135,22 @@ def prog_found(ctx_out: bytes) -> bool:
     return bool(_ARGS.unpack_from(ctx_out)[3] == 1)
 
 
+def stat_args(cgroup_id: int) -> bytes:
+    """stat_by_id's context: struct stat_args {cg_key key; u32 found; u32 pad; struct hist_value value}."""
+    return _ARGS.pack(0, 0, cgroup_id, 0, 0) + bytes(_HIST.size)
+
+
+def prog_total(ctx_out: bytes) -> int | None:
+    """total_ns from stat_by_id's answer, None when it did not find the cgroup."""
+    return int(_HIST.unpack_from(ctx_out, _ARGS.size)[0]) if prog_found(ctx_out) else None
+
+
 def _prog_run(bed: Bed) -> Callable[[], Output]:
-    args = _ARGS.pack(0, 0, bed.target_id, 0, 0) + bytes(_HIST.size)
+    args = stat_args(bed.target_id)
 
     def op() -> Output:
         _, out = ffi.prog_test_run_ctx(bed.prog_fd, args, "stat_by_id")
-        return int(_HIST.unpack_from(out, _ARGS.size)[0]) if prog_found(out) else 0
+        return prog_total(out) or 0
     return op
 
 

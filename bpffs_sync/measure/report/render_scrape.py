@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bpffs_sync.measure.report import stats
-from bpffs_sync.measure.report.render import Section
+from bpffs_sync.measure.report.render import Section, _nm
 
 BASELINE = "cpu_stat"
 SIZES = (100, 1000, 10000)
@@ -21,11 +21,6 @@ SEE_LEFT = "not measured (why: the CPU cell)"
 
 def set_name(s: dict[str, Any]) -> str:
     return f"{s['n']} flat" if s["shape"] == "flat" else f"{s['n']}, chains of depth {s['depth']}"
-
-
-def _nm(entry: Any) -> str:
-    return f"not measured: {entry['not_measured']}" if isinstance(entry, dict) and "not_measured" in entry \
-        else "not measured: no result"
 
 
 def _num(v: float) -> str:

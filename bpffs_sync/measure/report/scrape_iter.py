@@ -23,11 +23,10 @@ from contextlib import ExitStack
 from bpffs_sync import libbpf
 from bpffs_sync.errors import SyncError
 from bpffs_sync.histogram import parse_stat
-from bpffs_sync.measure import toolchain
+from bpffs_sync.measure.report import compiled
 from bpffs_sync.measure.report.bed import Bed
 
 Scrape = Callable[[], dict[int, int]]
-OBJECT_SRC = "scrape.bpf.c"
 RING = "records"
 REC = struct.Struct("<QQQ")  # struct scrape_rec: cgroup id, total_ns, slices
 SUMMARY = struct.Struct("<QQ")  # struct scrape_summary: records, dropped
@@ -39,19 +38,6 @@ READ_SIZE = 1 << 20
 
 class WalkCut(SyncError):
     """The walk's output did not come back whole."""
-
-
-def build_object() -> str:
-    """scrape.bpf.o, compiled like stat_by_id.bpf.o (report/compiled.py) when its source is newer."""
-    out = toolchain.build_dir("report")
-    clang = toolchain.tool(os.environ.get("CLANG", "clang"), why="scrape.bpf.o")
-    vmlinux = toolchain.vmlinux_h(out)
-    src, common = toolchain.source(OBJECT_SRC), toolchain.source("stat_common.h")
-    obj = out / "scrape.bpf.o"
-    if toolchain.stale(obj, [src, common, vmlinux]):
-        toolchain.run([clang, "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                       f"-I{vmlinux.parent}", f"-I{common.parent}", "-c", str(src), "-o", str(obj)], str(src))
-    return str(obj)
 
 
 def read_all(fd: int, what: str) -> tuple[bytes, int]:
@@ -156,7 +142,7 @@ class Walker:
     """scrape.bpf.o loaded against the bed's stats map, its ring buffer mapped."""
 
     def __init__(self, bed: Bed) -> None:
-        self._obj = libbpf.BpfObject(build_object())
+        self._obj = libbpf.BpfObject(compiled.bpf_object("scrape"))
         self._maps: list[mmap.mmap] = []  # closed by close(), also when the second mmap fails
         try:
             self._obj.set_map_pin_path("oncpu_stats", bed.map_pin)

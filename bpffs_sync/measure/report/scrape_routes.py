@@ -20,11 +20,10 @@ from bpffs_sync.histogram import parse_stat
 from bpffs_sync.measure import ffi
 from bpffs_sync.measure.report import scrape_iter
 from bpffs_sync.measure.report.bed import Bed
-from bpffs_sync.measure.report.mechanisms import MAX_SLOTS, prog_found
+from bpffs_sync.measure.report.mechanisms import HIST_SIZE, prog_total, stat_args
 
 KEY_SIZE = 16  # struct cg_key
-VALUE_SIZE = 8 * (2 + MAX_SLOTS)  # struct hist_value
-_CTX_HEAD = 24  # struct stat_args up to value: key, found, pad
+VALUE_SIZE = HIST_SIZE  # struct hist_value
 READ_SIZE = 1 << 16
 
 
@@ -152,14 +151,15 @@ def _parse_stat_bytes(raw: bytes) -> tuple[int, int]:
 
 
 def _prog_run(bed: Bed, scene: Scene) -> Scrape:
-    ctxs = [(i, (0).to_bytes(8, "little") + i.to_bytes(8, "little") + bytes(8 + VALUE_SIZE)) for i in scene.ids]
+    ctxs = [(i, stat_args(i)) for i in scene.ids]
 
     def scrape() -> dict[int, int]:
         out = {}
         for i, ctx in ctxs:
             _, got = ffi.prog_test_run_ctx(bed.prog_fd, ctx, "stat_by_id")
-            if prog_found(got):
-                out[i] = int.from_bytes(got[_CTX_HEAD:_CTX_HEAD + 8], "little")
+            total = prog_total(got)
+            if total is not None:  # not found: the count check fails
+                out[i] = total
         return out
     return scrape
 
