@@ -6,7 +6,8 @@ the posted series, never posted): writing a window's number to
 /sys/kernel/debug/bpf_cgroup_stat/window makes the next task that reaches it sleep window_ms there,
 once, and bump window_hits. Each test arms a window, starts the link create in a thread, waits for
 the hit (the create is now inside the window) and does the rmdir that races it. No timing is
-asserted: the sleep only has to outlast the rmdir, which needs no lock the sleeper holds on v2.
+asserted: where the rmdir waits for a lock the sleeper holds, the test checks, through the kernel
+stack, that the create was still in its window when the rmdir began.
 
 - Window 1 (INDEX), v3 review Major 1: link create has indexed the link and not yet checked that
   its root is alive (v3 indexes first, then checks, with no cgroup_mutex; the rmdir hook looks at
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import subprocess
 import tempfile
@@ -88,8 +90,10 @@ class Create(threading.Thread):
         self.cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY)
         self.fd: int | None = None
         self.error: OSError | None = None
+        self.tid = 0
 
     def run(self) -> None:
+        self.tid = threading.get_native_id()
         try:
             self.fd = rawbpf.link_create_cgroup_stat(self.prog_fd, self.cgroup_fd)
         except OSError as err:
@@ -112,28 +116,85 @@ def create_in_window(win: int, prog_fd: int, cgroup_dir: str) -> Create:
     return create
 
 
+def nr_dying_descendants(fd: int) -> int:
+    """cgroup.stat's nr_dying_descendants, read through an fd opened before (no path lookup)."""
+    for line in os.pread(fd, 4096, 0).decode().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "nr_dying_descendants":
+            return int(value)
+    raise AssertionError("cgroup.stat has no nr_dying_descendants")
+
+
+def in_window(tid: int) -> bool:
+    """Whether the thread sleeps in a window point (its kernel stack names it)."""
+    with open(f"/proc/self/task/{tid}/stack", encoding="ascii") as f:
+        return "cgstat_window_point" in f.read()
+
+
+def rmdir_during(create: Create, root: str, parent_stat_fd: int) -> threading.Thread:
+    """rmdir root in a thread while create sleeps in its window; returns once the rmdir has cleared
+    CSS_ONLINE (nr_dying_descendants of the parent went up), asserting create still sleeps."""
+    before = nr_dying_descendants(parent_stat_fd)
+    rmdir = threading.Thread(target=os.rmdir, args=(root,), daemon=True)
+    rmdir.start()
+    deadline = time.monotonic() + HIT_TIMEOUT
+    while nr_dying_descendants(parent_stat_fd) == before:
+        assert time.monotonic() < deadline, "rmdir never began"
+        time.sleep(0.005)
+    assert in_window(create.tid), "window too short: link create left it before the rmdir began"
+    return rmdir
+
+
 def test_rmdir_of_the_root_while_link_create_indexes(window: None, mirror_fs: str, cg: str,
                                                      link_fds: list[int]) -> None:
-    """An rmdir of the link's root while link create is between indexing the link and its liveness
-    check: the create fails with ENOENT or the link ends detached (cgroup_id 0) with no file, never
-    attached to the removed cgroup."""
-    make_tree(cg, "root/x")
+    """An rmdir of the link's root that begins while link create sleeps between indexing the link
+    and its liveness check (holding cgstat_mutex, which the rmdir hook then waits for): the create
+    sees the root dead, takes the link off the index again and fails with ENOENT; no link of its
+    program is left, attached or not. Forces the undo branch patch 8 adds."""
+    make_tree(cg, "root")
+    root = os.path.join(cg, "root")
     name = "win_index"
     prog_fd = load(name)
+    stat_fd = os.open(os.path.join(cg, "cgroup.stat"), os.O_RDONLY)
     try:
-        create = create_in_window(WIN_INDEX, prog_fd, os.path.join(cg, "root"))
-        os.rmdir(os.path.join(cg, "root", "x"))
-        os.rmdir(os.path.join(cg, "root"))
+        create = create_in_window(WIN_INDEX, prog_fd, root)
+        rmdir = rmdir_during(create, root, stat_fd)
+        create.join()
+        rmdir.join(HIT_TIMEOUT)
+    finally:
+        os.close(stat_fd)
+        os.close(prog_fd)
+    if create.fd is not None:
+        link_fds.append(create.fd)
+    assert create.error is not None and create.error.errno == errno.ENOENT, (create.fd, create.error)
+    assert not rmdir.is_alive() and not os.path.exists(root)
+    assert not os.path.exists(mirror_of(mirror_fs, root))
+
+
+def test_rmdir_of_the_root_after_the_check(window: None, mirror_fs: str, cg: str,
+                                           link_fds: list[int]) -> None:
+    """The other branch: the rmdir begins after link create checked its root and dropped
+    cgstat_mutex (window 2). The rmdir hook finds the link on the index and detaches it; the create
+    returns the link, detached (cgroup_id 0), with no file."""
+    make_tree(cg, "root")
+    root = os.path.join(cg, "root")
+    prog_fd = load("win_after")
+    stat_fd = os.open(os.path.join(cg, "cgroup.stat"), os.O_RDONLY)
+    try:
+        create = create_in_window(WIN_POPULATE, prog_fd, root)
+        rmdir = rmdir_during(create, root, stat_fd)
+        rmdir.join(HIT_TIMEOUT)
+        assert not rmdir.is_alive(), "the rmdir waits for the create's walk"
         create.join()
     finally:
+        os.close(stat_fd)
         os.close(prog_fd)
-    if create.fd is None:
-        assert create.error is not None
-        return
+    assert create.fd is not None, create.error
     link_fds.append(create.fd)
     desc = link_desc(create.fd)
     assert desc.cgroup_id == 0, f"link {desc.link_id} still attached to the removed cgroup {desc.cgroup_id}"
-    assert not os.path.exists(mirror_of(mirror_fs, os.path.join(cg, "root")))
+    assert desc.nr_files == 0
+    assert not os.path.exists(mirror_of(mirror_fs, root))
 
 
 def test_rmdir_pruning_the_parent_during_populate(window: None, mirror_fs: str, cg: str,
