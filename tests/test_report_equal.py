@@ -155,6 +155,7 @@ def test_section_from_fixed_json() -> None:
     assert split[names["prog_run_text"]][2:6] == ["no such call"] * 3 + [split[names["prog_run_text"]][5]]
     assert split[names["prog_run_text"]][5].startswith("2.00 us [")
     assert split[names["map_text"]][2] == "not measured: no per-syscall breakdown in this run"
+    assert f"the log2 histogram; 6 lines, {len(TEXT)} bytes in this run)" in sec.text[0]
     assert "full text: mirror_iter (c/py), iter_per_read (c/py), prog_run_text (c/py), map_text (c/py), against " \
            f"mirror_iter:c: every route produced the same {len(TEXT)} bytes (sha256 {SHA[:12]})." in sec.text[1]
 

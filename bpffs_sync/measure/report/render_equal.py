@@ -144,6 +144,14 @@ def _others(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in doc.get("mechanisms", []) if m.get("kind") == "read" and not m.get("variant")]
 
 
+def _text_size(doc: dict[str, Any]) -> str:
+    """The checked text's size in this run ("20 lines, 1600 bytes"), or that it was not checked."""
+    check = doc.get("equal_work", {}).get(FULL)
+    if not isinstance(check, dict) or "text" not in check:
+        return "its size not checked in this run"
+    return f"{check['text'].count(chr(10))} lines, {check['bytes']} bytes in this run"
+
+
 def section(doc: dict[str, Any]) -> Section:
     rows, split = [], []
     breakdown = doc.get("breakdown", {})
@@ -170,8 +178,8 @@ def section(doc: dict[str, Any]) -> Section:
     return Section(
         "Equal work: every route in two declared variants",
         text=["hist_oncpu's read, every route doing the same work. Full text: the route ends with the program's "
-              "whole text (cgroup_id, total_ns, slices, the log2 histogram; ~30 lines) in a user-space buffer, "
-              "unparsed; BPF_PROG_RUN runs stat_text, which formats that text with bpf_snprintf() into its "
+              f"whole text (cgroup_id, total_ns, slices, the log2 histogram; {_text_size(doc)}) in a user-space "
+              "buffer, unparsed; BPF_PROG_RUN runs stat_text, which formats that text with bpf_snprintf() into its "
               "context. Raw value: the route ends with total_ns as a number; the file route's program "
               "(total_only) prints that number alone. C: bench/report/readloop.c; Python: the same through the "
               "project's libbpf binding. Ratios: against BPF_PROG_RUN of the same variant, same run.",

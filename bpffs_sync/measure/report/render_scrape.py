@@ -134,7 +134,7 @@ def section(doc: dict[str, Any]) -> Section:
         "scrape is an untimed warm-up; then "
         f"{sc['scrapes']} timed scrapes per route, the routes in a seeded shuffled order per round (seed "
         f"{sc['seed']}, the orders in results.json scrape.sets[].order). Baseline: cpu.stat x N of the same set, "
-        "same run. The files, the held files and iter_hist parse the mirror's text (~30 lines a cgroup); "
+        "same run. The files, the held files and iter_hist parse the mirror's text (a block of lines a cgroup); "
         "iter_lines parses one short line a cgroup; the binary routes (BPF_PROG_RUN, batch, ring) unpack total_ns "
         "ring) unpack total_ns from the raw struct.", prepared(sc)],
         tables=[(HEADS, rows),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -153,6 +154,12 @@ def _forget(bed: Bed, ids: Sequence[int]) -> None:
         libbpf.map_delete(bed.map_fd, cg_key(0, i), "oncpu_stats")
 
 
+def _remove_pins(mirror: str) -> None:
+    """The mirror's pins for a set (bpffs: unlink and rmdir); a failure raises, not a silent leak."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(mirror)
+
+
 @contextlib.contextmanager
 def made(bed: Bed, s: CgSet) -> Iterator[Scene]:
     """The set's cgroups, charged and mirrored; on exit the mirror's pins, the map entries and the
@@ -164,7 +171,7 @@ def made(bed: Bed, s: CgSet) -> Iterator[Scene]:
         os.mkdir(root)
         stack.callback(remove_cgroup_tree, root)
         stack.callback(lambda: _forget(bed, ids))
-        stack.callback(subprocess.run, ["rm", "-rf", mirror], check=False)
+        stack.callback(_remove_pins, mirror)
         paths = set_paths(root, s)
         for p in paths:
             os.mkdir(p)

@@ -87,8 +87,9 @@ def _files(scene: Scene) -> Scrape:
 
 
 def reread_check(path: str) -> str | None:
-    """None when a file opened once can be read again from offset 0 with pread (the data again),
-    else the errno pread gave (and lseek's, the other way back to 0)."""
+    """None when a file opened once can be read again from offset 0 with pread (data that starts
+    with the first read's first word: the figures after it may move), else what pread gave (and
+    lseek's answer, the other way back to 0)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         first = os.read(fd, READ_SIZE)
