@@ -167,6 +167,8 @@ def test_section_rows_time_ratio_count_and_reason() -> None:
     held = rows[("100 flat", "N held fds")]
     assert held[2] == f"not measured: {HELD['not_measured']}" and held[3:] == [render_scrape.SEE_LEFT] * 4
     assert render.check_cells([sec]) == []
+    assert sec.text[0].endswith("the binary routes (BPF_PROG_RUN, batch, ring) unpack total_ns from the raw struct.")
+    assert "one after another, not interleaved" in sec.text[0]
 
 
 def test_growth_table_ratios_between_sets() -> None:

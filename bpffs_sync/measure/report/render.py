@@ -273,7 +273,9 @@ def headline_section(doc: dict[str, Any]) -> Section:
         rows.append([f"{HEADLINE_HOST[key][0]} (host)", _variants_cell(doc, HEADLINE_HOST[key][1], base), first,
                      *[_short(u.get(key, {}).get(c, "not measured")) for c in cols], mkdir_cell, mem_cell])
     return Section("Headline", text=["Read cost against cgroupfs cpu.stat read on the same machine in the same run "
-                                     "(patched kernel: the same guest boot); the first read right after mkdir; "
+                                     "(patched kernel: the same guest boot; cpu.stat is a yardstick, not equal "
+                                     "work: it prints the kernel's own, shorter text; the equal-work ratios are "
+                                     "in the verdict and the equal-work table); the first read right after mkdir; "
                                      "usability checks; what one mkdir pays; memory per cgroup. Details below."],
                    tables=[(["mechanism", "read, C p50 (host: per declared variant)",
                              "first read right after mkdir succeeded", "cat / grep",

@@ -133,10 +133,11 @@ def section(doc: dict[str, Any]) -> Section:
         "(time.thread_time_ns: user + kernel, so the kernel's work inside our syscalls counts). Each route's first "
         "scrape is an untimed warm-up; then "
         f"{sc['scrapes']} timed scrapes per route, the routes in a seeded shuffled order per round (seed "
-        f"{sc['seed']}, the orders in results.json scrape.sets[].order). Baseline: cpu.stat x N of the same set, "
-        "same run. The files, the held files and iter_hist parse the mirror's text (a block of lines a cgroup); "
-        "iter_lines parses one short line a cgroup; the binary routes (BPF_PROG_RUN, batch, ring) unpack total_ns "
-        "ring) unpack total_ns from the raw struct.", prepared(sc)],
+        f"{sc['seed']}, the orders in results.json scrape.sets[].order); the sets themselves are made and measured "
+        "one after another, not interleaved, so the growth table carries any drift between them too. Baseline: "
+        "cpu.stat x N of the same set, same run. The files, the held files and iter_hist parse the mirror's text "
+        "(a block of lines a cgroup); iter_lines parses one short line a cgroup; the binary routes (BPF_PROG_RUN, "
+        "batch, ring) unpack total_ns from the raw struct.", prepared(sc)],
         tables=[(HEADS, rows),
                 (["route: CPU per scrape, growth [95% CI]", *[g[0] for g in GROWTH]], growth_rows(sc, labels))])
 
