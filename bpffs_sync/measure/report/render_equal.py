@@ -132,7 +132,7 @@ def _timings(doc: dict[str, Any], key: str) -> list[str]:
     return [_cell(e["c"]), _cell(e.get("py", stats.not_measured("no Python loop in this run")))]
 
 
-def _phase_cell(entry: Any) -> str:
+def _phase_cell(entry: dict[str, Any] | None) -> str:
     if not stats.is_measured(entry) or not entry.get("samples_ns"):
         return _nm(entry)
     if not any(entry["samples_ns"]):

@@ -35,11 +35,11 @@ def fmt_ms(e: stats.Est | None) -> str:
     return f"{_num(e.value)} ms [{_num(e.lo)}, {_num(e.hi)}] n={e.n}"
 
 
-def _est(entry: Any, col: str) -> stats.Est | None:
+def _est(entry: dict[str, Any] | None, col: str) -> stats.Est | None:
     return stats.estimate(entry[col], scale=MS) if stats.is_measured(entry) and entry.get(col) else None
 
 
-def _ratio(entry: Any, base: Any, col: str = "cpu_ns") -> stats.RatioEst | None:
+def _ratio(entry: dict[str, Any] | None, base: dict[str, Any] | None, col: str = "cpu_ns") -> stats.RatioEst | None:
     if not (stats.is_measured(entry) and stats.is_measured(base) and entry.get(col) and base.get(col)):
         return None
     return stats.ratio_est(entry[col], base[col])

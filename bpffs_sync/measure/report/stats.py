@@ -25,7 +25,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 SEED = 22  # the bootstrap's seed: recorded in results.json (meta.stats); same doc -> same intervals
 BOOT = 2000  # bootstrap replicates per interval
@@ -224,7 +224,7 @@ def not_measured(reason: str) -> dict[str, Any]:
     return {"not_measured": reason}
 
 
-def is_measured(entry: Any) -> bool:
+def is_measured(entry: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(entry, dict) and "not_measured" not in entry
 
 
