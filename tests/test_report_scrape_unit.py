@@ -157,12 +157,13 @@ def test_section_rows_time_ratio_count_and_reason() -> None:
     rows = {(r[0], r[1]): r for r in _table(sec, 0)}
     files = rows[("1000 flat", "N files")]
     assert files[2].startswith("60 ms [60, 60] n=5") and files[4].startswith("1.50x cpu.stat x N")
-    assert files[5] == "60.00 us" and files[6] == "1000 of 1000"
+    assert files[5] == "60.00 us [60.00, 60.00] n=5" and files[6] == "1000 of 1000"
+    assert rows[("1000 flat", "cpu.stat x N")][4] == "the baseline"
     ring = rows[("1000, chains of depth 8", "one iterator, ring")]
     assert ring[4].startswith("0.10x cpu.stat x N") and ring[6].endswith("equal to the files' value: 1000 of 1000")
     assert render_scrape.set_rows({**DOC["scrape"]["sets"][0], "routes": {
         "cpu_stat": _route([4.0] * 5, 100), "iter_ring": _route([1.0] * 5, 100, 99)}}, {})[1][4:] == [
-        "no ratio: its values differ from the files' (the values column)", "10.00 us",
+        "no ratio: its values differ from the files' (the values column)", "10.00 us [10.00, 10.00] n=5",
         "100 of 100; equal to the files' value: 99 of 100 (DIFFERS: another figure, or a moving one)"]
     held = rows[("100 flat", "N held fds")]
     assert held[2] == f"not measured: {HELD['not_measured']}" and held[3:] == [render_scrape.SEE_LEFT] * 4

@@ -60,7 +60,10 @@ def _differs(entry: dict[str, Any], n: int) -> bool:
 
 
 def _per_cgroup(e: stats.Est | None, n: int) -> str:
-    return f"{e.value * 1000 / n:.2f} us" if e is not None else "not measured: no samples"
+    """The CPU cell divided by N: its median and interval, per cgroup, in us."""
+    if e is None:
+        return "not measured: no samples"
+    return f"{e.value * 1000 / n:.2f} us [{e.lo * 1000 / n:.2f}, {e.hi * 1000 / n:.2f}] n={e.n}"
 
 
 def set_rows(s: dict[str, Any], labels: dict[str, str]) -> list[list[str]]:
@@ -74,7 +77,8 @@ def set_rows(s: dict[str, Any], labels: dict[str, str]) -> list[list[str]]:
             rows.append([*name, _nm(entry), *[SEE_LEFT] * 4])
             continue
         cpu = _est(entry, "cpu_ns")
-        ratio = ("no ratio: its values differ from the files' (the values column)" if _differs(entry, n)
+        ratio = ("the baseline" if key == BASELINE
+                 else "no ratio: its values differ from the files' (the values column)" if _differs(entry, n)
                  else stats.fmt_ratio_est(_ratio(entry, base), "cpu.stat x N") if stats.is_measured(base)
                  else f"no ratio: cpu.stat x N {_nm(base)}")
         rows.append([*name, fmt_ms(cpu), fmt_ms(_est(entry, "wall_ns")), ratio, _per_cgroup(cpu, n),
@@ -110,7 +114,7 @@ def growth_rows(doc: dict[str, Any], labels: dict[str, str]) -> list[list[str]]:
 
 
 HEADS = ["cgroups", "route", "CPU per scrape p50 [95% CI] n", "wall per scrape p50 [95% CI] n",
-         "CPU vs cpu.stat x N [95% CI]", "CPU per cgroup (p50 / N)", "values returned (count check)"]
+         "CPU vs cpu.stat x N [95% CI]", "CPU per cgroup (p50 / N) [95% CI / N] n", "values returned (count check)"]
 
 
 def section(doc: dict[str, Any]) -> Section:
