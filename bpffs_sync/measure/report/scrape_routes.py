@@ -126,11 +126,12 @@ def _room_for(n: int) -> str | None:
 
 
 def _held(stack: ExitStack, paths: Sequence[str], keys: Sequence[int] | None,
-          parse: Callable[[bytes], tuple[int, int]]) -> Route | Scrape:
-    """N fds held open; each scrape preads each from 0. keys: the id per path (None: parse gives it)."""
+          parse: Callable[[bytes], tuple[int, int]]) -> Scrape | str:
+    """N fds held open; each scrape preads each from 0 (or why it cannot run here). keys: the id per
+    path (None: parse gives it)."""
     why = reread_check(paths[0]) or _room_for(len(paths))
     if why:
-        return Route("", "", None, why)
+        return why
     fds = []
     for p in paths:
         fds.append(os.open(p, os.O_RDONLY | os.O_CLOEXEC))
@@ -193,7 +194,7 @@ ROUTES = {
 
 def routes(bed: Bed, scene: Scene, walker: scrape_iter.Walker | str, stack: ExitStack) -> list[Route]:
     """Every route for one set, set up (fds opened, links made; undone by stack)."""
-    made: dict[str, Route | Scrape] = {
+    made: dict[str, Scrape | str] = {  # a reader, or why the route cannot run here
         "cpu_stat": _cpu_stat(scene),
         "cpu_stat_held": _held(stack, [os.path.join(p, "cpu.stat") for p in scene.paths], scene.ids,
                                lambda raw: (0, kv_value(raw.decode(), "usage_usec") * 1000)),
@@ -207,10 +208,9 @@ def routes(bed: Bed, scene: Scene, walker: scrape_iter.Walker | str, stack: Exit
     what = f"at {os.path.basename(scene.root)}"
     made["iter_hist"] = scrape_iter.hist_walk(stack, bed.loaded.reader, root_fd, what)
     for key in ("iter_lines", "iter_ring"):
-        made[key] = (Route(key, "", None, walker) if isinstance(walker, str)
-                     else walker.walk(stack, key.removeprefix("iter_"), root_fd, what))
+        made[key] = walker if isinstance(walker, str) else walker.walk(stack, key.removeprefix("iter_"), root_fd, what)
     out = []
     for key, label in ROUTES.items():
         got = made[key]
-        out.append(Route(key, label, None, got.missing) if isinstance(got, Route) else Route(key, label, got))
+        out.append(Route(key, label, None, got) if isinstance(got, str) else Route(key, label, got))
     return out
