@@ -165,6 +165,10 @@ def test_section_rows_time_ratio_count_and_reason() -> None:
         "cpu_stat": _route([4.0] * 5, 100), "iter_ring": _route([1.0] * 5, 100, 99)}}, {})[1][4:] == [
         "no ratio: its values differ from the files' (the values column)", "10.00 us [10.00, 10.00] n=5",
         "100 of 100; equal to the files' value: 99 of 100 (DIFFERS: another figure, or a moving one)"]
+    alone = render_scrape.set_rows({**DOC["scrape"]["sets"][0], "routes": {
+        "cpu_stat": _route([4.0] * 5, 100), "iter_ring": {**_route([1.0] * 5, 100), "same_as_files": None}}}, {})
+    assert alone[1][6] == "100 of 100; equal to the files' value: not compared (the files route gave no values)"
+    assert alone[1][4].startswith("0.25x cpu.stat x N")
     held = rows[("100 flat", "N held fds")]
     assert held[2] == f"not measured: {HELD['not_measured']}" and held[3:] == [render_scrape.SEE_LEFT] * 4
     assert render.check_cells([sec]) == []
@@ -235,3 +239,5 @@ def test_measure_set_checks_every_scrape_and_keeps_the_reasons() -> None:
     assert out["files_held"] == {"not_measured": "pread: end of file"}
     assert out["prog_run"] == {"not_measured": "count check failed: 2 of 3 cgroups answered"}
     assert out["iter_ring"] == {"not_measured": "[Errno 5] Input/output error"}
+    no_files = scrape.measure_set([rs[1]], ids, measures.round_orders(["batch"], 2, 1))
+    assert no_files["batch"]["count"] == 3 and no_files["batch"]["same_as_files"] is None

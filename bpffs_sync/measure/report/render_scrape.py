@@ -48,6 +48,8 @@ def _ratio(entry: dict[str, Any] | None, base: dict[str, Any] | None, col: str =
 def _values_cell(entry: dict[str, Any], n: int, key: str) -> str:
     cell = f"{entry.get('count', 0)} of {n}"
     if "same_as_files" in entry and key != "files":
+        if entry["same_as_files"] is None:
+            return cell + "; equal to the files' value: not compared (the files route gave no values)"
         cell += f"; equal to the files' value: {entry['same_as_files']} of {n}"
         if _differs(entry, n):
             cell += " (DIFFERS: another figure, or a moving one)"
@@ -56,7 +58,7 @@ def _values_cell(entry: dict[str, Any], n: int, key: str) -> str:
 
 def _differs(entry: dict[str, Any], n: int) -> bool:
     """A hist_oncpu route whose last scrape did not return the files' value for every cgroup."""
-    return "same_as_files" in entry and entry["same_as_files"] != n
+    return entry.get("same_as_files") not in (None, n)
 
 
 def _per_cgroup(e: stats.Est | None, n: int) -> str:

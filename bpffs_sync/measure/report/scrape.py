@@ -212,13 +212,14 @@ def _warm_up(rs: Sequence[Route], ids: Sequence[int]) -> dict[str, Any]:
 
 
 def _counts(out: dict[str, Any], last: dict[str, dict[int, int]], ids: Sequence[int]) -> None:
-    """Record each measured route's count, and how many values equal the files' (hist_oncpu routes)."""
-    ref = last.get(REFERENCE, {})
+    """Record each measured route's count, and how many values equal the files' (hist_oncpu routes;
+    None when the files route gave none to compare with)."""
+    ref = last.get(REFERENCE)
     for key, values in last.items():
         if stats.is_measured(out[key]):
             out[key]["count"] = sum(1 for i in ids if i in values)
-            if key not in (BASELINE, "cpu_stat_held") and ref:
-                out[key]["same_as_files"] = agreement(values, ref, ids)
+            if key not in (BASELINE, "cpu_stat_held"):  # None: not compared, the files gave no values
+                out[key]["same_as_files"] = agreement(values, ref, ids) if ref is not None else None
 
 
 def measure_set(rs: Sequence[Route], ids: Sequence[int], orders: list[list[str]]) -> dict[str, Any]:
