@@ -459,10 +459,9 @@ static void write_out(const char *path, const struct ctx *c, uint64_t value)
 
 	if (!f)
 		die(path, errno);
-	if (c->out)
-		fwrite(c->out, 1, c->out_len, f);
-	else
-		fprintf(f, "%llu\n", (unsigned long long)value);
+	if (c->out ? fwrite(c->out, 1, c->out_len, f) != c->out_len
+		   : fprintf(f, "%llu\n", (unsigned long long)value) < 0)
+		die(path, ferror(f) && errno ? errno : EIO);
 	if (fclose(f))
 		die(path, errno);
 }
