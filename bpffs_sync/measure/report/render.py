@@ -261,8 +261,8 @@ def headline_section(doc: dict[str, Any]) -> Section:
     mkdir_cell = (f"p50 {stats.fmt_ratio_est(mk_x, 'no daemon')}; p99 {stats.fmt_ratio_est(mk_99, 'no daemon')}"
                   if mk_x and mk_99 else fmt_ratio(cost["mkdir_ratio"], "no daemon") + ", no interval")
     host = {"mirror_iter": (mkdir_cell + " (daemon running)",
-                            fmt_bytes(pop["slab_per_file_bytes"]) if pop["slab_per_file_bytes"] > 0 else
-                            "no slab growth seen"),
+                            f"{fmt_bytes(pop['slab_per_file_bytes'])} (one slab delta over {pop['pins']} files, "
+                            "n=1)" if pop["slab_per_file_bytes"] > 0 else "no slab growth seen"),
             "prog_run": ("not measured: nothing is made per cgroup", f"{fmt_bytes(m['map_per_entry_bytes'])} "
                          "(map entry)")}
     for key, (mkdir_cell, mem_cell) in host.items():
@@ -568,13 +568,13 @@ def memory(doc: dict[str, Any]) -> Section:
     slab = pop["slab_per_file_bytes"]
     rows = [
         ["user-space mirror: one pinned iterator + bpffs dir per cgroup",
-         (f"{fmt_bytes(slab)} per file (slab delta over {pop['pins']} files)" if slab > 0 else
+         (f"{fmt_bytes(slab)} per file (one slab delta over {pop['pins']} files, n=1)" if slab > 0 else
           f"no slab growth seen over {pop['pins']} files (delta {fmt_bytes(slab * pop['pins'])}: other activity)")],
         ["pinned stats map (BPF_PROG_RUN, map lookup share it)",
          f"{fmt_bytes(m['map_per_entry_bytes'])} per entry, preallocated: {fmt_bytes(m['map_memlock_bytes'])} "
          f"for {m['map_max_entries']} entries"],
         ["cgroupfs user.* xattr (8-byte value)",
-         f"{fmt_bytes(m['xattr_per_cgroup_bytes'])} per cgroup (slab delta over {m['xattr_cgroups']})"],
+         f"{fmt_bytes(m['xattr_per_cgroup_bytes'])} per cgroup (one slab delta over {m['xattr_cgroups']}, n=1)"],
         ["Approach 1 file: bpffs dentry+inode per cgroup (guest)", _slab_cell(doc, "a1")],
         ["Approach 2 file: kernfs node per cgroup (guest)", _slab_cell(doc, "a2")],
     ]
