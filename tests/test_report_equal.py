@@ -88,6 +88,8 @@ def test_check_with_no_output_at_all_is_not_equal() -> None:
     """No route produced an output: not equal, no reference."""
     got = equal.check(RAW, {"total_file": {"c": "failed here: x", "py": "failed here: y"}})
     assert not got["equal"] and got["reference"] is None
+    assert got["cannot"] == {"total_file": "failed here: x", "iter_total_per_read": "not run here",
+                             "prog_run": "not run here", "map_lookup": "not run here"}
 
 
 def test_check_of_zeros_is_void() -> None:

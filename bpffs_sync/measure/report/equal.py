@@ -96,8 +96,9 @@ def check(variant: str, outputs: dict[str, dict[str, Produced]],
     out: dict[str, Any] = {"variant": variant, "routes": {}, "differ": [], "cannot": {}}
     ref_key = next((k for k in keys if _wrong_kind(variant, outputs[k].get("c", "")) is None), None)
     if ref_key is None:
-        out |= {"equal": False, "reference": None, "void": "no route produced an output"}
-        out["cannot"] = {k: "no route produced an output" for k in ROUTES[variant]}
+        out |= {"equal": False, "reference": None, "void": "no route's C loop produced an output (the reference)"}
+        out["cannot"] = {k: (_wrong_kind(variant, outputs[k].get("c", "not run")) or "") if k in outputs
+                         else "not run here" for k in ROUTES[variant]}
         return out
     ref = outputs[ref_key]["c"]
     assert not isinstance(ref, str)
