@@ -133,26 +133,27 @@ class TreeReader:
         if digest == unless and not dropped:
             struct.pack_into("<Q", cons, 0, end)  # nothing to copy: the ring is skipped
             return None, count, dropped, digest
-        return self._consume(cons, data, end), count, dropped, digest
+        return consume_ring(cons, data, end, self.ring_bytes), count, dropped, digest
 
-    def _consume(self, cons: mmap.mmap, data: mmap.mmap, end: int) -> bytes:
-        """Every record from the consumer position to end (the producer's), headers dropped; the
-        ring is then empty (the consumer position moved to end)."""
-        (pos,) = struct.unpack_from("<Q", cons, 0)
-        mask = self.ring_bytes - 1
-        parts = []
-        unpack = _RB_HDR.unpack_from
-        while pos < end:
-            off = _PAGE + (pos & mask)
-            length, _ = unpack(data, off)
-            if length & _BUSY:  # not committed: cannot happen after read() returned; stop here
-                break
-            size = length & ~(_BUSY | _DISCARD)
-            if not length & _DISCARD:
-                parts.append(data[off + 8: off + 8 + size])
-            pos += (size + 8 + 7) & ~7
-        struct.pack_into("<Q", cons, 0, pos)
-        return b"".join(parts)
+def consume_ring(cons: mmap.mmap, data: mmap.mmap, end: int, ring_bytes: int) -> bytes:
+    """Every record of a mapped bpf(2) ring buffer (consumer page cons, data pages data) from the
+    consumer position to end (the producer's), headers dropped; the ring is then empty (the
+    consumer position moved to end)."""
+    (pos,) = struct.unpack_from("<Q", cons, 0)
+    mask = ring_bytes - 1
+    parts = []
+    unpack = _RB_HDR.unpack_from
+    while pos < end:
+        off = _PAGE + (pos & mask)
+        length, _ = unpack(data, off)
+        if length & _BUSY:  # not committed: cannot happen after read() returned; stop here
+            break
+        size = length & ~(_BUSY | _DISCARD)
+        if not length & _DISCARD:
+            parts.append(data[off + 8: off + 8 + size])
+        pos += (size + 8 + 7) & ~7
+    struct.pack_into("<Q", cons, 0, pos)
+    return b"".join(parts)
 
 
 def _read(fd: int, what: str) -> bytes:

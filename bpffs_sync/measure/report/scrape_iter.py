@@ -25,13 +25,12 @@ from bpffs_sync.errors import SyncError
 from bpffs_sync.histogram import parse_stat
 from bpffs_sync.measure.report import compiled
 from bpffs_sync.measure.report.bed import Bed
+from bpffs_sync.mirror.cgtree import consume_ring
 
 Scrape = Callable[[], dict[int, int]]
 RING = "records"
 REC = struct.Struct("<QQQ")  # struct scrape_rec: cgroup id, total_ns, slices
 SUMMARY = struct.Struct("<QQ")  # struct scrape_summary: records, dropped
-_RB_HDR = struct.Struct("<II")  # struct bpf_ringbuf_hdr: len (with flag bits), pg_off
-_BUSY, _DISCARD = 1 << 31, 1 << 30
 _PAGE = mmap.PAGESIZE
 READ_SIZE = 1 << 20
 
@@ -116,22 +115,9 @@ def hist_walk(stack: ExitStack, reader: libbpf.BpfProgram, root_fd: int, what: s
 
 def consume(cons: mmap.mmap, data: mmap.mmap, ring_bytes: int) -> bytes:
     """Every committed record from the consumer position to the producer's, headers dropped; the
-    ring is then empty (bpf(2) ring buffer layout, as mirror/cgtree.py reads it)."""
-    (pos,) = struct.unpack_from("<Q", cons, 0)
+    ring is then empty (the agent's reader, mirror/cgtree.py)."""
     (end,) = struct.unpack_from("<Q", data, 0)
-    mask = ring_bytes - 1
-    parts = []
-    while pos < end:
-        off = _PAGE + (pos & mask)
-        length, _ = _RB_HDR.unpack_from(data, off)
-        if length & _BUSY:
-            break
-        size = length & ~(_BUSY | _DISCARD)
-        if not length & _DISCARD:
-            parts.append(data[off + 8: off + 8 + size])
-        pos += (size + 8 + 7) & ~7
-    struct.pack_into("<Q", cons, 0, pos)
-    return b"".join(parts)
+    return consume_ring(cons, data, end, ring_bytes)
 
 
 def parse_records(blob: bytes) -> dict[int, int]:
