@@ -686,11 +686,13 @@ def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = Non
 
 
 def _link_fd_if_alive(link_id: int) -> int | None:
-    """An fd of the link with this id; None once it is gone (links vanish between listing and opening)."""
+    """An fd of the link with this id; None once it is gone (links vanish between listing and opening)
+    or while its id is not usable: EAGAIN from a link being released (its id is freed before its
+    release runs, which may be in a workqueue) or not yet settled by its creator."""
     try:
         return link_fd_by_id(link_id)
     except LibbpfError as err:
-        if err.errno == errno_mod.ENOENT:
+        if err.errno in (errno_mod.ENOENT, errno_mod.EAGAIN):
             return None
         raise
 

@@ -261,7 +261,9 @@ def test_a_pin_keeps_the_link_and_files_after_its_fd_closes(stat: kernel_a1.Kern
     assert kernel_a1.detach_all([NAME]) == 1
     assert stat_files(mirror_fs) == set()
     assert os.listdir(os.path.join(mirror_fs, "cgroup")) == []  # every directory it made is gone
-    deadline = time.monotonic() + 5
+    assert any(d.link_id == link_id for d in libbpf.cgroup_stat_links())  # detached, the pin keeps it
+    os.unlink(pin_path)
+    deadline = time.monotonic() + 30
     while any(d.link_id == link_id for d in libbpf.cgroup_stat_links()):  # freed by a workqueue
         assert time.monotonic() < deadline, "link still alive after its files were removed"
         time.sleep(0.01)

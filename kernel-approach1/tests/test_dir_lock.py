@@ -225,13 +225,12 @@ def test_nobodys_rename_from_a_mirror_directory_stalls_only_the_covered_mkdir(
         page.wait_fault()  # the reader sleeps in the copy, holding `other` shared
         src = os.path.join(mirror_of(mirror_fs, os.path.join(cg, "a")), "x")
         renamer = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                                    "/usr/bin/python3", "-c", "import os, sys; os.rename(sys.argv[1], sys.argv[2])",
+                                    "perl", "-e", "rename($ARGV[0], $ARGV[1]) or exit 1",
                                     src, os.path.join(other, "y")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(2000):  # 20 s at most for the rename to reach the lock
+        deadline = time.monotonic() + 120  # the emulated guest starts a process slowly
+        while proc_state(renamer.pid) != "D" and time.monotonic() < deadline:
             assert renamer.poll() is None, "the rename returned: it did not wait for the directory lock"
-            if proc_state(renamer.pid) == "D":
-                break
             time.sleep(0.01)
         assert proc_state(renamer.pid) == "D"
         covered = Op(os.mkdir, os.path.join(cg, "a", "new"))

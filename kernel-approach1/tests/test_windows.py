@@ -126,9 +126,11 @@ def nr_dying_descendants(fd: int) -> int:
 
 
 def in_window(tid: int) -> bool:
-    """Whether the thread sleeps in a window point (its kernel stack names it)."""
+    """Whether the thread sleeps in a window point: its kernel stack is msleep() in link create (the
+    window point itself is inlined)."""
     with open(f"/proc/self/task/{tid}/stack", encoding="ascii") as f:
-        return "cgstat_window_point" in f.read()
+        stack = f.read()
+    return "msleep" in stack and "bpf_cgroup_stat_link_attach" in stack
 
 
 def rmdir_during(create: Create, root: str, parent_stat_fd: int) -> threading.Thread:
