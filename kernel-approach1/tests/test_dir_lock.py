@@ -201,6 +201,28 @@ def test_nobody_cannot_list_a_mirror_directory_but_reads_its_file(
     assert res.returncode == 0 and res.stdout.strip() == "551", res
 
 
+def task_stack(pid: int) -> str:
+    """A task's kernel stack and wchan, for a failure message."""
+    out = []
+    for name in ("stack", "wchan", "syscall"):
+        try:
+            with open(f"/proc/{pid}/{name}", encoding="ascii") as f:
+                out.append(f"{name}: {f.read().strip()}")
+        except OSError as err:
+            out.append(f"{name}: {err}")
+    return "\n".join(out)
+
+
+RENAME_SYSCALLS = {82, 264, 316}  # x86_64 rename, renameat, renameat2
+
+
+def asleep_in_rename(pid: int) -> bool:
+    """pid sleeps (D) inside a rename syscall: not in exec's or a page fault's short D waits."""
+    with open(f"/proc/{pid}/syscall", encoding="ascii") as f:
+        nr = f.read().split()[0]
+    return nr.isdigit() and int(nr) in RENAME_SYSCALLS and proc_state(pid) == "D"
+
+
 def proc_state(pid: int) -> str:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
@@ -229,10 +251,10 @@ def test_nobodys_rename_from_a_mirror_directory_stalls_only_the_covered_mkdir(
                                     src, os.path.join(other, "y")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120  # the emulated guest starts a process slowly
-        while proc_state(renamer.pid) != "D" and time.monotonic() < deadline:
+        while not asleep_in_rename(renamer.pid) and time.monotonic() < deadline:
             assert renamer.poll() is None, "the rename returned: it did not wait for the directory lock"
             time.sleep(0.01)
-        assert proc_state(renamer.pid) == "D"
+        assert asleep_in_rename(renamer.pid), task_stack(renamer.pid)
         covered = Op(os.mkdir, os.path.join(cg, "a", "new"))
         covered.start()
         wait_asleep(covered, "a mkdir under the mirror directory the rename holds")
