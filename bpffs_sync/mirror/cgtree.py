@@ -135,6 +135,7 @@ class TreeReader:
             return None, count, dropped, digest
         return consume_ring(cons, data, end, self.ring_bytes), count, dropped, digest
 
+
 def consume_ring(cons: mmap.mmap, data: mmap.mmap, end: int, ring_bytes: int) -> bytes:
     """Every record of a mapped bpf(2) ring buffer (consumer page cons, data pages data) from the
     consumer position to end (the producer's), headers dropped; the ring is then empty (the
