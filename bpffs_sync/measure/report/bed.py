@@ -11,7 +11,8 @@
   program and as a SELF_ONLY iterator of `busy` (the "raw value" file);
 - when cgroup v1 cpu / cpuacct / memory hierarchies are mounted, a private cgroup in each, for the
   native v1 files and for taskstats' CGROUPSTATS (which only accepts cgroup-v1 directories);
-- a sleeping task in all of them, and a short CPU burn, so every stat has something to show.
+- a sleeping task in all of them (asleep in a pipe read: one taskstats counts), and a short CPU
+  burn, so every stat has something to show.
 
 Everything is undone on exit, also on error (an ExitStack, unwound in reverse order of set-up).
 """
@@ -86,12 +87,18 @@ def burn(cgroups: list[str], seconds: float) -> None:
 
 
 def _sleeper(cgroups: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["sleep", "100000"], preexec_fn=lambda: _enter(cgroups, os.getpid()))  # noqa: PLW1509
+    """A task asleep in a pipe read (TASK_INTERRUPTIBLE): taskstats' CGROUPSTATS counts it as
+    nr_sleeping. `sleep` would not do: nanosleep sleeps TASK_INTERRUPTIBLE | TASK_FREEZABLE, which
+    cgroupstats_build() counts in no field (the netlink row read 0; netlink_check.py shows it)."""
+    return subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: _enter(cgroups, os.getpid()))  # noqa: PLW1509
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.kill()
     proc.wait(10)
+    if proc.stdin is not None:
+        proc.stdin.close()
 
 
 def pin_iterator(reader: BpfProgram, cgroup_dir: str, pin: str) -> None:

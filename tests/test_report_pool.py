@@ -1,0 +1,86 @@
+"""Unit tests of the report's pooling of guest boots (pool.py) and the netlink check's sentence."""
+
+from __future__ import annotations
+
+import pytest
+
+from bpffs_sync.measure.report import netlink_check, pool, stats
+
+
+def _series(samples: list[int]) -> dict[str, object]:
+    return {"value": 7, "summary": stats.summarize_ns(samples), "samples_ns": samples}
+
+
+def test_pool_concatenates_samples_and_recomputes_the_summary() -> None:
+    a, b, c = [1000, 3000], [5000], [7000, 9000, 11000]
+    got = pool.pool([{"read": {"c": _series(a)}}, {"read": {"c": _series(b)}}, {"read": {"c": _series(c)}}])
+    assert got["read"]["c"]["samples_ns"] == a + b + c
+    assert got["read"]["c"]["summary"]["n"] == 6
+    assert got["read"]["c"]["summary"]["p50_us"] == 5.0  # nearest rank over the pooled six
+    assert got["read"]["c"]["value"] == 7
+
+
+def test_pool_sums_counts_weights_first_try_and_takes_the_median_of_other_numbers() -> None:
+    boots = [{"tries": 10, "readable": 9, "first_try": 0.5, "attempts_max": 3, "hold_s": 1.0},
+             {"tries": 30, "readable": 30, "first_try": 1.0, "attempts_max": 1, "hold_s": 5.0},
+             {"tries": 10, "readable": 10, "first_try": 0.0, "attempts_max": 2, "hold_s": 2.0}]
+    got = pool.pool(boots)
+    assert (got["tries"], got["readable"], got["attempts_max"]) == (50, 49, 3)
+    assert got["first_try"] == pytest.approx((5 + 30 + 0) / 50)
+    assert got["hold_s"] == 2.0
+
+
+def test_pool_skips_a_boot_that_did_not_measure_a_part() -> None:
+    got = pool.pool([{"x": stats.not_measured("boom")}, {"x": {"samples_ns": [4000]}}, {"x": {"samples_ns": [2000]}}])
+    assert got["x"] == {"samples_ns": [4000, 2000]}
+    none = pool.pool([{"x": stats.not_measured("boom")}, {"x": stats.not_measured("bang")}])
+    assert none["x"] == stats.not_measured("boom")
+
+
+def test_pool_concatenates_a_dict_of_sample_lists_key_by_key() -> None:
+    boots = [{"samples_ns": {"none": {"mkdir": [1, 2], "rmdir": [3]}}},
+             {"samples_ns": {"none": {"mkdir": [4], "rmdir": [5, 6]}}}]
+    assert pool.pool(boots)["samples_ns"] == {"none": {"mkdir": [1, 2, 4], "rmdir": [3, 5, 6]}}
+
+
+def test_pool_of_no_boots_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no boots"):
+        pool.pool([])
+
+
+def test_spread_gives_each_boots_median_and_value_by_path() -> None:
+    boots = [{"read": {"c": _series([1000, 3000, 5000])}, "wall_s": 10.0},
+             {"read": {"c": _series([2000])}, "wall_s": 12.0},
+             {"read": stats.not_measured("no"), "wall_s": 11.0}]
+    sp = pool.spread(boots)
+    assert sp["read.c.samples_ns"] == [3.0, 2.0, None]
+    assert sp["wall_s"] == [10.0, 12.0, 11.0]
+    assert sp["read.boots_missing"] == [2.0]
+    assert "read.c.summary.p50_us" not in sp  # summaries are the samples' again
+    assert pool.per_boot(sp, "read.c") == [3.0, 2.0, None]
+
+
+def test_spread_of_a_dict_of_sample_lists() -> None:
+    boots = [{"s": {"samples_ns": {"none": {"mkdir": [1000]}}}}, {"s": {"samples_ns": {"none": {"mkdir": [3000]}}}}]
+    assert pool.spread(boots) == {"s.samples_ns.none.mkdir": [1.0, 3.0]}
+
+
+@pytest.mark.parametrize(("values", "text"), [
+    ([41.23, 40.9, None], "boots: 41.2 / 40.9 / - us"),
+    ([0.5], ""),
+    (None, ""),
+])
+def test_fmt_spread(values: list[float | None] | None, text: str) -> None:
+    assert pool.fmt_spread(values) == text
+
+
+Z = dict.fromkeys(("nr_sleeping", "nr_running", "nr_stopped", "nr_uninterruptible", "nr_io_wait"), 0)
+
+
+@pytest.mark.parametrize(("nanosleep", "pipe_read", "start"), [
+    (Z, Z | {"nr_sleeping": 1}, "explained: a task asleep in nanosleep"),
+    (Z | {"nr_sleeping": 1}, Z | {"nr_sleeping": 1}, "both sleepers count"),
+    (Z, Z, "unexpected counts: nanosleep 0"),
+])
+def test_netlink_explain(nanosleep: dict[str, int], pipe_read: dict[str, int], start: str) -> None:
+    assert netlink_check.explain(nanosleep, pipe_read).startswith(start)
