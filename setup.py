@@ -26,7 +26,8 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 # The same list as bpffs_sync/measure/toolchain.py's IN_CHECKOUT (tests/test_packaging.py checks the wheel).
 LAB_SOURCES = ("bench/report/readloop.c", "bench/report/bpf/stat_by_id.bpf.c", "bench/report/bpf/scrape.bpf.c",
-               "bench/report/bpf/oncpu_stats.bpf.h", "bpf/stat_common.h", "bench/c/pinloop.c")
+               "bench/report/bpf/knob_read.bpf.c", "bench/report/bpf/oncpu_stats.bpf.h", "bpf/stat_common.h",
+               "bench/c/pinloop.c")
 NEEDS = "clang, bpftool and libbpf-dev (apt-get install clang llvm bpftool libbpf-dev)"
 
 

@@ -15,6 +15,7 @@
  *   readloop netlink   N CGDIR              taskstats CGROUPSTATS_CMD_GET (genetlink), cgroup-v1 only
  *   readloop xattr_get N CGDIR NAME         getxattr of a cgroupfs user.* xattr
  *   readloop xattr_set N CGDIR NAME         setxattr of a cgroupfs user.* xattr
+ *   readloop xattr_set8 N CGDIR NAME        setxattr of the u64 counter's 8 bytes (what mapupdate writes)
  *   readloop mapupdate N MAP_PIN HIER CGID  bpf_map_update_elem of a pinned knob map
  *   readloop churn     0 DIR                mkdir/rmdir DIR/churn<i> until killed (the load, not a measure)
  *   readloop mkdirlat  N DIR STOPFILE       time mkdir DIR/probe (rmdir untimed) until STOPFILE exists or
@@ -398,6 +399,15 @@ static uint64_t op_xattr_set(struct ctx *c)
 	return c->counter;
 }
 
+static uint64_t op_xattr_set8(struct ctx *c)
+{
+	uint64_t v = ++c->counter;
+
+	if (setxattr(c->path, c->name, &v, sizeof(v), 0))
+		die("setxattr", errno);
+	return v;
+}
+
 static uint64_t op_mapupdate(struct ctx *c)
 {
 	uint64_t v = ++c->counter;
@@ -528,9 +538,11 @@ int main(int argc, char **argv)
 			die("netlink socket", errno);
 		c.family = genl_family(c.nl_fd, TASKSTATS_GENL_NAME);
 		op = op_netlink;
-	} else if ((!strcmp(mode, "xattr_get") || !strcmp(mode, "xattr_set")) && argc == 5) {
+	} else if ((!strcmp(mode, "xattr_get") || !strcmp(mode, "xattr_set") || !strcmp(mode, "xattr_set8")) &&
+		   argc == 5) {
 		c.path = argv[3], c.name = argv[4];
-		op = !strcmp(mode, "xattr_get") ? op_xattr_get : op_xattr_set;
+		op = !strcmp(mode, "xattr_get") ? op_xattr_get :
+		     !strcmp(mode, "xattr_set") ? op_xattr_set : op_xattr_set8;
 	} else {
 		fprintf(stderr, "readloop: bad mode or arguments: %s\n", mode);
 		return 2;

@@ -32,6 +32,7 @@ IN_CHECKOUT = {
     "readloop.c": "bench/report/readloop.c",
     "stat_by_id.bpf.c": "bench/report/bpf/stat_by_id.bpf.c",
     "scrape.bpf.c": "bench/report/bpf/scrape.bpf.c",
+    "knob_read.bpf.c": "bench/report/bpf/knob_read.bpf.c",
     "oncpu_stats.bpf.h": "bench/report/bpf/oncpu_stats.bpf.h",
     "stat_common.h": "bpf/stat_common.h",
     "pinloop.c": "bench/c/pinloop.c",
