@@ -188,6 +188,16 @@ def _add_export(sub: Any) -> None:
                    help="do not serve: print /healthz's verdict on the daemon and exit 0 (ok) or 1 (a probe)")
 
 
+def _positive_boots(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= n <= 20:
+        raise argparse.ArgumentTypeError(f"{n} boots: 1 to 20")
+    return n
+
+
 def _add_report(sub: Any) -> None:
     """`report`: the comparative design report (bpffs_sync/measure/report/)."""
     p = sub.add_parser("report", help="comparative design report: every mechanism measured in one run")
@@ -198,6 +208,8 @@ def _add_report(sub: Any) -> None:
                    help="patched-kernel rows, from one TCG boot of the image carrying Approach 1 + 2 (else "
                         "Approach 1's): auto boots it unless --quick; yes also builds it when absent; no never "
                         "boots (default auto)")
+    p.add_argument("--boots", type=_positive_boots, default=None, metavar="N",
+                   help="boots of the patched image, pooled (default 3; 1 with --quick --kernel yes)")
     p.add_argument("--json", action="store_true", help="print the output paths and headline as JSON")
 
 

@@ -552,7 +552,7 @@ def test_guest_reads_are_interleaved_with_every_approach_linked(tmp_path: Path,
 
     monkeypatch.setattr(measures, "c_loop", c_loop)
     monkeypatch.setattr(measures, "churning", lambda *_a: contextlib.nullcontext())
-    plan = inguest.GuestPlan(10, 5, 1, (100,), 10)
+    plan = inguest.GuestPlan(10, 5, 1, (100,), 10, 10, 5, 1, 10)
     tools = Tools(readloop="readloop", bpf_object="x")
     got = inguest.interleaved_reads(tools, plan, [FakeAp("a1"), FakeAp("a2")], root=str(tmp_path),  # type: ignore[list-item]
                                     busy=str(busy), churn_dir=str(tmp_path / "churn"), seed=4)

@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         raise EnvironmentProblem("report --out", str(out), err.errno or 0) from err
     if args.log_level == "info":  # progress bars and the report are the output; keep the loader quiet
         log.setup(args.log_format, "warning")
-    doc = run(out, Plan.make(args.quick, args.kernel))
+    doc = run(out, Plan.make(args.quick, args.kernel, boots=getattr(args, "boots", None)))
     result = write(doc, out)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -141,14 +141,16 @@ def _libbpf(im: Image) -> Path:
     return lib
 
 
-def run_guest(out_dir: Path, quick: bool, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """One boot of the chosen image running inguest.py. Returns its JSON (plus the image's
+def run_guest(out_dir: Path, mode: str, on_progress: Callable[[str], None] | None = None, *,
+              seed: int | None = None, sub: str = "guest") -> dict[str, Any]:
+    """One boot of the chosen image running inguest.py with plan `mode` (inguest.GuestPlan.make) and
+    `seed` (its interleaved orders), in <out_dir>/<sub>/. Returns its JSON (plus the image's
     identity) or a not_measured entry."""
     im = choose()
     if im is None:
         return stats.not_measured(f"no built kernel at {BOTH.bzimage} or {A1_ONLY.bzimage} "
                                   "(kernel-approach2/scripts/build.sh, or --kernel yes)")
-    guest_dir = out_dir / "guest"
+    guest_dir = out_dir / sub
     guest_dir.mkdir(parents=True, exist_ok=True)
     for stale in (GUEST_JSON, "progress", "bench_a2.json"):
         (guest_dir / stale).unlink(missing_ok=True)
@@ -156,10 +158,9 @@ def run_guest(out_dir: Path, quick: bool, on_progress: Callable[[str], None] | N
     # The guest does not inherit our environment: what it needs goes on its command line.
     cmd = [str(RUN_GUEST), "--variant", im.variant, "--mem", "2G", "env", f"LD_LIBRARY_PATH={_libbpf(im)}",
            f"BPFFS_SYNC_GUEST_OUT={guest_dir}", sys.executable, "-m", "bpffs_sync.measure.report.inguest",
-           str(guest_dir / GUEST_JSON),
-           *(["--quick"] if quick else [])]
+           str(guest_dir / GUEST_JSON), "--plan", mode, *(["--seed", str(seed)] if seed is not None else [])]
     env = {**os.environ, "BPFFS_SYNC_GUEST_OUT": str(guest_dir),
-           "BPFFS_SYNC_GUEST_TIMEOUT": os.environ.get("BPFFS_SYNC_GUEST_TIMEOUT", "1800" if quick else "5400")}
+           "BPFFS_SYNC_GUEST_TIMEOUT": os.environ.get("BPFFS_SYNC_GUEST_TIMEOUT", "5400" if mode == "full" else "1800")}
     started = time.monotonic()
     with open(guest_dir / "run-guest.log", "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -184,3 +185,81 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1] if lines else ""
+
+
+# --- several boots -------------------------------------------------------------------------------
+
+BOOT_KEYS = ("kernel", "version", "date", "seed", "wall_s", "guest_run_s", "guest_exit", "booted_matches_image")
+
+
+def boot_record(i: int, doc: dict[str, Any]) -> dict[str, Any]:
+    """What the report keeps of one boot beside the pooled figures: who, when, how long, its seed."""
+    if not stats.is_measured(doc):
+        return {"boot": i, "not_measured": doc.get("not_measured", "no result")}
+    return {"boot": i, **{k: doc.get(k) for k in BOOT_KEYS}, "image_sha256": doc.get("image", {}).get("sha256"),
+            "order": doc.get("stock", {}).get("order") if isinstance(doc.get("stock"), dict) else None}
+
+
+def pool_boots(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The boots' documents as the one the report renders (pool.pool), with "boots" (boot_record of
+    each) and "spread" (pool.spread: each boot's median per series). Only boots of the first measured
+    boot's image are pooled: a boot of another image (a build replaced it between boots) is kept in
+    "boots" with why it was left out. Figures derived from samples (bench_a2's mkdir medians, the
+    stall's worst) are computed again from the pooled samples."""
+    from bpffs_sync.measure.report import pool
+
+    records = [boot_record(i, d) for i, d in enumerate(docs)]
+    measured = [(i, d) for i, d in enumerate(docs) if stats.is_measured(d)]
+    if not measured:
+        first = dict(docs[0]) if docs else stats.not_measured("no boot ran")
+        return first | {"boots": records}
+    sha = measured[0][1].get("image", {}).get("sha256")
+    same = [d for i, d in measured if d.get("image", {}).get("sha256") == sha]
+    for i, d in measured:
+        if d.get("image", {}).get("sha256") != sha:
+            other = str(d.get("image", {}).get("sha256"))[:16]
+            records[i]["left_out"] = f"another image (sha256 {other}) than the first measured boot's"
+    out: dict[str, Any] = pool.pool(same)
+    out.update(booted_matches_image=all(bool(d.get("booted_matches_image")) for d in same),
+               guest_exit=next((d.get("guest_exit") for d in same if d.get("guest_exit") != 0), 0),
+               wall_s=sum(float(d.get("wall_s", 0)) for d in same),
+               guest_run_s=sum(float(d.get("guest_run_s", 0)) for d in same),
+               boots=records, pooled_boots=len(same), spread=pool.spread(same))
+    _rederive(out)
+    return out
+
+
+def _rederive(doc: dict[str, Any]) -> None:
+    """bench_a2's mkdir medians and the stall's worst, from the pooled samples (pool() took medians
+    of the boots' figures)."""
+    from bpffs_sync.measure.report.inguest import mkdir_summary
+
+    b = doc.get("bench_a2")
+    if not stats.is_measured(b):
+        return
+    mk = b.get("mkdir")
+    if stats.is_measured(mk) and isinstance(mk.get("samples_ns"), dict):
+        b["mkdir"] = mkdir_summary(mk["samples_ns"], int(mk.get("rounds", 0))) | \
+            {k: mk[k] for k in ("order", "seed") if k in mk}
+    st = b.get("stall")
+    if stats.is_measured(st) and st.get("idle_samples_ns"):
+        st["idle_worst_ms"] = max(st["idle_samples_ns"]) / 1e6
+        for ap in ("a1", "a2"):
+            during = st.get(f"{ap}_samples_ns")
+            if during:
+                st[f"{ap}_worst_ms"] = max(during) / 1e6
+                st[f"{ap}_overlapping"] = len(during)
+                st[f"{ap}_vs_idle"] = st[f"{ap}_worst_ms"] / st["idle_worst_ms"]
+
+
+def run_boots(out_dir: Path, mode: str, boots: int, seed: int,
+              on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`boots` boots of the image, boot i with seed + 1000 * i, in <out>/guest/boot<i>/; pooled
+    (pool_boots). One boot is that boot's document, with its record."""
+    docs = []
+    for i in range(boots):
+        def progress(line: str, i: int = i) -> None:
+            if on_progress is not None:
+                on_progress(f"boot {i + 1}/{boots}: {line}")
+        docs.append(run_guest(out_dir, mode, progress, seed=seed + 1000 * i, sub=f"guest/boot{i}"))
+    return pool_boots(docs)

@@ -52,12 +52,21 @@ class GuestPlan:
     n_mkdir: int
     sizes: tuple[int, ...]  # bench_a2 --sizes (populate curve; the largest also for stall and slab)
     rounds: int  # bench_a2 --rounds
+    stock_c: int  # stock(): C operations per mechanism (split over STOCK_ROUNDS interleaved rounds)
+    stock_py: int  # stock(): Python operations per mechanism
+    stock_mkdir: int  # stock(): mkdir -> readable rounds (every mechanism once a round)
+    stock_cost: int  # stock(): cgroups made and removed with and without the mirror daemon
 
     @classmethod
-    def make(cls, quick: bool) -> GuestPlan:
-        if quick:
-            return cls(2000, 300, 30, (100, 1000), 100)
-        return cls(20000, 3000, 1000, (100, 1000, 10000), 1000)
+    def make(cls, mode: str) -> GuestPlan:
+        """quick | full | trial (a proof that every part runs, in a few minutes of TCG)."""
+        if mode == "trial":
+            return cls(200, 50, 5, (100,), 20, 200, 50, 3, 40)
+        if mode == "quick":
+            return cls(2000, 300, 30, (100, 1000), 100, 1000, 200, 10, 100)
+        if mode == "full":
+            return cls(20000, 3000, 1000, (100, 1000, 10000), 1000, 10000, 2000, 100, 500)
+        raise ValueError(f"unknown guest plan {mode!r} (quick, full, trial)")
 
 
 def progress(msg: str) -> None:
@@ -340,6 +349,128 @@ def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
     return out
 
 
+# --- every other mechanism, in the same boot ---------------------------------------------------------
+
+
+STOCK_ROUNDS = 5  # the interleaved rounds of stock()'s reads (measures.round_orders)
+NETLINK_V1 = "bpffs_sync_report_nl"  # the named v1 hierarchy taskstats reads here (v2 owns the controllers)
+
+
+@contextlib.contextmanager
+def named_v1_cgroup() -> Iterator[str]:
+    """A cgroup of a named cgroup-v1 hierarchy mounted for this (taskstats' CGROUPSTATS only takes a
+    v1 directory; the guest has cgroup2 alone), holding a task asleep in a pipe read (one that
+    CGROUPSTATS counts: netlink_check.py)."""
+    from bpffs_sync.measure.report.netlink_check import enter_cgroup
+
+    mnt = tempfile.mkdtemp(prefix="bpffs-sync-report-nl-")
+    subprocess.run(["mount", "-t", "cgroup", "-o", f"none,name={NETLINK_V1}", "cgroup", mnt], check=True)
+    cg = os.path.join(mnt, "busy")
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        os.mkdir(cg)
+        proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                preexec_fn=lambda: enter_cgroup(cg))  # noqa: PLW1509
+        yield cg
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for _ in range(100):
+            try:
+                os.rmdir(cg)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+        # lazily: the netlink reader's directory fd lives as long as its process
+        subprocess.run(["umount", "-l", mnt], check=False)
+        os.rmdir(mnt)
+
+
+def _bytes_of(path: str) -> Callable[[], bytes]:
+    def op() -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+    return op
+
+
+FILE_LABELS = {"a1": "Approach 1 file <bpffs>/cgroup/<path>/hist_oncpu, read whole",
+               "a2": "Approach 2 file <cgroup>/bpf.stat.hist_oncpu, read whole"}
+
+
+def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int) -> dict[str, Any]:
+    """Every mechanism the host measures, measured in this boot by the host's own code (bed.open_bed,
+    mechanisms, equal, measures) on a bed in the guest, beside the approaches' files of the same busy
+    cgroup in the same interleaved rounds (round_orders, seeds recorded in "order"):
+      read / breakdown / knobs / churn   as the runner's steps of those names, every read mechanism
+               plus "a1_file" / "a2_file" (each approach linked on the bed's cgroup root, on a bpffs
+               mounted with cgroup_mirror), with the user-space mirror running as its daemon
+               (`bpffs-sync run --user-space` on the bed's bpffs: mirror_iter is the daemon's file);
+      equal_work   equal.run on the bed (the approaches' files print the same program's text from
+               their own maps: the same format, not the same bytes, so they are not in the check);
+      netlink  on a named v1 hierarchy (netlink_check's sleeper), and netlink_check.check there;
+      mkdir_readable / mkdir_cost   the runner's, links gone (each starts its own daemon)."""
+    from bpffs_sync.measure.report import equal, measures, netlink_check
+    from bpffs_sync.measure.report.bed import burn, open_bed
+    from bpffs_sync.measure.report.mechanisms import (
+        Mechanism,
+        churned,
+        knob_mechanisms,
+        netlink_reader,
+        read_mechanisms,
+    )
+    from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
+
+    doc: dict[str, Any] = {}
+    with open_bed(tools) as bed:
+        with contextlib.ExitStack() as stack:
+            nl = stack.enter_context(named_v1_cgroup())
+            nl_label = "netlink CGROUPSTATS (taskstats, pyroute2), on a named v1 hierarchy"
+            reads = [Mechanism("netlink", nl_label, "read", "task-state counts (v1)", netlink_reader(nl),
+                               ["netlink", nl]) if m.key == "netlink" else m for m in read_mechanisms(bed)]
+            knobs = knob_mechanisms(bed)
+            fs = mount_bpffs("cgroup_mirror")
+            stack.callback(umount_bpffs, fs)
+            files = []
+            for key in keys:
+                ap = Approach(key, fs)
+                stack.callback(ap.close)
+                stack.enter_context(linked(ap, bed.layout.cgroup_root))
+                path = ap.file_of(bed.target)
+                files.append(Mechanism(f"{key}_file", FILE_LABELS[key], "read", "hist_oncpu, full text (its own map)",
+                                       _bytes_of(path), ["text", path]))
+            burn([bed.target], 0.3)  # after the links: every approach's map has the busy cgroup's entry
+            progress("stock: mirror daemon")
+            stack.enter_context(measures.mirror_daemon(bed.layout))
+            mechs = [*reads, *files]
+            doc["mechanisms"] = [{"key": m.key, "label": m.label, "kind": m.kind, "what": m.what,
+                                  "missing": m.missing, "variant": m.variant} for m in [*mechs, *knobs]]
+            routed = [m for m in mechs if m.variant or m.key == "cpu_stat" or m in files]
+            orders = {what: measures.round_orders([m.key for m in ms], STOCK_ROUNDS, seed + i) for i, (what, ms) in
+                      enumerate((("read", mechs), ("knobs", knobs), ("churn", [*churned(reads), *files]),
+                                 ("breakdown", routed)))}
+            doc["netlink_check"] = attempt("stock: netlink check", lambda: netlink_check.check(nl))
+            doc["equal_work"] = attempt("stock: equal work", lambda: equal.run(bed, reads))
+            doc["read"] = attempt("stock: reads (interleaved)", lambda: measures.read_costs(
+                bed, mechs, plan.stock_c, plan.stock_py, orders["read"]))
+            doc["breakdown"] = attempt("stock: per-syscall breakdown", lambda: measures.breakdown(
+                bed, routed, max(1, plan.stock_c // 4), orders["breakdown"]))
+            doc["knobs"] = attempt("stock: knobs (interleaved)", lambda: measures.read_costs(
+                bed, knobs, plan.stock_c, plan.stock_py, orders["knobs"]))
+            doc["churn"] = attempt("stock: under churn", lambda: measures.under_churn(
+                bed, [*churned(reads), *files], plan.stock_c, orders["churn"]))
+        mk_orders = measures.round_orders(measures.MKDIR_KEYS, plan.stock_mkdir, seed + 4)
+        doc["order"] = {"seed": seed, "rounds": orders, "mkdir_readable": mk_orders}
+        doc["mkdir_readable"] = attempt("stock: mkdir -> readable", lambda: measures.mkdir_readable(bed, mk_orders))
+        doc["mkdir_cost"] = attempt("stock: mkdir/rmdir cost", lambda: measures.mkdir_cost(
+            bed, plan.stock_cost, 2, seed + 5))
+    return doc
+
+
 def _load_bench_a2() -> Any:
     spec = importlib.util.spec_from_file_location("bench_a2", BENCH_A2)
     if spec is None or spec.loader is None:
@@ -444,12 +575,17 @@ def _mkdir_cost(linked: Callable[[str, str, list[str]], Any], root: str, rounds:
         os.rmdir(leaf)
         os.rmdir(top)
 
+    return mkdir_summary(got, rounds) | {"order": orders, "seed": seed}
+
+
+def mkdir_summary(got: dict[str, dict[str, list[int]]], rounds: int) -> dict[str, Any]:
+    """_mkdir_cost's figures from its samples (condition -> mkdir|rmdir -> ns): medians in us, each
+    condition against none, A2 against A1 (also run on the samples pooled over boots)."""
     def med_us(v: list[int]) -> float:
         return float(stats.percentile(v, 0.5)) / 1e3
 
     out: dict[str, Any] = {"rounds": rounds, "none_mkdir_us": med_us(got["none"]["mkdir"]),
-                           "none_rmdir_us": med_us(got["none"]["rmdir"]), "order": orders, "seed": seed,
-                           "samples_ns": got}
+                           "none_rmdir_us": med_us(got["none"]["rmdir"]), "samples_ns": got}
     for nlinks in ("1", "4"):
         row: dict[str, Any] = {}
         for approach in ("a1", "a2"):
@@ -502,19 +638,21 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
-def guest_main(out: str, quick: bool) -> int:
+def guest_main(out: str, mode: str, seed: int | None = None) -> int:
     from bpffs_sync.measure.report import compiled
 
     started = time.monotonic()
-    plan = GuestPlan.make(quick)
+    plan = GuestPlan.make(mode)
+    seed = secrets.randbits(32) if seed is None else seed
     keys = carried()
     doc: dict[str, Any] = {"kernel": platform.release(), "version": platform.version(), "cpu": _cpu_model(),
                            "cpus": os.cpu_count() or 0, "date": time.strftime("%F %T %z"), "carries": keys,
-                           "plan": asdict(plan)}
+                           "plan": asdict(plan) | {"mode": mode}, "seed": seed}
+    tools = compiled.build()
     if keys:
-        tools = compiled.build()
         rows = attempt("file rows", lambda: files(tools, plan, keys))
         doc.update(rows if stats.is_measured(rows) else {f"{k}_file": rows for k in keys})
+    doc["stock"] = attempt("stock rows", lambda: stock(tools, plan, keys, seed))
     if keys == ["a1", "a2"]:
         doc["bench_a2"] = attempt("bench_a2", lambda: bench_a2(plan, tools, os.path.dirname(os.path.abspath(out))))
     else:
@@ -529,9 +667,11 @@ def guest_main(out: str, quick: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="report: the patched-kernel rows, inside the guest")
     ap.add_argument("out")
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="the quick plan (same as --plan quick)")
+    ap.add_argument("--plan", choices=("quick", "full", "trial"), default=None)
+    ap.add_argument("--seed", type=int, default=None, help="of the interleaved orders (recorded)")
     args = ap.parse_args(argv)
-    return guest_main(args.out, args.quick)
+    return guest_main(args.out, args.plan or ("quick" if args.quick else "full"), args.seed)
 
 
 if __name__ == "__main__":

@@ -226,12 +226,14 @@ def under_churn(bed: Bed, mechs: list[Mechanism], n_c: int, orders: list[list[st
 
 @contextlib.contextmanager
 def mirror_daemon(layout: Layout) -> Iterator[subprocess.Popen[bytes]]:
-    """`bpffs-sync run` on the bed's bpffs, as its own process; stopped on exit."""
+    """`bpffs-sync run --user-space` on the bed's bpffs, as its own process (the user-space mirror,
+    also on a kernel carrying a series, which `run` would pick by default); stopped on exit."""
     with tempfile.TemporaryDirectory() as run_dir:
         env = {**os.environ, "BPFFS_SYNC_RUN_DIR": run_dir}
         proc = subprocess.Popen(
             [sys.executable, "-m", "bpffs_sync", "--log-format", "json", "--log-level", "warning", "run",
-             "--bpffs", layout.bpffs, "--cgroup-root", layout.cgroup_root, "--resync-interval", "3600"],
+             "--user-space", "--bpffs", layout.bpffs, "--cgroup-root", layout.cgroup_root,
+             "--resync-interval", "3600"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Ready once it mirrors a cgroup made after its start (the files are the contract).
         marker = os.path.join(layout.cgroup_root, "daemon-ready")

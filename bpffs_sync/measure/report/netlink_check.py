@@ -24,7 +24,7 @@ TASKS = {  # what sleeps, and how: (argv, stdin is a pipe we hold open)
 }
 
 
-def _enter(cgroup: str) -> None:
+def enter_cgroup(cgroup: str) -> None:
     with open(os.path.join(cgroup, "cgroup.procs"), "w", encoding="ascii") as f:
         f.write(str(os.getpid()))
 
@@ -57,7 +57,7 @@ def one(parent: str, name: str) -> dict[str, Any]:
     os.mkdir(cg)
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if piped else subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, preexec_fn=lambda: _enter(cg))  # noqa: PLW1509
+                                stdout=subprocess.DEVNULL, preexec_fn=lambda: enter_cgroup(cg))  # noqa: PLW1509
         try:
             asleep = _asleep(proc.pid)
             return {"task": " ".join(argv), "asleep": asleep, "wchan": _wchan(proc.pid),

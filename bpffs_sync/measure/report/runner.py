@@ -5,6 +5,9 @@ cgroups.
 kernel: "auto" boots the patched kernel (guest.py picks the image) when one is built and this
 is not --quick, "yes" builds the image carrying both series first when none is, "no" never boots
 (the patched rows then say why). The guest part's sizes are inguest.GuestPlan's.
+boots: how many times the image is booted (full: 3 by default, --quick with --kernel yes: 1); each
+boot measures every row of the guest (inguest.py: both series and every mechanism the host has),
+with its own seed (plan.seed + 1000 * boot), and guest.pool_boots pools them. The host part runs once.
 """
 
 from __future__ import annotations
@@ -39,14 +42,15 @@ class Plan:
     mem_n: int
     rounds: int  # read rounds: n_c and n_py are split over them, mechanisms interleaved
     seed: int  # of the per-round shuffles of the mechanisms' order (recorded: meta.plan)
+    boots: int = 1  # guest boots of the patched image (pooled)
 
     @classmethod
-    def make(cls, quick: bool, kernel: str, seed: int | None = None) -> Plan:
+    def make(cls, quick: bool, kernel: str, seed: int | None = None, boots: int | None = None) -> Plan:
         seed = secrets.randbits(32) if seed is None else seed
         if quick:  # CI's budget is a minute on a loaded 2-core host: 53 s at load 6 with 10000 C reads and
             # populate up to 10000 (2026-12-07); 5000 reads a mechanism still give intervals well under 1 %
-            return cls(True, kernel, 5000, 2000, 100, (100, 1000, 3000), 1000, 1000, 5, seed)
-        return cls(False, kernel, 50000, 10000, 300, (100, 1000, 10000), 2000, 5000, 10, seed)
+            return cls(True, kernel, 5000, 2000, 100, (100, 1000, 3000), 1000, 1000, 5, seed, boots or 1)
+        return cls(False, kernel, 50000, 10000, 300, (100, 1000, 10000), 2000, 5000, 10, seed, boots or 3)
 
 
 def _git(*args: str) -> str:
@@ -91,7 +95,7 @@ def _patched(plan: Plan, out_dir: Path, on_progress: Callable[[str], None]) -> d
         failed = guest.build()
         if failed:
             return stats.not_measured(failed)
-    return guest.run_guest(out_dir, plan.quick, on_progress)
+    return guest.run_boots(out_dir, "quick" if plan.quick else "full", plan.boots, plan.seed, on_progress)
 
 
 def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
