@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bpffs_sync.measure.report import netlink_check, pool, stats
@@ -86,7 +88,7 @@ def test_netlink_explain(nanosleep: dict[str, int], pipe_read: dict[str, int], s
     assert netlink_check.explain(nanosleep, pipe_read).startswith(start)
 
 
-def _boot(sha: str, samples: list[int], exit_code: int = 0) -> dict[str, object]:
+def _boot(sha: str, samples: list[int], exit_code: int = 0) -> dict[str, Any]:
     mk = {c: {"mkdir": list(samples), "rmdir": list(samples)} for c in ("none", "a1:1", "a2:1", "a1:4", "a2:4")}
     return {"image": {"sha256": sha}, "kernel": "7.3", "booted_matches_image": True, "guest_exit": exit_code,
             "wall_s": 100.0, "guest_run_s": 90.0, "seed": len(samples),
@@ -100,7 +102,7 @@ def test_pool_boots_pools_one_image_and_rederives_the_bench_figures() -> None:
     from bpffs_sync.measure.report import guest
 
     docs = [_boot("aa", [1000, 2000]), stats.not_measured("no boot"), _boot("aa", [4000], 3), _boot("bb", [9000])]
-    got = guest.pool_boots(docs)  # type: ignore[arg-type]
+    got = guest.pool_boots(docs)
     assert got["pooled_boots"] == 2
     assert got["stock"]["read"]["prog_run"]["c"]["samples_ns"] == [1000, 2000, 4000]
     assert [r.get("left_out", "") for r in got["boots"]][3].startswith("another image")
@@ -111,8 +113,8 @@ def test_pool_boots_pools_one_image_and_rederives_the_bench_figures() -> None:
     assert mk["rounds"] == 3 and mk["none_mkdir_us"] == 2.0  # the pooled median, not the boots' 99
     assert mk["1"]["a1_mkdir_vs_none"] == 1.0
     assert got["spread"]["stock.read.prog_run.c.samples_ns"] == [1.0, 4.0]  # nearest rank
-    stall = {"idle_samples_ns": [1_000_000, 2_000_000], "a1_samples_ns": [3_000_000, 8_000_000]}
-    doc = {"bench_a2": {"stall": dict(stall)}}
+    stall: dict[str, Any] = {"idle_samples_ns": [1_000_000, 2_000_000], "a1_samples_ns": [3_000_000, 8_000_000]}
+    doc: dict[str, Any] = {"bench_a2": {"stall": stall}}
     guest._rederive(doc)
     assert doc["bench_a2"]["stall"]["a1_vs_idle"] == 4.0 and doc["bench_a2"]["stall"]["a1_overlapping"] == 2
 
