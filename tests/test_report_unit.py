@@ -313,25 +313,6 @@ def test_reads_sentence_not_measured() -> None:
         "Reads by programs: not measured: the C loop of the file or of BPF_PROG_RUN, in either variant."
 
 
-KNOB_TAIL = (" Writing a knob through Approach 1's or 2's file: not measured: neither series has a write mode. The "
-             "BPF-side read of a knob in the scheduling path (bpf_cgroup_read_xattr() against a map lookup): not "
-             "measured.")
-
-
-@pytest.mark.parametrize(("x", "want"), [
-    (HI, f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {HI_S} a pinned map update: the xattr is the "
-         "dearer write."),
-    (TIE, f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {TIE_S} a pinned map update: the xattr is not "
-          "shown dearer or cheaper than the map write."),
-    (LO, f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {LO_S} a pinned map update: the xattr is the "
-         "cheaper write."),
-    (None, "Knobs: not measured: the C loop of a user.* xattr set or of a pinned map update."),
-])
-def test_knobs_sentence(x: stats.RatioEst | None, want: str) -> None:
-    """xattr against map update by the interval; the series' writes and the BPF-side read are named unmeasured."""
-    assert verdict.knobs_sentence(x) == want + KNOB_TAIL
-
-
 RD = verdict.Readable
 LAG = stats.Est(2166.0, 2046.0, 2427.0, 100)
 MIRROR_LAGS = RD(100, 100, 3, LAG)

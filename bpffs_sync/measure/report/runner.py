@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from bpffs_sync.measure.report import compiled, equal, guest, measures, render_scrape, scrape, stats, usability
+from bpffs_sync.measure.report import compiled, equal, guest, knob, measures, render_scrape, scrape, stats, usability
 from bpffs_sync.measure.report.bed import open_bed
 from bpffs_sync.measure.report.mechanisms import churned, knob_mechanisms, read_mechanisms
 
@@ -128,6 +128,9 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
                 "breakdown", measures.breakdown(bed, routed, plan.n_c // 4, orders["breakdown"]))),
             ("knobs (interleaved rounds)", lambda: doc.__setitem__(
                 "knobs", measures.read_costs(bed, knobs, plan.n_c, plan.n_py, orders["knobs"]))),
+            ("knobs where they are read", lambda: doc.__setitem__("knob", knob.run(
+                tools.readloop, bed.layout.cgroup_root, bed.layout.bpffs, n_read=plan.n_c // 2,
+                n_write=plan.n_c // 5, rounds=plan.rounds, seed=plan.seed + 7))),
             ("under churn", lambda: doc.__setitem__(
                 "churn", measures.under_churn(bed, churned(reads), plan.n_c, orders["churn"]))),
             ("mkdir -> readable",

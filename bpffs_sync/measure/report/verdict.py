@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bpffs_sync.measure.report import stats
+from bpffs_sync.measure.report import render_knob, stats
 from bpffs_sync.measure.report.mechanisms import FULL, RAW
 from bpffs_sync.measure.report.render import (
     Section,
@@ -222,18 +222,6 @@ def reads_sentence(full: RatioEst | None, raw: RatioEst | None,
         return head + f" {where} neither is shown dearer at equal work."
     return head + (" The variants disagree: which interface is cheaper depends on whether the reader wants "
                    "the text or the number.")
-
-
-def knobs_sentence(x: RatioEst | None) -> str:
-    """A user.* xattr set against a pinned map update (host, C p50)."""
-    tail = (" Writing a knob through Approach 1's or 2's file: not measured: neither series has a write mode. "
-            "The BPF-side read of a knob in the scheduling path (bpf_cgroup_read_xattr() against a map "
-            "lookup): not measured.")
-    if x is None:
-        return "Knobs: not measured: the C loop of a user.* xattr set or of a pinned map update." + tail
-    word = {"higher": "the dearer", "lower": "the cheaper", "tie": "not shown dearer or cheaper than the map"}
-    return (f"Knobs (host, C p50): a cgroupfs user.* xattr set costs {rx(x)} a pinned map update: the xattr "
-            f"is {word[x.side()]} write." + tail)
 
 
 def _counts(r: Readable) -> str:
@@ -510,10 +498,10 @@ def verdict(doc: dict[str, Any]) -> Section:
     g_churn = ratio_est(g.get("churn"), g.get("c"), 0.99) if stats.is_measured(g) else None
     lc = _bench_part(doc, "link_create")
     n_big = max((int(n) for n in lc), default=0) if stats.is_measured(lc) else 0
-    xs, xg, mu = (est(_c_entry(doc, k, "knobs")) for k in ("xattr_set", "xattr_get", "map_update"))
+    kf = render_knob.figures(doc)
     kx = ", ".join(f"Approach {k} {rx(a.churn_x) if a.churn_x else 'not measured'}" for k, a in (("1", a1), ("2", a2)))
     reads = reads_sentence(ratio_est(mirror, prog_text), ratio_est(total_file, prog), checked)
-    knobs = knobs_sentence(ratio_est(_c_entry(doc, "xattr_set", "knobs"), _c_entry(doc, "map_update", "knobs")))
+    knobs = render_knob.knob_sentence(kf)
     mkdir = mkdir_sentence(mk_mirror, {"1": a1.mk, "2": a2.mk})
     rows = [
         ["\"a different and not-particularly-efficient way to communicate with BPF progs\" (Tejun)",
@@ -532,7 +520,9 @@ def verdict(doc: dict[str, Any]) -> Section:
          "the mkdir -> readable table below, one definition of readable for every row.",
          mkdir],
         ["\"for cgroup level low-freq hinting, being able to read xattrs on cgroupfs should be enough\" (Tejun)",
-         f"C p50 (host): xattr set {_e(xs)}, get {_e(xg)}, pinned map update {_e(mu)}; uid 65534 get: "
+         f"host, BPF-side read p50 in sched_switch: bpf_cgroup_read_xattr() {_e(kf.xattr)}, map lookup "
+         f"{_e(kf.map)}, the clock pair alone {_e(kf.clock)}; setxattr / map update (C p50) "
+         f"{rx(kf.write_x) if kf.write_x else 'not measured'}; uid 65534 get: "
          f"{_cell(doc, 'xattr', 'unprivileged (uid 65534)')}; v1: {_cell(doc, 'xattr', 'cgroup v1')}.",
          knobs],
         ["\"Anything high-volume/freq ... cgroupfs file interface is far from ideal\" (Tejun)",
