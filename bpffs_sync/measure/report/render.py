@@ -607,11 +607,13 @@ def usability(doc: dict[str, Any]) -> Section:
 
 def sections(doc: dict[str, Any]) -> list[Section]:
     from bpffs_sync.measure.report.render_equal import section as equal_work
+    from bpffs_sync.measure.report.render_guest import crosscheck, one_boot
     from bpffs_sync.measure.report.render_knob import section as knob_reads
     from bpffs_sync.measure.report.render_scrape import section as scrape
     from bpffs_sync.measure.report.verdict import verdict
 
-    return [environment(doc), headline_section(doc), verdict(doc), reads(doc), equal_work(doc), knobs(doc),
+    return [environment(doc), headline_section(doc), verdict(doc), reads(doc), one_boot(doc),
+            crosscheck(doc), equal_work(doc), knobs(doc),
             knob_reads(doc), mkdir_readable(doc),
             populate(doc), scrape(doc), mkdir_cost(doc), memory(doc), loc(doc), usability(doc),
             Section("Closing note: the headline ratios of this run",

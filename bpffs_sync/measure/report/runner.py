@@ -25,8 +25,19 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from bpffs_sync.measure.report import compiled, equal, guest, knob, measures, render_scrape, scrape, stats, usability
-from bpffs_sync.measure.report.bed import open_bed
+from bpffs_sync.measure.report import (
+    compiled,
+    equal,
+    guest,
+    knob,
+    measures,
+    netlink_check,
+    render_scrape,
+    scrape,
+    stats,
+    usability,
+)
+from bpffs_sync.measure.report.bed import Bed, open_bed
 from bpffs_sync.measure.report.mechanisms import churned, knob_mechanisms, read_mechanisms
 
 
@@ -98,6 +109,14 @@ def _patched(plan: Plan, out_dir: Path, on_progress: Callable[[str], None]) -> d
     return guest.run_boots(out_dir, "quick" if plan.quick else "full", plan.boots, plan.seed, on_progress)
 
 
+def _netlink_check(bed: Bed) -> dict[str, Any]:
+    """netlink_check.check under one of the bed's cgroup-v1 cgroups (taskstats takes only v1)."""
+    parent = next((bed.v1[c] for c in ("cpu", *bed.v1) if c in bed.v1), None)
+    if parent is None:
+        return stats.not_measured("no cgroup-v1 hierarchy on this host (taskstats' CGROUPSTATS takes only v1)")
+    return netlink_check.check(parent)
+
+
 def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
     started = time.monotonic()
     tools = compiled.build()
@@ -122,6 +141,7 @@ def run(out_dir: Path, plan: Plan) -> dict[str, Any]:
         orders["breakdown"] = measures.round_orders([m.key for m in routed], plan.rounds, plan.seed + 6)
         steps += [
             ("equal work check", lambda: doc.__setitem__("equal_work", equal.run(bed, reads))),
+            ("netlink check", lambda: doc.__setitem__("netlink_check", _netlink_check(bed))),
             ("read (interleaved rounds)", lambda: doc.__setitem__(
                 "read", measures.read_costs(bed, reads, plan.n_c, plan.n_py, orders["read"]))),
             ("per-syscall breakdown", lambda: doc.__setitem__(
