@@ -166,9 +166,11 @@ def reading(host: RatioEst | None, guest: RatioEst | None) -> str:
     if host is None or guest is None:
         return "not compared: " + ("host" if host is None else "guest") + " ratio not measured"
     if guest.lo > host.hi:
-        return "dearer in the guest against cpu.stat (the intervals do not overlap): TCG distorts it upward"
+        return ("dearer in the guest against cpu.stat (the intervals do not overlap): the emulator or the patched "
+                "kernel moves it up")
     if guest.hi < host.lo:
-        return "cheaper in the guest against cpu.stat (the intervals do not overlap): TCG distorts it downward"
+        return ("cheaper in the guest against cpu.stat (the intervals do not overlap): the emulator or the patched "
+                "kernel moves it down")
     return "the same against cpu.stat on both (the intervals overlap)"
 
 
