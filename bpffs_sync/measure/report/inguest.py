@@ -300,8 +300,9 @@ def interleaved_reads(tools: Tools, plan: GuestPlan, aps: list[Approach], *, roo
     return out
 
 
-def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
-    """The file rows of each carried approach, and the cpu.stat baseline, on one busy cgroup."""
+def files(tools: Tools, plan: GuestPlan, keys: list[str], seed: int | None = None) -> dict[str, Any]:
+    """The file rows of each carried approach, and the cpu.stat baseline, on one busy cgroup (seed: of
+    the interleaved reads' orders)."""
     from bpffs_sync.measure.report.bed import burn
     from bpffs_sync.sandbox import make_cgroup_root, mount_bpffs, remove_cgroup_tree, umount_bpffs
 
@@ -316,7 +317,7 @@ def files(tools: Tools, plan: GuestPlan, keys: list[str]) -> dict[str, Any]:
         churn_dir = os.path.join(root, "churn")
         progress("reads: cpu.stat and every approach's file, interleaved")
         got = attempt("reads (interleaved)", lambda: interleaved_reads(tools, plan, aps, root=root, busy=busy,
-                                                                                churn_dir=churn_dir))
+                                                                                churn_dir=churn_dir, seed=seed))
         if not stats.is_measured(got):
             return {"baseline_cpu_stat": got, **{f"{ap.key}_file": got for ap in aps}}
         out["baseline_cpu_stat"] = got["cpu_stat"]
@@ -598,7 +599,7 @@ def mkdir_summary(got: dict[str, dict[str, list[int]]], rounds: int) -> dict[str
     return out
 
 
-def bench_a2(plan: GuestPlan, tools: Tools, out_dir: str) -> dict[str, Any]:
+def bench_a2(plan: GuestPlan, tools: Tools, out_dir: str, seed: int | None = None) -> dict[str, Any]:
     """kernel-approach2/bench/bench_a2.py's measures and JSON shape (its main() with this plan's
     sizes): its functions are called as they are, except the stall (_stall) and mkdir/rmdir under
     links (_mkdir_cost, which keeps the samples and interleaves the conditions). Each part
@@ -612,10 +613,11 @@ def bench_a2(plan: GuestPlan, tools: Tools, out_dir: str) -> dict[str, Any]:
     root = make_cgroup_root("bench-a2")
     ap = b.Approaches(fs)
     doc: dict[str, Any] = {"kernel": platform.release(), "unit_note": "TCG guest: read the ratios"}
+    mk_seed = secrets.randbits(32) if seed is None else seed
     try:
         doc["link_create"] = attempt("bench_a2: link create", lambda: b.bench_link_create(ap, root, sizes))
         doc["mkdir"] = attempt("bench_a2: mkdir/rmdir under links", lambda: _mkdir_cost(
-            lambda approach, d, names: b.linked(ap, approach, d, names), root, plan.rounds, secrets.randbits(32)))
+            lambda approach, d, names: b.linked(ap, approach, d, names), root, plan.rounds, mk_seed))
         doc["stall"] = attempt("bench_a2: stall", lambda: _stall(b, ap, tools.readloop, root, max(sizes)))
         doc["read"] = attempt("bench_a2: read", lambda: b.bench_read(ap, root, plan.rounds))
         doc["slab_per_file"] = attempt("bench_a2: slab", lambda: b.bench_slab(ap, root, max(sizes)))
@@ -650,11 +652,12 @@ def guest_main(out: str, mode: str, seed: int | None = None) -> int:
                            "plan": asdict(plan) | {"mode": mode}, "seed": seed}
     tools = compiled.build()
     if keys:
-        rows = attempt("file rows", lambda: files(tools, plan, keys))
+        rows = attempt("file rows", lambda: files(tools, plan, keys, seed + 10))
         doc.update(rows if stats.is_measured(rows) else {f"{k}_file": rows for k in keys})
     doc["stock"] = attempt("stock rows", lambda: stock(tools, plan, keys, seed))
     if keys == ["a1", "a2"]:
-        doc["bench_a2"] = attempt("bench_a2", lambda: bench_a2(plan, tools, os.path.dirname(os.path.abspath(out))))
+        doc["bench_a2"] = attempt("bench_a2", lambda: bench_a2(plan, tools, os.path.dirname(os.path.abspath(out)),
+                                                               seed + 20))
     else:
         doc["bench_a2"] = stats.not_measured("the booted kernel does not carry both series (bench_a2 needs both)")
     doc["guest_run_s"] = time.monotonic() - started
