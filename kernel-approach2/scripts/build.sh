@@ -4,8 +4,10 @@
 #   plain (default)  the comparison image, one boot for both approaches: the Approach 1 series
 #                    (kernel-approach1/patches, as committed at ../a1-series.rev;
 #                    BPFFS_SYNC_A1_REV=<rev> overrides, e.g. HEAD when rebasing), then Approach 2's
-#                    own patches (those not in ../prereqs), then ../combined/*.patch, the merge of
-#                    the two link_create() dispatches. Tree $BPFFS_SYNC_KCACHE/build-a2, seeded
+#                    own patches (those not in ../prereqs; ../combined/replaces-<patch> instead of
+#                    <patch>: the same change rebased where both series touch the same lines), then
+#                    ../combined/[0-9]*.patch, the merge of the two link_create() dispatches.
+#                    Tree $BPFFS_SYNC_KCACHE/build-a2, seeded
 #                    from build-plain (Approach 1's tree, same config).
 #   alone            Approach 2 as posted: every patch of kernel-approach2/patches on pristine 7.3,
 #                    the shared prerequisites (program type, cgroup_walk_next(), tools UAPI, libbpf:
@@ -72,8 +74,14 @@ else
 	mapfile -t a1_patches < <(series "$a1_snap")
 	for p in "$a1_snap"/testing/*.patch; do [[ -e $p ]] && a1_patches+=("$p"); done
 	a2_patches=()
-	for p in "${a2_all[@]}"; do [[ -n ${prereq[$p]:-} ]] || a2_patches+=("$p"); done
-	a2_patches+=("$here"/combined/*.patch)
+	for p in "${a2_all[@]}"; do
+		[[ -n ${prereq[$p]:-} ]] && continue
+		# rebased onto Approach 1 where both series change the same lines (../combined)
+		r=$here/combined/replaces-$(basename "$p")
+		[[ -e $r ]] && p=$r
+		a2_patches+=("$p")
+	done
+	a2_patches+=("$here"/combined/[0-9]*.patch)
 fi
 
 export CCACHE_DIR=$CACHE/ccache
