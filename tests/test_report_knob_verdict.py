@@ -28,7 +28,8 @@ def who(owner_xattr: str = "yes: wrote") -> dict[str, dict[str, str]]:
 
 READ = (f"read from BPF in sched_switch (host, p50 with the clock pair inside, the pair alone {CK_S}): "
         f"bpf_cgroup_read_xattr() {XA_S}, a map lookup by cgroup id {MP_S}; the xattr read costs ")
-WRITE = "a write of the same 8 bytes from user space (C p50): setxattr costs 3.60x [3.40, 3.80], n=1000/1000 a map update (dearer)"
+WRITE = ("a write of the same 8 bytes from user space (C p50): setxattr costs 3.60x [3.40, 3.80], n=1000/1000 a "
+         "map update (dearer)")
 WHO = (f"who may write (a check each): {COLS[0]}: root, {OWNER}, {NS}; {COLS[1]}: root; {COLS[2]}: root, {OWNER}, {NS}")
 WHO_NO_OWNER = (f"who may write (a check each): {COLS[0]}: root, {NS}; {COLS[1]}: root; {COLS[2]}: root, {OWNER}, {NS}")
 TAIL = "; Approach 1's writable file: not built yet (issue 20); Approach 2's bpf.stat files are read-only."
