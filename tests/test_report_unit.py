@@ -357,15 +357,18 @@ def test_mkdir_sentence(mirror: verdict.Readable | None, kernel: dict[str, verdi
       "no: EACCES"),
      "For programs: its C p50: raw value 1.62 [1.60, 1.64] n=20000, full text 16.2 us [16.0, 16.4] n=20000; no read "
      "measured is shown cheaper than its raw value; it answered for a new cgroup after 0 of 3 mkdirs (found=0 for an "
-     "empty new cgroup, the answer any unknown id gets); `cat` of the pin: fails; uid 65534: fails (checks above)."),
+     "empty new cgroup, the answer any unknown id gets); from a shell (a ten-line BPF_PROG_RUN helper or bpftool, "
+     "not cat): fails; uid 65534 with a deployment's pin mode: fails (checks above)."),
     ((stats.Est(1.62, 1.6, 1.64, 20000), None, ["map_lookup (raw value) 1.50 us [1.49, 1.51] n=20000"],
       RD(100, 100, 100), "yes: reads", "yes: reads"),
      "For programs: its C p50: raw value 1.62 [1.60, 1.64] n=20000, full text not measured; shown cheaper than its "
      "raw value: map_lookup (raw value) 1.50 us [1.49, 1.51] n=20000; it answered for a new cgroup after 100 of 100 "
-     "mkdirs; `cat` of the pin: works; uid 65534: reads (checks above)."),
+     "mkdirs; from a shell (a ten-line BPF_PROG_RUN helper or bpftool, not cat): runs; uid 65534 with a "
+     "deployment's pin mode: reads (checks above)."),
     ((None, None, [], None, "not measured", "not measured"),
-     "For programs: its read cost: not measured; whether it answers for a new cgroup: not measured; `cat` of the "
-     "pin: fails; uid 65534: fails (checks above)."),
+     "For programs: its read cost: not measured; whether it answers for a new cgroup: not measured; from a shell "
+     "(a ten-line BPF_PROG_RUN helper or bpftool, not cat): fails; uid 65534 with a deployment's pin mode: fails "
+     "(checks above)."),
 ])
 def test_prog_sentence(args: tuple[Any, ...], want: str) -> None:
     """BPF_PROG_RUN's fit: its cost in both variants, cheapest or not, answers at mkdir or not (found=0 is

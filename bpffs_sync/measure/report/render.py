@@ -604,6 +604,8 @@ def loc(doc: dict[str, Any]) -> Section:
 
 
 def usability(doc: dict[str, Any]) -> Section:
+    from bpffs_sync.measure.report.usability import v1_cell
+
     u = doc["usability"]
     cols = u["columns"]
     rows = [[label(doc, k) if k != "xattr" else "cgroupfs user.* xattr", *[r[c] for c in cols]]
@@ -612,14 +614,20 @@ def usability(doc: dict[str, Any]) -> Section:
         e = _file(doc, key)
         cells = e.get("usability") if stats.is_measured(e) else None
         rows.insert(i, [f"{NAMES[key]} (guest)",
-                        *([str(cells.get(c, "not measured: no guest check")) for c in cols] if isinstance(cells, dict)
+                        *([v1_cell(key, str(cells.get(c, "not measured: no guest check"))) if c == "cgroup v1" else
+                           str(cells.get(c, "not measured: no guest check")) for c in cols] if isinstance(cells, dict)
                           else [_nm(e)] * len(cols))])
     return Section("Usability",
-                   text=["Every cell is a check run in this report: `cat | grep` in a shell, the C loop run as uid "
-                         "65534, the mechanism pointed at the cgroup-v1 cpu hierarchy, a read after rmdir, and "
-                         "the mirror daemon killed with SIGKILL. Patched kernel (guest): the same checks, v1 on a "
-                         "named v1 hierarchy mounted for it, and 'daemon crash' as: the loader pins the link and "
-                         "exits, then a cgroup is made."],
+                   text=["Every cell is a check run in this report: `cat | grep` in a shell (for a pinned program or "
+                         "map, the shell user's tool instead: a ten-line libbpf helper, `bpftool`), the C loop run "
+                         "as uid 65534 with the pin mode a deployment would use (each cell names it: the mirror's "
+                         "files as the daemon makes them, 0444 root; a program or map pin 0660 root:<readers' "
+                         "group>, the reader in it, since BPF_OBJ_GET of a program pin is read-write only), the "
+                         "mechanism pointed at the cgroup-v1 cpu hierarchy, a read after rmdir (the mirror's file "
+                         "with its daemon running), and the mirror daemon killed with SIGKILL. Patched kernel "
+                         "(guest): the same checks, v1 on a named v1 hierarchy mounted for it beside what the "
+                         "series' design says ('not built in our series' where the check fails), and 'daemon "
+                         "crash' as: the loader pins the link and exits, then a cgroup is made."],
                    tables=[(["mechanism", *cols], rows)])
 
 

@@ -272,7 +272,8 @@ def prog_sentence(prog: Est | None, prog_text: Est | None, cheaper: list[str], m
     else:
         at = (f"it answered for a new cgroup after {mk.readable} of {mk.tries} mkdirs (found=0 for an empty "
               "new cgroup, the answer any unknown id gets)")
-    use = f"`cat` of the pin: {'works' if _yes(cat) else 'fails'}; uid 65534: {'reads' if _yes(unpriv) else 'fails'}"
+    use = (f"from a shell (a ten-line BPF_PROG_RUN helper or bpftool, not cat): {'runs' if _yes(cat) else 'fails'}; "
+           f"uid 65534 with a deployment's pin mode: {'reads' if _yes(unpriv) else 'fails'}")
     return f"For programs: {cost}; {at}; {use} (checks above)."
 
 
