@@ -78,7 +78,9 @@ def test_patched_rows_say_why(report: tuple[Path, dict[str, Any]]) -> None:
     assert doc["patched"] == {"not_measured": "patched kernel not booted (--kernel no)"}
     assert doc["loc"]["a2_file"]["kernel"] > 0  # kernel-approach2/patches is in this checkout
     for name in ("Approach 1 file, patched kernel", "Approach 2 file, patched kernel"):
-        assert f"| {name} | {why} |" in md
+        assert f"| {name} (guest) | {why} |" in md  # the headline
+    assert f"## Every mechanism in the same guest boot (patched kernel, TCG)\n\n{why}\n" in md
+    assert f"Not compared: the guest's reads: {why}." in md  # the cross-check
     assert "has not landed" not in md
 
 
