@@ -1,4 +1,4 @@
-"""The series' upstream-style selftests (patch 11, tools/testing/selftests/bpf), run by this harness:
+"""The series' upstream-style selftests (patch 12, tools/testing/selftests/bpf), run by this harness:
 kernel-approach1/scripts/selftests.sh builds a test_progs holding only them, test.sh passes its path
 in BPFFS_SYNC_TEST_PROGS, and the guest's dmesg is checked like every other test's."""
 
