@@ -69,7 +69,9 @@ def test_unprivileged_read_with_the_deployed_mode(bed: Bed) -> None:
     assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
 
 
-def test_mirror_file_after_rmdir_with_the_daemon_running(bed: Bed) -> None:
-    cell = usability.mirror_after_rmdir(bed)
-    assert cell.startswith("daemon running: opening it by name gives ENOENT"), cell
-    assert not os.path.exists(os.path.join(bed.layout.cgroup_root, "gone-mirrored"))
+def test_daemon_cells_share_one_daemon(bed: Bed) -> None:
+    """The mirror's file after rmdir with its daemon running, then the daemon's SIGKILL."""
+    gone, crash = usability.daemon_cells(bed)
+    assert gone.startswith("daemon running: opening it by name gives ENOENT"), gone
+    assert crash.startswith("partly: existing files still read"), crash
+    assert not {"gone-mirrored", "after-crash"} & set(os.listdir(bed.layout.cgroup_root))

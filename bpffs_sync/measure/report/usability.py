@@ -198,36 +198,36 @@ def v1_cells(bed: Bed) -> dict[str, str]:
 
 
 def mirror_after_rmdir(bed: Bed) -> str:
-    """The mirror's file of a cgroup removed while its daemon runs: a reader holding the file open,
-    and a reader opening it by name after rmdir (once the daemon has reacted, or 2 s)."""
-    with mirror_daemon(bed.layout):
-        cg = os.path.join(bed.layout.cgroup_root, "gone-mirrored")
-        os.mkdir(cg)
-        path = bed.layout.mirror_path(("gone-mirrored", "hist_oncpu"))
+    """The mirror's file of a cgroup removed while its daemon runs (the caller runs it): a reader
+    holding the file open, and a reader opening it by name after rmdir (once the daemon has reacted,
+    or 2 s)."""
+    cg = os.path.join(bed.layout.cgroup_root, "gone-mirrored")
+    os.mkdir(cg)
+    path = bed.layout.mirror_path(("gone-mirrored", "hist_oncpu"))
+    try:
+        wait_until(readable_file(path), 10, "the daemon mirrors a new cgroup")
+        held = os.open(path, os.O_RDONLY)
+    finally:
+        os.rmdir(cg)
+    try:
+        t0 = time.monotonic()
         try:
-            wait_until(readable_file(path), 10, "the daemon mirrors a new cgroup")
-            held = os.open(path, os.O_RDONLY)
-        finally:
-            os.rmdir(cg)
-        try:
-            t0 = time.monotonic()
-            try:
-                wait_until(lambda: not os.path.exists(path), 2, "the daemon unpins a removed cgroup")
-                by_name = f"opening it by name gives ENOENT {1e3 * (time.monotonic() - t0):.0f} ms after rmdir " \
-                          "(the daemon unpinned it)"
-            except TimeoutError:
-                by_name = "stale: the file is still there 2 s after rmdir"
-            data = os.read(held, 65536)
-        finally:
-            os.close(held)
+            wait_until(lambda: not os.path.exists(path), 2, "the daemon unpins a removed cgroup")
+            by_name = f"opening it by name gives ENOENT {1e3 * (time.monotonic() - t0):.0f} ms after rmdir " \
+                      "(the daemon unpinned it)"
+        except TimeoutError:
+            by_name = "stale: the file is still there 2 s after rmdir"
+        data = os.read(held, 65536)
+    finally:
+        os.close(held)
     held_cell = (f"a reader holding it open reads {len(data)} bytes, the removed cgroup's last figures" if data else
                  "a reader holding it open reads 0 bytes (no record for a removed cgroup)")
     return f"daemon running: {by_name}; {held_cell}"
 
 
-def after_rmdir(bed: Bed) -> dict[str, str]:
+def after_rmdir(bed: Bed, mirror: str) -> dict[str, str]:
     """Each reader is set up on a cgroup, the cgroup is removed, then the reader reads; the mirror's
-    file with its daemon running (mirror_after_rmdir)."""
+    cell is made with its daemon running (mirror_after_rmdir, in daemon_cells)."""
     cg = os.path.join(bed.layout.cgroup_root, "gone")
     os.mkdir(cg)
     fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
@@ -251,7 +251,7 @@ def after_rmdir(bed: Bed) -> dict[str, str]:
             raw = ffi.map_lookup(bed.map_fd, cg_key(0, cgid), 232, "oncpu_stats")
             return "entry still there (stale until deleted)" if raw else "no entry: cannot tell 'gone' from 'idle'"
 
-        return {"mirror_iter": _try(lambda: mirror_after_rmdir(bed)), "iter_per_read": _try(iter_once),
+        return {"mirror_iter": mirror, "iter_per_read": _try(iter_once),
                 "cpu_stat": _try(cpu_stat), "prog_run": _try(prog_run), "map_lookup": _try(lookup),
                 "netlink": "not measured: the row's cgroup-v1 fd is held open by the reader",
                 "xattr": _try(lambda: f"stale: still reads {os.getxattr(cg, XATTR)!r}")}
@@ -270,21 +270,31 @@ def v1_cell(key: str, check: str) -> str:
     return f"{check} (per design: {design})"
 
 
-def daemon_crash(bed: Bed) -> str:
+def daemon_crash(bed: Bed, proc: subprocess.Popen[bytes]) -> str:
     """SIGKILL the mirror daemon; does an existing file still read, is a new cgroup mirrored?"""
-    with mirror_daemon(bed.layout) as proc:
-        before = readable_file(bed.mirror_file)()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        after = readable_file(bed.mirror_file)()
-        late = os.path.join(bed.layout.cgroup_root, "after-crash")
-        os.mkdir(late)
-        time.sleep(1.0)
-        mirrored = readable_file(bed.layout.mirror_path(("after-crash", "hist_oncpu")))()
-        os.rmdir(late)
+    before = readable_file(bed.mirror_file)()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    after = readable_file(bed.mirror_file)()
+    late = os.path.join(bed.layout.cgroup_root, "after-crash")
+    os.mkdir(late)
+    time.sleep(1.0)
+    mirrored = readable_file(bed.layout.mirror_path(("after-crash", "hist_oncpu")))()
+    os.rmdir(late)
     existing = "existing files still read" if before and after else "existing files lost"
     new = "a cgroup made after it is mirrored" if mirrored else "a cgroup made after it: no file 1 s later"
     return f"partly: {existing}; {new} (until restart)"
+
+
+def daemon_cells(bed: Bed) -> tuple[str, str]:
+    """One daemon start for both daemon cells: the mirror's after-rmdir cell while it runs, then its
+    SIGKILL (daemon_crash)."""
+    try:
+        with mirror_daemon(bed.layout) as proc:
+            gone = _try(lambda: mirror_after_rmdir(bed))
+            return gone, _try(lambda: daemon_crash(bed, proc))
+    except (OSError, SyncError, RuntimeError) as err:
+        return (f"not measured: the mirror daemon: {err}"[:140],) * 2
 
 
 def _unprivileged_row(bed: Bed, key: str, path: str | None, cloop: list[str] | None) -> str:
@@ -304,8 +314,8 @@ def table(bed: Bed, mechs: list[Mechanism]) -> dict[str, dict[str, str]]:
     shell = {"prog_run": lambda: prog_from_shell(bed.tools.readloop, bed.progrun_pin, bed.target_id),
              "map_lookup": lambda: map_from_shell(bed.map_pin, bed.target_id)}
     v1 = v1_cells(bed)
-    gone = after_rmdir(bed)
-    crash = _try(lambda: daemon_crash(bed))
+    gone_mirror, crash = daemon_cells(bed)
+    gone = after_rmdir(bed, gone_mirror)
     rows: dict[str, dict[str, str]] = {}
     for key, path in keys.items():
         m = by_key.get(key)
