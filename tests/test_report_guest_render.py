@@ -87,3 +87,16 @@ def test_one_boot_and_crosscheck_without_a_guest_say_why() -> None:
     doc = {"patched": stats.not_measured("--kernel no"), "read": {}}
     assert render_guest.one_boot(doc).text == ["not measured: --kernel no"]
     assert "--kernel no" in render_guest.crosscheck(doc).text[0]
+
+
+def test_verdict_quotes_the_files_of_one_machine() -> None:
+    from bpffs_sync.measure.report import verdict
+
+    stock = {"read": {"cpu_stat": _entry(_around(10_000)), "mirror_iter": _entry(_around(20_000)),
+                      "a1_file": _entry(_around(30_000))}}
+    got = verdict.one_boot_files(_doc(stock))
+    assert got is not None
+    ratios = {n: r.value if r else None for n, r in got}
+    assert ratios["the user-space mirror's file"] == pytest.approx(2.0, rel=0.01)
+    assert ratios["Approach 1's"] == pytest.approx(3.0, rel=0.01) and ratios["Approach 2's"] is None
+    assert verdict.one_boot_files(_doc(stats.not_measured("x"))) is None

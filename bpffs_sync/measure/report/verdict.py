@@ -482,14 +482,33 @@ def _both_equal(doc: dict[str, Any], variant: str, *keys: str) -> bool | None:
     return False if False in got else None if None in got else True
 
 
+def one_boot_files(doc: dict[str, Any]) -> list[tuple[str, RatioEst | None]] | None:
+    """The user-space mirror's file and Approach 1's and 2's, C p50 against cpu.stat of the same guest
+    boots (render_guest's stock part), or None when the guest did not read them."""
+    from bpffs_sync.measure.report.render_guest import stock
+
+    st = stock(doc)
+    read = st.get("read") if stats.is_measured(st) else None
+    if not stats.is_measured(read):
+        return None
+    base = _get(read, "cpu_stat", "c")
+    names = {"mirror_iter": "the user-space mirror's file", "a1_file": "Approach 1's", "a2_file": "Approach 2's"}
+    return [(n, ratio_est(_get(read, k, "c"), base) if stats.is_measured(read.get(k)) else None)
+            for k, n in names.items()]
+
+
 def verdict(doc: dict[str, Any]) -> Section:
     a1, a2 = approach(doc, "a1"), approach(doc, "a2")
     mirror, prog, cpu = (_c_entry(doc, k) for k in ("mirror_iter", "prog_run", "cpu_stat"))
     prog_text, total_file = (_c_entry(doc, k) for k in ("prog_run_text", "total_file"))
     file_x_cpu = ratio_est(mirror, cpu)
     checked = (_both_equal(doc, FULL, "mirror_iter", "prog_run_text"), _both_equal(doc, RAW, "total_file", "prog_run"))
-    kernel_x = ", ".join(f"Approach {k[1]} {rx(a.read_x_cpu) if a.read_x_cpu else 'not measured'}"
-                         for k, a in (("a1", a1), ("a2", a2)))
+    kernel_x = "Kernel-kept files / cpu.stat in the same guest boot: " + ", ".join(
+        f"Approach {k[1]} {rx(a.read_x_cpu) if a.read_x_cpu else 'not measured'}" for k, a in (("a1", a1), ("a2", a2)))
+    one = one_boot_files(doc)
+    if one is not None:  # every file of one machine against its cpu.stat: the same guest boots
+        kernel_x = ("The files against cpu.stat in the same guest boots (one machine, the user-space mirror's as "
+                    "its daemon serves it): " + ", ".join(f"{n} {rx(r) if r else 'not measured'}" for n, r in one))
     prog_cells = [_cell(doc, "prog_run", c) for c in ("cat / grep", "unprivileged (uid 65534)", "after rmdir")]
     mk_mirror = Readable.of(doc["mkdir_readable"].get("mirror_iter"))
     names = {"mirror_iter": "the mirror's file", "iter_per_read": "a per-read iterator", "prog_run": "BPF_PROG_RUN",
@@ -509,8 +528,7 @@ def verdict(doc: dict[str, Any]) -> Section:
          f"C p50 (host), {FULL}: the mirror's file {_e(est(mirror))}, BPF_PROG_RUN of stat_text "
          f"{_e(est(prog_text))}; {RAW}: total_only's file {_e(est(total_file))}, BPF_PROG_RUN of stat_by_id "
          f"{_e(est(prog))}; cgroupfs cpu.stat {_e(est(cpu))} (another figure); the mirror's file / cpu.stat "
-         f"{rx(file_x_cpu) if file_x_cpu else 'not measured'}. Kernel-kept files / cpu.stat in the same guest "
-         f"boot: {kernel_x}.",
+         f"{rx(file_x_cpu) if file_x_cpu else 'not measured'} (host). {kernel_x}.",
          reads],
         ["\"Wouldn't pinned BPF_PROG_RUN program fit the bill?\" (Tejun)",
          f"cat: {prog_cells[0]}; uid 65534: {prog_cells[1]}; after rmdir: {prog_cells[2]}.",
