@@ -124,3 +124,22 @@ def test_pool_boots_with_no_measured_boot_keeps_the_first_reason() -> None:
 
     got = guest.pool_boots([stats.not_measured("a"), stats.not_measured("b")])
     assert got["not_measured"] == "a" and len(got["boots"]) == 2
+
+
+def test_run_boots_boots_n_times_with_a_seed_each(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from bpffs_sync.measure.report import guest
+
+    calls: list[tuple[str, int | None, str]] = []
+
+    def fake(out_dir: Any, mode: str, on_progress: Any = None, *, seed: int | None = None,
+             sub: str = "guest") -> dict[str, Any]:
+        calls.append((mode, seed, sub))
+        on_progress("reads")
+        return _boot("aa", [1000 * (len(calls))])
+
+    monkeypatch.setattr(guest, "run_guest", fake)
+    lines: list[str] = []
+    got = guest.run_boots(tmp_path, "full", 3, 5, lines.append)
+    assert calls == [("full", 5, "guest/boot0"), ("full", 1005, "guest/boot1"), ("full", 2005, "guest/boot2")]
+    assert lines == ["boot 1/3: reads", "boot 2/3: reads", "boot 3/3: reads"]
+    assert got["pooled_boots"] == 3 and got["stock"]["read"]["prog_run"]["c"]["samples_ns"] == [1000, 2000, 3000]
