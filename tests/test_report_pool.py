@@ -30,6 +30,8 @@ def test_pool_sums_counts_weights_first_try_and_takes_the_median_of_other_number
     assert (got["tries"], got["readable"], got["attempts_max"]) == (50, 49, 3)
     assert got["first_try"] == pytest.approx((5 + 30 + 0) / 50)
     assert got["hold_s"] == 2.0
+    assert pool.pool([3, 5, 4]) == 4 and isinstance(pool.pool([3, 5, 4]), int)  # ints stay ints
+    assert pool.pool([3, 4]) == 3.5
 
 
 def test_pool_skips_a_boot_that_did_not_measure_a_part() -> None:
@@ -113,6 +115,8 @@ def test_pool_boots_pools_one_image_and_rederives_the_bench_figures() -> None:
     assert mk["rounds"] == 3 and mk["none_mkdir_us"] == 2.0  # the pooled median, not the boots' 99
     assert mk["1"]["a1_mkdir_vs_none"] == 1.0
     assert got["spread"]["stock.read.prog_run.c.samples_ns"] == [1.0, 4.0]  # nearest rank
+    cost = guest.pool_boots([{"image": {"sha256": "a"}, "stock": {"mkdir_cost": {"cgroups": 40}}}] * 3)
+    assert cost["stock"]["mkdir_cost"]["cgroups"] == 120  # every boot's cgroups are in the pooled samples
     stall: dict[str, Any] = {"idle_samples_ns": [1_000_000, 2_000_000], "a1_samples_ns": [3_000_000, 8_000_000]}
     doc: dict[str, Any] = {"bench_a2": {"stall": stall}}
     guest._rederive(doc)

@@ -63,7 +63,8 @@ def pool(boots: Sequence[Any]) -> Any:
         return _pool_dicts(measured)
     values = [b for b in boots if _number(b)]
     if len(values) == len(boots) and values:
-        return _median(values)
+        m = _median(values)
+        return int(m) if all(isinstance(v, int) for v in values) and m.is_integer() else m
     return boots[0]
 
 

@@ -408,7 +408,10 @@ def mkdir_readable(doc: dict[str, Any]) -> Section:
     for key in ("a1", "a2"):
         e = _file(doc, key)
         entries.append((f"{NAMES[key]} (guest, TCG)", e.get("mkdir_readable", e) if stats.is_measured(e) else e))
-    entries += [(label(doc, k), v) for k, v in doc["mkdir_readable"].items()]
+    g = _guest_stock_part(doc, "mkdir_readable")  # the same boots: one machine with the rows above
+    if g is not None:
+        entries += [(f"{label(doc, k)} (guest, TCG)", v) for k, v in g.items()]
+    entries += [(f"{label(doc, k)} (host)", v) for k, v in doc["mkdir_readable"].items()]
     definition = next((e.get("definition") for _, e in entries if stats.is_measured(e) and e.get("definition")),
                       None)
     for name, e in entries:
@@ -525,21 +528,37 @@ def _links_row(mk: dict[str, Any], key: str, k: str) -> list[str]:
             f"1 cgroup, median of {mk['rounds']} rounds, no interval"]
 
 
-def mkdir_cost(doc: dict[str, Any]) -> Section:
-    c = doc["mkdir_cost"]
+def _mirror_cost_row(c: dict[str, Any], where: str) -> list[str]:
+    """mkdir/rmdir of N cgroups without -> with the mirror daemon (measures.mkdir_cost), on `where`."""
     n = c["cgroups"]
     if "plain" in c:  # each call timed: medians with intervals
-        rows = [["user-space mirror daemon running (host)",
-                 *["; ".join(f"{q}: {_cell(c['plain'][op], qv)} -> {_cell(c['mirrored'][op], qv)} "
-                             f"({stats.fmt_ratio_est(ratio_est(c['mirrored'][op], c['plain'][op], qv), 'no daemon')})"
-                             for q, qv in (("p50", 0.5), ("p99", 0.99)))
-                   + f"; total {fmt_ratio(c[f'{op}_ratio'], 'no daemon')}" for op in ("mkdir", "rmdir")],
-                 f"{n} cgroups each way, every call timed, in {len(c['rounds'])} rounds (order shuffled)"]]
-    else:  # a results.json from before: totals only
-        rows = [["user-space mirror daemon running (host)", f"{c['mkdir_plain_ns'] / n / 1e3:.1f} -> "
-                 f"{c['mkdir_mirrored_ns'] / n / 1e3:.1f} us ({fmt_ratio(c['mkdir_ratio'], 'no daemon')})",
-                 f"{c['rmdir_plain_ns'] / n / 1e3:.1f} -> {c['rmdir_mirrored_ns'] / n / 1e3:.1f} us "
-                 f"({fmt_ratio(c['rmdir_ratio'], 'no daemon')})", f"{n} cgroups, total / {n}, no interval"]]
+        return [f"user-space mirror daemon running ({where})",
+                *["; ".join(f"{q}: {_cell(c['plain'][op], qv)} -> {_cell(c['mirrored'][op], qv)} "
+                            f"({stats.fmt_ratio_est(ratio_est(c['mirrored'][op], c['plain'][op], qv), 'no daemon')})"
+                            for q, qv in (("p50", 0.5), ("p99", 0.99)))
+                  + f"; total {fmt_ratio(c[f'{op}_ratio'], 'no daemon')}" for op in ("mkdir", "rmdir")],
+                f"{n} cgroups each way, every call timed, in {len(c['rounds'])} rounds (order shuffled)"]
+    # a results.json from before: totals only
+    return [f"user-space mirror daemon running ({where})", f"{c['mkdir_plain_ns'] / n / 1e3:.1f} -> "
+            f"{c['mkdir_mirrored_ns'] / n / 1e3:.1f} us ({fmt_ratio(c['mkdir_ratio'], 'no daemon')})",
+            f"{c['rmdir_plain_ns'] / n / 1e3:.1f} -> {c['rmdir_mirrored_ns'] / n / 1e3:.1f} us "
+            f"({fmt_ratio(c['rmdir_ratio'], 'no daemon')})", f"{n} cgroups, total / {n}, no interval"]
+
+
+def _guest_stock_part(doc: dict[str, Any], part: str) -> dict[str, Any] | None:
+    """One measured part of the guest's stock rows (render_guest.stock), else None."""
+    from bpffs_sync.measure.report.render_guest import stock
+
+    st = stock(doc)
+    got = st.get(part) if stats.is_measured(st) else None
+    return got if stats.is_measured(got) else None
+
+
+def mkdir_cost(doc: dict[str, Any]) -> Section:
+    rows = [_mirror_cost_row(doc["mkdir_cost"], "host")]
+    g = _guest_stock_part(doc, "mkdir_cost")
+    if g is not None:  # the same boots as the series' rows below
+        rows.insert(0, _mirror_cost_row(g, "guest, TCG"))
     mk = _bench_part(doc, "mkdir")
     for key in ("a1", "a2"):
         if stats.is_measured(mk):
