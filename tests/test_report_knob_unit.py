@@ -68,3 +68,8 @@ def test_kfunc_in_btf_needs_the_whole_name() -> None:
 ])
 def test_check_cell(rc: int, err: str, want: str) -> None:
     assert knob.check_cell(rc, err, "wrote") == want
+
+
+def test_check_cell_names_the_pin() -> None:
+    assert knob.check_cell(1, "readloop: /sys/fs/bpf/x/knobs: Permission denied\n", "wrote", "/sys/fs/bpf/x/knobs") \
+        == "no: the pin: Permission denied"

@@ -32,9 +32,9 @@ WRITE = ("a write of the same 8 bytes from user space (C p50): setxattr costs 3.
          "map update (dearer)")
 WHO = (f"who may write (a check each): {COLS[0]}: root, {OWNER}, {NS}; {COLS[1]}: root; {COLS[2]}: root, {OWNER}, {NS}")
 WHO_NO_OWNER = (f"who may write (a check each): {COLS[0]}: root, {NS}; {COLS[1]}: root; {COLS[2]}: root, {OWNER}, {NS}")
-TAIL = "; Approach 1's writable file: not built yet (issue 20); Approach 2's bpf.stat files are read-only."
-WROTE = (" and the delegated owner wrote its cgroup's xattr (inside a cgroup namespace too), where a map needs a pin "
-         "mode that lets it in")
+TAIL = "; Approach 1's writable file: not built yet (issue 20)."
+WROTE = (" (the delegated owner wrote its cgroup's xattr, inside a cgroup namespace too, where a map needs a pin "
+         "mode that lets it in)")
 
 
 @pytest.mark.parametrize(("f", "want"), [
@@ -49,8 +49,8 @@ WROTE = (" and the delegated owner wrote its cgroup's xattr (inside a cgroup nam
      f"map lookup{WROTE}."),
     (KnobFigures(XA, MP, CK, LO, True, write_x=W, who=who("no: setxattr: Permission denied")),
      f"Knobs: {READ}0.50x [0.45, 0.55], n=4000/4000 the map lookup (cheaper); {WRITE}; {WHO_NO_OWNER}{TAIL} Xattrs "
-     "are enough here: in the scheduling path the xattr read is cheaper than a map lookup; but the delegated owner "
-     "could not write its cgroup's xattr here."),
+     "are enough here: in the scheduling path the xattr read is cheaper than a map lookup (but the delegated owner "
+     "could not write its cgroup's xattr here)."),
     (KnobFigures(XA, MP, CK, HI, False, write_x=W, who=who()),
      "Knobs: the BPF-side read in the scheduling path: NOT equal work (a route failed or read another value), so no "
      f"ratio is quoted; {WRITE}; {WHO}{TAIL} Whether xattrs are enough for a knob read in the hot path: not shown in "

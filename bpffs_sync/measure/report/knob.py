@@ -103,11 +103,13 @@ def kfunc_in_btf(name: str, btf: bytes) -> bool:
     return b"\0" + name.encode() + b"\0" in btf
 
 
-def check_cell(rc: int, stderr: str, ok: str) -> str:
-    """A write check's cell from readloop's exit: 'yes: <ok>' or 'no: <the error it printed>'."""
+def check_cell(rc: int, stderr: str, ok: str, pin: str = "") -> str:
+    """A write check's cell from readloop's exit: 'yes: <ok>' or 'no: <the error it printed>' (the
+    pin's path, when given, named 'the pin')."""
     if rc == 0:
         return f"yes: {ok}"
-    return "no: " + (stderr.strip().splitlines() or [f"exit {rc}"])[-1].removeprefix("readloop: ")[:100]
+    last = (stderr.strip().splitlines() or [f"exit {rc}"])[-1].removeprefix("readloop: ")
+    return "no: " + (last.replace(pin, "the pin") if pin else last)[:100]
 
 
 # --- the hot-path read -----------------------------------------------------------------------------
@@ -206,7 +208,8 @@ def _as(subject: str, binary: str, args: list[str], cgroup: str) -> str:
             return f"not measured: /proc/self/cgroup read {where!r} in the namespace, not '0::/'"
         proc = subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout,
                                            "\n".join(proc.stderr.strip().splitlines()[1:]))
-    return check_cell(proc.returncode, proc.stderr, "wrote" + (" (its /proc/self/cgroup: 0::/)" if ns else ""))
+    return check_cell(proc.returncode, proc.stderr, "wrote" + (" (its /proc/self/cgroup: 0::/)" if ns else ""),
+                      args[1] if args[0] == "mapupdate" else "")
 
 
 def delegate(cgroup: str, uid: int) -> None:

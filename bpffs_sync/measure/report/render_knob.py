@@ -96,16 +96,14 @@ def knob_sentence(f: KnobFigures) -> str:
                 f"({_WORD[f.read_x.side()]})")
     write = (f"a write of the same 8 bytes from user space (C p50): setxattr costs {_rx(f.write_x)} a map update "
              f"({_WORD[f.write_x.side()]})" if f.write_x is not None else "the write: not measured")
-    head = (f"Knobs: {read}; {write}; {_who_part(f.who)}; Approach 1's writable file: {NOT_BUILT}; "
-            "Approach 2's bpf.stat files are read-only.")
-    deleg = _delegated(f.who)
+    head = f"Knobs: {read}; {write}; {_who_part(f.who)}; Approach 1's writable file: {NOT_BUILT}."
     if f.read_x is None or f.read_missing or f.equal is not True:
         return head + " Whether xattrs are enough for a knob read in the hot path: not shown in this run."
+    deleg = _delegated(f.who)
+    who = {None: "", True: " (the delegated owner wrote its cgroup's xattr, inside a cgroup namespace too, where a "
+                          "map needs a pin mode that lets it in)",
+           False: " (but the delegated owner could not write its cgroup's xattr here)"}[deleg]
     side = f.read_x.side()
-    who = ("" if deleg is None else
-           " and the delegated owner wrote its cgroup's xattr (inside a cgroup namespace too), where a map needs a "
-           "pin mode that lets it in" if deleg else
-           "; but the delegated owner could not write its cgroup's xattr here")
     if side == "higher":
         extra = (f"about {(f.xattr.value - f.map.value) * 1e3:.0f} ns more per read at the median"
                  if f.xattr is not None and f.map is not None else "more per read")
