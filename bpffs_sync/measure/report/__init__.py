@@ -15,7 +15,12 @@ kernel-approach2/bench/bench_a2.py's JSON), and a row that could not be measured
     measures.py    read cost (idle, under churn, per-syscall breakdown; mechanisms interleaved in seeded
                    shuffled rounds),
                    mkdir -> readable (one definition of readable), populate, mkdir cost, memory, kernel LOC
-    usability.py   the usability table, each cell a check run now
+    usability.py   the usability table, each cell a check run now (a pinned program or map through a
+                   shell user's tool, uid 65534 with a deployment's pin mode, v1 beside each design)
+    knob.py        knobs where they are read: a per-cgroup knob read from BPF in sched_switch
+                   (bench/report/bpf/knob_read.bpf.c: bpf_cgroup_read_xattr() vs a map lookup), its
+                   write, and who may write it (delegation, a cgroup namespace, pin modes), each a
+                   check; render_knob.py its section and the verdict's knob sentence
     scrape.py      scale as monitoring does it: every cgroup's stat of N cgroups per scrape, via each
                    route (files, held fds, one iterator, N x BPF_PROG_RUN, batch lookup, cpu.stat x N),
                    each scrape checked to return one value per cgroup; scrape_routes.py the readers,
