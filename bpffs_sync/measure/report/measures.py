@@ -224,8 +224,11 @@ def under_churn(bed: Bed, mechs: list[Mechanism], n_c: int, orders: list[list[st
 # --- mkdir -> readable -----------------------------------------------------------------------------
 
 
+DAEMON_START_S = 60.0  # how long the daemon may take to mirror its first cgroup (inguest raises it: TCG)
+
+
 @contextlib.contextmanager
-def mirror_daemon(layout: Layout) -> Iterator[subprocess.Popen[bytes]]:
+def mirror_daemon(layout: Layout, start_timeout: float | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """`bpffs-sync run --user-space` on the bed's bpffs, as its own process (the user-space mirror,
     also on a kernel carrying a series, which `run` would pick by default); stopped on exit."""
     with tempfile.TemporaryDirectory() as run_dir:
@@ -240,7 +243,7 @@ def mirror_daemon(layout: Layout) -> Iterator[subprocess.Popen[bytes]]:
         os.mkdir(marker)
         try:
             wait_until(lambda: readable_file(layout.mirror_path(("daemon-ready", "hist_oncpu")))()
-                       or proc.poll() is not None, 60, "report daemon start")
+                       or proc.poll() is not None, start_timeout or DAEMON_START_S, "report daemon start")
             if proc.poll() is not None:
                 raise RuntimeError("the mirror daemon exited during start-up")
             os.rmdir(marker)
