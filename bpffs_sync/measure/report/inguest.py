@@ -432,6 +432,7 @@ def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int) -> dict[str
     with open_bed(tools) as bed:
         with contextlib.ExitStack() as stack:
             nl = stack.enter_context(named_v1_cgroup())
+            doc["netlink_v1_cgroup"] = nl  # on its named hierarchy, mounted for this part only
             nl_label = "netlink CGROUPSTATS (taskstats, pyroute2), on a named v1 hierarchy"
             reads = [Mechanism("netlink", nl_label, "read", "task-state counts (v1)", netlink_reader(nl),
                                ["netlink", nl]) if m.key == "netlink" else m for m in read_mechanisms(bed)]
