@@ -70,7 +70,8 @@ def test_one_boot_table_has_every_mechanism_and_the_boots_spread() -> None:
              "read": {"cpu_stat": _entry(_around(10_000)), "a1_file": _entry(_around(30_000)),
                       "netlink": stats.not_measured("boom")},
              "churn": {}, "knobs": {"map_update": _entry(_around(3000)), "xattr_set": _entry(_around(6000))},
-             "equal_work": {"full text": {"equal": True}}, "netlink_check": {"finding": "explained: y"}}
+             "equal_work": {"full text": {"equal": True}}, "netlink_check": {"finding": "explained: y"},
+             "files": {"a1": "/x/hist_oncpu", "a2": stats.not_measured("link: EINVAL")}}
     spread: dict[str, list[float | None]] = {"stock.read.a1_file.c.samples_ns": [30.0, 31.0],
                                              "stock.read.cpu_stat.c.samples_ns": [10.0, 10.0]}
     sec = render_guest.one_boot(_doc(stock, spread))
@@ -79,6 +80,7 @@ def test_one_boot_table_has_every_mechanism_and_the_boots_spread() -> None:
     assert rows["A1 file (text)"][5] == "boots: 30.0 / 31.0 us; 3.00 / 3.10x cpu.stat"
     assert rows["cpu.stat (usage)"][4] == "the baseline"
     assert rows["netlink"][1] == "not measured: boom"
+    assert rows["Approach 2 file"][1] == "not measured: link: EINVAL"
     assert "full text: holds" in " ".join(sec.text) and "guest: explained: y" in " ".join(sec.text)
     assert render.check_cells([sec]) == []
 

@@ -439,14 +439,18 @@ def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int) -> dict[str
             knobs = knob_mechanisms(bed)
             fs = mount_bpffs("cgroup_mirror")
             stack.callback(umount_bpffs, fs)
-            files = []
+            files, doc["files"] = [], {}
             for key in keys:
-                ap = Approach(key, fs)
-                stack.callback(ap.close)
-                stack.enter_context(linked(ap, bed.layout.cgroup_root))
-                path = ap.file_of(bed.target)
-                files.append(Mechanism(f"{key}_file", FILE_LABELS[key], "read", "hist_oncpu, full text (its own map)",
-                                       _bytes_of(path), ["text", path]))
+                def link(key: str = key) -> str:
+                    ap = Approach(key, fs)
+                    stack.callback(ap.close)
+                    stack.enter_context(linked(ap, bed.layout.cgroup_root))
+                    return ap.file_of(bed.target)
+                path = attempt(f"stock: {key} link on the bed", link)
+                doc["files"][key] = path  # its file of the busy cgroup, or why there is none
+                if isinstance(path, str):
+                    files.append(Mechanism(f"{key}_file", FILE_LABELS[key], "read",
+                                           "hist_oncpu, full text (its own map)", _bytes_of(path), ["text", path]))
             burn([bed.target], 0.3)  # after the links: every approach's map has the busy cgroup's entry
             progress("stock: mirror daemon")
             try:  # its start under TCG: Python and the BPF load, emulated (minutes on a loaded host)

@@ -90,6 +90,9 @@ def one_boot(doc: dict[str, Any]) -> Section:
         rows.append([name, _cell(c), _cell(c, 0.99), _cell(entry.get("py")),
                      "the baseline" if key == BASELINE else stats.fmt_ratio_est(r, "cpu.stat"),
                      _boots_cell(doc, f"stock.read.{key}.c", f"stock.read.{BASELINE}.c"), _cell(ch, 0.99)])
+    for key, path in (st.get("files") or {}).items():  # an approach whose link on the bed failed
+        if not isinstance(path, str):
+            rows.append([f"Approach {key[1]} file", *[_nm(path)] * (len(heads) - 1)])
     knob_rows = []
     knobs = st.get("knobs", stats.not_measured("no knobs"))
     if stats.is_measured(knobs):
