@@ -10,6 +10,9 @@
  *   ROUTE_CLOCK  nothing between the two clock reads: the clock pair's own cost, the floor under
  *                both (measured in the same events, so the reader can see how much of each is clock).
  *
+ * Each timed region goes from the cgroup pointer to the u64 in hand: the xattr route includes making
+ * its dynptr over the destination, the map route its key from cgrp->kn->id and the copy out.
+ *
  * Only switches to a task of the cgroup `knob_config[0]` names are sampled (user space runs a ping-pong
  * there). The three routes run in every sampled event in a rotating order (event count mod 3), so
  * no route always runs first with a cold cache. Samples go to samples[cpu]: sched_switch runs with
@@ -90,8 +93,8 @@ static __always_inline void time_xattr(struct knob_samples *s, struct cgroup *cg
 	int ret;
 
 	s->xattr_buf = 0;
-	bpf_dynptr_from_mem(&s->xattr_buf, sizeof(s->xattr_buf), 0, &dp);
 	t0 = bpf_ktime_get_ns();
+	bpf_dynptr_from_mem(&s->xattr_buf, sizeof(s->xattr_buf), 0, &dp);
 	ret = bpf_cgroup_read_xattr(cgrp, "user.bpffs_sync_knob", &dp);
 	t1 = bpf_ktime_get_ns();
 	keep(s, ROUTE_XATTR, t0, t1, s->xattr_buf, ret == sizeof(s->xattr_buf));
