@@ -375,7 +375,10 @@ def knobs(doc: dict[str, Any]) -> Section:
     rows.append(["Approach 2 file write", *[a2_reason] * 5])
     return Section("Per-cgroup knobs (writes, the sched_ext case)",
                    text=["A u64 knob per cgroup: a cgroupfs `user.*` xattr on the cgroup directory (the maintainer's "
-                         "suggestion) against a pinned BPF map keyed by cgroup id. Baseline: the map update."],
+                         "suggestion) against a pinned BPF map keyed by cgroup id. Baseline: the map update. Here "
+                         "the xattr holds the number in decimal (what a shell's setfattr writes) and the map 8 "
+                         "bytes: the equal-work write (the same 8 bytes both ways) and the read from BPF are in "
+                         "the next section."],
                    tables=[(["mechanism", "C p50 [95% CI] n", "C p99 [95% CI] n", "Python p50 [95% CI] n",
                              "Python p99 [95% CI] n", "C p50 vs baseline [95% CI]"], rows)])
 
