@@ -76,7 +76,14 @@ def prog_from_shell(readloop: str, pin: str, cgroup_id: int) -> str:
         rc, out = _sh(f"bpftool prog run pinned '{pin}' data_in /dev/null ctx_in '{ctx.name}'")
     finally:
         os.unlink(ctx.name)
-    tool = "`bpftool prog run` runs it" if rc == 0 else f"`bpftool prog run` fails here ({out or f'exit {rc}'})"
+    _, version = _sh("bpftool version | head -1")
+    if rc == 0:
+        tool = f"`bpftool prog run` runs it ({version})"
+    else:
+        tool = f"`bpftool prog run` fails here ({version}: {out or f'exit {rc}'})"
+        if "Invalid argument" in out:
+            tool += ("; bpftool passes output buffers and repeat=1, which the test run of a BPF_PROG_TYPE_SYSCALL "
+                     "program refuses (EINVAL; seen with strace on bpftool v7.1)")
     return f"{helper}; {tool}"
 
 
