@@ -646,14 +646,75 @@ def map_keys(fd: int, key_size: int, what: str = "map") -> Iterator[bytes]:
 
 @dataclass(frozen=True, slots=True)
 class CgroupStatLinkDesc:
-    """What a cgroup stat link says about itself (bpf_link_info.cgroup_stat)."""
+    """What a cgroup stat link says about itself (bpf_link_info.cgroup_stat, and its fdinfo for the
+    hierarchy: Approach 1 has no hierarchy_id in its link info)."""
 
     link_id: int
     prog_id: int
-    cgroup_id: int  # the link's cgroup_root; 0 once detached
+    cgroup_id: int  # the link's cgroup_root (unique within its hierarchy only); 0 once detached
     name: str  # file name in each cgroup's directory
     nr_files: int
     nr_errors: int
+    hierarchy_id: int = 0  # the root's hierarchy (fdinfo): 0 is the default (v2) one, and once detached
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFdinfo:
+    """The cgroup stat link's lines of /proc/<pid>/fdinfo/<fd> (either series prints them):
+
+        cgroup_id:\t<root's id, 0 once detached>
+        hierarchy_id:\t<root's hierarchy, 0: the default one and once detached>
+        name:\t<file name>
+        nr_files:\t<n>
+        nr_errors:\t<n>
+
+    An image built before Approach 1's patch 9 has no hierarchy_id line: its links can be rooted
+    on the default hierarchy only, so the absent line means 0, and hierarchy_reported says so."""
+
+    cgroup_id: int
+    hierarchy_id: int
+    name: str
+    nr_files: int
+    nr_errors: int
+    hierarchy_reported: bool  # False: no hierarchy_id line (a kernel before v1 support): 0 assumed
+
+
+_FDINFO_INTS = ("cgroup_id", "nr_files", "nr_errors")
+
+
+def parse_link_fdinfo(text: str, what: str = "link") -> LinkFdinfo:
+    """The cgroup stat link fields of an fdinfo text (pure). Fields are `key:<TAB>value` lines; the
+    generic ones (pos, flags, link_type, prog_id...) are skipped. A missing cgroup_id, name,
+    nr_files or nr_errors, or a number that is not one, is a LibbpfError naming `what`: not a
+    cgroup stat link's fdinfo (or a format this code does not know)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key not in fields:
+            fields[key] = value.strip("\t ")
+    missing = [k for k in (*_FDINFO_INTS, "name") if k not in fields]
+    if missing:
+        raise LibbpfError("fdinfo", what, errno_mod.EINVAL, f"no {', '.join(missing)} line: not a cgroup stat link")
+    wanted = {k: fields[k] for k in _FDINFO_INTS}
+    reported = "hierarchy_id" in fields
+    if reported:
+        wanted["hierarchy_id"] = fields["hierarchy_id"]
+    bad = [f"{k}: {v!r}" for k, v in wanted.items() if not v.isdigit()]
+    if bad:
+        raise LibbpfError("fdinfo", what, errno_mod.EINVAL, f"not a number: {'; '.join(bad)}")
+    return LinkFdinfo(cgroup_id=int(wanted["cgroup_id"]), hierarchy_id=int(wanted.get("hierarchy_id", "0")),
+                      name=fields["name"], nr_files=int(wanted["nr_files"]), nr_errors=int(wanted["nr_errors"]),
+                      hierarchy_reported=reported)
+
+
+def link_fdinfo(fd: int, what: str = "link") -> LinkFdinfo:
+    """parse_link_fdinfo() of this process's fdinfo of the cgroup stat link at fd."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError as err:
+        raise LibbpfError("read fdinfo", what, err.errno or 0, os.strerror(err.errno or 0)) from err
+    return parse_link_fdinfo(text, what)
 
 
 def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None, cgroupfs: bool = False) -> int:
@@ -740,8 +801,12 @@ def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | N
     if found is None or _cgroupfs(found[0]):
         return None
     info, name = found
-    return CgroupStatLinkDesc(link_id=info.id, prog_id=info.prog_id, cgroup_id=info.cgroup_id, name=name,
-                              nr_files=info.nr_files, nr_errors=info.nr_errors)
+    # The root and its hierarchy from one read of fdinfo (Approach 1's link info has no hierarchy,
+    # and a v1 root's cgroup id names a cgroup only with it); a detach meanwhile shows as 0 in both.
+    fdinfo = link_fdinfo(fd, what)
+    return CgroupStatLinkDesc(link_id=info.id, prog_id=info.prog_id, cgroup_id=fdinfo.cgroup_id, name=name,
+                              nr_files=fdinfo.nr_files, nr_errors=fdinfo.nr_errors,
+                              hierarchy_id=fdinfo.hierarchy_id)
 
 
 def _links_where(view: Callable[[int, str], T | None]) -> list[T]:

@@ -92,7 +92,6 @@ def test_bench_metavar_names_every_benchmark() -> None:
     (["run", "--once", "--no-watch"], "not with --once"),
     (["run", "--once", "--resync-interval", "5"], "not with --once"),
     (["verify", "--kernel", "--program", "hist_oncpu"], "verify --kernel --program: not with --kernel"),
-    (["verify", "--kernel", "--v1", "memory"], "verify --kernel --v1: not with --kernel"),
     (["bench", "read", "--count", "5"], "bench --count: only for lag and sync"),
     (["bench", "lag", "--reads", "5"], "bench --reads: only for read"),
 ])

@@ -6,7 +6,7 @@ link (loader.LoadedStat), pinned once and adopted by every mode:
 
     user-space  its iterator pins under <bpffs>/cgroup and <bpffs>/cgroup-v1 run programs that read
                 the map the collector fills
-    kernel      Approach 1's link, pinned there as `native_link`
+    kernel      Approach 1's links, pinned there as `native_link` (v2) / `native_link_h<id>` (v1)
     approach-2  Approach 2's links, pinned there as `cgroupfs_link` (v2) / `cgroupfs_link_h<id>` (v1)
 
 Unpin the collector and every file of every mode reading that map freezes silently. So a mode's
@@ -26,7 +26,7 @@ from bpffs_sync.paths import MIRROR_V1, PRIVATE_DIR, Layout
 # The modes by their user-visible names (`status`, `--kernel`): "kernel" is Approach 1 only, the name
 # kept for the command line and `status` readers; the code calls it APPROACH_1.
 USER_SPACE, APPROACH_1, APPROACH_2 = "user-space", "kernel", "approach-2"
-A1_LINK_PIN = "native_link"  # the name on disk, kept: pins made by earlier releases are adopted by it
+A1_LINK_PIN = "native_link"  # v2, the name on disk kept: pins of earlier releases are adopted; native_link_h<id>: v1
 A2_LINK_PIN = "cgroupfs_link"  # v2; cgroupfs_link_h<hierarchy id> on a v1 hierarchy
 MIRROR_OPTION = "cgroup_mirror"  # bpffs mount option of Approach 1: this instance holds the kernel's mirror
 USED_BY = {
@@ -42,6 +42,21 @@ def mirror_enabled(bpffs_dir: str) -> bool:
     return mount is not None and mount.fstype == "bpf" and MIRROR_OPTION in mount.super_options
 
 
+def link_pin(base: str, hierarchy_id: int) -> str:
+    """A kernel mode's link pin on a hierarchy: `<base>` (v2), `<base>_h<id>` (v1; no dots in bpffs names)."""
+    return base if hierarchy_id == 0 else f"{base}_h{hierarchy_id}"
+
+
+def is_link_pin(name: str, base: str) -> bool:
+    """Is `name` one of link_pin(base, ...)?"""
+    rest = name[len(base) + 2:]
+    return name == base or (name.startswith(base + "_h") and rest.isdigit())
+
+
+def is_a1_pin(name: str) -> bool:
+    return is_link_pin(name, A1_LINK_PIN)
+
+
 def is_a2_pin(name: str) -> bool:
     return name == A2_LINK_PIN or name.startswith(A2_LINK_PIN + "_h")
 
@@ -49,7 +64,7 @@ def is_a2_pin(name: str) -> bool:
 def link_users(entries: list[str]) -> set[str]:
     """The kernel modes whose link pins are among a stat directory's entries."""
     found = set()
-    if A1_LINK_PIN in entries:
+    if any(is_a1_pin(e) for e in entries):
         found.add(APPROACH_1)
     if any(is_a2_pin(e) for e in entries):
         found.add(APPROACH_2)
@@ -78,12 +93,12 @@ def private_entries(layout: Layout) -> dict[str, list[str]]:
 
 
 def user_space_tops(layout: Layout) -> list[tuple[str, ...]]:
-    """The trees the user-space mirror keeps on this bpffs: <bpffs>/cgroup (unless it is the
-    kernel's mirror) and <bpffs>/cgroup-v1."""
-    tops: list[tuple[str, ...]] = [(MIRROR_V1,)]
-    if not mirror_enabled(layout.bpffs):
-        tops.insert(0, layout.mirror_parts)
-    return tops
+    """The trees the user-space mirror keeps on this bpffs: <bpffs>/cgroup and <bpffs>/cgroup-v1;
+    none on the kernel's mirror instance, where both are the kernel's (Approach 1 makes cgroup-v1/
+    with cgroup/ since its v1 support) and a user-space run is refused."""
+    if mirror_enabled(layout.bpffs):
+        return []
+    return [layout.mirror_parts, (MIRROR_V1,)]
 
 
 def user_space_present(layout: Layout) -> bool:
@@ -107,9 +122,9 @@ def users(layout: Layout, entries: dict[str, list[str]] | None = None) -> dict[s
 
 
 def remove_own(layout: Layout, mode: str, stats: list[str], own_pin: str | None = None) -> int:
-    """A kernel mode's clean, in the private directory: for each stat, its own link pins (own_pin,
-    or every Approach 2 pin), and the stat's whole directory when no other mode uses it. Returns
-    how many entries went."""
+    """A kernel mode's clean, in the private directory: for each stat, its own link pins (own_pin on
+    every hierarchy: link_pin(own_pin, ...), or every Approach 2 pin), and the stat's whole
+    directory when no other mode uses it. Returns how many entries went."""
     entries = private_entries(layout)
     using = users(layout, entries)
     done = 0
@@ -118,7 +133,7 @@ def remove_own(layout: Layout, mode: str, stats: list[str], own_pin: str | None 
             continue
         if using[stat] - {mode}:
             for name in entries[stat]:
-                if name == own_pin or (own_pin is None and is_a2_pin(name)):
+                if is_a2_pin(name) if own_pin is None else is_link_pin(name, own_pin):
                     done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat, name))
         else:
             done += bpffs.remove_tree(layout.bpffs, (PRIVATE_DIR, stat))

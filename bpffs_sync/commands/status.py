@@ -108,6 +108,18 @@ def _daemon_line(d: dict[str, Any]) -> str:
     return line + (f", {restarts} watcher restarts (last: {d.get('last_watcher_restart', '')})" if restarts else "")
 
 
+def _hierarchy_line(h: dict[str, Any]) -> str:
+    """One row of the kernel's per-hierarchy counts (kernel_a1.hierarchy_status)."""
+    what = "v2" if not h["hierarchy_id"] else f"hierarchy {h['hierarchy_id']} {h['hierarchy'] or '(not mounted here)'}"
+    if "dirs" in h:
+        tree = f"{h['tree']}: {h['dirs']} directories, {h['stat_files']} stat files"
+    elif h["tree"] is None:
+        tree = "its tree not counted (the hierarchy is not mounted here: its name is unknown)"
+    else:
+        tree = f"{h['tree']} not counted (this bpffs is not the mirror's)"
+    return f"kernel   {what}: {h['links']} links, nr_files {h['nr_files']}, {h['nr_errors']} errors; {tree}"
+
+
 def to_text(doc: dict[str, Any]) -> str:
     d = doc["daemon"]
     lines = [f"mirror   {doc['mirror_root']}  <-  {doc['cgroup_root']}"]
@@ -127,8 +139,13 @@ def to_text(doc: dict[str, Any]) -> str:
     if k is not None:
         lines.append(f"kernel   cgroup stat links: {len(k['links'])}; mirror "
                      f"{'on this bpffs' if k['mirror_enabled'] else 'not on this bpffs'}")
-        lines += [f"kernel   link {x['id']} {x['name']}: root cgroup {x['cgroup_id'] or '(detached)'}, "
+        lines += [f"kernel   link {x['id']} {x['name']}: root cgroup {x['cgroup_id'] or '(detached)'}"
+                  f"{' on hierarchy ' + str(x['hierarchy_id']) if x.get('hierarchy_id') else ''}, "
                   f"{x['nr_files']} files, {x['nr_errors']} errors" for x in k["links"]]
+        lines += [_hierarchy_line(h) for h in k.get("hierarchies", [])]
+        lines += [f"kernel   cgroup-v1/{name} -> {target}" for name, target in k.get("v1_symlinks", {}).items()]
+        if "not_ours" in k:
+            lines.append(f"kernel   not ours, left alone ({k['not_ours']})")
     a2 = doc.get("approach_2")
     if a2 is not None:
         lines.append(f"cgroupfs Approach 2 links: {len(a2['links'])}")
