@@ -6,6 +6,7 @@ runs the same code against the kernel (kernel-approach1/tests/test_cli_kernel_v1
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from helpers import assert_one_line_error, cli
@@ -17,6 +18,7 @@ from bpffs_sync.errors import LibbpfError
 from bpffs_sync.libbpf import CgroupStatLinkDesc
 from bpffs_sync.mirror import forest
 from bpffs_sync.paths import Layout
+from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 from v1_controllers import Hierarchy
 
 # What 7.3 with patch 9 prints for a link rooted at a v1 cgroup (the generic lines first).
@@ -167,3 +169,30 @@ def test_targets_v2_then_each_v1_tree_with_its_stats() -> None:
 def test_kernel_v1_on_a_stock_kernel_is_one_line(argv: list[str]) -> None:
     """No longer refused as v2-only: on a kernel without the series, the one line says what it lacks."""
     assert_one_line_error(cli(*argv), "kernel lacks")
+
+
+@pytest.fixture
+def scratch_bpffs() -> Iterator[str]:
+    path = mount_bpffs()
+    try:
+        yield path
+    finally:
+        umount_bpffs(path)
+
+
+def test_verify_v1_on_a_real_hierarchy_without_links(scratch_bpffs: str) -> None:
+    """verify_v1 end to end on this host's pids hierarchy (a stock kernel: no cgroup stat link): no
+    link, so the kernel would keep no directory for it and nothing is wanted (in sync); a directory
+    cgroup-v1/pids left behind is stale drift, in the tree and at the top."""
+    if not any(h.answers("pids") for h in forest.hierarchies()):
+        pytest.skip("no v1 pids hierarchy mounted here")
+    base = Layout(scratch_bpffs, "/sys/fs/cgroup/unified")
+    clean = kernel_a1.verify_v1(base, forest.Selection(["pids"]))
+    assert clean.in_sync, clean.to_text()
+    assert [(r.layout.mirror, r.files) for r in clean.trees] == [("cgroup-v1/pids", 0)]
+    os.makedirs(os.path.join(scratch_bpffs, "cgroup-v1", "pids"), mode=0o755)
+    left = kernel_a1.verify_v1(base, forest.Selection(["pids"]))
+    doc = left.to_json()
+    assert not left.in_sync
+    assert doc["top_drift"] == {"stale": [{"path": "pids", "kind": "dir"}]}
+    assert doc["trees"][0]["drift"] == {"stale": [{"path": ".", "kind": "entry"}]}

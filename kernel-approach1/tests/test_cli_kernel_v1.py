@@ -179,6 +179,7 @@ def test_run_never_adopts_another_hierarchys_link_with_an_equal_id(stat: kernel_
         pytest.skip("the roots' cgroup ids differ here: nothing to confuse")
     fd = stat.attach(cpu_v1)
     try:
+        os.makedirs(os.path.join(mirror_fs, "bpffs-sync", NAME), mode=0o755, exist_ok=True)
         libbpf.obj_pin(fd, os.path.join(mirror_fs, "bpffs-sync", NAME, kernel_a1.A1_LINK_PIN))
         theirs = kernel_a1.link_doc(libbpf.cgroup_stat_link_info(fd) or pytest.fail("not a link"))
         assert theirs["hierarchy_id"] == hierarchy_id(cpu_v1) != 0
@@ -208,3 +209,11 @@ def test_verify_kernel_v1_memory(plain_fs: str, cg: str, memory_v1: str) -> None
     assert files_of(os.path.join(plain_fs, "cgroup-v1", "memory"), "memcg_histo") == {".", "job", "job/b"}
     doc = cli_json("verify", "--kernel", "--v1", "memory", *common)
     assert doc["trees"][0]["files"] == 3 and doc["top_drift"] == {}
+
+
+def test_verify_kernel_v1_of_what_is_not_mounted_is_one_line(plain_fs: str, cg: str) -> None:
+    """Exit 2 and one line: a hierarchy name no mount answers, a controller nobody knows."""
+    for selector, needle in (("name=bpffs_sync_absent", "not mounted"), ("nosuchctrl", "unknown controller")):
+        res = cli("verify", "--kernel", "--v1", selector, "--bpffs", plain_fs, "--cgroup-root", cg)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and needle in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
