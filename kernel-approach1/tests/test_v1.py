@@ -12,16 +12,18 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+import rawbpf
 from conftest import link_desc
 from series_fixtures import LoadedStats
+from test_windows import HIT_TIMEOUT, WIN_INDEX, Create, _hits, _write, load, window  # noqa: F401 (fixture)
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
-from bpffs_sync.errors import SyncError
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
 from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
@@ -119,8 +121,8 @@ def test_v1_and_v2_links_of_one_name(stat: kernel_a1.KernelMirror, mirror_fs: st
 def test_rename_moves_the_entries(stat: kernel_a1.KernelMirror, mirror_fs: str, named_v1: str,
                                   loaded_stats: LoadedStats, link_fds: list[int]) -> None:
     """A v1 rename moves the cgroup's mirror directory, its subtree with it. A new name a link's
-    file took first (the file wins) leaves the subtree without entries and counts an error; the
-    next rename to a free name mirrors it again."""
+    file took first (the file wins) leaves the subtree without entries, each file lost counted in
+    its link's nr_errors; the next rename to a free name mirrors it again."""
     root = named_v1
     top = os.path.join(mirror_fs, "cgroup-v1", "name=a1rename")
     os.makedirs(os.path.join(root, "job", "a"))
@@ -133,12 +135,15 @@ def test_rename_moves_the_entries(stat: kernel_a1.KernelMirror, mirror_fs: str, 
 
     # a second link whose file is named "x", then the cgroup renamed to "x"
     other = loaded_stats.get(kernel_a1.KernelMirror, Layout(mirror_fs, "/sys/fs/cgroup"), lookup("hist_oncpu"))
-    link_fds.append(other.attach(root, name="x"))
-    errors = link_desc(fd).nr_errors
+    x_fd = other.attach(root, name="x")
+    link_fds.append(x_fd)
+    errors = link_desc(fd).nr_errors, link_desc(x_fd).nr_errors
     os.rename(os.path.join(root, "job2"), os.path.join(root, "x"))
     assert os.path.isfile(os.path.join(top, "x"))  # the link's file, made first
     assert v1_files(top) == {"."}
-    assert link_desc(fd).nr_errors == errors + 1
+    assert v1_files(top, "x") == {"."}
+    # each link lost its files of job2 and job2/a
+    assert (link_desc(fd).nr_errors, link_desc(x_fd).nr_errors) == (errors[0] + 2, errors[1] + 2)
     assert link_desc(fd).nr_files == 1
 
     os.rename(os.path.join(root, "x"), os.path.join(root, "job3"))
@@ -277,22 +282,96 @@ def test_memcg_histo_in_the_v1_memory_tree(mirror_fs: str, memory_v1: str, loade
         hog.wait()
 
 
-def test_link_on_a_dying_v1_root_is_refused(stat: kernel_a1.KernelMirror) -> None:
-    """A link create on the root of a hierarchy whose unmount killed it gets ENOENT or the like,
-    never a link on a dead root: the fd taken before the umount must not make one."""
+class CreateOnFd(Create):
+    """Create of test_windows, on an fd the test owns and may close while the create sleeps."""
+
+    def __init__(self, prog_fd: int, cgroup_fd: int) -> None:
+        threading.Thread.__init__(self, daemon=True)
+        self.prog_fd = prog_fd
+        self.cgroup_fd = cgroup_fd
+        self.fd = None
+        self.error = None
+        self.tid = 0
+
+    def run(self) -> None:
+        self.tid = threading.get_native_id()
+        try:
+            self.fd = rawbpf.link_create_cgroup_stat(self.prog_fd, self.cgroup_fd)
+        except OSError as err:
+            self.error = err
+
+
+@pytest.mark.usefixtures("window")
+def test_hierarchy_ending_while_link_create_indexes(link_fds: list[int]) -> None:
+    """Window 1 (INDEX): link create has indexed its link on the root of a lazily unmounted
+    childless hierarchy, and the last fd of that hierarchy goes meanwhile: cgroup_kill_sb() kills
+    the root and bpf_cgroup_stat_kill_root() waits on cgstat_walk_mutex, which the create holds.
+    The create must then see the refcount dying and fail with ENOENT (review 5, finding 9: a link
+    on a killed root would keep the hierarchy dying), and the hierarchy must mount again at once.
+    Before review 5's fix, kill_root put the link's root with no walk mutex while a create that
+    had indexed the link was about to walk it (finding 1, a use-after-free under KASAN)."""
     options = "none,name=a1dying"
     path = tempfile.mkdtemp(prefix="bpffs-sync-v1-dying-")
+    prog_fd = load("cgstat_dying")
+    mounted = False
     try:
         subprocess.run(["mount", "-t", "cgroup", "-o", options, "none", path], check=True)
+        mounted = True
         dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            subprocess.run(["umount", path], check=True)
-            with pytest.raises(SyncError) as exc:
-                fd = stat.attach(f"/proc/self/fd/{dir_fd}")
-                os.close(fd)
-            assert exc.value.errno in (errno.ENOENT, errno.ENODEV, errno.EBADF)
-        finally:
-            os.close(dir_fd)
+        subprocess.run(["umount", "-l", path], check=True)
+        mounted = False
+        before = _hits()
+        _write("window", WIN_INDEX)
+        create = CreateOnFd(prog_fd, dir_fd)
+        create.start()
+        deadline = time.monotonic() + HIT_TIMEOUT
+        while _hits() == before:
+            assert create.is_alive(), f"link create returned without reaching window 1: {create.error!r}"
+            assert time.monotonic() < deadline, "window 1 not reached"
+            time.sleep(0.01)
+        # the last reference to the hierarchy's superblock: its kill_sb runs in this closer's
+        # task work and waits for the create, so not on the test's own thread
+        closer = threading.Thread(target=os.close, args=(dir_fd,), daemon=True)
+        closer.start()
+        create.join(HIT_TIMEOUT)
+        closer.join(HIT_TIMEOUT)
+        assert not create.is_alive() and not closer.is_alive()
+        if create.fd is not None:
+            link_fds.append(create.fd)
+        assert create.error is not None and create.error.errno == errno.ENOENT, (create.fd, create.error)
+        remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
+                                 check=False, capture_output=True, text=True)
+        assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
+        mounted = True
     finally:
-        subprocess.run(["umount", path], check=False, capture_output=True)
+        os.close(prog_fd)
+        if mounted:
+            subprocess.run(["umount", path], check=False, capture_output=True)
+        os.rmdir(path)
+
+
+def test_detached_link_does_not_keep_its_v1_hierarchy(stat: kernel_a1.KernelMirror) -> None:
+    """A link holds its root only while attached (review 5, finding 4): detached by
+    BPF_LINK_DETACH and kept by its fd, it must not keep a childless hierarchy from ending at its
+    unmount, so a new mount of the same options succeeds while the fd is still open."""
+    options = "none,name=a1detached"
+    path = tempfile.mkdtemp(prefix="bpffs-sync-v1-detached-")
+    mounted = False
+    try:
+        subprocess.run(["mount", "-t", "cgroup", "-o", options, "none", path], check=True)
+        mounted = True
+        fd = stat.attach(path)
+        try:
+            libbpf.link_detach(fd)
+            subprocess.run(["umount", path], check=True)
+            mounted = False
+            remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
+                                     check=False, capture_output=True, text=True)
+            assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
+            mounted = True
+        finally:
+            os.close(fd)
+    finally:
+        if mounted:
+            subprocess.run(["umount", path], check=False, capture_output=True)
         os.rmdir(path)
