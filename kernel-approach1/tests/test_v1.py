@@ -20,7 +20,7 @@ import pytest
 import rawbpf
 from conftest import link_desc
 from series_fixtures import LoadedStats
-from test_windows import HIT_TIMEOUT, WIN_INDEX, Create, _hits, _write, load, window  # noqa: F401 (fixture)
+from test_windows import HIT_TIMEOUT, WIN_INDEX, WIN_POPULATE, Create, _hits, _write, load, window  # noqa: F401 (fixture)
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
@@ -302,14 +302,19 @@ class CreateOnFd(Create):
 
 
 @pytest.mark.usefixtures("window")
-def test_hierarchy_ending_while_link_create_indexes(link_fds: list[int]) -> None:
-    """Window 1 (INDEX): link create has indexed its link on the root of a lazily unmounted
-    childless hierarchy, and the last fd of that hierarchy goes meanwhile: cgroup_kill_sb() kills
-    the root and bpf_cgroup_stat_kill_root() waits on cgstat_walk_mutex, which the create holds.
-    The create must then see the refcount dying and fail with ENOENT (review 5, finding 9: a link
-    on a killed root would keep the hierarchy dying), and the hierarchy must mount again at once.
-    Before review 5's fix, kill_root put the link's root with no walk mutex while a create that
-    had indexed the link was about to walk it (finding 1, a use-after-free under KASAN)."""
+@pytest.mark.parametrize("win", [WIN_INDEX, WIN_POPULATE], ids=["index", "populate"])
+def test_hierarchy_ending_during_link_create(win: int, mirror_fs: str, link_fds: list[int]) -> None:
+    """Link create on the root of a lazily unmounted childless hierarchy sleeps in a window while
+    the last fd of that hierarchy goes: cgroup_kill_sb() kills the root and
+    bpf_cgroup_stat_kill_root() waits on cgstat_walk_mutex, which the create holds.
+    - Window 1 (INDEX: indexed, root not checked): the create sees the refcount dying and fails
+      with ENOENT (no link on a killed root, which would keep the hierarchy dying).
+    - Window 2 (POPULATE: cgstat_mutex dropped, walk not begun): the create walks the dying root
+      and returns a link, which kill_root then detaches (cgroup_id 0, no file). Before review 5's
+      fix, kill_root took no walk mutex and put the link's root here, and the walk then used the
+      freed root (a use-after-free KASAN reports on the debug image).
+    Either way the same options mount again at once. (Window 2 is on the walk, which runs only
+    while an instance holds the mirror: mirror_fs.)"""
     options = "none,name=a1dying"
     path = tempfile.mkdtemp(prefix="bpffs-sync-v1-dying-")
     prog_fd = load("cgstat_dying")
@@ -321,13 +326,13 @@ def test_hierarchy_ending_while_link_create_indexes(link_fds: list[int]) -> None
         subprocess.run(["umount", "-l", path], check=True)
         mounted = False
         before = _hits()
-        _write("window", WIN_INDEX)
+        _write("window", win)
         create = CreateOnFd(prog_fd, dir_fd)
         create.start()
         deadline = time.monotonic() + HIT_TIMEOUT
         while _hits() == before:
-            assert create.is_alive(), f"link create returned without reaching window 1: {create.error!r}"
-            assert time.monotonic() < deadline, "window 1 not reached"
+            assert create.is_alive(), f"link create returned without reaching window {win}: {create.error!r}"
+            assert time.monotonic() < deadline, f"window {win} not reached"
             time.sleep(0.01)
         # the last reference to the hierarchy's superblock: its kill_sb runs in this closer's
         # task work and waits for the create, so not on the test's own thread
@@ -338,7 +343,12 @@ def test_hierarchy_ending_while_link_create_indexes(link_fds: list[int]) -> None
         assert not create.is_alive() and not closer.is_alive()
         if create.fd is not None:
             link_fds.append(create.fd)
-        assert create.error is not None and create.error.errno == errno.ENOENT, (create.fd, create.error)
+        if win == WIN_INDEX:
+            assert create.error is not None and create.error.errno == errno.ENOENT, (create.fd, create.error)
+        else:
+            assert create.fd is not None, create.error
+            desc = link_desc(create.fd)
+            assert (desc.cgroup_id, desc.nr_files) == (0, 0)
         remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
                                  check=False, capture_output=True, text=True)
         assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
