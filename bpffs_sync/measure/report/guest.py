@@ -162,7 +162,7 @@ def run_guest(out_dir: Path, mode: str, on_progress: Callable[[str], None] | Non
            "bpffs_sync.measure.report.inguest",
            str(guest_dir / GUEST_JSON), "--plan", mode, *(["--seed", str(seed)] if seed is not None else [])]
     env = {**os.environ, "BPFFS_SYNC_GUEST_OUT": str(guest_dir),
-           "BPFFS_SYNC_GUEST_TIMEOUT": os.environ.get("BPFFS_SYNC_GUEST_TIMEOUT", "5400" if mode == "full" else "1800")}
+           "BPFFS_SYNC_GUEST_TIMEOUT": os.environ.get("BPFFS_SYNC_GUEST_TIMEOUT", "7200" if mode == "full" else "3600")}
     started = time.monotonic()
     with open(guest_dir / "run-guest.log", "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -176,6 +176,11 @@ def run_guest(out_dir: Path, mode: str, on_progress: Callable[[str], None] | Non
         last = _last_line(guest_dir / "run-guest.log") or f"exit {proc.returncode}"
         return stats.not_measured(f"the guest run gave no results ({last[:120]}; logs in {guest_dir})")
     doc: dict[str, Any] = json.loads(path.read_text())
+    if doc.get("incomplete"):  # the guest wrote what it had finished, then stopped (its timeout, a crash)
+        last = _last_line(guest_dir / "progress")
+        doc["incomplete"] = f"{doc['incomplete']} (last step: {last[:100]}; exit {proc.returncode})"
+        for part in ("stock", "bench_a2"):
+            doc.setdefault(part, stats.not_measured(doc["incomplete"]))
     doc.update(image=identity, booted_matches_image=matches(identity, doc), guest_exit=proc.returncode,
                wall_s=wall, emulated=True)  # run-guest.sh boots with --disable-kvm: TCG
     return doc
@@ -191,7 +196,8 @@ def _last_line(path: Path) -> str:
 
 # --- several boots -------------------------------------------------------------------------------
 
-BOOT_KEYS = ("kernel", "version", "date", "seed", "wall_s", "guest_run_s", "guest_exit", "booted_matches_image")
+BOOT_KEYS = ("kernel", "version", "date", "seed", "wall_s", "guest_run_s", "guest_exit", "booted_matches_image",
+             "incomplete")
 
 
 def boot_record(i: int, doc: dict[str, Any]) -> dict[str, Any]:

@@ -115,11 +115,12 @@ def one_boot(doc: dict[str, Any]) -> Section:
             "(`bpffs-sync run --user-space` on the guest bed's bpffs). Every ratio here is within this table "
             "(the same boots); cells pool the boots' samples, 'each boot' gives each boot's own median.",
             equal_line(st), netlink_line(doc)]
-    if len(boots) > 1:
+    if boots:
         text.append("Boots: " + "; ".join(
             f"boot {b['boot']}: " + (f"not measured: {b['not_measured']}" if "not_measured" in b else
                                      f"seed {b.get('seed')}, {float(b.get('guest_run_s') or 0):.0f} s"
-                                     + (f", left out: {b['left_out']}" if b.get("left_out") else ""))
+                                     + (f", left out: {b['left_out']}" if b.get("left_out") else "")
+                                     + (f", INCOMPLETE: {b['incomplete']}" if b.get("incomplete") else ""))
             for b in boots))
     return Section(title, text=text, tables=[(heads, rows), (["knob (guest)", "C p50 [95% CI] n",
                                                                "Python p50 [95% CI] n", "C p50 vs map update"],
