@@ -195,24 +195,33 @@ class _CgroupStatsMsg(genlmsg):  # type: ignore[misc]
 NETLINK_STATES = ("nr_sleeping", "nr_running", "nr_stopped", "nr_uninterruptible", "nr_io_wait")  # struct cgroupstats
 
 
-def netlink_states(cgroup_dir: str) -> Callable[[], dict[str, int]]:
-    """CGROUPSTATS_CMD_GET through pyroute2's generic netlink socket (it has no helper for it): the
-    cgroup's struct cgroupstats, NETLINK_STATES -> count. The kernel counts a task by its exact
-    __state, so a task asleep in nanosleep (TASK_INTERRUPTIBLE | TASK_FREEZABLE) counts in no
-    field (netlink_check.py shows it)."""
-    sock = GenericNetlinkSocket()
-    sock.bind("TASKSTATS", _CgroupStatsMsg)
-    fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+class NetlinkStates:
+    """CGROUPSTATS_CMD_GET through pyroute2's generic netlink socket (it has no helper for it): a call
+    gives the cgroup's struct cgroupstats, NETLINK_STATES -> count. The kernel counts a task by its
+    exact __state, so a task asleep in nanosleep (TASK_INTERRUPTIBLE | TASK_FREEZABLE) counts in no
+    field (netlink_check.py shows it). close() drops the socket and the directory fd."""
 
-    def op() -> dict[str, int]:
+    def __init__(self, cgroup_dir: str) -> None:
+        self._sock = GenericNetlinkSocket()
+        self._sock.bind("TASKSTATS", _CgroupStatsMsg)
+        self._fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def __call__(self) -> dict[str, int]:
         msg = _CgroupStatsCmd()
         msg["cmd"] = CGROUPSTATS_CMD_GET
         msg["version"] = 1
-        msg["attrs"].append(["CGROUPSTATS_CMD_ATTR_FD", fd])
-        reply = sock.nlm_request(msg, sock.prid, msg_flags=NLM_F_REQUEST)
+        msg["attrs"].append(["CGROUPSTATS_CMD_ATTR_FD", self._fd])
+        reply = self._sock.nlm_request(msg, self._sock.prid, msg_flags=NLM_F_REQUEST)
         raw = bytes.fromhex(reply[0].get_attr("CGROUPSTATS_TYPE_CGROUP_STATS").replace(":", ""))
         return dict(zip(NETLINK_STATES, struct.unpack("=5Q", raw[:40]), strict=True))
-    return op
+
+    def close(self) -> None:
+        self._sock.close()
+        os.close(self._fd)
+
+
+def netlink_states(cgroup_dir: str) -> NetlinkStates:
+    return NetlinkStates(cgroup_dir)
 
 
 def netlink_reader(cgroup_dir: str) -> Callable[[], int]:

@@ -60,8 +60,12 @@ def one(parent: str, name: str) -> dict[str, Any]:
                                 stdout=subprocess.DEVNULL, preexec_fn=lambda: enter_cgroup(cg))  # noqa: PLW1509
         try:
             asleep = _asleep(proc.pid)
-            return {"task": " ".join(argv), "asleep": asleep, "wchan": _wchan(proc.pid),
-                    "counts": netlink_states(cg)()}
+            states = netlink_states(cg)
+            try:
+                counts = states()
+            finally:
+                states.close()
+            return {"task": " ".join(argv), "asleep": asleep, "wchan": _wchan(proc.pid), "counts": counts}
         finally:
             proc.kill()
             proc.wait(10)
