@@ -17,10 +17,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import rawbpf
 from conftest import link_desc
 from series_fixtures import LoadedStats
-from test_windows import HIT_TIMEOUT, WIN_INDEX, WIN_POPULATE, Create, _hits, _write, load, window  # noqa: F401 (fixture)
+from test_windows import HIT_TIMEOUT, WIN_INDEX, WIN_POPULATE, create_in_window, load, window  # noqa: F401 (fixture)
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
@@ -57,6 +56,14 @@ def v1_cgroups(root: str) -> set[str]:
 def first_line(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         return f.readline().rstrip("\n")
+
+
+def mount_again(options: str, path: str) -> None:
+    """A new mount of a v1 hierarchy with these options must succeed at once: with a link keeping
+    the ended hierarchy's root, cgroup1_get_tree() would retry for as long as the link lived."""
+    remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
+                             check=False, capture_output=True, text=True)
+    assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
 
 
 @pytest.fixture(params=["none,name=a1test", "cpu,cpuacct"])
@@ -168,9 +175,7 @@ def test_unmount_of_a_childless_hierarchy_detaches_its_links(stat: kernel_a1.Ker
             assert (link_desc(fd).nr_files, os.path.isfile(os.path.join(top, NAME))) == (1, True)
             subprocess.run(["umount", path], check=True)
             after = link_desc(fd)
-            remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
-                                     check=False, capture_output=True, text=True)
-            assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
+            mount_again(options, path)
             assert (after.cgroup_id, after.nr_files) == (0, 0)
             assert not os.path.exists(top)
         finally:
@@ -282,25 +287,6 @@ def test_memcg_histo_in_the_v1_memory_tree(mirror_fs: str, memory_v1: str, loade
         hog.wait()
 
 
-class CreateOnFd(Create):
-    """Create of test_windows, on an fd the test owns and may close while the create sleeps."""
-
-    def __init__(self, prog_fd: int, cgroup_fd: int) -> None:
-        threading.Thread.__init__(self, daemon=True)
-        self.prog_fd = prog_fd
-        self.cgroup_fd = cgroup_fd
-        self.fd = None
-        self.error = None
-        self.tid = 0
-
-    def run(self) -> None:
-        self.tid = threading.get_native_id()
-        try:
-            self.fd = rawbpf.link_create_cgroup_stat(self.prog_fd, self.cgroup_fd)
-        except OSError as err:
-            self.error = err
-
-
 @pytest.mark.usefixtures("window")
 @pytest.mark.parametrize("win", [WIN_INDEX, WIN_POPULATE], ids=["index", "populate"])
 def test_hierarchy_ending_during_link_create(win: int, mirror_fs: str, link_fds: list[int]) -> None:
@@ -325,15 +311,7 @@ def test_hierarchy_ending_during_link_create(win: int, mirror_fs: str, link_fds:
         dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         subprocess.run(["umount", "-l", path], check=True)
         mounted = False
-        before = _hits()
-        _write("window", win)
-        create = CreateOnFd(prog_fd, dir_fd)
-        create.start()
-        deadline = time.monotonic() + HIT_TIMEOUT
-        while _hits() == before:
-            assert create.is_alive(), f"link create returned without reaching window {win}: {create.error!r}"
-            assert time.monotonic() < deadline, f"window {win} not reached"
-            time.sleep(0.01)
+        create = create_in_window(win, prog_fd, cgroup_fd=dir_fd)
         # the last reference to the hierarchy's superblock: its kill_sb runs in this closer's
         # task work and waits for the create, so not on the test's own thread
         closer = threading.Thread(target=os.close, args=(dir_fd,), daemon=True)
@@ -349,9 +327,7 @@ def test_hierarchy_ending_during_link_create(win: int, mirror_fs: str, link_fds:
             assert create.fd is not None, create.error
             desc = link_desc(create.fd)
             assert (desc.cgroup_id, desc.nr_files) == (0, 0)
-        remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
-                                 check=False, capture_output=True, text=True)
-        assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
+        mount_again(options, path)
         mounted = True
     finally:
         os.close(prog_fd)
@@ -375,9 +351,7 @@ def test_detached_link_does_not_keep_its_v1_hierarchy(stat: kernel_a1.KernelMirr
             libbpf.link_detach(fd)
             subprocess.run(["umount", path], check=True)
             mounted = False
-            remount = subprocess.run(["timeout", "60", "mount", "-t", "cgroup", "-o", options, "none", path],
-                                     check=False, capture_output=True, text=True)
-            assert remount.returncode == 0, f"remount: exit {remount.returncode} {remount.stderr.strip()}"
+            mount_again(options, path)
             mounted = True
         finally:
             os.close(fd)

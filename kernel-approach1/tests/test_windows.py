@@ -82,12 +82,17 @@ def load(name: str) -> int:
 
 
 class Create(threading.Thread):
-    """BPF_LINK_CREATE of prog_fd at the cgroup dir, in a thread: fd or the error."""
+    """BPF_LINK_CREATE of prog_fd at the cgroup dir, in a thread: fd or the error. Given an fd
+    instead of a path (cgroup_fd), the caller owns it and may close it while the create sleeps."""
 
-    def __init__(self, prog_fd: int, cgroup_dir: str) -> None:
+    def __init__(self, prog_fd: int, cgroup_dir: str | None = None, cgroup_fd: int | None = None) -> None:
         super().__init__(daemon=True)
         self.prog_fd = prog_fd
-        self.cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.owned = cgroup_fd is None
+        if cgroup_fd is None:
+            assert cgroup_dir is not None
+            cgroup_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.cgroup_fd = cgroup_fd
         self.fd: int | None = None
         self.error: OSError | None = None
         self.tid = 0
@@ -99,14 +104,16 @@ class Create(threading.Thread):
         except OSError as err:
             self.error = err
         finally:
-            os.close(self.cgroup_fd)
+            if self.owned:
+                os.close(self.cgroup_fd)
 
 
-def create_in_window(win: int, prog_fd: int, cgroup_dir: str) -> Create:
-    """Start a link create and return once it sleeps in window win."""
+def create_in_window(win: int, prog_fd: int, cgroup_dir: str | None = None, cgroup_fd: int | None = None) -> Create:
+    """Start a link create (at the directory, or the caller's fd) and return once it sleeps in
+    window win."""
     before = _hits()
     _write("window", win)
-    create = Create(prog_fd, cgroup_dir)
+    create = Create(prog_fd, cgroup_dir, cgroup_fd)
     create.start()
     deadline = time.monotonic() + HIT_TIMEOUT
     while _hits() == before:
