@@ -29,6 +29,10 @@ from v1_scratch import mounted_v1_hierarchy
 NAME = "hist_oncpu"
 CPU = "cpu,cpuacct"
 
+# Each CLI call loads the stats' programs (a minute or more under TCG on a loaded host) and a test
+# here makes up to nine: pyproject's 300 s per test cut two of them off half way on the first boot.
+pytestmark = pytest.mark.timeout(1800)
+
 
 def hierarchy_id(mount_point: str) -> int:
     return next(h.hierarchy_id for h in hierarchies() if mount_point in h.mount_points)
