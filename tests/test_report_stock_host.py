@@ -28,7 +28,12 @@ def _mounts() -> str:
 def stock() -> dict[str, Any]:
     if os.geteuid() != 0 or not (REPO / "build" / "bpf" / "hist_oncpu.bpf.o").exists():
         pytest.skip("needs root and the BPF objects (make bpf)")
-    got = inguest.stock(compiled.build(), inguest.GuestPlan.make("trial"), [], SEED)
+    filled: dict[str, Any] = {}
+    saves: list[set[str]] = []
+    got = inguest.stock(compiled.build(), inguest.GuestPlan.make("trial"), [], SEED, doc=filled,
+                        saved=lambda: saves.append(set(filled)))
+    assert got is filled  # filled in place: what a boot stopped midway has written is kept
+    assert len(saves) == 8 and saves[0] < saves[-1]  # saved after each part, each time with more in it
     # (only our own mount point: another test run may mount the same named hierarchy meanwhile)
     mnt = os.path.dirname(got["netlink_v1_cgroup"])
     assert f" {mnt} " not in _mounts() and not os.path.exists(mnt), "the named v1 hierarchy is still mounted"

@@ -404,7 +404,8 @@ FILE_LABELS = {"a1": "Approach 1 file <bpffs>/cgroup/<path>/hist_oncpu, read who
                "a2": "Approach 2 file <cgroup>/bpf.stat.hist_oncpu, read whole"}
 
 
-def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int) -> dict[str, Any]:
+def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int, *, doc: dict[str, Any] | None = None,
+          saved: Callable[[], None] | None = None) -> dict[str, Any]:
     """Every mechanism the host measures, measured in this boot by the host's own code (bed.open_bed,
     mechanisms, equal, measures) on a bed in the guest, beside the approaches' files of the same busy
     cgroup in the same interleaved rounds (round_orders, seeds recorded in "order"):
@@ -415,7 +416,8 @@ def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int) -> dict[str
       equal_work   equal.run on the bed (the approaches' files print the same program's text from
                their own maps: the same format, not the same bytes, so they are not in the check);
       netlink  on a named v1 hierarchy (netlink_check's sleeper), and netlink_check.check there;
-      mkdir_readable / mkdir_cost   the runner's, links gone (each starts its own daemon)."""
+      mkdir_readable / mkdir_cost   the runner's, links gone (each starts its own daemon).
+    doc: filled in place, saved() called after each part (a boot stopped by its timeout keeps them)."""
     from bpffs_sync.measure.report import equal, measures, netlink_check
     from bpffs_sync.measure.report.bed import burn, open_bed
     from bpffs_sync.measure.report.mechanisms import (
@@ -427,7 +429,13 @@ def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int) -> dict[str
     )
     from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
-    doc: dict[str, Any] = {}
+    doc = {} if doc is None else doc  # filled in place: saved() after each part keeps what is done
+
+    def part(name: str, what: str, fn: Callable[[], Any]) -> None:
+        doc[name] = attempt(what, fn)
+        if saved is not None:
+            saved()
+
     measures.DAEMON_START_S = DAEMON_START_S  # this process is the guest's: every daemon start here is emulated
     with open_bed(tools) as bed:
         with contextlib.ExitStack() as stack:
@@ -466,21 +474,21 @@ def stock(tools: Tools, plan: GuestPlan, keys: list[str], seed: int) -> dict[str
             orders = {what: measures.round_orders([m.key for m in ms], STOCK_ROUNDS, seed + i) for i, (what, ms) in
                       enumerate((("read", mechs), ("knobs", knobs), ("churn", [*churned(reads), *files]),
                                  ("breakdown", routed)))}
-            doc["netlink_check"] = attempt("stock: netlink check", lambda: netlink_check.check(nl))
-            doc["equal_work"] = attempt("stock: equal work", lambda: equal.run(bed, reads))
-            doc["read"] = attempt("stock: reads (interleaved)", lambda: measures.read_costs(
+            part("netlink_check", "stock: netlink check", lambda: netlink_check.check(nl))
+            part("equal_work", "stock: equal work", lambda: equal.run(bed, reads))
+            part("read", "stock: reads (interleaved)", lambda: measures.read_costs(
                 bed, mechs, plan.stock_c, plan.stock_py, orders["read"]))
-            doc["breakdown"] = attempt("stock: per-syscall breakdown", lambda: measures.breakdown(
+            part("breakdown", "stock: per-syscall breakdown", lambda: measures.breakdown(
                 bed, routed, max(1, plan.stock_c // 4), orders["breakdown"]))
-            doc["knobs"] = attempt("stock: knobs (interleaved)", lambda: measures.read_costs(
+            part("knobs", "stock: knobs (interleaved)", lambda: measures.read_costs(
                 bed, knobs, plan.stock_c, plan.stock_py, orders["knobs"]))
-            doc["churn"] = attempt("stock: under churn", lambda: measures.under_churn(
+            part("churn", "stock: under churn", lambda: measures.under_churn(
                 bed, [*churned(reads), *files], plan.stock_c, orders["churn"]))
         mk_orders = measures.round_orders(measures.MKDIR_KEYS, plan.stock_mkdir, seed + 4)
         doc["order"] = {"seed": seed, "rounds": orders, "mkdir_readable": mk_orders}
-        doc["mkdir_readable"] = attempt("stock: mkdir -> readable", lambda: measures.mkdir_readable(bed, mk_orders))
+        part("mkdir_readable", "stock: mkdir -> readable", lambda: measures.mkdir_readable(bed, mk_orders))
         # one round (without and with the daemon, in a seeded order): each daemon start costs minutes under TCG
-        doc["mkdir_cost"] = attempt("stock: mkdir/rmdir cost", lambda: measures.mkdir_cost(
+        part("mkdir_cost", "stock: mkdir/rmdir cost", lambda: measures.mkdir_cost(
             bed, plan.stock_cost, 1, seed + 5))
     return doc
 
@@ -682,7 +690,12 @@ def guest_main(out: str, mode: str, seed: int | None = None) -> int:
         rows = attempt("file rows", lambda: files(tools, plan, keys, seed + 10))
         doc.update(rows if stats.is_measured(rows) else {f"{k}_file": rows for k in keys})
     save("the stock rows")
-    doc["stock"] = attempt("stock rows", lambda: stock(tools, plan, keys, seed))
+    partial: dict[str, Any] = {}
+    doc["stock"] = partial
+    got = attempt("stock rows", lambda: stock(tools, plan, keys, seed, doc=partial,
+                                                     saved=lambda: save("the stock rows")))
+    if not stats.is_measured(got):  # set-up failed (the bed, a mount): the parts done so far are kept
+        doc["stock"] = partial | {"failed": got["not_measured"]} if partial else got
     save("bench_a2")
     if keys == ["a1", "a2"]:
         doc["bench_a2"] = attempt("bench_a2", lambda: bench_a2(plan, tools, os.path.dirname(os.path.abspath(out)),
