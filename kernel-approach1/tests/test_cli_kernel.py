@@ -10,12 +10,17 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from test_cgroup_stat import NAME, cgroups_under, make_tree, stat_files
 
 from bpffs_sync import libbpf
 from bpffs_sync.backends import kernel_a1
 
 EXE = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
+
+# Each CLI call loads the stats' programs, a minute or more under TCG on a loaded host, and a test
+# here makes several: pyproject's 300 s per test cut two off on 2026-12-07 (five guests on 2 cores).
+pytestmark = pytest.mark.timeout(1800)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ mounted privately by the test (tests/v1_scratch.py) and unmounted after."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -69,11 +70,12 @@ def mount_again(options: str, path: str) -> None:
 @pytest.fixture(params=["none,name=a1test", "cpu,cpuacct"])
 def v1(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(mount point, hierarchy name): a named hierarchy, and co-mounted controllers."""
-    try:
-        with mounted_v1_hierarchy(request.param) as path:
-            yield path, hierarchy_name(request.param)
-    except subprocess.CalledProcessError as err:
-        pytest.skip(f"cannot mount a v1 hierarchy with -o {request.param}: {err.stderr!r}")
+    with contextlib.ExitStack() as stack:
+        try:  # only the mount may skip the test, not its teardown
+            path = stack.enter_context(mounted_v1_hierarchy(request.param))
+        except OSError as err:  # v1_scratch's mount failure
+            pytest.skip(f"cannot mount a v1 hierarchy with -o {request.param}: {err}")
+        yield path, hierarchy_name(request.param)
 
 
 @pytest.fixture
@@ -251,11 +253,12 @@ def memory_v1() -> Iterator[str]:
             f.write("-memory")
         except OSError as err:
             pytest.skip(f"memory stays enabled on the v2 root: {err}")
-    try:
-        with mounted_v1_hierarchy("memory") as path:
-            yield path
-    except subprocess.CalledProcessError as err:
-        pytest.skip(f"cannot mount the v1 memory hierarchy: {err.stderr!r}")
+    with contextlib.ExitStack() as stack:
+        try:  # only the mount may skip the test, not its teardown
+            path = stack.enter_context(mounted_v1_hierarchy("memory"))
+        except OSError as err:  # v1_scratch's mount failure
+            pytest.skip(f"cannot mount the v1 memory hierarchy: {err}")
+        yield path
 
 
 def test_memcg_histo_in_the_v1_memory_tree(mirror_fs: str, memory_v1: str, loaded_stats: LoadedStats,

@@ -21,6 +21,10 @@ from bpffs_sync.programs import lookup
 
 EXE = os.path.join(os.path.dirname(sys.executable), "bpffs-sync")
 
+# Each CLI call loads the stats' programs, a minute or more under TCG on a loaded host, and a test
+# here makes several: pyproject's 300 s per test cut two off on 2026-12-07 (five guests on 2 cores).
+pytestmark = pytest.mark.timeout(1800)
+
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([EXE, *args], capture_output=True, text=True, check=False, timeout=900)
