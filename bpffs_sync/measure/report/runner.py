@@ -1,6 +1,6 @@
 """Run every measure once, with progress on stderr, and collect results.json.
 
-quick: sizes that fit well under a minute here (CI: 34 s at load 6 on 2 cores); full: more samples and 10 000
+quick: sizes that fit under a minute here (see Plan.make for the figures); full: more samples and 10 000
 cgroups.
 kernel: "auto" boots the patched kernel (guest.py picks the image) when one is built and this
 is not --quick, "yes" builds the image carrying both series first when none is, "no" never boots
@@ -59,8 +59,10 @@ class Plan:
     def make(cls, quick: bool, kernel: str, seed: int | None = None, boots: int | None = None) -> Plan:
         seed = secrets.randbits(32) if seed is None else seed
         if quick:  # CI's budget is a minute on a loaded 2-core host: 53 s at load 6 with 10000 C reads and
-            # populate up to 10000 (2026-12-07); 5000 reads a mechanism still give intervals well under 1 %
-            return cls(True, kernel, 5000, 2000, 100, (100, 1000, 3000), 1000, 1000, 5, seed, boots or 1)
+            # populate up to 10000 (2026-12-07); 5000 reads a mechanism still give intervals well under 1 %.
+            # With the knob, scrape and guest-rows steps added: 72.5 s at load 7 with populate up to 3000
+            # and 100 mkdirs, so populate stops at 1000 and mkdir cost takes 60 (2026-12-07)
+            return cls(True, kernel, 5000, 2000, 60, (100, 1000), 1000, 1000, 5, seed, boots or 1)
         return cls(False, kernel, 50000, 10000, 300, (100, 1000, 10000), 2000, 5000, 10, seed, boots or 3)
 
 
