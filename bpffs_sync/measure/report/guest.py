@@ -228,9 +228,9 @@ def pool_boots(docs: list[dict[str, Any]]) -> dict[str, Any]:
             other = str(d.get("image", {}).get("sha256"))[:16]
             records[i]["left_out"] = f"another image (sha256 {other}) than the first measured boot's"
     out: dict[str, Any] = pool.pool(same)
-    cost = _get(out, "stock", "mkdir_cost")
+    cost = stats.dig(out, "stock", "mkdir_cost")
     if stats.is_measured(cost) and "cgroups" in cost:  # its samples are every boot's cgroups
-        cost["cgroups"] = sum(int(_get(d, "stock", "mkdir_cost", "cgroups") or 0) for d in same)
+        cost["cgroups"] = sum(int(stats.dig(d, "stock", "mkdir_cost", "cgroups") or 0) for d in same)
     out.update(booted_matches_image=all(bool(d.get("booted_matches_image")) for d in same),
                guest_exit=next((d.get("guest_exit") for d in same if d.get("guest_exit") != 0), 0),
                wall_s=sum(float(d.get("wall_s", 0)) for d in same),
@@ -238,14 +238,6 @@ def pool_boots(docs: list[dict[str, Any]]) -> dict[str, Any]:
                boots=records, pooled_boots=len(same), spread=pool.spread(same))
     _rederive(out)
     return out
-
-
-def _get(d: Any, *path: str) -> Any:
-    for k in path:
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
 
 
 def _rederive(doc: dict[str, Any]) -> None:

@@ -237,3 +237,13 @@ def bad_numbers(doc: Any, path: str = "") -> list[str]:
     if isinstance(doc, list):
         return [p for i, v in enumerate(doc) for p in bad_numbers(v, f"{path}[{i}]")]
     return []
+
+
+def dig(d: Any, *path: str) -> Any:
+    """d[path[0]][path[1]]...: None where a key is missing or a level is not a dict (results.json
+    parts a run did not measure)."""
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d

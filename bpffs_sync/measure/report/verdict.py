@@ -46,14 +46,6 @@ WEIGHTS: dict[str, tuple[int, str]] = {
 }
 
 
-def _get(d: Any, *path: str) -> Any:
-    for k in path:
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
-
-
 def _cell(doc: dict[str, Any], key: str, col: str) -> str:
     return str(doc["usability"]["rows"].get(key, {}).get(col, "not measured"))
 
@@ -127,19 +119,19 @@ def approach(doc: dict[str, Any], key: str) -> Approach:
         if sizes:
             row = lc[str(sizes[-1])]
             a.hold_s = row[f"{key}_s"]
-            a.hold_x_mkdir = stats.ratio(row[f"{key}_us_per_cgroup"], _get(b, "mkdir", "none_mkdir_us"))
-        a.stall_x = _get(b, "stall", f"{key}_vs_idle")
-        a.mkdir_x = _get(b, "mkdir", "1", f"{key}_mkdir_vs_none")
-        a.rmdir_x = _get(b, "mkdir", "1", f"{key}_rmdir_vs_none")
-        mk, rm = _get(b, "mkdir", "1", f"{key}_mkdir_us"), _get(b, "mkdir", "1", f"{key}_rmdir_us")
-        none = (_get(b, "mkdir", "none_mkdir_us") or 0) + (_get(b, "mkdir", "none_rmdir_us") or 0)
+            a.hold_x_mkdir = stats.ratio(row[f"{key}_us_per_cgroup"], stats.dig(b, "mkdir", "none_mkdir_us"))
+        a.stall_x = stats.dig(b, "stall", f"{key}_vs_idle")
+        a.mkdir_x = stats.dig(b, "mkdir", "1", f"{key}_mkdir_vs_none")
+        a.rmdir_x = stats.dig(b, "mkdir", "1", f"{key}_rmdir_vs_none")
+        mk, rm = stats.dig(b, "mkdir", "1", f"{key}_mkdir_us"), stats.dig(b, "mkdir", "1", f"{key}_rmdir_us")
+        none = (stats.dig(b, "mkdir", "none_mkdir_us") or 0) + (stats.dig(b, "mkdir", "none_rmdir_us") or 0)
         a.cycle_x = stats.ratio(mk + rm, none) if mk is not None and rm is not None else None
-        a.rounds = int(_get(b, "mkdir", "rounds") or 0)
-        sm = _get(b, "mkdir", "samples_ns")
+        a.rounds = int(stats.dig(b, "mkdir", "rounds") or 0)
+        sm = stats.dig(b, "mkdir", "samples_ns")
         if isinstance(sm, dict) and f"{key}:1" in sm and "none" in sm:
             a.cycle, a.cycle_none = (_pairs(sm[c]) for c in (f"{key}:1", "none"))
-        a.stall, a.stall_idle = _get(b, "stall", f"{key}_samples_ns"), _get(b, "stall", "idle_samples_ns")
-        a.slab = _get(b, "slab_per_file", f"{key}_bytes_per_file")
+        a.stall, a.stall_idle = stats.dig(b, "stall", f"{key}_samples_ns"), stats.dig(b, "stall", "idle_samples_ns")
+        a.slab = stats.dig(b, "slab_per_file", f"{key}_bytes_per_file")
     loc = doc.get("loc", {}).get(f"{key}_file")
     a.loc = loc["kernel"] if stats.is_measured(loc) else None
     return a
@@ -491,9 +483,9 @@ def one_boot_files(doc: dict[str, Any]) -> list[tuple[str, RatioEst | None]] | N
     read = st.get("read") if stats.is_measured(st) else None
     if not stats.is_measured(read):
         return None
-    base = _get(read, "cpu_stat", "c")
+    base = stats.dig(read, "cpu_stat", "c")
     names = {"mirror_iter": "the user-space mirror's file", "a1_file": "Approach 1's", "a2_file": "Approach 2's"}
-    return [(n, ratio_est(_get(read, k, "c"), base) if stats.is_measured(read.get(k)) else None)
+    return [(n, ratio_est(stats.dig(read, k, "c"), base) if stats.is_measured(read.get(k)) else None)
             for k, n in names.items()]
 
 
