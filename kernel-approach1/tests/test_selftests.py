@@ -1,4 +1,4 @@
-"""The series' upstream-style selftests (patch 12, tools/testing/selftests/bpf), run by this harness:
+"""The series' upstream-style selftests (patch 14, tools/testing/selftests/bpf), run by this harness:
 kernel-approach1/scripts/selftests.sh builds a test_progs holding only them, test.sh passes its path
 in BPFFS_SYNC_TEST_PROGS, and the guest's dmesg is checked like every other test's."""
 
@@ -16,7 +16,7 @@ TEST_PROGS = os.environ.get("BPFFS_SYNC_TEST_PROGS", "")
 # subtest of the series, as it reports them
 EXPECTED = {
     "cgroup_stat/files", "cgroup_stat/lifetime", "cgroup_stat/refused", "cgroup_stat/freplace",
-    "cgroup_stat/v1",
+    "cgroup_stat/v1", "cgroup_stat/write",
     "cgroup_stat_fail/send_signal", "cgroup_stat_fail/send_signal_thread",
     "cgroup_stat_fail/probe_write_user", "cgroup_stat_fail/plain_helper",
     "cgroup_stat_fail/send_signal_task", "cgroup_stat_fail/cgroup_kfunc", "cgroup_stat_fail/memcg_kfunc",
@@ -42,7 +42,7 @@ def test_selftests_pass() -> None:
     results = dict(re.findall(r"^#\d+/\d+\s+(\S+):(\w+)", out, re.MULTILINE))
     assert set(results) == EXPECTED, out[-4000:]
     assert set(results.values()) == {"OK"}, results
-    assert re.search(r"^Summary: 2/17 PASSED, 0 SKIPPED, 0/0 FAILED", out, re.MULTILINE), out[-2000:]
+    assert re.search(r"^Summary: 2/18 PASSED, 0 SKIPPED, 0/0 FAILED", out, re.MULTILINE), out[-2000:]
 
 
 def test_libbpf_probes_the_type() -> None:
