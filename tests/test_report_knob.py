@@ -1,6 +1,8 @@
-"""The knob measure on this kernel (issue 22, item 5) with tiny sizes, on real cgroups under a private
-v2 subtree and a private bpffs (the conftest fixtures, removed by their finalizers): the BPF-side read
-of both routes in sched_switch, the writes, and every who-may-write cell; nothing it made is left."""
+"""The knob measure on this kernel (issue 22, items 5 and 7) with tiny sizes, on real cgroups under a
+private v2 subtree and a private bpffs (the conftest fixtures, removed by their finalizers): the
+BPF-side read of every route in sched_switch, the writes, and every who-may-write cell; nothing it
+made is left. On a kernel without Approach 1's file writes (the host) the file's cells must say
+"not in this kernel"; with them (the guest), each file cell must be what patch 13's rule says."""
 
 from __future__ import annotations
 
@@ -25,25 +27,38 @@ def test_knob_measure_on_real_cgroups(tools: compiled.Tools, cgroup_root: str, b
     out = knob.run(tools.readloop, cgroup_root, bpffs_mount, n_read=200, n_write=30, rounds=2, seed=7)
     read = out["read"]
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        has_kfunc = knob.kfunc_in_btf(knob.KFUNC, f.read())
+        btf = f.read()
+    has_kfunc, no_file = knob.kfunc_in_btf(knob.KFUNC, btf), knob.file_support(btf)
+    routes = [r for r in knob.ROUTES if r != "storage" or not no_file]
     if has_kfunc:
         assert stats.is_measured(read), read
-        assert read["equal"], {r: (read[r]["errors"], read[r]["value"]) for r in ("xattr", "map")}
-        for route in knob.ROUTES:
+        assert read["equal"], {r: (read[r]["errors"], read[r]["value"]) for r in routes if r != "clock"}
+        for route in routes:
             assert read[route]["summary"]["n"] > 0
             assert all(0 < s < 10**9 for s in read[route]["samples_ns"])
     else:
         assert "no bpf_cgroup_read_xattr" in read["not_measured"]
-    for key in ("xattr_set", "map_update"):
+    writes = ["xattr_set", "map_update", *([] if no_file else ["file_write"])]
+    for key in writes:
         assert out["write"][key]["summary"]["n"] == 30
     rows = out["who"]["rows"]
-    xattr, closed, group = out["who"]["columns"]
-    assert rows["root"] == dict.fromkeys(out["who"]["columns"], "yes: wrote")
+    xattr, closed, group, *files = out["who"]["columns"]
+    assert tuple(files) == knob.FILE_COLUMNS
+    if no_file:  # a stock kernel: the file's cells say so, computed from its BTF
+        assert out["write"]["file_write"] == {"not_measured": no_file}
+        assert has_kfunc is False or read["storage"] == {"not_measured": no_file}
+        assert {rows[s][c] for s in knob.SUBJECTS for c in files} == {"not in this kernel"}
+    else:  # every file cell is what patch 13's rule says
+        for s in knob.SUBJECTS:
+            for c in files:
+                assert rows[s][c].startswith("yes" if out["who"]["rule"][s][c] else "no: open for writing"), \
+                    (s, c, rows[s][c])
+    rows = {s: {c: v for c, v in cells.items() if c not in files} for s, cells in rows.items()}
+    assert rows["root"] == dict.fromkeys([xattr, closed, group], "yes: wrote")
     owner, other, in_ns = knob.SUBJECTS[1:]
     assert rows[owner][xattr].startswith("yes") and rows[other][xattr].startswith("no")
     assert rows[owner][closed].startswith("no") and rows[owner][group].startswith("yes")
     assert rows[other][group].startswith("no")
     assert rows[in_ns][xattr] == "yes: wrote (its /proc/self/cgroup: 0::/)"
-    assert out["a1_file"] == {"not_measured": "not built yet (issue 20): Approach 1's files have no write mode"}
     assert [d for d in os.listdir(cgroup_root) if d.startswith("knob-")] == []
     assert [d for d in os.listdir(bpffs_mount) if d.startswith("knob-")] == []

@@ -17,6 +17,9 @@
  *   readloop xattr_set N CGDIR NAME         setxattr of a cgroupfs user.* xattr
  *   readloop xattr_set8 N CGDIR NAME        setxattr of the u64 counter's 8 bytes (what mapupdate writes)
  *   readloop mapupdate N MAP_PIN HIER CGID  bpf_map_update_elem of a pinned knob map
+ *   readloop filewrite8 N PATH              pwrite at 0 of the u64 counter's 8 bytes to PATH, opened
+ *                                           O_WRONLY once (an Approach 1 knob file of a
+ *                                           BPF_F_CGROUP_STAT_WRITE link: each write runs its program)
  *   readloop churn     0 DIR                mkdir/rmdir DIR/churn<i> until killed (the load, not a measure)
  *   readloop mkdirlat  N DIR STOPFILE       time mkdir DIR/probe (rmdir untimed) until STOPFILE exists or
  *                                           N samples: the mkdir latency probe of the populate measure
@@ -417,6 +420,18 @@ static uint64_t op_mapupdate(struct ctx *c)
 	return v;
 }
 
+static uint64_t op_filewrite8(struct ctx *c)
+{
+	uint64_t v = ++c->counter;
+	ssize_t n = pwrite(c->fd, &v, sizeof(v), 0);
+
+	if (n < 0)
+		die("write", errno);
+	if (n != sizeof(v))
+		die("write", EIO);
+	return v;
+}
+
 static int churn(const char *dir)
 {
 	char path[4096];
@@ -543,6 +558,11 @@ int main(int argc, char **argv)
 		c.path = argv[3], c.name = argv[4];
 		op = !strcmp(mode, "xattr_get") ? op_xattr_get :
 		     !strcmp(mode, "xattr_set") ? op_xattr_set : op_xattr_set8;
+	} else if (!strcmp(mode, "filewrite8") && argc == 4) {
+		c.path = argv[3], op = op_filewrite8;
+		c.fd = open(c.path, O_WRONLY | O_CLOEXEC);
+		if (c.fd < 0)
+			die("open for writing", errno);
 	} else {
 		fprintf(stderr, "readloop: bad mode or arguments: %s\n", mode);
 		return 2;

@@ -1,24 +1,30 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The report's knob read in a hot path (issue 22, item 5): a per-cgroup u64 knob read by a BPF
- * program on tp_btf/sched_switch for the cgroup of the task switched in, two ways, each timed with
- * bpf_ktime_get_ns() around the read alone:
+ * program on tp_btf/sched_switch for the cgroup of the task switched in, two ways (three on a
+ * kernel whose cgroup stat files take writes), each timed with bpf_ktime_get_ns() around the read
+ * alone:
  *
  *   ROUTE_XATTR  bpf_cgroup_read_xattr(cgrp, "user.bpffs_sync_knob", 8-byte dynptr): the cgroupfs
  *                user.* xattr the maintainer suggested (a kfunc since 6.16);
  *   ROUTE_MAP    bpf_map_lookup_elem(&knobs, {hierarchy 0, cgrp->kn->id}) and the u64 copied out;
  *   ROUTE_CLOCK  nothing between the two clock reads: the clock pair's own cost, the floor under
- *                both (measured in the same events, so the reader can see how much of each is clock).
+ *                both (measured in the same events, so the reader can see how much of each is clock);
+ *   ROUTE_STORAGE bpf_cgrp_storage_get(&file_knobs, cgrp, 0, 0) and the u64 copied out: where
+ *                Approach 1's knob file (knob_file below, on a BPF_F_CGROUP_STAT_WRITE link) keeps
+ *                what was written to it. Only when knob_config[1] is set (user space linked
+ *                knob_file: a kernel with kernel-approach1 patch 13); else it is skipped.
  *
  * Each timed region goes from the cgroup pointer to the u64 in hand: the xattr route includes making
- * its dynptr over the destination, the map route its key from cgrp->kn->id and the copy out.
+ * its dynptr over the destination, the map route its key from cgrp->kn->id and the copy out, the
+ * storage route its copy out.
  *
  * Only switches to a task of the cgroup `knob_config[0]` names are sampled (user space runs a ping-pong
- * there). The three routes run in every sampled event in a rotating order (event count mod 3), so
- * no route always runs first with a cold cache. Samples go to samples[cpu]: sched_switch runs with
+ * there). The routes run in every sampled event in a rotating order (event count mod 4), so no
+ * route always runs first with a cold cache. Samples go to samples[cpu]: sched_switch runs with
  * preemption off, so a CPU's slot has one writer at a time; a full slot stops sampling on that CPU.
- * Both routes must read the same value (the same 8 bytes, stored both ways by user space): each
- * keeps the last value it read and counts its failures.
+ * Every knob route must read the same value (the same 8 bytes, stored each way by user space):
+ * each keeps the last value it read and counts its failures.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -28,7 +34,8 @@
 #define ROUTE_CLOCK 0
 #define ROUTE_XATTR 1
 #define ROUTE_MAP 2
-#define ROUTES 3
+#define ROUTE_STORAGE 3
+#define ROUTES 4
 #define KNOB_SAMPLES 4096	/* per route per CPU */
 #define KNOB_CPUS 64		/* CPUs past this are not sampled */
 
@@ -37,7 +44,7 @@ extern int bpf_cgroup_read_xattr(struct cgroup *cgroup, const char *name__str,
 
 struct knob_samples {
 	__u32 n[ROUTES];		/* samples taken */
-	__u32 errors[ROUTES];		/* reads that failed (xattr: < 8 bytes; map: no entry) */
+	__u32 errors[ROUTES];		/* reads that failed (xattr: < 8 bytes; map, storage: no entry) */
 	__u64 last[ROUTES];		/* the value the route read last */
 	__u64 events;			/* sampled switches */
 	__u64 xattr_buf;		/* the xattr's bytes (a dynptr over memory must not be the stack) */
@@ -53,10 +60,10 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
-} knob_config SEC(".maps");	/* [0]: the sampled cgroup's id (0: sample nothing) */
+} knob_config SEC(".maps");	/* [0]: the sampled cgroup's id (0: sample nothing); [1]: storage route on */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -64,6 +71,14 @@ struct {
 	__type(key, struct cg_key);
 	__type(value, __u64);
 } knobs SEC(".maps");
+
+/* The knob Approach 1's file keeps (knob_file), per cgroup */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} file_knobs SEC(".maps");
 
 static __always_inline void keep(struct knob_samples *s, int route, __u64 t0, __u64 t1, __u64 value, bool ok)
 {
@@ -114,15 +129,32 @@ static __always_inline void time_map(struct knob_samples *s, struct cgroup *cgrp
 	keep(s, ROUTE_MAP, t0, t1, value, v != NULL);
 }
 
+static __always_inline void time_storage(struct knob_samples *s, struct cgroup *cgrp, bool on)
+{
+	__u64 value = 0, t0, t1, *v;
+
+	if (!on)
+		return;
+	t0 = bpf_ktime_get_ns();
+	v = bpf_cgrp_storage_get(&file_knobs, cgrp, 0, 0);
+	if (v)
+		value = *v;
+	t1 = bpf_ktime_get_ns();
+	keep(s, ROUTE_STORAGE, t0, t1, value, v != NULL);
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(knob_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct knob_samples *s;
 	struct cgroup *cgrp;
-	__u32 zero = 0, cpu;
-	__u64 *want;
+	__u32 zero = 0, one = 1, cpu;
+	__u64 *want, *storage;
+	bool on;
 
 	want = bpf_map_lookup_elem(&knob_config, &zero);
+	storage = bpf_map_lookup_elem(&knob_config, &one);
+	on = storage && *storage;
 	cgrp = next->cgroups->dfl_cgrp;	/* RCU: the kfunc's KF_RCU argument */
 	if (!want || !*want || !cgrp || cgrp->kn->id != *want)
 		return 0;
@@ -135,17 +167,79 @@ int BPF_PROG(knob_switch, bool preempt, struct task_struct *prev, struct task_st
 		time_clock(s);
 		time_xattr(s, cgrp);
 		time_map(s, cgrp);
+		time_storage(s, cgrp, on);
 		break;
 	case 1:
 		time_xattr(s, cgrp);
 		time_map(s, cgrp);
+		time_storage(s, cgrp, on);
 		time_clock(s);
 		break;
-	default:
+	case 2:
 		time_map(s, cgrp);
+		time_storage(s, cgrp, on);
 		time_clock(s);
 		time_xattr(s, cgrp);
+		break;
+	default:
+		time_storage(s, cgrp, on);
+		time_clock(s);
+		time_xattr(s, cgrp);
+		time_map(s, cgrp);
 	}
+	return 0;
+}
+
+/*
+ * The knob as an Approach 1 file (issue 20 item 2, issue 22 item 7): a cgroup stat program for a
+ * link made with BPF_F_CGROUP_STAT_WRITE (kernel-approach1 patch 13), modelled on the series'
+ * selftest cgroup_knob. A write(2) of exactly 8 bytes to <bpffs>/cgroup/<path>/<name> stores them,
+ * as a u64, in the cgroup's storage (file_knobs, which ROUTE_STORAGE reads); anything else fails
+ * the write with -EINVAL. A read prints the knob in decimal, 0 when unset.
+ *
+ * Its context types are the series' (struct bpf_cgroup_stat_ctx, struct bpf_cgroup_stat_write):
+ * only a kernel carrying patch 13 has them in its BTF, and the vmlinux.h this is built against may
+ * be a stock kernel's, so they are declared here with preserve_access_index (CO-RE: the field
+ * offsets come from the running kernel's BTF at load). User space loads this program (autoload)
+ * only when that BTF has struct bpf_cgroup_stat_write; libbpf relocates no program it does not load.
+ */
+#define KNOB_EINVAL 22
+#define KNOB_EFAULT 14
+#define KNOB_ENOMEM 12
+
+struct bpf_cgroup_stat_write___knob {
+	__u32 size;
+	char data[256];	/* BPF_CGROUP_STAT_WRITE_MAX */
+} __attribute__((preserve_access_index));
+
+struct bpf_cgroup_stat_ctx___knob {
+	struct bpf_iter_meta *meta;
+	struct cgroup *cgroup;
+	struct bpf_cgroup_stat_write___knob *write;	/* NULL for a read */
+} __attribute__((preserve_access_index));
+
+SEC("cgroup/stat")
+int knob_file(struct bpf_cgroup_stat_ctx___knob *ctx)
+{
+	struct bpf_cgroup_stat_write___knob *write = ctx->write;
+	struct cgroup *cgrp = ctx->cgroup;
+	__u64 val = 0, *v;
+
+	if (!cgrp)
+		return 0;
+	if (!write) {
+		v = bpf_cgrp_storage_get(&file_knobs, cgrp, 0, 0);
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%llu\n", v ? *v : 0);
+		return 0;
+	}
+	if (write->size != sizeof(val))
+		return -KNOB_EINVAL;
+	if (bpf_probe_read_kernel(&val, sizeof(val), write->data))
+		return -KNOB_EFAULT;
+	v = bpf_cgrp_storage_get(&file_knobs, cgrp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!v)
+		return -KNOB_ENOMEM;
+	*v = val;
 	return 0;
 }
 

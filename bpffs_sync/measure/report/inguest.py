@@ -5,6 +5,8 @@
 Everything lands in OUT.json; a part that fails becomes {"not_measured": "in the guest: ..."}.
 Progress lines go to $BPFFS_SYNC_GUEST_OUT/progress (the host shows the last one).
 
+  knob         knob.py's measure (alone(): its own cgroups and bpffs), where Approach 1's knob
+               file exists: the BPF-side read in sched_switch, the writes, who may write
   files        for each approach the image carries (a1: <bpffs>/cgroup/<path>/hist_oncpu,
                a2: <cgroup>/bpf.stat.hist_oncpu), one link on a private root: the file of a busy
                cgroup read by the C loop and a Python loop, the C loop under mkdir/rmdir churn,
@@ -662,7 +664,7 @@ def _cpu_model() -> str:
 
 
 def guest_main(out: str, mode: str, seed: int | None = None) -> int:
-    from bpffs_sync.measure.report import compiled
+    from bpffs_sync.measure.report import compiled, knob
 
     started = time.monotonic()
     plan = GuestPlan.make(mode)
@@ -689,6 +691,10 @@ def guest_main(out: str, mode: str, seed: int | None = None) -> int:
     if keys:
         rows = attempt("file rows", lambda: files(tools, plan, keys, seed + 10))
         doc.update(rows if stats.is_measured(rows) else {f"{k}_file": rows for k in keys})
+    save("the knob measure")
+    doc["knob"] = attempt("knob", lambda: knob.alone(tools.readloop, n_read=max(1, plan.stock_c // 2),
+                                                     n_write=max(1, plan.stock_c // 5), rounds=STOCK_ROUNDS,
+                                                     seed=seed + 7))
     save("the stock rows")
     partial: dict[str, Any] = {}
     doc["stock"] = partial
