@@ -33,6 +33,16 @@ def _why(entry: Any) -> str:
     return reason if reason.startswith("not in this kernel") else _nm(entry)
 
 
+def _whys(entry: Any, k: int) -> list[str]:
+    """A row of k cells that have no figure: the reason in full once, then its short form."""
+    why = _why(entry)
+    return [why, *[why.split(":", 1)[0]] * (k - 1)]
+
+
+def _up(where: str) -> str:
+    return where[:1].upper() + where[1:]
+
+
 def guest_knob(doc: dict[str, Any]) -> Any:
     """The guest boot's knob result (inguest.guest_main's "knob" part), None when the run has none."""
     return stats.dig(doc, "patched", "knob")
@@ -227,7 +237,7 @@ def _tables(k: dict[str, Any], where: str) -> tuple[list[str], list[Any]]:
     for key, what in READ_ROUTES.items():
         e = r.get(key) if stats.is_measured(r) else r
         if not stats.is_measured(e):
-            read_rows.append([what, *[_why(e)] * 6])
+            read_rows.append([what, *_whys(e, 6)])
             continue
         read_rows.append([what, _cell(e), _cell(e, 0.99),
                           _ratio(e, base, "map lookup") if key != "map" else "the baseline",
@@ -239,7 +249,7 @@ def _tables(k: dict[str, Any], where: str) -> tuple[list[str], list[Any]]:
     for key, what in WRITE_ROUTES.items():
         e = w.get(key) if stats.is_measured(w) else w
         if not stats.is_measured(e):
-            write_rows.append([what, *[_why(e)] * 4])
+            write_rows.append([what, *_whys(e, 4)])
             continue
         write_rows.append([what, _cell(e), _cell(e, 0.99),
                            "the baseline" if key == "map_update" else _ratio(e, wbase, "map update"),
@@ -249,7 +259,7 @@ def _tables(k: dict[str, Any], where: str) -> tuple[list[str], list[Any]]:
           "p50 vs xattr read", "value read", "failed reads"], read_rows),
         ([f"write from user space (the same 8 bytes), {where}", "C p50 [95% CI] n", "C p99 [95% CI] n",
           "C p50 vs map update", "C p50 vs setxattr"], write_rows)]
-    text = [f"{where.capitalize()}: the knob file {k.get('file', 'not measured: an older result (no file part)')}."
+    text = [f"{_up(where)}: the knob file: {k.get('file', 'not measured: an older result (no file part)')}."
             + (" NOT equal work in this run: a route read another value or failed (the table's last columns)."
                if stats.is_measured(r) and not r.get("equal") else "")]
     if stats.is_measured(who):
@@ -289,7 +299,7 @@ def section(doc: dict[str, Any]) -> Section:
         return Section(title, text=["not measured: the knob measure did not run"])
     for one, where in parts:
         if not stats.is_measured(one):
-            text.append(f"{where.capitalize()}: {_nm(one)}.")
+            text.append(f"{_up(where)}: {_nm(one)}.")
             continue
         t, tb = _tables(one, where)
         text += t
