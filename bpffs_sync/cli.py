@@ -29,6 +29,7 @@ HANDLERS = {  # command -> the module whose main(args) runs it
     "stop": "bpffs_sync.commands.stop",
     "demo": "bpffs_sync.commands.demo",
     "export": "bpffs_sync.commands.export",
+    "knob": "bpffs_sync.commands.knob",
     "bench": "bpffs_sync.measure.bench_command",  # the lab
     "report": "bpffs_sync.measure.report.command",  # the lab
 }
@@ -188,6 +189,26 @@ def _add_export(sub: Any) -> None:
                    help="do not serve: print /healthz's verdict on the daemon and exit 0 (ok) or 1 (a probe)")
 
 
+def _add_knob(sub: Any) -> None:
+    """`knob set|get`: a writable stat file of the kernel's mirror (commands/knob.py checks the arguments)."""
+    p = sub.add_parser("knob", help="set or read a per-cgroup knob: a kernel mirror file that takes writes "
+                                    "(Approach 1; e.g. oncpu_weight)")
+    ksub = p.add_subparsers(dest="knob_command", required=True, parser_class=_Parser)
+    for name, text in (("set", "write VALUE to the cgroup's knob file (one write, the bytes as given)"),
+                       ("get", "read the cgroup's knob file")):
+        k = ksub.add_parser(name, help=text)
+        _logging(k)
+        k.add_argument("--bpffs", type=_path, metavar="DIR",
+                       help="the bpffs holding the kernel's mirror (default /sys/fs/bpf)")
+        k.add_argument("cgroup", metavar="CGROUP",
+                       help="the cgroup as /proc/<pid>/cgroup names it, from the v2 root: jobs/a (/ is the root)")
+        k.add_argument("stat", metavar="STAT", help="the knob's file name, e.g. oncpu_weight")
+        if name == "set":
+            k.add_argument("value", metavar="VALUE", help="what to write; the knob's program judges it "
+                                                          "(oncpu_weight: an integer 0..1000)")
+        k.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
 def _positive_boots(text: str) -> int:
     try:
         n = int(text)
@@ -274,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long `sustained` runs (default 60; e.g. 2 for a quick run)")
     p.add_argument("--json", action="store_true")
     _add_export(sub)
+    _add_knob(sub)
     _add_report(sub)
     return parser
 

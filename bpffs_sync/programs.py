@@ -9,6 +9,13 @@ A reader in a sleepable section (SEC("iter.s/cgroup"), SEC("cgroup/stat.s")) is 
 BPF_F_SLEEPABLE: the loader reads the section name from the object (loader.LoadedStat), so the
 object, not the catalogue, says it. A stat whose reader calls kfuncs names them (`kfuncs`): a
 kernel whose BTF lacks one is refused in one line before anything is loaded (require_kfuncs).
+
+A knob (`knob=True`: oncpu_weight) is a stat whose file also takes writes: its reader serves both
+(ctx->write), which only the kernel-approach1 series has (13/15: links made with
+BPF_F_CGROUP_STAT_WRITE, kernel_a1.KernelMirror). It is kernel-only: a kernel without the series'
+writable files is refused in one line (require_kfuncs), and so is the user-space mirror on any
+kernel (object_path: its iterator build is never loaded). Its stats map is cgroup storage, not a
+hash keyed by struct cg_key: nothing but the kernel mode, which never forgets cgroups by key, uses it.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class StatProgram:
     collectors: tuple[Collector, ...]  # in order of preference; exactly one is loaded; () with no stats_map
     description: str
     kfuncs: Kfuncs | None = None  # checked against the kernel's BTF before loading (require_kfuncs)
+    knob: bool = False  # its files take writes: Approach 1's writable links only (see the module docstring)
 
     def __post_init__(self) -> None:
         if (self.stats_map is None) != (not self.collectors):
@@ -93,6 +101,15 @@ CATALOGUE: dict[str, StatProgram] = {
             "the memcg kfuncs of mm/bpf_memcontrol.c, Linux 7.0 and later",
         ),
     ),
+    "oncpu_weight": StatProgram(
+        name="oncpu_weight",
+        object_file="oncpu_weight.bpf.o",
+        stats_map="oncpu_weights",  # cgroup storage: weight and weighted_ns per cgroup
+        collectors=(Collector(("weight_tp_btf",), None),),  # tp_btf only: cgroup storage needs a trusted cgroup
+        description="a knob: the cgroup's weight (0..1000, default 100; write it) and its own on-CPU time "
+                    "scaled by it (weighted_ns); Approach 1 kernels only",
+        knob=True,
+    ),
 }
 DEFAULT_PROGRAMS: tuple[str, ...] = ("hist_oncpu",)
 
@@ -119,8 +136,24 @@ def missing_kfuncs(spec: StatProgram) -> list[str]:
     return [n for n in spec.kfuncs.names if n not in have]
 
 
+WRITE_STRUCT = "bpf_cgroup_stat_write"  # kernel-approach1 13/15: what a write hands a cgroup stat program
+
+
+def writable_files() -> bool:
+    """Does the running kernel's BTF have the series' writable cgroup stat files (13/15)?"""
+    found = btf.vmlinux_or_none(structs=(WRITE_STRUCT,))
+    return found is not None and WRITE_STRUCT in found.structs
+
+
 def require_kfuncs(spec: StatProgram) -> None:
-    """Refuse (KernelUnsupported, one line) a stat whose reader calls kfuncs this kernel lacks."""
+    """Refuse (KernelUnsupported, one line) a stat this kernel cannot load: one whose reader calls
+    kfuncs this kernel lacks, or a knob on a kernel without the series' writable files."""
+    if spec.knob and not writable_files():
+        raise KernelUnsupported(
+            "stat program", spec.name, 0,
+            f"a knob: needs the kernel-approach1 series' writable cgroup stat files (struct {WRITE_STRUCT}); "
+            f"this kernel ({os.uname().release}) has none, and a stock kernel cannot run it",
+        )
     missing = missing_kfuncs(spec)
     if missing and spec.kfuncs is not None:
         raise KernelUnsupported(
@@ -149,7 +182,10 @@ def object_dir() -> Path:
 
 def object_path(spec: StatProgram, cgroup_stat: bool = False) -> str:
     """The stat's object: built as SEC("iter/cgroup"), or as SEC("cgroup/stat") with cgroup_stat
-    (the kernel series' program type)."""
+    (the kernel series' program type). A knob has no iterator build to load: refused, one line."""
+    if spec.knob and not cgroup_stat:
+        raise UsageError("stat program", spec.name, 0, "a knob: only Approach 1's kernel links serve it "
+                         "(`bpffs-sync run --kernel --program " + spec.name + "`), never the user-space mirror")
     name = spec.object_file.replace(".bpf.o", ".stat.bpf.o") if cgroup_stat else spec.object_file
     path = object_dir() / name
     if not path.is_file():

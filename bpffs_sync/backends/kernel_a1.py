@@ -117,21 +117,35 @@ def pin_verdict(kind: str, desc: libbpf.CgroupStatLinkDesc | None, name: str, ro
     return PIN_OURS if ours else PIN_OTHER
 
 
+def link_flags(spec: StatProgram) -> int:
+    """The link_create.cgroup_stat.flags a stat's links are made with: BPF_F_CGROUP_STAT_WRITE for a
+    knob (its files take writes, 13/15), none for any other stat (its files refuse them, EPERM)."""
+    return libbpf.BPF_F_CGROUP_STAT_WRITE if spec.knob else 0
+
+
 class KernelMirror(StatLink):
     """One stat's Approach 1 link per hierarchy: its files in the bpffs mirror, pinned as
-    `native_link` (v2) or `native_link_h<id>` (a v1 hierarchy)."""
+    `native_link` (v2) or `native_link_h<id>` (a v1 hierarchy). flags: the link's
+    link_create.cgroup_stat.flags (default link_flags(spec): only a knob's files take writes); a
+    pinned link made with other flags is not adopted."""
 
     exists_hint = "another link already makes files of this name (`bpffs-sync clean --kernel` detaches it)"
 
+    def __init__(self, layout: Layout, spec: StatProgram, force_raw_tp: bool = False,
+                 flags: int | None = None) -> None:
+        super().__init__(layout, spec, force_raw_tp)
+        self.flags = link_flags(spec) if flags is None else flags
+
     def _create(self, prog_fd: int, cgroup_fd: int, name: str | None) -> int:
-        return libbpf.link_create_cgroup_stat(prog_fd, cgroup_fd, name)
+        return libbpf.link_create_cgroup_stat(prog_fd, cgroup_fd, name, flags=self.flags)
 
     def _describe(self, fd: int, what: str) -> libbpf.CgroupStatLinkDesc | None:
         return libbpf.cgroup_stat_link_info(fd, what)
 
     def _ours(self, desc: LinkDesc, root_id: int, hierarchy_id: int) -> bool:
         assert isinstance(desc, libbpf.CgroupStatLinkDesc)
-        return pin_verdict("link", desc, self.spec.name, root_id, hierarchy_id) == PIN_OURS
+        return (pin_verdict("link", desc, self.spec.name, root_id, hierarchy_id) == PIN_OURS
+                and desc.flags == self.flags)
 
     def pin_name(self, hierarchy_id: int) -> str:
         return pin_name(hierarchy_id)
@@ -207,7 +221,8 @@ def detach_all(names: Iterable[str] | None = None) -> int:
 def link_doc(desc: libbpf.CgroupStatLinkDesc) -> dict[str, Any]:
     """A cgroup stat link as `verify --kernel --json` and `status --json` show it."""
     return {"id": desc.link_id, "name": desc.name, "cgroup_id": desc.cgroup_id, "hierarchy_id": desc.hierarchy_id,
-            "nr_files": desc.nr_files, "nr_errors": desc.nr_errors}
+            "nr_files": desc.nr_files, "nr_errors": desc.nr_errors,
+            "writable": bool(desc.flags & libbpf.BPF_F_CGROUP_STAT_WRITE)}
 
 
 def read_file_identity(dir_fd: int, name: str, what: str, st: os.stat_result) -> Actual:
@@ -268,6 +283,7 @@ def verify_tree(layout: Layout, links: list[libbpf.CgroupStatLinkDesc]) -> Repor
         if desc.cgroup_id and desc.cgroup_id in where and made != desc.nr_files:
             problems.append(f"link {desc.link_id} ({desc.name}): nr_files {desc.nr_files}, {made} files found")
     problems += _stale_programs(layout, mine)
+    problems += _flag_problems(mine)
     cgroups = sum(1 for want in desired.values() if want.kind is Kind.DIR)
     files = sum(1 for have in actual.tree.values() if have.kind is Kind.PIN)
     return Report(layout, plan, cgroups, files, link_problems=problems,
@@ -347,6 +363,20 @@ def _stale_programs(layout: Layout, links: list[libbpf.CgroupStatLinkDesc]) -> l
             "(`bpffs-sync run --kernel` swaps it)"
             for d in links if d.name in CATALOGUE and gens.map_ids.get(d.name) is not None
             and not gens.judge(d.name, d.prog_id)]
+
+
+def _flag_problems(links: list[libbpf.CgroupStatLinkDesc]) -> list[str]:
+    """Links of our stats made with other flags than link_flags() says (a knob whose files refuse
+    writes, or another stat's files that take them), live ones only."""
+    out = []
+    for d in links:
+        spec = CATALOGUE.get(d.name)
+        if spec is None or not d.cgroup_id or d.flags == link_flags(spec):
+            continue
+        says = "take no writes" if spec.knob else "take writes"
+        out.append(f"link {d.link_id} ({d.name}): its files {says} (flags {d.flags:#x}, want "
+                   f"{link_flags(spec):#x}; `bpffs-sync run --kernel --program {d.name}` replaces it)")
+    return out
 
 
 # --- the backend -----------------------------------------------------------------------------------
