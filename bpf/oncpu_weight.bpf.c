@@ -6,11 +6,11 @@
  *
  * Knob: a cgroup's weight, 0..1000, default 100, kept in cgroup storage (oncpu_weights, pinned by
  * the loader under <bpffs>/bpffs-sync/oncpu_weight/ like every stats map).
- * Reader/writer (SEC("cgroup/stat"), one program for both; ctx->write says which):
+ * Reader/writer (SEC("cgroup/stat"), one program for both; ctx->data says which):
  *	write: the decimal weight, one optional trailing newline ("echo 200 > file"): 0, or -EINVAL
- *	       for anything else (empty, a sign, a space, other bytes), -ERANGE for a number above
- *	       1000 or below 0; the value is kept on any error. Each write(2) is one run, at most
- *	       256 bytes (the kernel's -E2BIG beyond).
+ *	       for anything else (a sign, a space, other bytes), -ERANGE for a number above 1000 or
+ *	       below 0; the value is kept on any error. Each write(2) is one run, 1 to 256 bytes (the
+ *	       kernel answers a write of 0 bytes itself, and one of more with -E2BIG).
  *	read:  cgroup_id: <id>		(the first line of every bpf/ stat: verify checks it)
  *	       weight: <weight>
  *	       weighted_ns: <ns>
@@ -22,11 +22,12 @@
  * skipped. No raw_tp fallback: cgroup storage needs a trusted cgroup, which only tp_btf's typed
  * arguments give (prev->cgroups->dfl_cgrp, RCU-protected in a non-sleepable program).
  *
- * The program context and the write are kernel-internal types of the series (include/linux/bpf.h),
- * absent from a stock kernel's BTF and so from the vmlinux.h this builds with: declared here with
- * a ___a1 flavour, CO-RE relocated against the running kernel's struct bpf_cgroup_stat_ctx and
- * struct bpf_cgroup_stat_write. The bytes are read with bpf_probe_read_kernel(), whole: the
- * verifier allows no variable-offset read of write->data.
+ * The program context is a kernel-internal type of the series (include/linux/bpf.h), absent from
+ * a stock kernel's BTF and so from the vmlinux.h this builds with: declared here with a ___a1
+ * flavour, CO-RE relocated against the running kernel's struct bpf_cgroup_stat_ctx. ctx->data is
+ * read-only memory (NULL for a read) of the ctx->size bytes written, then zeros, 257 bytes in all;
+ * this reads at most its first 256 (link create refuses a writable link whose program reads past
+ * the buffer).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -37,18 +38,13 @@
 #define EINVAL 22
 #define ERANGE 34
 #define ENOMEM 12
-#define EFAULT 14
 #define WRITE_MAX 256	/* BPF_CGROUP_STAT_WRITE_MAX */
-
-struct bpf_cgroup_stat_write___a1 {
-	__u32 size;
-	char data[WRITE_MAX];
-} __attribute__((preserve_access_index));
 
 struct bpf_cgroup_stat_ctx___a1 {
 	struct bpf_iter_meta *meta;
 	struct cgroup *cgroup;
-	struct bpf_cgroup_stat_write___a1 *write;	/* NULL for a read */
+	const char *data;	/* NULL for a read */
+	__u32 size;		/* bytes written */
 } __attribute__((preserve_access_index));
 
 struct {
@@ -97,9 +93,9 @@ int BPF_PROG(weight_tp_btf, bool preempt, struct task_struct *prev, struct task_
 }
 
 /*
- * 0 and the weight in *out, or -EINVAL / -ERANGE: see the file-top comment. One pass over
- * constant offsets of buf (the trailing newline is recognised in the loop, not by indexing buf
- * with size - 1); the value saturates at WEIGHT_MAX + 1, however many digits follow.
+ * 0 and the weight in *out, or -EINVAL / -ERANGE: see the file-top comment. One pass over buf's
+ * first size bytes, at most WRITE_MAX (a larger size, which the kernel never passes, is -EINVAL);
+ * the value saturates at WEIGHT_MAX + 1, however many digits follow.
  */
 static __always_inline int parse_weight(const char *buf, __u32 size, __u64 *out)
 {
@@ -107,6 +103,8 @@ static __always_inline int parse_weight(const char *buf, __u32 size, __u64 *out)
 	__u32 i, digits = 0;
 	__u64 val = 0;
 
+	if (size > WRITE_MAX)
+		return -EINVAL;
 	for (i = 0; i < WRITE_MAX; i++) {
 		char c;
 
@@ -139,17 +137,15 @@ static __always_inline int parse_weight(const char *buf, __u32 size, __u64 *out)
 SEC("cgroup/stat")
 int oncpu_weight(struct bpf_cgroup_stat_ctx___a1 *ctx)
 {
-	struct bpf_cgroup_stat_write___a1 *write = ctx->write;
+	const char *data = ctx->data;
 	struct cgroup *cgrp = ctx->cgroup;
 	struct weight_value *v;
-	char buf[WRITE_MAX];
 	__u64 weight;
-	__u32 size;
 	int err;
 
 	if (!cgrp)
 		return 0;
-	if (!write) {
+	if (!data) {
 		struct seq_file *seq = ctx->meta->seq;
 
 		v = bpf_cgrp_storage_get(&oncpu_weights, cgrp, 0, 0);
@@ -158,12 +154,7 @@ int oncpu_weight(struct bpf_cgroup_stat_ctx___a1 *ctx)
 		BPF_SEQ_PRINTF(seq, "weighted_ns: %llu\n", v ? v->weighted_ns : 0);
 		return 0;
 	}
-	size = write->size;
-	if (size > WRITE_MAX)	/* the kernel refuses it first (-E2BIG) */
-		return -EINVAL;
-	if (bpf_probe_read_kernel(buf, sizeof(buf), write->data))
-		return -EFAULT;
-	err = parse_weight(buf, size, &weight);
+	err = parse_weight(data, ctx->size, &weight);
 	if (err)
 		return err;
 	v = bpf_cgrp_storage_get(&oncpu_weights, cgrp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);

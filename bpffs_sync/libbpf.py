@@ -127,8 +127,9 @@ class LinkInfo(Structure):
 
 
 class CgroupStatLinkInfo(Structure):
-    """struct bpf_link_info, cgroup_stat member, with Approach 2's flags and hierarchy_id (56 bytes;
-    a kernel with Approach 1 alone copies its 48 and leaves both 0)."""
+    """struct bpf_link_info, cgroup_stat member, with flags (Approach 2's, and Approach 1's from its
+    13/15: the link-create flags) and Approach 2's hierarchy_id (56 bytes; a kernel with Approach 1
+    alone copies its 52, or 48 before 13/15, and leaves the rest 0)."""
 
     _fields_ = (
         ("type", c_uint32),
@@ -656,7 +657,7 @@ class CgroupStatLinkDesc:
     nr_files: int
     nr_errors: int
     hierarchy_id: int = 0  # the root's hierarchy (fdinfo): 0 is the default (v2) one, and once detached
-    flags: int = 0  # link_create.cgroup_stat.flags (fdinfo): BPF_F_CGROUP_STAT_WRITE when its files take writes
+    flags: int = 0  # link_create.cgroup_stat.flags (bpf_link_info, 13/15 on): with the write flag, files take writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,14 +667,13 @@ class LinkFdinfo:
         cgroup_id:\t<root's id, 0 once detached>
         hierarchy_id:\t<root's hierarchy, 0: the default one and once detached>
         name:\t<file name>
-        flags:\t<link_create.cgroup_stat.flags, %#x>     (13/15 on)
         nr_files:\t<n>
         nr_errors:\t<n>
 
     An image built before Approach 1's patch 9 has no hierarchy_id line: its links can be rooted
-    on the default hierarchy only, so the absent line means 0, and hierarchy_reported says so. The
-    link's `flags` line repeats a key of the generic lines (the file's open flags, in octal, come
-    first): the link's is the one after cgroup_id; none (an image before 13/15) means 0."""
+    on the default hierarchy only, so the absent line means 0, and hierarchy_reported says so. (13/15
+    adds a `flags:` line, which repeats a key of the generic lines: the link's flags are read from
+    bpf_link_info instead.)"""
 
     cgroup_id: int
     hierarchy_id: int
@@ -681,7 +681,6 @@ class LinkFdinfo:
     nr_files: int
     nr_errors: int
     hierarchy_reported: bool  # False: no hierarchy_id line (a kernel before v1 support): 0 assumed
-    link_flags: int = 0  # the link's flags line (BPF_F_CGROUP_STAT_WRITE), not the file's
 
 
 _FDINFO_INTS = ("cgroup_id", "nr_files", "nr_errors")
@@ -693,12 +692,9 @@ def parse_link_fdinfo(text: str, what: str = "link") -> LinkFdinfo:
     nr_files or nr_errors, or a number that is not one, is a LibbpfError naming `what`: not a
     cgroup stat link's fdinfo (or a format this code does not know)."""
     fields: dict[str, str] = {}
-    link_flags = "0"
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        if sep and key == "flags" and "cgroup_id" in fields:
-            link_flags = value.strip("\t ")
-        elif sep and key not in fields:
+        if sep and key not in fields:
             fields[key] = value.strip("\t ")
     missing = [k for k in (*_FDINFO_INTS, "name") if k not in fields]
     if missing:
@@ -708,16 +704,11 @@ def parse_link_fdinfo(text: str, what: str = "link") -> LinkFdinfo:
     if reported:
         wanted["hierarchy_id"] = fields["hierarchy_id"]
     bad = [f"{k}: {v!r}" for k, v in wanted.items() if not v.isdigit()]
-    try:
-        flags = int(link_flags, 16)  # "%#x": 0x2, or 0
-    except ValueError:
-        bad.append(f"flags: {link_flags!r}")
-        flags = 0
     if bad:
         raise LibbpfError("fdinfo", what, errno_mod.EINVAL, f"not a number: {'; '.join(bad)}")
     return LinkFdinfo(cgroup_id=int(wanted["cgroup_id"]), hierarchy_id=int(wanted.get("hierarchy_id", "0")),
                       name=fields["name"], nr_files=int(wanted["nr_files"]), nr_errors=int(wanted["nr_errors"]),
-                      hierarchy_reported=reported, link_flags=flags)
+                      hierarchy_reported=reported)
 
 
 def link_fdinfo(fd: int, what: str = "link") -> LinkFdinfo:
@@ -730,19 +721,17 @@ def link_fdinfo(fd: int, what: str = "link") -> LinkFdinfo:
     return parse_link_fdinfo(text, what)
 
 
-# link_create.cgroup_stat.flags of kernel-approach1 13/15 (include/uapi/linux/bpf.h): the link's files
-# take writes. A fixed UAPI bit (bit 0 is Approach 2's BPF_F_CGROUP_STAT_CGROUPFS), not read from BTF:
-# the compiler may drop the anonymous enum; programs.writable_files() probes the series by its struct.
-BPF_F_CGROUP_STAT_WRITE = 1 << 1
-BPF_CGROUP_STAT_WRITE_MAX = 256  # the most bytes one write(2) hands the program; -E2BIG beyond
+# The most bytes one write(2) to a writable cgroup stat file hands its program, -E2BIG beyond (kernel-approach1
+# 13/15's BPF_CGROUP_STAT_WRITE_MAX): for messages only, nothing is sized by it.
+BPF_CGROUP_STAT_WRITE_MAX = 256
 
 
 def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = None, cgroupfs: bool = False,
                             flags: int = 0) -> int:
     """BPF_LINK_CREATE of a cgroup stat link at the cgroup open at cgroup_fd; returns the link fd.
     cgroupfs: Approach 2's files in cgroupfs (BPF_F_CGROUP_STAT_CGROUPFS), else Approach 1's mirror.
-    flags: more link_create.cgroup_stat.flags (BPF_F_CGROUP_STAT_WRITE: the files take writes).
-    The numbers (attach type, cgroupfs flag) are this kernel's (series.uapi()).
+    flags: more link_create.cgroup_stat.flags, this kernel's numbers (series.uapi().write_flag: the
+    files take writes). The numbers (attach type, cgroupfs flag) are this kernel's (series.uapi()).
 
     A raw bpf(2) call: the link's optional file name needs the series' bpf_attr layout, which an
     installed libbpf may predate.
@@ -763,8 +752,7 @@ def link_create_cgroup_stat(prog_fd: int, cgroup_fd: int, name: str | None = Non
         name_len=len(raw),
         name_flags=flags,
     )
-    op = "BPF_LINK_CREATE cgroup_stat" + (" cgroupfs" if cgroupfs else "") + \
-        (" write" if flags & BPF_F_CGROUP_STAT_WRITE else "")
+    op = "BPF_LINK_CREATE cgroup_stat" + (" cgroupfs" if cgroupfs else "") + (f" flags {flags:#x}" if flags else "")
     return sys_bpf(BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr), op, name or f"prog fd {prog_fd}")
 
 
@@ -828,7 +816,7 @@ def cgroup_stat_link_info(fd: int, what: str = "link") -> CgroupStatLinkDesc | N
     fdinfo = link_fdinfo(fd, what)
     return CgroupStatLinkDesc(link_id=info.id, prog_id=info.prog_id, cgroup_id=fdinfo.cgroup_id, name=name,
                               nr_files=fdinfo.nr_files, nr_errors=fdinfo.nr_errors,
-                              hierarchy_id=fdinfo.hierarchy_id, flags=fdinfo.link_flags)
+                              hierarchy_id=fdinfo.hierarchy_id, flags=info.flags)
 
 
 def _links_where(view: Callable[[int, str], T | None]) -> list[T]:

@@ -11,7 +11,7 @@ object, not the catalogue, says it. A stat whose reader calls kfuncs names them 
 kernel whose BTF lacks one is refused in one line before anything is loaded (require_kfuncs).
 
 A knob (`knob=True`: oncpu_weight) is a stat whose file also takes writes: its reader serves both
-(ctx->write), which only the kernel-approach1 series has (13/15: links made with
+(ctx->data, ctx->size), which only the kernel-approach1 series has (13/15: links made with
 BPF_F_CGROUP_STAT_WRITE, kernel_a1.KernelMirror). It is kernel-only: a kernel without the series'
 writable files is refused in one line (require_kfuncs), and so is the user-space mirror on any
 kernel (object_path: its iterator build is never loaded). Its stats map is cgroup storage, not a
@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpffs_sync import btf
+from bpffs_sync import btf, series
 from bpffs_sync.errors import EnvironmentProblem, KernelUnsupported, UsageError
 
 
@@ -136,13 +136,11 @@ def missing_kfuncs(spec: StatProgram) -> list[str]:
     return [n for n in spec.kfuncs.names if n not in have]
 
 
-WRITE_STRUCT = "bpf_cgroup_stat_write"  # kernel-approach1 13/15: what a write hands a cgroup stat program
-
-
 def writable_files() -> bool:
-    """Does the running kernel's BTF have the series' writable cgroup stat files (13/15)?"""
-    found = btf.vmlinux_or_none(structs=(WRITE_STRUCT,))
-    return found is not None and WRITE_STRUCT in found.structs
+    """Does the running kernel have the series' writable cgroup stat files (13/15: its BTF names
+    BPF_F_CGROUP_STAT_WRITE)?"""
+    uapi = series.carried().uapi
+    return uapi is not None and uapi.write_flag is not None
 
 
 def require_kfuncs(spec: StatProgram) -> None:
@@ -151,7 +149,7 @@ def require_kfuncs(spec: StatProgram) -> None:
     if spec.knob and not writable_files():
         raise KernelUnsupported(
             "stat program", spec.name, 0,
-            f"a knob: needs the kernel-approach1 series' writable cgroup stat files (struct {WRITE_STRUCT}); "
+            f"a knob: needs the kernel-approach1 series' writable cgroup stat files ({series.WRITE_FLAG}); "
             f"this kernel ({os.uname().release}) has none, and a stock kernel cannot run it",
         )
     missing = missing_kfuncs(spec)

@@ -8,6 +8,8 @@ read from the running kernel's BTF (btf.py), never hard-coded:
                                                 BPF_LINK_TYPE_CGROUP_STAT
     Approach 1 (its 5/11, the bpffs mirror)     OPT_CGROUP_MIRROR, bpffs's `cgroup_mirror` mount option
     Approach 2 (its 7/8)                        BPF_F_CGROUP_STAT_CGROUPFS (link_create.cgroup_stat.flags)
+    Approach 1's file writes (its 13/15)        BPF_F_CGROUP_STAT_WRITE (the same flags; bit 0 in both images,
+                                                the comparison image moves CGROUPFS to bit 1)
 
 Each series carries the shared prerequisites itself (kernel-approach2/prereqs), so a kernel may carry
 Approach 1 alone, Approach 2 alone, or both (the comparison image). The compiler may drop an
@@ -29,10 +31,11 @@ ATTACH_TYPE = "BPF_CGROUP_STAT"
 LINK_TYPE = "BPF_LINK_TYPE_CGROUP_STAT"
 MIRROR_OPTION = "OPT_CGROUP_MIRROR"
 CGROUPFS_FLAG = "BPF_F_CGROUP_STAT_CGROUPFS"
+WRITE_FLAG = "BPF_F_CGROUP_STAT_WRITE"
 A2_LINK_STRUCT = "bpf_stat_link"
 CGROUPFS_FLAG_UAPI = 1 << 0  # kernel-approach2 7/8, include/uapi/linux/bpf.h: used only if BTF dropped its enum
 
-_ENUMS = (PROG_TYPE, ATTACH_TYPE, LINK_TYPE, MIRROR_OPTION, CGROUPFS_FLAG)
+_ENUMS = (PROG_TYPE, ATTACH_TYPE, LINK_TYPE, MIRROR_OPTION, CGROUPFS_FLAG, WRITE_FLAG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class Uapi:
     attach_type: int  # BPF_CGROUP_STAT
     link_type: int  # BPF_LINK_TYPE_CGROUP_STAT
     cgroupfs_flag: int | None  # BPF_F_CGROUP_STAT_CGROUPFS; None: no Approach 2
+    write_flag: int | None = None  # BPF_F_CGROUP_STAT_WRITE; None: no writable files (Approach 1 before 13/15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +73,7 @@ def from_btf(found: btf.Found | None) -> Carried:
     flag = found.enum_value(CGROUPFS_FLAG)
     if flag is None and A2_LINK_STRUCT in found.structs:
         flag = CGROUPFS_FLAG_UAPI
-    uapi = Uapi(prog_type, attach_type, link_type, flag)
+    uapi = Uapi(prog_type, attach_type, link_type, flag, found.enum_value(WRITE_FLAG))
     return Carried(uapi, approach1=found.enum_value(MIRROR_OPTION) is not None, approach2=flag is not None)
 
 

@@ -13,20 +13,17 @@ from collections.abc import Iterator
 import pytest
 from helpers import assert_one_line_error, cli
 
-from bpffs_sync import libbpf, programs
+from bpffs_sync import btf, programs, series
 from bpffs_sync.backends import kernel_a1
 from bpffs_sync.commands import knob
-from bpffs_sync.errors import CgroupGone, KernelUnsupported, LibbpfError, PermissionDenied, SyncError, UsageError
+from bpffs_sync.errors import CgroupGone, KernelUnsupported, PermissionDenied, SyncError, UsageError
 from bpffs_sync.libbpf import CgroupStatLinkDesc
 from bpffs_sync.programs import CATALOGUE
 from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 WEIGHT = CATALOGUE["oncpu_weight"]
 TARGET = knob.Target("/sys/fs/bpf", ("jobs", "a"), "oncpu_weight")
-# A 7.3 link made with BPF_F_CGROUP_STAT_WRITE: the file's open flags come first, the link's after cgroup_id.
-FDINFO_WRITE = ("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nlink_type:\tcgroup_stat\nlink_id:\t12\n"
-                "prog_id:\t40\ncgroup_id:\t3\nhierarchy_id:\t0\nname:\toncpu_weight\nflags:\t0x2\nnr_files:\t4\n"
-                "nr_errors:\t0\n")
+WRITE = 1 << 0  # BPF_F_CGROUP_STAT_WRITE as 13/15's UAPI has it; the code reads it from the kernel's BTF
 
 
 @pytest.mark.unit
@@ -91,20 +88,10 @@ def test_a_kernel_without_writable_files_refuses_a_knob(monkeypatch: pytest.Monk
     monkeypatch.setattr(programs, "writable_files", lambda: False)
     with pytest.raises(KernelUnsupported) as err:
         programs.require_kfuncs(WEIGHT)
-    assert "bpf_cgroup_stat_write" in str(err.value) and "stock kernel" in str(err.value)
+    assert "BPF_F_CGROUP_STAT_WRITE" in str(err.value) and "stock kernel" in str(err.value)
     programs.require_kfuncs(CATALOGUE["hist_oncpu"])  # not a knob: nothing asked
     monkeypatch.setattr(programs, "writable_files", lambda: True)
     programs.require_kfuncs(WEIGHT)
-
-
-@pytest.mark.unit
-def test_link_fdinfo_flags_are_the_links_not_the_files() -> None:
-    got = libbpf.parse_link_fdinfo(FDINFO_WRITE)
-    assert (got.link_flags, got.name, got.nr_files) == (libbpf.BPF_F_CGROUP_STAT_WRITE, "oncpu_weight", 4)
-    older = libbpf.parse_link_fdinfo(FDINFO_WRITE.replace("flags:\t0x2\n", ""))  # an image before 13/15
-    assert older.link_flags == 0
-    with pytest.raises(LibbpfError):
-        libbpf.parse_link_fdinfo(FDINFO_WRITE.replace("0x2", "two"))
 
 
 def _desc(name: str, flags: int, cgroup_id: int = 5) -> CgroupStatLinkDesc:
@@ -114,19 +101,40 @@ def _desc(name: str, flags: int, cgroup_id: int = 5) -> CgroupStatLinkDesc:
 
 @pytest.mark.unit
 def test_only_a_knobs_links_are_writable() -> None:
-    assert kernel_a1.link_flags(WEIGHT) == libbpf.BPF_F_CGROUP_STAT_WRITE
-    assert [kernel_a1.link_flags(s) for s in CATALOGUE.values() if not s.knob] == [0] * (len(CATALOGUE) - 1)
-    assert kernel_a1.link_doc(_desc("oncpu_weight", 2))["writable"] is True
+    assert kernel_a1.link_flags(WEIGHT, WRITE) == WRITE
+    assert [kernel_a1.link_flags(s, WRITE) for s in CATALOGUE.values() if not s.knob] == [0] * (len(CATALOGUE) - 1)
+
+
+@pytest.mark.unit
+def test_a_knob_needs_the_kernels_write_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No BPF_F_CGROUP_STAT_WRITE in the kernel's BTF: a knob's link is refused in one line, other stats are not."""
+    monkeypatch.setattr(series, "uapi", lambda: series.Uapi(33, 62, 16, None, None))
+    with pytest.raises(KernelUnsupported) as err:
+        kernel_a1.link_flags(WEIGHT)
+    assert "BPF_F_CGROUP_STAT_WRITE" in str(err.value)
+    assert kernel_a1.link_flags(CATALOGUE["hist_oncpu"]) == 0
+
+
+@pytest.mark.unit
+def test_the_write_flag_is_read_from_btf() -> None:
+    found = btf.Found({"BPF_PROG_TYPE_CGROUP_STAT": 33, "BPF_CGROUP_STAT": 62, "BPF_LINK_TYPE_CGROUP_STAT": 16,
+                       "OPT_CGROUP_MIRROR": 7, "BPF_F_CGROUP_STAT_WRITE": 1, "BPF_F_CGROUP_STAT_CGROUPFS": 2},
+                      frozenset(), frozenset())
+    uapi = series.from_btf(found).uapi
+    assert uapi is not None and (uapi.write_flag, uapi.cgroupfs_flag) == (1, 2)
+    older = btf.Found({k: v for k, v in found.enums.items() if k != "BPF_F_CGROUP_STAT_WRITE"}, frozenset(),
+                      frozenset())
+    assert series.from_btf(older).uapi.write_flag is None  # type: ignore[union-attr]
 
 
 @pytest.mark.unit
 def test_verify_names_a_link_with_the_wrong_flags() -> None:
-    write = libbpf.BPF_F_CGROUP_STAT_WRITE
-    ok = [_desc("oncpu_weight", write), _desc("hist_oncpu", 0), _desc("someone_elses", write),
+    ok = [_desc("oncpu_weight", WRITE), _desc("hist_oncpu", 0), _desc("someone_elses", WRITE),
           _desc("oncpu_weight", 0, cgroup_id=0)]  # detached: makes no files
-    assert kernel_a1._flag_problems(ok) == []
-    bad = kernel_a1._flag_problems([_desc("oncpu_weight", 0), _desc("hist_oncpu", write)])
+    assert kernel_a1.flag_problems(ok, WRITE) == []
+    bad = kernel_a1.flag_problems([_desc("oncpu_weight", 0), _desc("hist_oncpu", WRITE)], WRITE)
     assert len(bad) == 2 and "take no writes" in bad[0] and "take writes" in bad[1]
+    assert kernel_a1.flag_problems([_desc("oncpu_weight", 0)], None) == []  # no writes here: nothing to judge
 
 
 # --- the CLI, on a private bpffs (root) -----------------------------------------------------------

@@ -117,10 +117,17 @@ def pin_verdict(kind: str, desc: libbpf.CgroupStatLinkDesc | None, name: str, ro
     return PIN_OURS if ours else PIN_OTHER
 
 
-def link_flags(spec: StatProgram) -> int:
-    """The link_create.cgroup_stat.flags a stat's links are made with: BPF_F_CGROUP_STAT_WRITE for a
-    knob (its files take writes, 13/15), none for any other stat (its files refuse them, EPERM)."""
-    return libbpf.BPF_F_CGROUP_STAT_WRITE if spec.knob else 0
+def link_flags(spec: StatProgram, write_flag: int | None = None) -> int:
+    """The link_create.cgroup_stat.flags a stat's links are made with: BPF_F_CGROUP_STAT_WRITE (this
+    kernel's number, write_flag or else its BTF's: series.uapi()) for a knob, whose files take
+    writes (13/15); none for any other stat, whose files refuse them (EPERM)."""
+    if not spec.knob:
+        return 0
+    flag = write_flag if write_flag is not None else series.uapi().write_flag
+    if flag is None:
+        raise KernelUnsupported("cgroup stat link", spec.name, errno.EOPNOTSUPP,
+                                f"a knob: the kernel's BTF has no {series.WRITE_FLAG} (kernel-approach1 13/15)")
+    return flag
 
 
 class KernelMirror(StatLink):
@@ -220,9 +227,11 @@ def detach_all(names: Iterable[str] | None = None) -> int:
 
 def link_doc(desc: libbpf.CgroupStatLinkDesc) -> dict[str, Any]:
     """A cgroup stat link as `verify --kernel --json` and `status --json` show it."""
+    uapi = series.carried().uapi
+    write_flag = uapi.write_flag if uapi is not None else None
     return {"id": desc.link_id, "name": desc.name, "cgroup_id": desc.cgroup_id, "hierarchy_id": desc.hierarchy_id,
-            "nr_files": desc.nr_files, "nr_errors": desc.nr_errors,
-            "writable": bool(desc.flags & libbpf.BPF_F_CGROUP_STAT_WRITE)}
+            "nr_files": desc.nr_files, "nr_errors": desc.nr_errors, "flags": desc.flags,
+            "writable": write_flag is not None and bool(desc.flags & write_flag)}
 
 
 def read_file_identity(dir_fd: int, name: str, what: str, st: os.stat_result) -> Actual:
@@ -283,7 +292,8 @@ def verify_tree(layout: Layout, links: list[libbpf.CgroupStatLinkDesc]) -> Repor
         if desc.cgroup_id and desc.cgroup_id in where and made != desc.nr_files:
             problems.append(f"link {desc.link_id} ({desc.name}): nr_files {desc.nr_files}, {made} files found")
     problems += _stale_programs(layout, mine)
-    problems += _flag_problems(mine)
+    uapi = series.carried().uapi
+    problems += flag_problems(mine, uapi.write_flag if uapi is not None else None)
     cgroups = sum(1 for want in desired.values() if want.kind is Kind.DIR)
     files = sum(1 for have in actual.tree.values() if have.kind is Kind.PIN)
     return Report(layout, plan, cgroups, files, link_problems=problems,
@@ -365,17 +375,21 @@ def _stale_programs(layout: Layout, links: list[libbpf.CgroupStatLinkDesc]) -> l
             and not gens.judge(d.name, d.prog_id)]
 
 
-def _flag_problems(links: list[libbpf.CgroupStatLinkDesc]) -> list[str]:
-    """Links of our stats made with other flags than link_flags() says (a knob whose files refuse
-    writes, or another stat's files that take them), live ones only."""
+def flag_problems(links: list[libbpf.CgroupStatLinkDesc], write_flag: int | None) -> list[str]:
+    """Live links of our stats made with other flags than link_flags() says (a knob whose files
+    refuse writes, or another stat's files that take them); pure. write_flag: this kernel's
+    BPF_F_CGROUP_STAT_WRITE, None without one (then nothing of a knob can be judged)."""
     out = []
     for d in links:
         spec = CATALOGUE.get(d.name)
-        if spec is None or not d.cgroup_id or d.flags == link_flags(spec):
+        if spec is None or not d.cgroup_id or (spec.knob and write_flag is None):
+            continue
+        want = link_flags(spec, write_flag)
+        if d.flags == want:
             continue
         says = "take no writes" if spec.knob else "take writes"
         out.append(f"link {d.link_id} ({d.name}): its files {says} (flags {d.flags:#x}, want "
-                   f"{link_flags(spec):#x}; `bpffs-sync run --kernel --program {d.name}` replaces it)")
+                   f"{want:#x}; `bpffs-sync run --kernel --program {d.name}` replaces it)")
     return out
 
 
