@@ -27,8 +27,8 @@ def test_knob_measure_on_real_cgroups(tools: compiled.Tools, cgroup_root: str, b
     out = knob.run(tools.readloop, cgroup_root, bpffs_mount, n_read=200, n_write=30, rounds=2, seed=7)
     read = out["read"]
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        btf = f.read()
-    has_kfunc, no_file = knob.kfunc_in_btf(knob.KFUNC, btf), knob.file_support(btf)
+        has_kfunc = knob.kfunc_in_btf(knob.KFUNC, f.read())
+    no_file = knob.file_support(knob.write_flag())
     routes = [r for r in knob.ROUTES if r != "storage" or not no_file]
     if has_kfunc:
         assert stats.is_measured(read), read

@@ -86,8 +86,8 @@ FILE_WHO_S = (f"who may write its file (a check each): {knob.FILE_COLUMNS[0]}: r
     (render_knob.FileFigures(G, write_xattr=FW, write_map=FM, equal=False),
      f"{FILE_WRITE}; its BPF-side read: NOT equal work (a route failed or read another value), so no ratio is "
      "quoted; who may write its file: not measured"),
-    (render_knob.FileFigures("host", missing="not in this kernel: its BTF has no struct bpf_cgroup_stat_write"),
-     "Approach 1's knob file: not in this kernel: its BTF has no struct bpf_cgroup_stat_write"),
+    (render_knob.FileFigures("host", missing="not in this kernel: its BTF has no BPF_F_CGROUP_STAT_WRITE"),
+     "Approach 1's knob file: not in this kernel: its BTF has no BPF_F_CGROUP_STAT_WRITE"),
     (None, "Approach 1's knob file: not measured: no run measured it"),
 ])
 def test_file_part(f: render_knob.FileFigures | None, want: str) -> None:
@@ -110,7 +110,7 @@ def test_figures_from_a_result() -> None:
     assert f.xattr is not None and f.xattr.value == pytest.approx(0.3) and f.who == who()
 
 
-NO_FILE = knob.file_support(b"")
+NO_FILE = knob.file_support(None)
 
 
 def knob_doc(file: bool) -> dict[str, object]:

@@ -197,45 +197,40 @@ int BPF_PROG(knob_switch, bool preempt, struct task_struct *prev, struct task_st
  * as a u64, in the cgroup's storage (file_knobs, which ROUTE_STORAGE reads); anything else fails
  * the write with -EINVAL. A read prints the knob in decimal, 0 when unset.
  *
- * Its context types are the series' (struct bpf_cgroup_stat_ctx, struct bpf_cgroup_stat_write):
- * only a kernel carrying patch 13 has them in its BTF, and the vmlinux.h this is built against may
- * be a stock kernel's, so they are declared here with preserve_access_index (CO-RE: the field
- * offsets come from the running kernel's BTF at load). User space loads this program (autoload)
- * only when that BTF has struct bpf_cgroup_stat_write; libbpf relocates no program it does not load.
+ * Its context is the series' struct bpf_cgroup_stat_ctx (review 6's API: ctx->data, read-only
+ * memory of the bytes written then zeros, NULL for a read; ctx->size, the bytes written): only a
+ * kernel carrying patch 13 has it in its BTF, and the vmlinux.h this is built against may be a
+ * stock kernel's, so it is declared here with preserve_access_index (CO-RE: the field offsets come
+ * from the running kernel's BTF at load). User space loads this program (autoload) only when that
+ * BTF has BPF_F_CGROUP_STAT_WRITE; libbpf relocates no program it does not load.
  */
 #define KNOB_EINVAL 22
-#define KNOB_EFAULT 14
 #define KNOB_ENOMEM 12
-
-struct bpf_cgroup_stat_write___knob {
-	__u32 size;
-	char data[256];	/* BPF_CGROUP_STAT_WRITE_MAX */
-} __attribute__((preserve_access_index));
 
 struct bpf_cgroup_stat_ctx___knob {
 	struct bpf_iter_meta *meta;
 	struct cgroup *cgroup;
-	struct bpf_cgroup_stat_write___knob *write;	/* NULL for a read */
+	const char *data;	/* NULL for a read */
+	__u32 size;		/* bytes written */
 } __attribute__((preserve_access_index));
 
 SEC("cgroup/stat")
 int knob_file(struct bpf_cgroup_stat_ctx___knob *ctx)
 {
-	struct bpf_cgroup_stat_write___knob *write = ctx->write;
+	const char *data = ctx->data;
 	struct cgroup *cgrp = ctx->cgroup;
 	__u64 val = 0, *v;
 
 	if (!cgrp)
 		return 0;
-	if (!write) {
+	if (!data) {
 		v = bpf_cgrp_storage_get(&file_knobs, cgrp, 0, 0);
 		BPF_SEQ_PRINTF(ctx->meta->seq, "%llu\n", v ? *v : 0);
 		return 0;
 	}
-	if (write->size != sizeof(val))
+	if (ctx->size != sizeof(val))
 		return -KNOB_EINVAL;
-	if (bpf_probe_read_kernel(&val, sizeof(val), write->data))
-		return -KNOB_EFAULT;
+	__builtin_memcpy(&val, data, sizeof(val));	/* a constant offset into read-only memory */
 	v = bpf_cgrp_storage_get(&file_knobs, cgrp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!v)
 		return -KNOB_ENOMEM;

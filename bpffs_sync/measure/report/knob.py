@@ -28,7 +28,7 @@ who_may_write  each cell a check run now: setxattr of user.* on a delegated cgro
             below the delegation point, and of the delegation point itself (the kernel's rule: the
             owner of the cgroupfs directory of the cgroup's parent, or CAP_SYS_ADMIN).
 
-Where the kernel has no file writes (its BTF has no struct bpf_cgroup_stat_write: a stock kernel,
+Where the kernel has no file writes (its BTF has no BPF_F_CGROUP_STAT_WRITE: a stock kernel,
 the host) the file's cells say "not in this kernel" (file_support(), computed from the BTF).
 
     python -m bpffs_sync.measure.report.knob OUT.json [--n-read N --n-write N --rounds R --seed S]
@@ -41,8 +41,6 @@ xattrs go with the directory).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import inspect
 import os
 import shutil
 import struct
@@ -69,8 +67,6 @@ CPUS = 64  # KNOB_CPUS
 _HEAD = struct.Struct("=4I4I4QQQ")  # n, errors, last, events, xattr_buf
 SLOT_SIZE = _HEAD.size + len(ROUTES) * SAMPLES * 4
 FILE_NAME = "bpffs_sync_knob"  # the writable link's file: <mirror>/cgroup/<path>/bpffs_sync_knob
-WRITE_FLAG = 1 << 1  # BPF_F_CGROUP_STAT_WRITE (kernel-approach1 patch 13's uapi; bit 0 is Approach 2's)
-WRITE_STRUCT = "bpf_cgroup_stat_write"  # in a kernel's BTF only with patch 13
 OWNER = 65534  # the delegated subtree's owner (nobody), as in a delegation to an unprivileged user
 OTHER = 65533  # another unprivileged user, owning nothing here
 KNOB_GID = 64222  # the knob map pin's group in the group-writable deployment (no name needed)
@@ -130,13 +126,20 @@ def kfunc_in_btf(name: str, btf: bytes) -> bool:
     return b"\0" + name.encode() + b"\0" in btf
 
 
-def file_support(btf: bytes) -> str:
-    """Empty when a kernel's BTF (its raw bytes) has struct bpf_cgroup_stat_write (Approach 1's file
-    writes, kernel-approach1 patch 13), else the cells' reason, "not in this kernel: ..."."""
-    if kfunc_in_btf(WRITE_STRUCT, btf):
+def file_support(write_flag: int | None) -> str:
+    """Empty when the kernel has Approach 1's file writes (kernel-approach1 patch 13: write_flag, its
+    BPF_F_CGROUP_STAT_WRITE as its BTF says, series.Uapi.write_flag), else the cells' reason,
+    "not in this kernel: ..."."""
+    if write_flag is not None:
         return ""
-    return (f"not in this kernel: its BTF has no struct {WRITE_STRUCT} (Approach 1's file writes, "
-            "BPF_F_CGROUP_STAT_WRITE: kernel-approach1 patch 13)")
+    return (f"not in this kernel: its BTF has no {series.WRITE_FLAG} (Approach 1's file writes: "
+            "kernel-approach1 patch 13)")
+
+
+def write_flag() -> int | None:
+    """This kernel's BPF_F_CGROUP_STAT_WRITE, read from its BTF (None: no file writes)."""
+    uapi = series.carried().uapi
+    return uapi.write_flag if uapi is not None else None
 
 
 def may_write_file(subject: str, delegation_point: bool) -> bool:
@@ -318,19 +321,10 @@ def who_may_write(readloop: str, parent: str, map_fd: int, pin_dir: str, *,
 # --- the measure -----------------------------------------------------------------------------------
 
 
-def link_writable(prog_fd: int, cgroup_fd: int, name: str) -> int:
-    """BPF_LINK_CREATE of a cgroup stat link with BPF_F_CGROUP_STAT_WRITE at the cgroup open at
-    cgroup_fd; the link fd. libbpf.link_create_cgroup_stat when it takes flags, else the same raw
-    bpf(2) call made here (the report may not change libbpf.py)."""
-    create: Callable[..., int] = libbpf.link_create_cgroup_stat
-    if "flags" in inspect.signature(create).parameters:
-        return create(prog_fd, cgroup_fd, name, flags=WRITE_FLAG)
-    raw = os.fsencode(name)
-    buf = ctypes.create_string_buffer(raw, len(raw) + 1)
-    attr = libbpf.LinkCreateCgroupStat(prog_fd=prog_fd, cgroup_root=cgroup_fd, attach_type=series.uapi().attach_type,
-                                       name=ctypes.addressof(buf), name_len=len(raw), name_flags=WRITE_FLAG)
-    return libbpf.sys_bpf(libbpf.BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr),
-                          "BPF_LINK_CREATE cgroup_stat BPF_F_CGROUP_STAT_WRITE", name)
+def link_writable(prog_fd: int, cgroup_fd: int, name: str, flag: int) -> int:
+    """BPF_LINK_CREATE of a cgroup stat link with BPF_F_CGROUP_STAT_WRITE (`flag`, this kernel's) at
+    the cgroup open at cgroup_fd; the link fd."""
+    return libbpf.link_create_cgroup_stat(prog_fd, cgroup_fd, name, flags=flag)
 
 
 def _mirror(stack: ExitStack) -> str:
@@ -348,7 +342,7 @@ def _mirror(stack: ExitStack) -> str:
     return fs
 
 
-def _file_link(obj: libbpf.BpfObject, root: str, stack: ExitStack) -> Callable[[str], str]:
+def _file_link(obj: libbpf.BpfObject, root: str, flag: int, stack: ExitStack) -> Callable[[str], str]:
     """knob_file linked with BPF_F_CGROUP_STAT_WRITE on `root` (destroyed on exit); the path of a
     cgroup's knob file below it."""
     from bpffs_sync.preflight import default_cgroup_root
@@ -356,7 +350,7 @@ def _file_link(obj: libbpf.BpfObject, root: str, stack: ExitStack) -> Callable[[
     fs, v2 = _mirror(stack), default_cgroup_root()
     dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        link = link_writable(obj.program("knob_file").fd(), dir_fd, FILE_NAME)
+        link = link_writable(obj.program("knob_file").fd(), dir_fd, FILE_NAME, flag)
     finally:
         os.close(dir_fd)
     stack.callback(os.close, link)
@@ -373,8 +367,9 @@ def run(readloop: str, cgroup_root: str, bpffs: str, *, n_read: int, n_write: in
     linked on cgroup_root with BPF_F_CGROUP_STAT_WRITE: "file"), and the knob map."""
     obj_path = compiled.bpf_object("knob_read")
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        btf = f.read()
-    storage, kfunc = file_support(btf), kfunc_in_btf(KFUNC, btf)
+        kfunc = kfunc_in_btf(KFUNC, f.read())
+    flag = write_flag()
+    storage = file_support(flag)
     out: dict[str, Any] = {"file": storage or f"linked: {FILE_NAME}, BPF_F_CGROUP_STAT_WRITE"}
     with ExitStack() as stack:
         cg = stack.enter_context(_cgroup(cgroup_root, "knob-hot"))
@@ -388,9 +383,9 @@ def run(readloop: str, cgroup_root: str, bpffs: str, *, n_read: int, n_write: in
             obj.program("knob_file").set_cgroup_stat()
         obj.load()
         file_of = None
-        if not storage:
+        if flag is not None:
             try:
-                file_of = _file_link(obj, cgroup_root, stack)
+                file_of = _file_link(obj, cgroup_root, flag, stack)
             except (LibbpfError, OSError) as err:
                 storage = f"not measured: the knob file's link: {err}"[:300]
                 out["file"] = storage
