@@ -67,7 +67,7 @@ def test_without_the_file_the_storage_route_says_why_and_is_not_in_the_check() -
     its entry is the reason, and the xattr and map routes alone make the equal-work check."""
     why = knob.file_support(None)
     got = knob.merge_slots([knob.parse_slot(slot(([1], [2], [3], []), last=(0, knob.VALUE, knob.VALUE, 0)))],
-                           knob.VALUE, why)
+                           knob.VALUE, {"storage": why})
     assert got["storage"] == {"not_measured": why} and why.startswith("not in this kernel: ")
     assert got["equal"] is True
 

@@ -17,9 +17,10 @@
  *   readloop xattr_set N CGDIR NAME         setxattr of a cgroupfs user.* xattr
  *   readloop xattr_set8 N CGDIR NAME        setxattr of the u64 counter's 8 bytes (what mapupdate writes)
  *   readloop mapupdate N MAP_PIN HIER CGID  bpf_map_update_elem of a pinned knob map
- *   readloop filewrite8 N PATH              pwrite at 0 of the u64 counter's 8 bytes to PATH, opened
- *                                           O_WRONLY once (an Approach 1 knob file of a
- *                                           BPF_F_CGROUP_STAT_WRITE link: each write runs its program)
+ *   readloop filewrite8 N PATH              write(2) of the u64 counter's 8 bytes to PATH, opened O_WRONLY
+ *                                           once (an Approach 1 knob file of a BPF_F_CGROUP_STAT_WRITE
+ *                                           link: each write runs its program; the position is ignored,
+ *                                           and pwrite fails, ESPIPE: the file is a stream)
  *   readloop churn     0 DIR                mkdir/rmdir DIR/churn<i> until killed (the load, not a measure)
  *   readloop mkdirlat  N DIR STOPFILE       time mkdir DIR/probe (rmdir untimed) until STOPFILE exists or
  *                                           N samples: the mkdir latency probe of the populate measure
@@ -423,7 +424,7 @@ static uint64_t op_mapupdate(struct ctx *c)
 static uint64_t op_filewrite8(struct ctx *c)
 {
 	uint64_t v = ++c->counter;
-	ssize_t n = pwrite(c->fd, &v, sizeof(v), 0);
+	ssize_t n = write(c->fd, &v, sizeof(v));
 
 	if (n < 0)
 		die("write", errno);

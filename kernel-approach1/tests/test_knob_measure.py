@@ -30,7 +30,7 @@ def test_knob_measure_with_the_file(readloop: str, cg: str, mirror_fs: str, plai
     st = read["storage"]
     assert stats.is_measured(st), st
     assert (st["value"], st["errors"]) == (knob.VALUE, 0)  # what write(2) to the file stored
-    assert read["equal"] is True and st["summary"]["n"] > 0
+    assert read["equal"] is True and st["summary"]["n"] > 0 and read["map"]["summary"]["n"] > 0
     for key in ("xattr_set", "map_update", "file_write"):
         assert out["write"][key]["summary"]["n"] == 30, key
     who = out["who"]

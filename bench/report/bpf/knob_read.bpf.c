@@ -143,8 +143,12 @@ static __always_inline void time_storage(struct knob_samples *s, struct cgroup *
 	keep(s, ROUTE_STORAGE, t0, t1, value, v != NULL);
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(knob_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+/*
+ * One sampled switch. with_xattr is a constant of each program: knob_switch_nox, for a kernel whose
+ * BTF has no bpf_cgroup_read_xattr (a config without CONFIG_BPF_LSM, whose fs kfuncs it is), has no
+ * call to it left for the verifier to refuse; user space loads the one that fits.
+ */
+static __always_inline int sample(struct task_struct *next, bool with_xattr)
 {
 	struct knob_samples *s;
 	struct cgroup *cgrp;
@@ -165,12 +169,14 @@ int BPF_PROG(knob_switch, bool preempt, struct task_struct *prev, struct task_st
 	switch (s->events++ % ROUTES) {
 	case 0:
 		time_clock(s);
-		time_xattr(s, cgrp);
+		if (with_xattr)
+			time_xattr(s, cgrp);
 		time_map(s, cgrp);
 		time_storage(s, cgrp, on);
 		break;
 	case 1:
-		time_xattr(s, cgrp);
+		if (with_xattr)
+			time_xattr(s, cgrp);
 		time_map(s, cgrp);
 		time_storage(s, cgrp, on);
 		time_clock(s);
@@ -179,15 +185,29 @@ int BPF_PROG(knob_switch, bool preempt, struct task_struct *prev, struct task_st
 		time_map(s, cgrp);
 		time_storage(s, cgrp, on);
 		time_clock(s);
-		time_xattr(s, cgrp);
+		if (with_xattr)
+			time_xattr(s, cgrp);
 		break;
 	default:
 		time_storage(s, cgrp, on);
 		time_clock(s);
-		time_xattr(s, cgrp);
+		if (with_xattr)
+			time_xattr(s, cgrp);
 		time_map(s, cgrp);
 	}
 	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(knob_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return sample(next, true);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(knob_switch_nox, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return sample(next, false);
 }
 
 /*

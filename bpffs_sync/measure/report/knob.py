@@ -17,7 +17,7 @@ hot_reads   bench/report/bpf/knob_read.bpf.c on tp_btf/sched_switch, for the cgr
             context); the price is the clock pair inside every sample, which the clock row shows.
             A ping-pong of two processes in the knob's cgroup makes the switches.
 writes      the user-space write of the same 8 bytes each way, the C loop (readloop xattr_set8,
-            mapupdate and, with the file, filewrite8: pwrite at 0 on an fd held open; the u64
+            mapupdate and, with the file, filewrite8: write(2) on an fd held open; the u64
             counter, so each write stores a new value of the same size), in interleaved rounds
             whose order is a seeded shuffle.
 who_may_write  each cell a check run now: setxattr of user.* on a delegated cgroup (chown'ed to
@@ -101,14 +101,16 @@ def parse_slot(raw: bytes) -> dict[str, Any]:
     return out
 
 
-def merge_slots(slots: list[dict[str, Any]], value: int, storage: str = "") -> dict[str, Any]:
+def merge_slots(slots: list[dict[str, Any]], value: int, skipped: dict[str, str] | None = None) -> dict[str, Any]:
     """The CPUs' slots as one entry per route, each a measures.series with its errors; `equal`: every
     knob route taken read `value` with no failed read (the equal-work check); a route with no sample is
-    not_measured. storage: why the storage route was not taken ("": it was: the file is linked)."""
+    not_measured. skipped: the routes not taken, each with why (storage: no file linked; xattr: no
+    kfunc), left out of the check."""
+    skipped = skipped or {}
     out: dict[str, Any] = {"events": sum(s["events"] for s in slots)}
     for route in ROUTES:
-        if route == "storage" and storage:
-            out[route] = stats.not_measured(storage)
+        if route in skipped:
+            out[route] = stats.not_measured(skipped[route])
             continue
         used = [s[route] for s in slots if s[route]["samples_ns"]]
         samples = [x for s in used for x in s["samples_ns"]]
@@ -116,7 +118,7 @@ def merge_slots(slots: list[dict[str, Any]], value: int, storage: str = "") -> d
             out[route] = stats.not_measured("no sampled switch into the knob's cgroup")
             continue
         out[route] = measures.series(used[-1]["last"], samples) | {"errors": sum(s["errors"] for s in used)}
-    reads = [out[r] for r in KNOB_ROUTES if r != "storage" or not storage]
+    reads = [out[r] for r in KNOB_ROUTES if r not in skipped]
     out["equal"] = all(stats.is_measured(e) and e["errors"] == 0 and e["value"] == value for e in reads)
     return out
 
@@ -183,7 +185,8 @@ def _cgroup(parent: str, name: str) -> Iterator[str]:
         remove_cgroup_tree(path)
 
 
-def hot_reads(obj: libbpf.BpfObject, cgroup: str, n: int, knob_file: str | None, storage: str) -> dict[str, Any]:
+def hot_reads(obj: libbpf.BpfObject, cgroup: str, n: int, knob_file: str | None, storage: str, *,
+              kfunc: bool = True) -> dict[str, Any]:
     """knob_read's routes over the switches of a ping-pong in `cgroup` (about n per route, at most
     SAMPLES a CPU), on the loaded object `obj`. The xattr and the map entry hold VALUE, and so does the
     cgroup's knob file (knob_file: written with write(2), read back by the storage route; None: no
@@ -196,20 +199,22 @@ def hot_reads(obj: libbpf.BpfObject, cgroup: str, n: int, knob_file: str | None,
     if knob_file is not None:
         fd = os.open(knob_file, os.O_WRONLY)
         try:
-            os.pwrite(fd, value, 0)
+            os.write(fd, value)  # a stream: pwrite is ESPIPE, the position is ignored
         finally:
             os.close(fd)
         ffi.map_update(config, struct.pack("=I", 1), struct.pack("=Q", 1), "knob_config")
     ffi.map_update(config, struct.pack("=I", 0), struct.pack("=Q", cgid), "knob_config")
-    with obj.program("knob_switch").attach():
+    with obj.program("knob_switch" if kfunc else "knob_switch_nox").attach():
         subprocess.run([sys.executable, "-c", _PINGPONG, str(max(1, n))], check=True, timeout=600,
                        preexec_fn=lambda: _enter(cgroup))
     ffi.map_update(config, struct.pack("=I", 0), struct.pack("=Q", 0), "knob_config")
     fd = obj.map_fd("samples")
     slots = [ffi.map_lookup(fd, struct.pack("=I", cpu), SLOT_SIZE, "samples")
              for cpu in range(min(CPUS, os.cpu_count() or 1))]
-    out = merge_slots([parse_slot(s) for s in slots if s is not None], VALUE,
-                      "" if knob_file is not None else storage)
+    skipped = {} if knob_file is not None else {"storage": storage}
+    if not kfunc:
+        skipped["xattr"] = f"this kernel has no {KFUNC}() kfunc (6.16+, CONFIG_BPF_LSM)"
+    out = merge_slots([parse_slot(s) for s in slots if s is not None], VALUE, skipped)
     return out | {"hook": "tp_btf/sched_switch (the task switched in)", "value": VALUE,
                   "timing": "bpf_ktime_get_ns() before and after the read alone; route clock: the pair with nothing "
                            "between",
@@ -363,7 +368,8 @@ def _file_link(obj: libbpf.BpfObject, root: str, flag: int, stack: ExitStack) ->
 def run(readloop: str, cgroup_root: str, bpffs: str, *, n_read: int, n_write: int, rounds: int,
         seed: int) -> dict[str, Any]:
     """All of it on cgroups and pins of its own under cgroup_root and bpffs, removed after. One
-    knob_read object: knob_switch (when the kernel has the kfunc), knob_file (when it has file writes,
+    knob_read object: knob_switch (knob_switch_nox, without the xattr route, when the kernel has no
+    bpf_cgroup_read_xattr kfunc), knob_file (when it has file writes,
     linked on cgroup_root with BPF_F_CGROUP_STAT_WRITE: "file"), and the knob map."""
     obj_path = compiled.bpf_object("knob_read")
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
@@ -378,6 +384,7 @@ def run(readloop: str, cgroup_root: str, bpffs: str, *, n_read: int, n_write: in
         stack.callback(os.rmdir, pin_dir)
         obj = stack.enter_context(libbpf.BpfObject(obj_path))
         obj.program("knob_switch").set_autoload(kfunc)
+        obj.program("knob_switch_nox").set_autoload(not kfunc)
         obj.program("knob_file").set_autoload(not storage)
         if not storage:
             obj.program("knob_file").set_cgroup_stat()
@@ -389,11 +396,8 @@ def run(readloop: str, cgroup_root: str, bpffs: str, *, n_read: int, n_write: in
             except (LibbpfError, OSError) as err:
                 storage = f"not measured: the knob file's link: {err}"[:300]
                 out["file"] = storage
-        if kfunc:
-            out["read"] = measures._attempt(lambda: hot_reads(obj, cg, n_read, file_of(cg) if file_of else None,
-                                                              storage))
-        else:
-            out["read"] = stats.not_measured(f"this kernel has no {KFUNC}() kfunc (6.16+)")
+        out["read"] = measures._attempt(lambda: hot_reads(obj, cg, n_read, file_of(cg) if file_of else None,
+                                                          storage, kfunc=kfunc))
         map_fd = obj.map_fd("knobs")
         pin = os.path.join(pin_dir, "knobs_w")
         libbpf.obj_pin(map_fd, pin)

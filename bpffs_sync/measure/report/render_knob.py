@@ -23,7 +23,7 @@ READ_ROUTES = {"xattr": "bpf_cgroup_read_xattr() of the cgroup's user.* xattr",
                "clock": "the clock pair alone (bpf_ktime_get_ns twice, nothing between): inside every row"}
 WRITE_ROUTES = {"xattr_set": "setxattr(2) of the 8 bytes on the cgroup directory",
                 "map_update": "bpf_map_update_elem through the map's bpffs pin",
-                "file_write": "bpffs knob file (Approach 1 writes): write(2) of the 8 bytes, fd held open, pwrite at 0"}
+                "file_write": "bpffs knob file (Approach 1 writes): write(2) of the 8 bytes, fd held open"}
 NOT_RUN = "not measured: no run measured it"  # the file's part when neither machine has a knob result
 
 
