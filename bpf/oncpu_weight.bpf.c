@@ -7,10 +7,13 @@
  * Knob: a cgroup's weight, 0..1000, default 100, kept in cgroup storage (oncpu_weights, pinned by
  * the loader under <bpffs>/bpffs-sync/oncpu_weight/ like every stats map).
  * Reader/writer (SEC("cgroup/stat"), one program for both; ctx->data says which):
- *	write: the decimal weight, one optional trailing newline ("echo 200 > file"): 0, or -EINVAL
- *	       for anything else (a sign, a space, other bytes), -ERANGE for a number above 1000 or
- *	       below 0; the value is kept on any error. Each write(2) is one run, 1 to 256 bytes (the
- *	       kernel answers a write of 0 bytes itself, and one of more with -E2BIG).
+ *	write: the decimal weight, one optional trailing newline ("echo 200 > file"), at most 16
+ *	       bytes: 0, or -EINVAL for anything else (a sign, a space, other bytes, more than 16
+ *	       bytes), -ERANGE for a number above 1000 or below 0; the value is kept on any error.
+ *	       Each write(2) is one run of 1 to 256 bytes (the kernel answers a write of 0 bytes
+ *	       itself, and one of more than 256 with -E2BIG). Why 16: the parse is a loop the
+ *	       verifier walks per byte, and its states grow with the square of the bound (16 bytes:
+ *	       ~6 000 instructions processed, 256: past the verifier's 1 000 000).
  *	read:  cgroup_id: <id>		(the first line of every bpf/ stat: verify checks it)
  *	       weight: <weight>
  *	       weighted_ns: <ns>
@@ -26,7 +29,7 @@
  * a stock kernel's BTF and so from the vmlinux.h this builds with: declared here with a ___a1
  * flavour, CO-RE relocated against the running kernel's struct bpf_cgroup_stat_ctx. ctx->data is
  * read-only memory (NULL for a read) of the ctx->size bytes written, then zeros, 257 bytes in all;
- * this reads at most its first 256 (link create refuses a writable link whose program reads past
+ * this reads at most its first 16 (link create refuses a writable link whose program reads past
  * the buffer).
  */
 #include "vmlinux.h"
@@ -38,7 +41,7 @@
 #define EINVAL 22
 #define ERANGE 34
 #define ENOMEM 12
-#define WRITE_MAX 256	/* BPF_CGROUP_STAT_WRITE_MAX */
+#define WEIGHT_TEXT_MAX 16	/* the longest write parsed (see the file-top comment) */
 
 struct bpf_cgroup_stat_ctx___a1 {
 	struct bpf_iter_meta *meta;
@@ -94,8 +97,8 @@ int BPF_PROG(weight_tp_btf, bool preempt, struct task_struct *prev, struct task_
 
 /*
  * 0 and the weight in *out, or -EINVAL / -ERANGE: see the file-top comment. One pass over buf's
- * first size bytes, at most WRITE_MAX (a larger size, which the kernel never passes, is -EINVAL);
- * the value saturates at WEIGHT_MAX + 1, however many digits follow.
+ * first size bytes, at most WEIGHT_TEXT_MAX (a longer write is -EINVAL); the value saturates at
+ * WEIGHT_MAX + 1, however many digits follow.
  */
 static __always_inline int parse_weight(const char *buf, __u32 size, __u64 *out)
 {
@@ -103,9 +106,9 @@ static __always_inline int parse_weight(const char *buf, __u32 size, __u64 *out)
 	__u32 i, digits = 0;
 	__u64 val = 0;
 
-	if (size > WRITE_MAX)
+	if (size > WEIGHT_TEXT_MAX)
 		return -EINVAL;
-	for (i = 0; i < WRITE_MAX; i++) {
+	for (i = 0; i < WEIGHT_TEXT_MAX; i++) {
 		char c;
 
 		if (i >= size)
