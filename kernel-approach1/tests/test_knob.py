@@ -19,7 +19,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from conftest import CGROUP2
@@ -32,7 +32,6 @@ from bpffs_sync.backends import kernel_a1
 from bpffs_sync.commands import knob as knob_cmd  # noqa: F401  (imported before any fork: see the docstring)
 from bpffs_sync.paths import Layout
 from bpffs_sync.programs import lookup
-from bpffs_sync.sandbox import mount_bpffs, umount_bpffs
 
 bpffs_cli.build_parser()  # what main() imports lazily (importlib.metadata's email parser), before any fork
 
@@ -356,61 +355,50 @@ def one_line_error(stderr: str, *needles: str) -> bool:
     return len(lines) == 1 and lines[0].startswith("bpffs-sync: error: ") and all(n in lines[0] for n in needles)
 
 
-@pytest.fixture
-def plain() -> Iterator[str]:
-    """A bpffs that `run --kernel` remounts with cgroup_mirror; every link detached at the end."""
-    path = mount_bpffs()
-    try:
-        yield path
-    finally:
-        kernel_a1.detach_all()
-        umount_bpffs(path)
-
-
-def test_cli_run_attaches_a_writable_link_and_knob_sets_and_gets(plain: str, cg: str) -> None:
+def test_cli_run_attaches_a_writable_link_and_knob_sets_and_gets(plain_fs: str, cg: str) -> None:
     """`run --kernel --program oncpu_weight`, then `knob set/get` as root and as a delegated owner,
     each refusal one line with the kernel's errno; verify in sync; clean removes the files."""
     os.makedirs(os.path.join(cg, "a"))
     os.makedirs(os.path.join(cg, "d"))
     delegate(os.path.join(cg, "d"), NOBODY)
-    res = cli("run", "--kernel", "--json", "--bpffs", plain, "--cgroup-root", cg, "--program", NAME)
+    res = cli("run", "--kernel", "--json", "--bpffs", plain_fs, "--cgroup-root", cg, "--program", NAME)
     assert res.returncode == 0, res.stderr
     assert [(o["stat"], o["action"]) for o in json.loads(res.stdout)["links"]] == [(NAME, "created")]
     assert [d.flags for d in libbpf.cgroup_stat_links()] == [series.uapi().write_flag]
     rel = os.path.relpath(cg, CGROUP2)
 
-    res = cli("knob", "set", "--bpffs", plain, f"{rel}/a", NAME, "250")
+    res = cli("knob", "set", "--bpffs", plain_fs, f"{rel}/a", NAME, "250")
     assert (res.returncode, res.stdout.strip()) == (0, f"set {rel}/a {NAME}: 250"), res.stderr
-    res = cli("knob", "get", "--json", "--bpffs", plain, f"/{rel}/a", NAME)
+    res = cli("knob", "get", "--json", "--bpffs", plain_fs, f"/{rel}/a", NAME)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["fields"]["weight"] == 250 and doc["fields"]["cgroup_id"] == os.stat(os.path.join(cg, "a")).st_ino
     for value, code in (("abc", errno.EINVAL), ("5000", errno.ERANGE), ("1" * 257, errno.E2BIG)):
-        res = cli("knob", "set", "--bpffs", plain, f"{rel}/a", NAME, value)
+        res = cli("knob", "set", "--bpffs", plain_fs, f"{rel}/a", NAME, value)
         assert res.returncode == 2 and one_line_error(res.stderr, f"errno {code}"), res.stderr
-    res = cli("knob", "set", "--bpffs", plain, f"{rel}/nothere", NAME, "1")
+    res = cli("knob", "set", "--bpffs", plain_fs, f"{rel}/nothere", NAME, "1")
     assert res.returncode == 2 and one_line_error(res.stderr, "no such cgroup"), res.stderr
 
     assert mkdir_as(NOBODY, os.path.join(cg, "d", "job")) == 0
-    code, out, err = cli_as(NOBODY, "knob", "set", "--bpffs", plain, f"{rel}/d/job", NAME, "7")
+    code, out, err = cli_as(NOBODY, "knob", "set", "--bpffs", plain_fs, f"{rel}/d/job", NAME, "7")
     assert code == 0, err
-    code, out, err = cli_as(NOBODY, "knob", "set", "--bpffs", plain, f"{rel}/d", NAME, "7")
+    code, out, err = cli_as(NOBODY, "knob", "set", "--bpffs", plain_fs, f"{rel}/d", NAME, "7")
     assert code == 2 and one_line_error(err, f"errno {errno.EACCES}", "delegation point"), err
-    code, out, err = cli_as(OTHER, "knob", "get", "--bpffs", plain, f"{rel}/d/job", NAME)
+    code, out, err = cli_as(OTHER, "knob", "get", "--bpffs", plain_fs, f"{rel}/d/job", NAME)
     assert code == 0 and "weight: 7" in out, err
 
-    res = cli("verify", "--kernel", "--json", "--bpffs", plain)
+    res = cli("verify", "--kernel", "--json", "--bpffs", plain_fs)
     assert res.returncode == 0 and json.loads(res.stdout)["in_sync"], res.stdout + res.stderr
-    res = cli("status", "--json", "--bpffs", plain, "--cgroup-root", cg, "--program", NAME)
+    res = cli("status", "--json", "--bpffs", plain_fs, "--cgroup-root", cg, "--program", NAME)
     assert [x["writable"] for x in json.loads(res.stdout)["kernel"]["links"]] == [True], res.stderr
-    res = cli("clean", "--kernel", "--json", "--bpffs", plain, "--cgroup-root", cg, "--program", NAME)
+    res = cli("clean", "--kernel", "--json", "--bpffs", plain_fs, "--cgroup-root", cg, "--program", NAME)
     assert res.returncode == 0, res.stderr
-    res = cli("knob", "get", "--bpffs", plain, f"{rel}/a", NAME)
+    res = cli("knob", "get", "--bpffs", plain_fs, f"{rel}/a", NAME)
     assert res.returncode == 2 and one_line_error(res.stderr, "errno 2"), res.stderr
 
 
-def test_cli_user_space_refuses_the_knob(plain: str, cg: str) -> None:
+def test_cli_user_space_refuses_the_knob(plain_fs: str, cg: str) -> None:
     """On the patched kernel too, the user-space mirror never serves a knob: one line, nothing made."""
-    res = cli("run", "--once", "--user-space", "--bpffs", plain, "--cgroup-root", cg, "--program", NAME)
+    res = cli("run", "--once", "--user-space", "--bpffs", plain_fs, "--cgroup-root", cg, "--program", NAME)
     assert res.returncode == 2 and one_line_error(res.stderr, "a knob", "--kernel"), res.stderr
-    assert not os.path.exists(os.path.join(plain, "bpffs-sync", NAME))
+    assert not os.path.exists(os.path.join(plain_fs, "bpffs-sync", NAME))
