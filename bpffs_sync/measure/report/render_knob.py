@@ -241,7 +241,8 @@ def _tables(k: dict[str, Any], where: str) -> tuple[list[str], list[Any]]:
             continue
         read_rows.append([what, _cell(e), _cell(e, 0.99),
                           _ratio(e, base, "map lookup") if key != "map" else "the baseline",
-                          _ratio(e, xbase, "xattr read") if key not in {"xattr", "clock"} else "",
+                          "the baseline" if key == "xattr" else
+                          "n/a" if key == "clock" else _ratio(e, xbase, "xattr read"),
                           hex(e["value"]) if key != "clock" else "n/a", str(e["errors"])])
     write_rows = []
     wbase = w.get("map_update") if stats.is_measured(w) else None
@@ -253,7 +254,7 @@ def _tables(k: dict[str, Any], where: str) -> tuple[list[str], list[Any]]:
             continue
         write_rows.append([what, _cell(e), _cell(e, 0.99),
                            "the baseline" if key == "map_update" else _ratio(e, wbase, "map update"),
-                           _ratio(e, xwbase, "setxattr") if key == "file_write" else ""])
+                           "the baseline" if key == "xattr_set" else _ratio(e, xwbase, "setxattr")])
     tables: list[Any] = [
         ([f"BPF-side read (tp_btf/sched_switch), {where}", "p50 [95% CI] n", "p99 [95% CI] n", "p50 vs map lookup",
           "p50 vs xattr read", "value read", "failed reads"], read_rows),
